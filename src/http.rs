@@ -1,0 +1,588 @@
+//! The HTTP/1.1 request-head parser (an `httparse` wrapper) and response-head writer.
+//!
+//! "Incomplete is not invalid": [`parse`] answers `Ok(None)` for a head that is not complete
+//! yet, `Ok(Some(..))` for a complete, acceptable head and `Err(HttpError)` for a head that can
+//! never become acceptable; each error names the status code it is answered with. The caller
+//! owns the buffer and decides how much may accumulate (see [`Limits`]).
+//!
+//! **Invariant:** this module does no IO, reads no clock and never panics on any input.
+
+use std::fmt;
+
+/// Caps on a request head; each violation has its own status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Request line plus headers plus the blank line, in bytes (431 past it).
+    pub max_head: usize,
+    /// The request target, in bytes (414 past it).
+    pub max_target: usize,
+    /// Number of header fields (431 past it).
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head: 8192,
+            max_target: 2048,
+            max_headers: 64,
+        }
+    }
+}
+
+/// The methods this server implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+}
+
+/// A complete, acceptable request head. Borrowed from the caller's buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub method: Method,
+    /// The path part of the target (before any `?`), still percent-encoded.
+    pub path: &'a str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// The raw `Last-Event-ID` value, if sent.
+    pub last_event_id: Option<&'a [u8]>,
+    /// The raw `If-None-Match` value, if sent.
+    pub if_none_match: Option<&'a [u8]>,
+    /// Length of the head in the buffer, blank line included.
+    pub head_len: usize,
+}
+
+/// Why a head is refused. Every variant maps to one status code; after any of them the
+/// connection is closed, because the framing of what follows can no longer be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// Malformed syntax: bad tokens, bare CR, control bytes, obs-fold, space before a colon,
+    /// an unsupported version, a missing or repeated `Host`, a bad `Content-Length`. 400.
+    BadRequest(&'static str),
+    /// A request body on GET or HEAD (`Content-Length` above 0). 400.
+    BodyNotAllowed,
+    /// `Transfer-Encoding` is present: request bodies are not implemented. 501.
+    TransferEncoding,
+    /// A well-known method other than GET or HEAD. 405 (with `Allow`).
+    MethodNotAllowed,
+    /// A method this server does not know. 501.
+    UnknownMethod,
+    /// The request target exceeds [`Limits::max_target`]. 414.
+    TargetTooLong,
+    /// The head exceeds [`Limits::max_head`] or has too many fields. 431.
+    HeadTooLarge,
+}
+
+impl HttpError {
+    /// The status code this error is answered with.
+    pub fn status(self) -> Status {
+        match self {
+            HttpError::BadRequest(_) | HttpError::BodyNotAllowed => Status::BadRequest,
+            HttpError::TransferEncoding | HttpError::UnknownMethod => Status::NotImplemented,
+            HttpError::MethodNotAllowed => Status::MethodNotAllowed,
+            HttpError::TargetTooLong => Status::UriTooLong,
+            HttpError::HeadTooLarge => Status::HeaderFieldsTooLarge,
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::BadRequest(why) => write!(f, "bad request: {why}"),
+            HttpError::BodyNotAllowed => f.write_str("a body is not allowed on GET or HEAD"),
+            HttpError::TransferEncoding => f.write_str("Transfer-Encoding is not implemented"),
+            HttpError::MethodNotAllowed => f.write_str("method not allowed"),
+            HttpError::UnknownMethod => f.write_str("unknown method"),
+            HttpError::TargetTooLong => f.write_str("request target too long"),
+            HttpError::HeadTooLarge => f.write_str("request head too large"),
+        }
+    }
+}
+
+/// Every status code this server sends. The discriminant order is the metrics index order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    NotModified,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    UriTooLong,
+    HeaderFieldsTooLarge,
+    NotImplemented,
+    ServiceUnavailable,
+}
+
+impl Status {
+    /// All statuses, in metrics index order.
+    pub const ALL: [Status; 10] = [
+        Status::Ok,
+        Status::NotModified,
+        Status::BadRequest,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::RequestTimeout,
+        Status::UriTooLong,
+        Status::HeaderFieldsTooLarge,
+        Status::NotImplemented,
+        Status::ServiceUnavailable,
+    ];
+
+    /// The numeric code.
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::NotModified => 304,
+            Status::BadRequest => 400,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::UriTooLong => 414,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
+        }
+    }
+
+    /// The status line, `HTTP/1.1 <code> <reason>\r\n`.
+    pub fn line(self) -> &'static str {
+        match self {
+            Status::Ok => "HTTP/1.1 200 OK\r\n",
+            Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
+            Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
+            Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
+            Status::MethodNotAllowed => "HTTP/1.1 405 Method Not Allowed\r\n",
+            Status::RequestTimeout => "HTTP/1.1 408 Request Timeout\r\n",
+            Status::UriTooLong => "HTTP/1.1 414 URI Too Long\r\n",
+            Status::HeaderFieldsTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::NotImplemented => "HTTP/1.1 501 Not Implemented\r\n",
+            Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
+        }
+    }
+
+    /// Index into per-status metric arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Methods that exist in HTTP but that this server does not allow (405 rather than 501).
+const KNOWN_METHODS: [&str; 7] = [
+    "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// Parses a request head from the start of `buf`.
+///
+/// `Ok(None)`: not complete yet and still within the limits; read more. `Ok(Some(req))`: a
+/// complete head of `req.head_len` bytes. `Err(e)`: refuse with `e.status()` and close.
+pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, HttpError> {
+    // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line before the
+    // request-line. Tolerate a few (a client's stray CRLF after a previous request).
+    let skip = leading_empty_lines(buf);
+    let buf_all = buf;
+    let buf = &buf[skip..];
+
+    check_target_length(buf, limits)?;
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let cap = limits.max_headers.min(headers.len());
+    let mut req = httparse::Request::new(&mut headers[..cap]);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(e) => return Err(HttpError::BadRequest(parse_error_text(e))),
+    };
+    let len = match status {
+        httparse::Status::Partial => {
+            if buf_all.len() >= limits.max_head {
+                return Err(HttpError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    if skip + len > limits.max_head {
+        return Err(HttpError::HeadTooLarge);
+    }
+    // httparse accepted the syntax; only a complete parse has these fields set.
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HttpError::BadRequest("incomplete request line"));
+    };
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        m if KNOWN_METHODS.contains(&m) => return Err(HttpError::MethodNotAllowed),
+        _ => return Err(HttpError::UnknownMethod),
+    };
+    if target.len() > limits.max_target {
+        return Err(HttpError::TargetTooLong);
+    }
+    let path = origin_path(target)?;
+
+    let mut host = 0;
+    let mut keep_alive = minor == 1;
+    let mut last_event_id = None;
+    let mut if_none_match = None;
+    let mut content_length: Option<&[u8]> = None;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            host += 1;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(HttpError::TransferEncoding);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some_and(|v| v != h.value) {
+                return Err(HttpError::BadRequest("conflicting Content-Length"));
+            }
+            content_length = Some(h.value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && minor == 0 {
+                    keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            last_event_id = Some(h.value);
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            if_none_match = Some(h.value);
+        }
+    }
+    if h_has_ctl(req.headers) {
+        return Err(HttpError::BadRequest("control byte in a header value"));
+    }
+    match (minor, host) {
+        (1, 1) | (0, 0) | (0, 1) => {}
+        (1, 0) => return Err(HttpError::BadRequest("missing Host")),
+        _ => return Err(HttpError::BadRequest("repeated Host")),
+    }
+    if let Some(v) = content_length {
+        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+            return Err(HttpError::BadRequest("invalid Content-Length"));
+        }
+        if v.iter().any(|&d| d != b'0') {
+            return Err(HttpError::BodyNotAllowed);
+        }
+    }
+    Ok(Some(Request {
+        method,
+        path,
+        minor_version: minor,
+        keep_alive,
+        last_event_id,
+        if_none_match,
+        head_len: skip + len,
+    }))
+}
+
+/// The number of bytes of empty lines (CRLF or LF) before the request line, at most four.
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    for _ in 0..4 {
+        match buf.get(i..) {
+            Some([b'\r', b'\n', ..]) => i += 2,
+            Some([b'\n', ..]) => i += 1,
+            _ => break,
+        }
+    }
+    i
+}
+
+/// Refuses an over-long target as soon as enough of the request line is in, complete or not,
+/// so a client cannot make the server buffer a whole head's worth of target first.
+fn check_target_length(buf: &[u8], limits: &Limits) -> Result<(), HttpError> {
+    let Some(sp) = buf.iter().take(32).position(|&b| b == b' ') else {
+        return Ok(());
+    };
+    let target = &buf[sp + 1..];
+    let end = target
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n');
+    let len = end.unwrap_or(target.len());
+    if len > limits.max_target {
+        return Err(HttpError::TargetTooLong);
+    }
+    Ok(())
+}
+
+/// The path of an origin-form (`/p?q`) or absolute-form (`http://h/p?q`) target.
+fn origin_path(target: &str) -> Result<&str, HttpError> {
+    let rest = if target.starts_with('/') {
+        target
+    } else if let Some(after) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        match after.find('/') {
+            Some(i) => &after[i..],
+            None => "/",
+        }
+    } else {
+        return Err(HttpError::BadRequest("request target is not a path"));
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    Ok(&rest[..end])
+}
+
+/// httparse lets obs-text through in values; control bytes other than HTAB must not pass.
+fn h_has_ctl(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().any(|h| {
+        h.value
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    })
+}
+
+fn parse_error_text(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::Version => "unsupported HTTP version",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+/// Appends a response head. `extra` holds complete header lines (each ending in CRLF);
+/// `content_length` is omitted when `None` (the SSE stream is delimited by the close).
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: Status,
+    date: &[u8],
+    content_type: Option<&str>,
+    content_length: Option<usize>,
+    close: bool,
+    extra: &[&str],
+) {
+    out.extend_from_slice(status.line().as_bytes());
+    if let Some(ct) = content_type {
+        push_all(out, &["Content-Type: ", ct, "\r\n"]);
+    }
+    if let Some(n) = content_length {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, n as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    for line in extra {
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(if close {
+        b"\r\nConnection: close\r\n\r\n"
+    } else {
+        b"\r\n\r\n"
+    });
+}
+
+fn push_all(out: &mut Vec<u8>, parts: &[&str]) {
+    for p in parts {
+        out.extend_from_slice(p.as_bytes());
+    }
+}
+
+/// Appends `n` in decimal without allocating.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &[u8], want: Result<Option<(&str, Method)>, HttpError>) {
+        let got = parse(input, &Limits::default()).map(|o| o.map(|r| (r.path, r.method)));
+        assert_eq!(got, want, "input: {:?}", String::from_utf8_lossy(input));
+    }
+
+    fn bad(input: &[u8]) {
+        let got = parse(input, &Limits::default());
+        assert!(
+            matches!(got, Err(HttpError::BadRequest(_))),
+            "{:?} -> {got:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+
+    #[test]
+    fn complete_and_partial() {
+        check(
+            b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n",
+            Ok(Some(("/sse", Method::Get))),
+        );
+        check(
+            b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+            Ok(Some(("/", Method::Head))),
+        );
+        check(
+            b"GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n",
+            Ok(Some(("/a", Method::Get))),
+        );
+        check(
+            b"GET http://h:3000/sse?x HTTP/1.1\r\nHost: h\r\n\r\n",
+            Ok(Some(("/sse", Method::Get))),
+        );
+        check(b"GET / HTTP/1.0\r\n\r\n", Ok(Some(("/", Method::Get))));
+        check(
+            b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            Ok(Some(("/", Method::Get))),
+        );
+        check(b"GET /sse HTTP/1.1\r\nHost: x\r\n", Ok(None));
+        check(b"GET /sse HT", Ok(None));
+        check(b"", Ok(None));
+    }
+
+    #[test]
+    fn every_prefix_of_a_good_head_is_partial() {
+        let head = b"GET /sse HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: 41\r\nAccept: text/event-stream\r\n\r\n";
+        for cut in 0..head.len() {
+            assert_eq!(
+                parse(&head[..cut], &Limits::default()),
+                Ok(None),
+                "cut at {cut}"
+            );
+        }
+        let req = parse(head, &Limits::default()).unwrap().unwrap();
+        assert_eq!(req.head_len, head.len());
+        assert_eq!(req.last_event_id, Some(&b"41"[..]));
+        assert!(req.keep_alive);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let ka = |h: &[u8]| parse(h, &Limits::default()).unwrap().unwrap().keep_alive;
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, Close\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn malformed_heads_are_400() {
+        bad(b"GET / HTTP/1.1\r\n\r\n"); // no Host
+        bad(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+        bad(b"GET / HTTP/1.1\rHost: a\r\n\r\n"); // bare CR
+        bad(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n");
+        bad(b"GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n"); // NUL
+        bad(b"GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n");
+        bad(b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"); // obs-fold
+        bad(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"); // space before colon
+        bad(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n");
+        bad(b"GET / FOO/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET nopath HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n");
+        bad(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        bad(b"\0\0\0\0");
+    }
+
+    #[test]
+    fn bodies_methods_and_sizes() {
+        let l = Limits::default();
+        assert_eq!(
+            parse(
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+                &l
+            ),
+            Err(HttpError::BodyNotAllowed)
+        );
+        assert!(parse(
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            &l
+        )
+        .unwrap()
+        .is_some());
+        assert_eq!(
+            parse(
+                b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &l
+            ),
+            Err(HttpError::TransferEncoding)
+        );
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", &l),
+            Err(HttpError::MethodNotAllowed)
+        );
+        assert_eq!(
+            parse(b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n", &l),
+            Err(HttpError::UnknownMethod)
+        );
+        let long_target = format!("GET /{} HTTP/1.1\r\n", "a".repeat(3000));
+        assert_eq!(
+            parse(long_target.as_bytes(), &l),
+            Err(HttpError::TargetTooLong)
+        );
+        assert_eq!(
+            parse(&long_target.as_bytes()[..2100], &l),
+            Err(HttpError::TargetTooLong)
+        );
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\n{}\r\n",
+            "X-A: b\r\n".repeat(100)
+        );
+        assert_eq!(parse(many.as_bytes(), &l), Err(HttpError::HeadTooLarge));
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}", "b".repeat(9000));
+        assert_eq!(parse(big.as_bytes(), &l), Err(HttpError::HeadTooLarge));
+    }
+
+    #[test]
+    fn error_statuses() {
+        assert_eq!(HttpError::BadRequest("x").status().code(), 400);
+        assert_eq!(HttpError::TransferEncoding.status().code(), 501);
+        assert_eq!(HttpError::MethodNotAllowed.status().code(), 405);
+        assert_eq!(HttpError::TargetTooLong.status().code(), 414);
+        assert_eq!(HttpError::HeadTooLarge.status().code(), 431);
+        for (i, s) in Status::ALL.iter().enumerate() {
+            assert_eq!(s.index(), i);
+            assert!(s.line().starts_with(&format!("HTTP/1.1 {} ", s.code())));
+        }
+    }
+
+    #[test]
+    fn head_writer() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            Status::NotFound,
+            b"D",
+            Some("text/plain"),
+            Some(10),
+            true,
+            &["Allow: GET\r\n"],
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nAllow: GET\r\nDate: D\r\nConnection: close\r\n\r\n"
+        );
+        let mut n = Vec::new();
+        for v in [0u64, 7, 10, 12345, u64::MAX] {
+            n.clear();
+            push_decimal(&mut n, v);
+            assert_eq!(n, v.to_string().as_bytes());
+        }
+    }
+}

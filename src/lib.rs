@@ -1,0 +1,19 @@
+//! `sse-server`: a hand-rolled HTTP/1.1 Server-Sent Events server on a nonblocking `mio` event
+//! loop, and `sse-load`, a load generator for any SSE server.
+//!
+//! The layers, from the wire inwards (see ARCHITECTURE.md):
+//! - [`server`]: the event loops, the only code that touches sockets, `mio` and clocks;
+//! - [`conn`]: one connection's state machine, sans-IO (bytes and `now` in, bytes and deadlines out);
+//! - [`http`], [`sse`], [`static_files`]: request parsing, the event-stream format, the page;
+//! - [`timer`]: the timing wheel that holds every connection's next deadline;
+//! - [`metrics`], [`config`], [`sys`]: counters, flags, and the few raw syscalls.
+
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod sse;
+pub mod static_files;
+pub mod sys;
+pub mod timer;

@@ -1,0 +1,76 @@
+//! `sse-server`: parse the flags, raise the descriptor limit, start the loops, wait for a signal.
+
+use sse_server::config::{self, Command};
+use sse_server::server::Server;
+use sse_server::sys::{self, Signal, Signals};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let port_env = std::env::var("PORT").ok();
+    let config = match config::parse_args(std::env::args().skip(1), port_env.as_deref()) {
+        Ok(Command::Run(c)) => c,
+        Ok(Command::Help) => {
+            print!("{}", config::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("sse-server {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("sse-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = sys::raise_fd_limit() {
+        eprintln!("sse-server: could not raise the file-descriptor limit: {e}");
+    }
+    // Before any thread starts, so that every thread inherits the blocked signals.
+    let signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sse-server: signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::start(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "sse-server: cannot listen on {}:{}: {e}",
+                config.bind, config.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr();
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    println!(
+        "sse-server listening on http://{host}:{}/ (stream at /sse, every {} ms; {} loops, up to {} streams)",
+        addr.port(),
+        config.conn.interval_ms,
+        config.threads,
+        server.max_streams()
+    );
+    loop {
+        match signals.wait() {
+            Ok(Signal::Hangup) => eprintln!("sse-server: SIGHUP ignored"),
+            Ok(Signal::Terminate | Signal::Interrupt) | Err(_) => break,
+        }
+    }
+    server.stop();
+    // The loops end their streams and exit within the grace period; never hang past it.
+    let grace = Duration::from_millis(config.shutdown_grace_ms + 500);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.join();
+        let _ = done_tx.send(());
+    });
+    let _ = done_rx.recv_timeout(grace);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,309 @@
+//! Counters for `/metrics`, one cache-line-aligned shard per event loop, summed when rendered.
+//!
+//! Each shard has exactly one writer (its loop), so a counter update is a relaxed load and store,
+//! not a locked read-modify-write; readers on other threads see a recent value. The stream
+//! gauge is shared by all loops because `--max-streams` is a process-wide limit.
+//!
+//! **Invariant:** only the owning loop writes to a shard.
+
+use crate::http::Status;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// A monotonically increasing counter with a single writer.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the shard's owning loop calls this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Why a connection was closed by the server on a timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// The request head did not complete in time.
+    Head,
+    /// A kept-alive connection sent nothing in time.
+    Idle,
+    /// A stream's client read nothing for the stall timeout.
+    Stall,
+}
+
+/// One event loop's counters.
+#[derive(Default, Debug)]
+#[repr(align(128))]
+pub struct Shard {
+    pub connections_total: Counter,
+    pub connections_closed: Counter,
+    pub streams_total: Counter,
+    pub streams_closed: Counter,
+    pub frames_sent: Counter,
+    pub frames_skipped: Counter,
+    pub bytes_sent: Counter,
+    pub streams_rejected: Counter,
+    pub streams_shed: Counter,
+    pub responses: [Counter; Status::ALL.len()],
+    pub timeouts: [Counter; 3],
+    pub accept_errors: Counter,
+    pub accept_fd_exhausted: Counter,
+}
+
+impl Shard {
+    /// Counts one response with `status`.
+    pub fn response(&self, status: Status) {
+        self.responses[status.index()].inc();
+    }
+
+    /// Counts one timeout.
+    pub fn timeout(&self, t: Timeout) {
+        self.timeouts[t as usize].inc();
+    }
+}
+
+/// All counters of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    shards: Box<[Shard]>,
+    /// Open streams over all loops; what `--max-streams` limits.
+    streams_open: AtomicUsize,
+    max_streams: usize,
+}
+
+impl Metrics {
+    /// Counters for `loops` event loops and a stream limit.
+    pub fn new(loops: usize, max_streams: usize) -> Self {
+        Metrics {
+            shards: (0..loops.max(1)).map(|_| Shard::default()).collect(),
+            streams_open: AtomicUsize::new(0),
+            max_streams,
+        }
+    }
+
+    /// Loop `i`'s shard.
+    pub fn shard(&self, i: usize) -> &Shard {
+        &self.shards[i % self.shards.len()]
+    }
+
+    /// Takes a stream slot if fewer than `--max-streams` are open.
+    pub fn try_open_stream(&self) -> bool {
+        self.streams_open
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < self.max_streams).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a stream slot back.
+    pub fn close_stream(&self) {
+        self.streams_open.fetch_sub(1, Relaxed);
+    }
+
+    /// The `--max-streams` limit in force.
+    pub fn max_streams(&self) -> usize {
+        self.max_streams
+    }
+
+    /// Streams open now.
+    pub fn streams_open(&self) -> usize {
+        self.streams_open.load(Relaxed)
+    }
+
+    fn sum(&self, f: impl Fn(&Shard) -> &Counter) -> u64 {
+        self.shards.iter().map(|s| f(s).get()).sum()
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self, out: &mut String, process: &ProcessStats) {
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+            );
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            );
+        };
+        gauge(
+            out,
+            "sse_streams_open",
+            "Event streams open now.",
+            self.streams_open() as u64,
+        );
+        gauge(
+            out,
+            "sse_streams_max",
+            "The --max-streams limit.",
+            self.max_streams as u64,
+        );
+        counter(
+            out,
+            "sse_streams_total",
+            "Event streams opened.",
+            self.sum(|s| &s.streams_total),
+        );
+        counter(
+            out,
+            "sse_frames_sent_total",
+            "Event frames written.",
+            self.sum(|s| &s.frames_sent),
+        );
+        counter(
+            out,
+            "sse_frames_skipped_total",
+            "Ticks skipped because the client had not read the previous frame.",
+            self.sum(|s| &s.frames_skipped),
+        );
+        counter(
+            out,
+            "sse_bytes_sent_total",
+            "Bytes written on event streams.",
+            self.sum(|s| &s.bytes_sent),
+        );
+        counter(
+            out,
+            "sse_streams_rejected_total",
+            "Stream requests told to retry later because --max-streams was reached.",
+            self.sum(|s| &s.streams_rejected),
+        );
+        counter(
+            out,
+            "sse_connections_shed_total",
+            "Connections answered and closed at once because no file descriptor was left.",
+            self.sum(|s| &s.streams_shed),
+        );
+        let opened = self.sum(|s| &s.connections_total);
+        let closed = self.sum(|s| &s.connections_closed);
+        gauge(
+            out,
+            "sse_connections_open",
+            "TCP connections open now.",
+            opened.saturating_sub(closed),
+        );
+        counter(
+            out,
+            "sse_connections_total",
+            "TCP connections accepted.",
+            opened,
+        );
+        out.push_str("# HELP sse_http_responses_total HTTP responses by status code.\n");
+        out.push_str("# TYPE sse_http_responses_total counter\n");
+        for s in Status::ALL {
+            let v = self.sum(|sh| &sh.responses[s.index()]);
+            let _ = writeln!(out, "sse_http_responses_total{{code=\"{}\"}} {v}", s.code());
+        }
+        out.push_str("# HELP sse_timeouts_total Connections closed by a timer.\n");
+        out.push_str("# TYPE sse_timeouts_total counter\n");
+        for (i, kind) in ["head", "idle", "stall"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sse_timeouts_total{{kind=\"{kind}\"}} {}",
+                self.sum(|s| &s.timeouts[i])
+            );
+        }
+        counter(
+            out,
+            "sse_accept_errors_total",
+            "accept() failures.",
+            self.sum(|s| &s.accept_errors),
+        );
+        counter(
+            out,
+            "sse_accept_fd_exhausted_total",
+            "accept() failures for lack of file descriptors (EMFILE, ENFILE).",
+            self.sum(|s| &s.accept_fd_exhausted),
+        );
+        gauge(
+            out,
+            "sse_event_loops",
+            "Event loop threads.",
+            self.shards.len() as u64,
+        );
+        gauge(
+            out,
+            "process_resident_memory_bytes",
+            "Resident set size.",
+            process.rss_bytes,
+        );
+        gauge(
+            out,
+            "process_open_fds",
+            "Open file descriptors.",
+            process.open_fds,
+        );
+        gauge(
+            out,
+            "process_max_fds",
+            "The file descriptor limit.",
+            process.max_fds,
+        );
+        let _ = write!(
+            out,
+            "# HELP process_cpu_seconds_total User and system CPU time.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {:.3}\n",
+            process.cpu_seconds
+        );
+    }
+}
+
+/// Process-level figures the loop reads from the OS when `/metrics` is asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    pub rss_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+    pub cpu_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_gate_is_bounded() {
+        let m = Metrics::new(2, 2);
+        assert!(m.try_open_stream());
+        assert!(m.try_open_stream());
+        assert!(!m.try_open_stream());
+        m.close_stream();
+        assert!(m.try_open_stream());
+        assert_eq!(m.streams_open(), 2);
+    }
+
+    #[test]
+    fn render_sums_shards() {
+        let m = Metrics::new(2, 10);
+        m.shard(0).frames_sent.add(3);
+        m.shard(1).frames_sent.add(4);
+        m.shard(1).response(Status::NotFound);
+        m.shard(0).timeout(Timeout::Stall);
+        assert!(m.try_open_stream());
+        let mut s = String::new();
+        m.render(&mut s, &ProcessStats::default());
+        assert!(s.contains("\nsse_frames_sent_total 7\n"), "{s}");
+        assert!(s.contains("\nsse_streams_open 1\n"));
+        assert!(s.contains("sse_http_responses_total{code=\"404\"} 1\n"));
+        assert!(s.contains("sse_timeouts_total{kind=\"stall\"} 1\n"));
+        for line in s.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(!name.is_empty());
+            value.parse::<f64>().unwrap();
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! The event loops: the only code that touches sockets, `mio` and clocks.
+//!
+//! [`Server::start`] binds one listener per loop (with `SO_REUSEPORT` when there are several, so
+//! the kernel spreads connections) and runs each loop on its own thread. A loop owns its
+//! connections (a slab indexed by token), one [`TimerWheel`] holding each connection's next
+//! deadline, a read scratch buffer and a frame scratch buffer shared by all its connections.
+//!
+//! Readiness: every socket is registered once for read and write, edge-triggered. An event only
+//! sets the slot's `readable`/`writable` flags; an operation clears a flag when it meets
+//! `WouldBlock`. What the loop actually does is derived from the connection's state
+//! ([`Conn::wants_read`], [`Conn::pending`]), never tracked on the side, and no interest is
+//! ever re-registered: a stream costs no `epoll_ctl` after its accept.
+//!
+//! **Invariant:** after any call into a [`Conn`], the loop writes what it produced, then re-arms
+//! the connection's timer from [`Conn::timeout`], or removes the connection when it is closed.
+//! **Invariant:** every wait has a deadline: a connection without one is a bug, asserted in
+//! debug builds.
+
+use crate::config::Config;
+use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
+use crate::metrics::{Metrics, Shard};
+use crate::sse::Dates;
+use crate::static_files::StaticFiles;
+use crate::sys;
+use crate::timer::TimerWheel;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Bytes read per `read` call; larger than any head the limits allow.
+const READ_CHUNK: usize = 16 * 1024;
+/// Connections accepted per readiness event before the loop serves others (fairness).
+const ACCEPT_BUDGET: usize = 256;
+/// How long accepting pauses when no file descriptor is left and none could be freed.
+const ACCEPT_BACKOFF_MS: u64 = 100;
+/// Timers fired between two readings of the clocks (a frame's date is at most this stale).
+const CLOCK_REFRESH_EVERY: u32 = 16;
+
+/// What every loop shares.
+struct Shared {
+    conn: ConnConfig,
+    sndbuf: Option<usize>,
+    files: StaticFiles,
+    metrics: Metrics,
+    stop: AtomicBool,
+    grace_ms: u64,
+}
+
+/// A running server: its loops and how to stop them.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners and starts `config.threads` event loops.
+    pub fn start(config: &Config) -> io::Result<Server> {
+        let files = match &config.www {
+            Some(dir) => StaticFiles::dir(dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("--www {}: {e}", dir.display())))?,
+            None => StaticFiles::embedded(),
+        };
+        let threads = config.threads.max(1);
+        let max_streams = config.effective_max_streams(sys::fd_limit());
+        let shared = Arc::new(Shared {
+            conn: config.conn.clone(),
+            sndbuf: config.sndbuf,
+            files,
+            metrics: Metrics::new(threads, max_streams),
+            stop: AtomicBool::new(false),
+            grace_ms: config.shutdown_grace_ms,
+        });
+        let mut addr = SocketAddr::new(config.bind, config.port);
+        let mut loops = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let listener = bind(addr, threads > 1)?;
+            addr = listener.local_addr()?; // the port 0 picked, for the next loops
+            loops.push(EventLoop::new(i, listener, shared.clone())?);
+        }
+        let wakers = loops.iter().map(|l| l.waker.clone()).collect();
+        let threads = loops
+            .into_iter()
+            .map(|l| {
+                std::thread::Builder::new()
+                    .name(format!("sse-loop-{}", l.id))
+                    .spawn(move || l.run())
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Server {
+            addr,
+            shared,
+            wakers,
+            threads,
+        })
+    }
+
+    /// The address the listeners are bound to (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The most concurrent streams this server admits.
+    pub fn max_streams(&self) -> usize {
+        self.shared.metrics.max_streams()
+    }
+
+    /// Asks every loop to stop: no more accepts, streams end with a `retry:`.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// Waits for every loop to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    // The kernel caps this at net.core.somaxconn; ask for the most so a burst of thousands
+    // of connects queues instead of dropping SYNs.
+    socket.listen(65_535)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// One connection's socket, protocol state and remembered readiness.
+struct Slot {
+    sock: TcpStream,
+    conn: Conn,
+    readable: bool,
+    writable: bool,
+}
+
+/// Connections indexed by token; freed indices are reused (so timer keys stay dense).
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slab {
+    fn insert(&mut self, slot: Slot) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(k) => {
+                self.entries[k] = Some(slot);
+                k
+            }
+            None => {
+                self.entries.push(Some(slot));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, k: usize) -> Option<Slot> {
+        let slot = self.entries.get_mut(k)?.take()?;
+        self.free.push(k);
+        self.len -= 1;
+        Some(slot)
+    }
+
+    fn get_mut(&mut self, k: usize) -> Option<&mut Slot> {
+        self.entries.get_mut(k)?.as_mut()
+    }
+}
+
+struct EventLoop {
+    id: usize,
+    poll: Poll,
+    waker: Arc<Waker>,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    slab: Slab,
+    wheel: TimerWheel,
+    read_buf: Box<[u8]>,
+    frame_buf: Vec<u8>,
+    dates: Dates,
+    rng: Rng,
+    epoch: Instant,
+    /// More connections may be waiting in the backlog (budget ran out, or accepting paused).
+    accept_again_at: Option<u64>,
+    /// A descriptor held back so that, with none left, one connection can still be answered.
+    reserve_fd: Option<std::fs::File>,
+    /// Shutting down: set once `stop` is seen, with the time by which to exit.
+    drain_deadline: Option<u64>,
+}
+
+impl EventLoop {
+    fn new(id: usize, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (id as u64) << 32;
+        Ok(EventLoop {
+            id,
+            poll,
+            waker,
+            listener: Some(listener),
+            shared,
+            slab: Slab::default(),
+            wheel: TimerWheel::new(0),
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            frame_buf: Vec::with_capacity(256),
+            dates: Dates::new(),
+            rng: Rng::new(seed),
+            epoch: Instant::now(),
+            accept_again_at: None,
+            reserve_fd: std::fs::File::open("/dev/null").ok(),
+            drain_deadline: None,
+        })
+    }
+
+    fn now(&self) -> Now {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Now {
+            ms: self.epoch.elapsed().as_millis() as u64,
+            unix_ms,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = self.now();
+            if let Some(deadline) = self.drain_deadline {
+                if self.slab.len == 0 || now.ms >= deadline {
+                    return;
+                }
+            }
+            let timeout = self.poll_timeout(now.ms);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("sse-server: loop {}: poll failed: {e}", self.id);
+                return;
+            }
+            let now = self.now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.check_stop(now),
+                    Token(k) => {
+                        if let Some(slot) = self.slab.get_mut(k) {
+                            // Errors and hang-ups surface through the next read or write.
+                            slot.readable |=
+                                ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                            slot.writable |=
+                                ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                            self.drive(k, now);
+                        }
+                    }
+                }
+            }
+            self.fire_timers();
+            let now = self.now();
+            if self.accept_again_at.is_some_and(|t| now.ms >= t) {
+                self.accept_again_at = None;
+                self.accept(now);
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now: u64) -> Option<Duration> {
+        let candidates = [
+            self.wheel.next_wakeup(),
+            self.accept_again_at,
+            self.drain_deadline,
+        ];
+        let next = candidates.into_iter().flatten().min()?;
+        Some(Duration::from_millis(next.saturating_sub(now)))
+    }
+
+    fn fire_timers(&mut self) {
+        let mut now = self.now();
+        let mut since_refresh = 0;
+        while let Some(k) = self.wheel.pop_expired(now.ms) {
+            since_refresh += 1;
+            if since_refresh == CLOCK_REFRESH_EVERY {
+                since_refresh = 0;
+                now = self.now();
+            }
+            self.on_timer(k, now);
+        }
+    }
+
+    fn on_timer(&mut self, k: usize, now: Now) {
+        let shared = &*self.shared;
+        let Some(slot) = self.slab.get_mut(k) else {
+            return;
+        };
+        let mut ctx = ctx(
+            shared,
+            self.id,
+            &mut self.dates,
+            &mut self.rng,
+            self.drain_deadline.is_some(),
+        );
+        self.frame_buf.clear();
+        slot.conn.handle_timeout(now, &mut ctx, &mut self.frame_buf);
+        if !self.frame_buf.is_empty() {
+            let mut n = 0;
+            if slot.writable {
+                loop {
+                    match slot.sock.write(&self.frame_buf) {
+                        Ok(w) => n = w,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+                        Err(_) => slot.conn.abort(&mut ctx),
+                    }
+                    break;
+                }
+            }
+            if !slot.conn.is_closed() {
+                slot.conn.on_sent_scratch(&self.frame_buf, n, now, &mut ctx);
+            }
+        }
+        self.drive(k, now);
+    }
+
+    /// Moves a connection as far as its readiness allows: writes pending output, reads input,
+    /// repeats while either makes progress; then re-arms its timer or removes it.
+    fn drive(&mut self, k: usize, now: Now) {
+        let shared = &*self.shared;
+        let Some(slot) = self.slab.get_mut(k) else {
+            return;
+        };
+        let mut ctx = ctx(
+            shared,
+            self.id,
+            &mut self.dates,
+            &mut self.rng,
+            self.drain_deadline.is_some(),
+        );
+        let conn = &mut slot.conn;
+        loop {
+            let mut progress = false;
+            while slot.writable {
+                let Some([a, b]) = conn.pending() else { break };
+                match slot
+                    .sock
+                    .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                {
+                    Ok(0) => conn.abort(&mut ctx),
+                    Ok(n) => {
+                        conn.on_sent(n, now, &mut ctx);
+                        progress = true;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+                    Err(_) => conn.abort(&mut ctx),
+                }
+                break;
+            }
+            if conn.take_shutdown() {
+                let _ = slot.sock.shutdown(Shutdown::Write);
+            }
+            if slot.readable && conn.wants_read() {
+                let limit = conn.read_limit(&shared.conn).min(self.read_buf.len());
+                match slot.sock.read(&mut self.read_buf[..limit]) {
+                    Ok(0) => conn.handle_eof(&mut ctx),
+                    Ok(n) => conn.handle_input(&self.read_buf[..n], now, &mut ctx),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
+                    Err(_) => conn.abort(&mut ctx),
+                }
+                progress = slot.readable;
+            }
+            if conn.is_closed() || !progress {
+                break;
+            }
+        }
+        if conn.is_closed() {
+            self.remove(k);
+            return;
+        }
+        let deadline = conn.timeout();
+        debug_assert!(
+            deadline.is_some(),
+            "a live connection always has a deadline: {conn:?}"
+        );
+        match deadline {
+            Some(d) if self.wheel.deadline(k) != Some(d) => self.wheel.arm(k, d),
+            Some(_) => {}
+            None => self.wheel.cancel(k),
+        }
+    }
+
+    fn remove(&mut self, k: usize) {
+        self.wheel.cancel(k);
+        if let Some(mut slot) = self.slab.remove(k) {
+            let _ = self.poll.registry().deregister(&mut slot.sock);
+            self.shared.metrics.shard(self.id).connections_closed.inc();
+        }
+        // A descriptor just came free: give the reserve and any waiting connections a go.
+        if self.reserve_fd.is_none() {
+            self.reserve_fd = std::fs::File::open("/dev/null").ok();
+        }
+        if self.accept_again_at.is_some() {
+            self.accept_again_at = Some(0);
+        }
+    }
+
+    fn accept(&mut self, now: Now) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        self.accept_from(&listener, now);
+        self.listener = Some(listener);
+    }
+
+    fn accept_from(&mut self, listener: &TcpListener, now: Now) {
+        let shared = self.shared.clone();
+        let shard = shared.metrics.shard(self.id);
+        for _ in 0..ACCEPT_BUDGET {
+            match listener.accept() {
+                Ok((sock, _)) => {
+                    shard.connections_total.inc();
+                    self.add(sock, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if sys::is_fd_exhaustion(&e) => {
+                    shard.accept_fd_exhausted.inc();
+                    if !self.shed_one(listener) {
+                        // Nothing can be answered now; try again when a descriptor frees up
+                        // (see `remove`) or after a pause, but never spin.
+                        self.accept_again_at = Some(now.ms + ACCEPT_BACKOFF_MS);
+                        return;
+                    }
+                }
+                Err(_) => {
+                    // ECONNABORTED and friends: that one connection is gone, the listener is fine.
+                    shard.accept_errors.inc();
+                }
+            }
+        }
+        // Budget spent: come back after serving the others.
+        self.accept_again_at = Some(now.ms);
+    }
+
+    /// With no descriptor left, spends the reserve one to tell a waiting client to come back
+    /// later, then takes the reserve back. False when there was no reserve to spend.
+    fn shed_one(&mut self, listener: &TcpListener) -> bool {
+        if self.reserve_fd.take().is_none() {
+            return false;
+        }
+        let shard = self.shared.metrics.shard(self.id);
+        if let Ok((mut sock, _)) = listener.accept() {
+            let mut head = [0u8; 512];
+            let n = sock.read(&mut head).unwrap_or(0);
+            let wants_stream = n == 0 || head[..n].windows(4).any(|w| w == b"/sse");
+            let answer: &[u8] = if wants_stream {
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nCache-Control: no-cache\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\nretry: 5000\n\n"
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 5\r\nConnection: close\r\n\r\nserver out of files\n"
+            };
+            let _ = sock.write(answer);
+            let _ = sock.shutdown(Shutdown::Write);
+            shard.streams_shed.inc();
+        }
+        self.reserve_fd = std::fs::File::open("/dev/null").ok();
+        true
+    }
+
+    fn add(&mut self, sock: TcpStream, now: Now) {
+        let _ = sock.set_nodelay(true);
+        if let Some(n) = self.shared.sndbuf {
+            let _ = socket2::SockRef::from(&sock).set_send_buffer_size(n);
+        }
+        let conn = Conn::new(now, &self.shared.conn);
+        let deadline = conn.timeout();
+        let k = self.slab.insert(Slot {
+            sock,
+            conn,
+            readable: false,
+            writable: true,
+        });
+        let registry: &Registry = self.poll.registry();
+        let Some(slot) = self.slab.get_mut(k) else {
+            return;
+        };
+        if registry
+            .register(
+                &mut slot.sock,
+                Token(k),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.slab.remove(k);
+            self.shared.metrics.shard(self.id).connections_closed.inc();
+            return;
+        }
+        if let Some(d) = deadline {
+            self.wheel.arm(k, d);
+        }
+    }
+
+    fn check_stop(&mut self, now: Now) {
+        if self.drain_deadline.is_some() || !self.shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        self.drain_deadline = Some(now.ms + self.shared.grace_ms);
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.accept_again_at = None;
+        let keys: Vec<usize> = (0..self.slab.entries.len())
+            .filter(|&k| self.slab.entries[k].is_some())
+            .collect();
+        for k in keys {
+            let shared = &*self.shared;
+            if let Some(slot) = self.slab.get_mut(k) {
+                let mut ctx = ctx(shared, self.id, &mut self.dates, &mut self.rng, true);
+                slot.conn.drain(now, &mut ctx);
+            }
+            self.drive(k, now);
+        }
+    }
+}
+
+fn ctx<'a>(
+    shared: &'a Shared,
+    id: usize,
+    dates: &'a mut Dates,
+    rng: &'a mut Rng,
+    draining: bool,
+) -> Ctx<'a> {
+    Ctx {
+        cfg: &shared.conn,
+        files: &shared.files,
+        metrics: &shared.metrics,
+        shard: shard(shared, id),
+        dates,
+        rng,
+        process_stats: sys::process_stats,
+        draining,
+    }
+}
+
+fn shard(shared: &Shared, id: usize) -> &Shard {
+    shared.metrics.shard(id)
+}

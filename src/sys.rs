@@ -1,0 +1,171 @@
+//! The few operating-system calls std does not wrap: the file-descriptor limit, signals as a
+//! readable descriptor, and process figures for `/metrics`. Linux only, like the rest.
+//!
+//! **Invariant:** every `unsafe` block here is a single libc call on values it fully owns.
+
+use crate::metrics::ProcessStats;
+use std::io;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// The soft file-descriptor limit.
+pub fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    lim.rlim_cur
+}
+
+/// SIGTERM, SIGINT and SIGHUP, blocked and delivered through a descriptor instead of a handler,
+/// so no code runs in signal context. Create it before any thread starts: threads inherit the
+/// blocked mask, so the signals reach only this descriptor.
+pub struct Signals {
+    fd: i32,
+}
+
+/// A signal the server acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Terminate,
+    Interrupt,
+    Hangup,
+}
+
+impl Signals {
+    /// Blocks the three signals in this thread and opens the descriptor.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: sigset_t is plain data; the sigset functions and pthread_sigmask only touch it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGHUP);
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Signals { fd })
+        }
+    }
+
+    /// Blocks until one of the signals arrives.
+    pub fn wait(&self) -> io::Result<Signal> {
+        loop {
+            // SAFETY: signalfd_siginfo is plain data, and read writes at most its size into it.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            let n = unsafe {
+                libc::read(
+                    self.fd,
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n as usize != size {
+                continue;
+            }
+            match info.ssi_signo as i32 {
+                libc::SIGTERM => return Ok(Signal::Terminate),
+                libc::SIGINT => return Ok(Signal::Interrupt),
+                libc::SIGHUP => return Ok(Signal::Hangup),
+                _ => continue,
+            }
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and close it once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Resident memory, open descriptors, the descriptor limit and CPU time of this process.
+pub fn process_stats() -> ProcessStats {
+    let page = 4096u64;
+    let rss_bytes = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * page);
+    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    // SAFETY: getrusage writes into the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let cpu_seconds = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(ru.ru_utime) + t(ru.ru_stime)
+    } else {
+        0.0
+    };
+    ProcessStats {
+        rss_bytes,
+        open_fds,
+        max_fds: fd_limit(),
+        cpu_seconds,
+    }
+}
+
+/// Whether an accept error means "out of file descriptors".
+pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_figures_are_plausible() {
+        let s = process_stats();
+        assert!(s.rss_bytes > 0 && s.open_fds >= 3 && s.max_fds > 0, "{s:?}");
+        assert!(raise_fd_limit().unwrap() >= s.max_fds);
+        assert!(is_fd_exhaustion(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(!is_fd_exhaustion(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+}
