@@ -17,3 +17,5 @@ pub mod sse;
 pub mod static_files;
 pub mod sys;
 pub mod timer;
+pub mod event_stream;
+pub mod load;

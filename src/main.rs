@@ -57,11 +57,9 @@ fn main() -> ExitCode {
         config.threads,
         server.max_streams()
     );
-    loop {
-        match signals.wait() {
-            Ok(Signal::Hangup) => eprintln!("sse-server: SIGHUP ignored"),
-            Ok(Signal::Terminate | Signal::Interrupt) | Err(_) => break,
-        }
+    // SIGHUP (a closed terminal, a reload request) must not kill a server holding streams.
+    while let Ok(Signal::Hangup) = signals.wait() {
+        eprintln!("sse-server: SIGHUP ignored");
     }
     server.stop();
     // The loops end their streams and exit within the grace period; never hang past it.

@@ -1,0 +1,1 @@
+//! A WHATWG-conformant event-stream parser for clients and tests (to be written).
