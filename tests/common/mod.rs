@@ -1,0 +1,171 @@
+//! Helpers for end-to-end tests: run the real `sse-server` binary on 127.0.0.1:0 and talk to it
+//! over real sockets.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `sse-server` process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts the binary on 127.0.0.1 with a free port and the given extra flags, and waits for
+    /// its startup line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-server"))
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sse-server starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("startup line");
+        // "sse-server listening on http://127.0.0.1:PORT/ ..."
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in {line:?}"));
+        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+        let addr = hostport.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
+        Server { child, addr }
+    }
+
+    /// A new connection with read and write timeouts, so a broken server fails the test
+    /// instead of hanging it.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    /// One request on a fresh connection, read to the end of the response (by Content-Length,
+    /// or to the close).
+    pub fn request(&self, raw: &str) -> Response {
+        let mut s = self.connect();
+        s.write_all(raw.as_bytes()).unwrap();
+        read_response(&mut s)
+    }
+
+    /// `GET path` with a Host header and `Connection: close`.
+    pub fn get(&self, path: &str) -> Response {
+        self.request(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+    }
+
+    /// The value of one metric line (without labels, or with the exact label text given).
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").text();
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Polls `metric` until it equals `want` or the timeout passes; returns the last value.
+    pub fn wait_metric(&self, name: &str, want: f64, timeout: Duration) -> f64 {
+        let start = Instant::now();
+        loop {
+            let v = self.metric(name);
+            if v == want || start.elapsed() > timeout {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The value of a header (case-insensitive name), if present once or more (first wins).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response head, then its body by Content-Length (or to the close if there is none).
+pub fn read_response(s: &mut TcpStream) -> Response {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => panic!("closed before the end of the head: {:?}", String::from_utf8_lossy(&buf)),
+            Ok(_) => buf.push(byte[0]),
+            Err(e) => panic!("reading head: {e}; got {:?}", String::from_utf8_lossy(&buf)),
+        }
+    }
+    let head = String::from_utf8(buf).expect("ASCII head");
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    let mut resp = Response { status, head, body: Vec::new() };
+    match resp.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
+        Some(n) => {
+            resp.body.resize(n, 0);
+            s.read_exact(&mut resp.body).unwrap();
+        }
+        None => {
+            let _ = s.read_to_end(&mut resp.body);
+        }
+    }
+    resp
+}
+
+/// Reads from `s` until `pred` holds for the bytes so far, or panics after `timeout`.
+pub fn read_until(s: &mut TcpStream, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !pred(&got) {
+        assert!(start.elapsed() < timeout, "timed out; got {:?}", String::from_utf8_lossy(&got));
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    got
+}
+
+/// Counts complete frames (blocks ending in a blank line) after the response head.
+pub fn frames(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let mut out: Vec<String> = body.split_inclusive("\n\n").map(str::to_owned).collect();
+    if out.last().is_some_and(|f| !f.ends_with("\n\n")) {
+        out.pop();
+    }
+    out
+}
