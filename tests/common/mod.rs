@@ -48,7 +48,11 @@ impl Server {
     pub fn request(&self, raw: &str) -> Response {
         let mut s = self.connect();
         s.write_all(raw.as_bytes()).unwrap();
-        read_response(&mut s)
+        if raw.starts_with("HEAD ") {
+            read_head_response(&mut s)
+        } else {
+            read_response(&mut s)
+        }
     }
 
     /// `GET path` with a Host header and `Connection: close`.
@@ -118,6 +122,21 @@ impl Response {
 
 /// Reads one response head, then its body by Content-Length (or to the close if there is none).
 pub fn read_response(s: &mut TcpStream) -> Response {
+    let mut resp = read_head_response(s);
+    match resp.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
+        Some(n) => {
+            resp.body.resize(n, 0);
+            s.read_exact(&mut resp.body).unwrap();
+        }
+        None => {
+            let _ = s.read_to_end(&mut resp.body);
+        }
+    }
+    resp
+}
+
+/// Reads one response head only (the answer to HEAD, or a 304).
+pub fn read_head_response(s: &mut TcpStream) -> Response {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -129,17 +148,7 @@ pub fn read_response(s: &mut TcpStream) -> Response {
     }
     let head = String::from_utf8(buf).expect("ASCII head");
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
-    let mut resp = Response { status, head, body: Vec::new() };
-    match resp.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
-        Some(n) => {
-            resp.body.resize(n, 0);
-            s.read_exact(&mut resp.body).unwrap();
-        }
-        None => {
-            let _ = s.read_to_end(&mut resp.body);
-        }
-    }
-    resp
+    Response { status, head, body: Vec::new() }
 }
 
 /// Reads from `s` until `pred` holds for the bytes so far, or panics after `timeout`.
