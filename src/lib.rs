@@ -10,12 +10,12 @@
 
 pub mod config;
 pub mod conn;
+pub mod event_stream;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod server;
 pub mod sse;
 pub mod static_files;
 pub mod sys;
 pub mod timer;
-pub mod event_stream;
-pub mod load;

@@ -147,6 +147,16 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// What [`EventLoop::shed_one`] managed.
+enum Shed {
+    /// A waiting client was told to come back later.
+    Answered,
+    /// No connection was waiting.
+    NothingWaiting,
+    /// No reserve descriptor to spend.
+    NoReserve,
+}
+
 /// One connection's socket, protocol state and remembered readiness.
 struct Slot {
     sock: TcpStream,
@@ -454,12 +464,19 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if sys::is_fd_exhaustion(&e) => {
+                    // Linux reserves the descriptor before it looks at the queue, so this
+                    // error does not even say a connection is waiting; `shed_one` finds out.
                     shard.accept_fd_exhausted.inc();
-                    if !self.shed_one(listener) {
-                        // Nothing can be answered now; try again when a descriptor frees up
-                        // (see `remove`) or after a pause, but never spin.
-                        self.accept_again_at = Some(now.ms + ACCEPT_BACKOFF_MS);
-                        return;
+                    match self.shed_one(listener) {
+                        Shed::Answered => {}
+                        // The backlog is empty: the next connection raises a new edge.
+                        Shed::NothingWaiting => return,
+                        Shed::NoReserve => {
+                            // Nothing can be answered now; try again when a descriptor frees
+                            // up (see `remove`) or after a pause, but never spin.
+                            self.accept_again_at = Some(now.ms + ACCEPT_BACKOFF_MS);
+                            return;
+                        }
                     }
                 }
                 Err(_) => {
@@ -473,13 +490,15 @@ impl EventLoop {
     }
 
     /// With no descriptor left, spends the reserve one to tell a waiting client to come back
-    /// later, then takes the reserve back. False when there was no reserve to spend.
-    fn shed_one(&mut self, listener: &TcpListener) -> bool {
+    /// later, then takes the reserve back.
+    fn shed_one(&mut self, listener: &TcpListener) -> Shed {
         if self.reserve_fd.take().is_none() {
-            return false;
+            return Shed::NoReserve;
         }
         let shard = self.shared.metrics.shard(self.id);
+        let mut outcome = Shed::NothingWaiting;
         if let Ok((mut sock, _)) = listener.accept() {
+            outcome = Shed::Answered;
             let mut head = [0u8; 512];
             let n = sock.read(&mut head).unwrap_or(0);
             let wants_stream = n == 0 || head[..n].windows(4).any(|w| w == b"/sse");
@@ -493,7 +512,7 @@ impl EventLoop {
             shard.streams_shed.inc();
         }
         self.reserve_fd = std::fs::File::open("/dev/null").ok();
-        true
+        outcome
     }
 
     fn add(&mut self, sock: TcpStream, now: Now) {

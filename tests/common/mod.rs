@@ -17,7 +17,32 @@ impl Server {
     /// Starts the binary on 127.0.0.1 with a free port and the given extra flags, and waits for
     /// its startup line.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-server"))
+        Self::start_cmd(Command::new(env!("CARGO_BIN_EXE_sse-server")), args)
+    }
+
+    /// Like [`start`](Self::start), with the process's file-descriptor limit (soft and hard)
+    /// set to `nofile`, to drive it out of descriptors.
+    pub fn start_with_fd_limit(args: &[&str], nofile: u64) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::start_cmd(cmd, args)
+    }
+
+    fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
+        let mut child = cmd
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(args)
             .stdout(Stdio::piped())
@@ -26,11 +51,18 @@ impl Server {
             .expect("sse-server starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("startup line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("startup line");
         // "sse-server listening on http://127.0.0.1:PORT/ ..."
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in {line:?}"));
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"));
         let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-        let addr = hostport.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
+        let addr = hostport
+            .parse()
+            .unwrap_or_else(|_| panic!("bad address in {line:?}"));
         Server { child, addr }
     }
 
@@ -57,7 +89,9 @@ impl Server {
 
     /// `GET path` with a Host header and `Connection: close`.
     pub fn get(&self, path: &str) -> Response {
-        self.request(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+        self.request(&format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        ))
     }
 
     /// The value of one metric line (without labels, or with the exact label text given).
@@ -84,9 +118,36 @@ impl Server {
         }
     }
 
+    /// The server process's resident set size, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kb * 1024
+    }
+
+    /// The server process's user + system CPU time, in seconds, from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    }
+
     /// Sends a signal to the process.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 }
@@ -123,7 +184,10 @@ impl Response {
 /// Reads one response head, then its body by Content-Length (or to the close if there is none).
 pub fn read_response(s: &mut TcpStream) -> Response {
     let mut resp = read_head_response(s);
-    match resp.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
+    match resp
+        .header("content-length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
         Some(n) => {
             resp.body.resize(n, 0);
             s.read_exact(&mut resp.body).unwrap();
@@ -141,14 +205,25 @@ pub fn read_head_response(s: &mut TcpStream) -> Response {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
-            Ok(0) => panic!("closed before the end of the head: {:?}", String::from_utf8_lossy(&buf)),
+            Ok(0) => panic!(
+                "closed before the end of the head: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
             Ok(_) => buf.push(byte[0]),
             Err(e) => panic!("reading head: {e}; got {:?}", String::from_utf8_lossy(&buf)),
         }
     }
     let head = String::from_utf8(buf).expect("ASCII head");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
-    Response { status, head, body: Vec::new() }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    Response {
+        status,
+        head,
+        body: Vec::new(),
+    }
 }
 
 /// Reads from `s` until `pred` holds for the bytes so far, or panics after `timeout`.
@@ -157,11 +232,17 @@ pub fn read_until(s: &mut TcpStream, timeout: Duration, pred: impl Fn(&[u8]) -> 
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
     while !pred(&got) {
-        assert!(start.elapsed() < timeout, "timed out; got {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            start.elapsed() < timeout,
+            "timed out; got {:?}",
+            String::from_utf8_lossy(&got)
+        );
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(e) => panic!("read: {e}"),
         }
     }
