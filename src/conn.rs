@@ -193,6 +193,15 @@ impl Conn {
         }
     }
 
+    /// Bytes of client input held (a partial head or pipelined requests); never more than
+    /// the head limit.
+    pub fn buffered_input(&self) -> usize {
+        match &self.state {
+            State::Head { buf, .. } => buf.len(),
+            _ => 0,
+        }
+    }
+
     /// Whether the connection is a live event stream.
     pub fn is_stream(&self) -> bool {
         matches!(self.state, State::Stream { .. })
