@@ -42,7 +42,9 @@ impl Server {
     }
 
     fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
+        // From a directory without `www/`: the page must come from the binary itself.
         let mut child = cmd
+            .current_dir(std::env::temp_dir())
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(args)
             .stdout(Stdio::piped())
