@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// The files compiled into the binary. `tests/page.rs` checks this list against `www/`.
+/// The files compiled into the binary. A unit test below checks this list against `www/`.
 pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("../www/index.html")),
     ("app.js", include_bytes!("../www/app.js")),
@@ -277,6 +277,17 @@ mod tests {
         ] {
             assert_eq!(sanitize(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_file_in_www_is_embedded() {
+        let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(&www).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
+        on_disk.sort();
+        embedded.sort();
+        assert_eq!(on_disk, embedded, "www/ and static_files::EMBEDDED must list the same files");
     }
 
     #[test]

@@ -20,6 +20,8 @@ use webdriver::Browser;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const INTERVAL_MS: u64 = 200;
+/// How many entries the page keeps (`MAX_ITEMS` in `www/app.js`).
+const MAX_ITEMS: usize = 200;
 
 /// Whether the browser is installed; panics if it is not and `REQUIRE_BROWSER=1`.
 fn browser_installed() -> bool {
@@ -192,10 +194,12 @@ fn page_streams_and_closes_in_headless_chromium() {
     // Connect: open within a moment, then dates at the interval.
     let clicked = Instant::now();
     b.click("#connect");
-    let st = wait_page(&b, Duration::from_millis(1500), |s| s.items.len() >= 3);
+    // Three events take 3 intervals (600 ms) after the open; the rest is margin for a loaded
+    // machine (about 1.3 s was seen with two busy loops and three browsers on two CPUs).
+    let st = wait_page(&b, Duration::from_millis(2000), |s| s.items.len() >= 3);
     assert!(
         st.items.len() >= 3,
-        "fewer than 3 events 1.5 s after connect: {st:?}"
+        "fewer than 3 events 2 s after connect: {st:?}"
     );
     let first_three = clicked.elapsed();
     assert_eq!(st.state, "open", "{st:?}");
@@ -288,6 +292,30 @@ fn page_streams_and_closes_in_headless_chromium() {
     b.click("#close");
     assert_eq!(
         server.wait_metric("sse_streams_open", 0.0, Duration::from_secs(1)),
+        0.0
+    );
+
+    // The list is bounded: a fast stream past the limit leaves exactly MAX_ITEMS entries, the
+    // newest on top, while the counter keeps the true total.
+    let fast = Server::start(&["--interval-ms", "2"]);
+    b.goto(&format!("http://{}/", fast.addr));
+    b.click("#connect");
+    let st = wait_page(&b, Duration::from_secs(5), |s| s.count >= 260);
+    assert!(
+        st.count >= 260,
+        "a 2 ms stream gave only {} events in 5 s",
+        st.count
+    );
+    assert_eq!(
+        st.items.len(),
+        MAX_ITEMS,
+        "list not bounded: {} entries",
+        st.items.len()
+    );
+    assert_eq!(st.last_id, st.items[0].0, "newest entry on top");
+    b.click("#close");
+    assert_eq!(
+        fast.wait_metric("sse_streams_open", 0.0, Duration::from_secs(1)),
         0.0
     );
 

@@ -1,15 +1,84 @@
 "use strict";
+// The seed's Vue component, in plain JavaScript: one EventSource on this page's own origin,
+// a guard so repeated clicks never open a second stream, and a bounded list of `content`.
+
+const MAX_ITEMS = 200;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  connect: $("connect"),
+  close: $("close"),
+  status: $("status"),
+  state: $("state"),
+  lastId: $("last-id"),
+  count: $("count"),
+  list: $("list"),
+  empty: $("empty"),
+};
+
 let sse = null;
-const list = document.getElementById("list");
-const state = document.getElementById("state");
-document.getElementById("connect").addEventListener("click", () => {
+let received = 0;
+
+// One of: idle, connecting, open, reconnecting, closed, failed.
+function show(state, text) {
+  ui.status.dataset.state = state;
+  ui.state.textContent = text;
+  const live = state === "connecting" || state === "open" || state === "reconnecting";
+  ui.connect.setAttribute("aria-disabled", String(live));
+  ui.close.setAttribute("aria-disabled", String(!live));
+}
+
+function onEvent(e) {
+  let content;
+  try {
+    content = JSON.parse(e.data).content;
+  } catch (err) {
+    console.warn("SSE: data is not JSON", e.data, err);
+    return;
+  }
+  received += 1;
+  ui.count.textContent = String(received);
+  ui.lastId.textContent = e.lastEventId || "–";
+
+  const li = document.createElement("li");
+  const id = document.createElement("span");
+  id.className = "id";
+  id.textContent = `#${e.lastEventId}`;
+  const value = document.createElement("span");
+  value.className = "value";
+  value.textContent = String(content);
+  li.append(id, value);
+  ui.list.prepend(li); // newest first: always in view
+  while (ui.list.childElementCount > MAX_ITEMS) ui.list.lastElementChild.remove();
+  ui.empty.hidden = true;
+}
+
+function connect() {
+  // The seed's guard: nothing to do while a stream is connecting or open.
   if (sse && sse.readyState !== EventSource.CLOSED) return;
-  sse = new EventSource("/sse");
-  sse.onopen = () => { state.textContent = `SSE 连接成功,状态${sse.readyState}`; };
-  sse.addEventListener("sseEvent", (e) => {
-    const li = document.createElement("li");
-    li.textContent = JSON.parse(e.data).content;
-    list.appendChild(li);
-  });
-});
-document.getElementById("close").addEventListener("click", () => { if (sse) sse.close(); });
+  const source = new EventSource("/sse"); // same origin, never a fixed address
+  sse = source;
+  show("connecting", `SSE 连接中,状态${source.readyState} · Connecting…`);
+  source.onopen = () => {
+    show("open", `SSE 连接成功,状态${source.readyState} · Connected`);
+  };
+  source.addEventListener("sseEvent", onEvent);
+  source.onerror = () => {
+    if (source !== sse) return;
+    console.warn("SSE error, readyState", source.readyState);
+    if (source.readyState === EventSource.CONNECTING) {
+      show("reconnecting", `SSE 连接出错,正在重连,状态${source.readyState} · Error, reconnecting…`);
+    } else {
+      show("failed", `SSE 连接失败,状态${source.readyState} · Error, closed`);
+    }
+  };
+}
+
+function close() {
+  if (!sse || sse.readyState === EventSource.CLOSED) return;
+  sse.close();
+  show("closed", `SSE 连接已关闭,状态${sse.readyState} · Closed`);
+}
+
+ui.connect.addEventListener("click", connect);
+ui.close.addEventListener("click", close);
