@@ -1,1 +1,404 @@
-fn main() {}
+//! End-to-end benchmark: start a server, drive it with `sse-load`, read the server's RSS and CPU
+//! from /proc, and print one markdown table per scenario, with the peers from
+//! `../shared/peers/` measured in the same run when they are built.
+//!
+//! ```text
+//! cargo bench --bench e2e                      # every scenario
+//! cargo bench --bench e2e -- hold rate cores   # a subset
+//! ```
+//!
+//! Peers are looked up in `$SSE_PEERS_TARGET` (default `/tmp/peers`, built with
+//! `cargo build --release --manifest-path ../shared/peers/<peer>/Cargo.toml --target-dir /tmp/peers`)
+//! and `$SSE_EXPRESS_DIR` (default `/tmp/node-express`, a copy of the Express peer after
+//! `npm install`); a missing peer is skipped with a note. Under `cargo test` (no `--bench`
+//! argument) it only runs a small smoke scenario against sse-server, so it cannot rot.
+
+use serde_json::Value;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SSE_LOAD: &str = env!("CARGO_BIN_EXE_sse-load");
+const SSE_SERVER: &str = env!("CARGO_BIN_EXE_sse-server");
+
+/// A server to measure.
+#[derive(Clone)]
+struct Spec {
+    name: String,
+    program: String,
+    args: Vec<String>,
+    /// Whether it reads PORT / INTERVAL_MS from the environment (the peers) or flags (ours).
+    env_config: bool,
+}
+
+impl Spec {
+    fn ours(name: &str, extra: &[&str]) -> Spec {
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        Spec {
+            name: name.into(),
+            program: SSE_SERVER.into(),
+            args,
+            env_config: false,
+        }
+    }
+
+    fn spawn(&self, port: u16, interval_ms: u64) -> Child {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.env_config {
+            cmd.env("PORT", port.to_string())
+                .env("INTERVAL_MS", interval_ms.to_string());
+        } else {
+            cmd.args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--interval-ms",
+                &interval_ms.to_string(),
+            ]);
+        }
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.name))
+    }
+}
+
+fn peers() -> (Vec<Spec>, Vec<String>) {
+    let target =
+        PathBuf::from(std::env::var("SSE_PEERS_TARGET").unwrap_or_else(|_| "/tmp/peers".into()));
+    let express = PathBuf::from(
+        std::env::var("SSE_EXPRESS_DIR").unwrap_or_else(|_| "/tmp/node-express".into()),
+    );
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for (name, bin) in [("floor", "sse-floor"), ("axum-sse", "axum-sse-peer")] {
+        let path = target.join("release").join(bin);
+        if path.exists() {
+            found.push(Spec {
+                name: name.into(),
+                program: path.display().to_string(),
+                args: vec![],
+                env_config: true,
+            });
+        } else {
+            missing.push(format!("{name} ({} not built)", path.display()));
+        }
+    }
+    if express.join("node_modules/express").exists() {
+        let server = express.join("server.js").display().to_string();
+        found.push(Spec {
+            name: "node-express".into(),
+            program: "node".into(),
+            args: vec![server],
+            env_config: true,
+        });
+    } else {
+        missing.push(format!(
+            "node-express ({} has no node_modules)",
+            express.display()
+        ));
+    }
+    (found, missing)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds of a process (all its threads).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// One measured run of one server.
+struct Row {
+    name: String,
+    report: Value,
+    rss_base: u64,
+    rss_full: u64,
+    cpu_pct: f64,
+    window_s: f64,
+    streams: usize,
+    skipped: Option<f64>,
+}
+
+impl Row {
+    fn get(&self, path: &str) -> f64 {
+        let mut v = &self.report;
+        for key in path.split('.') {
+            v = &v[key];
+        }
+        v.as_f64().unwrap_or(f64::NAN)
+    }
+}
+
+struct Case {
+    streams: usize,
+    interval_ms: u64,
+    window_s: u64,
+}
+
+fn run(spec: &Spec, case: &Case) -> Row {
+    let port = free_port();
+    let mut server = spec.spawn(port, case.interval_ms);
+    let pid = server.id();
+    wait_listening(port);
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_base = proc_status_kb(pid, "VmRSS:") * 1024;
+    let fds_base = open_fds(pid);
+    // Connect at up to 4000/s from 4 source addresses (past the ephemeral-port limit and any
+    // TIME_WAIT left by the previous run), settle, then measure a window of steady state.
+    let rate = 4000;
+    let ramp_s = (case.streams / rate) as u64 + 4;
+    let settle_s = 2 + case.interval_ms.div_ceil(1000);
+    let duration = ramp_s + settle_s + case.window_s + 2;
+    let url = format!("http://127.0.0.1:{port}/sse");
+    let load = Command::new(SSE_LOAD)
+        .args([
+            &url,
+            "-c",
+            &case.streams.to_string(),
+            "-d",
+            &duration.to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .args(["--source-addrs", "4", "--json", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("sse-load starts");
+    let started = Instant::now();
+    while open_fds(pid) < fds_base + case.streams && started.elapsed() < Duration::from_secs(ramp_s)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(settle_s));
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(case.window_s));
+    let cpu1 = cpu_seconds(pid);
+    let window_s = t0.elapsed().as_secs_f64();
+    let rss_full = proc_status_kb(pid, "VmRSS:") * 1024;
+    let skipped = (!spec.env_config)
+        .then(|| metric(port, "sse_frames_skipped_total"))
+        .flatten();
+    let out = load.wait_with_output().expect("sse-load finishes");
+    let _ = server.kill();
+    let _ = server.wait();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sse-load --json output for {}: {e}: {}",
+            spec.name,
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    Row {
+        name: spec.name.clone(),
+        report,
+        rss_base,
+        rss_full,
+        cpu_pct: (cpu1 - cpu0) / window_s * 100.0,
+        window_s,
+        streams: case.streams,
+        skipped,
+    }
+}
+
+fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn print_table(title: &str, case: &Case, rows: &[Row]) {
+    println!(
+        "\n### {title}: {} streams × {} ms, {} s window\n",
+        case.streams, case.interval_ms, case.window_s
+    );
+    println!("| server | established / failed / dropped | connect p99 | headers p50 | RSS per stream | server CPU | CPU vs floor | frames/s (ideal {}) | interval p99 / max | lateness p50 / p99 / p99.9 / max | id gaps / dups | skipped ticks |", case.streams as u64 * 1000 / case.interval_ms);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let floor_cpu = rows.iter().find(|r| r.name == "floor").map(|r| r.cpu_pct);
+    for r in rows {
+        let per_stream = (r.rss_full as f64 - r.rss_base as f64) / r.streams as f64;
+        let vs_floor = floor_cpu.map_or("—".to_string(), |f| format!("{:.2}×", r.cpu_pct / f));
+        println!(
+            "| {} | {} / {} / {} | {:.1} ms | {:.1} ms | {:.0} B | {:.1} % | {} | {:.0} | {:.1} / {:.1} ms | {:.2} / {:.2} / {:.2} / {:.1} ms | {} / {} | {} |",
+            r.name,
+            r.get("streams.established"),
+            r.get("streams.failed"),
+            r.get("streams.dropped"),
+            r.get("connect_ms.p99"),
+            r.get("headers_ms.p50"),
+            per_stream,
+            r.cpu_pct,
+            vs_floor,
+            r.get("frames_per_s"),
+            r.get("frame_interval_ms.p99"),
+            r.get("frame_interval_ms.max"),
+            r.get("lateness_ms.p50"),
+            r.get("lateness_ms.p99"),
+            r.get("lateness_ms.p999"),
+            r.get("lateness_ms.max"),
+            r.get("ids.gaps"),
+            r.get("ids.duplicates"),
+            r.skipped.map_or("—".to_string(), |s| format!("{s:.0}")),
+        );
+        let _ = r.window_s;
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kb = proc_meminfo_kb("MemTotal:");
+    format!(
+        "{cores} cores ({cpu}), {} GiB, Linux {}",
+        mem_kb / (1024 * 1024),
+        kernel.trim()
+    )
+}
+
+fn proc_meminfo_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn smoke() {
+    let case = Case {
+        streams: 50,
+        interval_ms: 200,
+        window_s: 1,
+    };
+    let row = run(&Spec::ours("sse-server", &["--threads", "1"]), &case);
+    assert_eq!(row.get("streams.established"), 50.0, "{}", row.report);
+    assert_eq!(row.get("streams.failed"), 0.0, "{}", row.report);
+    assert!(row.get("frames") > 0.0);
+    println!(
+        "e2e smoke: 50 streams established, {} frames; run `cargo bench --bench e2e` for figures",
+        row.get("frames")
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        smoke();
+        return;
+    }
+    let wanted: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |s: &str| wanted.is_empty() || wanted.contains(&s);
+    let (peers, missing) = peers();
+    let today = time::OffsetDateTime::now_utc().date();
+    println!("## sse-server end-to-end benchmark, {today}");
+    println!(
+        "\nMachine: {}. Server and sse-load share it, on loopback.",
+        machine()
+    );
+    println!(
+        "Command: `cargo bench --bench e2e{}{}`",
+        if wanted.is_empty() { "" } else { " -- " },
+        wanted.join(" ")
+    );
+    for m in &missing {
+        println!("Skipped peer: {m}");
+    }
+    let ours = Spec::ours("sse-server", &[]);
+    let mut all = vec![ours.clone()];
+    all.extend(peers.iter().cloned());
+    if want("hold") {
+        let case = Case {
+            streams: 19_000,
+            interval_ms: 2000,
+            window_s: 10,
+        };
+        let rows: Vec<Row> = all.iter().map(|s| run(s, &case)).collect();
+        print_table("Streams held", &case, &rows);
+    }
+    if want("rate") {
+        let case = Case {
+            streams: 10_000,
+            interval_ms: 100,
+            window_s: 10,
+        };
+        let rows: Vec<Row> = all.iter().map(|s| run(s, &case)).collect();
+        print_table("Frame rate", &case, &rows);
+    }
+    if want("cores") {
+        let case = Case {
+            streams: 10_000,
+            interval_ms: 100,
+            window_s: 10,
+        };
+        let mut specs = vec![
+            Spec::ours("sse-server --threads 1", &["--threads", "1"]),
+            Spec::ours("sse-server --threads 2", &["--threads", "2"]),
+        ];
+        specs.extend(peers.iter().filter(|p| p.name == "floor").cloned());
+        let rows: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
+        print_table("What a second loop buys", &case, &rows);
+    }
+}

@@ -282,12 +282,17 @@ mod tests {
     #[test]
     fn every_file_in_www_is_embedded() {
         let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
-        let mut on_disk: Vec<String> =
-            std::fs::read_dir(&www).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut on_disk: Vec<String> = std::fs::read_dir(&www)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         let mut embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
         on_disk.sort();
         embedded.sort();
-        assert_eq!(on_disk, embedded, "www/ and static_files::EMBEDDED must list the same files");
+        assert_eq!(
+            on_disk, embedded,
+            "www/ and static_files::EMBEDDED must list the same files"
+        );
     }
 
     #[test]

@@ -1,0 +1,50 @@
+//! `sse-load`: parse the flags, raise the descriptor limit, run the load, print the report.
+
+use sse_server::load::{self, Command};
+use sse_server::sys;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cfg = match load::parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run(c)) => c,
+        Ok(Command::Help) => {
+            print!("{}", load::args::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("sse-load {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("sse-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Every stream is a descriptor: take all the hard limit allows, and say when it is short.
+    match sys::raise_fd_limit() {
+        Ok(limit) if (cfg.connections as u64).saturating_add(64) > limit => eprintln!(
+            "sse-load: warning: {} streams but only {limit} file descriptors; the rest will fail as no_file_descriptors",
+            cfg.connections
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("sse-load: could not raise the file-descriptor limit: {e}"),
+    }
+    let quiet = cfg.quiet;
+    let report = match load::run(&cfg, |p| {
+        if !quiet {
+            eprintln!("{}", p.text());
+        }
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sse-load: cannot run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.human());
+    }
+    ExitCode::SUCCESS
+}

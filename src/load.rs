@@ -1,1 +1,0 @@
-//! The load generator behind `sse-load` (to be written).

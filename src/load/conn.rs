@@ -1,0 +1,517 @@
+//! One client stream's state machine, sans-IO: connect outcome, bytes and `now` in; the request
+//! bytes, a deadline, measurements and an end [`Reason`] out.
+//!
+//! The loop calls [`Conn::handle_connected`] once the TCP handshake is done, writes
+//! [`Conn::pending`] and reports it with [`Conn::on_sent`], feeds what it reads to
+//! [`Conn::handle_input`] (at most [`Conn::read_limit`] bytes at a time), and calls
+//! [`Conn::handle_timeout`] when [`Conn::timeout`] has passed. Any `Err(reason)` (or
+//! [`Conn::handle_eof`]) ends the stream: the loop counts it with [`Stats::end`] and drops it.
+//!
+//! Memory: an open stream is this struct (about 200 bytes) plus the event parser's small
+//! buffers; the response head is kept (up to [`ConnConfig::max_head`]) only while it is
+//! incomplete. Reads go into the loop's shared buffer.
+//!
+//! **Invariant:** no socket, no clock: time comes in as [`Now`]; nothing panics on the peer's
+//! bytes.
+
+use super::http::{self, BodyKind, BodyReader, Head};
+use super::stats::{content_timestamp_us, parse_id, Reason, Stats};
+use crate::event_stream::{self, Item, Parser};
+
+/// The knobs a stream obeys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnConfig {
+    /// The TCP handshake must finish within this.
+    pub connect_timeout_ms: u64,
+    /// The complete response head must arrive this long after the handshake.
+    pub headers_timeout_ms: u64,
+    /// Largest response head accepted.
+    pub max_head: usize,
+    /// Caps for the event stream.
+    pub limits: event_stream::Limits,
+    /// The `Last-Event-ID` sent, which is also the parser's starting last event ID.
+    pub last_event_id: Option<String>,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        ConnConfig {
+            connect_timeout_ms: 5_000,
+            headers_timeout_ms: 10_000,
+            max_head: 16 * 1024,
+            limits: event_stream::Limits::default(),
+            last_event_id: None,
+        }
+    }
+}
+
+/// The time, read once by the loop per batch of work and handed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic microseconds since the run started.
+    pub us: u64,
+    /// Wall-clock microseconds since the Unix epoch (for frame timestamps).
+    pub wall_us: i64,
+}
+
+impl Now {
+    /// Monotonic milliseconds, the unit of deadlines.
+    pub fn ms(self) -> u64 {
+        self.us / 1000
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// TCP handshake under way.
+    Connecting { deadline_ms: u64 },
+    /// Sending the request (`sent` bytes so far) and reading the response head; `head` holds a
+    /// partial head between reads.
+    Head {
+        sent: usize,
+        head: Vec<u8>,
+        deadline_ms: u64,
+    },
+    /// The response is an event stream.
+    Stream { body: BodyReader },
+}
+
+/// Per-stream frame bookkeeping.
+#[derive(Clone, Copy, Debug, Default)]
+struct Track {
+    last_frame_us: Option<u64>,
+    last_id: Option<u64>,
+}
+
+/// One stream. See the module docs.
+#[derive(Debug)]
+pub struct Conn {
+    phase: Phase,
+    /// When the connect started, then when it finished (the request's start).
+    mark_us: u64,
+    parser: Parser,
+    track: Track,
+}
+
+impl Conn {
+    /// A stream whose connect starts now.
+    pub fn new(now: Now, cfg: &ConnConfig) -> Self {
+        let parser = match &cfg.last_event_id {
+            Some(id) => Parser::with_last_event_id(cfg.limits, id.as_bytes()),
+            None => Parser::with_limits(cfg.limits),
+        };
+        Conn {
+            phase: Phase::Connecting {
+                deadline_ms: now.ms() + cfg.connect_timeout_ms,
+            },
+            mark_us: now.us,
+            parser,
+            track: Track::default(),
+        }
+    }
+
+    /// Whether the TCP handshake is still under way.
+    pub fn is_connecting(&self) -> bool {
+        matches!(self.phase, Phase::Connecting { .. })
+    }
+
+    /// Whether the response head was accepted (the stream is open).
+    pub fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Stream { .. })
+    }
+
+    /// The TCP handshake finished: the request may go out.
+    pub fn handle_connected(&mut self, now: Now, cfg: &ConnConfig, stats: &mut Stats) {
+        if let Phase::Connecting { .. } = self.phase {
+            stats.connect_us.record(now.us.saturating_sub(self.mark_us));
+            self.mark_us = now.us;
+            self.phase = Phase::Head {
+                sent: 0,
+                head: Vec::new(),
+                deadline_ms: now.ms() + cfg.headers_timeout_ms,
+            };
+        }
+    }
+
+    /// The part of `request` not yet written.
+    pub fn pending<'r>(&self, request: &'r [u8]) -> Option<&'r [u8]> {
+        match self.phase {
+            Phase::Head { sent, .. } if sent < request.len() => Some(&request[sent..]),
+            _ => None,
+        }
+    }
+
+    /// `n` more request bytes went out.
+    pub fn on_sent(&mut self, n: usize) {
+        if let Phase::Head { sent, .. } = &mut self.phase {
+            *sent += n;
+        }
+    }
+
+    /// Whether the loop should read now.
+    pub fn wants_read(&self) -> bool {
+        !self.is_connecting()
+    }
+
+    /// Most bytes to read at once: while the head is incomplete, the room left under the cap
+    /// (plus one, to notice going over); unbounded afterwards.
+    pub fn read_limit(&self, cfg: &ConnConfig) -> usize {
+        match &self.phase {
+            Phase::Head { head, .. } => (cfg.max_head + 1).saturating_sub(head.len()).max(1),
+            _ => usize::MAX,
+        }
+    }
+
+    /// The next deadline, if any: an open stream has none (the run's end bounds it).
+    pub fn timeout(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Connecting { deadline_ms } | Phase::Head { deadline_ms, .. } => {
+                Some(deadline_ms)
+            }
+            Phase::Stream { .. } => None,
+        }
+    }
+
+    /// The deadline may have passed: the reason to end the stream, if it has.
+    pub fn handle_timeout(&self, now: Now) -> Option<Reason> {
+        match self.phase {
+            Phase::Connecting { deadline_ms } if now.ms() >= deadline_ms => {
+                Some(Reason::ConnectTimeout)
+            }
+            Phase::Head { deadline_ms, .. } if now.ms() >= deadline_ms => {
+                Some(Reason::HeadersTimeout)
+            }
+            _ => None,
+        }
+    }
+
+    /// The peer closed its side: why the stream ends.
+    pub fn handle_eof(&self) -> Reason {
+        match self.phase {
+            Phase::Stream { .. } => Reason::Closed,
+            _ => Reason::ClosedBeforeHeaders,
+        }
+    }
+
+    /// Bytes from the peer.
+    pub fn handle_input(
+        &mut self,
+        data: &[u8],
+        now: Now,
+        cfg: &ConnConfig,
+        stats: &mut Stats,
+    ) -> Result<(), Reason> {
+        match &mut self.phase {
+            Phase::Connecting { .. } => Ok(()),
+            Phase::Head { head, .. } if head.is_empty() => self.on_head(data, now, cfg, stats),
+            Phase::Head { head, .. } => {
+                let mut buf = std::mem::take(head);
+                buf.extend_from_slice(data);
+                self.on_head(&buf, now, cfg, stats)
+            }
+            Phase::Stream { .. } => self.on_body(data, now, stats),
+        }
+    }
+
+    /// Parses the head from `data` (what was held plus what came); keeps a partial head, or
+    /// opens the stream and passes on the bytes after the head.
+    fn on_head(
+        &mut self,
+        mut data: &[u8],
+        now: Now,
+        cfg: &ConnConfig,
+        stats: &mut Stats,
+    ) -> Result<(), Reason> {
+        let resp = loop {
+            match http::parse_head(data) {
+                Ok(Head::Interim(len)) => data = &data[len..],
+                Ok(Head::Complete(resp)) => break resp,
+                Ok(Head::Partial) => {
+                    if data.len() > cfg.max_head {
+                        return Err(Reason::HeadTooLarge);
+                    }
+                    if let Phase::Head { head, .. } = &mut self.phase {
+                        head.clear();
+                        head.extend_from_slice(data);
+                    }
+                    return Ok(());
+                }
+                Err(_) => return Err(Reason::BadResponse),
+            }
+        };
+        if resp.len > cfg.max_head {
+            return Err(Reason::HeadTooLarge);
+        }
+        if resp.status != 200 {
+            return Err(Reason::BadStatus(resp.status));
+        }
+        if !resp.event_stream {
+            return Err(Reason::NotEventStream);
+        }
+        stats.established += 1;
+        stats.last_established_us = now.us;
+        stats.headers_us.record(now.us.saturating_sub(self.mark_us));
+        let body = BodyReader::new(resp.body);
+        self.phase = Phase::Stream { body };
+        if resp.body == BodyKind::Length(0) {
+            return Err(Reason::Ended);
+        }
+        self.on_body(&data[resp.len..], now, stats)
+    }
+
+    fn on_body(&mut self, data: &[u8], now: Now, stats: &mut Stats) -> Result<(), Reason> {
+        let Conn {
+            phase,
+            parser,
+            track,
+            ..
+        } = self;
+        let Phase::Stream { body } = phase else {
+            return Ok(());
+        };
+        stats.body_bytes += data.len() as u64;
+        let mut input = data;
+        loop {
+            match body.next(&mut input) {
+                Ok(Some(payload)) => parser
+                    .feed(payload, &mut |item| on_item(item, track, stats, now))
+                    .map_err(|_| Reason::ParseError)?,
+                Ok(None) => break,
+                Err(_) => return Err(Reason::BodyError),
+            }
+        }
+        if body.is_done() {
+            return Err(Reason::Ended);
+        }
+        Ok(())
+    }
+}
+
+/// Counts one parsed item: O(1) per frame, no allocation.
+fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Now) {
+    let ev = match item {
+        Item::Event(ev) => ev,
+        Item::Retry(_) => {
+            stats.retry_fields += 1;
+            return;
+        }
+        Item::Comment(_) => {
+            stats.comments += 1;
+            return;
+        }
+    };
+    stats.frames += 1;
+    if let Some(prev) = track.last_frame_us.replace(now.us) {
+        stats.interval_us.record(now.us.saturating_sub(prev));
+    }
+    if let Some(sent_us) = content_timestamp_us(ev.data) {
+        let late = now.wall_us.saturating_sub(sent_us);
+        if late < 0 {
+            stats.early_frames += 1;
+        }
+        stats.lateness_us.record(late.max(0) as u64);
+    }
+    let ids = &mut stats.ids;
+    if !ev.has_id {
+        ids.without_id += 1;
+        return;
+    }
+    let Some(id) = parse_id(ev.last_event_id) else {
+        ids.non_numeric += 1;
+        return;
+    };
+    match track.last_id.replace(id) {
+        None => {
+            ids.first_min = Some(ids.first_min.map_or(id, |m| m.min(id)));
+            ids.first_max = Some(ids.first_max.map_or(id, |m| m.max(id)));
+        }
+        Some(prev) if id == prev.wrapping_add(1) => {}
+        Some(prev) if id > prev => {
+            ids.gaps += 1;
+            ids.missing += id - prev - 1;
+        }
+        Some(_) => ids.duplicates += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n";
+    const REQUEST: &[u8] = b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    fn at(ms: u64) -> Now {
+        Now {
+            us: ms * 1000,
+            wall_us: 1_795_460_982_000_000 + ms as i64 * 1000,
+        }
+    }
+
+    fn frame(id: u64, ms: u64) -> Vec<u8> {
+        let mut dates = crate::sse::Dates::new();
+        let mut out = Vec::new();
+        crate::sse::encode_frame(&mut out, id, dates.iso(1_795_460_982_000 + ms as i64));
+        out
+    }
+
+    /// A stream connected at 0 ms with its request sent.
+    fn open(cfg: &ConnConfig, stats: &mut Stats) -> Conn {
+        let mut c = Conn::new(at(0), cfg);
+        assert_eq!(c.timeout(), Some(cfg.connect_timeout_ms));
+        c.handle_connected(at(1), cfg, stats);
+        assert_eq!(c.pending(REQUEST), Some(REQUEST));
+        c.on_sent(10);
+        assert_eq!(c.pending(REQUEST), Some(&REQUEST[10..]));
+        c.on_sent(REQUEST.len() - 10);
+        assert_eq!(c.pending(REQUEST), None);
+        c
+    }
+
+    #[test]
+    fn a_seed_stream_is_measured() {
+        let cfg = ConnConfig::default();
+        let mut stats = Stats::default();
+        let mut c = open(&cfg, &mut stats);
+        // The head arrives in two pieces, the second with the first frame.
+        let (h1, h2) = SEED_HEAD.split_at(20);
+        c.handle_input(h1, at(2), &cfg, &mut stats).unwrap();
+        assert!(!c.is_established());
+        let mut second = h2.to_vec();
+        second.extend_from_slice(&frame(0, 2));
+        c.handle_input(&second, at(3), &cfg, &mut stats).unwrap();
+        assert!(c.is_established());
+        assert_eq!(c.timeout(), None);
+        assert_eq!((stats.established, stats.frames), (1, 1));
+        assert_eq!(stats.headers_us.max(), 2000);
+        assert_eq!(stats.connect_us.max(), 1000);
+        // Frames every 100 ms, each 1 ms late; one id skipped, then one repeated.
+        for (id, ms) in [(1, 102), (2, 202), (4, 302), (4, 402), (5, 502)] {
+            c.handle_input(&frame(id, ms), at(ms + 1), &cfg, &mut stats)
+                .unwrap();
+        }
+        assert_eq!(stats.frames, 6);
+        assert_eq!(stats.interval_us.count(), 5);
+        assert_eq!(stats.interval_us.quantile(0.5), 100_000);
+        assert_eq!(stats.lateness_us.max(), 1000);
+        assert_eq!(stats.lateness_us.count(), 6);
+        assert_eq!(
+            (stats.ids.gaps, stats.ids.missing, stats.ids.duplicates),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            (stats.ids.first_min, stats.ids.first_max),
+            (Some(0), Some(0))
+        );
+        assert_eq!(stats.retry_fields, 6);
+        assert_eq!(c.handle_eof(), Reason::Closed);
+    }
+
+    #[test]
+    fn chunked_stream() {
+        let cfg = ConnConfig::default();
+        let mut stats = Stats::default();
+        let mut c = open(&cfg, &mut stats);
+        // Chunks split lines, and one splits a CRLF; the payload is
+        // ": hi\r\ndata: a\r\n\r\nid: 3\r\ndata: b\r\n\r\n".
+        let input = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+            8\r\n: hi\r\nda\r\n6\r\nta: a\r\r\n8\r\n\n\r\nid: 3\r\nc\r\n\r\ndata: b\r\n\r\r\n\
+            1\r\n\n\r\n0\r\n\r\n";
+        assert_eq!(
+            c.handle_input(input, at(5), &cfg, &mut stats),
+            Err(Reason::Ended)
+        );
+        assert_eq!((stats.frames, stats.comments), (2, 1));
+        assert_eq!(stats.ids.without_id, 1);
+        assert_eq!((stats.ids.first_min, stats.ids.non_numeric), (Some(3), 0));
+    }
+
+    #[test]
+    fn failures_have_reasons() {
+        let cfg = ConnConfig {
+            max_head: 64,
+            ..ConnConfig::default()
+        };
+        let cases: &[(&[u8], Reason)] = &[
+            (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", Reason::BadStatus(503)),
+            (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n", Reason::NotEventStream),
+            (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 0\r\n\r\n", Reason::HeadTooLarge),
+            (b"garbage\r\n\r\n", Reason::BadResponse),
+            (&[&b"HTTP/1.1 200 OK\r\nX-Pad: "[..], &[b'a'; 60]].concat(), Reason::HeadTooLarge),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\nzz", Reason::HeadTooLarge),
+        ];
+        for &(input, want) in cases {
+            let mut stats = Stats::default();
+            let mut c = open(&cfg, &mut stats);
+            assert_eq!(
+                c.handle_input(input, at(2), &cfg, &mut stats),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(stats.established, 0);
+        }
+        let cfg = ConnConfig::default();
+        let mut stats = Stats::default();
+        let mut c = open(&cfg, &mut stats);
+        let bad_chunk = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\nzz";
+        assert_eq!(
+            c.handle_input(bad_chunk, at(2), &cfg, &mut stats),
+            Err(Reason::BodyError)
+        );
+        // An interim response is skipped; a head may arrive byte by byte.
+        let mut stats = Stats::default();
+        let mut c = open(&cfg, &mut stats);
+        let input = [&b"HTTP/1.1 100 Continue\r\n\r\n"[..], SEED_HEAD].concat();
+        for b in input.chunks(1) {
+            c.handle_input(b, at(2), &cfg, &mut stats).unwrap();
+        }
+        assert!(c.is_established());
+        assert_eq!(c.read_limit(&cfg), usize::MAX);
+        // A parser cap is a parse error.
+        let small = ConnConfig {
+            limits: event_stream::Limits {
+                max_line: 8,
+                max_data: 8,
+            },
+            ..ConnConfig::default()
+        };
+        let mut c = open(&small, &mut stats);
+        let input = [SEED_HEAD, b"data: 0123456789\n"].concat();
+        assert_eq!(
+            c.handle_input(&input, at(2), &small, &mut stats),
+            Err(Reason::ParseError)
+        );
+    }
+
+    #[test]
+    fn timeouts_and_early_close() {
+        let cfg = ConnConfig::default();
+        let c = Conn::new(at(0), &cfg);
+        assert_eq!(c.handle_timeout(at(4_999)), None);
+        assert_eq!(c.handle_timeout(at(5_000)), Some(Reason::ConnectTimeout));
+        assert!(!c.wants_read());
+        let mut stats = Stats::default();
+        let c = open(&cfg, &mut stats);
+        assert_eq!(c.timeout(), Some(10_001));
+        assert_eq!(c.handle_timeout(at(10_001)), Some(Reason::HeadersTimeout));
+        assert_eq!(c.handle_eof(), Reason::ClosedBeforeHeaders);
+        assert_eq!(c.read_limit(&cfg), cfg.max_head + 1);
+    }
+
+    #[test]
+    fn last_event_id_is_the_starting_id() {
+        let cfg = ConnConfig {
+            last_event_id: Some("41".into()),
+            ..ConnConfig::default()
+        };
+        let mut stats = Stats::default();
+        let mut c = open(&cfg, &mut stats);
+        let input = [SEED_HEAD, &frame(42, 1)].concat();
+        c.handle_input(&input, at(2), &cfg, &mut stats).unwrap();
+        assert_eq!(
+            (stats.ids.first_min, stats.ids.first_max),
+            (Some(42), Some(42))
+        );
+    }
+}

@@ -1,0 +1,637 @@
+//! The event loops: the only part of `sse-load` that touches sockets, `mio`, threads and clocks.
+//!
+//! [`run`] starts `--threads` loops; each owns a share of the streams (every `threads`-th one),
+//! of the connect rate and of the in-flight budget, a slab of [`Conn`]s indexed by token, a
+//! [`TimerWheel`] holding each handshake's deadline, its [`Stats`], and one read buffer shared
+//! by all its streams. The calling thread prints nothing itself: once a second it hands a
+//! [`Progress`] (summed from counters each loop publishes) to a callback, and at the end it
+//! merges the loops' stats into a [`Report`].
+//!
+//! Readiness: a socket is registered once for read and write, edge-triggered; an event sets the
+//! slot's flags and an operation clears them on `WouldBlock`. One Linux-specific shortcut, for
+//! the 100,000-frames-a-second case: a read that returns less than was asked leaves nothing
+//! behind, and any byte (or FIN) that arrives later raises a new edge, so the loop stops there
+//! instead of paying a second `read` for the `WouldBlock`. It still reads to the end when the
+//! event said the peer closed, so a close is never missed.
+//!
+//! **Invariant:** after any call into a [`Conn`] the loop either drops the stream (counting its
+//! reason) or re-arms its timer from [`Conn::timeout`]; a handshake always has a deadline.
+//! **Invariant:** connections go only to the configured loopback target (checked by
+//! [`super::args::parse_url`]), from the configured loopback sources.
+
+use super::args::Config;
+use super::conn::{Conn, ConnConfig, Now};
+use super::report::Report;
+use super::stats::{Reason, Stats};
+use crate::timer::TimerWheel;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One read buffer per loop, shared by all its streams.
+const READ_BUF: usize = 64 * 1024;
+/// Connects started per loop iteration before the loop serves events again (fairness).
+const OPEN_BUDGET: usize = 256;
+/// Longest sleep, so that published progress is never stale by much.
+const MAX_SLEEP_US: u64 = 200_000;
+
+/// What the loops share, read-only.
+struct Setup {
+    target: SocketAddr,
+    sources: Vec<IpAddr>,
+    request: Vec<u8>,
+    conn: ConnConfig,
+    start: Instant,
+    /// The run ends this many microseconds after `start`.
+    end_us: u64,
+}
+
+impl Setup {
+    fn now(&self) -> Now {
+        let wall_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        Now {
+            us: self.start.elapsed().as_micros() as u64,
+            wall_us,
+        }
+    }
+}
+
+/// One loop's share of the work.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Plan {
+    /// Streams this loop opens.
+    count: usize,
+    /// The global index of its first stream, and the step between its streams.
+    first: usize,
+    stride: usize,
+    /// Connects per second (0: no limit).
+    rate: f64,
+    max_inflight: usize,
+}
+
+impl Plan {
+    fn for_loop(cfg: &Config, i: usize) -> Plan {
+        let t = cfg.threads.max(1);
+        let n = cfg.connections;
+        let count = n / t + usize::from(i < n % t);
+        let share = count as f64 / n.max(1) as f64;
+        Plan {
+            count,
+            first: i,
+            stride: t,
+            rate: cfg.rate * share,
+            max_inflight: ((cfg.max_inflight as f64 * share).ceil() as usize).max(1),
+        }
+    }
+}
+
+/// Counters a loop publishes for the progress line.
+#[derive(Default)]
+struct Published {
+    open: AtomicU64,
+    opening: AtomicU64,
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The once-a-second view of a run in progress.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+    /// Streams open now.
+    pub open: u64,
+    /// Streams between connect start and response head.
+    pub opening: u64,
+    /// Frames so far, and per second over the last interval.
+    pub frames: u64,
+    pub frames_per_s: f64,
+    /// Body bytes per second over the last interval.
+    pub bytes_per_s: f64,
+    /// Streams that never opened, and open streams that ended, so far.
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+impl Progress {
+    /// The progress line.
+    pub fn text(&self) -> String {
+        format!(
+            "[{:6.1}s] open {:6}  opening {:5}  frames/s {:9.0}  MB/s {:7.2}  failed {:6}  dropped {:6}",
+            self.elapsed_s,
+            self.open,
+            self.opening,
+            self.frames_per_s,
+            self.bytes_per_s / 1e6,
+            self.failed,
+            self.dropped
+        )
+    }
+}
+
+/// Runs the whole load, calling `on_progress` about once a second, and returns the report.
+/// Errors only when the loops cannot be set up (no poller, no thread).
+pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<Report> {
+    let (cpu0, _) = rusage();
+    let setup = Arc::new(Setup {
+        target: cfg.target.addr,
+        sources: cfg.source_addrs.clone(),
+        request: cfg.request(),
+        conn: cfg.conn.clone(),
+        start: Instant::now(),
+        end_us: cfg.duration.as_micros() as u64,
+    });
+    let threads = cfg.threads.clamp(1, cfg.connections.max(1));
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut handles = Vec::with_capacity(threads);
+    let mut published = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let p = Arc::new(Published::default());
+        let lp = Loop::new(setup.clone(), Plan::for_loop(cfg, i), p.clone())?;
+        let tx = done_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("sse-load-{i}"))
+            .spawn(move || {
+                let stats = lp.run();
+                let _ = tx.send(());
+                stats
+            })?;
+        handles.push(handle);
+        published.push(p);
+    }
+    drop(done_tx);
+
+    let mut done = 0;
+    let mut tick = 1u32;
+    let mut last = (0.0, 0u64, 0u64); // (seconds, frames, bytes) at the previous line
+    while done < threads {
+        let at = setup.start + Duration::from_secs(u64::from(tick));
+        match done_rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+            Ok(()) => done += 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                tick += 1;
+                let sum = |f: fn(&Published) -> &AtomicU64| -> u64 {
+                    published.iter().map(|p| f(p).load(Ordering::Relaxed)).sum()
+                };
+                let elapsed = setup.start.elapsed().as_secs_f64();
+                let frames = sum(|p| &p.frames);
+                let bytes = sum(|p| &p.bytes);
+                let dt = (elapsed - last.0).max(1e-3);
+                on_progress(&Progress {
+                    elapsed_s: elapsed,
+                    open: sum(|p| &p.open),
+                    opening: sum(|p| &p.opening),
+                    frames,
+                    frames_per_s: frames.saturating_sub(last.1) as f64 / dt,
+                    bytes_per_s: bytes.saturating_sub(last.2) as f64 / dt,
+                    failed: sum(|p| &p.failed),
+                    dropped: sum(|p| &p.dropped),
+                });
+                last = (elapsed, frames, bytes);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let mut stats = Stats::default();
+    for h in handles {
+        let s = h
+            .join()
+            .map_err(|_| io::Error::other("an sse-load event loop panicked"))?;
+        stats.merge(&s);
+    }
+    let wall_s = setup.start.elapsed().as_secs_f64();
+    let (cpu1, max_rss) = rusage();
+    let mut report = Report::new(cfg, stats, cfg.duration.as_secs_f64(), cpu1 - cpu0, max_rss);
+    report.cpu_wall_s = wall_s;
+    Ok(report)
+}
+
+/// One stream's socket, state and remembered readiness.
+struct Slot {
+    sock: TcpStream,
+    conn: Conn,
+    readable: bool,
+    writable: bool,
+    /// An event said the peer closed (or errored): read to the end, no shortcut.
+    read_closed: bool,
+}
+
+/// Streams indexed by token; freed indices are reused, so timer keys stay dense.
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Option<Slot>>,
+    free: Vec<usize>,
+}
+
+impl Slab {
+    fn insert(&mut self, slot: Slot) -> usize {
+        match self.free.pop() {
+            Some(k) => {
+                self.entries[k] = Some(slot);
+                k
+            }
+            None => {
+                self.entries.push(Some(slot));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, k: usize) -> Option<Slot> {
+        let slot = self.entries.get_mut(k)?.take()?;
+        self.free.push(k);
+        Some(slot)
+    }
+
+    fn get_mut(&mut self, k: usize) -> Option<&mut Slot> {
+        self.entries.get_mut(k)?.as_mut()
+    }
+}
+
+struct Loop {
+    poll: Poll,
+    setup: Arc<Setup>,
+    plan: Plan,
+    published: Arc<Published>,
+    slab: Slab,
+    wheel: TimerWheel,
+    read_buf: Box<[u8]>,
+    stats: Stats,
+    /// Streams started so far, and those between connect start and response head.
+    started: usize,
+    inflight: usize,
+}
+
+impl Loop {
+    fn new(setup: Arc<Setup>, plan: Plan, published: Arc<Published>) -> io::Result<Loop> {
+        Ok(Loop {
+            poll: Poll::new()?,
+            setup,
+            plan,
+            published,
+            slab: Slab::default(),
+            wheel: TimerWheel::new(0),
+            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            stats: Stats::default(),
+            started: 0,
+            inflight: 0,
+        })
+    }
+
+    fn run(mut self) -> Stats {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = self.setup.now();
+            if now.us >= self.setup.end_us {
+                break;
+            }
+            let more = self.open_more(now);
+            let timeout = if more {
+                Duration::ZERO
+            } else {
+                self.poll_timeout(now)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("sse-load: poll failed: {e}");
+                break;
+            }
+            for ev in events.iter() {
+                let k = ev.token().0;
+                let Some(slot) = self.slab.get_mut(k) else {
+                    continue;
+                };
+                // Errors and hang-ups surface through the next read, write or connect check.
+                let closed = ev.is_read_closed() || ev.is_error();
+                slot.readable |= ev.is_readable() || closed;
+                slot.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                slot.read_closed |= closed;
+                let now = self.setup.now();
+                self.drive(k, now);
+            }
+            self.fire_timers();
+            self.publish();
+        }
+        self.finish()
+    }
+
+    /// The next time a connect may start, if one is waiting only for the rate.
+    fn next_open_us(&self) -> Option<u64> {
+        if self.started >= self.plan.count || self.inflight >= self.plan.max_inflight {
+            return None;
+        }
+        if self.plan.rate <= 0.0 {
+            return Some(0);
+        }
+        Some((self.started as f64 * 1e6 / self.plan.rate).ceil() as u64)
+    }
+
+    fn poll_timeout(&self, now: Now) -> Duration {
+        let mut next = self.setup.end_us.min(now.us + MAX_SLEEP_US);
+        if let Some(t) = self.next_open_us() {
+            next = next.min(t);
+        }
+        if let Some(ms) = self.wheel.next_wakeup() {
+            next = next.min(ms.saturating_mul(1000));
+        }
+        Duration::from_micros(next.saturating_sub(now.us))
+    }
+
+    /// Starts the connects the rate and the in-flight budget allow; true when the budget per
+    /// iteration ran out with more allowed (poll without sleeping, then come back).
+    fn open_more(&mut self, now: Now) -> bool {
+        for _ in 0..OPEN_BUDGET {
+            match self.next_open_us() {
+                Some(t) if t <= now.us => self.open_one(now),
+                _ => return false,
+            }
+        }
+        self.next_open_us().is_some_and(|t| t <= now.us)
+    }
+
+    fn open_one(&mut self, now: Now) {
+        let index = self.plan.first + self.started * self.plan.stride;
+        self.started += 1;
+        self.stats.attempted += 1;
+        let sources = &self.setup.sources;
+        let source = (!sources.is_empty()).then(|| sources[index % sources.len()]);
+        let sock = match connect(self.setup.target, source) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.end(Reason::from_io(&e, true), false);
+                return;
+            }
+        };
+        let conn = Conn::new(now, &self.setup.conn);
+        let deadline = conn.timeout();
+        let k = self.slab.insert(Slot {
+            sock,
+            conn,
+            readable: false,
+            writable: false,
+            read_closed: false,
+        });
+        let Some(slot) = self.slab.get_mut(k) else {
+            return;
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut slot.sock,
+            Token(k),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.slab.remove(k);
+            self.stats.end(Reason::from_io(&e, true), false);
+            return;
+        }
+        self.inflight += 1;
+        if let Some(d) = deadline {
+            self.wheel.arm(k, d);
+        }
+    }
+
+    /// Moves a stream as far as its readiness allows; then re-arms its timer or drops it.
+    fn drive(&mut self, k: usize, now: Now) {
+        let Some(slot) = self.slab.get_mut(k) else {
+            return;
+        };
+        let was_open = slot.conn.is_established();
+        let result = drive_slot(slot, &mut self.read_buf, &self.setup, &mut self.stats, now);
+        let is_open = slot.conn.is_established();
+        let deadline = slot.conn.timeout();
+        if is_open && !was_open {
+            self.inflight -= 1;
+        }
+        match result {
+            Err(reason) => self.end(k, reason),
+            Ok(()) => match deadline {
+                Some(d) if self.wheel.deadline(k) != Some(d) => self.wheel.arm(k, d),
+                Some(_) => {}
+                None => self.wheel.cancel(k),
+            },
+        }
+    }
+
+    /// Drops a stream, counting why.
+    fn end(&mut self, k: usize, reason: Reason) {
+        self.wheel.cancel(k);
+        if let Some(mut slot) = self.slab.remove(k) {
+            let open = slot.conn.is_established();
+            if !open {
+                self.inflight -= 1;
+            }
+            self.stats.end(reason, open);
+            let _ = self.poll.registry().deregister(&mut slot.sock);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.setup.now();
+        while let Some(k) = self.wheel.pop_expired(now.ms()) {
+            let Some(slot) = self.slab.get_mut(k) else {
+                continue;
+            };
+            match slot.conn.handle_timeout(now) {
+                Some(reason) => self.end(k, reason),
+                None => {
+                    if let Some(d) = slot.conn.timeout() {
+                        self.wheel.arm(k, d);
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let p = &*self.published;
+        let s = &self.stats;
+        let dropped = s.dropped_total();
+        p.open
+            .store(s.established.saturating_sub(dropped), Ordering::Relaxed);
+        p.opening.store(self.inflight as u64, Ordering::Relaxed);
+        p.frames.store(s.frames, Ordering::Relaxed);
+        p.bytes.store(s.body_bytes, Ordering::Relaxed);
+        p.failed.store(s.failed_total(), Ordering::Relaxed);
+        p.dropped.store(dropped, Ordering::Relaxed);
+    }
+
+    /// The run is over: counts what is still open or opening, and closes everything.
+    fn finish(mut self) -> Stats {
+        self.publish();
+        for slot in self.slab.entries.iter().flatten() {
+            if slot.conn.is_established() {
+                self.stats.open_at_end += 1;
+            } else {
+                self.stats.pending_at_end += 1;
+            }
+        }
+        self.stats
+    }
+}
+
+/// Connect check, request write and reads for one stream, until `WouldBlock` (or the short-read
+/// shortcut, see the module docs). `Err` ends the stream.
+fn drive_slot(
+    slot: &mut Slot,
+    buf: &mut [u8],
+    setup: &Setup,
+    stats: &mut Stats,
+    now: Now,
+) -> Result<(), Reason> {
+    let conn = &mut slot.conn;
+    if conn.is_connecting() {
+        if !slot.writable && !slot.readable {
+            return Ok(());
+        }
+        if let Some(e) = slot.sock.take_error().unwrap_or_else(Some) {
+            return Err(Reason::from_io(&e, true));
+        }
+        match slot.sock.peer_addr() {
+            Ok(_) => conn.handle_connected(now, &setup.conn, stats),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                // A spurious wakeup: the handshake is still under way.
+                slot.writable = false;
+                slot.readable = false;
+                return Ok(());
+            }
+            Err(e) => return Err(Reason::from_io(&e, true)),
+        }
+    }
+    while slot.writable {
+        let Some(out) = conn.pending(&setup.request) else {
+            break;
+        };
+        match slot.sock.write(out) {
+            Ok(0) => return Err(Reason::Reset),
+            Ok(n) => conn.on_sent(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Reason::from_io(&e, false)),
+        }
+    }
+    while slot.readable && conn.wants_read() {
+        let limit = conn.read_limit(&setup.conn).min(buf.len());
+        match slot.sock.read(&mut buf[..limit]) {
+            Ok(0) => return Err(conn.handle_eof()),
+            Ok(n) => {
+                conn.handle_input(&buf[..n], now, &setup.conn, stats)?;
+                if n < limit && !slot.read_closed {
+                    slot.readable = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Reason::from_io(&e, false)),
+        }
+    }
+    Ok(())
+}
+
+/// A nonblocking connect to `target`, from `source` when given. With a source, the socket is
+/// bound with `IP_BIND_ADDRESS_NO_PORT` so the kernel picks the port at connect time, per
+/// (source, destination) pair, instead of reserving one per socket at bind time: that is what
+/// lets N sources carry N times the ephemeral-port range.
+fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    if let Some(ip) = source {
+        set_bind_address_no_port(&socket)?;
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+fn set_bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local, on a descriptor
+    // the socket owns for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// This process's CPU time (user plus system, seconds) and peak resident memory (bytes).
+fn rusage() -> (f64, u64) {
+    // SAFETY: rusage is plain data; getrusage writes into the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0.0, 0);
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (
+        t(ru.ru_utime) + t(ru.ru_stime),
+        (ru.ru_maxrss.max(0) as u64) * 1024,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::args::parse_url;
+
+    #[test]
+    fn plans_split_the_work() {
+        let cfg = Config {
+            connections: 10,
+            threads: 3,
+            rate: 300.0,
+            max_inflight: 30,
+            ..Config::default()
+        };
+        let plans: Vec<Plan> = (0..3).map(|i| Plan::for_loop(&cfg, i)).collect();
+        assert_eq!(plans.iter().map(|p| p.count).sum::<usize>(), 10);
+        assert_eq!(plans[0].count, 4);
+        assert!((plans.iter().map(|p| p.rate).sum::<f64>() - 300.0).abs() < 1e-9);
+        assert!(plans.iter().all(|p| p.max_inflight >= 9 && p.stride == 3));
+    }
+
+    #[test]
+    fn a_refused_run_reports_failures() {
+        // Bind a port and drop the listener: nothing listens there any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let cfg = Config {
+            target: parse_url(&format!("http://127.0.0.1:{port}/sse")).unwrap(),
+            connections: 20,
+            duration: Duration::from_millis(300),
+            rate: 0.0,
+            ..Config::default()
+        };
+        let report = run(&cfg, |_| {}).unwrap();
+        assert_eq!(report.stats.failed.get(&Reason::ConnectRefused), Some(&20));
+        assert_eq!(report.stats.established, 0);
+    }
+}

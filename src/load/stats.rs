@@ -1,0 +1,657 @@
+//! What one event loop measures: counters, failure reasons, and log-linear histograms; and the
+//! per-frame helpers (the `content` timestamp, numeric ids) that feed them.
+//!
+//! Everything here is plain data owned by one loop, so recording is a few adds with no locks;
+//! loops' [`Stats`] are merged once at the end of the run.
+//!
+//! **Invariant:** no IO, no clock; recording a value is O(1) and never allocates (the reason
+//! maps only grow by one entry per distinct reason).
+
+use std::collections::BTreeMap;
+use std::io;
+
+/// Sub-buckets per power of two: 2^10 = 1024, so a bucket is at most 1/1024 (0.1 %) of its values
+/// wide and a reported quantile is within 0.05 % of a recorded value.
+const SUB_BITS: u32 = 10;
+const SUB: u64 = 1 << SUB_BITS;
+/// Values are clamped to 2^48 - 1 (microseconds: 8.9 years).
+const MAX_EXP: u32 = 47;
+const MAX_VALUE: u64 = (1 << (MAX_EXP + 1)) - 1;
+const BUCKETS: usize = ((MAX_EXP - SUB_BITS + 2) as usize) << SUB_BITS;
+
+/// A log-linear histogram of `u64` values (microseconds here) with bounded relative error, in
+/// the manner of HdrHistogram: exact below 1024, then 1024 equal buckets per power of two.
+#[derive(Clone)]
+pub struct Histogram {
+    counts: Box<[u64]>,
+    count: u64,
+    min: u64,
+    max: u64,
+    sum: u128,
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram")
+            .field("count", &self.count)
+            .field("min", &self.min())
+            .field("max", &self.max())
+            .finish()
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Histogram {
+    /// An empty histogram (about 320 KB of buckets).
+    pub fn new() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS].into_boxed_slice(),
+            count: 0,
+            min: u64::MAX,
+            max: 0,
+            sum: 0,
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < SUB {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros(); // floor(log2 v), at least SUB_BITS
+        let mantissa = v >> (e - SUB_BITS); // in SUB..2*SUB
+        (((e - SUB_BITS + 1) as usize) << SUB_BITS) + (mantissa - SUB) as usize
+    }
+
+    /// The lowest value of bucket `i` and the bucket's width.
+    fn bucket(i: usize) -> (u64, u64) {
+        if (i as u64) < SUB {
+            return (i as u64, 1);
+        }
+        let k = (i >> SUB_BITS) as u32; // at least 1
+        let shift = k - 1;
+        let mantissa = (i as u64 & (SUB - 1)) + SUB;
+        (mantissa << shift, 1 << shift)
+    }
+
+    /// Adds one value.
+    pub fn record(&mut self, v: u64) {
+        let v = v.min(MAX_VALUE);
+        self.counts[Self::index(v)] += 1;
+        self.count += 1;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.sum += u128::from(v);
+    }
+
+    /// Adds every value of `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+    }
+
+    /// Number of values recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Smallest value, 0 when empty.
+    pub fn min(&self) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            self.min
+        }
+    }
+
+    /// Largest value, 0 when empty.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Arithmetic mean, 0 when empty.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+
+    /// The value at quantile `q` (0..=1): the middle of the bucket holding the value of rank
+    /// `ceil(q * count)`, clamped to the exact min and max (and exactly those for the first and
+    /// last rank). 0 when empty.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        // The extremes are known exactly.
+        if rank == 1 {
+            return self.min;
+        }
+        if rank >= self.count {
+            return self.max;
+        }
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                let (low, width) = Self::bucket(i);
+                return (low + (width - 1) / 2).clamp(self.min, self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// Why a stream failed to open, or ended before the run did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// The connect was refused (nothing listening, or the backlog said no).
+    ConnectRefused,
+    /// The TCP handshake did not finish within the connect timeout.
+    ConnectTimeout,
+    /// No local address/port was free (ephemeral ports exhausted): `EADDRNOTAVAIL`.
+    AddrNotAvailable,
+    /// This process ran out of file descriptors (`EMFILE`, `ENFILE`).
+    NoFileDescriptors,
+    /// Any other error while connecting (unreachable and the like).
+    ConnectError,
+    /// The peer reset the connection.
+    Reset,
+    /// The peer closed the connection before a complete response head.
+    ClosedBeforeHeaders,
+    /// No complete response head within the headers timeout.
+    HeadersTimeout,
+    /// The response head was larger than the cap.
+    HeadTooLarge,
+    /// The response head was not valid HTTP/1.x.
+    BadResponse,
+    /// The response status was not 200.
+    BadStatus(u16),
+    /// The response was not `text/event-stream`.
+    NotEventStream,
+    /// The stream was closed by the peer while open (end of a close-delimited body).
+    Closed,
+    /// The response body ended cleanly (last chunk, or `Content-Length` reached).
+    Ended,
+    /// The chunked transfer coding was malformed.
+    BodyError,
+    /// The event stream broke a parser cap (line or event too large).
+    ParseError,
+    /// Any other socket error.
+    IoError,
+}
+
+impl Reason {
+    /// The reason's name in reports: `snake_case`, with the code for a bad status.
+    pub fn name(self) -> String {
+        let s = match self {
+            Reason::ConnectRefused => "connect_refused",
+            Reason::ConnectTimeout => "connect_timeout",
+            Reason::AddrNotAvailable => "addr_not_available",
+            Reason::NoFileDescriptors => "no_file_descriptors",
+            Reason::ConnectError => "connect_error",
+            Reason::Reset => "reset",
+            Reason::ClosedBeforeHeaders => "closed_before_headers",
+            Reason::HeadersTimeout => "headers_timeout",
+            Reason::HeadTooLarge => "head_too_large",
+            Reason::BadResponse => "bad_response",
+            Reason::BadStatus(code) => return format!("bad_status_{code}"),
+            Reason::NotEventStream => "not_event_stream",
+            Reason::Closed => "closed",
+            Reason::Ended => "ended",
+            Reason::BodyError => "body_error",
+            Reason::ParseError => "parse_error",
+            Reason::IoError => "io_error",
+        };
+        s.to_owned()
+    }
+
+    /// Classifies a socket error; `connecting` when it came from the TCP handshake.
+    pub fn from_io(e: &io::Error, connecting: bool) -> Reason {
+        use io::ErrorKind as K;
+        if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+            return Reason::NoFileDescriptors;
+        }
+        match e.kind() {
+            K::ConnectionRefused => Reason::ConnectRefused,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Reason::Reset,
+            K::AddrNotAvailable => Reason::AddrNotAvailable,
+            K::TimedOut if connecting => Reason::ConnectTimeout,
+            _ if connecting => Reason::ConnectError,
+            _ => Reason::IoError,
+        }
+    }
+}
+
+/// Id continuity across the frames of each stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdStats {
+    /// Frames whose id jumped forward by more than one.
+    pub gaps: u64,
+    /// Ids skipped by those jumps, in total.
+    pub missing: u64,
+    /// Frames whose id was not above the previous one (repeats, or going back).
+    pub duplicates: u64,
+    /// Frames whose block had no `id` field.
+    pub without_id: u64,
+    /// Frames whose id was not a decimal number (not checked for gaps).
+    pub non_numeric: u64,
+    /// Smallest and largest first id over all streams.
+    pub first_min: Option<u64>,
+    pub first_max: Option<u64>,
+}
+
+/// Everything one loop counts. See the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Connects started (including those failing at once).
+    pub attempted: u64,
+    /// Streams that got a 200 `text/event-stream` head.
+    pub established: u64,
+    /// Streams that never opened, by reason.
+    pub failed: BTreeMap<Reason, u64>,
+    /// Open streams that ended before the run did, by reason.
+    pub dropped: BTreeMap<Reason, u64>,
+    /// Still connecting or waiting for the head when the run ended.
+    pub pending_at_end: u64,
+    /// Open when the run ended.
+    pub open_at_end: u64,
+    /// Connect start to TCP established, in microseconds.
+    pub connect_us: Histogram,
+    /// TCP established (request sent) to complete response head, in microseconds.
+    pub headers_us: Histogram,
+    /// Time between two frames of one stream, in microseconds.
+    pub interval_us: Histogram,
+    /// Receive time minus the frame's `content` timestamp, in microseconds (negative values
+    /// count as 0 and in `early_frames`).
+    pub lateness_us: Histogram,
+    /// Frames whose timestamp was after their receive time (clock granularity, or skew).
+    pub early_frames: u64,
+    /// Events dispatched.
+    pub frames: u64,
+    /// Response body bytes (after the head, before de-chunking).
+    pub body_bytes: u64,
+    /// Valid `retry` fields.
+    pub retry_fields: u64,
+    /// Comment lines.
+    pub comments: u64,
+    pub ids: IdStats,
+    /// When the last stream opened, in microseconds from the start of the run.
+    pub last_established_us: u64,
+}
+
+impl Stats {
+    /// Counts a stream's end: a failure if it never opened, a drop otherwise.
+    pub fn end(&mut self, reason: Reason, established: bool) {
+        let map = if established {
+            &mut self.dropped
+        } else {
+            &mut self.failed
+        };
+        *map.entry(reason).or_default() += 1;
+    }
+
+    /// Streams that never opened.
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    /// Open streams that ended early.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+
+    /// Adds another loop's figures.
+    pub fn merge(&mut self, o: &Stats) {
+        self.attempted += o.attempted;
+        self.established += o.established;
+        for (r, n) in &o.failed {
+            *self.failed.entry(*r).or_default() += n;
+        }
+        for (r, n) in &o.dropped {
+            *self.dropped.entry(*r).or_default() += n;
+        }
+        self.pending_at_end += o.pending_at_end;
+        self.open_at_end += o.open_at_end;
+        self.connect_us.merge(&o.connect_us);
+        self.headers_us.merge(&o.headers_us);
+        self.interval_us.merge(&o.interval_us);
+        self.lateness_us.merge(&o.lateness_us);
+        self.early_frames += o.early_frames;
+        self.frames += o.frames;
+        self.body_bytes += o.body_bytes;
+        self.retry_fields += o.retry_fields;
+        self.comments += o.comments;
+        let (a, b) = (&mut self.ids, &o.ids);
+        a.gaps += b.gaps;
+        a.missing += b.missing;
+        a.duplicates += b.duplicates;
+        a.without_id += b.without_id;
+        a.non_numeric += b.non_numeric;
+        a.first_min = min_opt(a.first_min, b.first_min);
+        a.first_max = a.first_max.max(b.first_max);
+        self.last_established_us = self.last_established_us.max(o.last_established_us);
+    }
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// A decimal id (ASCII digits only, no sign, fits `u64`), as servers that number frames send.
+pub fn parse_id(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 20 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The timestamp of a frame whose data carries `"content":"<ISO 8601 date>"` (the seed's frame
+/// and its peers'), in microseconds since the Unix epoch.
+pub fn content_timestamp_us(data: &[u8]) -> Option<i64> {
+    const PREFIX: &[u8] = b"{\"content\":\"";
+    const KEY: &[u8] = b"\"content\"";
+    if let Some(rest) = data.strip_prefix(PREFIX) {
+        return parse_iso_us(rest);
+    }
+    let at = data.windows(KEY.len()).position(|w| w == KEY)?;
+    let rest = skip_ws(&data[at + KEY.len()..]);
+    let rest = skip_ws(rest.strip_prefix(b":")?);
+    parse_iso_us(rest.strip_prefix(b"\"")?)
+}
+
+fn skip_ws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    &s[n..]
+}
+
+/// Parses the start of `s` as `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM|±HHMM)` into
+/// microseconds since the Unix epoch. Anything else (including no zone) is `None`.
+pub fn parse_iso_us(s: &[u8]) -> Option<i64> {
+    fn digits(s: &[u8], from: usize, n: usize) -> Option<i64> {
+        let part = s.get(from..from + n)?;
+        part.iter().try_fold(0i64, |v, &d| {
+            d.is_ascii_digit().then(|| v * 10 + i64::from(d - b'0'))
+        })
+    }
+    let sep = |i: usize, c: u8| s.get(i) == Some(&c);
+    if !(sep(4, b'-') && sep(7, b'-') && (sep(10, b'T') || sep(10, b't') || sep(10, b' '))) {
+        return None;
+    }
+    if !(sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let (year, month, day) = (digits(s, 0, 4)?, digits(s, 5, 2)?, digits(s, 8, 2)?);
+    let (hour, min, sec) = (digits(s, 11, 2)?, digits(s, 14, 2)?, digits(s, 17, 2)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0i64;
+    if sep(i, b'.') || sep(i, b',') {
+        i += 1;
+        let start = i;
+        while let Some(d) = s.get(i).filter(|d| d.is_ascii_digit()) {
+            if i - start < 6 {
+                micros = micros * 10 + i64::from(d - b'0');
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..6 {
+            micros *= 10;
+        }
+    }
+    let offset_s = match s.get(i)? {
+        b'Z' | b'z' => 0,
+        &c @ (b'+' | b'-') => {
+            let h = digits(s, i + 1, 2)?;
+            let m = if sep(i + 3, b':') {
+                digits(s, i + 4, 2)?
+            } else {
+                digits(s, i + 3, 2)?
+            };
+            let off = h * 3600 + m * 60;
+            if c == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::Dates;
+
+    #[test]
+    fn histogram_buckets_tile_the_range() {
+        let mut expect_low = 0;
+        for i in 0..BUCKETS {
+            let (low, width) = Histogram::bucket(i);
+            assert_eq!(low, expect_low, "bucket {i}");
+            assert_eq!(Histogram::index(low), i);
+            assert_eq!(Histogram::index(low + width - 1), i);
+            expect_low = low + width;
+        }
+        assert_eq!(expect_low, MAX_VALUE + 1);
+    }
+
+    #[test]
+    fn histogram_quantiles_have_bounded_error() {
+        let mut h = Histogram::new();
+        assert_eq!((h.quantile(0.5), h.min(), h.max()), (0, 0, 0));
+        for v in 1..=100_000u64 {
+            h.record(v);
+        }
+        for (q, want) in [
+            (0.5, 50_000.0),
+            (0.99, 99_000.0),
+            (0.999, 99_900.0),
+            (0.0, 1.0),
+        ] {
+            let got = h.quantile(q) as f64;
+            assert!(
+                (got - want).abs() / want < 0.005,
+                "q{q}: got {got} want {want}"
+            );
+        }
+        assert_eq!((h.min(), h.max(), h.quantile(1.0)), (1, 100_000, 100_000));
+        assert!((h.mean() - 50_000.5).abs() < 1e-6);
+        let mut other = Histogram::new();
+        other.record(u64::MAX);
+        h.merge(&other);
+        assert_eq!((h.count(), h.max()), (100_001, MAX_VALUE));
+        // Two clusters near 2 s: the median is in the lower one, the p99 in the upper one.
+        let mut h = Histogram::new();
+        for _ in 0..16 {
+            h.record(2_000_100);
+        }
+        for _ in 0..14 {
+            h.record(2_002_271);
+        }
+        let (p50, p99) = (h.quantile(0.5), h.quantile(0.99));
+        assert!(p50.abs_diff(2_000_100) <= 1024, "{p50}");
+        assert!(p99.abs_diff(2_002_271) <= 1024, "{p99}");
+        // Small values are exact.
+        let mut h = Histogram::new();
+        for v in [3, 3, 3, 7] {
+            h.record(v);
+        }
+        assert_eq!((h.quantile(0.5), h.quantile(0.99)), (3, 7));
+    }
+
+    #[test]
+    fn reasons_have_names_and_classify_errors() {
+        assert_eq!(Reason::BadStatus(503).name(), "bad_status_503");
+        assert_eq!(Reason::ConnectRefused.name(), "connect_refused");
+        let e = |code| io::Error::from_raw_os_error(code);
+        assert_eq!(
+            Reason::from_io(&e(libc::ECONNREFUSED), true),
+            Reason::ConnectRefused
+        );
+        assert_eq!(Reason::from_io(&e(libc::ECONNRESET), false), Reason::Reset);
+        assert_eq!(
+            Reason::from_io(&e(libc::EADDRNOTAVAIL), true),
+            Reason::AddrNotAvailable
+        );
+        assert_eq!(
+            Reason::from_io(&e(libc::EMFILE), true),
+            Reason::NoFileDescriptors
+        );
+        assert_eq!(
+            Reason::from_io(&e(libc::ETIMEDOUT), true),
+            Reason::ConnectTimeout
+        );
+        assert_eq!(
+            Reason::from_io(&e(libc::EHOSTUNREACH), true),
+            Reason::ConnectError
+        );
+        assert_eq!(Reason::from_io(&e(libc::EIO), false), Reason::IoError);
+    }
+
+    #[test]
+    fn ids() {
+        assert_eq!(parse_id(b"0"), Some(0));
+        assert_eq!(parse_id(b"42"), Some(42));
+        assert_eq!(parse_id(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"-1",
+            b" 1",
+            b"1a",
+            b"abc",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn iso_dates_round_trip_the_servers_format() {
+        let mut dates = Dates::new();
+        for ms in [
+            0i64,
+            1_795_460_982_321,
+            951_782_400_007,
+            253_402_300_799_999,
+            -1,
+            1_700_000_000_000,
+        ] {
+            let iso = *dates.iso(ms);
+            assert_eq!(parse_iso_us(&iso), Some(ms * 1000), "{ms}");
+        }
+        // Every day of a few years, against the time crate.
+        for day in (-800_000i64..800_000).step_by(97) {
+            let secs = day * 86_400 + 3_723;
+            let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+            let s = format!(
+                "{:04}-{:02}-{:02}T01:02:03Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day()
+            );
+            if t.year() >= 0 {
+                assert_eq!(parse_iso_us(s.as_bytes()), Some(secs * 1_000_000), "{s}");
+            }
+        }
+    }
+
+    #[test]
+    fn iso_variants() {
+        let base = 1_795_460_982_000_000i64; // 2026-11-23T19:09:42Z
+        let cases: &[(&str, Option<i64>)] = &[
+            ("2026-11-23T19:09:42Z", Some(base)),
+            ("2026-11-23T19:09:42.5Z", Some(base + 500_000)),
+            ("2026-11-23T19:09:42.123456789Z", Some(base + 123_456)),
+            ("2026-11-23T20:09:42+01:00", Some(base)),
+            ("2026-11-23T18:09:42-0100", Some(base)),
+            ("2026-11-23T19:09:42.321Z\"}", Some(base + 321_000)),
+            ("2026-11-23T19:09:42", None),
+            ("2026-11-23T19:09:42.Z", None),
+            ("2026-13-23T19:09:42Z", None),
+            ("2026-11-23X19:09:42Z", None),
+            ("2026-11-2", None),
+            ("", None),
+            ("not a date at all, no", None),
+        ];
+        for &(s, want) in cases {
+            assert_eq!(parse_iso_us(s.as_bytes()), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn content_timestamps() {
+        let t = Some(1_795_460_982_321_000);
+        assert_eq!(
+            content_timestamp_us(b"{\"content\":\"2026-11-23T19:09:42.321Z\"}"),
+            t
+        );
+        assert_eq!(
+            content_timestamp_us(b"{\"n\": 1, \"content\" : \"2026-11-23T19:09:42.321Z\"}"),
+            t
+        );
+        assert_eq!(content_timestamp_us(b"{\"content\":42}"), None);
+        assert_eq!(content_timestamp_us(b"hello"), None);
+        assert_eq!(content_timestamp_us(b""), None);
+        assert_eq!(content_timestamp_us(b"{\"content\":\""), None);
+    }
+
+    #[test]
+    fn stats_merge_and_end() {
+        let mut a = Stats::default();
+        a.end(Reason::ConnectRefused, false);
+        a.end(Reason::Closed, true);
+        a.ids.first_min = Some(5);
+        a.ids.first_max = Some(5);
+        let mut b = Stats::default();
+        b.end(Reason::ConnectRefused, false);
+        b.ids.first_min = Some(3);
+        b.ids.first_max = Some(9);
+        b.frames = 7;
+        a.merge(&b);
+        assert_eq!(a.failed.get(&Reason::ConnectRefused), Some(&2));
+        assert_eq!((a.failed_total(), a.dropped_total(), a.frames), (2, 1, 7));
+        assert_eq!((a.ids.first_min, a.ids.first_max), (Some(3), Some(9)));
+    }
+}
