@@ -45,10 +45,10 @@ fn main() -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    let host = if addr.ip().is_unspecified() {
-        "localhost".to_string()
-    } else {
-        addr.ip().to_string()
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
     };
     println!(
         "sse-server listening on http://{host}:{}/ (stream at /sse, every {} ms; {} loops, up to {} streams)",
