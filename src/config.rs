@@ -3,7 +3,6 @@
 //! **Invariant:** no IO here beyond what the caller passes in (arguments and `PORT`).
 
 use crate::conn::ConnConfig;
-use crate::http::Limits;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -22,6 +21,8 @@ pub struct Config {
     pub sndbuf: Option<usize>,
     /// How long SIGTERM/SIGINT wait for streams to end before the process exits.
     pub shutdown_grace_ms: u64,
+    /// Timer wake-ups align to this grid; `None` derives it from the interval.
+    pub timer_slack_ms: Option<u64>,
     /// Per-connection behaviour.
     pub conn: ConnConfig,
 }
@@ -36,6 +37,7 @@ impl Default for Config {
             max_streams: None,
             sndbuf: None,
             shutdown_grace_ms: 3_000,
+            timer_slack_ms: None,
             conn: ConnConfig::default(),
         }
     }
@@ -78,6 +80,8 @@ FLAGS (each also accepted as --flag=value):
   --max-headers N         header count limit, 431 past it (default {max_headers})
   --sndbuf BYTES          SO_SNDBUF of accepted sockets (default: the kernel's autotuning)
   --shutdown-grace-ms N   on SIGTERM/SIGINT, time allowed to end streams (default {grace})
+  --timer-slack-ms N      ticks due within N ms share one wake-up; a frame may be up to N ms
+                          late, never early (default: interval/40, from 1 to 10)
   -h, --help              this text
   -V, --version           the version
 
@@ -152,6 +156,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(
             "--max-headers" => c.limits.max_headers = at_least(&flag, &value()?, 1)?.min(128),
             "--sndbuf" => cfg.sndbuf = Some(positive(&flag, &value()?)?),
             "--shutdown-grace-ms" => cfg.shutdown_grace_ms = num(&flag, &value()?)?,
+            "--timer-slack-ms" => cfg.timer_slack_ms = Some(positive(&flag, &value()?)?),
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
     }
@@ -187,9 +192,10 @@ impl Config {
             .unwrap_or_else(|| fd_limit.saturating_sub(256).max(1) as usize)
     }
 
-    /// For `--help`-style checks in tests: the limits in use.
-    pub fn limits(&self) -> Limits {
-        self.conn.limits
+    /// The timer grid in force: the flag, or 1/40 of the interval between 1 and 10 ms.
+    pub fn timer_slack_ms(&self) -> u64 {
+        self.timer_slack_ms
+            .unwrap_or((self.conn.interval_ms / 40).clamp(1, 10))
     }
 }
 
@@ -246,6 +252,15 @@ mod tests {
     }
 
     #[test]
+    fn timer_slack_follows_the_interval() {
+        let slack = |args: &[&str]| run(args, None).unwrap().timer_slack_ms();
+        assert_eq!(slack(&[]), 10, "2 s interval: 10 ms grid");
+        assert_eq!(slack(&["--interval-ms", "100"]), 2);
+        assert_eq!(slack(&["--interval-ms", "10"]), 1);
+        assert_eq!(slack(&["--timer-slack-ms", "3"]), 3);
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_panic() {
         for args in [
             &["--port"][..],
@@ -282,6 +297,7 @@ mod tests {
             "--max-headers",
             "--sndbuf",
             "--shutdown-grace-ms",
+            "--timer-slack-ms",
             "--help",
             "--version",
         ] {

@@ -88,6 +88,21 @@ fn fifty_streams_against_sse_server() {
 }
 
 #[test]
+fn warmup_leaves_the_ramp_out_of_the_timing_figures() {
+    let server = Server::start(&["--interval-ms", "100"]);
+    let r = report(&[&url(server.addr), "-c", "10", "-d", "1.5", "--warmup", "1"]);
+    assert_eq!(num(&r, &["warmup_s"]), 1.0, "{r:#}");
+    let frames = num(&r, &["frames"]);
+    let timed = num(&r, &["lateness_ms", "count"]);
+    // About 140 frames in all, about 50 of them in the last half second.
+    assert!(frames > 100.0, "{r:#}");
+    assert!(
+        timed > 20.0 && timed < frames * 0.6,
+        "{timed} of {frames} frames timed: {r:#}"
+    );
+}
+
+#[test]
 fn last_event_id_sets_the_first_id() {
     let server = Server::start(&["--interval-ms", "100"]);
     let r = report(&[

@@ -32,6 +32,8 @@ pub struct Config {
     pub connections: usize,
     /// Length of the run, from the first connect.
     pub duration: Duration,
+    /// Frame interval and lateness are measured only after this much of the run.
+    pub warmup: Duration,
     /// New connects per second; 0 means as fast as `max_inflight` allows.
     pub rate: f64,
     /// Most streams between connect start and response head at any time.
@@ -54,6 +56,7 @@ impl Default for Config {
             target: parse_url(DEFAULT_URL).unwrap_or_else(|_| unreachable!("the default URL")),
             connections: 100,
             duration: Duration::from_secs(10),
+            warmup: Duration::ZERO,
             rate: 2000.0,
             max_inflight: 1000,
             source_addrs: Vec::new(),
@@ -115,6 +118,8 @@ FLAGS (each also accepted as --flag=value):
       --connect-timeout-ms N TCP handshake timeout (default {ct})
       --headers-timeout-ms N time allowed from handshake to the complete response head
                              (default {ht})
+      --warmup SECONDS       measure frame interval and lateness only after this much of the
+                             run, to leave the ramp out (default 0: the whole run)
       --last-event-id ID     send Last-Event-ID: ID with every request (default: none)
       --source-addrs N|LIST  spread connections over local addresses 127.0.0.1..127.0.0.N, or
                              over the comma-separated 127.x.y.z LIST, to get past the
@@ -187,6 +192,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
                     return Err(format!("{flag} must be above 0 (seconds)"));
                 }
                 cfg.duration = Duration::from_secs_f64(s);
+            }
+            "--warmup" => {
+                let v = value()?;
+                let s: f64 = num(&flag, &v)?;
+                if !(s >= 0.0 && s <= 1e7) {
+                    return Err(format!("{flag} must be 0 or more (seconds)"));
+                }
+                cfg.warmup = Duration::from_secs_f64(s);
             }
             "-r" | "--rate" => {
                 let v = value()?;
@@ -469,6 +482,7 @@ mod tests {
             "--max-inflight",
             "--connect-timeout-ms",
             "--headers-timeout-ms",
+            "--warmup",
             "--last-event-id",
             "--source-addrs",
             "--threads",

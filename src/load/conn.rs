@@ -301,10 +301,13 @@ fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Now) {
         }
     };
     stats.frames += 1;
+    let measuring = now.us >= stats.warmup_us;
     if let Some(prev) = track.last_frame_us.replace(now.us) {
-        stats.interval_us.record(now.us.saturating_sub(prev));
+        if measuring {
+            stats.interval_us.record(now.us.saturating_sub(prev));
+        }
     }
-    if let Some(sent_us) = content_timestamp_us(ev.data) {
+    if let Some(sent_us) = content_timestamp_us(ev.data).filter(|_| measuring) {
         let late = now.wall_us.saturating_sub(sent_us);
         if late < 0 {
             stats.early_frames += 1;

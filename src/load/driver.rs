@@ -48,6 +48,8 @@ struct Setup {
     start: Instant,
     /// The run ends this many microseconds after `start`.
     end_us: u64,
+    /// Frame timing is recorded from this many microseconds after `start`.
+    warmup_us: u64,
 }
 
 impl Setup {
@@ -148,6 +150,7 @@ pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<R
         conn: cfg.conn.clone(),
         start: Instant::now(),
         end_us: cfg.duration.as_micros() as u64,
+        warmup_us: cfg.warmup.as_micros() as u64,
     });
     let threads = cfg.threads.clamp(1, cfg.connections.max(1));
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -200,7 +203,10 @@ pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<R
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let mut stats = Stats::default();
+    let mut stats = Stats {
+        warmup_us: setup.warmup_us,
+        ..Stats::default()
+    };
     for h in handles {
         let s = h
             .join()
@@ -272,6 +278,7 @@ struct Loop {
 
 impl Loop {
     fn new(setup: Arc<Setup>, plan: Plan, published: Arc<Published>) -> io::Result<Loop> {
+        let warmup_us = setup.warmup_us;
         Ok(Loop {
             poll: Poll::new()?,
             setup,
@@ -280,7 +287,10 @@ impl Loop {
             slab: Slab::default(),
             wheel: TimerWheel::new(0),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
-            stats: Stats::default(),
+            stats: Stats {
+                warmup_us,
+                ..Stats::default()
+            },
             started: 0,
             inflight: 0,
         })

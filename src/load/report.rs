@@ -83,6 +83,7 @@ impl Report {
             "source_addrs": self.source_addrs,
             "last_event_id": self.last_event_id,
             "elapsed_s": round3(self.elapsed_s),
+            "warmup_s": round3(s.warmup_us as f64 / 1e6),
             "streams": {
                 "attempted": s.attempted,
                 "established": s.established,
@@ -180,6 +181,12 @@ impl Report {
             s.retry_fields,
             s.comments
         ));
+        if s.warmup_us > 0 {
+            line(format!(
+                "(interval and lateness from {:.1} s on: --warmup)",
+                s.warmup_us as f64 / 1e6
+            ));
+        }
         line(format!("interval  {}", hist_text(&s.interval_us, false)));
         if s.lateness_us.count() > 0 {
             line(format!(

@@ -290,6 +290,9 @@ pub struct Stats {
     pub ids: IdStats,
     /// When the last stream opened, in microseconds from the start of the run.
     pub last_established_us: u64,
+    /// Frame intervals and lateness are recorded only from this time on (`--warmup`), so the
+    /// figures describe the steady state rather than the ramp.
+    pub warmup_us: u64,
 }
 
 impl Stats {
