@@ -196,7 +196,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
             "--warmup" => {
                 let v = value()?;
                 let s: f64 = num(&flag, &v)?;
-                if !(s >= 0.0 && s <= 1e7) {
+                if !(0.0..=1e7).contains(&s) {
                     return Err(format!("{flag} must be 0 or more (seconds)"));
                 }
                 cfg.warmup = Duration::from_secs_f64(s);
