@@ -201,7 +201,14 @@ fn run(spec: &Spec, case: &Case) -> Row {
             "--rate",
             &rate.to_string(),
         ])
-        .args(["--source-addrs", "4", "--json", "--quiet"])
+        .args([
+            "--source-addrs",
+            "4",
+            "--warmup",
+            &(ramp_s + settle_s).to_string(),
+            "--json",
+            "--quiet",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -53,6 +53,8 @@ struct Shared {
     grace_ms: u64,
     /// Timer wake-ups are aligned to multiples of this many milliseconds.
     slack_ms: u64,
+    /// Number of event loops.
+    loops: usize,
 }
 
 /// A running server: its loops and how to stop them.
@@ -81,6 +83,7 @@ impl Server {
             stop: AtomicBool::new(false),
             grace_ms: config.shutdown_grace_ms,
             slack_ms: config.timer_slack_ms(),
+            loops: threads,
         });
         let mut addr = SocketAddr::new(config.bind, config.port);
         let mut loops = Vec::with_capacity(threads);
@@ -309,8 +312,14 @@ impl EventLoop {
     fn poll_timeout(&self, now: u64) -> Option<Duration> {
         // Ticks due within one slack period share a wake-up: fewer wake-ups of this loop and of
         // the clients it writes to, at the price of a frame up to `slack_ms` late, never early.
+        // Each loop's grid is offset by its share of the period, so that several loops do not
+        // burst into the same clients at the same instant.
         let slack = self.shared.slack_ms.max(1);
-        let timers = self.wheel.next_wakeup().map(|t| t.div_ceil(slack) * slack);
+        let offset = self.id as u64 * slack / self.shared.loops as u64;
+        let timers = self
+            .wheel
+            .next_wakeup()
+            .map(|t| (t + slack - offset).div_ceil(slack) * slack + offset - slack);
         let candidates = [timers, self.accept_again_at, self.drain_deadline];
         let next = candidates.into_iter().flatten().min()?;
         Some(Duration::from_millis(next.saturating_sub(now)))
