@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench e2e                      # every scenario
-//! cargo bench --bench e2e -- hold rate cores   # a subset
+//! cargo bench --bench e2e -- hold rate knee cores   # a subset
 //! ```
 //!
 //! Peers are looked up in `$SSE_PEERS_TARGET` (default `/tmp/peers`, built with
@@ -266,23 +266,28 @@ fn print_table(title: &str, case: &Case, rows: &[Row]) {
         "\n### {title}: {} streams × {} ms, {} s window\n",
         case.streams, case.interval_ms, case.window_s
     );
-    println!("| server | established / failed / dropped | connect p99 | headers p50 | RSS per stream | server CPU | CPU vs floor | frames/s (ideal {}) | interval p99 / max | lateness p50 / p99 / p99.9 / max | id gaps / dups | skipped ticks |", case.streams as u64 * 1000 / case.interval_ms);
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| server | established / failed / dropped (pending) | connect p99 | headers p50 | RSS per stream | server CPU | CPU vs floor | sse-load CPU | frames/s (ideal {}) | interval p99 / max | lateness p50 / p99 / p99.9 / max | id gaps / dups | skipped ticks |", case.streams as u64 * 1000 / case.interval_ms);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let floor_cpu = rows.iter().find(|r| r.name == "floor").map(|r| r.cpu_pct);
     for r in rows {
         let per_stream = (r.rss_full as f64 - r.rss_base as f64) / r.streams as f64;
         let vs_floor = floor_cpu.map_or("—".to_string(), |f| format!("{:.2}×", r.cpu_pct / f));
         println!(
-            "| {} | {} / {} / {} | {:.1} ms | {:.1} ms | {:.0} B | {:.1} % | {} | {:.0} | {:.1} / {:.1} ms | {:.2} / {:.2} / {:.2} / {:.1} ms | {} / {} | {} |",
+            "| {} | {} / {} / {}{} | {:.1} ms | {:.1} ms | {:.0} B | {:.1} % | {} | {:.1} % | {:.0} | {:.1} / {:.1} ms | {:.2} / {:.2} / {:.2} / {:.1} ms | {} / {} | {} |",
             r.name,
             r.get("streams.established"),
             r.get("streams.failed"),
             r.get("streams.dropped"),
+            match r.get("streams.pending_at_end") {
+                p if p > 0.0 => format!(" ({p})"),
+                _ => String::new(),
+            },
             r.get("connect_ms.p99"),
             r.get("headers_ms.p50"),
             per_stream,
             r.cpu_pct,
             vs_floor,
+            r.get("cpu.percent_of_one_core"),
             r.get("frames_per_s"),
             r.get("frame_interval_ms.p99"),
             r.get("frame_interval_ms.max"),
@@ -393,6 +398,21 @@ fn main() {
         };
         let rows: Vec<Row> = all.iter().map(|s| run(s, &case)).collect();
         print_table("Frame rate", &case, &rows);
+    }
+    if want("knee") {
+        // Just below saturation of this 2-core machine (server and sse-load together).
+        let case = Case {
+            streams: 10_000,
+            interval_ms: 150,
+            window_s: 10,
+        };
+        let specs: Vec<Spec> = all
+            .iter()
+            .filter(|s| s.name == "sse-server" || s.name == "floor")
+            .cloned()
+            .collect();
+        let rows: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
+        print_table("Below saturation", &case, &rows);
     }
     if want("cores") {
         let case = Case {
