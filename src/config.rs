@@ -81,7 +81,7 @@ FLAGS (each also accepted as --flag=value):
   --sndbuf BYTES          SO_SNDBUF of accepted sockets (default: the kernel's autotuning)
   --shutdown-grace-ms N   on SIGTERM/SIGINT, time allowed to end streams (default {grace})
   --timer-slack-ms N      ticks due within N ms share one wake-up; a frame may be up to N ms
-                          late, never early (default: interval/40, from 1 to 10)
+                          late, never early (default: interval/40, from 1 to 2)
   -h, --help              this text
   -V, --version           the version
 
@@ -192,10 +192,10 @@ impl Config {
             .unwrap_or_else(|| fd_limit.saturating_sub(256).max(1) as usize)
     }
 
-    /// The timer grid in force: the flag, or 1/40 of the interval between 1 and 10 ms.
+    /// The timer grid in force: the flag, or 1/40 of the interval between 1 and 2 ms.
     pub fn timer_slack_ms(&self) -> u64 {
         self.timer_slack_ms
-            .unwrap_or((self.conn.interval_ms / 40).clamp(1, 10))
+            .unwrap_or((self.conn.interval_ms / 40).clamp(1, 2))
     }
 }
 
@@ -254,8 +254,9 @@ mod tests {
     #[test]
     fn timer_slack_follows_the_interval() {
         let slack = |args: &[&str]| run(args, None).unwrap().timer_slack_ms();
-        assert_eq!(slack(&[]), 10, "2 s interval: 10 ms grid");
+        assert_eq!(slack(&[]), 2, "2 s interval: 2 ms grid");
         assert_eq!(slack(&["--interval-ms", "100"]), 2);
+        assert_eq!(slack(&["--interval-ms", "60"]), 1);
         assert_eq!(slack(&["--interval-ms", "10"]), 1);
         assert_eq!(slack(&["--timer-slack-ms", "3"]), 3);
     }

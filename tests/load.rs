@@ -100,6 +100,10 @@ fn warmup_leaves_the_ramp_out_of_the_timing_figures() {
         timed > 20.0 && timed < frames * 0.6,
         "{timed} of {frames} frames timed: {r:#}"
     );
+    // Every seed frame carries a timestamp, so the steady window counts exactly the timed ones.
+    assert_eq!(num(&r, &["steady_frames"]), timed, "{r:#}");
+    let rate = num(&r, &["steady_frames_per_s"]);
+    assert!(rate > 40.0 && rate < 200.0, "10 streams at 10/s: {rate}");
 }
 
 #[test]

@@ -302,6 +302,7 @@ fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Now) {
     };
     stats.frames += 1;
     let measuring = now.us >= stats.warmup_us;
+    stats.measured_frames += u64::from(measuring);
     if let Some(prev) = track.last_frame_us.replace(now.us) {
         if measuring {
             stats.interval_us.record(now.us.saturating_sub(prev));

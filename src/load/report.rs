@@ -56,6 +56,17 @@ impl Report {
         }
     }
 
+    /// Frames per second from the end of `--warmup` to the end of the run (the whole run when
+    /// there is no warm-up).
+    fn steady_frames_per_s(&self) -> f64 {
+        let window = self.elapsed_s - self.stats.warmup_us as f64 / 1e6;
+        if window > 0.0 {
+            self.stats.measured_frames as f64 / window
+        } else {
+            0.0
+        }
+    }
+
     /// CPU time as a percentage of one core over the run.
     pub fn cpu_percent(&self) -> f64 {
         if self.cpu_wall_s > 0.0 {
@@ -99,6 +110,8 @@ impl Report {
             "headers_ms": hist_json(&s.headers_us),
             "frames": s.frames,
             "frames_per_s": round3(self.per_s(s.frames)),
+            "steady_frames": s.measured_frames,
+            "steady_frames_per_s": round3(self.steady_frames_per_s()),
             "bytes": s.body_bytes,
             "bytes_per_s": round3(self.per_s(s.body_bytes)),
             "retry_fields": s.retry_fields,
@@ -183,8 +196,10 @@ impl Report {
         ));
         if s.warmup_us > 0 {
             line(format!(
-                "(interval and lateness from {:.1} s on: --warmup)",
-                s.warmup_us as f64 / 1e6
+                "(interval and lateness from {:.1} s on: --warmup; {} frames then, {:.0}/s)",
+                s.warmup_us as f64 / 1e6,
+                s.measured_frames,
+                self.steady_frames_per_s()
             ));
         }
         line(format!("interval  {}", hist_text(&s.interval_us, false)));
@@ -274,6 +289,8 @@ mod tests {
         let mut stats = Stats {
             established: 2,
             frames: 10,
+            measured_frames: 6,
+            warmup_us: 500_000,
             ..Stats::default()
         };
         stats.end(Reason::ConnectRefused, false);
@@ -293,6 +310,11 @@ mod tests {
         let p50 = j["frame_interval_ms"]["p50"].as_f64().unwrap();
         assert!((p50 - 100.0).abs() < 0.4, "{p50}");
         assert_eq!(j["frames_per_s"], 5.0);
+        assert_eq!(j["steady_frames"], 6);
+        assert_eq!(
+            j["steady_frames_per_s"], 4.0,
+            "6 frames in the 1.5 s after the warm-up"
+        );
         assert_eq!(j["ids"]["first_min"], 42);
         assert_eq!(j["cpu"]["percent_of_one_core"], 25.0);
         assert!(j["lateness_ms"]["p999"].is_number());

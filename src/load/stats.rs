@@ -281,6 +281,8 @@ pub struct Stats {
     pub early_frames: u64,
     /// Events dispatched.
     pub frames: u64,
+    /// Events dispatched from `warmup_us` on (the steady-state window).
+    pub measured_frames: u64,
     /// Response body bytes (after the head, before de-chunking).
     pub body_bytes: u64,
     /// Valid `retry` fields.
@@ -334,6 +336,7 @@ impl Stats {
         self.lateness_us.merge(&o.lateness_us);
         self.early_frames += o.early_frames;
         self.frames += o.frames;
+        self.measured_frames += o.measured_frames;
         self.body_bytes += o.body_bytes;
         self.retry_fields += o.retry_fields;
         self.comments += o.comments;
