@@ -2,6 +2,7 @@
 //!
 //! **Invariant:** no IO here beyond what the caller passes in (arguments and `PORT`).
 
+use crate::cli::{at_least, num, positive, split_flag};
 use crate::conn::ConnConfig;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -119,10 +120,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(
     }
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
@@ -161,28 +159,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(
         }
     }
     Ok(Command::Run(Box::new(cfg)))
-}
-
-fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("{flag} {v:?} is not a valid number"))
-}
-
-fn positive<T: std::str::FromStr + PartialOrd + Default>(flag: &str, v: &str) -> Result<T, String> {
-    let n: T = num(flag, v)?;
-    if n <= T::default() {
-        return Err(format!("{flag} must be above 0"));
-    }
-    Ok(n)
-}
-
-fn at_least(flag: &str, v: &str, min: usize) -> Result<usize, String> {
-    let n: usize = num(flag, v)?;
-    if n < min {
-        return Err(format!("{flag} must be at least {min}"));
-    }
-    Ok(n)
 }
 
 impl Config {

@@ -6,8 +6,10 @@
 //! - [`conn`]: one connection's state machine, sans-IO (bytes and `now` in, bytes and deadlines out);
 //! - [`http`], [`sse`], [`static_files`]: request parsing, the event-stream format, the page;
 //! - [`timer`]: the timing wheel that holds every connection's next deadline;
-//! - [`metrics`], [`config`], [`sys`]: counters, flags, and the few raw syscalls.
+//! - [`metrics`], [`config`], [`cli`], [`sys`]: counters, flags, and the few raw syscalls;
+//! - [`slab`]: connections by reusable index, for both binaries' loops.
 
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod event_stream;
@@ -15,6 +17,7 @@ pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod server;
+pub mod slab;
 pub mod sse;
 pub mod static_files;
 pub mod sys;

@@ -19,6 +19,7 @@
 use crate::config::Config;
 use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
 use crate::metrics::{Metrics, Shard};
+use crate::slab::Slab;
 use crate::sse::Dates;
 use crate::static_files::StaticFiles;
 use crate::sys;
@@ -171,48 +172,13 @@ struct Slot {
     writable: bool,
 }
 
-/// Connections indexed by token; freed indices are reused (so timer keys stay dense).
-#[derive(Default)]
-struct Slab {
-    entries: Vec<Option<Slot>>,
-    free: Vec<usize>,
-    len: usize,
-}
-
-impl Slab {
-    fn insert(&mut self, slot: Slot) -> usize {
-        self.len += 1;
-        match self.free.pop() {
-            Some(k) => {
-                self.entries[k] = Some(slot);
-                k
-            }
-            None => {
-                self.entries.push(Some(slot));
-                self.entries.len() - 1
-            }
-        }
-    }
-
-    fn remove(&mut self, k: usize) -> Option<Slot> {
-        let slot = self.entries.get_mut(k)?.take()?;
-        self.free.push(k);
-        self.len -= 1;
-        Some(slot)
-    }
-
-    fn get_mut(&mut self, k: usize) -> Option<&mut Slot> {
-        self.entries.get_mut(k)?.as_mut()
-    }
-}
-
 struct EventLoop {
     id: usize,
     poll: Poll,
     waker: Arc<Waker>,
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
-    slab: Slab,
+    slab: Slab<Slot>,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
     frame_buf: Vec<u8>,
@@ -271,7 +237,7 @@ impl EventLoop {
         loop {
             let now = self.now();
             if let Some(deadline) = self.drain_deadline {
-                if self.slab.len == 0 || now.ms >= deadline {
+                if self.slab.is_empty() || now.ms >= deadline {
                     return;
                 }
             }
@@ -570,9 +536,7 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.accept_again_at = None;
-        let keys: Vec<usize> = (0..self.slab.entries.len())
-            .filter(|&k| self.slab.entries[k].is_some())
-            .collect();
+        let keys: Vec<usize> = self.slab.keys().collect();
         for k in keys {
             let shared = &*self.shared;
             if let Some(slot) = self.slab.get_mut(k) {

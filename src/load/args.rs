@@ -5,6 +5,7 @@
 //! to mean 127.0.0.1, are accepted), so a typo can never send load off this machine.
 
 use super::conn::ConnConfig;
+use crate::cli::{num, positive, split_flag};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -154,10 +155,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     let mut sources: Option<String> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
@@ -232,20 +230,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     }
     cfg.threads = cfg.threads.min(cfg.connections);
     Ok(Command::Run(Box::new(cfg)))
-}
-
-fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("{flag} {v:?} is not a valid number"))
-}
-
-fn positive<T: std::str::FromStr + PartialOrd + Default>(flag: &str, v: &str) -> Result<T, String> {
-    let n: T = num(flag, v)?;
-    if n <= T::default() {
-        return Err(format!("{flag} must be above 0"));
-    }
-    Ok(n)
 }
 
 /// `N` (127.0.0.1 to 127.0.0.N) or a comma-separated list of IPv4 loopback addresses.

@@ -23,6 +23,7 @@ use super::args::Config;
 use super::conn::{Conn, ConnConfig, Now};
 use super::report::Report;
 use super::stats::{Reason, Stats};
+use crate::slab::Slab;
 use crate::timer::TimerWheel;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -230,44 +231,12 @@ struct Slot {
     read_closed: bool,
 }
 
-/// Streams indexed by token; freed indices are reused, so timer keys stay dense.
-#[derive(Default)]
-struct Slab {
-    entries: Vec<Option<Slot>>,
-    free: Vec<usize>,
-}
-
-impl Slab {
-    fn insert(&mut self, slot: Slot) -> usize {
-        match self.free.pop() {
-            Some(k) => {
-                self.entries[k] = Some(slot);
-                k
-            }
-            None => {
-                self.entries.push(Some(slot));
-                self.entries.len() - 1
-            }
-        }
-    }
-
-    fn remove(&mut self, k: usize) -> Option<Slot> {
-        let slot = self.entries.get_mut(k)?.take()?;
-        self.free.push(k);
-        Some(slot)
-    }
-
-    fn get_mut(&mut self, k: usize) -> Option<&mut Slot> {
-        self.entries.get_mut(k)?.as_mut()
-    }
-}
-
 struct Loop {
     poll: Poll,
     setup: Arc<Setup>,
     plan: Plan,
     published: Arc<Published>,
-    slab: Slab,
+    slab: Slab<Slot>,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
     stats: Stats,
@@ -477,7 +446,7 @@ impl Loop {
     /// The run is over: counts what is still open or opening, and closes everything.
     fn finish(mut self) -> Stats {
         self.publish();
-        for slot in self.slab.entries.iter().flatten() {
+        for slot in self.slab.values() {
             if slot.conn.is_established() {
                 self.stats.open_at_end += 1;
             } else {
