@@ -774,6 +774,53 @@ mod tests {
     }
 
     #[test]
+    fn steady_streams_allocate_nothing_per_frame() {
+        // The loop's per-tick path, minus the socket: expire a timer, encode into the shared
+        // scratch, report it written, re-arm. After one warm-up round nothing may allocate.
+        let mut h = Harness::new();
+        h.metrics = Metrics::new(1, 1000);
+        let mut conns: Vec<Conn> = (0..1000)
+            .map(|_| {
+                let mut c = h.conn();
+                h.input(&mut c, GET_SSE);
+                h.flush(&mut c);
+                c
+            })
+            .collect();
+        let mut wheel = crate::timer::TimerWheel::new(h.now.ms);
+        for (k, c) in conns.iter().enumerate() {
+            wheel.arm(k, c.timeout().unwrap());
+        }
+        let mut scratch = Vec::with_capacity(256);
+        let mut round =
+            |h: &mut Harness, conns: &mut Vec<Conn>, wheel: &mut crate::timer::TimerWheel| {
+                h.advance(100);
+                let mut frames = 0;
+                while let Some(k) = wheel.pop_expired(h.now.ms) {
+                    let c = &mut conns[k];
+                    scratch.clear();
+                    h.with(|ctx, now| c.handle_timeout(now, ctx, &mut scratch));
+                    let n = scratch.len();
+                    h.with(|ctx, now| c.on_sent_scratch(&scratch, n, now, ctx));
+                    frames += usize::from(n > 0);
+                    wheel.arm(k, c.timeout().unwrap());
+                }
+                frames
+            };
+        assert_eq!(round(&mut h, &mut conns, &mut wheel), 1000);
+        let before = crate::test_alloc::allocations();
+        for _ in 0..50 {
+            assert_eq!(round(&mut h, &mut conns, &mut wheel), 1000);
+        }
+        assert_eq!(
+            crate::test_alloc::allocations() - before,
+            0,
+            "50,000 frames in steady state"
+        );
+        assert_eq!(h.metrics.shard(0).frames_sent.get(), 51_000);
+    }
+
+    #[test]
     fn last_event_id_resumes() {
         let mut h = Harness::new();
         let mut c = h.conn();

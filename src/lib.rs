@@ -22,3 +22,6 @@ pub mod sse;
 pub mod static_files;
 pub mod sys;
 pub mod timer;
+
+#[cfg(test)]
+mod test_alloc;
