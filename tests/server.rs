@@ -190,8 +190,9 @@ fn hundreds_of_closed_streams_are_gone_within_500ms() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(server.metric("sse_frames_sent_total"), frames_after);
     // Each earlier /metrics answer ends with a lingering close: the server half-closes and
-    // counts the connection until it reads the client's FIN, which may land on another loop
-    // just after the next /metrics is served. So wait for the count rather than sample it.
+    // counts the connection until it reads the client's FIN. That FIN may not be read yet when
+    // the next /metrics is answered (later in the same batch of events, or on another loop),
+    // so wait for the count to settle rather than sample it once.
     assert_eq!(
         server.wait_metric("sse_connections_open", 1.0, Duration::from_millis(500)),
         1.0,
