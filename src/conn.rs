@@ -1,27 +1,35 @@
-//! One connection's protocol state machine, sans-IO: bytes and `now` in, bytes and a deadline out.
+//! One HTTP/1.1 connection's lifecycle, sans-IO: bytes and `now` in, bytes and a deadline out.
+//! The application is not here: a complete request is handed to the loop's router through
+//! [`Conn::serve`], and the [`Reply`] it returns is queued.
 //!
-//! The event loop feeds what it read ([`Conn::handle_input`], [`Conn::handle_eof`]), calls
-//! [`Conn::handle_timeout`] when [`Conn::timeout`] has passed, writes what [`Conn::pending`]
-//! holds (or the frame a tick appended to the loop's scratch buffer) and reports how much went
-//! out ([`Conn::on_sent`], [`Conn::on_sent_scratch`]). It shuts the write side down when
-//! [`Conn::take_shutdown`] says so and drops the socket once [`Conn::is_closed`].
+//! The event loop:
+//! - feeds what it read ([`Conn::handle_input`], [`Conn::handle_eof`]) and lets the connection
+//!   answer what is complete ([`Conn::serve`]);
+//! - calls [`Conn::handle_timeout`] once [`Conn::timeout`] has passed;
+//! - asks what to write with [`Conn::poll_transmit`] and reports how much went out with
+//!   [`Conn::on_sent`]: the one output path, for responses and frames alike;
+//! - shuts the write side when [`Conn::take_shutdown`] says so and drops the socket once
+//!   [`Conn::is_closed`].
 //!
-//! Memory: an idle stream is its [`State::Stream`] (two integers) and nothing else. Bytes that
-//! could not be written are kept in an [`Outbox`] only until the socket takes them, and at most
-//! one is ever pending: a tick that finds the previous frame unwritten is skipped, never queued.
+//! Memory: an idle stream is its [`Source`] and nothing else. A frame is encoded into the
+//! loop's scratch buffer and written from there; only bytes the socket did not take are copied
+//! into the connection's [`Outbox`], and at most one such tail is ever pending: a source is not
+//! polled while it exists.
 //!
 //! **Invariant:** nothing here touches a socket or reads a clock; `now` is always an argument.
-//! **Invariant:** a connection counts in `sse_streams_open` exactly while its state is `Stream`.
+//! **Invariant:** a connection counts in `sse_streams_open` exactly while its state is `Stream`;
+//! leaving that state always goes through [`Conn::leave_stream`].
 
-use crate::http::{self, HttpError, Method, Request, Status};
-use crate::metrics::{Metrics, ProcessStats, Shard, Timeout};
+use crate::http::{self, Limits, Method, Request, Status};
+use crate::metrics::{Metrics, Shard, Timeout};
+use crate::response::{Body, Reply, Then};
 use crate::sse::{self, Dates};
-use crate::static_files::{self, Body, StaticFiles};
+use crate::stream::Source;
 
 /// The timing and size knobs a connection obeys (from the command line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnConfig {
-    /// Time between two frames of one stream.
+    /// Time between two frames of the seed's clock stream.
     pub interval_ms: u64,
     /// A request head must be complete this long after the connection (or the request) starts.
     pub head_timeout_ms: u64,
@@ -34,7 +42,9 @@ pub struct ConnConfig {
     /// Mean of the jittered `retry:` sent when a stream is refused or the server stops.
     pub reconnect_ms: u64,
     /// Request head limits.
-    pub limits: http::Limits,
+    pub limits: Limits,
+    /// The largest request body read (413 past it, decided from `Content-Length`).
+    pub max_body: usize,
 }
 
 impl Default for ConnConfig {
@@ -46,7 +56,8 @@ impl Default for ConnConfig {
             stall_timeout_ms: 30_000,
             linger_ms: 2_000,
             reconnect_ms: 5_000,
-            limits: http::Limits::default(),
+            limits: Limits::default(),
+            max_body: 1 << 20,
         }
     }
 }
@@ -76,20 +87,45 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n.max(1)
     }
+
+    /// A reconnection delay spread uniformly over `[mean/2, mean*3/2)`.
+    pub fn jitter(&mut self, mean_ms: u64) -> u64 {
+        let base = mean_ms.max(2);
+        base / 2 + self.below(base)
+    }
 }
 
-/// What a connection needs from its event loop, lent for the duration of one call.
+/// What a connection needs from its event loop, lent for the duration of one call. Built in
+/// one place by the loop ([`Ctx::new`]) and by [`crate::testing::Env`] in tests.
 pub struct Ctx<'a> {
     pub cfg: &'a ConnConfig,
-    pub files: &'a StaticFiles,
     pub metrics: &'a Metrics,
     pub shard: &'a Shard,
     pub dates: &'a mut Dates,
     pub rng: &'a mut Rng,
-    /// Reads the process figures for `/metrics` (the loop's window onto the OS).
-    pub process_stats: fn() -> ProcessStats,
-    /// The server is shutting down: new streams get a `retry:` and a close.
+    /// The server is shutting down: no new streams, every answer closes.
     pub draining: bool,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of loop `loop_id`.
+    pub fn new(
+        cfg: &'a ConnConfig,
+        metrics: &'a Metrics,
+        loop_id: usize,
+        dates: &'a mut Dates,
+        rng: &'a mut Rng,
+        draining: bool,
+    ) -> Self {
+        Ctx {
+            cfg,
+            metrics,
+            shard: metrics.shard(loop_id),
+            dates,
+            rng,
+            draining,
+        }
+    }
 }
 
 /// Bytes accepted by the connection but not yet taken by the socket.
@@ -125,18 +161,24 @@ impl Outbox {
     }
 }
 
+/// A request being read: a partial head, a head waiting for its body, or pipelined bytes.
+#[derive(Debug)]
+struct Reading {
+    buf: Vec<u8>,
+    deadline: u64,
+    /// A kept-alive connection that has not sent a byte of its next request yet.
+    idle: bool,
+    /// Head plus body length, once the head is parsed and a body is still arriving; else 0.
+    need: usize,
+}
+
 /// Where the connection is in its life.
 #[derive(Debug)]
 enum State {
-    /// Waiting for a request head; `buf` holds a partial head or pipelined bytes.
-    /// `idle`: a kept-alive connection that has not sent a byte of its next request yet.
-    Head {
-        buf: Vec<u8>,
-        deadline: u64,
-        idle: bool,
-    },
-    /// An event stream: the next tick's time and the next frame's id.
-    Stream { next_tick: u64, next_id: u64 },
+    /// Reading a request (boxed: a stream does not carry a reader's fields).
+    Head(Box<Reading>),
+    /// An event stream fed by its source.
+    Stream(Source),
     /// A last response is being written; then the write side is shut down.
     Finishing,
     /// Write side shut down; reading (and discarding) until the client's FIN or the deadline,
@@ -161,11 +203,12 @@ impl Conn {
     /// A freshly accepted connection: waiting for its first request head.
     pub fn new(now: Now, cfg: &ConnConfig) -> Self {
         Conn {
-            state: State::Head {
+            state: State::Head(Box::new(Reading {
                 buf: Vec::new(),
                 deadline: now.ms + cfg.head_timeout_ms,
                 idle: false,
-            },
+                need: 0,
+            })),
             out: None,
             eof: false,
             shutdown: false,
@@ -177,34 +220,36 @@ impl Conn {
         if self.eof {
             return false;
         }
-        match self.state {
-            State::Head { .. } => self.out.is_none(),
-            State::Stream { .. } | State::Linger { .. } => true,
+        match &self.state {
+            State::Head(r) => self.out.is_none() && (r.need == 0 || r.buf.len() < r.need),
+            State::Stream(_) | State::Linger { .. } => true,
             State::Finishing | State::Closed => false,
         }
     }
 
-    /// How many bytes the connection can take in one read: the room left under the head limit
-    /// while a head is being read; unbounded (the bytes are discarded) otherwise.
+    /// How many bytes the connection can take in one read: the rest of a body being read, or
+    /// the room left under the head limit while a head is read; unbounded (the bytes are
+    /// discarded) otherwise.
     pub fn read_limit(&self, cfg: &ConnConfig) -> usize {
         match &self.state {
-            State::Head { buf, .. } => cfg.limits.max_head.saturating_sub(buf.len()),
+            State::Head(r) if r.need > 0 => r.need.saturating_sub(r.buf.len()),
+            State::Head(r) => cfg.limits.max_head.saturating_sub(r.buf.len()),
             _ => usize::MAX,
         }
     }
 
-    /// Bytes of client input held (a partial head or pipelined requests); never more than
-    /// the head limit.
+    /// Bytes of client input held (a partial request or pipelined requests); never more than
+    /// the head limit plus the body limit.
     pub fn buffered_input(&self) -> usize {
         match &self.state {
-            State::Head { buf, .. } => buf.len(),
+            State::Head(r) => r.buf.len(),
             _ => 0,
         }
     }
 
     /// Whether the connection is a live event stream.
     pub fn is_stream(&self) -> bool {
-        matches!(self.state, State::Stream { .. })
+        matches!(self.state, State::Stream(_))
     }
 
     /// Whether the loop should drop the socket.
@@ -221,8 +266,8 @@ impl Conn {
     pub fn timeout(&self) -> Option<u64> {
         let stall = self.out.as_ref().map(|o| o.stall_deadline);
         let own = match &self.state {
-            State::Head { deadline, .. } if self.out.is_none() => Some(*deadline),
-            State::Stream { next_tick, .. } => Some(*next_tick),
+            State::Head(r) if self.out.is_none() => Some(r.deadline),
+            State::Stream(source) => Some(source.deadline()),
             State::Linger { deadline } => Some(*deadline),
             _ => None,
         };
@@ -232,42 +277,73 @@ impl Conn {
         }
     }
 
-    /// Bytes waiting to be written, as (up to) two slices for one vectored write.
-    pub fn pending(&self) -> Option<[&[u8]; 2]> {
-        self.out.as_ref().map(|o| o.slices())
-    }
-
-    /// Bytes received from the client.
+    /// Bytes received from the client (at most [`read_limit`](Self::read_limit)).
     pub fn handle_input(&mut self, data: &[u8], now: Now, ctx: &mut Ctx<'_>) {
-        let State::Head {
-            buf,
-            deadline,
-            idle,
-        } = &mut self.state
-        else {
-            // A stream, a finishing or a lingering connection reads only to notice the close.
+        // A stream, a finishing or a lingering connection reads only to notice the close.
+        let State::Head(r) = &mut self.state else {
             return;
         };
         if data.is_empty() {
             return;
         }
-        if *idle {
-            *idle = false;
-            *deadline = now.ms + ctx.cfg.head_timeout_ms;
+        if r.idle {
+            r.idle = false;
+            r.deadline = now.ms + ctx.cfg.head_timeout_ms;
         }
-        let mut stash = std::mem::take(buf);
+        r.buf.extend_from_slice(data);
+    }
+
+    /// Answers the request at the start of the input once it is complete (head, and body when
+    /// there is one) and nothing earlier is still being written: `route` turns it into a
+    /// [`Reply`], which is queued. Malformed input is answered here with its status, and the
+    /// connection closes. Returns whether an answer was queued.
+    pub fn serve<F>(&mut self, now: Now, ctx: &mut Ctx<'_>, route: F) -> bool
+    where
+        F: FnOnce(&Request<'_>, &[u8], &mut Ctx<'_>) -> Reply,
+    {
         if self.out.is_some() {
-            // Still answering an earlier request: keep the bytes (bounded by `read_limit`).
-            stash.extend_from_slice(data);
-        } else if stash.is_empty() {
-            let used = self.answer_one(data, now, ctx);
-            stash.extend_from_slice(&data[used..]);
-        } else {
-            stash.extend_from_slice(data);
-            let used = self.answer_one(&stash, now, ctx);
-            stash.drain(..used);
+            return false;
         }
-        self.restore_buf(stash);
+        let State::Head(r) = &mut self.state else {
+            return false;
+        };
+        if r.buf.is_empty() || (r.need > 0 && r.buf.len() < r.need) {
+            return false;
+        }
+        let (reply, used, keep_alive, head_only) = match http::parse(&r.buf, &ctx.cfg.limits) {
+            Ok(None) => return false,
+            Err(e) => (Reply::error(e.status()), r.buf.len(), false, false),
+            Ok(Some(req)) => {
+                let body_len = req.content_length;
+                if body_len > ctx.cfg.max_body as u64 {
+                    // Decided from the head: the body is never read.
+                    (
+                        Reply::error(Status::PayloadTooLarge),
+                        r.buf.len(),
+                        false,
+                        false,
+                    )
+                } else {
+                    let total = req.head_len + body_len as usize;
+                    if r.buf.len() < total {
+                        r.need = total;
+                        return false;
+                    }
+                    let keep_alive = req.keep_alive;
+                    let head_only = req.method == Method::Head;
+                    let reply = route(&req, &r.buf[req.head_len..total], ctx);
+                    (reply, total, keep_alive, head_only)
+                }
+            }
+        };
+        r.need = 0;
+        r.buf.drain(..used);
+        if r.buf.is_empty() {
+            // An empty buffer gives its memory back: idle connections hold none.
+            r.buf = Vec::new();
+        }
+        self.respond(reply, keep_alive, head_only, now, ctx);
+        true
     }
 
     /// The client closed its sending side (read returned 0).
@@ -275,7 +351,7 @@ impl Conn {
         self.eof = true;
         match &self.state {
             // A half-closed client may still be reading its last response: finish it first.
-            State::Head { .. } if self.out.is_some() => self.state = State::Finishing,
+            State::Head(_) if self.out.is_some() => self.state = State::Finishing,
             State::Finishing => {}
             _ => self.close(ctx),
         }
@@ -287,9 +363,7 @@ impl Conn {
     }
 
     /// The deadline from [`timeout`](Self::timeout) has passed (spurious calls are harmless).
-    /// A stream's tick appends its frame to `scratch`, which the loop writes at once, then
-    /// reports with [`on_sent_scratch`](Self::on_sent_scratch).
-    pub fn handle_timeout(&mut self, now: Now, ctx: &mut Ctx<'_>, scratch: &mut Vec<u8>) {
+    pub fn handle_timeout(&mut self, now: Now, ctx: &mut Ctx<'_>) {
         if self
             .out
             .as_ref()
@@ -299,47 +373,59 @@ impl Conn {
             self.close(ctx);
             return;
         }
+        let blocked = self.out.is_some();
         match &mut self.state {
-            State::Head {
-                buf,
-                deadline,
-                idle,
-            } if self.out.is_none() && now.ms >= *deadline => {
-                if *idle || buf.is_empty() {
+            State::Head(r) if !blocked && now.ms >= r.deadline => {
+                if r.idle || r.buf.is_empty() {
                     // Nothing of a request arrived: close without an answer.
                     ctx.shard
-                        .timeout(if *idle { Timeout::Idle } else { Timeout::Head });
+                        .timeout(if r.idle { Timeout::Idle } else { Timeout::Head });
                     self.close(ctx);
                 } else {
                     ctx.shard.timeout(Timeout::Head);
-                    self.respond_error(Status::RequestTimeout, now, ctx);
+                    self.respond(Reply::error(Status::RequestTimeout), false, false, now, ctx);
                 }
             }
-            State::Stream { next_tick, next_id } if now.ms >= *next_tick => {
-                let interval = ctx.cfg.interval_ms.max(1);
-                let due = (now.ms - *next_tick) / interval + 1;
-                *next_tick += due * interval;
-                let mut skipped = due - 1;
-                if self.out.is_some() {
-                    // The client has not read the previous frame: drop this tick, keep one
-                    // partial frame at most.
-                    skipped += 1;
-                } else {
-                    sse::encode_frame(scratch, *next_id, ctx.dates.iso(now.unix_ms));
-                    *next_id += 1;
-                    ctx.shard.frames_sent.inc();
-                }
-                ctx.shard.frames_skipped.add(skipped);
-            }
+            State::Stream(source) => source.on_timeout(now, blocked, ctx),
             State::Linger { deadline } if now.ms >= *deadline => self.close(ctx),
             _ => {}
         }
     }
 
-    /// `n` bytes of [`pending`](Self::pending) were written.
-    pub fn on_sent(&mut self, n: usize, now: Now, ctx: &mut Ctx<'_>) {
+    /// What to write now, as (up to) two slices for one vectored write: the unwritten rest of
+    /// a response or frame, else whatever the stream's source has due, encoded into the loop's
+    /// `scratch`. After writing, the loop reports with [`on_sent`](Self::on_sent), even for 0
+    /// bytes.
+    pub fn poll_transmit<'a>(
+        &'a mut self,
+        now: Now,
+        ctx: &mut Ctx<'_>,
+        scratch: &'a mut Vec<u8>,
+    ) -> Option<[&'a [u8]; 2]> {
+        scratch.clear();
+        if self.out.is_some() {
+            return self.out.as_ref().map(|o| o.slices());
+        }
+        if let State::Stream(source) = &mut self.state {
+            if source.poll(now, ctx, scratch) {
+                return Some([scratch.as_slice(), &[]]);
+            }
+        }
+        None
+    }
+
+    /// `n` bytes of what [`poll_transmit`](Self::poll_transmit) returned were written
+    /// (`scratch` is the buffer it was given). A response advances; an unwritten tail of the
+    /// scratch is copied into the outbox, the only allocation on the frame path.
+    pub fn on_sent(&mut self, n: usize, scratch: &[u8], now: Now, ctx: &mut Ctx<'_>) {
         let is_stream = self.is_stream();
-        let Some(out) = self.out.as_mut() else { return };
+        let Some(out) = self.out.as_mut() else {
+            ctx.shard.bytes_sent.add(n as u64);
+            if n < scratch.len() {
+                self.out = Some(Outbox::new(scratch[n..].to_vec(), None, now, ctx.cfg));
+            }
+            return;
+        };
         if n == 0 {
             return;
         }
@@ -354,53 +440,22 @@ impl Conn {
         }
     }
 
-    /// `n` of the `scratch` bytes a tick produced were written; the rest is kept.
-    pub fn on_sent_scratch(&mut self, scratch: &[u8], n: usize, now: Now, ctx: &mut Ctx<'_>) {
-        ctx.shard.bytes_sent.add(n as u64);
-        if n < scratch.len() {
-            self.out = Some(Outbox::new(scratch[n..].to_vec(), None, now, ctx.cfg));
-        }
-    }
-
     /// The server is stopping: a stream gets a jittered `retry:` and is closed, a response in
     /// flight is finished, an idle or half-read connection is closed.
     pub fn drain(&mut self, now: Now, ctx: &mut Ctx<'_>) {
         match self.state {
-            State::Stream { .. } => {
+            State::Stream(_) => {
                 self.leave_stream(ctx);
                 if self.out.is_none() {
                     let mut frame = Vec::with_capacity(16);
-                    sse::encode_retry(&mut frame, jitter(ctx));
+                    sse::encode_retry(&mut frame, ctx.rng.jitter(ctx.cfg.reconnect_ms));
                     self.out = Some(Outbox::new(frame, None, now, ctx.cfg));
                 }
                 self.state = State::Finishing;
             }
-            State::Head { .. } if self.out.is_some() => self.state = State::Finishing,
-            State::Head { .. } => self.close(ctx),
+            State::Head(_) if self.out.is_some() => self.state = State::Finishing,
+            State::Head(_) => self.close(ctx),
             State::Finishing | State::Linger { .. } | State::Closed => {}
-        }
-    }
-
-    fn restore_buf(&mut self, stash: Vec<u8>) {
-        if let State::Head { buf, .. } = &mut self.state {
-            // An empty buffer gives its memory back: idle connections hold none.
-            *buf = if stash.is_empty() { Vec::new() } else { stash };
-        }
-    }
-
-    /// Parses and answers at most one request at the start of `input`; returns the bytes used
-    /// (0 while the head is incomplete, everything on an error, which closes).
-    fn answer_one(&mut self, input: &[u8], now: Now, ctx: &mut Ctx<'_>) -> usize {
-        match http::parse(input, &ctx.cfg.limits) {
-            Ok(None) => 0,
-            Ok(Some(req)) => {
-                self.respond(&req, now, ctx);
-                req.head_len
-            }
-            Err(e) => {
-                self.respond_http_error(e, now, ctx);
-                input.len()
-            }
         }
     }
 
@@ -415,216 +470,57 @@ impl Conn {
                 };
                 self.shutdown = true;
             }
-            State::Head {
-                buf,
-                deadline,
-                idle,
-            } => {
-                if buf.is_empty() {
-                    *idle = true;
-                    *deadline = now.ms + ctx.cfg.idle_timeout_ms;
-                } else {
-                    // Pipelined bytes arrived with the previous request: answer them now.
-                    *idle = false;
-                    *deadline = now.ms + ctx.cfg.head_timeout_ms;
-                    let stash = std::mem::take(buf);
-                    let used = self.answer_one(&stash, now, ctx);
-                    let mut stash = stash;
-                    stash.drain(..used);
-                    self.restore_buf(stash);
-                }
+            State::Head(r) => {
+                // Pipelined bytes are answered by the next `serve`.
+                r.idle = r.buf.is_empty();
+                r.deadline = now.ms
+                    + if r.idle {
+                        ctx.cfg.idle_timeout_ms
+                    } else {
+                        ctx.cfg.head_timeout_ms
+                    };
             }
             _ => {}
         }
     }
 
-    fn respond(&mut self, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) {
-        let close = !req.keep_alive || ctx.draining || self.eof;
-        let head_only = req.method == Method::Head;
-        match req.path {
-            "/sse" => self.respond_stream(req, close, now, ctx),
-            "/metrics" => {
-                let mut text = String::with_capacity(4096);
-                ctx.metrics.render(&mut text, &(ctx.process_stats)());
-                let body = Body::Shared(text.into_bytes().into());
-                let ct = "text/plain; version=0.0.4; charset=utf-8";
-                self.respond_body(
-                    Status::Ok,
-                    ct,
-                    body,
-                    head_only,
-                    close,
-                    &["Cache-Control: no-store\r\n"],
-                    now,
-                    ctx,
-                );
-            }
-            "/healthz" => {
-                let ct = "text/plain; charset=utf-8";
-                let body = Body::Static(b"ok\n");
-                self.respond_body(
-                    Status::Ok,
-                    ct,
-                    body,
-                    head_only,
-                    close,
-                    &["Cache-Control: no-store\r\n"],
-                    now,
-                    ctx,
-                );
-            }
-            path => match ctx.files.lookup(path) {
-                Some(file) => {
-                    let etag = format!("ETag: {}\r\n", file.etag);
-                    let extra = [
-                        etag.as_str(),
-                        "Cache-Control: no-cache\r\n",
-                        "X-Content-Type-Options: nosniff\r\n",
-                    ];
-                    if req
-                        .if_none_match
-                        .is_some_and(|v| static_files::none_match(v, &file.etag))
-                    {
-                        let mut head = Vec::with_capacity(256);
-                        let date = ctx.dates.http(now.unix_ms);
-                        http::write_head(
-                            &mut head,
-                            Status::NotModified,
-                            date,
-                            None,
-                            None,
-                            close,
-                            &extra,
-                        );
-                        self.queue(Status::NotModified, head, None, close, now, ctx);
-                    } else {
-                        self.respond_body(
-                            Status::Ok,
-                            file.content_type,
-                            file.body,
-                            head_only,
-                            close,
-                            &extra,
-                            now,
-                            ctx,
-                        );
-                    }
-                }
-                None => {
-                    let ct = "text/plain; charset=utf-8";
-                    let body = Body::Static(b"404 Not Found\n");
-                    self.respond_body(Status::NotFound, ct, body, head_only, close, &[], now, ctx);
-                }
-            },
-        }
-    }
-
-    fn respond_stream(&mut self, req: &Request<'_>, close: bool, now: Now, ctx: &mut Ctx<'_>) {
-        let date = ctx.dates.http(now.unix_ms);
-        let mut head = Vec::with_capacity(256);
-        if req.method == Method::Head {
-            head.extend_from_slice(sse::STREAM_HEADERS.as_bytes());
-            push_date_end(&mut head, date, close);
-            self.queue(Status::Ok, head, None, close, now, ctx);
-            return;
-        }
-        if ctx.draining || !ctx.metrics.try_open_stream() {
-            // Browsers give up for good on a non-200 or a 5xx; a 200 with a retry and a close
-            // makes an EventSource come back later, and the jitter spreads the returns.
-            if !ctx.draining {
-                ctx.shard.streams_rejected.inc();
-            }
-            head.extend_from_slice(sse::CLOSING_STREAM_HEADERS.as_bytes());
-            push_date_end(&mut head, date, false);
-            sse::encode_retry(&mut head, jitter(ctx));
-            self.queue(Status::Ok, head, None, true, now, ctx);
-            return;
-        }
-        head.extend_from_slice(sse::STREAM_HEADERS.as_bytes());
-        push_date_end(&mut head, date, false);
-        ctx.shard.response(Status::Ok);
-        ctx.shard.streams_total.inc();
-        self.state = State::Stream {
-            next_tick: now.ms + ctx.cfg.interval_ms,
-            next_id: sse::first_id(req.last_event_id),
-        };
-        self.out = Some(Outbox::new(head, None, now, ctx.cfg));
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn respond_body(
+    /// Queues a reply. A stream reply holds an admission slot, released when the stream ends.
+    fn respond(
         &mut self,
-        status: Status,
-        content_type: &str,
-        body: Body,
+        reply: Reply,
+        keep_alive: bool,
         head_only: bool,
-        close: bool,
-        extra: &[&str],
         now: Now,
         ctx: &mut Ctx<'_>,
     ) {
-        let mut head = Vec::with_capacity(256);
-        let date = ctx.dates.http(now.unix_ms);
-        let len = body.bytes().len();
-        http::write_head(
-            &mut head,
+        let Reply {
             status,
-            date,
-            Some(content_type),
-            Some(len),
-            close,
-            extra,
-        );
-        let body = (!head_only && len > 0).then_some(body);
-        self.queue(status, head, body, close, now, ctx);
-    }
-
-    fn respond_http_error(&mut self, e: HttpError, now: Now, ctx: &mut Ctx<'_>) {
-        self.respond_error(e.status(), now, ctx);
-    }
-
-    /// An error answer; always closes, since what follows the bad bytes cannot be trusted.
-    fn respond_error(&mut self, status: Status, now: Now, ctx: &mut Ctx<'_>) {
-        let text = match status {
-            Status::BadRequest => "400 Bad Request\n",
-            Status::MethodNotAllowed => "405 Method Not Allowed\n",
-            Status::RequestTimeout => "408 Request Timeout\n",
-            Status::UriTooLong => "414 URI Too Long\n",
-            Status::HeaderFieldsTooLarge => "431 Request Header Fields Too Large\n",
-            Status::NotImplemented => "501 Not Implemented\n",
-            _ => "error\n",
-        };
-        let extra: &[&str] = if status == Status::MethodNotAllowed {
-            &["Allow: GET, HEAD\r\n"]
-        } else {
-            &[]
-        };
-        let ct = "text/plain; charset=utf-8";
-        self.respond_body(
-            status,
-            ct,
-            Body::Static(text.as_bytes()),
-            false,
-            true,
-            extra,
-            now,
-            ctx,
-        );
-    }
-
-    fn queue(
-        &mut self,
-        status: Status,
-        head: Vec<u8>,
-        body: Option<Body>,
-        close: bool,
-        now: Now,
-        ctx: &mut Ctx<'_>,
-    ) {
+            head,
+            body,
+            then,
+        } = reply;
         ctx.shard.response(status);
-        self.out = Some(Outbox::new(head, body, now, ctx.cfg));
-        if close {
-            self.state = State::Finishing;
+        let date = ctx.dates.http(now.unix_ms);
+        match then {
+            Then::Stream(source) if !head_only => {
+                let head = head.finish(date, false);
+                ctx.shard.streams_total.inc();
+                self.state = State::Stream(source);
+                self.out = Some(Outbox::new(head, None, now, ctx.cfg));
+            }
+            then => {
+                if matches!(then, Then::Stream(_)) {
+                    // A HEAD never becomes a stream: give the slot back.
+                    ctx.metrics.admission().close();
+                }
+                let close = matches!(then, Then::Close) || !keep_alive || ctx.draining || self.eof;
+                let head = head.finish(date, close);
+                let body = body.filter(|b| !head_only && !b.bytes().is_empty());
+                self.out = Some(Outbox::new(head, body, now, ctx.cfg));
+                if close {
+                    self.state = State::Finishing;
+                }
+            }
         }
     }
 
@@ -637,112 +533,26 @@ impl Conn {
     /// Leaves the `Stream` state's accounting (no-op for other states).
     fn leave_stream(&mut self, ctx: &mut Ctx<'_>) {
         if self.is_stream() {
-            ctx.metrics.close_stream();
+            ctx.metrics.admission().close();
             ctx.shard.streams_closed.inc();
             self.state = State::Finishing;
         }
     }
 }
 
-fn push_date_end(head: &mut Vec<u8>, date: &[u8], close: bool) {
-    head.extend_from_slice(b"Date: ");
-    head.extend_from_slice(date);
-    head.extend_from_slice(if close {
-        b"\r\nConnection: close\r\n\r\n"
-    } else {
-        b"\r\n\r\n"
-    });
-}
-
-/// A reconnection delay spread uniformly over [reconnect/2, reconnect*3/2).
-fn jitter(ctx: &mut Ctx<'_>) -> u64 {
-    let base = ctx.cfg.reconnect_ms.max(2);
-    base / 2 + ctx.rng.below(base)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Env;
 
-    /// A connection plus everything its loop would lend it, driven with synthetic time.
-    struct Harness {
-        cfg: ConnConfig,
-        files: StaticFiles,
-        metrics: Metrics,
-        dates: Dates,
-        rng: Rng,
-        now: Now,
-        draining: bool,
-    }
-
-    impl Harness {
-        fn new() -> Self {
-            Harness {
-                cfg: ConnConfig {
-                    interval_ms: 100,
-                    ..ConnConfig::default()
-                },
-                files: StaticFiles::embedded(),
-                metrics: Metrics::new(1, 3),
-                dates: Dates::new(),
-                rng: Rng::new(7),
-                now: Now {
-                    ms: 1_000,
-                    unix_ms: 1_795_460_982_321,
-                },
-                draining: false,
-            }
-        }
-
-        fn with<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>, Now) -> R) -> R {
-            let mut ctx = Ctx {
-                cfg: &self.cfg,
-                files: &self.files,
-                metrics: &self.metrics,
-                shard: self.metrics.shard(0),
-                dates: &mut self.dates,
-                rng: &mut self.rng,
-                process_stats: ProcessStats::default,
-                draining: self.draining,
-            };
-            f(&mut ctx, self.now)
-        }
-
-        fn conn(&mut self) -> Conn {
-            Conn::new(self.now, &self.cfg)
-        }
-
-        fn input(&mut self, c: &mut Conn, bytes: &[u8]) {
-            self.with(|ctx, now| c.handle_input(bytes, now, ctx));
-        }
-
-        /// Writes everything pending, as a socket with room for all of it would.
-        fn flush(&mut self, c: &mut Conn) -> Vec<u8> {
-            let mut wire = Vec::new();
-            while let Some([a, b]) = c.pending() {
-                wire.extend_from_slice(a);
-                wire.extend_from_slice(b);
-                let n = a.len() + b.len();
-                self.with(|ctx, now| c.on_sent(n, now, ctx));
-            }
-            wire
-        }
-
-        fn advance(&mut self, ms: u64) {
-            self.now.ms += ms;
-            self.now.unix_ms += ms as i64;
-        }
-
-        /// Fires the connection's timer if due and returns the frame bytes it produced.
-        fn tick(&mut self, c: &mut Conn) -> Vec<u8> {
-            let mut scratch = Vec::new();
-            if c.timeout().is_some_and(|t| t <= self.now.ms) {
-                self.with(|ctx, now| c.handle_timeout(now, ctx, &mut scratch));
-                let n = scratch.len();
-                self.with(|ctx, now| c.on_sent_scratch(&scratch, n, now, ctx));
-            }
-            scratch
-        }
+    fn env() -> Env {
+        Env::new(
+            ConnConfig {
+                interval_ms: 100,
+                ..ConnConfig::default()
+            },
+            3,
+        )
     }
 
     const GET_SSE: &[u8] = b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -751,13 +561,18 @@ mod tests {
         String::from_utf8_lossy(b).into_owned()
     }
 
+    const STREAM_HEAD: &str =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\n\
+        Cache-Control: no-cache\r\nConnection: keep-alive\r\nAccess-Control-Allow-Origin: *\r\n\
+        X-Accel-Buffering: no\r\nDate: ";
+
     #[test]
     fn stream_headers_at_once_then_frames_on_the_interval() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, GET_SSE);
         let head = text(&h.flush(&mut c));
-        assert!(head.starts_with(sse::STREAM_HEADERS), "{head}");
+        assert!(head.starts_with(STREAM_HEAD), "{head}");
         assert!(head.ends_with("\r\n\r\n") && !head.contains("Content-Length"));
         assert_eq!(h.metrics.streams_open(), 1);
         assert_eq!(c.timeout(), Some(1_100));
@@ -775,10 +590,16 @@ mod tests {
 
     #[test]
     fn steady_streams_allocate_nothing_per_frame() {
-        // The loop's per-tick path, minus the socket: expire a timer, encode into the shared
-        // scratch, report it written, re-arm. After one warm-up round nothing may allocate.
-        let mut h = Harness::new();
-        h.metrics = Metrics::new(1, 1000);
+        // The loop's per-tick path, minus the socket: expire a timer, poll the connection into
+        // the shared scratch, report it written, re-arm. After one warm-up round nothing may
+        // allocate.
+        let mut h = Env::new(
+            ConnConfig {
+                interval_ms: 100,
+                ..ConnConfig::default()
+            },
+            1000,
+        );
         let mut conns: Vec<Conn> = (0..1000)
             .map(|_| {
                 let mut c = h.conn();
@@ -791,22 +612,23 @@ mod tests {
         for (k, c) in conns.iter().enumerate() {
             wheel.arm(k, c.timeout().unwrap());
         }
-        let mut scratch = Vec::with_capacity(256);
-        let mut round =
-            |h: &mut Harness, conns: &mut Vec<Conn>, wheel: &mut crate::timer::TimerWheel| {
-                h.advance(100);
-                let mut frames = 0;
-                while let Some(k) = wheel.pop_expired(h.now.ms) {
-                    let c = &mut conns[k];
-                    scratch.clear();
-                    h.with(|ctx, now| c.handle_timeout(now, ctx, &mut scratch));
-                    let n = scratch.len();
-                    h.with(|ctx, now| c.on_sent_scratch(&scratch, n, now, ctx));
-                    frames += usize::from(n > 0);
-                    wheel.arm(k, c.timeout().unwrap());
-                }
-                frames
-            };
+        let round = |h: &mut Env, conns: &mut Vec<Conn>, wheel: &mut crate::timer::TimerWheel| {
+            h.advance(100);
+            let mut frames = 0;
+            while let Some(k) = wheel.pop_expired(h.now.ms) {
+                let c = &mut conns[k];
+                h.with(|ctx, _, now, scratch| {
+                    c.handle_timeout(now, ctx);
+                    while let Some([a, b]) = c.poll_transmit(now, ctx, scratch) {
+                        let n = a.len() + b.len();
+                        c.on_sent(n, scratch, now, ctx);
+                        frames += 1;
+                    }
+                });
+                wheel.arm(k, c.timeout().unwrap());
+            }
+            frames
+        };
         assert_eq!(round(&mut h, &mut conns, &mut wheel), 1000);
         let before = crate::test_alloc::allocations();
         for _ in 0..50 {
@@ -822,31 +644,40 @@ mod tests {
 
     #[test]
     fn last_event_id_resumes() {
-        let mut h = Harness::new();
+        let mut h = env();
+        for (id, want) in [("41", "id:42\n"), ("nope", "id:0\n")] {
+            let mut c = h.conn();
+            h.input(
+                &mut c,
+                format!("GET /sse HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {id}\r\n\r\n").as_bytes(),
+            );
+            h.flush(&mut c);
+            h.advance(100);
+            assert!(text(&h.tick(&mut c)).starts_with(&format!("event:sseEvent\n{want}")));
+        }
+    }
+
+    #[test]
+    fn ids_saturate_instead_of_wrapping() {
+        let mut h = env();
         let mut c = h.conn();
         h.input(
             &mut c,
-            b"GET /sse HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 41\r\n\r\n",
+            b"GET /sse HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 18446744073709551614\r\n\r\n",
         );
         h.flush(&mut c);
-        h.advance(100);
-        assert!(text(&h.tick(&mut c)).starts_with("event:sseEvent\nid:42\n"));
-        let mut c = h.conn();
-        h.input(
-            &mut c,
-            b"GET /sse HTTP/1.1\r\nHost: x\r\nLast-Event-ID: nope\r\n\r\n",
-        );
-        h.flush(&mut c);
-        h.advance(100);
-        assert!(text(&h.tick(&mut c)).starts_with("event:sseEvent\nid:0\n"));
+        for _ in 0..3 {
+            h.advance(100);
+            assert!(text(&h.tick(&mut c)).contains("id:18446744073709551615\n"));
+        }
     }
 
     #[test]
     fn head_split_into_single_bytes() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         for &b in GET_SSE {
-            assert!(c.pending().is_none());
+            assert!(h.flush(&mut c).is_empty());
             h.input(&mut c, &[b]);
         }
         assert!(text(&h.flush(&mut c)).starts_with("HTTP/1.1 200 OK\r\n"));
@@ -855,27 +686,26 @@ mod tests {
 
     #[test]
     fn a_slow_reader_keeps_one_partial_frame_and_skips_ticks() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, GET_SSE);
         h.flush(&mut c);
         h.advance(100);
-        let mut scratch = Vec::new();
-        h.with(|ctx, now| c.handle_timeout(now, ctx, &mut scratch));
-        // The socket took only 10 bytes: the rest is kept.
-        h.with(|ctx, now| c.on_sent_scratch(&scratch, 10, now, ctx));
-        let [a, b] = c.pending().unwrap();
-        assert_eq!([a, b].concat(), &scratch[10..]);
+        h.with(|ctx, _, now, _| c.handle_timeout(now, ctx));
+        // The socket takes only 10 bytes: the rest is kept.
+        let first = h.write_at_most(&mut c, 10);
+        assert_eq!(first.len(), 10);
         // Three more ticks while the client does not read: skipped, nothing more queued.
         for _ in 0..3 {
             h.advance(100);
-            assert!(h.tick(&mut c).is_empty());
+            h.with(|ctx, _, now, _| c.handle_timeout(now, ctx));
         }
         assert_eq!(h.metrics.shard(0).frames_skipped.get(), 3);
-        assert_eq!(c.pending().unwrap().concat().len(), scratch.len() - 10);
+        let rest = h.write_at_most(&mut c, 0);
+        assert!(rest.is_empty());
         // No progress for the stall timeout: closed, and the stream slot freed.
         h.advance(h.cfg.stall_timeout_ms);
-        h.tick(&mut c);
+        h.with(|ctx, _, now, _| c.handle_timeout(now, ctx));
         assert!(c.is_closed());
         assert_eq!(h.metrics.streams_open(), 0);
         assert_eq!(
@@ -885,8 +715,23 @@ mod tests {
     }
 
     #[test]
+    fn the_unwritten_tail_goes_out_whole_before_the_next_frame() {
+        let mut h = env();
+        let mut c = h.conn();
+        h.input(&mut c, GET_SSE);
+        h.flush(&mut c);
+        h.advance(100);
+        h.with(|ctx, _, now, _| c.handle_timeout(now, ctx));
+        let mut wire = h.write_at_most(&mut c, 10);
+        wire.extend(h.flush(&mut c));
+        assert!(text(&wire).starts_with("event:sseEvent\nid:0\n") && wire.ends_with(b"\n\n"));
+        h.advance(100);
+        assert!(text(&h.tick(&mut c)).starts_with("event:sseEvent\nid:1\n"));
+    }
+
+    #[test]
     fn late_loop_skips_missed_ticks_instead_of_bursting() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, GET_SSE);
         h.flush(&mut c);
@@ -899,11 +744,11 @@ mod tests {
 
     #[test]
     fn eof_closes_a_stream_and_frees_its_slot() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, GET_SSE);
         h.flush(&mut c);
-        h.with(|ctx, _| c.handle_eof(ctx));
+        h.with(|ctx, _, _, _| c.handle_eof(ctx));
         assert!(c.is_closed());
         assert_eq!(c.timeout(), None);
         assert_eq!(h.metrics.streams_open(), 0);
@@ -911,7 +756,7 @@ mod tests {
 
     #[test]
     fn max_streams_answers_retry_and_close() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut conns: Vec<Conn> = (0..3).map(|_| h.conn()).collect();
         for c in conns.iter_mut() {
             h.input(c, GET_SSE);
@@ -919,7 +764,8 @@ mod tests {
         let mut c = h.conn();
         h.input(&mut c, GET_SSE);
         let wire = text(&h.flush(&mut c));
-        assert!(wire.starts_with(sse::CLOSING_STREAM_HEADERS), "{wire}");
+        assert!(wire.contains("\r\nConnection: close\r\n"), "{wire}");
+        assert_eq!(wire.matches("Connection:").count(), 1, "{wire}");
         let retry: u64 = wire
             .split("retry: ")
             .nth(1)
@@ -935,7 +781,7 @@ mod tests {
 
     #[test]
     fn keep_alive_and_pipelining_answer_in_order() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(!c.wants_read(), "no reading while a response is pending");
@@ -965,7 +811,7 @@ mod tests {
                 "501",
             ),
         ] {
-            let mut h = Harness::new();
+            let mut h = env();
             let mut c = h.conn();
             h.input(&mut c, input);
             let wire = text(&h.flush(&mut c));
@@ -973,52 +819,53 @@ mod tests {
             assert!(wire.contains("Connection: close\r\n"));
             assert!(c.take_shutdown());
             assert!(!c.is_closed(), "lingers for the client's FIN");
-            h.with(|ctx, _| c.handle_eof(ctx));
+            h.with(|ctx, _, _, _| c.handle_eof(ctx));
             assert!(c.is_closed());
         }
     }
 
     #[test]
     fn oversized_head_is_431_within_the_read_limit() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
         head.resize(20_000, b'a');
         let mut fed = 0;
-        while c.pending().is_none() {
+        let mut wire = Vec::new();
+        while wire.is_empty() {
             let n = c.read_limit(&h.cfg).min(1000).min(head.len() - fed);
             assert!(n > 0);
             h.input(&mut c, &head[fed..fed + n]);
             fed += n;
+            wire = h.flush(&mut c);
         }
         assert!(fed <= h.cfg.limits.max_head);
-        assert!(text(&h.flush(&mut c)).starts_with("HTTP/1.1 431 "));
+        assert!(text(&wire).starts_with("HTTP/1.1 431 "));
     }
 
     #[test]
     fn head_and_idle_timeouts() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, b"GET / HT");
         h.advance(h.cfg.head_timeout_ms);
-        h.tick(&mut c);
-        assert!(text(&h.flush(&mut c)).starts_with("HTTP/1.1 408 "));
+        assert!(text(&h.tick(&mut c)).starts_with("HTTP/1.1 408 "));
         // An idle kept-alive connection is closed quietly.
         let mut c = h.conn();
         h.input(&mut c, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
         h.flush(&mut c);
         h.advance(h.cfg.idle_timeout_ms);
-        h.tick(&mut c);
-        assert!(c.is_closed() && c.pending().is_none());
+        assert!(h.tick(&mut c).is_empty());
+        assert!(c.is_closed());
     }
 
     #[test]
     fn drain_ends_streams_with_a_retry() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, GET_SSE);
         h.flush(&mut c);
-        h.with(|ctx, now| c.drain(now, ctx));
+        h.with(|ctx, _, now, _| c.drain(now, ctx));
         assert_eq!(h.metrics.streams_open(), 0);
         let wire = text(&h.flush(&mut c));
         assert!(
@@ -1030,7 +877,7 @@ mod tests {
 
     #[test]
     fn not_modified_with_matching_etag() {
-        let mut h = Harness::new();
+        let mut h = env();
         let mut c = h.conn();
         h.input(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         let wire = text(&h.flush(&mut c));

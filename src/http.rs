@@ -35,6 +35,8 @@ impl Default for Limits {
 pub enum Method {
     Get,
     Head,
+    /// Carries a body (`Content-Length`); what it may be sent to is the router's business.
+    Post,
 }
 
 /// A complete, acceptable request head. Borrowed from the caller's buffer.
@@ -51,6 +53,16 @@ pub struct Request<'a> {
     pub last_event_id: Option<&'a [u8]>,
     /// The raw `If-None-Match` value, if sent.
     pub if_none_match: Option<&'a [u8]>,
+    /// The query part of the target (after `?`, before any `#`), still percent-encoded.
+    pub query: &'a str,
+    /// The body's length from `Content-Length` (0 without one).
+    pub content_length: u64,
+    /// The raw `Content-Type` value, if sent.
+    pub content_type: Option<&'a [u8]>,
+    /// The raw `Authorization` value, if sent.
+    pub authorization: Option<&'a [u8]>,
+    /// The raw `Cookie` value, if sent (the first one).
+    pub cookie: Option<&'a [u8]>,
     /// Length of the head in the buffer, blank line included.
     pub head_len: usize,
 }
@@ -116,11 +128,17 @@ pub enum Status {
     HeaderFieldsTooLarge,
     NotImplemented,
     ServiceUnavailable,
+    NoContent,
+    Unauthorized,
+    Forbidden,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    VersionNotSupported,
 }
 
 impl Status {
     /// All statuses, in metrics index order.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 16] = [
         Status::Ok,
         Status::NotModified,
         Status::BadRequest,
@@ -131,6 +149,12 @@ impl Status {
         Status::HeaderFieldsTooLarge,
         Status::NotImplemented,
         Status::ServiceUnavailable,
+        Status::NoContent,
+        Status::Unauthorized,
+        Status::Forbidden,
+        Status::PayloadTooLarge,
+        Status::UnsupportedMediaType,
+        Status::VersionNotSupported,
     ];
 
     /// The numeric code.
@@ -146,6 +170,12 @@ impl Status {
             Status::HeaderFieldsTooLarge => 431,
             Status::NotImplemented => 501,
             Status::ServiceUnavailable => 503,
+            Status::NoContent => 204,
+            Status::Unauthorized => 401,
+            Status::Forbidden => 403,
+            Status::PayloadTooLarge => 413,
+            Status::UnsupportedMediaType => 415,
+            Status::VersionNotSupported => 505,
         }
     }
 
@@ -162,6 +192,12 @@ impl Status {
             Status::HeaderFieldsTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
             Status::NotImplemented => "HTTP/1.1 501 Not Implemented\r\n",
             Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
+            Status::NoContent => "HTTP/1.1 204 No Content\r\n",
+            Status::Unauthorized => "HTTP/1.1 401 Unauthorized\r\n",
+            Status::Forbidden => "HTTP/1.1 403 Forbidden\r\n",
+            Status::PayloadTooLarge => "HTTP/1.1 413 Content Too Large\r\n",
+            Status::UnsupportedMediaType => "HTTP/1.1 415 Unsupported Media Type\r\n",
+            Status::VersionNotSupported => "HTTP/1.1 505 HTTP Version Not Supported\r\n",
         }
     }
 
@@ -221,12 +257,15 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
     if target.len() > limits.max_target {
         return Err(HttpError::TargetTooLong);
     }
-    let path = origin_path(target)?;
+    let (path, query) = origin_path(target)?;
 
     let mut host = 0;
     let mut keep_alive = minor == 1;
     let mut last_event_id = None;
     let mut if_none_match = None;
+    let mut content_type = None;
+    let mut authorization = None;
+    let mut cookie = None;
     let mut content_length: Option<&[u8]> = None;
     for h in req.headers.iter() {
         let name = h.name;
@@ -252,6 +291,12 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
             last_event_id = Some(h.value);
         } else if name.eq_ignore_ascii_case("if-none-match") {
             if_none_match = Some(h.value);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(h.value);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(h.value);
+        } else if name.eq_ignore_ascii_case("cookie") {
+            cookie = cookie.or(Some(h.value));
         }
     }
     if h_has_ctl(req.headers) {
@@ -262,11 +307,10 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         (1, 0) => return Err(HttpError::BadRequest("missing Host")),
         _ => return Err(HttpError::BadRequest("repeated Host")),
     }
+    let mut body_len = 0;
     if let Some(v) = content_length {
-        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-            return Err(HttpError::BadRequest("invalid Content-Length"));
-        }
-        if v.iter().any(|&d| d != b'0') {
+        body_len = parse_u64(v).ok_or(HttpError::BadRequest("invalid Content-Length"))?;
+        if body_len > 0 && method != Method::Post {
             return Err(HttpError::BodyNotAllowed);
         }
     }
@@ -277,6 +321,11 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         keep_alive,
         last_event_id,
         if_none_match,
+        query,
+        content_length: body_len,
+        content_type,
+        authorization,
+        cookie,
         head_len: skip + len,
     }))
 }
@@ -311,8 +360,8 @@ fn check_target_length(buf: &[u8], limits: &Limits) -> Result<(), HttpError> {
     Ok(())
 }
 
-/// The path of an origin-form (`/p?q`) or absolute-form (`http://h/p?q`) target.
-fn origin_path(target: &str) -> Result<&str, HttpError> {
+/// The path and query of an origin-form (`/p?q`) or absolute-form (`http://h/p?q`) target.
+fn origin_path(target: &str) -> Result<(&str, &str), HttpError> {
     let rest = if target.starts_with('/') {
         target
     } else if let Some(after) = target
@@ -326,8 +375,8 @@ fn origin_path(target: &str) -> Result<&str, HttpError> {
     } else {
         return Err(HttpError::BadRequest("request target is not a path"));
     };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    Ok(&rest[..end])
+    let rest = rest.split('#').next().unwrap_or(rest);
+    Ok(rest.split_once('?').unwrap_or((rest, "")))
 }
 
 /// httparse lets obs-text through in values; control bytes other than HTAB must not pass.
@@ -351,42 +400,14 @@ fn parse_error_text(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Appends a response head. `extra` holds complete header lines (each ending in CRLF);
-/// `content_length` is omitted when `None` (the SSE stream is delimited by the close).
-pub fn write_head(
-    out: &mut Vec<u8>,
-    status: Status,
-    date: &[u8],
-    content_type: Option<&str>,
-    content_length: Option<usize>,
-    close: bool,
-    extra: &[&str],
-) {
-    out.extend_from_slice(status.line().as_bytes());
-    if let Some(ct) = content_type {
-        push_all(out, &["Content-Type: ", ct, "\r\n"]);
+/// A decimal number of at most 20 digits that fits in a `u64`: no sign, no space, no empty.
+pub fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    if let Some(n) = content_length {
-        out.extend_from_slice(b"Content-Length: ");
-        push_decimal(out, n as u64);
-        out.extend_from_slice(b"\r\n");
-    }
-    for line in extra {
-        out.extend_from_slice(line.as_bytes());
-    }
-    out.extend_from_slice(b"Date: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(if close {
-        b"\r\nConnection: close\r\n\r\n"
-    } else {
-        b"\r\n\r\n"
-    });
-}
-
-fn push_all(out: &mut Vec<u8>, parts: &[&str]) {
-    for p in parts {
-        out.extend_from_slice(p.as_bytes());
-    }
+    v.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Appends `n` in decimal without allocating.
@@ -563,21 +584,18 @@ mod tests {
     }
 
     #[test]
-    fn head_writer() {
-        let mut out = Vec::new();
-        write_head(
-            &mut out,
-            Status::NotFound,
-            b"D",
-            Some("text/plain"),
-            Some(10),
-            true,
-            &["Allow: GET\r\n"],
-        );
-        assert_eq!(
-            out,
-            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nAllow: GET\r\nDate: D\r\nConnection: close\r\n\r\n"
-        );
+    fn decimals() {
+        for (v, want) in [
+            (&b"0"[..], Some(0)),
+            (b"18446744073709551615", Some(u64::MAX)),
+            (b"18446744073709551616", None),
+            (b"", None),
+            (b"+1", None),
+            (b" 1", None),
+            (b"000000000000000000001", None),
+        ] {
+            assert_eq!(parse_u64(v), want, "{v:?}");
+        }
         let mut n = Vec::new();
         for v in [0u64, 7, 10, 12345, u64::MAX] {
             n.clear();

@@ -3,12 +3,17 @@
 //!
 //! The layers, from the wire inwards (see ARCHITECTURE.md):
 //! - [`server`]: the event loops, the only code that touches sockets, `mio` and clocks;
-//! - [`conn`]: one connection's state machine, sans-IO (bytes and `now` in, bytes and deadlines out);
+//! - [`conn`]: one connection's HTTP/1.1 lifecycle, sans-IO (bytes and `now` in, bytes and
+//!   deadlines out), fed by a [`stream`] source once it streams;
+//! - [`routes`]: the application, request in, [`response`] out;
 //! - [`http`], [`sse`], [`static_files`]: request parsing, the event-stream format, the page;
+//! - [`admission`]: the `--max-streams` gauge;
+//! - [`testing`]: a connection's surroundings without a loop, for tests and fuzzing;
 //! - [`timer`]: the timing wheel that holds every connection's next deadline;
 //! - [`metrics`], [`config`], [`cli`], [`sys`]: counters, flags, and the few raw syscalls;
 //! - [`slab`]: connections by reusable index, for both binaries' loops.
 
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -16,11 +21,15 @@ pub mod event_stream;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod response;
+pub mod routes;
 pub mod server;
 pub mod slab;
 pub mod sse;
 pub mod static_files;
+pub mod stream;
 pub mod sys;
+pub mod testing;
 pub mod timer;
 
 #[cfg(test)]

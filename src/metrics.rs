@@ -2,13 +2,14 @@
 //!
 //! Each shard has exactly one writer (its loop), so a counter update is a relaxed load and store,
 //! not a locked read-modify-write; readers on other threads see a recent value. The stream
-//! gauge is shared by all loops because `--max-streams` is a process-wide limit.
+//! gauge ([`Admission`]) is rendered from here but lives in its own module.
 //!
 //! **Invariant:** only the owning loop writes to a shard.
 
+use crate::admission::Admission;
 use crate::http::Status;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A monotonically increasing counter with a single writer.
 #[derive(Default, Debug)]
@@ -80,8 +81,7 @@ impl Shard {
 pub struct Metrics {
     shards: Box<[Shard]>,
     /// Open streams over all loops; what `--max-streams` limits.
-    streams_open: AtomicUsize,
-    max_streams: usize,
+    admission: Admission,
 }
 
 impl Metrics {
@@ -89,8 +89,7 @@ impl Metrics {
     pub fn new(loops: usize, max_streams: usize) -> Self {
         Metrics {
             shards: (0..loops.max(1)).map(|_| Shard::default()).collect(),
-            streams_open: AtomicUsize::new(0),
-            max_streams,
+            admission: Admission::new(max_streams),
         }
     }
 
@@ -99,28 +98,14 @@ impl Metrics {
         &self.shards[i % self.shards.len()]
     }
 
-    /// Takes a stream slot if fewer than `--max-streams` are open.
-    pub fn try_open_stream(&self) -> bool {
-        self.streams_open
-            .fetch_update(Relaxed, Relaxed, |n| {
-                (n < self.max_streams).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives a stream slot back.
-    pub fn close_stream(&self) {
-        self.streams_open.fetch_sub(1, Relaxed);
-    }
-
-    /// The `--max-streams` limit in force.
-    pub fn max_streams(&self) -> usize {
-        self.max_streams
+    /// The stream gauge and `--max-streams`.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// Streams open now.
     pub fn streams_open(&self) -> usize {
-        self.streams_open.load(Relaxed)
+        self.admission.open()
     }
 
     fn sum(&self, f: impl Fn(&Shard) -> &Counter) -> u64 {
@@ -151,7 +136,7 @@ impl Metrics {
             out,
             "sse_streams_max",
             "The --max-streams limit.",
-            self.max_streams as u64,
+            self.admission.max() as u64,
         );
         counter(
             out,
@@ -278,11 +263,11 @@ mod tests {
     #[test]
     fn stream_gate_is_bounded() {
         let m = Metrics::new(2, 2);
-        assert!(m.try_open_stream());
-        assert!(m.try_open_stream());
-        assert!(!m.try_open_stream());
-        m.close_stream();
-        assert!(m.try_open_stream());
+        assert!(m.admission().try_open());
+        assert!(m.admission().try_open());
+        assert!(!m.admission().try_open());
+        m.admission().close();
+        assert!(m.admission().try_open());
         assert_eq!(m.streams_open(), 2);
     }
 
@@ -293,7 +278,7 @@ mod tests {
         m.shard(1).frames_sent.add(4);
         m.shard(1).response(Status::NotFound);
         m.shard(0).timeout(Timeout::Stall);
-        assert!(m.try_open_stream());
+        assert!(m.admission().try_open());
         let mut s = String::new();
         m.render(&mut s, &ProcessStats::default());
         assert!(s.contains("\nsse_frames_sent_total 7\n"), "{s}");

@@ -18,7 +18,10 @@
 
 use crate::config::Config;
 use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
-use crate::metrics::{Metrics, Shard};
+use crate::http::Status;
+use crate::metrics::Metrics;
+use crate::response::Reply;
+use crate::routes::{self, App};
 use crate::slab::Slab;
 use crate::sse::Dates;
 use crate::static_files::StaticFiles;
@@ -48,7 +51,7 @@ const CLOCK_REFRESH_EVERY: u32 = 4;
 struct Shared {
     conn: ConnConfig,
     sndbuf: Option<usize>,
-    files: StaticFiles,
+    app: App,
     metrics: Metrics,
     stop: AtomicBool,
     grace_ms: u64,
@@ -79,7 +82,7 @@ impl Server {
         let shared = Arc::new(Shared {
             conn: config.conn.clone(),
             sndbuf: config.sndbuf,
-            files,
+            app: App::new(files),
             metrics: Metrics::new(threads, max_streams),
             stop: AtomicBool::new(false),
             grace_ms: config.shutdown_grace_ms,
@@ -99,7 +102,18 @@ impl Server {
             .map(|l| {
                 std::thread::Builder::new()
                     .name(format!("sse-loop-{}", l.id))
-                    .spawn(move || l.run())
+                    .spawn(move || {
+                        // A loop that panicked would leave a silent half-server: its streams
+                        // gone, its share of connections still routed to it by the kernel.
+                        // Stop the whole process, loudly (the panic message is printed first).
+                        let id = l.id;
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.run()))
+                            .is_err()
+                        {
+                            eprintln!("sse-server: event loop {id} panicked; exiting");
+                            std::process::exit(70);
+                        }
+                    })
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Server {
@@ -117,7 +131,7 @@ impl Server {
 
     /// The most concurrent streams this server admits.
     pub fn max_streams(&self) -> usize {
-        self.shared.metrics.max_streams()
+        self.shared.metrics.admission().max()
     }
 
     /// Asks every loop to stop: no more accepts, streams end with a `retry:`.
@@ -181,7 +195,9 @@ struct EventLoop {
     slab: Slab<Slot>,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
-    frame_buf: Vec<u8>,
+    /// Where a stream's source encodes what is due; written from here, so a frame written
+    /// whole is never copied or allocated.
+    scratch: Vec<u8>,
     dates: Dates,
     rng: Rng,
     epoch: Instant,
@@ -212,7 +228,7 @@ impl EventLoop {
             slab: Slab::default(),
             wheel: TimerWheel::new(0),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
-            frame_buf: Vec::with_capacity(256),
+            scratch: Vec::with_capacity(256),
             dates: Dates::new(),
             rng: Rng::new(seed),
             epoch: Instant::now(),
@@ -309,69 +325,56 @@ impl EventLoop {
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
-        let mut ctx = ctx(
-            shared,
-            self.id,
-            &mut self.dates,
-            &mut self.rng,
-            self.drain_deadline.is_some(),
-        );
-        self.frame_buf.clear();
-        slot.conn.handle_timeout(now, &mut ctx, &mut self.frame_buf);
-        if !self.frame_buf.is_empty() {
-            let mut n = 0;
-            if slot.writable {
-                loop {
-                    match slot.sock.write(&self.frame_buf) {
-                        Ok(w) => n = w,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
-                        Err(_) => slot.conn.abort(&mut ctx),
-                    }
-                    break;
-                }
-            }
-            if !slot.conn.is_closed() {
-                slot.conn.on_sent_scratch(&self.frame_buf, n, now, &mut ctx);
-            }
-        }
+        let draining = self.drain_deadline.is_some();
+        let mut ctx = ctx(shared, self.id, &mut self.dates, &mut self.rng, draining);
+        slot.conn.handle_timeout(now, &mut ctx);
         self.drive(k, now);
     }
 
-    /// Moves a connection as far as its readiness allows: writes pending output, reads input,
-    /// repeats while either makes progress; then re-arms its timer or removes it.
+    /// Moves a connection as far as its readiness allows: writes what it has to write, reads
+    /// input, answers complete requests, repeats while any of these makes progress; then
+    /// re-arms its timer or removes it.
     fn drive(&mut self, k: usize, now: Now) {
         let shared = &*self.shared;
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
-        let mut ctx = ctx(
-            shared,
-            self.id,
-            &mut self.dates,
-            &mut self.rng,
-            self.drain_deadline.is_some(),
-        );
+        let draining = self.drain_deadline.is_some();
+        let mut ctx = ctx(shared, self.id, &mut self.dates, &mut self.rng, draining);
         let conn = &mut slot.conn;
         loop {
             let mut progress = false;
             while slot.writable {
-                let Some([a, b]) = conn.pending() else { break };
-                match slot
+                let Some([a, b]) = conn.poll_transmit(now, &mut ctx, &mut self.scratch) else {
+                    break;
+                };
+                let (n, wrote) = match slot
                     .sock
                     .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
                 {
-                    Ok(0) => conn.abort(&mut ctx),
-                    Ok(n) => {
-                        conn.on_sent(n, now, &mut ctx);
-                        progress = true;
-                        continue;
+                    Ok(0) => (0, Err(())),
+                    Ok(n) => (n, Ok(true)),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, Ok(true)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        slot.writable = false;
+                        (0, Ok(false))
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
-                    Err(_) => conn.abort(&mut ctx),
+                    Err(_) => (0, Err(())),
+                };
+                // Reported even for 0 bytes: what the source encoded is kept, not lost.
+                conn.on_sent(n, &self.scratch, now, &mut ctx);
+                match wrote {
+                    Ok(again) => {
+                        progress |= n > 0;
+                        if !again {
+                            break;
+                        }
+                    }
+                    Err(()) => {
+                        conn.abort(&mut ctx);
+                        break;
+                    }
                 }
-                break;
             }
             if conn.take_shutdown() {
                 let _ = slot.sock.shutdown(Shutdown::Write);
@@ -385,8 +388,12 @@ impl EventLoop {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
                     Err(_) => conn.abort(&mut ctx),
                 }
-                progress = slot.readable;
+                progress |= slot.readable;
             }
+            let app = &shared.app;
+            progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
+                routes::route(app, req, body, now, ctx)
+            });
             if conn.is_closed() || !progress {
                 break;
             }
@@ -480,12 +487,21 @@ impl EventLoop {
             let mut head = [0u8; 512];
             let n = sock.read(&mut head).unwrap_or(0);
             let wants_stream = n == 0 || head[..n].windows(4).any(|w| w == b"/sse");
-            let answer: &[u8] = if wants_stream {
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nCache-Control: no-cache\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\r\nretry: 5000\n\n"
+            let reply = if wants_stream {
+                Reply::stream_refused(self.rng.jitter(self.shared.conn.reconnect_ms))
             } else {
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 5\r\nConnection: close\r\n\r\nserver out of files\n"
+                Reply::text(
+                    Status::ServiceUnavailable,
+                    "server out of files\n",
+                    &[("Retry-After", "5")],
+                )
             };
-            let _ = sock.write(answer);
+            let now = self.now();
+            let mut answer = reply.head.finish(self.dates.http(now.unix_ms), true);
+            if let Some(body) = &reply.body {
+                answer.extend_from_slice(body.bytes());
+            }
+            let _ = sock.write(&answer);
             let _ = sock.shutdown(Shutdown::Write);
             shard.streams_shed.inc();
         }
@@ -548,6 +564,7 @@ impl EventLoop {
     }
 }
 
+/// The context lent to loop `id`'s connections.
 fn ctx<'a>(
     shared: &'a Shared,
     id: usize,
@@ -555,18 +572,5 @@ fn ctx<'a>(
     rng: &'a mut Rng,
     draining: bool,
 ) -> Ctx<'a> {
-    Ctx {
-        cfg: &shared.conn,
-        files: &shared.files,
-        metrics: &shared.metrics,
-        shard: shard(shared, id),
-        dates,
-        rng,
-        process_stats: sys::process_stats,
-        draining,
-    }
-}
-
-fn shard(shared: &Shared, id: usize) -> &Shard {
-    shared.metrics.shard(id)
+    Ctx::new(&shared.conn, &shared.metrics, id, dates, rng, draining)
 }

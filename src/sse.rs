@@ -6,25 +6,13 @@
 //!
 //! **Invariant:** no IO and no clock: the wall-clock time is always an argument.
 
-use crate::http::push_decimal;
+use crate::http::{parse_u64, push_decimal};
 
-/// The seed's response headers, in the seed's order, plus `X-Accel-Buffering: no` so a proxy
-/// in front (nginx) does not hold frames back. No `Content-Length` and no `Transfer-Encoding`:
-/// the body is the raw event stream, delimited by the connection's close (RFC 9112 6.3).
-pub const STREAM_HEADERS: &str = "HTTP/1.1 200 OK\r\n\
-Content-Type: text/event-stream;charset=utf-8\r\n\
-Cache-Control: no-cache\r\n\
-Connection: keep-alive\r\n\
-Access-Control-Allow-Origin: *\r\n\
-X-Accel-Buffering: no\r\n";
-
-/// The same head for a response that ends after a `retry:` frame (overload, shutdown).
-pub const CLOSING_STREAM_HEADERS: &str = "HTTP/1.1 200 OK\r\n\
-Content-Type: text/event-stream;charset=utf-8\r\n\
-Cache-Control: no-cache\r\n\
-Connection: close\r\n\
-Access-Control-Allow-Origin: *\r\n\
-X-Accel-Buffering: no\r\n";
+/// The event stream's media type, as the seed sends it. The head is written by
+/// [`crate::response::Head::event_stream`]: the seed's fields plus `X-Accel-Buffering: no` so a
+/// proxy in front (nginx) does not hold frames back. No `Content-Length` and no
+/// `Transfer-Encoding`: the body is the raw event stream, delimited by the close (RFC 9112 6.3).
+pub const CONTENT_TYPE: &str = "text/event-stream;charset=utf-8";
 
 const FRAME_START: &[u8] = b"event:sseEvent\nid:";
 const FRAME_MIDDLE: &[u8] = b"\nretry: 30000\ndata: {\"content\":\"";
@@ -55,21 +43,10 @@ pub fn encode_retry(out: &mut Vec<u8>, ms: u64) {
 /// The id a stream starts at, given the request's `Last-Event-ID` value: one past a decimal
 /// number, 0 for anything else (absent, empty, signs, spaces, overflow), never an error.
 pub fn first_id(last_event_id: Option<&[u8]>) -> u64 {
-    let Some(v) = last_event_id else { return 0 };
-    if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
-        return 0;
-    }
-    let mut n: u64 = 0;
-    for &d in v {
-        match n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(d - b'0')))
-        {
-            Some(m) => n = m,
-            None => return 0,
-        }
-    }
-    n.checked_add(1).unwrap_or(0)
+    last_event_id
+        .and_then(parse_u64)
+        .and_then(|n| n.checked_add(1))
+        .unwrap_or(0)
 }
 
 /// Formatted wall-clock dates, recomputed only when the millisecond (ISO) or the second (HTTP)

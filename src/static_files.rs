@@ -8,6 +8,7 @@
 //! **Invariant:** no request path reaches a file outside the page's folder; only names made of
 //! non-empty segments that do not start with `.` are ever looked up.
 
+pub use crate::response::Body;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,23 +24,6 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
 
 /// Files larger than this are not served from a `--www` folder (they would be held in memory).
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
-
-/// A file's bytes, shared rather than copied into each response.
-#[derive(Clone, Debug)]
-pub enum Body {
-    Static(&'static [u8]),
-    Shared(Arc<[u8]>),
-}
-
-impl Body {
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            Body::Static(b) => b,
-            Body::Shared(b) => b,
-        }
-    }
-}
 
 /// A file ready to send.
 #[derive(Clone, Debug)]

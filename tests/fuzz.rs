@@ -3,11 +3,9 @@
 //! well-formed response with a status this server knows, and input held stays under the limit.
 
 use proptest::prelude::*;
-use sse_server::conn::{Conn, ConnConfig, Ctx, Now, Rng};
+use sse_server::conn::ConnConfig;
 use sse_server::http::{self, Limits};
-use sse_server::metrics::{Metrics, ProcessStats};
-use sse_server::sse::Dates;
-use sse_server::static_files::StaticFiles;
+use sse_server::testing::Env;
 
 const SEEDS: &[&[u8]] = &[
     b"GET /sse HTTP/1.1\r\nHost: localhost:3000\r\nAccept: text/event-stream\r\nLast-Event-ID: 7\r\n\r\n",
@@ -17,8 +15,9 @@ const SEEDS: &[&[u8]] = &[
     b"POST /sse HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 ];
 
-const KNOWN: [&str; 10] = [
-    "200", "304", "400", "404", "405", "408", "414", "431", "501", "503",
+const KNOWN: [&str; 16] = [
+    "200", "204", "304", "400", "401", "403", "404", "405", "408", "413", "414", "415", "431",
+    "501", "503", "505",
 ];
 
 /// Bytes from one of the seeds with random edits (flips, insertions, deletions), or raw noise.
@@ -72,12 +71,8 @@ proptest! {
     #[test]
     fn connection_survives_any_input(bytes in input(), cuts in prop::collection::vec(any::<u16>(), 0..16)) {
         let cfg = ConnConfig { limits: Limits { max_head: 1024, max_target: 256, max_headers: 16 }, ..ConnConfig::default() };
-        let files = StaticFiles::embedded();
-        let metrics = Metrics::new(1, 4);
-        let mut dates = Dates::new();
-        let mut rng = Rng::new(1);
-        let mut now = Now { ms: 0, unix_ms: 1_795_460_982_321 };
-        let mut conn = Conn::new(now, &cfg);
+        let mut env = Env::new(cfg, 4);
+        let mut conn = env.conn();
         let mut points: Vec<usize> = cuts.iter().map(|&c| c as usize % (bytes.len() + 1)).collect();
         points.push(bytes.len());
         points.sort_unstable();
@@ -85,40 +80,25 @@ proptest! {
         let mut fed = 0;
         for &end in &points {
             while fed < end {
-                let mut ctx = Ctx { cfg: &cfg, files: &files, metrics: &metrics, shard: metrics.shard(0),
-                    dates: &mut dates, rng: &mut rng, process_stats: ProcessStats::default, draining: false };
                 // Output first, as the loop does; then input only when the connection wants it.
-                while let Some([a, b]) = conn.pending() {
-                    wire.extend_from_slice(a);
-                    wire.extend_from_slice(b);
-                    let n = a.len() + b.len();
-                    conn.on_sent(n, now, &mut ctx);
-                }
+                wire.extend(env.flush(&mut conn));
                 if conn.is_closed() || !conn.wants_read() {
                     break;
                 }
-                let take = conn.read_limit(&cfg).min(end - fed);
+                let take = conn.read_limit(&env.cfg).min(end - fed);
                 prop_assert!(take > 0, "a connection that wants to read has room");
-                conn.handle_input(&bytes[fed..fed + take], now, &mut ctx);
+                env.input(&mut conn, &bytes[fed..fed + take]);
                 fed += take;
-                prop_assert!(conn.buffered_input() <= cfg.limits.max_head);
-                now.ms += 1;
+                prop_assert!(conn.buffered_input() <= env.cfg.limits.max_head + env.cfg.max_body);
+                env.advance(1);
             }
         }
-        let mut ctx = Ctx { cfg: &cfg, files: &files, metrics: &metrics, shard: metrics.shard(0),
-            dates: &mut dates, rng: &mut rng, process_stats: ProcessStats::default, draining: false };
-        while let Some([a, b]) = conn.pending() {
-            wire.extend_from_slice(a);
-            wire.extend_from_slice(b);
-            let n = a.len() + b.len();
-            conn.on_sent(n, now, &mut ctx);
-        }
+        wire.extend(env.flush(&mut conn));
         // Time passing never panics either, and always leaves a deadline or a close.
-        let mut scratch = Vec::new();
         for _ in 0..3 {
             if let Some(t) = conn.timeout() {
-                now.ms = now.ms.max(t);
-                conn.handle_timeout(now, &mut ctx, &mut scratch);
+                env.advance(t.saturating_sub(env.now.ms));
+                wire.extend(env.tick(&mut conn));
             }
         }
         prop_assert!(conn.is_closed() || conn.timeout().is_some());

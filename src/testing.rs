@@ -1,0 +1,118 @@
+//! A connection's surroundings without a loop or a socket, for unit tests, property tests and
+//! the fuzz target: one constructor for the context, so a new field is one edit. Time is
+//! synthetic ([`Env::advance`]); "the socket" takes everything (or what a test says).
+
+use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
+use crate::metrics::{Metrics, ProcessStats};
+use crate::routes::{self, App};
+use crate::sse::Dates;
+use crate::static_files::StaticFiles;
+
+/// Everything a loop lends a connection, owned.
+pub struct Env {
+    pub cfg: ConnConfig,
+    pub metrics: Metrics,
+    pub app: App,
+    pub dates: Dates,
+    pub rng: Rng,
+    pub now: Now,
+    pub draining: bool,
+    /// The loop's frame scratch.
+    pub scratch: Vec<u8>,
+}
+
+impl Env {
+    /// One loop, `max_streams` streams, the embedded page, fixed process figures, and a clock
+    /// at 2026-11-23T19:09:41.321Z (monotonic 1 s).
+    pub fn new(cfg: ConnConfig, max_streams: usize) -> Env {
+        Env {
+            cfg,
+            metrics: Metrics::new(1, max_streams),
+            app: App {
+                files: StaticFiles::embedded(),
+                process_stats: ProcessStats::default,
+            },
+            dates: Dates::new(),
+            rng: Rng::new(7),
+            now: Now {
+                ms: 1_000,
+                unix_ms: 1_795_460_982_321,
+            },
+            draining: false,
+            scratch: Vec::with_capacity(256),
+        }
+    }
+
+    /// Runs `f` with the context and the application.
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>, &App, Now, &mut Vec<u8>) -> R) -> R {
+        let mut ctx = Ctx::new(
+            &self.cfg,
+            &self.metrics,
+            0,
+            &mut self.dates,
+            &mut self.rng,
+            self.draining,
+        );
+        f(&mut ctx, &self.app, self.now, &mut self.scratch)
+    }
+
+    /// A new connection at the current time.
+    pub fn conn(&self) -> Conn {
+        Conn::new(self.now, &self.cfg)
+    }
+
+    /// Feeds `bytes` and lets the connection answer what became complete.
+    pub fn input(&mut self, c: &mut Conn, bytes: &[u8]) {
+        self.with(|ctx, app, now, _| {
+            c.handle_input(bytes, now, ctx);
+            serve(c, ctx, app, now);
+        });
+    }
+
+    /// Writes everything the connection has to write, as a socket with room for all of it
+    /// would, answering pipelined requests as their turn comes; returns the bytes.
+    pub fn flush(&mut self, c: &mut Conn) -> Vec<u8> {
+        self.write_at_most(c, usize::MAX)
+    }
+
+    /// Like [`flush`](Self::flush), but the socket takes at most `room` bytes in all.
+    pub fn write_at_most(&mut self, c: &mut Conn, mut room: usize) -> Vec<u8> {
+        self.with(|ctx, app, now, scratch| {
+            let mut wire = Vec::new();
+            while let Some([a, b]) = c.poll_transmit(now, ctx, scratch) {
+                let n = (a.len() + b.len()).min(room);
+                let take_a = n.min(a.len());
+                wire.extend_from_slice(&a[..take_a]);
+                wire.extend_from_slice(&b[..n - take_a]);
+                room -= n;
+                c.on_sent(n, scratch, now, ctx);
+                if room == 0 || c.is_closed() {
+                    break;
+                }
+                serve(c, ctx, app, now);
+            }
+            wire
+        })
+    }
+
+    /// Moves the clocks forward.
+    pub fn advance(&mut self, ms: u64) {
+        self.now.ms += ms;
+        self.now.unix_ms += ms as i64;
+    }
+
+    /// Fires the connection's timer if due, then writes what that produced.
+    pub fn tick(&mut self, c: &mut Conn) -> Vec<u8> {
+        if c.timeout().is_some_and(|t| t <= self.now.ms) {
+            self.with(|ctx, _, now, _| c.handle_timeout(now, ctx));
+        }
+        self.flush(c)
+    }
+}
+
+/// The loop's request step: route what is complete.
+pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, app: &App, now: Now) -> bool {
+    c.serve(now, ctx, |req, body, ctx| {
+        routes::route(app, req, body, now, ctx)
+    })
+}
