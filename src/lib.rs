@@ -6,6 +6,7 @@
 //! - [`conn`]: one connection's state machine, sans-IO (bytes and `now` in, bytes and deadlines out);
 //! - [`http`], [`sse`], [`static_files`]: request parsing, the event-stream format, the page;
 //! - [`timer`]: the timing wheel that holds every connection's next deadline;
+//! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs, Mercure claims), sans-IO;
 //! - [`metrics`], [`config`], [`cli`], [`sys`]: counters, flags, and the few raw syscalls;
 //! - [`slab`]: connections by reusable index, for both binaries' loops.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod conn;
 pub mod event_stream;
 pub mod http;
+pub mod jwt;
 pub mod load;
 pub mod metrics;
 pub mod server;

@@ -1,0 +1,396 @@
+//! Subscriber and publisher tokens: a verifier for JWTs (RFC 7519) signed with HS256 in the
+//! compact JWS serialization (RFC 7515), carrying Mercure's claims
+//! `{"mercure": {"subscribe": [..], "publish": [..]}, "exp": ..}`, and the topic selectors
+//! those claims hold.
+//!
+//! What is accepted, in the order it is checked (the first failure is the reason reported):
+//! 1. at most [`MAX_TOKEN_BYTES`] bytes, else [`JwtError::TooLarge`];
+//! 2. exactly three base64url segments, unpadded and canonical (RFC 7515 section 2), else
+//!    `Malformed`;
+//! 3. a header that is a JSON object whose `alg` is exactly `HS256` (`none` and every other
+//!    algorithm are `BadAlgorithm`; the algorithm is never taken from the token), whose `typ`,
+//!    if present, is `JWT` or `at+jwt` (RFC 7519 section 5.1, RFC 9068; media types compare
+//!    case-insensitively, `application/` optional), and which has no `crit` (we implement no
+//!    extension, so RFC 7515 section 4.1.11 says reject), else `Malformed`;
+//! 4. the HMAC-SHA-256 of the first two segments, compared in constant time, else
+//!    `BadSignature`;
+//! 5. only then the claims: a JSON object; `exp` and `nbf` NumericDates (seconds, possibly
+//!    fractional), `mercure.subscribe` and `mercure.publish` arrays of strings; each may be
+//!    absent or `null` (Go's encoder writes `null` for an empty list). Anything else there is
+//!    `Malformed`, the whole token: a selector list is never half accepted;
+//! 6. `now < exp + leeway`, else `Expired`; `now + leeway >= nbf`, else `NotYetValid`.
+//!
+//! `aud`, `iss` and `iat` are not checked: the hub has one key of its own and no resource
+//! identifier to compare with, as in Mercure's own hub with `mercure` claims.
+//!
+//! **Invariant:** no IO and no clock here: `now` is an argument.
+//! **Invariant:** no input panics or makes memory grow past a small multiple of
+//! [`MAX_TOKEN_BYTES`], which is checked before anything is decoded.
+//! **Invariant:** the hash, the MAC and the constant-time comparison are RustCrypto's (`hmac`,
+//! `sha2`, `subtle` through `Mac::verify_slice`); base64 is the `base64` crate's. Nothing
+//! cryptographic is written by hand.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+use std::fmt;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Tokens longer than this are refused before any decoding ([`JwtError::TooLarge`]).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The leeway `--jwt-leeway-ms` defaults to: clocks of the issuer and the hub may differ by this
+/// much before `exp` or `nbf` refuse a token.
+pub const DEFAULT_LEEWAY_MS: u64 = 5_000;
+
+/// RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (32 bytes). The
+/// verifier takes shorter keys (Mercure's examples use `!ChangeMe!`); the configuration may
+/// warn or refuse below this.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// The cookie Mercure's hubs and client libraries use for browsers, which cannot set an
+/// `Authorization` header on an `EventSource`.
+pub const COOKIE_NAME: &str = "mercureAuthorization";
+
+/// Why a token is refused. Every variant is answered the same way on the wire (`401` with
+/// `WWW-Authenticate: Bearer error="invalid_token"`); the reason is for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JwtError {
+    /// Longer than [`MAX_TOKEN_BYTES`].
+    TooLarge,
+    /// Not three canonical base64url segments, or a header or claims that are not the JSON
+    /// expected (including a `typ` other than a JWT's and any `crit`).
+    Malformed,
+    /// The header's `alg` is not `HS256` (`none` included).
+    BadAlgorithm,
+    /// The signature is not the HMAC-SHA-256 of the token under our key.
+    BadSignature,
+    /// `exp` plus the leeway has passed.
+    Expired,
+    /// `nbf` minus the leeway is still in the future.
+    NotYetValid,
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JwtError::TooLarge => "token too large",
+            JwtError::Malformed => "malformed token",
+            JwtError::BadAlgorithm => "token algorithm is not HS256",
+            JwtError::BadSignature => "bad token signature",
+            JwtError::Expired => "token expired",
+            JwtError::NotYetValid => "token not yet valid",
+        })
+    }
+}
+
+impl std::error::Error for JwtError {}
+
+/// A set of topic selectors: exact topic names, `*` (every topic), and `prefix/*` (every topic
+/// that begins with `prefix/`). A `*` anywhere else is an ordinary character of an exact name.
+///
+/// Kept compact: `*` alone replaces everything else, exact names are sorted for a binary
+/// search, prefixes are kept without their `*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selectors {
+    any: bool,
+    exact: Box<[Box<str>]>,
+    prefixes: Box<[Box<str>]>,
+}
+
+impl Selectors {
+    /// Builds the set from selector strings as they appear in a token.
+    pub fn new<'a>(selectors: impl IntoIterator<Item = &'a str>) -> Selectors {
+        let mut exact = Vec::new();
+        let mut prefixes = Vec::new();
+        for s in selectors {
+            if s == "*" {
+                return Selectors {
+                    any: true,
+                    ..Selectors::default()
+                };
+            }
+            match s.strip_suffix("/*") {
+                // Keep the `/`, so `news/*` does not match `newsletter`.
+                Some(p) => prefixes.push(Box::from(&s[..p.len() + 1])),
+                None => exact.push(Box::from(s)),
+            }
+        }
+        exact.sort_unstable();
+        exact.dedup();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        Selectors {
+            any: false,
+            exact: exact.into_boxed_slice(),
+            prefixes: prefixes.into_boxed_slice(),
+        }
+    }
+
+    /// Whether `topic` is allowed.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.any
+            || self.exact.binary_search_by(|e| (**e).cmp(topic)).is_ok()
+            || self.prefixes.iter().any(|p| topic.starts_with(&**p))
+    }
+
+    /// Whether at least one of `topics` is allowed (a subscriber may receive a private update
+    /// when one of its topics is allowed). False for no topics.
+    pub fn matches_any<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> bool {
+        topics.into_iter().any(|t| self.matches(t))
+    }
+
+    /// Whether every one of `topics` is allowed (a publisher may publish an update only when
+    /// all its topics are). False for no topics, so an update without topics is never
+    /// authorised by accident.
+    pub fn matches_all<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut seen = false;
+        for t in topics {
+            if !self.matches(t) {
+                return false;
+            }
+            seen = true;
+        }
+        seen
+    }
+
+    /// Whether nothing at all is allowed (the claim was absent, `null` or `[]`).
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.exact.is_empty() && self.prefixes.is_empty()
+    }
+}
+
+/// What a verified token allows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// `mercure.subscribe`: the private topics the bearer may receive.
+    pub subscribe: Selectors,
+    /// `mercure.publish`: the topics the bearer may publish to.
+    pub publish: Selectors,
+    /// `exp` in Unix milliseconds (rounded down), if the token has one: a stream opened with
+    /// this token ends then. No leeway is added here; the leeway only decides acceptance.
+    pub exp_unix_ms: Option<i64>,
+}
+
+/// Verifies HS256 tokens with one key. Cheap to clone; the key's HMAC pads are computed once.
+#[derive(Clone)]
+pub struct Verifier {
+    /// HMAC-SHA-256 already keyed: cloning it skips hashing the key's two pads per token.
+    mac: HmacSha256,
+    leeway_ms: i64,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key, not even in a debug log.
+        f.debug_struct("Verifier")
+            .field("leeway_ms", &self.leeway_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for tokens signed with `key`, accepting clocks `leeway_ms` apart.
+    pub fn new(key: &[u8], leeway_ms: u64) -> Verifier {
+        Verifier {
+            mac: keyed(key),
+            leeway_ms: i64::try_from(leeway_ms).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Verifies a compact JWS (HS256 only) and returns its claims. See the module docs for
+    /// what is checked, in which order.
+    pub fn verify(&self, token: &[u8], now_unix_ms: i64) -> Result<Claims, JwtError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(JwtError::TooLarge);
+        }
+        let mut parts = token.split(|&b| b == b'.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        check_header(&decode_object(header)?)?;
+
+        // The signing input is the first two segments as sent, dot included (RFC 7515 5.2).
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| JwtError::Malformed)?;
+        let mut mac = self.mac.clone();
+        mac.update(signing_input);
+        // `verify_slice` compares in constant time (subtle) and refuses a wrong length.
+        mac.verify_slice(&signature)
+            .map_err(|_| JwtError::BadSignature)?;
+
+        let claims = decode_object(payload)?;
+        let exp = numeric_date_ms(claims.get("exp"), false)?;
+        let nbf = numeric_date_ms(claims.get("nbf"), true)?;
+        let (subscribe, publish) = match claims.get("mercure") {
+            None | Some(Value::Null) => (Selectors::default(), Selectors::default()),
+            Some(Value::Object(m)) => {
+                (selectors(m.get("subscribe"))?, selectors(m.get("publish"))?)
+            }
+            Some(_) => return Err(JwtError::Malformed),
+        };
+        if let Some(exp) = exp {
+            if now_unix_ms >= exp.saturating_add(self.leeway_ms) {
+                return Err(JwtError::Expired);
+            }
+        }
+        if let Some(nbf) = nbf {
+            if now_unix_ms.saturating_add(self.leeway_ms) < nbf {
+                return Err(JwtError::NotYetValid);
+            }
+        }
+        Ok(Claims {
+            subscribe,
+            publish,
+            exp_unix_ms: exp,
+        })
+    }
+}
+
+/// Signs `claims_json` (a JSON object, not checked) with HS256 under `key`, with the header
+/// `{"alg":"HS256","typ":"JWT"}`. For tests, benchmarks and tools that mint tokens; the
+/// server itself only verifies.
+pub fn sign_hs256(key: &[u8], claims_json: &str) -> String {
+    let mut token = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
+    let mut mac = keyed(key);
+    mac.update(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+    token
+}
+
+/// The token of an `Authorization` header value with the `Bearer` scheme (matched
+/// case-insensitively, RFC 9110 section 11.1), surrounding spaces and tabs trimmed. `None` for
+/// another scheme or an empty token; whatever else follows the scheme is returned for
+/// [`Verifier::verify`] to refuse.
+pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
+    let value = trim_ows(authorization);
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = trim_ows(rest);
+    (!token.is_empty()).then_some(token)
+}
+
+/// The value of the cookie `name` (case-sensitive, RFC 6265) in a `Cookie` header value,
+/// without the optional double quotes; the first one if several have that name (browsers send
+/// the most specific path first). `None` when absent or empty (a cleared cookie is no token).
+/// Usually called with [`COOKIE_NAME`].
+pub fn cookie_token<'a>(cookie: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    cookie.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim_ows(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        if trim_ows(&pair[..eq]) != name.as_bytes() {
+            return None;
+        }
+        let mut value = trim_ows(&pair[eq + 1..]);
+        if let [b'"', inner @ .., b'"'] = value {
+            value = inner;
+        }
+        (!value.is_empty()).then_some(value)
+    })
+}
+
+fn keyed(key: &[u8]) -> HmacSha256 {
+    match <HmacSha256 as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length (longer ones are hashed first); the error type only
+        // exists because `Mac` is shared with MACs that do not.
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    }
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// One base64url segment holding a JSON object. The `base64` engine refuses padding, the
+/// standard alphabet and non-zero trailing bits, so every accepted segment has exactly one
+/// spelling and a changed signature character can never decode to the same signature.
+fn decode_object(segment: &[u8]) -> Result<Map<String, Value>, JwtError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(JwtError::Malformed),
+    }
+}
+
+fn check_header(header: &Map<String, Value>) -> Result<(), JwtError> {
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == "HS256" => {}
+        Some(Value::String(_)) => return Err(JwtError::BadAlgorithm),
+        _ => return Err(JwtError::Malformed),
+    }
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(typ)) if is_jwt_type(typ) => {}
+        Some(_) => return Err(JwtError::Malformed),
+    }
+    if header.contains_key("crit") {
+        return Err(JwtError::Malformed);
+    }
+    Ok(())
+}
+
+/// `JWT` (RFC 7519 section 5.1) or `at+jwt` (RFC 9068, which newer Mercure drafts require),
+/// compared as media types: case-insensitively, with `application/` implied when absent
+/// (RFC 7515 section 4.1.9).
+fn is_jwt_type(typ: &str) -> bool {
+    let bytes = typ.as_bytes();
+    let subtype = match bytes.split_at_checked(12) {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case(b"application/") => rest,
+        _ => bytes,
+    };
+    subtype.eq_ignore_ascii_case(b"jwt") || subtype.eq_ignore_ascii_case(b"at+jwt")
+}
+
+/// A NumericDate claim (seconds since the epoch, RFC 7519 section 2) in milliseconds,
+/// saturating. Fractions round towards refusal: `exp` down, `nbf` (`round_up`) up.
+fn numeric_date_ms(claim: Option<&Value>, round_up: bool) -> Result<Option<i64>, JwtError> {
+    let n = match claim {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n,
+        Some(_) => return Err(JwtError::Malformed),
+    };
+    let ms = if let Some(secs) = n.as_i64() {
+        secs.saturating_mul(1000)
+    } else if n.is_u64() {
+        i64::MAX
+    } else {
+        // serde_json never yields an infinite or NaN number; `as` saturates at the ends.
+        let ms = n.as_f64().ok_or(JwtError::Malformed)? * 1000.0;
+        (if round_up { ms.ceil() } else { ms.floor() }) as i64
+    };
+    Ok(Some(ms))
+}
+
+fn selectors(claim: Option<&Value>) -> Result<Selectors, JwtError> {
+    match claim {
+        None | Some(Value::Null) => Ok(Selectors::default()),
+        Some(Value::Array(items)) => {
+            if !items.iter().all(Value::is_string) {
+                return Err(JwtError::Malformed);
+            }
+            Ok(Selectors::new(items.iter().filter_map(Value::as_str)))
+        }
+        Some(_) => Err(JwtError::Malformed),
+    }
+}
