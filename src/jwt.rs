@@ -394,3 +394,410 @@ fn selectors(claim: Option<&Value>) -> Result<Selectors, JwtError> {
         Some(_) => Err(JwtError::Malformed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"fixture-key-not-a-secret-0123456789abcdef";
+    const NOW: i64 = 1_795_000_000_000;
+
+    /// Tokens minted by Python's `hmac`, `hashlib` and `base64` (tests/fixtures/mint_jwt.py),
+    /// checked in so the tests need no Python.
+    const FIXTURE: &str = include_str!("../tests/fixtures/jwt_tokens.json");
+
+    fn expected_error(name: &str) -> JwtError {
+        match name {
+            "TooLarge" => JwtError::TooLarge,
+            "Malformed" => JwtError::Malformed,
+            "BadAlgorithm" => JwtError::BadAlgorithm,
+            "BadSignature" => JwtError::BadSignature,
+            "Expired" => JwtError::Expired,
+            "NotYetValid" => JwtError::NotYetValid,
+            other => panic!("unknown expectation {other}"),
+        }
+    }
+
+    fn strings(v: &Value) -> Vec<&str> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect()
+    }
+
+    /// Verifies every case of a fixture document against its expectation; returns how many.
+    fn check_fixture(doc: &str) -> usize {
+        let doc: Value = serde_json::from_str(doc).unwrap();
+        let key = doc["key"].as_str().unwrap();
+        let v = Verifier::new(key.as_bytes(), doc["leeway_ms"].as_u64().unwrap());
+        let cases = doc["cases"].as_array().unwrap();
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let token = case["token"].as_str().unwrap();
+            let got = v.verify(token.as_bytes(), case["now_ms"].as_i64().unwrap());
+            let want = match case["expect"].as_str().unwrap() {
+                "ok" => {
+                    let c = &case["claims"];
+                    Ok(Claims {
+                        subscribe: Selectors::new(strings(&c["subscribe"])),
+                        publish: Selectors::new(strings(&c["publish"])),
+                        exp_unix_ms: c["exp_ms"].as_i64(),
+                    })
+                }
+                err => Err(expected_error(err)),
+            };
+            assert_eq!(got, want, "case {name}");
+        }
+        cases.len()
+    }
+
+    #[test]
+    fn known_answers_from_python() {
+        assert!(check_fixture(FIXTURE) >= 40);
+    }
+
+    /// Where python3 exists: the script still produces the checked-in tokens byte for byte,
+    /// and tokens it mints under a key never seen before verify the same way.
+    #[test]
+    fn python_cross_check_when_present() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mint_jwt.py");
+        let run = |args: &[&str]| {
+            std::process::Command::new("python3")
+                .arg(script)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8(o.stdout).unwrap())
+        };
+        let Some(same) = run(&[]) else {
+            eprintln!("python3 not found: cross-check skipped");
+            return;
+        };
+        assert_eq!(
+            same, FIXTURE,
+            "regenerate: python3 {script} > tests/fixtures/jwt_tokens.json"
+        );
+        let fresh = run(&[
+            "--key",
+            &format!("fresh {:?}", std::time::SystemTime::now()),
+        ])
+        .unwrap();
+        assert_ne!(fresh, FIXTURE);
+        check_fixture(&fresh);
+    }
+
+    fn token(claims: &str) -> String {
+        sign_hs256(KEY, claims)
+    }
+
+    #[test]
+    fn signs_what_it_verifies() {
+        let v = Verifier::new(KEY, 0);
+        let t =
+            token(r#"{"mercure":{"subscribe":["chat/42"],"publish":["chat/*"]},"exp":1795000060}"#);
+        let c = v.verify(t.as_bytes(), NOW).unwrap();
+        assert!(c.subscribe.matches("chat/42") && !c.subscribe.matches("chat/43"));
+        assert!(c.publish.matches("chat/43") && !c.publish.matches("news/1"));
+        assert_eq!(c.exp_unix_ms, Some(1_795_000_060_000));
+        // The same token under another key.
+        assert_eq!(
+            Verifier::new(b"another key", 0).verify(t.as_bytes(), NOW),
+            Err(JwtError::BadSignature)
+        );
+        // An empty key is a key like any other to HMAC.
+        let t = sign_hs256(b"", "{}");
+        assert!(Verifier::new(b"", 0).verify(t.as_bytes(), NOW).is_ok());
+    }
+
+    #[test]
+    fn time_boundaries() {
+        let exp = token(r#"{"exp":1795000000}"#);
+        let nbf = token(r#"{"nbf":1795000000}"#);
+        for (leeway, now, exp_ok, nbf_ok) in [
+            (0, NOW - 1, true, false),
+            (0, NOW, false, true),
+            (5_000, NOW + 4_999, true, true),
+            (5_000, NOW + 5_000, false, true),
+            (5_000, NOW - 5_000, true, true),
+            (5_000, NOW - 5_001, true, false),
+            (u64::MAX, i64::MAX - 1, true, true),
+            (u64::MAX, i64::MAX, false, true),
+            (u64::MAX, i64::MIN, true, false),
+            (0, i64::MIN, true, false),
+            (0, i64::MAX, false, true),
+        ] {
+            let v = Verifier::new(KEY, leeway);
+            let e = v.verify(exp.as_bytes(), now).map(|_| ());
+            let n = v.verify(nbf.as_bytes(), now).map(|_| ());
+            assert_eq!(
+                e,
+                if exp_ok {
+                    Ok(())
+                } else {
+                    Err(JwtError::Expired)
+                },
+                "{leeway} {now}"
+            );
+            assert_eq!(
+                n,
+                if nbf_ok {
+                    Ok(())
+                } else {
+                    Err(JwtError::NotYetValid)
+                },
+                "{leeway} {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_dates_saturate_and_round_towards_refusal() {
+        let v = Verifier::new(KEY, 0);
+        let exp = |claims: &str| {
+            v.verify(token(claims).as_bytes(), NOW)
+                .map(|c| c.exp_unix_ms)
+        };
+        assert_eq!(exp(r#"{"exp":1e300}"#), Ok(Some(i64::MAX)));
+        assert_eq!(exp(r#"{"exp":18446744073709551615}"#), Ok(Some(i64::MAX)));
+        assert_eq!(exp(r#"{"exp":9223372036854775807}"#), Ok(Some(i64::MAX)));
+        assert_eq!(exp(r#"{"exp":1795000000.0019}"#), Ok(Some(NOW + 1)));
+        assert_eq!(exp(r#"{"exp":-1e300}"#), Err(JwtError::Expired));
+        assert_eq!(exp(r#"{"exp":1795000000.0001}"#), Err(JwtError::Expired));
+        assert_eq!(
+            exp(r#"{"nbf":1795000000.0001}"#),
+            Err(JwtError::NotYetValid)
+        );
+        assert_eq!(exp(r#"{"nbf":-9223372036854775808}"#), Ok(None));
+    }
+
+    #[test]
+    fn size_cap_is_exactly_8_kib() {
+        let v = Verifier::new(KEY, 0);
+        let sized = |pad: usize| token(&format!(r#"{{"pad":"{}"}}"#, "x".repeat(pad)));
+        let at_cap = (6000..6100)
+            .map(sized)
+            .find(|t| t.len() == MAX_TOKEN_BYTES)
+            .unwrap();
+        assert!(v.verify(at_cap.as_bytes(), NOW).is_ok());
+        let over = (6000..6100)
+            .map(sized)
+            .find(|t| t.len() == MAX_TOKEN_BYTES + 1);
+        let over = over.unwrap_or_else(|| {
+            (6000..6100)
+                .map(sized)
+                .find(|t| t.len() > MAX_TOKEN_BYTES)
+                .unwrap()
+        });
+        assert_eq!(v.verify(over.as_bytes(), NOW), Err(JwtError::TooLarge));
+    }
+
+    #[test]
+    fn selectors() {
+        let s = Selectors::new(["chat/42", "news/*", "a*b", "x/y/*", "chat/42"]);
+        for (topic, want) in [
+            ("chat/42", true),
+            ("chat/4", false),
+            ("chat/420", false),
+            ("Chat/42", false),
+            ("news/", true),
+            ("news/1", true),
+            ("news/1/2", true),
+            ("news", false),
+            ("newsletter", false),
+            ("a*b", true),
+            ("ab", false),
+            ("axb", false),
+            ("x/y/z", true),
+            ("x/y", false),
+            ("x/", false),
+            ("", false),
+        ] {
+            assert_eq!(s.matches(topic), want, "{topic:?}");
+        }
+        assert!(!s.is_empty());
+
+        let all = Selectors::new(["chat/1", "*"]);
+        assert_eq!(all, Selectors::new(["*"]));
+        assert!(all.matches("") && all.matches("anything/at/all"));
+
+        let none = Selectors::new([]);
+        assert!(none.is_empty() && !none.matches("chat/42") && none == Selectors::default());
+        // `*/x` and `*x` are names, not patterns; `/*` is the prefix `/`.
+        let odd = Selectors::new(["*/x", "/*"]);
+        assert!(odd.matches("*/x") && !odd.matches("a/x") && odd.matches("/abs"));
+        assert!(!odd.matches("rel"));
+    }
+
+    #[test]
+    fn any_and_all() {
+        let s = Selectors::new(["chat/42", "news/*"]);
+        assert!(s.matches_any(["x", "news/1"]));
+        assert!(!s.matches_any(["x", "y"]));
+        assert!(!s.matches_any([]));
+        assert!(s.matches_all(["chat/42", "news/1"]));
+        assert!(!s.matches_all(["chat/42", "x"]));
+        // No topics authorises nothing, for publishing either.
+        assert!(!s.matches_all([]));
+        assert!(!Selectors::new(["*"]).matches_all([]));
+    }
+
+    #[test]
+    fn bearer() {
+        for (value, want) in [
+            (&b"Bearer abc.def.ghi"[..], Some(&b"abc.def.ghi"[..])),
+            (b"bearer abc", Some(b"abc")),
+            (b"BEARER   abc  ", Some(b"abc")),
+            (b" \tBearer abc\t", Some(b"abc")),
+            (b"Bearer a b", Some(b"a b")),
+            (b"Bearer", None),
+            (b"Bearer ", None),
+            (b"Bearer    ", None),
+            (b"Bearerabc", None),
+            (b"Bearer\tabc", None),
+            (b"Basic dXNlcjpwYXNz", None),
+            (b"Bear", None),
+            (b"", None),
+            (b"B\xc3\xa9arer abc", None),
+        ] {
+            assert_eq!(
+                bearer_token(value),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+    }
+
+    #[test]
+    fn cookie() {
+        let n = COOKIE_NAME;
+        for (value, want) in [
+            (
+                &b"mercureAuthorization=abc.def.ghi"[..],
+                Some(&b"abc.def.ghi"[..]),
+            ),
+            (b"a=1; mercureAuthorization=tok; b=2", Some(b"tok")),
+            (b"a=1;mercureAuthorization=tok;b=2", Some(b"tok")),
+            (b"mercureAuthorization=\"tok\"", Some(b"tok")),
+            (
+                b"mercureAuthorization=first; mercureAuthorization=second",
+                Some(b"first"),
+            ),
+            (
+                b"mercureAuthorization=; mercureAuthorization=second",
+                Some(b"second"),
+            ),
+            (b"mercureAuthorization=", None),
+            (b"mercureAuthorization=\"\"", None),
+            (b"mercureauthorization=tok", None),
+            (b"xmercureAuthorization=tok", None),
+            (b"mercureAuthorization", None),
+            (b"a=b=c; mercureAuthorization=t=u", Some(b"t=u")),
+            (b"", None),
+            (b";;;", None),
+            (b"\"", None),
+        ] {
+            assert_eq!(
+                cookie_token(value, n),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        assert_eq!(
+            cookie_token(b"mercureAccessToken=t", "mercureAccessToken"),
+            Some(&b"t"[..])
+        );
+    }
+
+    #[test]
+    fn errors_name_their_reason_and_debug_hides_the_key() {
+        assert_eq!(
+            JwtError::BadAlgorithm.to_string(),
+            "token algorithm is not HS256"
+        );
+        assert_eq!(JwtError::Expired.to_string(), "token expired");
+        let v = format!("{:?}", Verifier::new(b"top-secret-key", 5_000));
+        assert!(!v.contains("top-secret") && v.contains("5000"), "{v}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid() -> String {
+            token(
+                r#"{"mercure":{"subscribe":["chat/42","news/*"],"publish":["*"]},"exp":1795003600}"#,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_nor_pass(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                prop_assert!(Verifier::new(KEY, 5_000).verify(&bytes, NOW).is_err());
+                let _ = bearer_token(&bytes);
+                let _ = cookie_token(&bytes, COOKIE_NAME);
+            }
+
+            /// Arbitrary bytes in the shape of a token (three base64url-ish segments), which
+            /// reach the JSON and signature code that random bytes rarely do.
+            #[test]
+            fn token_shaped_input_never_passes(
+                h in "[A-Za-z0-9_=+/-]{0,60}",
+                p in "[A-Za-z0-9_=+/-]{0,60}",
+                s in "[A-Za-z0-9_=+/-]{0,60}",
+            ) {
+                let t = format!("{h}.{p}.{s}");
+                prop_assert!(Verifier::new(KEY, 5_000).verify(t.as_bytes(), NOW).is_err());
+            }
+
+            #[test]
+            fn a_changed_byte_is_never_accepted(at in any::<proptest::sample::Index>(), to in any::<u8>()) {
+                let mut t = valid().into_bytes();
+                let i = at.index(t.len());
+                prop_assume!(t[i] != to);
+                t[i] = to;
+                prop_assert!(Verifier::new(KEY, 5_000).verify(&t, NOW).is_err());
+            }
+
+            #[test]
+            fn an_inserted_or_removed_byte_is_never_accepted(
+                at in any::<proptest::sample::Index>(),
+                byte in any::<u8>(),
+                insert in any::<bool>(),
+            ) {
+                let mut t = valid().into_bytes();
+                if insert {
+                    t.insert(at.index(t.len() + 1), byte);
+                } else {
+                    t.remove(at.index(t.len()));
+                }
+                prop_assert!(Verifier::new(KEY, 5_000).verify(&t, NOW).is_err());
+            }
+
+            #[test]
+            fn a_truncated_or_extended_token_is_never_accepted(
+                cut in any::<proptest::sample::Index>(),
+                tail in "[A-Za-z0-9_.-]{1,8}",
+            ) {
+                let t = valid();
+                let v = Verifier::new(KEY, 5_000);
+                prop_assert!(v.verify(&t.as_bytes()[..cut.index(t.len())], NOW).is_err());
+                let extended = format!("{t}{tail}");
+                prop_assert!(v.verify(extended.as_bytes(), NOW).is_err());
+            }
+        }
+
+        #[test]
+        fn the_unmutated_token_is_accepted() {
+            // Otherwise the properties above would pass vacuously.
+            assert!(Verifier::new(KEY, 5_000)
+                .verify(valid().as_bytes(), NOW)
+                .is_ok());
+        }
+    }
+}
