@@ -20,6 +20,10 @@
 //!    `Malformed`, the whole token: a selector list is never half accepted;
 //! 6. `now < exp + leeway`, else `Expired`; `now + leeway >= nbf`, else `NotYetValid`.
 //!
+//! The key is never chosen by the token: `kid`, `jwk`, `jku` and the like are ignored. A
+//! member named twice in the header or the claims counts with its last value, which RFC 7515
+//! section 5.2 allows (serde_json keeps the last).
+//!
 //! `aud`, `iss` and `iat` are not checked: the hub has one key of its own and no resource
 //! identifier to compare with, as in Mercure's own hub with `mercure` claims.
 //!
@@ -509,6 +513,37 @@ mod tests {
         // An empty key is a key like any other to HMAC.
         let t = sign_hs256(b"", "{}");
         assert!(Verifier::new(b"", 0).verify(t.as_bytes(), NOW).is_ok());
+    }
+
+    /// Duplicate members count with their last value (RFC 7515 section 5.2), in the header as
+    /// in the claims; the signature covers the bytes as sent, so only the key holder can make
+    /// such a token.
+    #[test]
+    fn duplicate_members_take_the_last_value() {
+        let v = Verifier::new(KEY, 0);
+        let with_header = |header: &str, claims: &str| {
+            let si = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let mut mac = keyed(KEY);
+            mac.update(si.as_bytes());
+            let t = format!(
+                "{si}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            );
+            v.verify(t.as_bytes(), NOW)
+        };
+        assert!(with_header(r#"{"alg":"none","alg":"HS256"}"#, "{}").is_ok());
+        assert_eq!(
+            with_header(r#"{"alg":"HS256","alg":"none"}"#, "{}"),
+            Err(JwtError::BadAlgorithm)
+        );
+        assert_eq!(
+            with_header(r#"{"alg":"HS256"}"#, r#"{"exp":9999999999,"exp":1}"#),
+            Err(JwtError::Expired)
+        );
     }
 
     #[test]
