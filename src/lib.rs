@@ -10,6 +10,7 @@
 //! - [`admission`]: the `--max-streams` gauge;
 //! - [`testing`]: a connection's surroundings without a loop, for tests and fuzzing;
 //! - [`timer`]: the timing wheel that holds every connection's next deadline;
+//! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs, Mercure claims), sans-IO;
 //! - [`metrics`], [`config`], [`cli`], [`sys`]: counters, flags, and the few raw syscalls;
 //! - [`slab`]: connections by reusable index, for both binaries' loops.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod conn;
 pub mod event_stream;
 pub mod http;
+pub mod jwt;
 pub mod load;
 pub mod metrics;
 pub mod response;

@@ -1,0 +1,838 @@
+//! Subscriber and publisher tokens: a verifier for JWTs (RFC 7519) signed with HS256 in the
+//! compact JWS serialization (RFC 7515), carrying Mercure's claims
+//! `{"mercure": {"subscribe": [..], "publish": [..]}, "exp": ..}`, and the topic selectors
+//! those claims hold.
+//!
+//! What is accepted, in the order it is checked (the first failure is the reason reported):
+//! 1. at most [`MAX_TOKEN_BYTES`] bytes, else [`JwtError::TooLarge`];
+//! 2. exactly three base64url segments, unpadded and canonical (RFC 7515 section 2), else
+//!    `Malformed`;
+//! 3. a header that is a JSON object whose `alg` is exactly `HS256` (`none` and every other
+//!    algorithm are `BadAlgorithm`; the algorithm is never taken from the token), whose `typ`,
+//!    if present, is `JWT` or `at+jwt` (RFC 7519 section 5.1, RFC 9068; media types compare
+//!    case-insensitively, `application/` optional), and which has no `crit` (we implement no
+//!    extension, so RFC 7515 section 4.1.11 says reject), else `Malformed`;
+//! 4. the HMAC-SHA-256 of the first two segments, compared in constant time, else
+//!    `BadSignature`;
+//! 5. only then the claims: a JSON object; `exp` and `nbf` NumericDates (seconds, possibly
+//!    fractional), `mercure.subscribe` and `mercure.publish` arrays of strings; each may be
+//!    absent or `null` (Go's encoder writes `null` for an empty list). Anything else there is
+//!    `Malformed`, the whole token: a selector list is never half accepted;
+//! 6. `now < exp + leeway`, else `Expired`; `now + leeway >= nbf`, else `NotYetValid`.
+//!
+//! The key is never chosen by the token: `kid`, `jwk`, `jku` and the like are ignored. A
+//! member named twice in the header or the claims counts with its last value, which RFC 7515
+//! section 5.2 allows (serde_json keeps the last).
+//!
+//! `aud`, `iss` and `iat` are not checked: the hub has one key of its own and no resource
+//! identifier to compare with, as in Mercure's own hub with `mercure` claims.
+//!
+//! **Invariant:** no IO and no clock here: `now` is an argument.
+//! **Invariant:** no input panics or makes memory grow past a small multiple of
+//! [`MAX_TOKEN_BYTES`], which is checked before anything is decoded.
+//! **Invariant:** the hash, the MAC and the constant-time comparison are RustCrypto's (`hmac`,
+//! `sha2`, `subtle` through `Mac::verify_slice`); base64 is the `base64` crate's. Nothing
+//! cryptographic is written by hand.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+use std::fmt;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Tokens longer than this are refused before any decoding ([`JwtError::TooLarge`]).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The leeway `--jwt-leeway-ms` defaults to: clocks of the issuer and the hub may differ by this
+/// much before `exp` or `nbf` refuse a token.
+pub const DEFAULT_LEEWAY_MS: u64 = 5_000;
+
+/// RFC 7518 section 3.2: an HS256 key must be at least as long as the hash (32 bytes). The
+/// verifier takes shorter keys (Mercure's examples use `!ChangeMe!`); the configuration may
+/// warn or refuse below this.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// The cookie Mercure's hubs and client libraries use for browsers, which cannot set an
+/// `Authorization` header on an `EventSource`.
+pub const COOKIE_NAME: &str = "mercureAuthorization";
+
+/// Why a token is refused. Every variant is answered the same way on the wire (`401` with
+/// `WWW-Authenticate: Bearer error="invalid_token"`); the reason is for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JwtError {
+    /// Longer than [`MAX_TOKEN_BYTES`].
+    TooLarge,
+    /// Not three canonical base64url segments, or a header or claims that are not the JSON
+    /// expected (including a `typ` other than a JWT's and any `crit`).
+    Malformed,
+    /// The header's `alg` is not `HS256` (`none` included).
+    BadAlgorithm,
+    /// The signature is not the HMAC-SHA-256 of the token under our key.
+    BadSignature,
+    /// `exp` plus the leeway has passed.
+    Expired,
+    /// `nbf` minus the leeway is still in the future.
+    NotYetValid,
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JwtError::TooLarge => "token too large",
+            JwtError::Malformed => "malformed token",
+            JwtError::BadAlgorithm => "token algorithm is not HS256",
+            JwtError::BadSignature => "bad token signature",
+            JwtError::Expired => "token expired",
+            JwtError::NotYetValid => "token not yet valid",
+        })
+    }
+}
+
+impl std::error::Error for JwtError {}
+
+/// A set of topic selectors: exact topic names, `*` (every topic), and `prefix/*` (every topic
+/// that begins with `prefix/`). A `*` anywhere else is an ordinary character of an exact name.
+///
+/// Kept compact: `*` alone replaces everything else, exact names are sorted for a binary
+/// search, prefixes are kept without their `*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selectors {
+    any: bool,
+    exact: Box<[Box<str>]>,
+    prefixes: Box<[Box<str>]>,
+}
+
+impl Selectors {
+    /// Builds the set from selector strings as they appear in a token.
+    pub fn new<'a>(selectors: impl IntoIterator<Item = &'a str>) -> Selectors {
+        let mut exact = Vec::new();
+        let mut prefixes = Vec::new();
+        for s in selectors {
+            if s == "*" {
+                return Selectors {
+                    any: true,
+                    ..Selectors::default()
+                };
+            }
+            match s.strip_suffix("/*") {
+                // Keep the `/`, so `news/*` does not match `newsletter`.
+                Some(p) => prefixes.push(Box::from(&s[..p.len() + 1])),
+                None => exact.push(Box::from(s)),
+            }
+        }
+        exact.sort_unstable();
+        exact.dedup();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        Selectors {
+            any: false,
+            exact: exact.into_boxed_slice(),
+            prefixes: prefixes.into_boxed_slice(),
+        }
+    }
+
+    /// Whether `topic` is allowed.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.any
+            || self.exact.binary_search_by(|e| (**e).cmp(topic)).is_ok()
+            || self.prefixes.iter().any(|p| topic.starts_with(&**p))
+    }
+
+    /// Whether at least one of `topics` is allowed (a subscriber may receive a private update
+    /// when one of its topics is allowed). False for no topics.
+    pub fn matches_any<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> bool {
+        topics.into_iter().any(|t| self.matches(t))
+    }
+
+    /// Whether every one of `topics` is allowed (a publisher may publish an update only when
+    /// all its topics are). False for no topics, so an update without topics is never
+    /// authorised by accident.
+    pub fn matches_all<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut seen = false;
+        for t in topics {
+            if !self.matches(t) {
+                return false;
+            }
+            seen = true;
+        }
+        seen
+    }
+
+    /// Whether nothing at all is allowed (the claim was absent, `null` or `[]`).
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.exact.is_empty() && self.prefixes.is_empty()
+    }
+}
+
+/// What a verified token allows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// `mercure.subscribe`: the private topics the bearer may receive.
+    pub subscribe: Selectors,
+    /// `mercure.publish`: the topics the bearer may publish to.
+    pub publish: Selectors,
+    /// `exp` in Unix milliseconds (rounded down), if the token has one: a stream opened with
+    /// this token ends then. No leeway is added here; the leeway only decides acceptance.
+    pub exp_unix_ms: Option<i64>,
+}
+
+/// Verifies HS256 tokens with one key. Cheap to clone; the key's HMAC pads are computed once.
+#[derive(Clone)]
+pub struct Verifier {
+    /// HMAC-SHA-256 already keyed: cloning it skips hashing the key's two pads per token.
+    mac: HmacSha256,
+    leeway_ms: i64,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key, not even in a debug log.
+        f.debug_struct("Verifier")
+            .field("leeway_ms", &self.leeway_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for tokens signed with `key`, accepting clocks `leeway_ms` apart.
+    pub fn new(key: &[u8], leeway_ms: u64) -> Verifier {
+        Verifier {
+            mac: keyed(key),
+            leeway_ms: i64::try_from(leeway_ms).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Verifies a compact JWS (HS256 only) and returns its claims. See the module docs for
+    /// what is checked, in which order.
+    pub fn verify(&self, token: &[u8], now_unix_ms: i64) -> Result<Claims, JwtError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(JwtError::TooLarge);
+        }
+        let mut parts = token.split(|&b| b == b'.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        check_header(&decode_object(header)?)?;
+
+        // The signing input is the first two segments as sent, dot included (RFC 7515 5.2).
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| JwtError::Malformed)?;
+        let mut mac = self.mac.clone();
+        mac.update(signing_input);
+        // `verify_slice` compares in constant time (subtle) and refuses a wrong length.
+        mac.verify_slice(&signature)
+            .map_err(|_| JwtError::BadSignature)?;
+
+        let claims = decode_object(payload)?;
+        let exp = numeric_date_ms(claims.get("exp"), false)?;
+        let nbf = numeric_date_ms(claims.get("nbf"), true)?;
+        let (subscribe, publish) = match claims.get("mercure") {
+            None | Some(Value::Null) => (Selectors::default(), Selectors::default()),
+            Some(Value::Object(m)) => {
+                (selectors(m.get("subscribe"))?, selectors(m.get("publish"))?)
+            }
+            Some(_) => return Err(JwtError::Malformed),
+        };
+        if let Some(exp) = exp {
+            if now_unix_ms >= exp.saturating_add(self.leeway_ms) {
+                return Err(JwtError::Expired);
+            }
+        }
+        if let Some(nbf) = nbf {
+            if now_unix_ms.saturating_add(self.leeway_ms) < nbf {
+                return Err(JwtError::NotYetValid);
+            }
+        }
+        Ok(Claims {
+            subscribe,
+            publish,
+            exp_unix_ms: exp,
+        })
+    }
+}
+
+/// Signs `claims_json` (a JSON object, not checked) with HS256 under `key`, with the header
+/// `{"alg":"HS256","typ":"JWT"}`. For tests, benchmarks and tools that mint tokens; the
+/// server itself only verifies.
+pub fn sign_hs256(key: &[u8], claims_json: &str) -> String {
+    let mut token = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
+    let mut mac = keyed(key);
+    mac.update(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+    token
+}
+
+/// The token of an `Authorization` header value with the `Bearer` scheme (matched
+/// case-insensitively, RFC 9110 section 11.1), surrounding spaces and tabs trimmed. `None` for
+/// another scheme or an empty token; whatever else follows the scheme is returned for
+/// [`Verifier::verify`] to refuse.
+pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
+    let value = trim_ows(authorization);
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = trim_ows(rest);
+    (!token.is_empty()).then_some(token)
+}
+
+/// The value of the cookie `name` (case-sensitive, RFC 6265) in a `Cookie` header value,
+/// without the optional double quotes; the first one if several have that name (browsers send
+/// the most specific path first). `None` when absent or empty (a cleared cookie is no token).
+/// Usually called with [`COOKIE_NAME`].
+pub fn cookie_token<'a>(cookie: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    cookie.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim_ows(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        if trim_ows(&pair[..eq]) != name.as_bytes() {
+            return None;
+        }
+        let mut value = trim_ows(&pair[eq + 1..]);
+        if let [b'"', inner @ .., b'"'] = value {
+            value = inner;
+        }
+        (!value.is_empty()).then_some(value)
+    })
+}
+
+fn keyed(key: &[u8]) -> HmacSha256 {
+    match <HmacSha256 as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length (longer ones are hashed first); the error type only
+        // exists because `Mac` is shared with MACs that do not.
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    }
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// One base64url segment holding a JSON object. The `base64` engine refuses padding, the
+/// standard alphabet and non-zero trailing bits, so every accepted segment has exactly one
+/// spelling and a changed signature character can never decode to the same signature.
+fn decode_object(segment: &[u8]) -> Result<Map<String, Value>, JwtError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(JwtError::Malformed),
+    }
+}
+
+fn check_header(header: &Map<String, Value>) -> Result<(), JwtError> {
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == "HS256" => {}
+        Some(Value::String(_)) => return Err(JwtError::BadAlgorithm),
+        _ => return Err(JwtError::Malformed),
+    }
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(typ)) if is_jwt_type(typ) => {}
+        Some(_) => return Err(JwtError::Malformed),
+    }
+    if header.contains_key("crit") {
+        return Err(JwtError::Malformed);
+    }
+    Ok(())
+}
+
+/// `JWT` (RFC 7519 section 5.1) or `at+jwt` (RFC 9068, which newer Mercure drafts require),
+/// compared as media types: case-insensitively, with `application/` implied when absent
+/// (RFC 7515 section 4.1.9).
+fn is_jwt_type(typ: &str) -> bool {
+    let bytes = typ.as_bytes();
+    let subtype = match bytes.split_at_checked(12) {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case(b"application/") => rest,
+        _ => bytes,
+    };
+    subtype.eq_ignore_ascii_case(b"jwt") || subtype.eq_ignore_ascii_case(b"at+jwt")
+}
+
+/// A NumericDate claim (seconds since the epoch, RFC 7519 section 2) in milliseconds,
+/// saturating. Fractions round towards refusal: `exp` down, `nbf` (`round_up`) up.
+fn numeric_date_ms(claim: Option<&Value>, round_up: bool) -> Result<Option<i64>, JwtError> {
+    let n = match claim {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n,
+        Some(_) => return Err(JwtError::Malformed),
+    };
+    let ms = if let Some(secs) = n.as_i64() {
+        secs.saturating_mul(1000)
+    } else if n.is_u64() {
+        i64::MAX
+    } else {
+        // serde_json never yields an infinite or NaN number; `as` saturates at the ends.
+        let ms = n.as_f64().ok_or(JwtError::Malformed)? * 1000.0;
+        (if round_up { ms.ceil() } else { ms.floor() }) as i64
+    };
+    Ok(Some(ms))
+}
+
+fn selectors(claim: Option<&Value>) -> Result<Selectors, JwtError> {
+    match claim {
+        None | Some(Value::Null) => Ok(Selectors::default()),
+        Some(Value::Array(items)) => {
+            if !items.iter().all(Value::is_string) {
+                return Err(JwtError::Malformed);
+            }
+            Ok(Selectors::new(items.iter().filter_map(Value::as_str)))
+        }
+        Some(_) => Err(JwtError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"fixture-key-not-a-secret-0123456789abcdef";
+    const NOW: i64 = 1_795_000_000_000;
+
+    /// Tokens minted by Python's `hmac`, `hashlib` and `base64` (tests/fixtures/mint_jwt.py),
+    /// checked in so the tests need no Python.
+    const FIXTURE: &str = include_str!("../tests/fixtures/jwt_tokens.json");
+
+    fn expected_error(name: &str) -> JwtError {
+        match name {
+            "TooLarge" => JwtError::TooLarge,
+            "Malformed" => JwtError::Malformed,
+            "BadAlgorithm" => JwtError::BadAlgorithm,
+            "BadSignature" => JwtError::BadSignature,
+            "Expired" => JwtError::Expired,
+            "NotYetValid" => JwtError::NotYetValid,
+            other => panic!("unknown expectation {other}"),
+        }
+    }
+
+    fn strings(v: &Value) -> Vec<&str> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect()
+    }
+
+    /// Verifies every case of a fixture document against its expectation; returns how many.
+    fn check_fixture(doc: &str) -> usize {
+        let doc: Value = serde_json::from_str(doc).unwrap();
+        let key = doc["key"].as_str().unwrap();
+        let v = Verifier::new(key.as_bytes(), doc["leeway_ms"].as_u64().unwrap());
+        let cases = doc["cases"].as_array().unwrap();
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let token = case["token"].as_str().unwrap();
+            let got = v.verify(token.as_bytes(), case["now_ms"].as_i64().unwrap());
+            let want = match case["expect"].as_str().unwrap() {
+                "ok" => {
+                    let c = &case["claims"];
+                    Ok(Claims {
+                        subscribe: Selectors::new(strings(&c["subscribe"])),
+                        publish: Selectors::new(strings(&c["publish"])),
+                        exp_unix_ms: c["exp_ms"].as_i64(),
+                    })
+                }
+                err => Err(expected_error(err)),
+            };
+            assert_eq!(got, want, "case {name}");
+        }
+        cases.len()
+    }
+
+    #[test]
+    fn known_answers_from_python() {
+        assert!(check_fixture(FIXTURE) >= 40);
+    }
+
+    /// Where python3 exists: the script still produces the checked-in tokens byte for byte,
+    /// and tokens it mints under a key never seen before verify the same way.
+    #[test]
+    fn python_cross_check_when_present() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mint_jwt.py");
+        let run = |args: &[&str]| {
+            std::process::Command::new("python3")
+                .arg(script)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8(o.stdout).unwrap())
+        };
+        let Some(same) = run(&[]) else {
+            eprintln!("python3 not found: cross-check skipped");
+            return;
+        };
+        assert_eq!(
+            same, FIXTURE,
+            "regenerate: python3 {script} > tests/fixtures/jwt_tokens.json"
+        );
+        let fresh = run(&[
+            "--key",
+            &format!("fresh {:?}", std::time::SystemTime::now()),
+        ])
+        .unwrap();
+        assert_ne!(fresh, FIXTURE);
+        check_fixture(&fresh);
+    }
+
+    fn token(claims: &str) -> String {
+        sign_hs256(KEY, claims)
+    }
+
+    #[test]
+    fn signs_what_it_verifies() {
+        let v = Verifier::new(KEY, 0);
+        let t =
+            token(r#"{"mercure":{"subscribe":["chat/42"],"publish":["chat/*"]},"exp":1795000060}"#);
+        let c = v.verify(t.as_bytes(), NOW).unwrap();
+        assert!(c.subscribe.matches("chat/42") && !c.subscribe.matches("chat/43"));
+        assert!(c.publish.matches("chat/43") && !c.publish.matches("news/1"));
+        assert_eq!(c.exp_unix_ms, Some(1_795_000_060_000));
+        // The same token under another key.
+        assert_eq!(
+            Verifier::new(b"another key", 0).verify(t.as_bytes(), NOW),
+            Err(JwtError::BadSignature)
+        );
+        // An empty key is a key like any other to HMAC.
+        let t = sign_hs256(b"", "{}");
+        assert!(Verifier::new(b"", 0).verify(t.as_bytes(), NOW).is_ok());
+    }
+
+    /// Duplicate members count with their last value (RFC 7515 section 5.2), in the header as
+    /// in the claims; the signature covers the bytes as sent, so only the key holder can make
+    /// such a token.
+    #[test]
+    fn duplicate_members_take_the_last_value() {
+        let v = Verifier::new(KEY, 0);
+        let with_header = |header: &str, claims: &str| {
+            let si = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let mut mac = keyed(KEY);
+            mac.update(si.as_bytes());
+            let t = format!(
+                "{si}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            );
+            v.verify(t.as_bytes(), NOW)
+        };
+        assert!(with_header(r#"{"alg":"none","alg":"HS256"}"#, "{}").is_ok());
+        assert_eq!(
+            with_header(r#"{"alg":"HS256","alg":"none"}"#, "{}"),
+            Err(JwtError::BadAlgorithm)
+        );
+        assert_eq!(
+            with_header(r#"{"alg":"HS256"}"#, r#"{"exp":9999999999,"exp":1}"#),
+            Err(JwtError::Expired)
+        );
+    }
+
+    #[test]
+    fn time_boundaries() {
+        let exp = token(r#"{"exp":1795000000}"#);
+        let nbf = token(r#"{"nbf":1795000000}"#);
+        for (leeway, now, exp_ok, nbf_ok) in [
+            (0, NOW - 1, true, false),
+            (0, NOW, false, true),
+            (5_000, NOW + 4_999, true, true),
+            (5_000, NOW + 5_000, false, true),
+            (5_000, NOW - 5_000, true, true),
+            (5_000, NOW - 5_001, true, false),
+            (u64::MAX, i64::MAX - 1, true, true),
+            (u64::MAX, i64::MAX, false, true),
+            (u64::MAX, i64::MIN, true, false),
+            (0, i64::MIN, true, false),
+            (0, i64::MAX, false, true),
+        ] {
+            let v = Verifier::new(KEY, leeway);
+            let e = v.verify(exp.as_bytes(), now).map(|_| ());
+            let n = v.verify(nbf.as_bytes(), now).map(|_| ());
+            assert_eq!(
+                e,
+                if exp_ok {
+                    Ok(())
+                } else {
+                    Err(JwtError::Expired)
+                },
+                "{leeway} {now}"
+            );
+            assert_eq!(
+                n,
+                if nbf_ok {
+                    Ok(())
+                } else {
+                    Err(JwtError::NotYetValid)
+                },
+                "{leeway} {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn numeric_dates_saturate_and_round_towards_refusal() {
+        let v = Verifier::new(KEY, 0);
+        let exp = |claims: &str| {
+            v.verify(token(claims).as_bytes(), NOW)
+                .map(|c| c.exp_unix_ms)
+        };
+        assert_eq!(exp(r#"{"exp":1e300}"#), Ok(Some(i64::MAX)));
+        assert_eq!(exp(r#"{"exp":18446744073709551615}"#), Ok(Some(i64::MAX)));
+        assert_eq!(exp(r#"{"exp":9223372036854775807}"#), Ok(Some(i64::MAX)));
+        assert_eq!(exp(r#"{"exp":1795000000.0019}"#), Ok(Some(NOW + 1)));
+        assert_eq!(exp(r#"{"exp":-1e300}"#), Err(JwtError::Expired));
+        assert_eq!(exp(r#"{"exp":1795000000.0001}"#), Err(JwtError::Expired));
+        assert_eq!(
+            exp(r#"{"nbf":1795000000.0001}"#),
+            Err(JwtError::NotYetValid)
+        );
+        assert_eq!(exp(r#"{"nbf":-9223372036854775808}"#), Ok(None));
+    }
+
+    #[test]
+    fn size_cap_is_exactly_8_kib() {
+        let v = Verifier::new(KEY, 0);
+        let sized = |pad: usize| token(&format!(r#"{{"pad":"{}"}}"#, "x".repeat(pad)));
+        let at_cap = (6000..6100)
+            .map(sized)
+            .find(|t| t.len() == MAX_TOKEN_BYTES)
+            .unwrap();
+        assert!(v.verify(at_cap.as_bytes(), NOW).is_ok());
+        let over = (6000..6100)
+            .map(sized)
+            .find(|t| t.len() == MAX_TOKEN_BYTES + 1);
+        let over = over.unwrap_or_else(|| {
+            (6000..6100)
+                .map(sized)
+                .find(|t| t.len() > MAX_TOKEN_BYTES)
+                .unwrap()
+        });
+        assert_eq!(v.verify(over.as_bytes(), NOW), Err(JwtError::TooLarge));
+    }
+
+    #[test]
+    fn selectors() {
+        let s = Selectors::new(["chat/42", "news/*", "a*b", "x/y/*", "chat/42"]);
+        for (topic, want) in [
+            ("chat/42", true),
+            ("chat/4", false),
+            ("chat/420", false),
+            ("Chat/42", false),
+            ("news/", true),
+            ("news/1", true),
+            ("news/1/2", true),
+            ("news", false),
+            ("newsletter", false),
+            ("a*b", true),
+            ("ab", false),
+            ("axb", false),
+            ("x/y/z", true),
+            ("x/y", false),
+            ("x/", false),
+            ("", false),
+        ] {
+            assert_eq!(s.matches(topic), want, "{topic:?}");
+        }
+        assert!(!s.is_empty());
+
+        let all = Selectors::new(["chat/1", "*"]);
+        assert_eq!(all, Selectors::new(["*"]));
+        assert!(all.matches("") && all.matches("anything/at/all"));
+
+        let none = Selectors::new([]);
+        assert!(none.is_empty() && !none.matches("chat/42") && none == Selectors::default());
+        // `*/x` and `*x` are names, not patterns; `/*` is the prefix `/`.
+        let odd = Selectors::new(["*/x", "/*"]);
+        assert!(odd.matches("*/x") && !odd.matches("a/x") && odd.matches("/abs"));
+        assert!(!odd.matches("rel"));
+    }
+
+    #[test]
+    fn any_and_all() {
+        let s = Selectors::new(["chat/42", "news/*"]);
+        assert!(s.matches_any(["x", "news/1"]));
+        assert!(!s.matches_any(["x", "y"]));
+        assert!(!s.matches_any([]));
+        assert!(s.matches_all(["chat/42", "news/1"]));
+        assert!(!s.matches_all(["chat/42", "x"]));
+        // No topics authorises nothing, for publishing either.
+        assert!(!s.matches_all([]));
+        assert!(!Selectors::new(["*"]).matches_all([]));
+    }
+
+    #[test]
+    fn bearer() {
+        for (value, want) in [
+            (&b"Bearer abc.def.ghi"[..], Some(&b"abc.def.ghi"[..])),
+            (b"bearer abc", Some(b"abc")),
+            (b"BEARER   abc  ", Some(b"abc")),
+            (b" \tBearer abc\t", Some(b"abc")),
+            (b"Bearer a b", Some(b"a b")),
+            (b"Bearer", None),
+            (b"Bearer ", None),
+            (b"Bearer    ", None),
+            (b"Bearerabc", None),
+            (b"Bearer\tabc", None),
+            (b"Basic dXNlcjpwYXNz", None),
+            (b"Bear", None),
+            (b"", None),
+            (b"B\xc3\xa9arer abc", None),
+        ] {
+            assert_eq!(
+                bearer_token(value),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+    }
+
+    #[test]
+    fn cookie() {
+        let n = COOKIE_NAME;
+        for (value, want) in [
+            (
+                &b"mercureAuthorization=abc.def.ghi"[..],
+                Some(&b"abc.def.ghi"[..]),
+            ),
+            (b"a=1; mercureAuthorization=tok; b=2", Some(b"tok")),
+            (b"a=1;mercureAuthorization=tok;b=2", Some(b"tok")),
+            (b"mercureAuthorization=\"tok\"", Some(b"tok")),
+            (
+                b"mercureAuthorization=first; mercureAuthorization=second",
+                Some(b"first"),
+            ),
+            (
+                b"mercureAuthorization=; mercureAuthorization=second",
+                Some(b"second"),
+            ),
+            (b"mercureAuthorization=", None),
+            (b"mercureAuthorization=\"\"", None),
+            (b"mercureauthorization=tok", None),
+            (b"xmercureAuthorization=tok", None),
+            (b"mercureAuthorization", None),
+            (b"a=b=c; mercureAuthorization=t=u", Some(b"t=u")),
+            (b"", None),
+            (b";;;", None),
+            (b"\"", None),
+        ] {
+            assert_eq!(
+                cookie_token(value, n),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        assert_eq!(
+            cookie_token(b"mercureAccessToken=t", "mercureAccessToken"),
+            Some(&b"t"[..])
+        );
+    }
+
+    #[test]
+    fn errors_name_their_reason_and_debug_hides_the_key() {
+        assert_eq!(
+            JwtError::BadAlgorithm.to_string(),
+            "token algorithm is not HS256"
+        );
+        assert_eq!(JwtError::Expired.to_string(), "token expired");
+        let v = format!("{:?}", Verifier::new(b"top-secret-key", 5_000));
+        assert!(!v.contains("top-secret") && v.contains("5000"), "{v}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid() -> String {
+            token(
+                r#"{"mercure":{"subscribe":["chat/42","news/*"],"publish":["*"]},"exp":1795003600}"#,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_nor_pass(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                prop_assert!(Verifier::new(KEY, 5_000).verify(&bytes, NOW).is_err());
+                let _ = bearer_token(&bytes);
+                let _ = cookie_token(&bytes, COOKIE_NAME);
+            }
+
+            /// Arbitrary bytes in the shape of a token (three base64url-ish segments), which
+            /// reach the JSON and signature code that random bytes rarely do.
+            #[test]
+            fn token_shaped_input_never_passes(
+                h in "[A-Za-z0-9_=+/-]{0,60}",
+                p in "[A-Za-z0-9_=+/-]{0,60}",
+                s in "[A-Za-z0-9_=+/-]{0,60}",
+            ) {
+                let t = format!("{h}.{p}.{s}");
+                prop_assert!(Verifier::new(KEY, 5_000).verify(t.as_bytes(), NOW).is_err());
+            }
+
+            #[test]
+            fn a_changed_byte_is_never_accepted(at in any::<proptest::sample::Index>(), to in any::<u8>()) {
+                let mut t = valid().into_bytes();
+                let i = at.index(t.len());
+                prop_assume!(t[i] != to);
+                t[i] = to;
+                prop_assert!(Verifier::new(KEY, 5_000).verify(&t, NOW).is_err());
+            }
+
+            #[test]
+            fn an_inserted_or_removed_byte_is_never_accepted(
+                at in any::<proptest::sample::Index>(),
+                byte in any::<u8>(),
+                insert in any::<bool>(),
+            ) {
+                let mut t = valid().into_bytes();
+                if insert {
+                    t.insert(at.index(t.len() + 1), byte);
+                } else {
+                    t.remove(at.index(t.len()));
+                }
+                prop_assert!(Verifier::new(KEY, 5_000).verify(&t, NOW).is_err());
+            }
+
+            #[test]
+            fn a_truncated_or_extended_token_is_never_accepted(
+                cut in any::<proptest::sample::Index>(),
+                tail in "[A-Za-z0-9_.-]{1,8}",
+            ) {
+                let t = valid();
+                let v = Verifier::new(KEY, 5_000);
+                prop_assert!(v.verify(&t.as_bytes()[..cut.index(t.len())], NOW).is_err());
+                let extended = format!("{t}{tail}");
+                prop_assert!(v.verify(extended.as_bytes(), NOW).is_err());
+            }
+        }
+
+        #[test]
+        fn the_unmutated_token_is_accepted() {
+            // Otherwise the properties above would pass vacuously.
+            assert!(Verifier::new(KEY, 5_000)
+                .verify(valid().as_bytes(), NOW)
+                .is_ok());
+        }
+    }
+}
