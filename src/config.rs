@@ -4,6 +4,7 @@
 
 use crate::cli::{at_least, num, positive, split_flag};
 use crate::conn::ConnConfig;
+use crate::hub::HubConfig;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -26,6 +27,10 @@ pub struct Config {
     pub timer_slack_ms: Option<u64>,
     /// Per-connection behaviour.
     pub conn: ConnConfig,
+    /// The hub's history and heartbeat.
+    pub hub: HubConfig,
+    /// The bearer token publishers must present (`None`: loopback clients only).
+    pub publish_token: Option<String>,
 }
 
 impl Default for Config {
@@ -40,6 +45,8 @@ impl Default for Config {
             shutdown_grace_ms: 3_000,
             timer_slack_ms: None,
             conn: ConnConfig::default(),
+            hub: HubConfig::default(),
+            publish_token: None,
         }
     }
 }
@@ -81,13 +88,21 @@ FLAGS (each also accepted as --flag=value):
   --max-headers N         header count limit, 431 past it (default {max_headers})
   --sndbuf BYTES          SO_SNDBUF of accepted sockets (default: the kernel's autotuning)
   --shutdown-grace-ms N   on SIGTERM/SIGINT, time allowed to end streams (default {grace})
+HUB (POST /publish, GET /sse?topic=...):
+  --publish-token T       publishers must send Authorization: Bearer T (also SSE_PUBLISH_TOKEN);
+                          without it only loopback clients may publish
+  --history-events N      events kept for resuming (default {hist_events})
+  --history-bytes N       bytes of events kept (default {hist_bytes})
+  --heartbeat-ms N        a comment line on a topic stream idle this long (default {heartbeat})
+  --max-publish-bytes N   largest publish body, 413 past it (default {max_body})
   --timer-slack-ms N      ticks due within N ms share one wake-up; a frame may be up to N ms
                           late, never early (default: interval/40, from 1 to 2)
   -h, --help              this text
   -V, --version           the version
 
-ENDPOINTS: GET /sse (the event stream), GET /metrics (Prometheus), GET /healthz, and the
-page's files (GET / is index.html).
+ENDPOINTS: GET /sse (the seed's clock stream), GET /sse?topic=T (a hub subscription; resume
+with Last-Event-ID or lastEventID=), POST /publish (topic, data, type, retry as a form or JSON),
+GET /metrics (Prometheus), GET /healthz, and the page's files (GET / is index.html).
 SIGNALS: SIGTERM and SIGINT end every stream with a jittered retry: and exit 0; SIGHUP is
 ignored.
 ",
@@ -103,6 +118,10 @@ ignored.
         max_target = c.limits.max_target,
         max_headers = c.limits.max_headers,
         grace = d.shutdown_grace_ms,
+        hist_events = d.hub.history_events,
+        hist_bytes = d.hub.history_bytes,
+        heartbeat = d.hub.heartbeat_ms,
+        max_body = c.max_body,
     )
 }
 
@@ -155,6 +174,17 @@ pub fn parse_args<I: IntoIterator<Item = String>>(
             "--sndbuf" => cfg.sndbuf = Some(positive(&flag, &value()?)?),
             "--shutdown-grace-ms" => cfg.shutdown_grace_ms = num(&flag, &value()?)?,
             "--timer-slack-ms" => cfg.timer_slack_ms = Some(positive(&flag, &value()?)?),
+            "--publish-token" => {
+                let t = value()?;
+                if t.is_empty() || t.bytes().any(|b| !b.is_ascii_graphic()) {
+                    return Err(format!("{flag} must be printable ASCII without spaces"));
+                }
+                cfg.publish_token = Some(t);
+            }
+            "--history-events" => cfg.hub.history_events = positive(&flag, &value()?)?,
+            "--history-bytes" => cfg.hub.history_bytes = at_least(&flag, &value()?, 1024)?,
+            "--heartbeat-ms" => cfg.hub.heartbeat_ms = positive(&flag, &value()?)?,
+            "--max-publish-bytes" => c.max_body = positive(&flag, &value()?)?,
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
     }

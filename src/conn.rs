@@ -21,6 +21,7 @@
 //! leaving that state always goes through [`Conn::leave_stream`].
 
 use crate::http::{self, Limits, Method, Request, Status};
+use crate::hub::LocalHub;
 use crate::metrics::{Metrics, Shard, Timeout};
 use crate::response::{Body, Reply, Then};
 use crate::sse::{self, Dates};
@@ -68,6 +69,8 @@ impl Default for ConnConfig {
 pub struct Now {
     pub ms: u64,
     pub unix_ms: i64,
+    /// Monotonic microseconds on the same clock as `ms` (for latency figures).
+    pub us: u64,
 }
 
 /// A small, fast, non-cryptographic generator for retry jitter.
@@ -103,6 +106,8 @@ pub struct Ctx<'a> {
     pub shard: &'a Shard,
     pub dates: &'a mut Dates,
     pub rng: &'a mut Rng,
+    /// The loop's view of the hub (what hub streams read from).
+    pub hub: &'a mut LocalHub,
     /// The server is shutting down: no new streams, every answer closes.
     pub draining: bool,
 }
@@ -115,6 +120,7 @@ impl<'a> Ctx<'a> {
         loop_id: usize,
         dates: &'a mut Dates,
         rng: &'a mut Rng,
+        hub: &'a mut LocalHub,
         draining: bool,
     ) -> Self {
         Ctx {
@@ -123,6 +129,7 @@ impl<'a> Ctx<'a> {
             shard: metrics.shard(loop_id),
             dates,
             rng,
+            hub,
             draining,
         }
     }
@@ -244,6 +251,14 @@ impl Conn {
         match &self.state {
             State::Head(r) => r.buf.len(),
             _ => 0,
+        }
+    }
+
+    /// A hub stream's topics (for the loop's topic index).
+    pub fn filter(&self) -> Option<&crate::hub::Filter> {
+        match &self.state {
+            State::Stream(source) => source.filter(),
+            _ => None,
         }
     }
 
@@ -421,8 +436,12 @@ impl Conn {
         let is_stream = self.is_stream();
         let Some(out) = self.out.as_mut() else {
             ctx.shard.bytes_sent.add(n as u64);
-            if n < scratch.len() {
-                self.out = Some(Outbox::new(scratch[n..].to_vec(), None, now, ctx.cfg));
+            let keep = match &mut self.state {
+                State::Stream(source) => source.on_written(n, scratch.len(), now, ctx),
+                _ => scratch.len(),
+            };
+            if n < keep {
+                self.out = Some(Outbox::new(scratch[n..keep].to_vec(), None, now, ctx.cfg));
             }
             return;
         };
@@ -444,7 +463,16 @@ impl Conn {
     /// flight is finished, an idle or half-read connection is closed.
     pub fn drain(&mut self, now: Now, ctx: &mut Ctx<'_>) {
         match self.state {
-            State::Stream(_) => {
+            State::Stream(ref source) => {
+                if let Source::Topics { cursor, filter, .. } = source {
+                    // Answered publishes this stream will not get: counted, not lost silently.
+                    let hub = &*ctx.hub;
+                    let missed = hub
+                        .after(*cursor)
+                        .filter(|e| hub.matches(filter, e))
+                        .count();
+                    ctx.shard.undelivered.add(missed as u64);
+                }
                 self.leave_stream(ctx);
                 if self.out.is_none() {
                     let mut frame = Vec::with_capacity(16);
@@ -506,7 +534,8 @@ impl Conn {
                 let head = head.finish(date, false);
                 ctx.shard.streams_total.inc();
                 self.state = State::Stream(source);
-                self.out = Some(Outbox::new(head, None, now, ctx.cfg));
+                // A body here is the stream's first bytes (a hub's `reset`).
+                self.out = Some(Outbox::new(head, body, now, ctx.cfg));
             }
             then => {
                 if matches!(then, Then::Stream(_)) {
@@ -532,7 +561,10 @@ impl Conn {
 
     /// Leaves the `Stream` state's accounting (no-op for other states).
     fn leave_stream(&mut self, ctx: &mut Ctx<'_>) {
-        if self.is_stream() {
+        if let State::Stream(source) = &self.state {
+            if source.filter().is_some() {
+                ctx.shard.topic_streams_closed.inc();
+            }
             ctx.metrics.admission().close();
             ctx.shard.streams_closed.inc();
             self.state = State::Finishing;

@@ -208,9 +208,7 @@ impl Status {
 }
 
 /// Methods that exist in HTTP but that this server does not allow (405 rather than 501).
-const KNOWN_METHODS: [&str; 7] = [
-    "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
-];
+const KNOWN_METHODS: [&str; 6] = ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
 /// Parses a request head from the start of `buf`.
 ///
@@ -251,6 +249,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
     let method = match method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
+        "POST" => Method::Post,
         m if KNOWN_METHODS.contains(&m) => return Err(HttpError::MethodNotAllowed),
         _ => return Err(HttpError::UnknownMethod),
     };
@@ -545,9 +544,20 @@ mod tests {
             Err(HttpError::TransferEncoding)
         );
         assert_eq!(
-            parse(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", &l),
+            parse(b"PUT / HTTP/1.1\r\nHost: a\r\n\r\n", &l),
             Err(HttpError::MethodNotAllowed)
         );
+        let post = parse(
+            b"POST /publish?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nContent-Type: application/json\r\n\r\n",
+            &l,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (post.method, post.path, post.query, post.content_length),
+            (Method::Post, "/publish", "x=1", 12)
+        );
+        assert_eq!(post.content_type, Some(&b"application/json"[..]));
         assert_eq!(
             parse(b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n", &l),
             Err(HttpError::UnknownMethod)

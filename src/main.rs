@@ -9,7 +9,14 @@ use std::time::Duration;
 fn main() -> ExitCode {
     let port_env = std::env::var("PORT").ok();
     let config = match config::parse_args(std::env::args().skip(1), port_env.as_deref()) {
-        Ok(Command::Run(c)) => c,
+        Ok(Command::Run(mut c)) => {
+            if c.publish_token.is_none() {
+                c.publish_token = std::env::var("SSE_PUBLISH_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty());
+            }
+            c
+        }
         Ok(Command::Help) => {
             print!("{}", config::help());
             return ExitCode::SUCCESS;
@@ -50,8 +57,14 @@ fn main() -> ExitCode {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
+    // The token itself is never printed, only whether there is one.
+    let publishing = if config.publish_token.is_some() {
+        "POST /publish needs the bearer token"
+    } else {
+        "POST /publish from loopback clients only (no --publish-token)"
+    };
     println!(
-        "sse-server listening on http://{host}:{}/ (stream at /sse, every {} ms; {} loops, up to {} streams)",
+        "sse-server listening on http://{host}:{}/ (stream at /sse, every {} ms; {} loops, up to {} streams; {publishing})",
         addr.port(),
         config.conn.interval_ms,
         config.threads,

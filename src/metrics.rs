@@ -62,12 +62,80 @@ pub struct Shard {
     pub timeouts: [Counter; 3],
     pub accept_errors: Counter,
     pub accept_fd_exhausted: Counter,
+    /// Hub: events stored.
+    pub publishes: Counter,
+    /// Hub: publishes refused, by [`Rejected`].
+    pub publishes_rejected: [Counter; Rejected::ALL.len()],
+    /// Hub: events handed to a subscriber's socket.
+    pub deliveries: Counter,
+    /// Hub: answered events a stream had not received when the server stopped.
+    pub undelivered: Counter,
+    /// Hub: `reset` events sent, by [`crate::hub::ResetReason`].
+    pub resets: [Counter; 2],
+    /// Hub: topic streams opened and closed.
+    pub topic_streams_opened: Counter,
+    pub topic_streams_closed: Counter,
+    /// Hub: publish-to-write latency, counts per bucket of [`LATENCY_BUCKETS_US`] (the last is
+    /// +Inf), and the sum in microseconds.
+    pub latency_buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
+    pub latency_sum_us: Counter,
+}
+
+/// Upper bounds of the publish-to-write latency histogram, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// Why a publish was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    Unauthorized,
+    Invalid,
+    TooLarge,
+    MediaType,
+    Forbidden,
+}
+
+impl Rejected {
+    pub const ALL: [Rejected; 5] = [
+        Rejected::Unauthorized,
+        Rejected::Invalid,
+        Rejected::TooLarge,
+        Rejected::MediaType,
+        Rejected::Forbidden,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejected::Unauthorized => "unauthorized",
+            Rejected::Invalid => "invalid",
+            Rejected::TooLarge => "too_large",
+            Rejected::MediaType => "media_type",
+            Rejected::Forbidden => "forbidden",
+        }
+    }
 }
 
 impl Shard {
     /// Counts one response with `status`.
     pub fn response(&self, status: Status) {
         self.responses[status.index()].inc();
+    }
+
+    /// Records one delivery's publish-to-write latency.
+    #[inline]
+    pub fn delivery_latency(&self, us: u64) {
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.latency_buckets[i].inc();
+        self.latency_sum_us.add(us);
+    }
+
+    /// Counts one refused publish.
+    pub fn rejected(&self, why: Rejected) {
+        self.publishes_rejected[why as usize].inc();
     }
 
     /// Counts one timeout.
@@ -77,11 +145,21 @@ impl Shard {
 }
 
 /// All counters of the process.
-#[derive(Debug)]
 pub struct Metrics {
     shards: Box<[Shard]>,
     /// Open streams over all loops; what `--max-streams` limits.
     admission: Admission,
+    /// The hub's retained events and bytes, when there is a hub.
+    history: std::sync::OnceLock<Box<dyn Fn() -> (usize, usize) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("loops", &self.shards.len())
+            .field("admission", &self.admission)
+            .finish()
+    }
 }
 
 impl Metrics {
@@ -90,6 +168,7 @@ impl Metrics {
         Metrics {
             shards: (0..loops.max(1)).map(|_| Shard::default()).collect(),
             admission: Admission::new(max_streams),
+            history: std::sync::OnceLock::new(),
         }
     }
 
@@ -215,6 +294,7 @@ impl Metrics {
             "accept() failures for lack of file descriptors (EMFILE, ENFILE).",
             self.sum(|s| &s.accept_fd_exhausted),
         );
+        self.render_hub(out, &counter, &gauge);
         gauge(
             out,
             "sse_event_loops",
@@ -244,6 +324,111 @@ impl Metrics {
             "# HELP process_cpu_seconds_total User and system CPU time.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {:.3}\n",
             process.cpu_seconds
         );
+    }
+}
+
+impl Metrics {
+    fn render_hub(
+        &self,
+        out: &mut String,
+        counter: &dyn Fn(&mut String, &str, &str, u64),
+        gauge: &dyn Fn(&mut String, &str, &str, u64),
+    ) {
+        counter(
+            out,
+            "sse_hub_publishes_total",
+            "Events published and stored.",
+            self.sum(|s| &s.publishes),
+        );
+        out.push_str(
+            "# HELP sse_hub_publishes_rejected_total Publishes refused, by reason.
+",
+        );
+        out.push_str(
+            "# TYPE sse_hub_publishes_rejected_total counter
+",
+        );
+        for r in Rejected::ALL {
+            let v = self.sum(|s| &s.publishes_rejected[r as usize]);
+            let _ = writeln!(
+                out,
+                "sse_hub_publishes_rejected_total{{reason=\"{}\"}} {v}",
+                r.label()
+            );
+        }
+        counter(
+            out,
+            "sse_hub_deliveries_total",
+            "Events written to subscribers.",
+            self.sum(|s| &s.deliveries),
+        );
+        counter(
+            out,
+            "sse_hub_undelivered_total",
+            "Stored events a subscriber had not received when the server stopped.",
+            self.sum(|s| &s.undelivered),
+        );
+        out.push_str(
+            "# HELP sse_hub_resets_total reset events sent, by reason.
+",
+        );
+        out.push_str(
+            "# TYPE sse_hub_resets_total counter
+",
+        );
+        for (i, why) in ["gap", "unknown-id"].iter().enumerate() {
+            let v = self.sum(|s| &s.resets[i]);
+            let _ = writeln!(out, "sse_hub_resets_total{{reason=\"{why}\"}} {v}");
+        }
+        let opened = self.sum(|s| &s.topic_streams_opened);
+        let closed = self.sum(|s| &s.topic_streams_closed);
+        gauge(
+            out,
+            "sse_hub_subscribers",
+            "Topic streams open now.",
+            opened.saturating_sub(closed),
+        );
+        if let Some((events, bytes)) = self.history.get().map(|f| f()) {
+            gauge(
+                out,
+                "sse_hub_history_events",
+                "Events retained.",
+                events as u64,
+            );
+            gauge(
+                out,
+                "sse_hub_history_bytes",
+                "Bytes retained.",
+                bytes as u64,
+            );
+        }
+        let name = "sse_hub_delivery_latency_seconds";
+        let _ = write!(
+            out,
+            "# HELP {name} Publish to write of one delivery.\n# TYPE {name} histogram\n"
+        );
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+            cumulative += self.sum(|s| &s.latency_buckets[i]);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *b as f64 / 1e6
+            );
+        }
+        cumulative += self.sum(|s| &s.latency_buckets[LATENCY_BUCKETS_US.len()]);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {:.6}",
+            self.sum(|s| &s.latency_sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+
+    /// Lets `/metrics` show the history's size (read from the hub when rendered).
+    pub fn set_history_probe(&self, f: Box<dyn Fn() -> (usize, usize) + Send + Sync>) {
+        let _ = self.history.set(f);
     }
 }
 

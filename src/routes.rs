@@ -2,15 +2,18 @@
 //! hands each complete request here (through the loop) and queues the [`Reply`]; adding an
 //! endpoint means adding a match arm here, never touching the state machine.
 //!
-//! Endpoints: `GET /sse` (the seed's clock stream), `GET /metrics` (Prometheus text),
-//! `GET /healthz`, and the page's files for everything else.
+//! Endpoints: `GET /sse` (the seed's clock stream; with `?topic=` a hub subscription),
+//! `POST /publish`, `GET /metrics` (Prometheus text), `GET /healthz`, and the page's files for
+//! everything else.
 //!
 //! **Invariant:** the only IO reachable from here is what the loop lends in [`App`]: the page's
 //! files (read from `--www` in that mode) and the process figures for `/metrics`.
 
 use crate::conn::{Ctx, Now};
 use crate::http::{Method, Request, Status};
-use crate::metrics::ProcessStats;
+use crate::hub::{Filter, Start};
+use crate::metrics::{ProcessStats, Rejected};
+use crate::publish::{self, Refusal};
 use crate::response::{Head, Reply, Then};
 use crate::static_files::{self, StaticFiles};
 use crate::stream::Source;
@@ -20,6 +23,8 @@ pub struct App {
     pub files: StaticFiles,
     /// Reads the process figures for `/metrics` (the loop's window onto the OS).
     pub process_stats: fn() -> ProcessStats,
+    /// The bearer token publishers must present; `None`: loopback peers only.
+    pub publish_token: Option<String>,
 }
 
 impl App {
@@ -28,17 +33,45 @@ impl App {
         App {
             files,
             process_stats: crate::sys::process_stats,
+            publish_token: None,
         }
     }
 }
 
+/// Who sent a request, as far as the application cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The connection comes from 127.0.0.0/8 or ::1.
+    pub loopback: bool,
+}
+
 /// The answer to one request (its body, if any, in `body`).
-pub fn route(app: &App, req: &Request<'_>, _body: &[u8], now: Now, ctx: &mut Ctx<'_>) -> Reply {
+pub fn route(
+    app: &App,
+    req: &Request<'_>,
+    body: &[u8],
+    peer: Peer,
+    now: Now,
+    ctx: &mut Ctx<'_>,
+) -> Reply {
     if req.method == Method::Post {
-        return Reply::error(Status::MethodNotAllowed);
+        return match req.path {
+            "/publish" => publish(app, req, body, peer, now, ctx),
+            _ => Reply::error(Status::MethodNotAllowed),
+        };
     }
     match req.path {
-        "/sse" => clock_stream(req, now, ctx),
+        "/sse" => match publish::subscription(req.query) {
+            Ok(None) => clock_stream(req, now, ctx),
+            Ok(Some(sub)) => topic_stream(req, sub, now, ctx),
+            Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
+            Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
+        },
+        "/publish" => Reply::text(
+            Status::MethodNotAllowed,
+            "405 Method Not Allowed: POST an event here\n",
+            &[("Allow", "POST")],
+        ),
         "/metrics" => {
             let mut text = String::with_capacity(4096);
             ctx.metrics.render(&mut text, &(app.process_stats)());
@@ -48,6 +81,128 @@ pub fn route(app: &App, req: &Request<'_>, _body: &[u8], now: Now, ctx: &mut Ctx
         }
         "/healthz" => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
         path => file(app, req, path),
+    }
+}
+
+/// Whether `presented` (an `Authorization` value) carries `token`, compared in constant time.
+fn bearer_matches(presented: Option<&[u8]>, token: &str) -> bool {
+    let Some(got) = presented.and_then(crate::jwt::bearer_token) else {
+        return false;
+    };
+    let want = token.as_bytes();
+    // Constant time in the token's content: every byte of it is compared whatever differs
+    // (only the length can show, as in any comparison that must end).
+    let mut diff = u8::from(got.len() != want.len());
+    for (i, &w) in want.iter().enumerate() {
+        diff |= w ^ got.get(i).copied().unwrap_or(!w);
+    }
+    diff == 0
+}
+
+/// `POST /publish`: store an event, answer its id once it is stored.
+fn publish(
+    app: &App,
+    req: &Request<'_>,
+    body: &[u8],
+    peer: Peer,
+    now: Now,
+    ctx: &mut Ctx<'_>,
+) -> Reply {
+    let allowed = match &app.publish_token {
+        Some(token) => bearer_matches(req.authorization, token),
+        None => peer.loopback,
+    };
+    if !allowed {
+        ctx.shard.rejected(Rejected::Unauthorized);
+        let why = if app.publish_token.is_some() {
+            "401 Unauthorized: a valid Authorization: Bearer token is needed to publish\n"
+        } else {
+            "401 Unauthorized: without --publish-token only loopback clients may publish\n"
+        };
+        return Reply::text(Status::Unauthorized, why, &[("WWW-Authenticate", "Bearer")]);
+    }
+    let p = match publish::publish(req.content_type, body) {
+        Ok(p) => p,
+        Err(Refusal::Invalid(why)) => {
+            ctx.shard.rejected(Rejected::Invalid);
+            return Reply::text_owned(Status::BadRequest, format!("400 Bad Request: {why}\n"), &[]);
+        }
+        Err(Refusal::MediaType) => {
+            ctx.shard.rejected(Rejected::MediaType);
+            return Reply::text(
+                Status::UnsupportedMediaType,
+                "415 Unsupported Media Type: send application/x-www-form-urlencoded or application/json\n",
+                &[],
+            );
+        }
+    };
+    let hub = &ctx.hub.hub;
+    let seq = hub.publish(&p, now.us);
+    ctx.shard.publishes.inc();
+    Reply::with_body(
+        Status::Ok,
+        crate::response::TEXT_PLAIN,
+        crate::response::Body::Shared(hub.id(seq).into_bytes().into()),
+        &[("Cache-Control", "no-store")],
+    )
+}
+
+/// `GET /sse?topic=...`: a hub subscription, replaying what followed the resume id first.
+fn topic_stream(
+    req: &Request<'_>,
+    sub: publish::Subscription,
+    now: Now,
+    ctx: &mut Ctx<'_>,
+) -> Reply {
+    let head = Head::new(Status::Ok).event_stream(false);
+    if req.method == Method::Head {
+        return Reply {
+            status: Status::Ok,
+            head,
+            body: None,
+            then: Then::KeepAlive,
+        };
+    }
+    if ctx.draining || !ctx.metrics.admission().try_open() {
+        if !ctx.draining {
+            ctx.shard.streams_rejected.inc();
+        }
+        return Reply::stream_refused(ctx.rng.jitter(ctx.cfg.reconnect_ms));
+    }
+    let hub = &mut *ctx.hub;
+    let last = req
+        .last_event_id
+        .or(sub.last_event_id.as_deref().map(str::as_bytes));
+    let (cursor, body) = match hub.start(last) {
+        Start::From(cursor) => (cursor, None),
+        Start::Reset {
+            frame,
+            cursor,
+            reason,
+        } => {
+            ctx.shard.resets[reason as usize].inc();
+            (cursor, Some(crate::response::Body::Shared(frame.into())))
+        }
+    };
+    let mut ids: Vec<u32> = Vec::with_capacity(sub.topics.len());
+    let mut all = false;
+    for t in &sub.topics {
+        match hub.intern(t) {
+            Some(id) => ids.push(id),
+            None => all = true,
+        }
+    }
+    let filter = match (all, ids.len()) {
+        (true, _) => Filter::All,
+        (false, 1) => Filter::One(ids[0]),
+        _ => Filter::Many(Box::new(ids)),
+    };
+    let heartbeat = hub.hub.config().heartbeat_ms;
+    Reply {
+        status: Status::Ok,
+        head,
+        body,
+        then: Then::Stream(Source::topics(now, cursor, filter, heartbeat)),
     }
 }
 

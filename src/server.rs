@@ -19,9 +19,10 @@
 use crate::config::Config;
 use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
 use crate::http::Status;
+use crate::hub::{Hub, LocalHub};
 use crate::metrics::Metrics;
 use crate::response::Reply;
-use crate::routes::{self, App};
+use crate::routes::{self, App, Peer};
 use crate::slab::Slab;
 use crate::sse::Dates;
 use crate::static_files::StaticFiles;
@@ -59,6 +60,9 @@ struct Shared {
     slack_ms: u64,
     /// Number of event loops.
     loops: usize,
+    hub: Arc<Hub>,
+    /// The monotonic clock's zero, shared so that times taken on different loops compare.
+    epoch: Instant,
 }
 
 /// A running server: its loops and how to stop them.
@@ -79,15 +83,34 @@ impl Server {
         };
         let threads = config.threads.max(1);
         let max_streams = config.effective_max_streams(sys::fd_limit());
+        let wakers_cell: Arc<std::sync::OnceLock<Vec<Arc<Waker>>>> = Arc::default();
+        let notify = {
+            let cell = wakers_cell.clone();
+            Box::new(move |i: usize| {
+                if let Some(w) = cell.get().and_then(|ws| ws.get(i)) {
+                    let _ = w.wake();
+                }
+            })
+        };
+        let hub = Arc::new(Hub::new(config.hub, epoch_tag(), threads, notify));
+        let metrics = Metrics::new(threads, max_streams);
+        {
+            let hub = hub.clone();
+            metrics.set_history_probe(Box::new(move || hub.retained()));
+        }
+        let mut app = App::new(files);
+        app.publish_token = config.publish_token.clone();
         let shared = Arc::new(Shared {
             conn: config.conn.clone(),
             sndbuf: config.sndbuf,
-            app: App::new(files),
-            metrics: Metrics::new(threads, max_streams),
+            app,
+            metrics,
             stop: AtomicBool::new(false),
             grace_ms: config.shutdown_grace_ms,
             slack_ms: config.timer_slack_ms(),
             loops: threads,
+            hub,
+            epoch: Instant::now(),
         });
         let mut addr = SocketAddr::new(config.bind, config.port);
         let mut loops = Vec::with_capacity(threads);
@@ -96,7 +119,8 @@ impl Server {
             addr = listener.local_addr()?; // the port 0 picked, for the next loops
             loops.push(EventLoop::new(i, listener, shared.clone())?);
         }
-        let wakers = loops.iter().map(|l| l.waker.clone()).collect();
+        let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
+        let _ = wakers_cell.set(wakers.clone());
         let threads = loops
             .into_iter()
             .map(|l| {
@@ -132,6 +156,11 @@ impl Server {
     /// The most concurrent streams this server admits.
     pub fn max_streams(&self) -> usize {
         self.shared.metrics.admission().max()
+    }
+
+    /// The hub every loop shares.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.shared.hub
     }
 
     /// Asks every loop to stop: no more accepts, streams end with a `retry:`.
@@ -184,6 +213,10 @@ struct Slot {
     conn: Conn,
     readable: bool,
     writable: bool,
+    /// The peer is on loopback (may publish without a token).
+    loopback: bool,
+    /// Tells this connection from an earlier one at the same slab key (hub topic index).
+    gen: u32,
 }
 
 struct EventLoop {
@@ -200,7 +233,11 @@ struct EventLoop {
     scratch: Vec<u8>,
     dates: Dates,
     rng: Rng,
-    epoch: Instant,
+    /// This loop's view of the hub.
+    local: LocalHub,
+    /// Slab keys of the subscribers a batch of published events concerns (reused).
+    audience: Vec<u32>,
+    next_gen: u32,
     /// More connections may be waiting in the backlog (budget ran out, or accepting paused).
     accept_again_at: Option<u64>,
     /// A descriptor held back so that, with none left, one connection can still be answered.
@@ -211,6 +248,7 @@ struct EventLoop {
 
 impl EventLoop {
     fn new(id: usize, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Self> {
+        let hub = shared.hub.clone();
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -231,7 +269,9 @@ impl EventLoop {
             scratch: Vec::with_capacity(256),
             dates: Dates::new(),
             rng: Rng::new(seed),
-            epoch: Instant::now(),
+            local: LocalHub::new(hub, id),
+            audience: Vec::new(),
+            next_gen: 0,
             accept_again_at: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
             drain_deadline: None,
@@ -242,9 +282,11 @@ impl EventLoop {
         let unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        let us = self.shared.epoch.elapsed().as_micros() as u64;
         Now {
-            ms: self.epoch.elapsed().as_millis() as u64,
+            ms: us / 1000,
             unix_ms,
+            us,
         }
     }
 
@@ -269,7 +311,10 @@ impl EventLoop {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
-                    WAKER => self.check_stop(now),
+                    WAKER => {
+                        self.check_stop(now);
+                        self.fan_out();
+                    }
                     Token(k) => {
                         if let Some(slot) = self.slab.get_mut(k) {
                             // Errors and hang-ups surface through the next read or write.
@@ -283,6 +328,10 @@ impl EventLoop {
                 }
             }
             self.fire_timers();
+            if self.local.sweep_due() {
+                let slab = &self.slab;
+                self.local.sweep(|k, g| alive(slab, k, g));
+            }
             let now = self.now();
             if self.accept_again_at.is_some_and(|t| now.ms >= t) {
                 self.accept_again_at = None;
@@ -320,13 +369,40 @@ impl EventLoop {
         }
     }
 
+    /// Mirrors newly published events and hands them to this loop's subscribers.
+    fn fan_out(&mut self) {
+        let Some((first, last)) = self.local.sync() else {
+            return;
+        };
+        let slab = &self.slab;
+        self.local
+            .audience(first, last, |k, g| alive(slab, k, g), &mut self.audience);
+        let keys = std::mem::take(&mut self.audience);
+        let mut now = self.now();
+        for (i, &k) in keys.iter().enumerate() {
+            if i % 64 == 63 {
+                // A long fan-out: keep the times taken for latency figures honest.
+                now = self.now();
+            }
+            self.drive(k as usize, now);
+        }
+        self.audience = keys;
+    }
+
     fn on_timer(&mut self, k: usize, now: Now) {
         let shared = &*self.shared;
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
         let draining = self.drain_deadline.is_some();
-        let mut ctx = ctx(shared, self.id, &mut self.dates, &mut self.rng, draining);
+        let mut ctx = ctx(
+            shared,
+            self.id,
+            &mut self.dates,
+            &mut self.rng,
+            &mut self.local,
+            draining,
+        );
         slot.conn.handle_timeout(now, &mut ctx);
         self.drive(k, now);
     }
@@ -340,7 +416,14 @@ impl EventLoop {
             return;
         };
         let draining = self.drain_deadline.is_some();
-        let mut ctx = ctx(shared, self.id, &mut self.dates, &mut self.rng, draining);
+        let mut ctx = ctx(
+            shared,
+            self.id,
+            &mut self.dates,
+            &mut self.rng,
+            &mut self.local,
+            draining,
+        );
         let conn = &mut slot.conn;
         loop {
             let mut progress = false;
@@ -391,9 +474,19 @@ impl EventLoop {
                 progress |= slot.readable;
             }
             let app = &shared.app;
+            let peer = Peer {
+                loopback: slot.loopback,
+            };
+            let was_stream = conn.is_stream();
             progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
-                routes::route(app, req, body, now, ctx)
+                routes::route(app, req, body, peer, now, ctx)
             });
+            if !was_stream {
+                if let Some(filter) = conn.filter() {
+                    ctx.hub.register(filter, k, slot.gen);
+                    ctx.shard.topic_streams_opened.inc();
+                }
+            }
             if conn.is_closed() || !progress {
                 break;
             }
@@ -442,9 +535,13 @@ impl EventLoop {
         let shard = shared.metrics.shard(self.id);
         for _ in 0..ACCEPT_BUDGET {
             match listener.accept() {
-                Ok((sock, _)) => {
+                Ok((sock, peer)) => {
                     shard.connections_total.inc();
-                    self.add(sock, now);
+                    self.add(
+                        sock,
+                        peer.ip().is_loopback() || is_mapped_loopback(&peer),
+                        now,
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -509,18 +606,21 @@ impl EventLoop {
         outcome
     }
 
-    fn add(&mut self, sock: TcpStream, now: Now) {
+    fn add(&mut self, sock: TcpStream, loopback: bool, now: Now) {
         let _ = sock.set_nodelay(true);
         if let Some(n) = self.shared.sndbuf {
             let _ = socket2::SockRef::from(&sock).set_send_buffer_size(n);
         }
         let conn = Conn::new(now, &self.shared.conn);
         let deadline = conn.timeout();
+        self.next_gen = self.next_gen.wrapping_add(1);
         let k = self.slab.insert(Slot {
             sock,
             conn,
             readable: false,
             writable: true,
+            loopback,
+            gen: self.next_gen,
         });
         let registry: &Registry = self.poll.registry();
         let Some(slot) = self.slab.get_mut(k) else {
@@ -556,7 +656,14 @@ impl EventLoop {
         for k in keys {
             let shared = &*self.shared;
             if let Some(slot) = self.slab.get_mut(k) {
-                let mut ctx = ctx(shared, self.id, &mut self.dates, &mut self.rng, true);
+                let mut ctx = ctx(
+                    shared,
+                    self.id,
+                    &mut self.dates,
+                    &mut self.rng,
+                    &mut self.local,
+                    true,
+                );
                 slot.conn.drain(now, &mut ctx);
             }
             self.drive(k, now);
@@ -570,7 +677,42 @@ fn ctx<'a>(
     id: usize,
     dates: &'a mut Dates,
     rng: &'a mut Rng,
+    hub: &'a mut LocalHub,
     draining: bool,
 ) -> Ctx<'a> {
-    Ctx::new(&shared.conn, &shared.metrics, id, dates, rng, draining)
+    Ctx::new(&shared.conn, &shared.metrics, id, dates, rng, hub, draining)
+}
+
+/// Whether the subscriber recorded as (`k`, `gen`) is still that connection and a stream.
+fn alive(slab: &Slab<Slot>, k: u32, gen: u32) -> bool {
+    slab.get(k as usize)
+        .is_some_and(|s| s.gen == gen && s.conn.is_stream())
+}
+
+/// `::ffff:127.x.y.z`, as a dual-stack listener sees an IPv4 loopback peer.
+fn is_mapped_loopback(peer: &SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        std::net::IpAddr::V4(_) => false,
+    }
+}
+
+/// This run's id epoch: a few base-36 digits from the clock and the process id, so that an id
+/// from an earlier run is never mistaken for one of this run's.
+fn epoch_tag() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 40);
+    // Mix, so that close start times do not give close tags.
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    let mut tag = String::new();
+    for _ in 0..8 {
+        let d = (x % 36) as u32;
+        tag.push(char::from_digit(d, 36).unwrap_or('0'));
+        x /= 36;
+    }
+    tag
 }

@@ -44,6 +44,10 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    pub fn get(&self, k: usize) -> Option<&T> {
+        self.entries.get(k)?.as_ref()
+    }
+
     pub fn get_mut(&mut self, k: usize) -> Option<&mut T> {
         self.entries.get_mut(k)?.as_mut()
     }
@@ -63,6 +67,22 @@ impl<T> Slab<T> {
             .iter()
             .enumerate()
             .filter_map(|(k, v)| v.as_ref().map(|_| k))
+    }
+
+    /// The indices in use with their values, in order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
+        self.entries
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(k, v)| v.as_mut().map(|v| (k, v)))
+    }
+
+    /// The indices in use with their values, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     }
 
     /// The values stored, in index order.

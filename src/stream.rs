@@ -5,12 +5,19 @@
 //!
 //! Kinds:
 //! - [`Source::Clock`]: the seed's timed stream, one frame per interval from the stream's start.
+//! - [`Source::Topics`]: a hub subscription, a cursor into the loop's mirror of the history
+//!   ([`crate::hub::LocalHub`]); everything after the cursor that matches its topics goes out
+//!   in one write (up to [`BATCH_BYTES`]), a comment line when idle for the heartbeat.
 //!
 //! **Invariant:** no IO and no clock; a source keeps no bytes of its own (an unwritten tail is
 //! the connection's), so an idle stream costs the size of this enum.
 
 use crate::conn::{Ctx, Now};
+use crate::hub::{Filter, Mark, ResetReason};
 use crate::sse;
+
+/// The most bytes of events one poll puts in the scratch for one subscriber.
+pub const BATCH_BYTES: usize = 64 * 1024;
 
 /// The stream kinds. See the module docs.
 #[derive(Debug)]
@@ -21,6 +28,13 @@ pub enum Source {
         next_tick: u64,
         next_id: u64,
         due: bool,
+    },
+    /// A hub subscription: `cursor` is the last sequence number handed to the socket; a
+    /// comment goes out when nothing did by `heartbeat_at`.
+    Topics {
+        cursor: u64,
+        heartbeat_at: u64,
+        filter: Filter,
     },
 }
 
@@ -39,7 +53,62 @@ impl Source {
     pub fn deadline(&self) -> u64 {
         match self {
             Source::Clock { next_tick, .. } => *next_tick,
+            Source::Topics { heartbeat_at, .. } => *heartbeat_at,
         }
+    }
+
+    /// A hub subscription starting after `cursor`.
+    pub fn topics(now: Now, cursor: u64, filter: Filter, heartbeat_ms: u64) -> Source {
+        Source::Topics {
+            cursor,
+            heartbeat_at: now.ms + heartbeat_ms,
+            filter,
+        }
+    }
+
+    /// The subscription's topics, for a hub stream.
+    pub fn filter(&self) -> Option<&Filter> {
+        match self {
+            Source::Topics { filter, .. } => Some(filter),
+            Source::Clock { .. } => None,
+        }
+    }
+
+    /// `n` of the `len` bytes [`poll`](Self::poll) produced were written. Returns how much of
+    /// the scratch to keep for later: up to the end of the frame the write stopped in (at most
+    /// one partial frame is kept; the events after it are read again from the history).
+    pub fn on_written(&mut self, n: usize, len: usize, now: Now, ctx: &mut Ctx<'_>) -> usize {
+        let Source::Topics { cursor, .. } = self else {
+            return len;
+        };
+        let marks = &ctx.hub.marks;
+        if marks.is_empty() {
+            // A `reset` or a heartbeat: keep whatever is unwritten.
+            return len;
+        }
+        let mut start = 0;
+        let mut keep = n;
+        let mut delivered = 0;
+        for m in marks {
+            if n <= start {
+                // Not started: this frame and the ones after it are read again later.
+                *cursor = m.seq - 1;
+                break;
+            }
+            delivered += 1;
+            ctx.shard
+                .delivery_latency(now.us.saturating_sub(m.published_us));
+            if n < m.end {
+                // The write stopped in this frame: its tail is kept, and it is the last one
+                // handed to the socket.
+                keep = m.end;
+                *cursor = m.seq;
+                break;
+            }
+            start = m.end;
+        }
+        ctx.shard.deliveries.add(delivered);
+        keep.min(len)
     }
 
     /// The deadline passed. `blocked`: the previous output is still unwritten, so nothing new
@@ -65,6 +134,13 @@ impl Source {
                 }
                 ctx.shard.frames_skipped.add(skipped);
             }
+            Source::Topics { heartbeat_at, .. } => {
+                if blocked && now.ms >= *heartbeat_at {
+                    // The client is not reading: no comment can go out, and the deadline must
+                    // not stay in the past (the stall timeout closes it if this lasts).
+                    *heartbeat_at = now.ms + ctx.hub.hub.config().heartbeat_ms;
+                }
+            }
         }
     }
 
@@ -81,6 +157,46 @@ impl Source {
                 // wrapping to 0 or overflowing.
                 *next_id = next_id.saturating_add(1);
                 ctx.shard.frames_sent.inc();
+                true
+            }
+            Source::Topics {
+                cursor,
+                heartbeat_at,
+                filter,
+            } => {
+                let hub = &mut *ctx.hub;
+                let mut marks = std::mem::take(&mut hub.marks);
+                marks.clear();
+                if cursor.saturating_add(1) < hub.oldest() {
+                    // Fell behind the retained history: say so, then go live.
+                    let last = hub.hub.id(*cursor);
+                    hub.encode_reset(out, ResetReason::Gap, &last);
+                    ctx.shard.resets[ResetReason::Gap as usize].inc();
+                    *cursor = hub.head();
+                } else {
+                    for ev in hub.after(*cursor) {
+                        if out.len() >= BATCH_BYTES {
+                            break;
+                        }
+                        if hub.matches(filter, ev) {
+                            out.extend_from_slice(&ev.frame);
+                            marks.push(Mark {
+                                seq: ev.seq,
+                                end: out.len(),
+                                published_us: ev.published_us,
+                            });
+                        }
+                        *cursor = ev.seq;
+                    }
+                    if out.is_empty() && now.ms >= *heartbeat_at {
+                        out.extend_from_slice(b":\n\n");
+                    }
+                }
+                hub.marks = marks;
+                if out.is_empty() {
+                    return false;
+                }
+                *heartbeat_at = now.ms + hub.hub.config().heartbeat_ms;
                 true
             }
         }

@@ -3,10 +3,12 @@
 //! synthetic ([`Env::advance`]); "the socket" takes everything (or what a test says).
 
 use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
+use crate::hub::{Hub, HubConfig, LocalHub};
 use crate::metrics::{Metrics, ProcessStats};
-use crate::routes::{self, App};
+use crate::routes::{self, App, Peer};
 use crate::sse::Dates;
 use crate::static_files::StaticFiles;
+use std::sync::Arc;
 
 /// Everything a loop lends a connection, owned.
 pub struct Env {
@@ -17,6 +19,8 @@ pub struct Env {
     pub rng: Rng,
     pub now: Now,
     pub draining: bool,
+    /// One loop's view of a hub whose loops are never woken (tests call `sync`).
+    pub hub: LocalHub,
     /// The loop's frame scratch.
     pub scratch: Vec<u8>,
 }
@@ -31,14 +35,25 @@ impl Env {
             app: App {
                 files: StaticFiles::embedded(),
                 process_stats: ProcessStats::default,
+                publish_token: None,
             },
             dates: Dates::new(),
             rng: Rng::new(7),
             now: Now {
                 ms: 1_000,
                 unix_ms: 1_795_460_982_321,
+                us: 1_000_000,
             },
             draining: false,
+            hub: LocalHub::new(
+                Arc::new(Hub::new(
+                    HubConfig::default(),
+                    "t".into(),
+                    1,
+                    Box::new(|_| {}),
+                )),
+                0,
+            ),
             scratch: Vec::with_capacity(256),
         }
     }
@@ -51,6 +66,7 @@ impl Env {
             0,
             &mut self.dates,
             &mut self.rng,
+            &mut self.hub,
             self.draining,
         );
         f(&mut ctx, &self.app, self.now, &mut self.scratch)
@@ -99,6 +115,7 @@ impl Env {
     pub fn advance(&mut self, ms: u64) {
         self.now.ms += ms;
         self.now.unix_ms += ms as i64;
+        self.now.us += ms * 1000;
     }
 
     /// Fires the connection's timer if due, then writes what that produced.
@@ -113,6 +130,6 @@ impl Env {
 /// The loop's request step: route what is complete.
 pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, app: &App, now: Now) -> bool {
     c.serve(now, ctx, |req, body, ctx| {
-        routes::route(app, req, body, now, ctx)
+        routes::route(app, req, body, Peer { loopback: true }, now, ctx)
     })
 }

@@ -1,0 +1,693 @@
+//! The publish/subscribe hub: one ordered, bounded history of events shared by every loop, and
+//! each loop's read-only mirror of it with the loop's subscribers indexed by topic.
+//!
+//! - [`Hub`] (shared): `publish` stores an event (encoded once as its frame), assigns the next
+//!   sequence number, drops the oldest events past `--history-events` / `--history-bytes`, and
+//!   asks every loop to look (a handed-in `notify`, one wake-up per loop until it has looked).
+//! - [`LocalHub`] (one per loop): a mirror of the history as `Arc`s (no copy of any event), the
+//!   loop's topic index (topic name → the slab keys of its subscribers), and the marks of the
+//!   frames in the scratch buffer being written.
+//!
+//! A subscriber is a cursor (the last sequence number it was given), not a queue: its memory
+//! does not grow with its backlog. An event id is `<epoch>-<seq>`; the epoch is drawn at start,
+//! so an id from an earlier run is unknown, never another event.
+//!
+//! **Invariant:** `History::events` holds consecutive sequence numbers, oldest first; `oldest`
+//! is the first one retained (or `next` when empty). A loop's mirror is a suffix-aligned copy.
+//! **Invariant:** no IO and no clock: waking the loops is a function handed in by the server,
+//! times are arguments.
+
+use crate::http::push_decimal;
+use crate::slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The most topics one event or one subscription may name.
+pub const MAX_TOPICS: usize = 32;
+/// The longest topic name, in bytes.
+pub const MAX_TOPIC_BYTES: usize = 256;
+/// The longest event type, in bytes.
+pub const MAX_TYPE_BYTES: usize = 64;
+
+/// History bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    pub history_events: usize,
+    pub history_bytes: usize,
+    pub heartbeat_ms: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            history_events: 10_000,
+            history_bytes: 64 << 20,
+            heartbeat_ms: 25_000,
+        }
+    }
+}
+
+/// One published event, encoded once.
+#[derive(Debug)]
+pub struct Event {
+    pub seq: u64,
+    pub topics: Box<[Box<str>]>,
+    /// The whole frame: `id:`, `event:`, `retry:`, `data:` lines and the blank line.
+    pub frame: Box<[u8]>,
+    /// When it was stored, in the hub clock's microseconds (for publish-to-write latency).
+    pub published_us: u64,
+}
+
+impl Event {
+    fn cost(&self) -> usize {
+        self.frame.len() + self.topics.iter().map(|t| t.len() + 16).sum::<usize>() + 64
+    }
+
+    /// Whether the event names `topic`.
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| &**t == topic)
+    }
+}
+
+/// What a publisher sends.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub topics: Vec<String>,
+    pub data: String,
+    pub event_type: Option<String>,
+    pub retry: Option<u64>,
+}
+
+#[derive(Debug)]
+struct History {
+    events: VecDeque<Arc<Event>>,
+    bytes: usize,
+    /// The next sequence number (the first is 1; cursor 0 is "before everything").
+    next: u64,
+}
+
+impl History {
+    fn oldest(&self) -> u64 {
+        self.events.front().map_or(self.next, |e| e.seq)
+    }
+}
+
+/// The shared hub. See the module docs.
+pub struct Hub {
+    cfg: HubConfig,
+    epoch: String,
+    history: Mutex<History>,
+    /// The last sequence number stored (readable without the lock).
+    head: AtomicU64,
+    /// Per loop: a wake-up is pending and not yet acted on.
+    pending: Box<[AtomicBool]>,
+    notify: Box<dyn Fn(usize) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("epoch", &self.epoch).finish()
+    }
+}
+
+impl Hub {
+    /// A hub for `loops` loops; `notify(i)` wakes loop `i`; `epoch` distinguishes this run's
+    /// ids (letters and digits).
+    pub fn new(
+        cfg: HubConfig,
+        epoch: String,
+        loops: usize,
+        notify: Box<dyn Fn(usize) + Send + Sync>,
+    ) -> Hub {
+        Hub {
+            cfg,
+            epoch,
+            history: Mutex::new(History {
+                events: VecDeque::new(),
+                bytes: 0,
+                next: 1,
+            }),
+            head: AtomicU64::new(0),
+            pending: (0..loops.max(1)).map(|_| AtomicBool::new(false)).collect(),
+            notify,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.cfg
+    }
+
+    /// The last sequence number stored.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Events and bytes retained.
+    pub fn retained(&self) -> (usize, usize) {
+        let h = self.lock();
+        (h.events.len(), h.bytes)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
+        // A poisoned lock means a loop panicked, which ends the process anyway.
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `id: <epoch>-<seq>`'s value to `out`.
+    pub fn push_id(&self, out: &mut Vec<u8>, seq: u64) {
+        out.extend_from_slice(self.epoch.as_bytes());
+        out.push(b'-');
+        push_decimal(out, seq);
+    }
+
+    /// The id text of `seq`.
+    pub fn id(&self, seq: u64) -> String {
+        let mut v = Vec::with_capacity(24);
+        self.push_id(&mut v, seq);
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    /// The sequence number an id of this run names, if it is one.
+    pub fn parse_id(&self, id: &[u8]) -> Option<u64> {
+        let rest = id.strip_prefix(self.epoch.as_bytes())?.strip_prefix(b"-")?;
+        crate::http::parse_u64(rest)
+    }
+
+    /// Stores an event (already validated) and wakes every loop; returns its sequence number.
+    pub fn publish(&self, p: &Publish, now_us: u64) -> u64 {
+        let mut h = self.lock();
+        let seq = h.next;
+        h.next += 1;
+        let ev = Arc::new(Event {
+            seq,
+            topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
+            frame: self.encode(seq, p).into_boxed_slice(),
+            published_us: now_us,
+        });
+        h.bytes += ev.cost();
+        h.events.push_back(ev);
+        while h.events.len() > self.cfg.history_events.max(1)
+            || (h.bytes > self.cfg.history_bytes && h.events.len() > 1)
+        {
+            if let Some(old) = h.events.pop_front() {
+                h.bytes -= old.cost();
+            }
+        }
+        self.head.store(seq, Ordering::Release);
+        drop(h);
+        for (i, p) in self.pending.iter().enumerate() {
+            if !p.swap(true, Ordering::AcqRel) {
+                (self.notify)(i);
+            }
+        }
+        seq
+    }
+
+    fn encode(&self, seq: u64, p: &Publish) -> Vec<u8> {
+        let mut f = Vec::with_capacity(p.data.len() + 64);
+        f.extend_from_slice(b"id: ");
+        self.push_id(&mut f, seq);
+        f.push(b'\n');
+        if let Some(t) = &p.event_type {
+            f.extend_from_slice(b"event: ");
+            f.extend_from_slice(t.as_bytes());
+            f.push(b'\n');
+        }
+        if let Some(r) = p.retry {
+            f.extend_from_slice(b"retry: ");
+            push_decimal(&mut f, r);
+            f.push(b'\n');
+        }
+        for line in lines(&p.data) {
+            f.extend_from_slice(b"data: ");
+            f.extend_from_slice(line.as_bytes());
+            f.push(b'\n');
+        }
+        f.push(b'\n');
+        f
+    }
+}
+
+/// Splits on CRLF, CR or LF (the event-stream's line breaks); an empty text is one empty line.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        match s.find(['\r', '\n']) {
+            None => {
+                rest = None;
+                Some(s)
+            }
+            Some(i) => {
+                let skip = if s[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&s[i + skip..]);
+                Some(&s[..i])
+            }
+        }
+    })
+}
+
+/// A subscription's topics, as the loop's local topic ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    One(u32),
+    /// Boxed twice so that the enum, and so every subscriber, stays two words.
+    Many(Box<Vec<u32>>),
+}
+
+/// Where a new subscriber starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Live from `cursor` (events after it are replayed first).
+    From(u64),
+    /// Events were missed: say so with this frame, then go live from `cursor`.
+    Reset {
+        frame: Vec<u8>,
+        cursor: u64,
+        reason: ResetReason,
+    },
+}
+
+/// Why a `reset` is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The resume id is older than what is retained.
+    Gap = 0,
+    /// The resume id is not one of this run's.
+    UnknownId = 1,
+}
+
+impl ResetReason {
+    /// The reason as the `reset` event's data names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::Gap => "gap",
+            ResetReason::UnknownId => "unknown-id",
+        }
+    }
+}
+
+/// One frame in the scratch buffer: its event, where it ends, when it was published.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    pub seq: u64,
+    pub end: usize,
+    pub published_us: u64,
+}
+
+struct TopicEntry {
+    name: Box<str>,
+    /// (slab key, generation) of the loop's subscribers; dead ones are dropped lazily.
+    members: Vec<(u32, u32)>,
+}
+
+/// A loop's view of the hub. See the module docs.
+pub struct LocalHub {
+    pub hub: Arc<Hub>,
+    loop_id: usize,
+    events: VecDeque<Arc<Event>>,
+    /// The last sequence number mirrored.
+    head: u64,
+    /// The oldest sequence number the hub retained at the last sync.
+    oldest: u64,
+    ids: HashMap<Box<str>, u32>,
+    topics: Slab<TopicEntry>,
+    star: Vec<(u32, u32)>,
+    registered_since_sweep: usize,
+    /// The frames in the loop's scratch buffer, in order.
+    pub marks: Vec<Mark>,
+}
+
+impl LocalHub {
+    /// Loop `loop_id`'s view.
+    pub fn new(hub: Arc<Hub>, loop_id: usize) -> Self {
+        LocalHub {
+            hub,
+            loop_id,
+            events: VecDeque::new(),
+            head: 0,
+            oldest: 1,
+            ids: HashMap::new(),
+            topics: Slab::default(),
+            star: Vec::new(),
+            registered_since_sweep: 0,
+            marks: Vec::new(),
+        }
+    }
+
+    /// Mirrors what was published since the last call; returns the new events' range
+    /// `(first, last)` of sequence numbers, if any.
+    pub fn sync(&mut self) -> Option<(u64, u64)> {
+        self.hub.pending[self.loop_id % self.hub.pending.len()].store(false, Ordering::Release);
+        let h = self.hub.lock();
+        let first = self.head + 1;
+        self.oldest = h.oldest();
+        let from = first.max(self.oldest);
+        let skip = (from - h.oldest()) as usize;
+        self.events.extend(h.events.iter().skip(skip).cloned());
+        let last = h.next - 1;
+        drop(h);
+        while self.events.front().is_some_and(|e| e.seq < self.oldest) {
+            self.events.pop_front();
+        }
+        self.head = last;
+        (last >= first).then_some((first, last))
+    }
+
+    /// The last sequence number this loop knows.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The oldest sequence number retained.
+    pub fn oldest(&self) -> u64 {
+        self.oldest
+    }
+
+    /// The mirrored events after `cursor`, oldest first (O(1) to find the first).
+    pub fn after(&self, cursor: u64) -> impl Iterator<Item = &Arc<Event>> {
+        let start = self.events.front().map_or(0, |f| {
+            cursor.saturating_add(1).saturating_sub(f.seq) as usize
+        });
+        self.events.range(start.min(self.events.len())..)
+    }
+
+    /// Where a subscriber resuming after `last_id` (if any) starts.
+    pub fn start(&self, last_id: Option<&[u8]>) -> Start {
+        let Some(raw) = last_id else {
+            return Start::From(self.head);
+        };
+        let hub_head = self.hub.head();
+        let (reason, cursor) = match self.hub.parse_id(raw) {
+            Some(seq) if seq > hub_head => (ResetReason::UnknownId, self.head),
+            None => (ResetReason::UnknownId, self.head),
+            // Everything after `seq` is still retained.
+            Some(seq) if seq + 1 >= self.oldest => return Start::From(seq),
+            Some(_) => (ResetReason::Gap, self.head),
+        };
+        let mut frame = Vec::with_capacity(160);
+        self.encode_reset(&mut frame, reason, &String::from_utf8_lossy(raw));
+        Start::Reset {
+            frame,
+            cursor,
+            reason,
+        }
+    }
+
+    /// Appends the `reset` frame: its id is the newest event's, where the stream goes live.
+    pub fn encode_reset(&self, out: &mut Vec<u8>, reason: ResetReason, last_id: &str) {
+        out.extend_from_slice(b"id: ");
+        self.hub.push_id(out, self.head);
+        out.extend_from_slice(b"\nevent: reset\ndata: ");
+        let oldest = (self.oldest <= self.head).then(|| self.hub.id(self.oldest));
+        let data = serde_json::json!({
+            "reason": reason.as_str(),
+            "lastEventId": last_id,
+            "oldest": oldest,
+        });
+        out.extend_from_slice(data.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// The local id of `topic` (created when new), or `None` for `*`.
+    pub fn intern(&mut self, topic: &str) -> Option<u32> {
+        if topic == "*" {
+            return None;
+        }
+        if let Some(&id) = self.ids.get(topic) {
+            return Some(id);
+        }
+        let id = self.topics.insert(TopicEntry {
+            name: topic.into(),
+            members: Vec::new(),
+        }) as u32;
+        self.ids.insert(topic.into(), id);
+        Some(id)
+    }
+
+    /// Whether event `ev` is for a subscription with `filter`.
+    pub fn matches(&self, filter: &Filter, ev: &Event) -> bool {
+        let named = |id: &u32| {
+            self.topics
+                .get(*id as usize)
+                .is_some_and(|t| ev.has_topic(&t.name))
+        };
+        match filter {
+            Filter::All => true,
+            Filter::One(id) => named(id),
+            Filter::Many(ids) => ids.iter().any(named),
+        }
+    }
+
+    /// Adds the subscriber at slab key `key` (generation `gen`) to its topics' lists.
+    pub fn register(&mut self, filter: &Filter, key: usize, gen: u32) {
+        let member = (key as u32, gen);
+        let mut add = |id: u32| {
+            if let Some(t) = self.topics.get_mut(id as usize) {
+                t.members.push(member);
+            }
+        };
+        match filter {
+            Filter::All => self.star.push(member),
+            Filter::One(id) => add(*id),
+            Filter::Many(ids) => ids.iter().copied().for_each(add),
+        }
+        self.registered_since_sweep += 1;
+    }
+
+    /// Whether enough subscribers came and went that a sweep of dead members is due.
+    pub fn sweep_due(&self) -> bool {
+        self.registered_since_sweep > 4096
+    }
+
+    /// Drops dead members everywhere (`alive(key, gen)`), and topics left with none.
+    pub fn sweep(&mut self, alive: impl Fn(u32, u32) -> bool) {
+        self.registered_since_sweep = 0;
+        self.star.retain(|&(k, g)| alive(k, g));
+        let mut empty = Vec::new();
+        for (id, t) in self.topics.iter_mut() {
+            t.members.retain(|&(k, g)| alive(k, g));
+            if t.members.is_empty() {
+                empty.push(id);
+            }
+        }
+        for id in empty {
+            if let Some(t) = self.topics.remove(id) {
+                self.ids.remove(&t.name);
+            }
+        }
+    }
+
+    /// The live subscribers of the events in `first..=last` (a member may appear more than
+    /// once); dead members met on the way are dropped.
+    pub fn audience(
+        &mut self,
+        first: u64,
+        last: u64,
+        alive: impl Fn(u32, u32) -> bool,
+        out: &mut Vec<u32>,
+    ) {
+        out.clear();
+        self.star.retain(|&(k, g)| alive(k, g));
+        out.extend(self.star.iter().map(|&(k, _)| k));
+        let mut seen: Vec<u32> = Vec::new();
+        for ev in self.after(first - 1).take_while(|e| e.seq <= last) {
+            for t in ev.topics.iter() {
+                if let Some(&id) = self.ids.get(&**t) {
+                    seen.push(id);
+                }
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        for id in seen {
+            {
+                if let Some(entry) = self.topics.get_mut(id as usize) {
+                    entry.members.retain(|&(k, g)| alive(k, g));
+                    out.extend(entry.members.iter().map(|&(k, _)| k));
+                }
+            }
+        }
+    }
+
+    /// Subscriptions held in the topic index (live or not yet swept).
+    pub fn members(&self) -> usize {
+        self.star.len()
+            + self
+                .topics
+                .iter()
+                .map(|(_, t)| t.members.len())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(events: usize, bytes: usize) -> Arc<Hub> {
+        Arc::new(Hub::new(
+            HubConfig {
+                history_events: events,
+                history_bytes: bytes,
+                heartbeat_ms: 25_000,
+            },
+            "ep".into(),
+            2,
+            Box::new(|_| {}),
+        ))
+    }
+
+    fn publish(h: &Hub, topic: &str, data: &str) -> u64 {
+        h.publish(
+            &Publish {
+                topics: vec![topic.into()],
+                data: data.into(),
+                ..Publish::default()
+            },
+            0,
+        )
+    }
+
+    #[test]
+    fn frames_split_lines_and_carry_type_and_retry() {
+        let h = hub(10, 1 << 20);
+        h.publish(
+            &Publish {
+                topics: vec!["a".into()],
+                data: "one\r\ntwo\rthree\nfour".into(),
+                event_type: Some("token".into()),
+                retry: Some(1500),
+            },
+            0,
+        );
+        let mut l = LocalHub::new(h.clone(), 0);
+        assert_eq!(l.sync(), Some((1, 1)));
+        let ev = l.after(0).next().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&ev.frame).unwrap(),
+            "id: ep-1\nevent: token\nretry: 1500\ndata: one\ndata: two\ndata: three\ndata: four\n\n"
+        );
+        publish(&h, "a", "");
+        l.sync();
+        assert_eq!(&*l.after(1).next().unwrap().frame, b"id: ep-2\ndata: \n\n");
+    }
+
+    #[test]
+    fn history_is_bounded_by_count_and_bytes_oldest_first() {
+        let h = hub(3, 1 << 20);
+        for i in 0..5 {
+            publish(&h, "a", &i.to_string());
+        }
+        assert_eq!(h.retained().0, 3);
+        let mut l = LocalHub::new(h.clone(), 0);
+        l.sync();
+        assert_eq!(l.oldest(), 3);
+        assert_eq!(l.after(0).map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        let small = hub(1000, 1000);
+        for _ in 0..100 {
+            publish(&small, "a", &"x".repeat(100));
+        }
+        let (n, bytes) = small.retained();
+        assert!(bytes <= 1000 && n >= 1, "{n} {bytes}");
+    }
+
+    #[test]
+    fn resume_replays_exactly_after_the_id() {
+        let h = hub(100, 1 << 20);
+        for i in 0..10 {
+            publish(&h, if i % 2 == 0 { "a" } else { "b" }, "x");
+        }
+        let mut l = LocalHub::new(h.clone(), 0);
+        l.sync();
+        assert_eq!(l.start(Some(b"ep-4")), Start::From(4));
+        assert_eq!(l.after(4).next().unwrap().seq, 5);
+        assert_eq!(l.start(None), Start::From(10));
+        // The resume cost does not depend on the history's size: the first event after the
+        // cursor is found by index.
+        assert_eq!(l.after(9).count(), 1);
+        assert_eq!(l.after(10).count(), 0);
+    }
+
+    #[test]
+    fn unknown_and_evicted_ids_get_a_reset_then_live() {
+        let h = hub(3, 1 << 20);
+        for _ in 0..6 {
+            publish(&h, "a", "x");
+        }
+        let mut l = LocalHub::new(h.clone(), 0);
+        l.sync();
+        // 4, 5, 6 retained: resuming after 3 loses nothing, after 2 loses event 3.
+        assert_eq!(l.start(Some(b"ep-3")), Start::From(3));
+        let Start::Reset {
+            frame,
+            cursor,
+            reason,
+        } = l.start(Some(b"ep-2"))
+        else {
+            panic!("gap")
+        };
+        assert_eq!((cursor, reason), (6, ResetReason::Gap));
+        assert_eq!(
+            std::str::from_utf8(&frame).unwrap(),
+            "id: ep-6\nevent: reset\ndata: {\"lastEventId\":\"ep-2\",\"oldest\":\"ep-4\",\"reason\":\"gap\"}\n\n"
+        );
+        for bad in [&b"old-3"[..], b"ep-99", b"ep-", b"", b"ep-1\n", b"7"] {
+            assert!(
+                matches!(
+                    l.start(Some(bad)),
+                    Start::Reset {
+                        reason: ResetReason::UnknownId,
+                        cursor: 6,
+                        ..
+                    }
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_loop_that_falls_behind_mirrors_only_what_is_retained() {
+        let h = hub(2, 1 << 20);
+        let mut l = LocalHub::new(h.clone(), 1);
+        publish(&h, "a", "x");
+        l.sync();
+        for _ in 0..5 {
+            publish(&h, "a", "x");
+        }
+        assert_eq!(l.sync(), Some((2, 6)));
+        assert_eq!(l.after(0).map(|e| e.seq).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(l.oldest(), 5);
+    }
+
+    #[test]
+    fn topic_index_finds_subscribers_and_drops_the_dead() {
+        let h = hub(100, 1 << 20);
+        let mut l = LocalHub::new(h.clone(), 0);
+        let a = l.intern("a").unwrap();
+        let b = l.intern("b").unwrap();
+        assert_eq!(l.intern("*"), None);
+        l.register(&Filter::One(a), 1, 0);
+        l.register(&Filter::Many(Box::new(vec![a, b])), 2, 0);
+        l.register(&Filter::All, 3, 0);
+        l.register(&Filter::One(b), 4, 0);
+        publish(&h, "a", "x");
+        let (f, t) = l.sync().unwrap();
+        let mut out = Vec::new();
+        l.audience(f, t, |k, _| k != 1, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, [2, 3]);
+        let ev = l.after(0).next().unwrap().clone();
+        assert!(l.matches(&Filter::One(a), &ev) && !l.matches(&Filter::One(b), &ev));
+        assert!(
+            l.matches(&Filter::Many(Box::new(vec![b, a])), &ev) && l.matches(&Filter::All, &ev)
+        );
+        l.sweep(|k, _| k == 4);
+        assert_eq!(l.members(), 1);
+        assert!(l.intern("a").is_some());
+    }
+}
