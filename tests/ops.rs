@@ -333,3 +333,126 @@ fn a_small_descriptor_limit_still_holds_most_clients_and_warns() {
         "{stderr}"
     );
 }
+
+#[test]
+fn versions_hosts_and_dot_segments_as_the_rfcs_say() {
+    let server = Server::start(&[]);
+    let cases: &[(&str, u16)] = &[
+        ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a/b@c\r\n\r\n", 400),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: [::1]:3000\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        // RFC 9110 section 2.5: a later 1.x is answered as 1.1; another major gets 505.
+        (
+            "GET /healthz HTTP/1.2\r\nHost: t\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        ("GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (
+            "GET /./index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        (
+            "GET /x/../app.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        (
+            "GET /../index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+    ];
+    for &(raw, want) in cases {
+        let r = server.request(raw);
+        assert_eq!(r.status, want, "{raw:?} -> {}", r.head);
+    }
+    let r = server.request("GET / HTTP/2.0\r\nHost: t\r\n\r\n");
+    assert_eq!(r.header("connection"), Some("close"));
+}
+
+/// A `--www` folder in a fresh temp directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("sse-ops-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("index.html"), "<!doctype html>").unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn the_www_cache_is_bounded_and_forgets_deleted_files() {
+    let www = TempDir::new("rss");
+    // Files written a while before they are served (the cache does not trust a file changed
+    // in the last second), 1 MiB each and all different.
+    for i in 0..100u32 {
+        let body: Vec<u8> = (0..1u32 << 20).map(|k| (k ^ i) as u8).collect();
+        std::fs::write(www.0.join(format!("f{i}.bin")), body).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let server = Server::start(&["--www", www.0.to_str().unwrap(), "--threads", "1"]);
+    assert_eq!(server.get("/").status, 200);
+    let before = server.rss_bytes();
+    for i in 0..100u32 {
+        let r = server.get(&format!("/f{i}.bin"));
+        assert_eq!((r.status, r.body.len()), (200, 1 << 20));
+        std::fs::remove_file(www.0.join(format!("f{i}.bin"))).unwrap();
+    }
+    let served = server.rss_bytes().saturating_sub(before);
+    for i in 0..100u32 {
+        assert_eq!(server.get(&format!("/f{i}.bin")).status, 404);
+    }
+    let after_404 = server.rss_bytes().saturating_sub(before);
+    eprintln!(
+        "RSS grew by {} KiB serving 100 x 1 MiB, {} KiB once they answered 404",
+        served >> 10,
+        after_404 >> 10
+    );
+    // The cache holds at most 32 MiB of bodies; before it was bounded this was about 100 MiB.
+    assert!(served < 48 << 20, "RSS grew by {} MiB", served >> 20);
+    // A path found missing drops its entry, and the memory goes back.
+    assert!(after_404 < 16 << 20, "RSS still {} MiB up", after_404 >> 20);
+}
+
+#[test]
+fn a_same_size_file_with_its_mtime_kept_is_not_served_stale() {
+    let www = TempDir::new("stale");
+    let path = www.0.join("f.txt");
+    let mtime = std::time::SystemTime::now() - Duration::from_secs(100);
+    let write = |p: &std::path::Path, text: &str| {
+        std::fs::write(p, text).unwrap();
+        // What `cp -p`, `tar` and `touch -d` do: the old modification time back.
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(mtime).unwrap();
+    };
+    write(&path, "aaaa");
+    std::thread::sleep(Duration::from_millis(1100));
+    let server = Server::start(&["--www", www.0.to_str().unwrap()]);
+    let first = server.get("/f.txt");
+    assert_eq!(first.text(), "aaaa");
+    assert_eq!(server.get("/f.txt").text(), "aaaa", "served from the cache");
+    // Rewritten in place: same inode, size and mtime; only the change time moves.
+    write(&path, "bbbb");
+    let second = server.get("/f.txt");
+    assert_eq!(second.text(), "bbbb");
+    assert_ne!(first.header("etag"), second.header("etag"));
+    // Replaced by another file (a new inode) with the same size and mtime.
+    let tmp = www.0.join(".f.tmp");
+    write(&tmp, "cccc");
+    std::fs::rename(&tmp, &path).unwrap();
+    assert_eq!(server.get("/f.txt").text(), "cccc");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(server.get("/f.txt").text(), "cccc");
+    write(&path, "dddd");
+    assert_eq!(server.get("/f.txt").text(), "dddd");
+}
