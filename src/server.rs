@@ -199,11 +199,9 @@ fn bind_group(
         Ok(s)
     };
     let mut lock = None;
-    if reuse_port {
-        // Port 0 asks the kernel for a port nobody holds; there is nothing to share by mistake.
-        if addr.port() != 0 {
-            lock = Some(instance_lock(addr)?);
-        }
+    // Port 0 asks the kernel for a port nobody holds: there is nothing to share by mistake.
+    if reuse_port && addr.port() != 0 {
+        lock = Some(instance_lock(addr)?);
         socket(false)?.bind(&addr.into())?;
     }
     let mut listeners = Vec::with_capacity(loops);
