@@ -158,6 +158,10 @@ impl Reply {
             Status::UriTooLong => "414 URI Too Long\n",
             Status::HeaderFieldsTooLarge => "431 Request Header Fields Too Large\n",
             Status::NotImplemented => "501 Not Implemented\n",
+            Status::PayloadTooLarge => {
+                "413 Content Too Large: the body is over --max-publish-bytes\n"
+            }
+            Status::VersionNotSupported => "505 HTTP Version Not Supported: speak HTTP/1.1\n",
             _ => "error\n",
         };
         let extra: &[(&str, &str)] = if status == Status::MethodNotAllowed {

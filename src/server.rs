@@ -68,6 +68,8 @@ struct Shared {
 /// A running server: its loops and how to stop them.
 pub struct Server {
     addr: SocketAddr,
+    /// Held while the server runs: see [`bind`].
+    _lock: Option<std::os::unix::net::UnixDatagram>,
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
@@ -112,11 +114,10 @@ impl Server {
             hub,
             epoch: Instant::now(),
         });
-        let mut addr = SocketAddr::new(config.bind, config.port);
+        let (listeners, lock) = bind(SocketAddr::new(config.bind, config.port), threads)?;
+        let addr = listeners[0].local_addr()?;
         let mut loops = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let listener = bind(addr, threads > 1)?;
-            addr = listener.local_addr()?; // the port 0 picked, for the next loops
+        for (i, listener) in listeners.into_iter().enumerate() {
             loops.push(EventLoop::new(i, listener, shared.clone())?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
@@ -142,6 +143,7 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Server {
             addr,
+            _lock: lock,
             shared,
             wakers,
             threads,
@@ -179,22 +181,103 @@ impl Server {
     }
 }
 
-fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
+/// Binds `loops` listeners on `addr`, with `SO_REUSEPORT` when there are several so that the
+/// kernel spreads new connections across the loops by a hash of the connection.
+///
+/// `SO_REUSEPORT` alone would let a second `sse-server` (same user, same address) join the
+/// group and silently take half of the new connections. So before binding the group:
+///
+/// 1. an abstract Unix socket named after the address is bound and held for the server's
+///    life: a second `sse-server` on the same address fails there, race-free, and the kernel
+///    releases the name when the process dies, however it dies;
+/// 2. a probe socket without `SO_REUSEPORT` is bound to the address and closed: it fails with
+///    `EADDRINUSE` when any other program listens there, with `SO_REUSEPORT` or not.
+///
+/// Both map to `EADDRINUSE` ("Address already in use"). The default `::` is dual-stack (IPv6
+/// with `IPV6_V6ONLY` off, so IPv4 clients arrive as mapped addresses); where IPv6 is absent
+/// it falls back to `0.0.0.0`.
+fn bind(
+    addr: SocketAddr,
+    loops: usize,
+) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
+    let dual_stack = addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
+    match bind_group(addr, loops, dual_stack) {
+        Err(e) if dual_stack && ipv6_absent(&e) => {
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            bind_group(v4, loops, false)
+        }
+        other => other,
     }
-    socket.bind(&addr.into())?;
-    // The kernel caps this at net.core.somaxconn; ask for the most so a burst of thousands
-    // of connects queues instead of dropping SYNs.
-    socket.listen(65_535)?;
-    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Whether an error from creating or binding an IPv6 socket means this host has no IPv6.
+fn ipv6_absent(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT)
+    )
+}
+
+fn bind_group(
+    addr: SocketAddr,
+    loops: usize,
+    dual_stack: bool,
+) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let reuse_port = loops > 1;
+    let socket = |reuse_port: bool| -> io::Result<Socket> {
+        let s = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        if dual_stack {
+            s.set_only_v6(false)?;
+        }
+        // Lets a restarted server bind while its predecessor's connections sit in TIME_WAIT.
+        s.set_reuse_address(true)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
+        Ok(s)
+    };
+    let mut lock = None;
+    // Port 0 asks the kernel for a port nobody holds: there is nothing to share by mistake.
+    if reuse_port && addr.port() != 0 {
+        lock = Some(instance_lock(addr)?);
+        socket(false)?.bind(&addr.into())?;
+    }
+    let mut listeners = Vec::with_capacity(loops);
+    let mut addr = addr;
+    for _ in 0..loops {
+        let s = socket(reuse_port)?;
+        s.bind(&addr.into())?;
+        // The kernel caps this at net.core.somaxconn; ask for the most so a burst of
+        // thousands of connects queues instead of dropping SYNs.
+        s.listen(65_535)?;
+        let listener = TcpListener::from_std(s.into());
+        addr = listener.local_addr()?; // the port 0 picked, for the next loops
+        listeners.push(listener);
+    }
+    Ok((listeners, lock))
+}
+
+/// The per-address lock of step 1 in [`bind`]: an abstract Unix socket (Linux; no file is
+/// created, and the name lives in the network namespace, as the port does).
+fn instance_lock(addr: SocketAddr) -> io::Result<std::os::unix::net::UnixDatagram> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("sse-server/{addr}");
+    let sa = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    std::os::unix::net::UnixDatagram::bind_addr(&sa).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("Address already in use (another sse-server holds {addr})"),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// What [`EventLoop::shed_one`] managed.
