@@ -22,7 +22,10 @@
 pub mod args;
 pub mod conn;
 pub mod driver;
+pub mod html;
 pub mod http;
+pub mod hub;
+pub mod publish;
 pub mod report;
 pub mod stats;
 
