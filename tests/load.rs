@@ -507,7 +507,10 @@ fn hub_mode_against_nchan() {
         return;
     };
     let base = format!("http://127.0.0.1:{}", nchan.port);
+    let html_path = std::env::temp_dir().join(format!("sse-load-hub-{}.html", std::process::id()));
     let r = report(&[
+        "--html",
+        html_path.to_str().unwrap(),
         &format!("{base}/sub/loadtest"),
         "-c",
         "20",
@@ -542,6 +545,14 @@ fn hub_mode_against_nchan() {
     assert_eq!(num(hub, &["deliver_ms", "count"]), ok * 20.0, "{r:#}");
     assert!(num(hub, &["deliver_ms", "p50"]) > 0.0, "{r:#}");
     assert!(num(hub, &["published", "answer_ms", "max"]) > 0.0, "{r:#}");
+    // The HTML report gains the hub's charts, drawn from data.
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let _ = std::fs::remove_file(&html_path);
+    let charts = parse_html(&html);
+    for want in ["publishes", "deliveries", "deliver", "answer"] {
+        let c = charts.iter().find(|c| c.0 == want);
+        assert!(c.is_some_and(|c| c.1 > 0), "{want} chart: {charts:?}");
+    }
     // Publishing to a location nchan does not serve: every publish fails, so the run does.
     let r = report_exit(
         &[

@@ -45,7 +45,11 @@ pub fn render(r: &Report) -> String {
     }
     params(&mut out, r);
     out.push_str("<h2>Over time</h2>\n<div class=\"charts\">\n");
-    let s = &r.series;
+    // The series starts from nothing at 0 s.
+    let s: Vec<Sample> = std::iter::once(Sample::default())
+        .chain(r.series.iter().cloned())
+        .collect();
+    let s = &s[..];
     let open: Vec<(f64, f64)> = s.iter().map(|x| (x.t_s, x.open as f64)).collect();
     let opening: Vec<(f64, f64)> = s.iter().map(|x| (x.t_s, x.opening as f64)).collect();
     let lost: Vec<(f64, f64)> = s
@@ -73,15 +77,24 @@ pub fn render(r: &Report) -> String {
     ));
     if r.publish.is_some() {
         let published = rate(s, |x| x.published, 1);
-        let delivered = rate(s, |x| x.delivered, 1);
-        let expected = rate(s, |x| x.expected, 1);
+        let ok = rate(s, |x| x.published_ok, 1);
         out.push_str(&line_chart(
-            "hub",
-            "Publishes and deliveries per second",
+            "publishes",
+            "Publishes per second",
             &[
-                ("published", "#059669", &published),
-                ("delivered", "#2563eb", &delivered),
-                ("expected", "#f59e0b", &expected),
+                ("sent", "#6ee7b7", &published),
+                ("answered 2xx", "#047857", &ok),
+            ],
+        ));
+        // Expected is counted when a publish is answered, delivered when an event arrives.
+        let expected = rate(s, |x| x.expected, 1);
+        let delivered = rate(s, |x| x.delivered, 1);
+        out.push_str(&line_chart(
+            "deliveries",
+            "Deliveries per second",
+            &[
+                ("expected", "#fcd34d", &expected),
+                ("received", "#1d4ed8", &delivered),
             ],
         ));
     }
@@ -190,7 +203,7 @@ fn num_label(v: f64) -> String {
         format!("{:.1}M", v / 1e6)
     } else if v >= 1e4 {
         format!("{:.0}k", v / 1e3)
-    } else if v >= 10.0 || v == 0.0 {
+    } else if v >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
@@ -286,7 +299,9 @@ fn line_chart(id: &str, title: &str, lines: &[Line<'_>]) -> String {
         empty(&mut out);
     }
     let mut lx = LEFT + 8.0;
-    for (label, colour, pts) in lines {
+    for (i, (label, colour, pts)) in lines.iter().enumerate() {
+        // The first line is drawn wider, so a later line that matches it stays visible on top.
+        let width = if i == 0 && lines.len() > 1 { 4 } else { 2 };
         if !pts.is_empty() {
             let path: Vec<String> = pts
                 .iter()
@@ -294,7 +309,7 @@ fn line_chart(id: &str, title: &str, lines: &[Line<'_>]) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"{width}\" points=\"{}\"/>",
                 path.join(" ")
             );
         }
@@ -415,8 +430,11 @@ mod tests {
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("topic=&lt;b&gt;&amp;x"), "the URL is escaped");
         assert!(!html.contains("<script"));
-        assert!(html.contains("data-chart=\"streams\" data-points=\"3\""));
-        assert!(html.contains("data-chart=\"frames\" data-points=\"3\""));
+        assert!(
+            html.contains("data-chart=\"streams\" data-points=\"4\""),
+            "from 0 s"
+        );
+        assert!(html.contains("data-chart=\"frames\" data-points=\"4\""));
         assert!(
             html.contains("data-chart=\"connect\" data-points=\"5\""),
             "{html}"
