@@ -366,7 +366,7 @@ impl PubLoop {
             if let Some(s) = &mut sock {
                 let open = sum(|s| &s.open);
                 let ok = drive_publisher(s, p, &mut buf, &mut readable, &mut writable, now, open);
-                if !ok || p.handle_timeout(now) {
+                if !ok || p.handle_timeout(now) || p.wants_close() {
                     let _ = self.poll.registry().deregister(s);
                     sock = None;
                     p.handle_close(now);

@@ -347,9 +347,9 @@ impl Publisher {
             let head_end = skip + resp.len;
             rest = &data[head_end.saturating_sub(consumed_before).min(data.len())..];
             f.status = resp.status;
-            // A close-delimited answer ends with the connection; HTTP/1.1 keep-alive answers
-            // carry a length.
-            if resp.body == BodyKind::Close {
+            // A close-delimited answer ends with the connection; after an answer that says
+            // `Connection: close` (or an HTTP/1.0 one) the next request needs a new one.
+            if resp.body == BodyKind::Close || says_close(&f.head[skip..]) {
                 self.closing = true;
             }
             f.body = Some(BodyReader::new(resp.body));
@@ -378,20 +378,29 @@ impl Publisher {
         }
     }
 
+    /// Whether the driver should close the connection: the last answer said it would be
+    /// closed, and it is complete.
+    pub fn wants_close(&self) -> bool {
+        self.closing && self.inflight.is_none()
+    }
+
     /// The connection closed or broke. A close-delimited answer ends here; a request without
-    /// an answer is lost.
+    /// an answer is lost. After a clean close the next connection opens at once, after a
+    /// failure a little later, so a hub that refuses connections is not hammered.
     pub fn handle_close(&mut self, now: Now) {
+        let mut clean = self.closing;
         if let Some(f) = &self.inflight {
             if self.closing && f.body.is_some() {
                 self.answered(now);
             } else {
                 self.inflight = None;
                 self.stats.lost += 1;
+                clean = false;
             }
         }
         self.closing = false;
         self.link = Link::Down {
-            at_us: now.us + RECONNECT_US,
+            at_us: now.us + if clean { 0 } else { RECONNECT_US },
         };
     }
 
@@ -422,6 +431,30 @@ impl Publisher {
             _ => false,
         }
     }
+}
+
+/// Whether a complete response head ends the connection after its body: `Connection: close`,
+/// or HTTP/1.0 without `Connection: keep-alive`.
+fn says_close(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    if resp.parse(head).is_err() {
+        return true;
+    }
+    let mut close = resp.version == Some(0);
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let t = token.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    close = false;
+                }
+            }
+        }
+    }
+    close
 }
 
 /// Appends `s` percent-encoded for a query string or a form body: unreserved bytes as they
@@ -578,6 +611,21 @@ mod tests {
         );
         p.handle_close(at(2));
         assert_eq!((p.stats.ok(), p.stats.lost, p.stats.expected), (1, 0, 2));
+        // An answer that says Connection: close: no more requests on it; the driver closes it
+        // and the next connection opens at once.
+        let mut p = publisher(Format::Raw, 1.0);
+        p.start(at(0));
+        take(&mut p, at(0), 2).unwrap();
+        p.handle_input(
+            b"HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            at(1),
+        )
+        .unwrap();
+        assert!(p.wants_close());
+        assert_eq!(take(&mut p, at(1000), 2), None);
+        p.handle_close(at(1000));
+        assert!(p.wants_connect(at(1000)));
+        assert_eq!((p.stats.errors(), p.stats.lost), (1, 0));
         // Publishing stops at the stop time.
         let mut p = publisher(Format::Raw, 1.0);
         p.stop_us = 1_500_000;
