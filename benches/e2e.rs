@@ -609,13 +609,26 @@ fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
             String::from_utf8_lossy(&out.stdout)
         )
     });
-    let deliveries = case.subscribers as f64 * case.publish_rate * window_s;
+    // Deliveries in the window, from the rate received over the publishing span.
+    let g = |path: &str| {
+        let mut v = &report;
+        for k in path.split('.') {
+            v = &v[k];
+        }
+        v.as_f64().unwrap_or(0.0)
+    };
+    let span_s = (g("hub.published.stopped_ms") - g("hub.published.started_ms")) / 1000.0;
+    let deliveries = g("hub.deliveries.received") / span_s.max(1e-3) * window_s;
     HubRow {
         name: hub.name.into(),
         report,
         rss_per_sub: (rss_full as f64 - rss_base as f64) / case.subscribers as f64,
         cpu_pct: (cpu1 - cpu0) / window_s * 100.0,
-        cpu_us_per_delivery: (cpu1 - cpu0) * 1e6 / deliveries.max(1.0),
+        cpu_us_per_delivery: if deliveries >= 1.0 {
+            (cpu1 - cpu0) * 1e6 / deliveries
+        } else {
+            f64::NAN
+        },
     }
 }
 
@@ -635,7 +648,7 @@ fn print_hub_table(title: &str, case: &HubCase, rows: &[HubRow]) {
             v.as_f64().unwrap_or(f64::NAN)
         };
         println!(
-            "| {} | {} / {} / {} | {} / {} | {} / {} ({}, {}, {}) | {:.2} / {:.2} / {:.2} / {:.1} ms | {:.2} / {:.2} ms | {:.1} % | {:.2} µs | {:.0} B |",
+            "| {} | {} / {} / {} | {} / {} | {} / {} ({}, {}, {}) | {:.2} / {:.2} / {:.2} / {:.1} ms | {:.2} / {:.2} ms | {:.1} % | {} | {:.0} B |",
             r.name,
             g("streams.established"),
             g("streams.failed"),
@@ -654,7 +667,11 @@ fn print_hub_table(title: &str, case: &HubCase, rows: &[HubRow]) {
             g("hub.published.answer_ms.p50"),
             g("hub.published.answer_ms.p99"),
             r.cpu_pct,
-            r.cpu_us_per_delivery,
+            if r.cpu_us_per_delivery.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{:.2} µs", r.cpu_us_per_delivery)
+            },
             r.rss_per_sub,
         );
     }
