@@ -584,3 +584,26 @@ fn hub_mode_against_nchan() {
     assert!(why.contains("publishes failed"), "{why}");
     assert_eq!(num(&r["hub"], &["deliveries", "expected"]), 0.0, "{r:#}");
 }
+
+#[test]
+fn the_progress_rate_is_rolling_when_streams_tick_together() {
+    // Every stream opens at once and ticks every 2 s, all in the same instant: a per-second
+    // rate would read 0 at 3 s; the rolling mean reads about 20 frames / 3 s.
+    let server = Server::start(&["--interval-ms", "2000"]);
+    let out = sse_load(
+        &[&url(server.addr), "-c", "20", "--rate", "0", "-d", "3.5"],
+        Duration::from_secs(30),
+    );
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let line = progress
+        .lines()
+        .find(|l| l.starts_with("[   3.0s]"))
+        .unwrap_or_else(|| panic!("no line at 3 s:\n{progress}"));
+    let rate: f64 = line
+        .split("frames/s")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no frames/s in {line:?}"));
+    assert!((4.0..=10.0).contains(&rate), "{line}\n{progress}");
+}
