@@ -929,4 +929,107 @@ mod tests {
             "{wire}"
         );
     }
+
+    fn hub_env(history: usize) -> Env {
+        use crate::hub::{Hub, HubConfig, LocalHub};
+        let mut h = env();
+        h.hub = LocalHub::new(
+            std::sync::Arc::new(Hub::new(
+                HubConfig {
+                    history_events: history,
+                    heartbeat_ms: 1_000,
+                    ..HubConfig::default()
+                },
+                "t".into(),
+                1,
+                Box::new(|_| {}),
+            )),
+            0,
+        );
+        h
+    }
+
+    fn publish(h: &mut Env, topic: &str, data: &str) {
+        let p = crate::hub::Publish {
+            topics: vec![topic.into()],
+            data: data.into(),
+            ..Default::default()
+        };
+        h.hub.hub.publish(&p, h.now.us);
+        h.hub.sync();
+    }
+
+    #[test]
+    fn topic_streams_get_matching_events_and_heartbeats_when_idle() {
+        let mut h = hub_env(100);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(text(&h.flush(&mut c)).starts_with("HTTP/1.1 200 OK\r\n"));
+        publish(&mut h, "b", "not for us");
+        publish(&mut h, "a", "hello");
+        assert_eq!(text(&h.flush(&mut c)), "id: t-2\ndata: hello\n\n");
+        assert_eq!(h.metrics.shard(0).deliveries.get(), 1);
+        h.advance(999);
+        assert!(h.tick(&mut c).is_empty());
+        h.advance(1);
+        assert_eq!(text(&h.tick(&mut c)), ":\n\n");
+        assert_eq!(c.timeout(), Some(h.now.ms + 1_000));
+    }
+
+    #[test]
+    fn a_partial_write_keeps_one_frame_and_rereads_the_rest() {
+        let mut h = hub_env(100);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.flush(&mut c);
+        for i in 0..3 {
+            publish(&mut h, "a", &format!("e{i}"));
+        }
+        let first = h.write_at_most(&mut c, 5);
+        assert_eq!(first, b"id: t");
+        // What is kept is the rest of that one frame; the next two come from the history.
+        let rest = h.flush(&mut c);
+        assert_eq!(
+            text(&[first, rest].concat()),
+            "id: t-1\ndata: e0\n\nid: t-2\ndata: e1\n\nid: t-3\ndata: e2\n\n"
+        );
+        assert_eq!(h.metrics.shard(0).deliveries.get(), 3);
+    }
+
+    #[test]
+    fn a_blocked_stream_never_spins_on_its_heartbeat() {
+        let mut h = hub_env(100);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.flush(&mut c);
+        publish(&mut h, "a", "x");
+        // The socket takes nothing: no outbox is kept (the event is re-read later).
+        assert!(h.write_at_most(&mut c, 0).is_empty());
+        h.advance(5_000);
+        h.with(|ctx, _, now, _| c.handle_timeout(now, ctx));
+        assert!(c.timeout().unwrap() > h.now.ms, "the deadline moved on");
+        assert_eq!(text(&h.flush(&mut c)), "id: t-1\ndata: x\n\n");
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_the_history_gets_a_reset() {
+        let mut h = hub_env(3);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.flush(&mut c);
+        for i in 0..10 {
+            publish(&mut h, "a", &i.to_string());
+        }
+        let wire = text(&h.flush(&mut c));
+        assert!(
+            wire.starts_with("id: t-10\nevent: reset\ndata: {\"lastEventId\":\"t-0\",\"oldest\":\"t-8\",\"reason\":\"gap\"}\n\n"),
+            "{wire}"
+        );
+        publish(&mut h, "a", "live");
+        assert_eq!(text(&h.flush(&mut c)), "id: t-11\ndata: live\n\n");
+        // Draining with answered events unsent counts them.
+        publish(&mut h, "a", "late");
+        h.with(|ctx, _, now, _| c.drain(now, ctx));
+        assert_eq!(h.metrics.shard(0).undelivered.get(), 1);
+    }
 }

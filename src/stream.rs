@@ -35,6 +35,8 @@ pub enum Source {
         cursor: u64,
         heartbeat_at: u64,
         filter: Filter,
+        /// The heartbeat time passed: a comment goes out at the next poll if nothing else does.
+        beat: bool,
     },
 }
 
@@ -63,6 +65,7 @@ impl Source {
             cursor,
             heartbeat_at: now.ms + heartbeat_ms,
             filter,
+            beat: false,
         }
     }
 
@@ -134,11 +137,15 @@ impl Source {
                 }
                 ctx.shard.frames_skipped.add(skipped);
             }
-            Source::Topics { heartbeat_at, .. } => {
-                if blocked && now.ms >= *heartbeat_at {
-                    // The client is not reading: no comment can go out, and the deadline must
-                    // not stay in the past (the stall timeout closes it if this lasts).
+            Source::Topics {
+                heartbeat_at, beat, ..
+            } => {
+                if now.ms >= *heartbeat_at {
+                    // The deadline never stays in the past (that would spin the loop while the
+                    // socket cannot take the comment); the comment itself waits for a poll,
+                    // and is pointless while output is still unwritten.
                     *heartbeat_at = now.ms + ctx.hub.hub.config().heartbeat_ms;
+                    *beat = !blocked;
                 }
             }
         }
@@ -163,6 +170,7 @@ impl Source {
                 cursor,
                 heartbeat_at,
                 filter,
+                beat,
             } => {
                 let hub = &mut *ctx.hub;
                 let mut marks = std::mem::take(&mut hub.marks);
@@ -188,7 +196,7 @@ impl Source {
                         }
                         *cursor = ev.seq;
                     }
-                    if out.is_empty() && now.ms >= *heartbeat_at {
+                    if out.is_empty() && *beat {
                         out.extend_from_slice(b":\n\n");
                     }
                 }
@@ -197,6 +205,7 @@ impl Source {
                     return false;
                 }
                 *heartbeat_at = now.ms + hub.hub.config().heartbeat_ms;
+                *beat = false;
                 true
             }
         }
