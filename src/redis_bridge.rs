@@ -405,7 +405,12 @@ pub fn redact(url: &str) -> String {
 fn connect(client: &redis::Client) -> Result<redis::Connection, String> {
     let mut c = client
         .get_connection_with_timeout(CONNECT_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e.kind() {
+            redis::ErrorKind::AuthenticationFailed => {
+                format!("authentication failed: wrong user or password in the URL ({e})")
+            }
+            _ => e.to_string(),
+        })?;
     c.set_read_timeout(Some(READ_TIMEOUT))
         .map_err(|e| e.to_string())?;
     c.set_write_timeout(Some(WRITE_TIMEOUT))
@@ -666,7 +671,7 @@ fn parse_entries(entries: Vec<Value>, b: &mut Batch) {
             continue;
         };
         b.seen += 1;
-        match fields.and_then(|f| parse_fields(f)) {
+        match fields.and_then(parse_fields) {
             Some(p) => b.events.push((id.clone(), p)),
             None => b.skipped += 1,
         }
