@@ -252,6 +252,42 @@ fn redis_crash_and_restart_lose_and_repeat_nothing() {
 }
 
 #[test]
+fn a_hung_redis_is_noticed_and_stop_does_not_wait_for_it() {
+    let Some(r) = RedisServer::start(&[]) else {
+        return;
+    };
+    let (b, rec) = start(&r.url());
+    let first = submit(&b, publish(0)).unwrap();
+    r.pause();
+    // Nothing closes the connections: only the reader's read timeout can tell.
+    wait_for("the bridge to report down", Duration::from_secs(6), || {
+        rec.last_state() == Some(false)
+    });
+    assert!(submit(&b, publish(1)).is_err());
+    r.resume();
+    wait_for(
+        "the bridge to report up again",
+        Duration::from_secs(10),
+        || rec.last_state() == Some(true),
+    );
+    let second = submit(&b, publish(2)).unwrap();
+    wait_for("both events", Duration::from_secs(5), || rec.count() >= 2);
+    assert_eq!(rec.ids(), [first, second]);
+
+    // Stopping while Redis hangs returns within a second all the same.
+    r.pause();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    b.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    r.resume();
+}
+
+#[test]
 fn passwords_work_and_a_wrong_one_is_a_clear_start_error() {
     let Some(r) = RedisServer::start(&["--requirepass", "s3cret"]) else {
         return;

@@ -136,9 +136,29 @@ impl RedisServer {
     /// Kills the server (SIGKILL: a crash, not a shutdown).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: as in `signal`; a stopped process still dies of SIGKILL, this only
+            // keeps its state tidy.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGCONT) };
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a
+    /// hung host or a network partition.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.as_ref().expect("server running").id();
+        // SAFETY: kill(2) on our own child's pid, which we have not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
     }
 
     /// Starts it again on the same port, folder and arguments (so with `--appendonly yes`
