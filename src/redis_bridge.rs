@@ -156,6 +156,9 @@ struct Shared {
     /// Bumped whenever the reader loses its connection, so the writer knows its own connection
     /// is probably stale too and replaces it before it sends (rather than failing a batch).
     reader_losses: AtomicU64,
+    /// Bumped whenever the reader has caught up after a (re)connect: a writer waiting out its
+    /// backoff then tries at once, since Redis is evidently back.
+    reader_recoveries: AtomicU64,
     /// The last state reported to the sink (`None` before the first report).
     reported: Mutex<Option<bool>>,
     reconnects: AtomicU64,
@@ -233,6 +236,7 @@ impl Bridge {
             writer_up: AtomicBool::new(true),
             reader_up: AtomicBool::new(false),
             reader_losses: AtomicU64::new(0),
+            reader_recoveries: AtomicU64::new(0),
             reported: Mutex::new(None),
             reconnects: AtomicU64::new(0),
             events_read: AtomicU64::new(0),
@@ -254,6 +258,7 @@ impl Bridge {
                 maxlen: cfg.maxlen.max(1),
                 conn: Some(writer_conn),
                 seen_losses: 0,
+                seen_recoveries: 0,
                 backoff: Backoff::new(),
                 next_try: Instant::now(),
             };
@@ -469,6 +474,8 @@ struct Writer {
     conn: Option<redis::Connection>,
     /// `Shared::reader_losses` when this connection was made.
     seen_losses: u64,
+    /// `Shared::reader_recoveries` when this writer last looked.
+    seen_recoveries: u64,
     backoff: Backoff,
     /// When a connection may be tried again (while `conn` is `None`).
     next_try: Instant,
@@ -510,6 +517,11 @@ impl Writer {
             let losses = self.shared.reader_losses.load(Ordering::Acquire);
             if self.conn.is_some() && losses != self.seen_losses {
                 self.conn = None;
+                self.next_try = Instant::now();
+            }
+            let recoveries = self.shared.reader_recoveries.load(Ordering::Acquire);
+            if recoveries != self.seen_recoveries {
+                self.seen_recoveries = recoveries;
                 self.next_try = Instant::now();
             }
             if self.conn.is_none() {
@@ -859,6 +871,7 @@ impl Reader {
                         catching_up = false;
                         self.backoff.reset();
                         self.shared.reader_up.store(true, Ordering::Release);
+                        self.shared.reader_recoveries.fetch_add(1, Ordering::AcqRel);
                         self.shared.report("");
                     }
                 }
