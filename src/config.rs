@@ -39,6 +39,8 @@ pub struct Config {
     pub hub: HubConfig,
     /// The bearer token publishers must present (`None`: loopback clients only).
     pub publish_token: Option<String>,
+    /// `redis://[user:password@]host:port[/db]`: share one event log with other instances.
+    pub redis: Option<String>,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             conn: ConnConfig::default(),
             hub: HubConfig::default(),
             publish_token: None,
+            redis: None,
         }
     }
 }
@@ -214,6 +217,16 @@ pub const FLAGS: &[Flag] = &[
                 return Err(format!("{who} must be printable ASCII without spaces"));
             }
             c.publish_token = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--redis",
+        value: "URL",
+        help: "redis://[user:password@]host:port[/db]: one event log shared by every instance",
+        default: |_| "none: this instance alone".into(),
+        set: |c, _, v| {
+            c.redis = Some(v.to_string());
             Ok(())
         },
     },
@@ -484,7 +497,7 @@ mod tests {
             match run_env(&[], &env) {
                 Err(e) => assert!(e.contains(&name), "{e}"),
                 Ok(_) => assert!(
-                    ["--www", "--publish-token"].contains(&f.name),
+                    ["--www", "--publish-token", "--redis"].contains(&f.name),
                     "{} ignored",
                     f.name
                 ),

@@ -61,8 +61,14 @@ fn main() -> ExitCode {
     let server = match Server::start(&config) {
         Ok(s) => s,
         Err(e) => {
-            let addr = std::net::SocketAddr::new(config.bind, config.port);
-            eprintln!("sse-server: cannot listen on {addr}: {e}");
+            if e.get_ref()
+                .is_some_and(|i| i.is::<sse_server::server::LogError>())
+            {
+                eprintln!("sse-server: {e}");
+            } else {
+                let addr = std::net::SocketAddr::new(config.bind, config.port);
+                eprintln!("sse-server: cannot listen on {addr}: {e}");
+            }
             return ExitCode::FAILURE;
         }
     };

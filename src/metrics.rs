@@ -81,6 +81,9 @@ pub struct Shard {
     pub latency_sum_us: Counter,
 }
 
+/// Renders more figures into the `/metrics` text.
+pub type Renderer = Box<dyn Fn(&mut String) + Send + Sync>;
+
 /// Upper bounds of the publish-to-write latency histogram, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
@@ -94,15 +97,18 @@ pub enum Rejected {
     TooLarge,
     MediaType,
     Forbidden,
+    /// The shared log (Redis) could not store it.
+    Unavailable,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 5] = [
+    pub const ALL: [Rejected; 6] = [
         Rejected::Unauthorized,
         Rejected::Invalid,
         Rejected::TooLarge,
         Rejected::MediaType,
         Rejected::Forbidden,
+        Rejected::Unavailable,
     ];
 
     fn label(self) -> &'static str {
@@ -112,6 +118,7 @@ impl Rejected {
             Rejected::TooLarge => "too_large",
             Rejected::MediaType => "media_type",
             Rejected::Forbidden => "forbidden",
+            Rejected::Unavailable => "unavailable",
         }
     }
 }
@@ -151,6 +158,8 @@ pub struct Metrics {
     admission: Admission,
     /// The hub's retained events and bytes, when there is a hub.
     history: std::sync::OnceLock<Box<dyn Fn() -> (usize, usize) + Send + Sync>>,
+    /// More figures to render (the Redis bridge's).
+    extra: std::sync::OnceLock<Renderer>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -169,6 +178,7 @@ impl Metrics {
             shards: (0..loops.max(1)).map(|_| Shard::default()).collect(),
             admission: Admission::new(max_streams),
             history: std::sync::OnceLock::new(),
+            extra: std::sync::OnceLock::new(),
         }
     }
 
@@ -424,6 +434,14 @@ impl Metrics {
             self.sum(|s| &s.latency_sum_us) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count {cumulative}");
+        if let Some(extra) = self.extra.get() {
+            extra(out);
+        }
+    }
+
+    /// Adds text to every `/metrics` answer (the Redis bridge's figures).
+    pub fn set_extra(&self, f: Renderer) {
+        let _ = self.extra.set(f);
     }
 
     /// Lets `/metrics` show the history's size (read from the hub when rendered).

@@ -202,7 +202,8 @@ pub struct Bridge {
     writer: JoinHandle<()>,
     reader: JoinHandle<()>,
     /// Each thread sends one message here as it ends, so `stop` can wait with a deadline.
-    ended: mpsc::Receiver<()>,
+    /// (In a mutex only so that the bridge can be shared between threads.)
+    ended: Mutex<mpsc::Receiver<()>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -294,7 +295,7 @@ impl Bridge {
             jobs,
             writer,
             reader,
-            ended,
+            ended: Mutex::new(ended),
         })
     }
 
@@ -343,6 +344,7 @@ impl Bridge {
             reader,
             ended,
         } = self;
+        let ended = ended.into_inner().unwrap_or_else(|e| e.into_inner());
         shared.stop.store(true, Ordering::Release);
         drop(jobs);
         reader.thread().unpark();

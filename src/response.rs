@@ -101,6 +101,9 @@ pub enum Then {
     KeepAlive,
     /// Close after this reply.
     Close,
+    /// The answer comes later, through [`crate::conn::Conn::complete`] (a publish waiting for
+    /// the shared log to store it); this reply's head and body are not sent.
+    Pending,
     /// Become an event stream fed by this source. The reply holds one admission slot (see
     /// [`crate::admission`]); the connection gives it back when the stream ends.
     Stream(crate::stream::Source),
@@ -170,6 +173,16 @@ impl Reply {
             &[]
         };
         Reply::text(status, text, extra).closing()
+    }
+
+    /// A reply given later (see [`Then::Pending`]).
+    pub fn pending() -> Reply {
+        Reply {
+            status: Status::Ok,
+            head: Head::new(Status::Ok),
+            body: None,
+            then: Then::Pending,
+        }
     }
 
     /// The same reply, closing the connection after it.

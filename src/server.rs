@@ -17,10 +17,11 @@
 //! debug builds.
 
 use crate::config::Config;
-use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
+use crate::conn::{Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
 use crate::http::Status;
-use crate::hub::{Hub, LocalHub};
+use crate::hub::{Hub, Ids, LocalHub, Publish};
 use crate::metrics::Metrics;
+use crate::redis_bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink};
 use crate::response::Reply;
 use crate::routes::{self, App, Peer};
 use crate::slab::Slab;
@@ -94,7 +95,11 @@ impl Server {
                 }
             })
         };
-        let hub = Arc::new(Hub::new(config.hub, epoch_tag(), threads, notify));
+        let ids = match config.redis {
+            Some(_) => Ids::Log,
+            None => Ids::Local { epoch: epoch_tag() },
+        };
+        let hub = Arc::new(Hub::with_ids(config.hub, ids, threads, notify));
         let metrics = Metrics::new(threads, max_streams);
         {
             let hub = hub.clone();
@@ -102,6 +107,12 @@ impl Server {
         }
         let mut app = App::new(files);
         app.publish_token = config.publish_token.clone();
+        if let Some(url) = &config.redis {
+            let bridge = start_log(url, config, &hub)?;
+            let stats = bridge.clone();
+            metrics.set_extra(Box::new(move |out| render_log(out, &stats.stats())));
+            app.log = Some(bridge);
+        }
         let shared = Arc::new(Shared {
             conn: config.conn.clone(),
             sndbuf: config.sndbuf,
@@ -318,6 +329,9 @@ struct EventLoop {
     rng: Rng,
     /// This loop's view of the hub.
     local: LocalHub,
+    /// Answers given later (publishes stored by the shared log) come back through these.
+    later: Later,
+    completions: std::sync::mpsc::Receiver<Completion>,
     /// Slab keys of the subscribers a batch of published events concerns (reused).
     audience: Vec<u32>,
     next_gen: u32,
@@ -340,7 +354,19 @@ impl EventLoop {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
             ^ (id as u64) << 32;
+        let (tx, completions) = std::sync::mpsc::channel();
+        let later = {
+            let waker = waker.clone();
+            Later::new(
+                tx,
+                Arc::new(move || {
+                    let _ = waker.wake();
+                }),
+            )
+        };
         Ok(EventLoop {
+            later,
+            completions,
             id,
             poll,
             waker,
@@ -375,6 +401,9 @@ impl EventLoop {
 
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
+        // Events stored before this loop could be woken (the shared log's backfill arrives
+        // while the loops are being built): take them now, which also re-arms the wake-up.
+        self.fan_out();
         loop {
             let now = self.now();
             if let Some(deadline) = self.drain_deadline {
@@ -396,6 +425,7 @@ impl EventLoop {
                     LISTENER => self.accept(now),
                     WAKER => {
                         self.check_stop(now);
+                        self.complete_later(now);
                         self.fan_out();
                     }
                     Token(k) => {
@@ -452,6 +482,31 @@ impl EventLoop {
         }
     }
 
+    /// Hands answers given later to their connections (if still there).
+    fn complete_later(&mut self, now: Now) {
+        while let Ok(done) = self.completions.try_recv() {
+            let shared = &*self.shared;
+            let Some(slot) = self.slab.get_mut(done.key) else {
+                continue;
+            };
+            if slot.gen != done.gen {
+                continue;
+            }
+            let draining = self.drain_deadline.is_some();
+            let mut ctx = ctx(
+                shared,
+                self.id,
+                &mut self.dates,
+                &mut self.rng,
+                &mut self.local,
+                &self.later,
+                draining,
+            );
+            slot.conn.complete(done.reply, now, &mut ctx);
+            self.drive(done.key, now);
+        }
+    }
+
     /// Mirrors newly published events and hands them to this loop's subscribers.
     fn fan_out(&mut self) {
         let Some((first, last)) = self.local.sync() else {
@@ -484,6 +539,7 @@ impl EventLoop {
             &mut self.dates,
             &mut self.rng,
             &mut self.local,
+            &self.later,
             draining,
         );
         slot.conn.handle_timeout(now, &mut ctx);
@@ -505,6 +561,7 @@ impl EventLoop {
             &mut self.dates,
             &mut self.rng,
             &mut self.local,
+            &self.later,
             draining,
         );
         let conn = &mut slot.conn;
@@ -559,6 +616,7 @@ impl EventLoop {
             let app = &shared.app;
             let peer = Peer {
                 loopback: slot.loopback,
+                conn: (k, slot.gen),
             };
             let was_stream = conn.is_stream();
             progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
@@ -745,6 +803,7 @@ impl EventLoop {
                     &mut self.dates,
                     &mut self.rng,
                     &mut self.local,
+                    &self.later,
                     true,
                 );
                 slot.conn.drain(now, &mut ctx);
@@ -761,9 +820,118 @@ fn ctx<'a>(
     dates: &'a mut Dates,
     rng: &'a mut Rng,
     hub: &'a mut LocalHub,
+    later: &'a Later,
     draining: bool,
 ) -> Ctx<'a> {
-    Ctx::new(&shared.conn, &shared.metrics, id, dates, rng, hub, draining)
+    Ctx {
+        cfg: &shared.conn,
+        metrics: &shared.metrics,
+        shard: shared.metrics.shard(id),
+        dates,
+        rng,
+        hub,
+        later,
+        draining,
+    }
+}
+
+/// A start-up failure of the shared log (told apart from a listening failure by `main`).
+#[derive(Debug)]
+pub struct LogError(pub String);
+
+impl std::fmt::Display for LogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LogError {}
+
+/// What the bridge reads goes into the hub; what it says of Redis, to `/healthz`.
+struct HubSink {
+    hub: Arc<Hub>,
+    epoch: Instant,
+}
+
+impl Sink for HubSink {
+    fn on_events(&self, events: Vec<(String, Publish)>) {
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        self.hub.append_log(events, now_us);
+    }
+
+    fn on_state(&self, up: bool, reason: &str) {
+        self.hub.set_log_state(up, reason);
+        if up {
+            eprintln!("sse-server: event log (Redis) up");
+        } else {
+            eprintln!("sse-server: event log (Redis) down: {reason}");
+        }
+    }
+}
+
+/// Connects the shared log (`--redis`) and feeds the hub from it.
+fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridge>> {
+    let cfg = BridgeConfig::new(url, config.hub.history_events);
+    let sink = Arc::new(HubSink {
+        hub: hub.clone(),
+        epoch: Instant::now(),
+    });
+    Bridge::start(cfg, sink)
+        .map(Arc::new)
+        .map_err(|e| io::Error::other(LogError(format!("--redis {}: {e}", redact(url)))))
+}
+
+/// The bridge's figures in Prometheus text.
+fn render_log(out: &mut String, s: &BridgeStats) {
+    use std::fmt::Write as _;
+    let mut line = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        );
+    };
+    line(
+        "sse_redis_up",
+        "gauge",
+        "1 while the shared event log is reachable and read.",
+        u64::from(s.up),
+    );
+    line(
+        "sse_redis_reconnects_total",
+        "counter",
+        "Connections to Redis made again.",
+        s.reconnects,
+    );
+    line(
+        "sse_redis_events_read_total",
+        "counter",
+        "Log entries read.",
+        s.events_read,
+    );
+    line(
+        "sse_redis_entries_skipped_total",
+        "counter",
+        "Log entries that could not be read.",
+        s.entries_skipped,
+    );
+    line(
+        "sse_redis_publishes_stored_total",
+        "counter",
+        "Publishes stored in the log.",
+        s.publishes_stored,
+    );
+    line(
+        "sse_redis_publish_errors_total",
+        "counter",
+        "Publishes the log could not store.",
+        s.publish_errors,
+    );
+    line(
+        "sse_redis_lag_entries",
+        "gauge",
+        "Log entries not read yet by this instance.",
+        s.lag,
+    );
 }
 
 /// Whether the subscriber recorded as (`k`, `gen`) is still that connection and a stream.

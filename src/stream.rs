@@ -175,7 +175,7 @@ impl Source {
                 let hub = &mut *ctx.hub;
                 let mut marks = std::mem::take(&mut hub.marks);
                 marks.clear();
-                if cursor.saturating_add(1) < hub.oldest() {
+                if *cursor < hub.evicted() {
                     // Fell behind the retained history: say so, then go live.
                     let last = hub.hub.id(*cursor);
                     hub.encode_reset(out, ResetReason::Gap, &last);
