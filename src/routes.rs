@@ -84,6 +84,8 @@ pub fn route(
             let body = crate::response::Body::Shared(text.into_bytes().into());
             Reply::with_body(Status::Ok, ct, body, &[("Cache-Control", "no-store")])
         }
+        "/metrics/stream" => figures_stream(req, now, ctx),
+        "/dashboard" => file(app, req, "/dashboard.html"),
         "/healthz" => match ctx.hub.hub.log_state() {
             Ok(()) => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
             Err(why) => Reply::text_owned(
@@ -252,6 +254,29 @@ fn topic_stream(
         head,
         body,
         then: Then::Stream(Source::topics(now, cursor, filter, heartbeat)),
+    }
+}
+
+/// `GET /metrics/stream`: the server's figures, one `figures` event a second, the last five
+/// minutes first. Counts as a stream (it holds a connection like one).
+fn figures_stream(req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
+    let head = Head::new(Status::Ok).event_stream(false);
+    if req.method == Method::Head {
+        return Reply {
+            status: Status::Ok,
+            head,
+            body: None,
+            then: Then::KeepAlive,
+        };
+    }
+    if ctx.draining || !ctx.metrics.admission().try_open() {
+        return Reply::stream_refused(ctx.rng.jitter(ctx.cfg.reconnect_ms));
+    }
+    Reply {
+        status: Status::Ok,
+        head,
+        body: None,
+        then: Then::Stream(Source::figures(now)),
     }
 }
 

@@ -132,6 +132,22 @@ impl Server {
             loops.push(EventLoop::new(i, listener, shared.clone())?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
+        {
+            // The figures of /metrics/stream: one sample a second (the /proc reads happen
+            // here, never in a loop's connection code).
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sse-figures".into())
+                .spawn(move || {
+                    while !shared.stop.load(Ordering::Relaxed) {
+                        let unix_ms = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        shared.metrics.sample(unix_ms, &sys::process_stats());
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                })?;
+        }
         let _ = wakers_cell.set(wakers.clone());
         let threads = loops
             .into_iter()

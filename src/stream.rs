@@ -29,6 +29,9 @@ pub enum Source {
         next_id: u64,
         due: bool,
     },
+    /// The server's own figures (`/metrics/stream`): every sample after `cursor`, polled once
+    /// a second.
+    Figures { cursor: u64, next: u64, due: bool },
     /// A hub subscription: `cursor` is the last sequence number handed to the socket; a
     /// comment goes out when nothing did by `heartbeat_at`.
     Topics {
@@ -56,6 +59,16 @@ impl Source {
         match self {
             Source::Clock { next_tick, .. } => *next_tick,
             Source::Topics { heartbeat_at, .. } => *heartbeat_at,
+            Source::Figures { next, .. } => *next,
+        }
+    }
+
+    /// The figures stream: the samples kept so far at once, then each new one.
+    pub fn figures(now: Now) -> Source {
+        Source::Figures {
+            cursor: 0,
+            next: now.ms + 1_000,
+            due: true,
         }
     }
 
@@ -73,7 +86,7 @@ impl Source {
     pub fn filter(&self) -> Option<&Filter> {
         match self {
             Source::Topics { filter, .. } => Some(filter),
-            Source::Clock { .. } => None,
+            Source::Clock { .. } | Source::Figures { .. } => None,
         }
     }
 
@@ -137,6 +150,12 @@ impl Source {
                 }
                 ctx.shard.frames_skipped.add(skipped);
             }
+            Source::Figures { next, due, .. } => {
+                if now.ms >= *next {
+                    *next = now.ms + 1_000;
+                    *due = !blocked;
+                }
+            }
             Source::Topics {
                 heartbeat_at, beat, ..
             } => {
@@ -164,6 +183,17 @@ impl Source {
                 // wrapping to 0 or overflowing.
                 *next_id = next_id.saturating_add(1);
                 ctx.shard.frames_sent.inc();
+                true
+            }
+            Source::Figures { cursor, due, .. } => {
+                if !std::mem::take(due) {
+                    return false;
+                }
+                *cursor = ctx.metrics.samples_after(*cursor, out);
+                if out.is_empty() {
+                    // Nothing new this second: a comment keeps proxies from timing out.
+                    out.extend_from_slice(b":\n\n");
+                }
                 true
             }
             Source::Topics {

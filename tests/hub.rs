@@ -370,3 +370,39 @@ fn a_flood_against_subscribers_that_do_not_read_keeps_memory_flat() {
     assert_eq!(server.metric("sse_hub_subscribers"), 200.0);
     drop(subs);
 }
+
+#[test]
+fn the_figures_stream_sends_what_it_kept_then_one_sample_a_second() {
+    let server = Server::start(&[]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut s = server.connect();
+    s.write_all(b"GET /metrics/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let got = read_until(&mut s, Duration::from_secs(5), |b| {
+        String::from_utf8_lossy(b)
+            .matches("event: figures\n")
+            .count()
+            >= 3
+    });
+    assert!(
+        start.elapsed() >= Duration::from_millis(800),
+        "a sample a second"
+    );
+    let text = String::from_utf8(got).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"));
+    let first = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(first).unwrap();
+    for key in [
+        "t",
+        "streams_open",
+        "frames_total",
+        "deliveries_total",
+        "publishes_total",
+        "rss_bytes",
+        "cpu_seconds",
+    ] {
+        assert!(v.get(key).is_some(), "{key} in {first}");
+    }
+    assert!(v["rss_bytes"].as_u64().unwrap() > 0);
+}
