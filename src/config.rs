@@ -41,6 +41,14 @@ pub struct Config {
     pub publish_token: Option<String>,
     /// `redis://[user:password@]host:port[/db]`: share one event log with other instances.
     pub redis: Option<String>,
+    /// The HS256 key for subscriber and publisher tokens, given inline...
+    pub jwt_key: Option<String>,
+    /// ... or as a file read at start-up.
+    pub jwt_key_file: Option<PathBuf>,
+    /// Clock leeway for `exp` and `nbf`.
+    pub jwt_leeway_ms: u64,
+    /// Topics whose events are private whatever the publisher says (selectors).
+    pub private_topics: Vec<String>,
 }
 
 impl Default for Config {
@@ -58,6 +66,10 @@ impl Default for Config {
             hub: HubConfig::default(),
             publish_token: None,
             redis: None,
+            jwt_key: None,
+            jwt_key_file: None,
+            jwt_leeway_ms: crate::jwt::DEFAULT_LEEWAY_MS,
+            private_topics: Vec::new(),
         }
     }
 }
@@ -227,6 +239,43 @@ pub const FLAGS: &[Flag] = &[
         default: |_| "none: this instance alone".into(),
         set: |c, _, v| {
             c.redis = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--jwt-key",
+        value: "KEY",
+        help: "HS256 key of subscriber and publisher tokens (Mercure claims); never logged",
+        default: |_| "none: no tokens, every topic public".into(),
+        set: |c, _, v| {
+            c.jwt_key = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--jwt-key-file",
+        value: "PATH",
+        help: "read the HS256 key from this file (trailing newline dropped)",
+        default: |_| "none".into(),
+        set: |c, _, v| {
+            c.jwt_key_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--jwt-leeway-ms",
+        value: "N",
+        help: "clock leeway when checking a token's exp and nbf",
+        default: |d| d.jwt_leeway_ms.to_string(),
+        set: |c, who, v| num(who, v).map(|n| c.jwt_leeway_ms = n),
+    },
+    Flag {
+        name: "--private-topics",
+        value: "SELECTOR",
+        help: "events on matching topics (a, a/*, *) are private; repeat for more",
+        default: |_| "none".into(),
+        set: |c, _, v| {
+            c.private_topics.push(v.to_string());
             Ok(())
         },
     },
@@ -497,7 +546,15 @@ mod tests {
             match run_env(&[], &env) {
                 Err(e) => assert!(e.contains(&name), "{e}"),
                 Ok(_) => assert!(
-                    ["--www", "--publish-token", "--redis"].contains(&f.name),
+                    [
+                        "--www",
+                        "--publish-token",
+                        "--redis",
+                        "--jwt-key",
+                        "--jwt-key-file",
+                        "--private-topics"
+                    ]
+                    .contains(&f.name),
                     "{} ignored",
                     f.name
                 ),

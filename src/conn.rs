@@ -447,7 +447,14 @@ impl Conn {
                     self.respond(Reply::error(Status::RequestTimeout), false, false, now, ctx);
                 }
             }
-            State::Stream(source) => source.on_timeout(now, blocked, ctx),
+            State::Stream(source) => {
+                let expired = source.on_timeout(now, blocked, ctx);
+                if expired {
+                    // The subscriber's token expired: a jittered retry, so the client comes
+                    // back (with a fresh token) without every client at once.
+                    self.end_stream(now, ctx);
+                }
+            }
             State::Linger { deadline } if now.ms >= *deadline => self.close(ctx),
             _ => {}
         }
@@ -505,27 +512,39 @@ impl Conn {
         }
     }
 
+    /// Ends a stream: a jittered `retry:` (unless a partial frame is still pending) and a
+    /// close.
+    fn end_stream(&mut self, now: Now, ctx: &mut Ctx<'_>) {
+        self.leave_stream(ctx);
+        if self.out.is_none() {
+            let mut frame = Vec::with_capacity(16);
+            sse::encode_retry(&mut frame, ctx.rng.jitter(ctx.cfg.reconnect_ms));
+            self.out = Some(Outbox::new(frame, None, now, ctx.cfg));
+        }
+        self.state = State::Finishing;
+    }
+
     /// The server is stopping: a stream gets a jittered `retry:` and is closed, a response in
     /// flight is finished, an idle or half-read connection is closed.
     pub fn drain(&mut self, now: Now, ctx: &mut Ctx<'_>) {
         match self.state {
             State::Stream(ref source) => {
-                if let Source::Topics { cursor, filter, .. } = source {
+                if let Source::Topics {
+                    cursor,
+                    filter,
+                    private,
+                    ..
+                } = source
+                {
                     // Answered publishes this stream will not get: counted, not lost silently.
                     let hub = &*ctx.hub;
                     let missed = hub
                         .after(*cursor)
-                        .filter(|e| hub.matches(filter, e))
+                        .filter(|e| hub.matches(filter, *private, e))
                         .count();
                     ctx.shard.undelivered.add(missed as u64);
                 }
-                self.leave_stream(ctx);
-                if self.out.is_none() {
-                    let mut frame = Vec::with_capacity(16);
-                    sse::encode_retry(&mut frame, ctx.rng.jitter(ctx.cfg.reconnect_ms));
-                    self.out = Some(Outbox::new(frame, None, now, ctx.cfg));
-                }
-                self.state = State::Finishing;
+                self.end_stream(now, ctx);
             }
             State::Head(_) if self.out.is_some() => self.state = State::Finishing,
             // A publish waiting for the log gets its answer (or its timeout) first.

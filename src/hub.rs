@@ -62,6 +62,8 @@ pub struct Event {
     pub frame: Box<[u8]>,
     /// When it was stored, in the hub clock's microseconds (for publish-to-write latency).
     pub published_us: u64,
+    /// Only subscribers whose token may read one of its topics receive it.
+    pub private: bool,
 }
 
 impl Event {
@@ -82,6 +84,8 @@ pub struct Publish {
     pub data: String,
     pub event_type: Option<String>,
     pub retry: Option<u64>,
+    /// For subscribers whose token may read one of its topics only.
+    pub private: bool,
 }
 
 #[derive(Debug)]
@@ -296,6 +300,7 @@ impl Hub {
                 topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
                 frame: self.encode(seq, &p).into_boxed_slice(),
                 published_us: now_us,
+                private: p.private,
             });
             h.push(ev, &self.cfg);
             added += 1;
@@ -328,6 +333,7 @@ impl Hub {
             topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
             frame: self.encode(seq, p).into_boxed_slice(),
             published_us: now_us,
+            private: p.private,
         });
         h.push(ev, &self.cfg);
         self.head.store(seq, Ordering::Release);
@@ -380,10 +386,12 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// A subscription's topics, as the loop's local topic ids.
+/// A subscription's topics, as the loop's local topic ids, and which private events it may
+/// read: for `*`, those whose topics its token's selectors match; otherwise those of the
+/// subscribed topics whose bit is set in the stream's private mask (bit `i` for the `i`-th id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
-    All,
+    All(Option<Box<crate::jwt::Selectors>>),
     One(u32),
     /// Boxed twice so that the enum, and so every subscriber, stays two words.
     Many(Box<Vec<u32>>),
@@ -558,17 +566,22 @@ impl LocalHub {
         Some(id)
     }
 
-    /// Whether event `ev` is for a subscription with `filter`.
-    pub fn matches(&self, filter: &Filter, ev: &Event) -> bool {
+    /// Whether event `ev` is for a subscription with `filter` whose private mask is
+    /// `private` (see [`Filter`]).
+    pub fn matches(&self, filter: &Filter, private: u32, ev: &Event) -> bool {
         let named = |id: &u32| {
             self.topics
                 .get(*id as usize)
                 .is_some_and(|t| ev.has_topic(&t.name))
         };
+        let may = |i: usize| !ev.private || private >> i & 1 == 1;
         match filter {
-            Filter::All => true,
-            Filter::One(id) => named(id),
-            Filter::Many(ids) => ids.iter().any(named),
+            Filter::All(None) => !ev.private,
+            Filter::All(Some(sel)) => {
+                !ev.private || sel.matches_any(ev.topics.iter().map(|t| &**t))
+            }
+            Filter::One(id) => may(0) && named(id),
+            Filter::Many(ids) => ids.iter().enumerate().any(|(i, id)| may(i) && named(id)),
         }
     }
 
@@ -581,7 +594,7 @@ impl LocalHub {
             }
         };
         match filter {
-            Filter::All => self.star.push(member),
+            Filter::All(_) => self.star.push(member),
             Filter::One(id) => add(*id),
             Filter::Many(ids) => ids.iter().copied().for_each(add),
         }
@@ -691,6 +704,7 @@ mod tests {
                 data: "one\r\ntwo\rthree\nfour".into(),
                 event_type: Some("token".into()),
                 retry: Some(1500),
+                private: false,
             },
             0,
         );
@@ -803,7 +817,7 @@ mod tests {
         assert_eq!(l.intern("*"), None);
         l.register(&Filter::One(a), 1, 0);
         l.register(&Filter::Many(Box::new(vec![a, b])), 2, 0);
-        l.register(&Filter::All, 3, 0);
+        l.register(&Filter::All(None), 3, 0);
         l.register(&Filter::One(b), 4, 0);
         publish(&h, "a", "x");
         let (f, t) = l.sync().unwrap();
@@ -812,10 +826,9 @@ mod tests {
         out.sort_unstable();
         assert_eq!(out, [2, 3]);
         let ev = l.after(0).next().unwrap().clone();
-        assert!(l.matches(&Filter::One(a), &ev) && !l.matches(&Filter::One(b), &ev));
-        assert!(
-            l.matches(&Filter::Many(Box::new(vec![b, a])), &ev) && l.matches(&Filter::All, &ev)
-        );
+        assert!(l.matches(&Filter::One(a), 0, &ev) && !l.matches(&Filter::One(b), 0, &ev));
+        assert!(l.matches(&Filter::Many(Box::new(vec![b, a])), 0, &ev));
+        assert!(l.matches(&Filter::All(None), 0, &ev));
         l.sweep(|k, _| k == 4);
         assert_eq!(l.members(), 1);
         assert!(l.intern("a").is_some());
@@ -898,5 +911,36 @@ mod tests {
             &*l.after(0).next().unwrap().frame,
             b"id: 100-1\ndata: 100-1\n\n"
         );
+    }
+
+    #[test]
+    fn private_events_reach_only_subscriptions_allowed_to_read_them() {
+        let h = hub(100, 1 << 20);
+        let mut l = LocalHub::new(h.clone(), 0);
+        let a = l.intern("chat/1").unwrap();
+        let b = l.intern("chat/2").unwrap();
+        h.publish(
+            &Publish {
+                topics: vec!["chat/1".into()],
+                data: "secret".into(),
+                private: true,
+                ..Publish::default()
+            },
+            0,
+        );
+        l.sync();
+        let ev = l.after(0).next().unwrap().clone();
+        assert!(
+            !l.matches(&Filter::One(a), 0, &ev),
+            "no token, no private event"
+        );
+        assert!(l.matches(&Filter::One(a), 1, &ev));
+        // Allowed for another of its topics only: not through this one.
+        assert!(!l.matches(&Filter::Many(Box::new(vec![b, a])), 0b01, &ev));
+        assert!(l.matches(&Filter::Many(Box::new(vec![b, a])), 0b10, &ev));
+        assert!(!l.matches(&Filter::All(None), u32::MAX, &ev));
+        let sel = |s: &str| Some(Box::new(crate::jwt::Selectors::new([s])));
+        assert!(l.matches(&Filter::All(sel("chat/*")), 0, &ev));
+        assert!(!l.matches(&Filter::All(sel("news/*")), 0, &ev));
     }
 }

@@ -79,6 +79,8 @@ fn check_topic(t: &str) -> Result<(), Refusal> {
 pub struct Subscription {
     pub topics: Vec<String>,
     pub last_event_id: Option<String>,
+    /// A subscriber token given as `authorization=` (for cross-origin EventSource).
+    pub authorization: Option<String>,
 }
 
 /// Reads `topic` (repeatable) and `lastEventID` from a query string.
@@ -99,6 +101,7 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
                 }
             }
             "lastEventID" | "last-event-id" | "Last-Event-ID" => sub.last_event_id = Some(v),
+            "authorization" => sub.authorization = Some(v),
             _ => {}
         }
     }
@@ -138,6 +141,15 @@ pub fn publish(content_type: Option<&[u8]>, body: &[u8]) -> Result<Publish, Refu
     Ok(p)
 }
 
+/// A form's on/off value (Mercure sends `private=on`).
+fn flag(v: &str) -> Option<bool> {
+    match v {
+        "on" | "true" | "1" | "yes" | "" => Some(true),
+        "off" | "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 fn form(body: &[u8]) -> Result<Publish, Refusal> {
     let pairs = pairs(body).ok_or_else(|| invalid("bad percent-encoding or non-UTF-8 field"))?;
     let mut p = Publish::default();
@@ -147,6 +159,9 @@ fn form(body: &[u8]) -> Result<Publish, Refusal> {
             "topic" => p.topics.push(v),
             "data" => data = Some(v),
             "type" => p.event_type = Some(v),
+            "private" => {
+                p.private = flag(&v).ok_or_else(|| invalid("private must be on or off"))?
+            }
             "retry" => {
                 p.retry = Some(
                     crate::http::parse_u64(v.as_bytes())
@@ -190,6 +205,11 @@ fn json(body: &[u8]) -> Result<Publish, Refusal> {
         Some(Value::Null) | None => {}
         Some(_) => return Err(invalid("type must be a string")),
     }
+    match obj.get("private") {
+        Some(Value::Bool(b)) => p.private = *b,
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(invalid("private must be true or false")),
+    }
     match obj.get("retry") {
         Some(Value::Number(n)) => {
             p.retry = Some(n.as_u64().ok_or_else(|| invalid("retry must be digits"))?)
@@ -217,6 +237,20 @@ mod tests {
         assert_eq!(p.data, "hello world\nline 2");
         assert_eq!(p.event_type.as_deref(), Some("token"));
         assert_eq!(p.retry, Some(1500));
+        assert!(!p.private);
+        assert!(
+            publish(Some(FORM), b"topic=a&data=x&private=on")
+                .unwrap()
+                .private
+        );
+        assert!(
+            publish(
+                Some(b"application/json"),
+                br#"{"topic":"a","data":"x","private":true}"#
+            )
+            .unwrap()
+            .private
+        );
         let p = publish(
             Some(b"Application/X-WWW-Form-Urlencoded; charset=utf-8"),
             b"topic=a&data=",

@@ -614,7 +614,7 @@ impl Writer {
     }
 }
 
-/// `XADD key MAXLEN ~ N * t <topics> d <data> [y <type>] [r <retry>]`.
+/// `XADD key MAXLEN ~ N * t <topics> d <data> [y <type>] [r <retry>] [p 1]`.
 fn xadd(key: &str, maxlen: usize, p: &Publish) -> redis::Cmd {
     let mut c = redis::cmd("XADD");
     c.arg(key).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
@@ -624,6 +624,9 @@ fn xadd(key: &str, maxlen: usize, p: &Publish) -> redis::Cmd {
     }
     if let Some(r) = p.retry {
         c.arg("r").arg(r);
+    }
+    if p.private {
+        c.arg("p").arg("1");
     }
     c
 }
@@ -716,7 +719,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         Value::Map(m) => m,
         _ => return None,
     };
-    let (mut topics, mut data, mut ty, mut retry) = (None, None, None, None);
+    let (mut topics, mut data, mut ty, mut retry, mut private) = (None, None, None, None, None);
     for (k, v) in pairs {
         let k = text(k)?;
         let v = text(v)?;
@@ -725,6 +728,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
             "d" => &mut data,
             "y" => &mut ty,
             "r" => &mut retry,
+            "p" => &mut private,
             _ => continue,
         };
         if slot.replace(v).is_some() {
@@ -753,6 +757,8 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         data: data?,
         event_type: ty,
         retry,
+        // Anything but an explicit "0" keeps an event private: never widen who may read it.
+        private: private.is_some_and(|p| p != "0"),
     })
 }
 
@@ -1004,6 +1010,7 @@ mod tests {
             data: "x\ny".into(),
             event_type: Some("note".into()),
             retry: Some(1500),
+            private: true,
         };
         let args: Vec<String> = xadd("k", 10, &p)
             .args_iter()
@@ -1016,7 +1023,7 @@ mod tests {
             args,
             [
                 "XADD", "k", "MAXLEN", "~", "10", "*", "t", "a\nb/c", "d", "x\ny", "y", "note",
-                "r", "1500"
+                "r", "1500", "p", "1"
             ]
         );
         let fields: Vec<&str> = args[6..].iter().map(String::as_str).collect();

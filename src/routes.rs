@@ -12,6 +12,7 @@
 use crate::conn::{Ctx, Now};
 use crate::http::{Method, Request, Status};
 use crate::hub::{Filter, Start};
+use crate::jwt;
 use crate::metrics::{ProcessStats, Rejected};
 use crate::publish::{self, Refusal};
 use crate::response::{Head, Reply, Then};
@@ -27,6 +28,10 @@ pub struct App {
     pub publish_token: Option<String>,
     /// With `--redis`: publishes are stored by the shared log, and answered once it has.
     pub log: Option<std::sync::Arc<crate::redis_bridge::Bridge>>,
+    /// With `--jwt-key`: subscriber and publisher tokens (HS256, Mercure claims).
+    pub jwt: Option<jwt::Verifier>,
+    /// `--private-topics`: events on these topics are private whatever the publisher says.
+    pub private_topics: jwt::Selectors,
 }
 
 impl App {
@@ -37,6 +42,8 @@ impl App {
             process_stats: crate::sys::process_stats,
             publish_token: None,
             log: None,
+            jwt: None,
+            private_topics: jwt::Selectors::default(),
         }
     }
 }
@@ -68,7 +75,7 @@ pub fn route(
     match req.path {
         "/sse" => match publish::subscription(req.query) {
             Ok(None) => clock_stream(req, now, ctx),
-            Ok(Some(sub)) => topic_stream(req, sub, now, ctx),
+            Ok(Some(sub)) => topic_stream(app, req, sub, now, ctx),
             Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
@@ -122,20 +129,34 @@ fn publish(
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Reply {
-    let allowed = match &app.publish_token {
-        Some(token) => bearer_matches(req.authorization, token),
-        None => peer.loopback,
+    let presented = req.authorization.and_then(jwt::bearer_token);
+    let by_static = app
+        .publish_token
+        .as_deref()
+        .is_some_and(|t| bearer_matches(req.authorization, t));
+    let open = app.publish_token.is_none() && app.jwt.is_none() && peer.loopback;
+    // A token that is not the static one must be a publisher JWT (checked once the topics are
+    // known); with neither configured, loopback clients may publish without one.
+    let claims = match (&app.jwt, presented) {
+        _ if by_static || open => None,
+        (Some(verifier), Some(token)) => match verifier.verify(token, now.unix_ms) {
+            Ok(c) => Some(c),
+            Err(_) => {
+                ctx.shard.rejected(Rejected::Unauthorized);
+                return invalid_token();
+            }
+        },
+        _ => {
+            ctx.shard.rejected(Rejected::Unauthorized);
+            let why = if app.publish_token.is_some() || app.jwt.is_some() {
+                "401 Unauthorized: a valid Authorization: Bearer token is needed to publish\n"
+            } else {
+                "401 Unauthorized: without --publish-token only loopback clients may publish\n"
+            };
+            return Reply::text(Status::Unauthorized, why, &[("WWW-Authenticate", "Bearer")]);
+        }
     };
-    if !allowed {
-        ctx.shard.rejected(Rejected::Unauthorized);
-        let why = if app.publish_token.is_some() {
-            "401 Unauthorized: a valid Authorization: Bearer token is needed to publish\n"
-        } else {
-            "401 Unauthorized: without --publish-token only loopback clients may publish\n"
-        };
-        return Reply::text(Status::Unauthorized, why, &[("WWW-Authenticate", "Bearer")]);
-    }
-    let p = match publish::publish(req.content_type, body) {
+    let mut p = match publish::publish(req.content_type, body) {
         Ok(p) => p,
         Err(Refusal::Invalid(why)) => {
             ctx.shard.rejected(Rejected::Invalid);
@@ -150,6 +171,20 @@ fn publish(
             );
         }
     };
+    if let Some(c) = claims {
+        if let Some(t) = p.topics.iter().find(|t| !c.publish.matches(t)) {
+            ctx.shard.rejected(Rejected::Forbidden);
+            let t: String = t.chars().take(256).collect();
+            return Reply::text_owned(
+                Status::Forbidden,
+                format!("403 Forbidden: this token may not publish to topic {t:?}\n"),
+                &[],
+            );
+        }
+    }
+    p.private |= app
+        .private_topics
+        .matches_any(p.topics.iter().map(String::as_str));
     let hub = &ctx.hub.hub;
     if let Some(log) = &app.log {
         if let Err(why) = hub.log_state() {
@@ -198,13 +233,45 @@ fn log_down(why: &str) -> Reply {
     )
 }
 
+/// The `401` for a token that does not verify: the same answer whatever the reason, so it
+/// tells a forger nothing (the reason is counted, not sent).
+fn invalid_token() -> Reply {
+    Reply::text(
+        Status::Unauthorized,
+        "401 Unauthorized: invalid token\n",
+        &[("WWW-Authenticate", "Bearer error=\"invalid_token\"")],
+    )
+}
+
+/// A subscriber's token: `Authorization: Bearer`, the `mercureAuthorization` cookie, or the
+/// `authorization` query parameter, in that order.
+fn subscriber_token<'r>(req: &'r Request<'_>, sub: &'r publish::Subscription) -> Option<&'r [u8]> {
+    req.authorization
+        .and_then(jwt::bearer_token)
+        .or_else(|| {
+            req.cookie
+                .and_then(|c| jwt::cookie_token(c, jwt::COOKIE_NAME))
+        })
+        .or(sub.authorization.as_deref().map(str::as_bytes))
+}
+
 /// `GET /sse?topic=...`: a hub subscription, replaying what followed the resume id first.
 fn topic_stream(
+    app: &App,
     req: &Request<'_>,
     sub: publish::Subscription,
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Reply {
+    // The token is checked, not kept: what the stream keeps is which of its topics' private
+    // events it may read, and when it ends.
+    let claims = match (&app.jwt, subscriber_token(req, &sub)) {
+        (Some(verifier), Some(token)) => match verifier.verify(token, now.unix_ms) {
+            Ok(c) => Some(c),
+            Err(_) => return invalid_token(),
+        },
+        _ => None,
+    };
     let head = Head::new(Status::Ok).event_stream(false);
     if req.method == Method::Head {
         return Reply {
@@ -243,17 +310,41 @@ fn topic_stream(
             None => all = true,
         }
     }
+    let mut private = 0u32;
+    if let Some(c) = &claims {
+        let named = sub.topics.iter().filter(|t| *t != "*");
+        for (i, t) in named.enumerate() {
+            if c.subscribe.matches(t) {
+                private |= 1 << i;
+            }
+        }
+    }
     let filter = match (all, ids.len()) {
-        (true, _) => Filter::All,
+        (true, _) => Filter::All(
+            claims
+                .as_ref()
+                .filter(|c| !c.subscribe.is_empty())
+                .map(|c| Box::new(c.subscribe.clone())),
+        ),
         (false, 1) => Filter::One(ids[0]),
         _ => Filter::Many(Box::new(ids)),
     };
+    let expires = claims.and_then(|c| c.exp_unix_ms).map(|exp| {
+        let left = exp.saturating_sub(now.unix_ms).max(1) as u64;
+        now.ms.saturating_add(left)
+    });
     let heartbeat = hub.hub.config().heartbeat_ms;
     Reply {
         status: Status::Ok,
         head,
         body,
-        then: Then::Stream(Source::topics(now, cursor, filter, heartbeat)),
+        then: Then::Stream(Source::topics(
+            now,
+            cursor,
+            (filter, private),
+            heartbeat,
+            expires,
+        )),
     }
 }
 

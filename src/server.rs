@@ -107,6 +107,9 @@ impl Server {
         }
         let mut app = App::new(files);
         app.publish_token = config.publish_token.clone();
+        app.jwt = jwt_verifier(config)?;
+        app.private_topics =
+            crate::jwt::Selectors::new(config.private_topics.iter().map(String::as_str));
         if let Some(url) = &config.redis {
             let bridge = start_log(url, config, &hub)?;
             let stats = bridge.clone();
@@ -851,7 +854,37 @@ fn ctx<'a>(
     }
 }
 
-/// A start-up failure of the shared log (told apart from a listening failure by `main`).
+/// The token verifier from `--jwt-key` or `--jwt-key-file`, if either is given.
+fn jwt_verifier(config: &Config) -> io::Result<Option<crate::jwt::Verifier>> {
+    let key = match (&config.jwt_key, &config.jwt_key_file) {
+        (Some(k), _) => k.clone().into_bytes(),
+        (None, Some(path)) => {
+            let mut k = std::fs::read(path).map_err(|e| {
+                io::Error::other(LogError(format!("--jwt-key-file {}: {e}", path.display())))
+            })?;
+            while k.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                k.pop();
+            }
+            k
+        }
+        (None, None) => return Ok(None),
+    };
+    if key.is_empty() {
+        return Err(io::Error::other(LogError(
+            "--jwt-key: the key is empty".into(),
+        )));
+    }
+    if key.len() < crate::jwt::MIN_KEY_BYTES {
+        eprintln!(
+            "sse-server: warning: the JWT key is shorter than {} bytes; HS256 keys should be at least that long",
+            crate::jwt::MIN_KEY_BYTES
+        );
+    }
+    Ok(Some(crate::jwt::Verifier::new(&key, config.jwt_leeway_ms)))
+}
+
+/// A start-up failure that is not about listening (the shared log, the token key), told apart
+/// by `main`.
 #[derive(Debug)]
 pub struct LogError(pub String);
 

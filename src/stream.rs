@@ -38,6 +38,10 @@ pub enum Source {
         cursor: u64,
         heartbeat_at: u64,
         filter: Filter,
+        /// Which subscribed topics' private events the subscriber's token may read.
+        private: u32,
+        /// When the subscriber's token expires, in whole seconds of the loop clock (0: never).
+        expires_s: u32,
         /// The heartbeat time passed: a comment goes out at the next poll if nothing else does.
         beat: bool,
     },
@@ -58,6 +62,11 @@ impl Source {
     pub fn deadline(&self) -> u64 {
         match self {
             Source::Clock { next_tick, .. } => *next_tick,
+            Source::Topics {
+                heartbeat_at,
+                expires_s,
+                ..
+            } if *expires_s > 0 => (*heartbeat_at).min(u64::from(*expires_s) * 1000),
             Source::Topics { heartbeat_at, .. } => *heartbeat_at,
             Source::Figures { next, .. } => *next,
         }
@@ -72,12 +81,23 @@ impl Source {
         }
     }
 
-    /// A hub subscription starting after `cursor`.
-    pub fn topics(now: Now, cursor: u64, filter: Filter, heartbeat_ms: u64) -> Source {
+    /// A hub subscription starting after `cursor`; `private` as in [`Filter`]; ending at
+    /// `expires_ms` on the loop clock (a token's expiry) if given.
+    pub fn topics(
+        now: Now,
+        cursor: u64,
+        (filter, private): (Filter, u32),
+        heartbeat_ms: u64,
+        expires_ms: Option<u64>,
+    ) -> Source {
         Source::Topics {
             cursor,
             heartbeat_at: now.ms + heartbeat_ms,
             filter,
+            private,
+            expires_s: expires_ms.map_or(0, |ms| {
+                ms.div_ceil(1000).clamp(1, u64::from(u32::MAX)) as u32
+            }),
             beat: false,
         }
     }
@@ -128,14 +148,20 @@ impl Source {
     }
 
     /// The deadline passed. `blocked`: the previous output is still unwritten, so nothing new
-    /// may be queued (at most one partial frame is pending per stream).
-    pub fn on_timeout(&mut self, now: Now, blocked: bool, ctx: &mut Ctx<'_>) {
+    /// may be queued (at most one partial frame is pending per stream). Returns `true` when
+    /// the stream must end (its token expired).
+    pub fn on_timeout(&mut self, now: Now, blocked: bool, ctx: &mut Ctx<'_>) -> bool {
+        if let Source::Topics { expires_s, .. } = self {
+            if *expires_s > 0 && now.ms >= u64::from(*expires_s) * 1000 {
+                return true;
+            }
+        }
         match self {
             Source::Clock {
                 next_tick, due: d, ..
             } => {
                 if now.ms < *next_tick {
-                    return;
+                    return false;
                 }
                 let interval = ctx.cfg.interval_ms.max(1);
                 let missed = (now.ms - *next_tick) / interval + 1;
@@ -168,6 +194,7 @@ impl Source {
                 }
             }
         }
+        false
     }
 
     /// Appends what is due to `out` (the loop's scratch); returns whether anything was.
@@ -200,7 +227,9 @@ impl Source {
                 cursor,
                 heartbeat_at,
                 filter,
+                private,
                 beat,
+                ..
             } => {
                 let hub = &mut *ctx.hub;
                 let mut marks = std::mem::take(&mut hub.marks);
@@ -216,7 +245,7 @@ impl Source {
                         if out.len() >= BATCH_BYTES {
                             break;
                         }
-                        if hub.matches(filter, ev) {
+                        if hub.matches(filter, *private, ev) {
                             out.extend_from_slice(&ev.frame);
                             marks.push(Mark {
                                 seq: ev.seq,

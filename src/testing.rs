@@ -43,6 +43,8 @@ impl Env {
                 process_stats: ProcessStats::default,
                 publish_token: None,
                 log: None,
+                jwt: None,
+                private_topics: Default::default(),
             },
             dates: Dates::new(),
             rng: Rng::new(7),

@@ -65,6 +65,7 @@ fn publish(i: usize) -> Publish {
         data: format!("event {i}\nsecond line"),
         event_type: (i % 2 == 0).then(|| "note".to_string()),
         retry: (i % 5 == 0).then_some(1000 + i as u64),
+        private: false,
     }
 }
 
@@ -381,6 +382,7 @@ fn throughput() {
         data: r#"{"seq":123456,"t_us":1700000000000000,"run":"abcdef"}"#.into(),
         event_type: None,
         retry: None,
+        private: false,
     };
     let (tx, rx) = mpsc::channel::<bool>();
     let t = Instant::now();

@@ -1,0 +1,263 @@
+//! Private topics over real sockets: the matrix of public/private events against every kind of
+//! token, live and on resume; a stream ended at its token's `exp`; publisher tokens restricted
+//! to a topic.
+
+mod common;
+
+use common::{read_until, Server};
+use sse_server::jwt::sign_hs256;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(claims: &str) -> String {
+    sign_hs256(KEY.as_bytes(), claims)
+}
+
+fn sub_token(topics: &str, exp: u64) -> String {
+    token(&format!(
+        r#"{{"mercure":{{"subscribe":{topics}}},"exp":{exp}}}"#
+    ))
+}
+
+fn server() -> Server {
+    Server::start(&[
+        "--jwt-key",
+        KEY,
+        "--private-topics",
+        "secret/*",
+        "--publish-token",
+        "pub",
+    ])
+}
+
+fn publish(server: &Server, auth: &str, body: &str) -> (u16, String) {
+    let r = server.request(&format!(
+        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    (r.status, r.text())
+}
+
+/// A stream and the bytes already read after its head.
+struct Stream(TcpStream, Vec<u8>);
+
+/// Opens a stream; returns the status and, for 200, the stream.
+fn open(server: &Server, query: &str, headers: &str) -> (u16, Option<Stream>, String) {
+    let mut s = server.connect();
+    s.write_all(format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        .unwrap();
+    let got = read_until(&mut s, Duration::from_secs(5), |b| {
+        b.windows(4).any(|w| w == b"\r\n\r\n")
+    });
+    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..at]).into_owned();
+    let status: u16 = head[9..12].parse().unwrap();
+    (
+        status,
+        (status == 200).then(|| Stream(s, got[at..].to_vec())),
+        head,
+    )
+}
+
+/// The data of every event received within `wait`.
+fn datas(st: &mut Stream, wait: Duration) -> Vec<String> {
+    let end = Instant::now() + wait;
+    let mut got = std::mem::take(&mut st.1);
+    let s = &mut st.0;
+    let mut buf = [0u8; 8192];
+    while Instant::now() < end {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").map(String::from))
+        .collect()
+}
+
+#[test]
+fn private_events_reach_only_tokens_that_may_read_them_live_and_on_resume() {
+    let server = server();
+    let exp = now_s() + 600;
+    let right = sub_token(r#"["secret/1","chat/1"]"#, exp);
+    let wrong = sub_token(r#"["secret/2"]"#, exp);
+    let expired = sub_token(r#"["secret/1"]"#, now_s() - 3600);
+    let none_alg = {
+        // {"alg":"none"} with the right claims and no signature.
+        let b64 = |s: &str| {
+            use std::fmt::Write;
+            // base64url without padding, by hand for the test (no dependency).
+            const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let b = s.as_bytes();
+            let mut out = String::new();
+            for c in b.chunks(3) {
+                let n = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
+                for i in 0..=c.len() {
+                    let _ = out.write_char(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                }
+            }
+            out
+        };
+        format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&format!(
+                r#"{{"mercure":{{"subscribe":["*"]}},"exp":{exp}}}"#
+            ))
+        )
+    };
+    let bad_sig = {
+        let mut t = right.clone();
+        let last = t.pop().unwrap();
+        t.push(if last == 'A' { 'B' } else { 'A' });
+        t
+    };
+    // Bad tokens are refused outright, with nothing but the standard challenge.
+    for (name, t) in [
+        ("expired", &expired),
+        ("alg none", &none_alg),
+        ("bad signature", &bad_sig),
+    ] {
+        let (status, _, head) = open(
+            &server,
+            "topic=secret/1",
+            &format!("Authorization: Bearer {t}\r\n"),
+        );
+        assert_eq!(status, 401, "{name}");
+        assert!(
+            head.contains("WWW-Authenticate: Bearer error=\"invalid_token\"\r\n"),
+            "{name}: {head}"
+        );
+    }
+    // Live: three subscribers to secret/1 and chat/1, each token given another way.
+    let q = "topic=secret/1&topic=chat/1";
+    let (_, anon, _) = open(&server, q, "");
+    let (_, wrong_s, _) = open(
+        &server,
+        q,
+        &format!("Cookie: theme=dark; mercureAuthorization={wrong}\r\n"),
+    );
+    let (_, right_s, _) = open(&server, &format!("{q}&authorization={right}"), "");
+    let (_, star, _) = open(
+        &server,
+        "topic=*",
+        &format!("Authorization: Bearer {right}\r\n"),
+    );
+    let (mut anon, mut wrong_s, mut right_s, mut star) = (
+        anon.unwrap(),
+        wrong_s.unwrap(),
+        right_s.unwrap(),
+        star.unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let (st, first_id) = publish(&server, "pub", "topic=chat/1&data=public");
+    assert_eq!(st, 200);
+    // Private by --private-topics, and by the publisher's flag.
+    assert_eq!(publish(&server, "pub", "topic=secret/1&data=s1").0, 200);
+    assert_eq!(
+        publish(&server, "pub", "topic=chat/1&data=c1&private=on").0,
+        200
+    );
+    let wait = Duration::from_millis(300);
+    assert_eq!(datas(&mut anon, wait), ["public"]);
+    assert_eq!(datas(&mut wrong_s, wait), ["public"]);
+    assert_eq!(datas(&mut right_s, wait), ["public", "s1", "c1"]);
+    assert_eq!(datas(&mut star, wait), ["public", "s1", "c1"]);
+    // Resume from before everything: the same rule, never a private event replayed to a
+    // token that may not read it.
+    let (epoch, _) = first_id.rsplit_once('-').unwrap();
+    let before_all = format!("{epoch}-0");
+    let replay = |headers: String| {
+        let (_, s, _) = open(&server, "topic=secret/1&topic=chat/1", &headers);
+        datas(&mut s.unwrap(), wait)
+    };
+    assert_eq!(
+        replay(format!("Last-Event-ID: {before_all}\r\n")),
+        ["public"]
+    );
+    assert_eq!(
+        replay(format!(
+            "Last-Event-ID: {before_all}\r\nCookie: mercureAuthorization={wrong}\r\n"
+        )),
+        ["public"]
+    );
+    assert_eq!(
+        replay(format!(
+            "Last-Event-ID: {before_all}\r\nAuthorization: Bearer {right}\r\n"
+        )),
+        ["public", "s1", "c1"]
+    );
+}
+
+#[test]
+fn a_stream_ends_at_its_tokens_expiry_with_a_retry() {
+    let server = Server::start(&["--jwt-key", KEY, "--jwt-leeway-ms", "0"]);
+    let exp = now_s() + 2;
+    let t = sub_token(r#"["a"]"#, exp);
+    let (status, s, _) = open(
+        &server,
+        "topic=a",
+        &format!("Authorization: Bearer {t}\r\n"),
+    );
+    assert_eq!(status, 200);
+    let mut s = s.unwrap().0;
+    let start = Instant::now();
+    let got = read_until(&mut s, Duration::from_secs(5), |b| {
+        String::from_utf8_lossy(b).contains("retry: ")
+    });
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("retry: "), "{text}");
+    let elapsed = start.elapsed();
+    assert!(elapsed <= Duration::from_millis(3100), "{elapsed:?}");
+    // And then the server closes.
+    let mut rest = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.read_to_end(&mut rest);
+    assert_eq!(
+        server.wait_metric("sse_streams_open", 0.0, Duration::from_secs(1)),
+        0.0
+    );
+}
+
+#[test]
+fn publisher_tokens_may_publish_only_to_their_topics() {
+    let server = Server::start(&["--jwt-key", KEY]);
+    let one = token(r#"{"mercure":{"publish":["chat/42"]}}"#);
+    let prefix = token(r#"{"mercure":{"publish":["news/*"]}}"#);
+    assert_eq!(publish(&server, &one, "topic=chat/42&data=x").0, 200);
+    let (st, text) = publish(&server, &one, "topic=chat/42&topic=chat/43&data=x");
+    assert_eq!(st, 403);
+    assert!(text.contains("chat/43"), "{text}");
+    assert_eq!(publish(&server, &prefix, "topic=news/today&data=x").0, 200);
+    assert_eq!(publish(&server, &prefix, "topic=newsletter&data=x").0, 403);
+    // A subscriber's token (no publish claim) may not publish; a forged one is 401.
+    let sub = sub_token(r#"["*"]"#, now_s() + 60);
+    assert_eq!(publish(&server, &sub, "topic=a&data=x").0, 403);
+    let forged = sign_hs256(
+        b"another key entirely, also long enough",
+        r#"{"mercure":{"publish":["*"]}}"#,
+    );
+    let (st, _) = publish(&server, &forged, "topic=a&data=x");
+    assert_eq!(st, 401);
+    // With a key configured, loopback alone is not enough.
+    let r = server.request(
+        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\n\r\ntopic=a&data=x",
+    );
+    assert_eq!(r.status, 401);
+}
