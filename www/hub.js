@@ -242,6 +242,7 @@
       const q = topicQuery(this.topics);
       // Resume after what this tab has shown (the previous holder's last relayed event).
       if (lastId) q.set("lastEventID", lastId);
+      ui.status.dataset.resumedFrom = lastId;
       const es = new EventSource(`/sse?${q}`);
       this.source = es;
       this.show("connecting");
