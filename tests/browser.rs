@@ -593,7 +593,7 @@ fn topics_panel_streams_a_reply_and_shows_a_reset() {
     let first = publish(&server, "news", None, "第一条 first\nsecond line");
     publish(&server, "sport", None, "not subscribed");
     let v = wait_hub(&b, Duration::from_secs(3), |v| !v.rows.is_empty());
-    assert_eq!(v.ids, [first.clone()], "{v:?}");
+    assert_eq!(v.ids, [first.as_str()], "{v:?}");
     let (ty, id, _, text) = &v.rows[0];
     assert_eq!((ty.as_str(), id.as_str()), ("message", first.as_str()));
     assert!(
@@ -647,7 +647,7 @@ fn topics_panel_streams_a_reply_and_shows_a_reset() {
     // A second reply starts a new bubble.
     let t2 = publish(&server, "chat", Some("token"), "again");
     let v = wait_hub(&b, Duration::from_secs(3), |v| v.replies.len() == 2);
-    assert_eq!(v.replies[1].2, [t2.clone()], "{v:?}");
+    assert_eq!(v.replies[1].2, [t2.as_str()], "{v:?}");
     let d2 = publish(&server, "chat", Some("done"), "");
     wait_hub(&b, Duration::from_secs(3), |v| v.ids.last() == Some(&d2));
 
@@ -855,7 +855,7 @@ fn tabs_share_one_stream_and_hand_over_without_loss() {
     let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.last() == Some(&last));
     assert_eq!(
         v.ids,
-        [last.clone()],
+        [last.as_str()],
         "the solo tab shows what came after it opened"
     );
     b.switch_to(&rest[holder]);
