@@ -29,8 +29,13 @@
       ],
     },
     { key: "publishes", zh: "发布", en: "Publishes", unit: "/s", series: [{ zh: "发布", en: "publishes", rate: "publishes_total" }] },
-    { key: "resets", zh: "重置", en: "Resets", unit: "/s", total: "resets_total", series: [{ zh: "重置", en: "resets", rate: "resets_total" }] },
-    { key: "timeouts", zh: "超时", en: "Timeouts", unit: "/s", total: "timeouts_total", series: [{ zh: "超时", en: "timeouts", rate: "timeouts_total" }] },
+    {
+      key: "resets", zh: "重置与超时", en: "Resets and timeouts", unit: "/s", totals: true,
+      series: [
+        { zh: "重置", en: "resets", rate: "resets_total" },
+        { zh: "超时", en: "timeouts", rate: "timeouts_total" },
+      ],
+    },
     { key: "rss", zh: "内存", en: "Resident memory (RSS)", unit: " MiB", series: [{ zh: "RSS", en: "MiB", get: (s) => s.rss_bytes / MIB }] },
     { key: "cpu", zh: "处理器", en: "CPU, % of one core", unit: " %", series: [{ zh: "CPU", en: "%", rate: "cpu_seconds", scale: 100 }] },
   ];
@@ -73,7 +78,7 @@
       legend.append(li);
       return value;
     });
-    const total = c.total ? node("span", "chart-total", "") : null;
+    const total = c.totals ? node("span", "chart-total", "") : null;
     cap.append(title, legend);
     if (total) cap.append(total);
 
@@ -175,7 +180,10 @@
         const latest = vs[vs.length - 1];
         ch.values[k].textContent = fmt(latest) + (latest === null ? "" : ch.c.unit || "");
       });
-      if (ch.total) ch.total.textContent = `累计 total ${fmt(samples[samples.length - 1][ch.c.total])}`;
+      if (ch.total) {
+        const last = samples[samples.length - 1];
+        ch.total.textContent = `累计 total: ${ch.c.series.map((s) => `${s.en} ${fmt(last[s.rate])}`).join(", ")}`;
+      }
       const latest = series.map((vs) => vs[vs.length - 1]);
       ch.fig.dataset.latest = JSON.stringify(latest);
       ch.svg.setAttribute("aria-label", `${ch.c.zh} ${ch.c.en}: ${latest.map(fmt).join(", ")}${ch.c.unit || ""}`);
