@@ -874,3 +874,191 @@ fn tabs_share_one_stream_and_hand_over_without_loss() {
         holder + 1
     );
 }
+
+// ---- the dashboard ----
+
+/// Each chart's key, its latest values (JSON) and its lines' path data.
+fn chart_snapshot(b: &Browser) -> (u64, Vec<(String, serde_json::Value, String)>) {
+    let v = b.exec(
+        "const charts = document.getElementById('charts');
+         return {
+           samples: charts.dataset.samples || '0',
+           charts: [...charts.querySelectorAll('.chart')].map((f) => [
+             f.dataset.key,
+             f.dataset.latest || 'null',
+             [...f.querySelectorAll('path.line')].map((p) => p.getAttribute('d')).join('|'),
+           ]),
+         };",
+        json!([]),
+    );
+    let samples = v["samples"].as_str().unwrap_or("0").parse().unwrap_or(0);
+    let charts = v["charts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no charts: {v}"))
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().to_owned(),
+                serde_json::from_str(c[1].as_str().unwrap()).unwrap(),
+                c[2].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (samples, charts)
+}
+
+/// Runs until `stop`: `clock` seed streams and `subscribers` hub subscriptions to `load`,
+/// each read by its own thread, and a publisher to `load` every 50 ms.
+fn run_load(
+    addr: SocketAddr,
+    clock: usize,
+    subscribers: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    let mut threads = Vec::new();
+    let targets = std::iter::repeat("/sse")
+        .take(clock)
+        .chain(std::iter::repeat("/sse?topic=load").take(subscribers));
+    for target in targets {
+        let stop = stop.clone();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        write!(s, "GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(0) = s.read(&mut buf) {
+                    break;
+                }
+            }
+        }));
+    }
+    let stop = stop.clone();
+    threads.push(std::thread::spawn(move || {
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            publish_to(addr, "load", None, &format!("load {i}"));
+            i += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }));
+    threads
+}
+
+#[test]
+fn dashboard_charts_update_under_load() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    let server = Server::start(&["--interval-ms", "100"]);
+    let page = server.get("/dashboard");
+    assert_eq!(page.status, 200, "GET /dashboard");
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.text().contains("/dashboard.js"), "{}", page.text());
+
+    // Load: 20 clock streams at 100 ms, 10 subscribers, 20 publishes/s; running for 3 s
+    // before the dashboard opens, so the samples sent on connect already draw a line.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = run_load(server.addr, 20, 10, &stop);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 800);
+    // Linked from the page.
+    b.goto(&format!("http://{}/", server.addr));
+    b.click("a[href='/dashboard']");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.title().contains("Server dashboard") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let title = b.title();
+    assert!(title.contains("服务器仪表盘"), "title {title:?}");
+
+    // The recent samples come at once, not one a second.
+    let opened = Instant::now();
+    let mut first = chart_snapshot(&b);
+    while first.0 < 3 && opened.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(20));
+        first = chart_snapshot(&b);
+    }
+    assert!(
+        first.0 >= 3,
+        "{} samples 1 s after the dashboard opened (the last minutes come first)",
+        first.0
+    );
+    let state = b.exec(
+        "return document.getElementById('dash-status').dataset.state",
+        json!([]),
+    );
+    assert_eq!(state, json!("open"));
+    let keys: Vec<&str> = first.1.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["streams", "frames", "publishes", "resets", "rss", "cpu"]
+    );
+
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = chart_snapshot(&b);
+    assert!(
+        second.0 > first.0,
+        "no new samples in 2.5 s: {} then {}",
+        first.0,
+        second.0
+    );
+    for ((key, _, d1), (_, _, d2)) in first.1.iter().zip(&second.1) {
+        assert!(!d2.is_empty(), "chart {key} draws nothing");
+        assert_ne!(d1, d2, "chart {key} did not change in 2.5 s");
+    }
+    let latest = |key: &str, i: usize| -> f64 {
+        let c = second.1.iter().find(|c| c.0 == key).unwrap();
+        c.1[i]
+            .as_f64()
+            .unwrap_or_else(|| panic!("chart {key} series {i}: {}", c.1))
+    };
+    assert!(
+        latest("streams", 0) >= 30.0,
+        "streams open {}",
+        latest("streams", 0)
+    );
+    assert!(
+        latest("streams", 1) >= 10.0,
+        "hub subscribers {}",
+        latest("streams", 1)
+    );
+    assert!(
+        latest("frames", 0) > 100.0,
+        "frames/s {}",
+        latest("frames", 0)
+    );
+    assert!(
+        latest("frames", 1) > 50.0,
+        "deliveries/s {}",
+        latest("frames", 1)
+    );
+    assert!(
+        latest("publishes", 0) > 5.0,
+        "publishes/s {}",
+        latest("publishes", 0)
+    );
+    assert!(latest("rss", 0) > 1.0, "RSS MiB {}", latest("rss", 0));
+    assert!(latest("cpu", 0) >= 0.0);
+
+    save_screenshots(&b, "dashboard");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let errors = console_errors(&b);
+    assert!(
+        errors.is_empty(),
+        "browser console errors:\n{}",
+        errors.join("\n")
+    );
+}
