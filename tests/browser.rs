@@ -651,7 +651,6 @@ fn topics_panel_streams_a_reply_and_shows_a_reset() {
     let d2 = publish(&server, "chat", Some("done"), "");
     wait_hub(&b, Duration::from_secs(3), |v| v.ids.last() == Some(&d2));
 
-    save_screenshots(&b, "index");
     // The clock panel beside it still works.
     b.click("#connect");
     let st = wait_page(&b, Duration::from_secs(4), |s| s.items.len() >= 2);
@@ -693,6 +692,7 @@ fn topics_panel_streams_a_reply_and_shows_a_reset() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), v.ids.len(), "an id shown twice: {v:?}");
+    save_screenshots(&b, "index");
 
     let errors = console_errors(&b);
     assert!(
