@@ -526,6 +526,11 @@ fn save_screenshots(b: &Browser, name: &str) {
         ] {
             b.emulate_viewport(Some((w, h, scale, mobile)));
             std::thread::sleep(Duration::from_millis(400)); // layout, a chart frame
+                                                            // The event feed at its newest, as a reader following it sees it.
+            b.exec(
+                "for (const f of document.querySelectorAll('.feed')) f.scrollTop = f.scrollHeight;",
+                json!([]),
+            );
             let height = b
                 .exec(
                     "return Math.ceil(document.documentElement.scrollHeight)",
