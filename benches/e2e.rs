@@ -5,7 +5,16 @@
 //! ```text
 //! cargo bench --bench e2e                      # every scenario
 //! cargo bench --bench e2e -- hold rate knee cores   # a subset
+//! cargo bench --bench e2e -- fanout throughput      # the hub scenarios
+//! cargo bench --bench e2e -- hub-small              # a few-second check of the hub rows
 //! ```
+//!
+//! The hub scenarios (`fanout`: 19,000 subscribers of one topic, 1 publish/s; `throughput`:
+//! 1,000 subscribers, 100 publishes/s) run sse-server (`GET /sse?topic=bench`,
+//! `POST /publish`) and nchan (`../shared/peers/nchan/run`, when nginx and its nchan module are
+//! installed: `GET /sub/bench`, `POST /pub/bench`), with `sse-load`'s publisher, and print
+//! publish-to-deliver latency, deliveries, and the server's CPU and RSS per subscriber (nginx's
+//! master and workers summed).
 //!
 //! Peers are looked up in `$SSE_PEERS_TARGET` (default `/tmp/peers`, built with
 //! `cargo build --release --manifest-path ../shared/peers/<peer>/Cargo.toml --target-dir /tmp/peers`)
@@ -437,5 +446,277 @@ fn main() {
         specs.extend(peers.iter().filter(|p| p.name == "floor").cloned());
         let rows: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
         print_table("What a second loop buys", &case, &rows);
+    }
+    hub_scenarios(&want, &wanted);
+}
+
+/// A hub to measure: how to start it, and where to subscribe and publish.
+struct Hub {
+    name: &'static str,
+    /// The program and its arguments, given the port.
+    command: fn(u16) -> Command,
+    sub_path: &'static str,
+    pub_path: &'static str,
+    format: &'static str,
+}
+
+fn nchan_run() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/nchan/run")
+}
+
+fn hubs() -> (Vec<Hub>, Option<String>) {
+    let mut found = vec![Hub {
+        name: "sse-server",
+        command: |port| {
+            let mut c = Command::new(SSE_SERVER);
+            c.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+            c
+        },
+        sub_path: "/sse?topic=bench",
+        pub_path: "/publish",
+        format: "form",
+    }];
+    let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so");
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    if nchan_run().exists() && module.exists() && nginx {
+        found.push(Hub {
+            name: "nchan",
+            command: |port| {
+                let mut c = Command::new(nchan_run());
+                c.arg(port.to_string());
+                c
+            },
+            sub_path: "/sub/bench",
+            pub_path: "/pub/bench",
+            format: "raw",
+        });
+        (found, None)
+    } else {
+        (
+            found,
+            Some(format!(
+                "nchan (needs {} and nginx with {})",
+                nchan_run().display(),
+                module.display()
+            )),
+        )
+    }
+}
+
+/// A process and its children (nginx's workers): (CPU seconds, RSS bytes), summed.
+fn tree_usage(pid: u32) -> (f64, u64) {
+    let mut pids = vec![pid];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                pids.push(child);
+            }
+        }
+    }
+    pids.iter().fold((0.0, 0), |(c, r), &p| {
+        (c + cpu_seconds(p), r + proc_status_kb(p, "VmRSS:") * 1024)
+    })
+}
+
+struct HubCase {
+    subscribers: usize,
+    publish_rate: f64,
+    window_s: u64,
+}
+
+struct HubRow {
+    name: String,
+    report: Value,
+    rss_per_sub: f64,
+    cpu_pct: f64,
+    cpu_us_per_delivery: f64,
+}
+
+fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
+    let port = free_port();
+    let mut server = (hub.command)(port)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", hub.name));
+    let pid = server.id();
+    wait_listening(port);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, rss_base) = tree_usage(pid);
+    // Ramp at 4000 connects/s, settle, then publish through the window; publishing starts at
+    // the end of the warm-up (every subscriber is open by then) and stops 1 s before the end.
+    let ramp_s = (case.subscribers / 4000) as u64 + 3;
+    let warmup = ramp_s + 1;
+    let duration = warmup + case.window_s + 2;
+    let base = format!("http://127.0.0.1:{port}");
+    let load = Command::new(SSE_LOAD)
+        .args([
+            &format!("{base}{}", hub.sub_path),
+            "-c",
+            &case.subscribers.to_string(),
+            "-d",
+            &duration.to_string(),
+            "--rate",
+            "4000",
+            "--source-addrs",
+            "4",
+            "--warmup",
+            &warmup.to_string(),
+            "--publish-url",
+            &format!("{base}{}", hub.pub_path),
+            "--publish-format",
+            hub.format,
+            "--publish-topic",
+            "bench",
+            "--publish-rate",
+            &case.publish_rate.to_string(),
+            "--drain",
+            "1",
+            "--json",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("sse-load starts");
+    std::thread::sleep(Duration::from_secs(warmup) + Duration::from_millis(500));
+    let (cpu0, _) = tree_usage(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(case.window_s));
+    let (cpu1, rss_full) = tree_usage(pid);
+    let window_s = t0.elapsed().as_secs_f64();
+    let out = load.wait_with_output().expect("sse-load finishes");
+    // nginx's master stops its workers on SIGTERM; sse-server exits on it.
+    // SAFETY: kill(2) on the child this bench started and has not reaped.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = server.wait();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sse-load --json output for {}: {e}: {}",
+            hub.name,
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    // Deliveries in the window, from the rate received over the publishing span.
+    let g = |path: &str| {
+        let mut v = &report;
+        for k in path.split('.') {
+            v = &v[k];
+        }
+        v.as_f64().unwrap_or(0.0)
+    };
+    let span_s = (g("hub.published.stopped_ms") - g("hub.published.started_ms")) / 1000.0;
+    let deliveries = g("hub.deliveries.received") / span_s.max(1e-3) * window_s;
+    HubRow {
+        name: hub.name.into(),
+        report,
+        rss_per_sub: (rss_full as f64 - rss_base as f64) / case.subscribers as f64,
+        cpu_pct: (cpu1 - cpu0) / window_s * 100.0,
+        cpu_us_per_delivery: if deliveries >= 1.0 {
+            (cpu1 - cpu0) * 1e6 / deliveries
+        } else {
+            f64::NAN
+        },
+    }
+}
+
+fn print_hub_table(title: &str, case: &HubCase, rows: &[HubRow]) {
+    println!(
+        "\n### {title}: {} subscribers of one topic, {} publishes/s, {} s window\n",
+        case.subscribers, case.publish_rate, case.window_s
+    );
+    println!("| hub | subscribers established / failed / dropped | publishes ok / sent | deliveries received / expected (missing, dups, gaps) | publish→deliver p50 / p99 / p99.9 / max | publish answer p50 / p99 | server CPU | CPU per delivery | RSS per subscriber |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let g = |path: &str| {
+            let mut v = &r.report;
+            for k in path.split('.') {
+                v = &v[k];
+            }
+            v.as_f64().unwrap_or(f64::NAN)
+        };
+        println!(
+            "| {} | {} / {} / {} | {} / {} | {} / {} ({}, {}, {}) | {:.2} / {:.2} / {:.2} / {:.1} ms | {:.2} / {:.2} ms | {:.1} % | {} | {:.0} B |",
+            r.name,
+            g("streams.established"),
+            g("streams.failed"),
+            g("streams.dropped"),
+            g("hub.published.ok"),
+            g("hub.published.sent"),
+            g("hub.deliveries.received"),
+            g("hub.deliveries.expected"),
+            g("hub.deliveries.missing"),
+            g("hub.deliveries.duplicates"),
+            g("hub.deliveries.gaps"),
+            g("hub.deliver_ms.p50"),
+            g("hub.deliver_ms.p99"),
+            g("hub.deliver_ms.p999"),
+            g("hub.deliver_ms.max"),
+            g("hub.published.answer_ms.p50"),
+            g("hub.published.answer_ms.p99"),
+            r.cpu_pct,
+            if r.cpu_us_per_delivery.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{:.2} µs", r.cpu_us_per_delivery)
+            },
+            r.rss_per_sub,
+        );
+    }
+}
+
+fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
+    let (hubs, missing) = hubs();
+    let cases = [
+        (
+            "fanout",
+            "Hub fan-out",
+            HubCase {
+                subscribers: 19_000,
+                publish_rate: 1.0,
+                window_s: 10,
+            },
+        ),
+        (
+            "throughput",
+            "Hub throughput",
+            HubCase {
+                subscribers: 1_000,
+                publish_rate: 100.0,
+                window_s: 10,
+            },
+        ),
+        (
+            "hub-small",
+            "Hub check at small scale",
+            HubCase {
+                subscribers: 200,
+                publish_rate: 20.0,
+                window_s: 3,
+            },
+        ),
+    ];
+    for (key, title, case) in cases {
+        // The small check runs only when named.
+        if !(want(key) && (key != "hub-small" || explicit.contains(&key))) {
+            continue;
+        }
+        if let Some(m) = &missing {
+            println!("Skipped hub: {m}");
+        }
+        let rows: Vec<HubRow> = hubs.iter().map(|h| run_hub(h, &case)).collect();
+        print_hub_table(title, &case, &rows);
     }
 }

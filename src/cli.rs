@@ -13,9 +13,27 @@ pub fn split_flag(arg: &str) -> (String, Option<String>) {
 }
 
 pub fn num<T: FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("{flag} {v:?} is not a valid number"))
+    let t = v.trim();
+    t.parse().map_err(|_| {
+        // A well-formed integer that does not fit is not "not a number": say what is wrong.
+        let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{flag} {v} is out of range")
+        } else {
+            format!("{flag} {v:?} is not a valid number")
+        }
+    })
+}
+
+/// A TCP port, 0 to 65535.
+pub fn port(flag: &str, v: &str) -> Result<u16, String> {
+    num(flag, v).map_err(|e| {
+        if e.ends_with("out of range") {
+            format!("{e} (a port is 0 to 65535)")
+        } else {
+            e
+        }
+    })
 }
 
 pub fn positive<T: FromStr + PartialOrd + Default>(flag: &str, v: &str) -> Result<T, String> {
@@ -52,7 +70,18 @@ mod tests {
         );
         assert_eq!(split_flag("http://h/?a=b"), ("http://h/?a=b".into(), None));
         assert_eq!(num::<u16>("--port", " 80 "), Ok(80));
-        assert!(num::<u16>("--port", "70000").is_err());
+        assert_eq!(
+            num::<u16>("--port", "70000"),
+            Err("--port 70000 is out of range".into())
+        );
+        assert_eq!(
+            port("--port", "99999"),
+            Err("--port 99999 is out of range (a port is 0 to 65535)".into())
+        );
+        assert_eq!(
+            num::<u16>("--port", "12a"),
+            Err("--port \"12a\" is not a valid number".into())
+        );
         assert_eq!(
             positive::<u64>("--n", "0"),
             Err("--n must be above 0".into())

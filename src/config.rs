@@ -1,8 +1,14 @@
 //! Every knob of `sse-server`, parsed and validated once into a typed [`Config`].
 //!
-//! **Invariant:** no IO here beyond what the caller passes in (arguments and `PORT`).
+//! Every flag lives in one table, [`FLAGS`]: its name, its help, its default and how it sets the
+//! config. The environment variable of a flag is derived from its name by one rule
+//! ([`env_name`]: `--max-streams` is `SSE_MAX_STREAMS`), so a flag added to the table gets its
+//! variable, its `--help` line and its parsing with no other code. The flag wins over the
+//! variable; `PORT` is kept as the variable of `--port` of lowest precedence.
+//!
+//! **Invariant:** no IO here beyond what the caller passes in (arguments, a variable lookup).
 
-use crate::cli::{at_least, num, positive, split_flag};
+use crate::cli::{at_least, num, port, positive, split_flag};
 use crate::conn::ConnConfig;
 use crate::hub::HubConfig;
 use std::net::IpAddr;
@@ -11,6 +17,8 @@ use std::path::PathBuf;
 /// The server's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// `::` (the default) is dual-stack: IPv6 and IPv4 on one listener, or `0.0.0.0` where the
+    /// host has no IPv6.
     pub bind: IpAddr,
     pub port: u16,
     /// Serve the page from this folder instead of the copy embedded in the binary.
@@ -31,12 +39,14 @@ pub struct Config {
     pub hub: HubConfig,
     /// The bearer token publishers must present (`None`: loopback clients only).
     pub publish_token: Option<String>,
+    /// `redis://[user:password@]host:port[/db]`: share one event log with other instances.
+    pub redis: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            bind: IpAddr::from([0, 0, 0, 0]),
+            bind: IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
             port: 3000,
             www: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -47,6 +57,7 @@ impl Default for Config {
             conn: ConnConfig::default(),
             hub: HubConfig::default(),
             publish_token: None,
+            redis: None,
         }
     }
 }
@@ -59,45 +70,229 @@ pub enum Command {
     Version,
 }
 
-/// The `--help` text; every flag with its default.
+/// One flag that takes a value. The table [`FLAGS`] is the only place a flag is defined.
+pub struct Flag {
+    /// `--name`; the environment variable is [`env_name`] of it.
+    pub name: &'static str,
+    /// The value's placeholder in `--help` (`N`, `ADDR`, ...).
+    pub value: &'static str,
+    /// One line of help, without the default.
+    pub help: &'static str,
+    /// The default as `--help` shows it.
+    pub default: fn(&Config) -> String,
+    /// Sets the config from a value; `who` (the flag or the variable) names it in errors.
+    pub set: fn(&mut Config, who: &str, value: &str) -> Result<(), String>,
+}
+
+/// Every flag that takes a value, in `--help` order.
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        name: "--port",
+        value: "N",
+        help: "TCP port, 0 picks a free one (PORT is read too, below SSE_PORT)",
+        default: |c| c.port.to_string(),
+        set: |c, who, v| port(who, v).map(|n| c.port = n),
+    },
+    Flag {
+        name: "--bind",
+        value: "ADDR",
+        help: "address to listen on; :: is IPv6 and IPv4 (0.0.0.0 without IPv6)",
+        default: |c| c.bind.to_string(),
+        set: |c, who, v| {
+            c.bind = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{who} {v:?} is not an IP address"))?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--interval-ms",
+        value: "N",
+        help: "time between two events of one stream",
+        default: |c| c.conn.interval_ms.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.conn.interval_ms = n),
+    },
+    Flag {
+        name: "--www",
+        value: "DIR",
+        help: "serve the page from DIR instead of the copy built into the binary",
+        default: |_| "the built-in page".into(),
+        set: |c, _, v| {
+            c.www = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--threads",
+        value: "N",
+        help: "event loops, one per core is best",
+        default: |c| format!("the CPUs, here {}", c.threads),
+        set: |c, who, v| positive(who, v).map(|n| c.threads = n),
+    },
+    Flag {
+        name: "--max-streams",
+        value: "N",
+        help: "most concurrent streams; past it a client is told to retry later",
+        default: |_| "the descriptor limit minus a reserve of 1/8 of it, 16 to 256".into(),
+        set: |c, who, v| num(who, v).map(|n| c.max_streams = Some(n)),
+    },
+    Flag {
+        name: "--head-timeout-ms",
+        value: "N",
+        help: "a request head must arrive within this",
+        default: |c| c.conn.head_timeout_ms.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.conn.head_timeout_ms = n),
+    },
+    Flag {
+        name: "--idle-timeout-ms",
+        value: "N",
+        help: "close a kept-alive connection idle this long",
+        default: |c| c.conn.idle_timeout_ms.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.conn.idle_timeout_ms = n),
+    },
+    Flag {
+        name: "--stall-timeout-ms",
+        value: "N",
+        help: "close a connection whose output makes no progress this long",
+        default: |c| c.conn.stall_timeout_ms.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.conn.stall_timeout_ms = n),
+    },
+    Flag {
+        name: "--reconnect-ms",
+        value: "N",
+        help: "mean of the jittered retry: on overload and shutdown (half to 1.5 times it)",
+        default: |c| c.conn.reconnect_ms.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.conn.reconnect_ms = n),
+    },
+    Flag {
+        name: "--max-head-bytes",
+        value: "N",
+        help: "request head size limit, 431 past it",
+        default: |c| c.conn.limits.max_head.to_string(),
+        set: |c, who, v| at_least(who, v, 64).map(|n| c.conn.limits.max_head = n),
+    },
+    Flag {
+        name: "--max-target-bytes",
+        value: "N",
+        help: "request target limit, 414 past it",
+        default: |c| c.conn.limits.max_target.to_string(),
+        set: |c, who, v| at_least(who, v, 16).map(|n| c.conn.limits.max_target = n),
+    },
+    Flag {
+        name: "--max-headers",
+        value: "N",
+        help: "header count limit, 431 past it (at most 128)",
+        default: |c| c.conn.limits.max_headers.to_string(),
+        set: |c, who, v| at_least(who, v, 1).map(|n| c.conn.limits.max_headers = n.min(128)),
+    },
+    Flag {
+        name: "--sndbuf",
+        value: "BYTES",
+        help: "SO_SNDBUF of accepted sockets",
+        default: |_| "the kernel's autotuning".into(),
+        set: |c, who, v| positive(who, v).map(|n| c.sndbuf = Some(n)),
+    },
+    Flag {
+        name: "--shutdown-grace-ms",
+        value: "N",
+        help: "on SIGTERM/SIGINT, time allowed to end streams",
+        default: |c| c.shutdown_grace_ms.to_string(),
+        set: |c, who, v| num(who, v).map(|n| c.shutdown_grace_ms = n),
+    },
+    Flag {
+        name: "--timer-slack-ms",
+        value: "N",
+        help: "ticks due within N ms share one wake-up; a frame may be N ms late, never early",
+        default: |_| "interval/40, from 1 to 2".into(),
+        set: |c, who, v| positive(who, v).map(|n| c.timer_slack_ms = Some(n)),
+    },
+    Flag {
+        name: "--publish-token",
+        value: "T",
+        help: "POST /publish needs Authorization: Bearer T (never logged)",
+        default: |_| "none: only loopback clients may publish".into(),
+        set: |c, who, v| {
+            if v.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(format!("{who} must be printable ASCII without spaces"));
+            }
+            c.publish_token = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--redis",
+        value: "URL",
+        help: "redis://[user:password@]host:port[/db]: one event log shared by every instance",
+        default: |_| "none: this instance alone".into(),
+        set: |c, _, v| {
+            c.redis = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--history-events",
+        value: "N",
+        help: "hub events kept for resuming, oldest dropped first",
+        default: |d| d.hub.history_events.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.hub.history_events = n),
+    },
+    Flag {
+        name: "--history-bytes",
+        value: "N",
+        help: "bytes of hub events kept for resuming",
+        default: |d| d.hub.history_bytes.to_string(),
+        set: |c, who, v| at_least(who, v, 1024).map(|n| c.hub.history_bytes = n),
+    },
+    Flag {
+        name: "--heartbeat-ms",
+        value: "N",
+        help: "a comment line on a topic stream idle this long",
+        default: |d| d.hub.heartbeat_ms.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.hub.heartbeat_ms = n),
+    },
+    Flag {
+        name: "--max-publish-bytes",
+        value: "N",
+        help: "largest request body (a publish), 413 past it, decided from Content-Length",
+        default: |d| d.conn.max_body.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.conn.max_body = n),
+    },
+];
+
+/// The environment variable of a flag: `SSE_` and the name in capitals, `-` as `_`
+/// (`--max-streams` is `SSE_MAX_STREAMS`).
+pub fn env_name(flag: &str) -> String {
+    let bare = flag.trim_start_matches('-');
+    format!("SSE_{}", bare.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The `--help` text: every flag with its default and its variable.
 pub fn help() -> String {
     let d = Config::default();
-    let c = &d.conn;
-    format!(
-        "sse-server: a Server-Sent Events server (the seed's /sse stream, its page, /metrics)
+    let mut out = String::from(
+        "sse-server: a Server-Sent Events server (the seed's /sse stream, its page, /metrics).
+The seed is the blog post this server reproduces: an Express server that pushes one timed
+event every 2 s, and a page to open and close the stream.
 
 USAGE: sse-server [FLAGS]
 
-FLAGS (each also accepted as --flag=value):
-  --port N                TCP port (default {port}; the PORT environment variable sets it too,
-                          the flag wins; 0 picks a free port)
-  --bind ADDR             address to listen on (default {bind})
-  --interval-ms N         time between two events of one stream (default {interval})
-  --www DIR               serve the page from DIR instead of the copy built into the binary
-  --threads N             event loops, one per core is best (default: CPUs here = {threads})
-  --max-streams N         most concurrent streams; past it a client is told to retry later
-                          (default: the file-descriptor limit minus 256)
-  --head-timeout-ms N     a request head must arrive within this (default {head})
-  --idle-timeout-ms N     close a kept-alive connection idle this long (default {idle})
-  --stall-timeout-ms N    close a connection whose output makes no progress this long
-                          (default {stall})
-  --reconnect-ms N        mean of the jittered retry: sent on overload and shutdown
-                          (default {reconnect}; spread over half to one and a half times it)
-  --max-head-bytes N      request head size limit, 431 past it (default {max_head})
-  --max-target-bytes N    request target limit, 414 past it (default {max_target})
-  --max-headers N         header count limit, 431 past it (default {max_headers})
-  --sndbuf BYTES          SO_SNDBUF of accepted sockets (default: the kernel's autotuning)
-  --shutdown-grace-ms N   on SIGTERM/SIGINT, time allowed to end streams (default {grace})
-HUB (POST /publish, GET /sse?topic=...):
-  --publish-token T       publishers must send Authorization: Bearer T (also SSE_PUBLISH_TOKEN);
-                          without it only loopback clients may publish
-  --history-events N      events kept for resuming (default {hist_events})
-  --history-bytes N       bytes of events kept (default {hist_bytes})
-  --heartbeat-ms N        a comment line on a topic stream idle this long (default {heartbeat})
-  --max-publish-bytes N   largest publish body, 413 past it (default {max_body})
-  --timer-slack-ms N      ticks due within N ms share one wake-up; a frame may be up to N ms
-                          late, never early (default: interval/40, from 1 to 2)
-  -h, --help              this text
+FLAGS (each also accepted as --flag=value, and from the environment variable shown; an empty
+variable counts as unset, and a flag wins over its variable):
+",
+    );
+    for f in FLAGS {
+        let left = format!("  {} {}", f.name, f.value);
+        out.push_str(&format!(
+            "{left:<26}{}\n{:<26}default: {}; env {}\n",
+            f.help,
+            "",
+            (f.default)(&d),
+            env_name(f.name)
+        ));
+    }
+    out.push_str(
+        "  -h, --help              this text
   -V, --version           the version
 
 ENDPOINTS: GET /sse (the seed's clock stream), GET /sse?topic=T (a hub subscription; resume
@@ -106,96 +301,81 @@ GET /metrics (Prometheus), GET /healthz, and the page's files (GET / is index.ht
 SIGNALS: SIGTERM and SIGINT end every stream with a jittered retry: and exit 0; SIGHUP is
 ignored.
 ",
-        port = d.port,
-        bind = d.bind,
-        interval = c.interval_ms,
-        threads = d.threads,
-        head = c.head_timeout_ms,
-        idle = c.idle_timeout_ms,
-        stall = c.stall_timeout_ms,
-        reconnect = c.reconnect_ms,
-        max_head = c.limits.max_head,
-        max_target = c.limits.max_target,
-        max_headers = c.limits.max_headers,
-        grace = d.shutdown_grace_ms,
-        hist_events = d.hub.history_events,
-        hist_bytes = d.hub.history_bytes,
-        heartbeat = d.hub.heartbeat_ms,
-        max_body = c.max_body,
-    )
+    );
+    out
 }
 
-/// Parses the arguments (without the program name) and the `PORT` variable's value.
+/// Parses the arguments (without the program name) and the environment, read through `env`
+/// (a variable's value by name). Flags win over variables, `SSE_PORT` over `PORT`.
 pub fn parse_args<I: IntoIterator<Item = String>>(
     args: I,
-    env_port: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Command, String> {
-    let mut cfg = Config::default();
-    if let Some(p) = env_port {
-        cfg.port = p
-            .trim()
-            .parse()
-            .map_err(|_| format!("PORT={p:?} is not a port number"))?;
-    }
+    // The command line first, so that --help works whatever the environment holds.
+    let mut given: Vec<(&Flag, String, String)> = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let (flag, inline) = split_flag(&arg);
-        match flag.as_str() {
+        let (name, inline) = split_flag(&arg);
+        match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             _ => {}
         }
-        let mut value = || -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
+        let Some(flag) = FLAGS.iter().find(|f| f.name == name) else {
+            return Err(format!("unknown argument {arg:?} (see --help)"));
         };
-        let c = &mut cfg.conn;
-        match flag.as_str() {
-            "--port" => cfg.port = num(&flag, &value()?)?,
-            "--bind" => {
-                let v = value()?;
-                cfg.bind = v
-                    .parse()
-                    .map_err(|_| format!("--bind {v:?} is not an IP address"))?;
-            }
-            "--interval-ms" => c.interval_ms = positive(&flag, &value()?)?,
-            "--www" => cfg.www = Some(PathBuf::from(value()?)),
-            "--threads" => cfg.threads = positive(&flag, &value()?)?,
-            "--max-streams" => cfg.max_streams = Some(num(&flag, &value()?)?),
-            "--head-timeout-ms" => c.head_timeout_ms = positive(&flag, &value()?)?,
-            "--idle-timeout-ms" => c.idle_timeout_ms = positive(&flag, &value()?)?,
-            "--stall-timeout-ms" => c.stall_timeout_ms = positive(&flag, &value()?)?,
-            "--reconnect-ms" => c.reconnect_ms = positive(&flag, &value()?)?,
-            "--max-head-bytes" => c.limits.max_head = at_least(&flag, &value()?, 64)?,
-            "--max-target-bytes" => c.limits.max_target = at_least(&flag, &value()?, 16)?,
-            "--max-headers" => c.limits.max_headers = at_least(&flag, &value()?, 1)?.min(128),
-            "--sndbuf" => cfg.sndbuf = Some(positive(&flag, &value()?)?),
-            "--shutdown-grace-ms" => cfg.shutdown_grace_ms = num(&flag, &value()?)?,
-            "--timer-slack-ms" => cfg.timer_slack_ms = Some(positive(&flag, &value()?)?),
-            "--publish-token" => {
-                let t = value()?;
-                if t.is_empty() || t.bytes().any(|b| !b.is_ascii_graphic()) {
-                    return Err(format!("{flag} must be printable ASCII without spaces"));
-                }
-                cfg.publish_token = Some(t);
-            }
-            "--history-events" => cfg.hub.history_events = positive(&flag, &value()?)?,
-            "--history-bytes" => cfg.hub.history_bytes = at_least(&flag, &value()?, 1024)?,
-            "--heartbeat-ms" => cfg.hub.heartbeat_ms = positive(&flag, &value()?)?,
-            "--max-publish-bytes" => c.max_body = positive(&flag, &value()?)?,
-            _ => return Err(format!("unknown argument {arg:?} (see --help)")),
+        let value = inline
+            .or_else(|| args.next())
+            .ok_or_else(|| format!("{name} needs a value"))?;
+        given.push((flag, name, value));
+    }
+    let mut cfg = Config::default();
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(v) = var("PORT") {
+        cfg.port = port("PORT", &v)?;
+    }
+    for f in FLAGS {
+        let name = env_name(f.name);
+        if let Some(v) = var(&name) {
+            (f.set)(&mut cfg, &name, &v)?;
         }
+    }
+    for (flag, name, value) in given {
+        (flag.set)(&mut cfg, &name, &value)?;
     }
     Ok(Command::Run(Box::new(cfg)))
 }
 
 impl Config {
+    /// Descriptors kept out of `--max-streams` by default for the listeners, the page,
+    /// `/metrics` and the process itself: 1/8 of the limit, from 16 to 256.
+    pub fn fd_reserve(fd_limit: u64) -> u64 {
+        (fd_limit / 8).clamp(16, 256)
+    }
+
     /// Limits derived from the config and the process's file-descriptor limit.
     pub fn effective_max_streams(&self, fd_limit: u64) -> usize {
         self.max_streams
-            .unwrap_or_else(|| fd_limit.saturating_sub(256).max(1) as usize)
+            .unwrap_or_else(|| fd_limit.saturating_sub(Self::fd_reserve(fd_limit)).max(1) as usize)
+    }
+
+    /// A start-up warning when the descriptor limit cannot hold the streams asked for (or, by
+    /// default, only a few).
+    pub fn fd_warning(&self, fd_limit: u64) -> Option<String> {
+        let fit = fd_limit.saturating_sub(Self::fd_reserve(fd_limit));
+        match self.max_streams {
+            Some(n) if n as u64 > fit => Some(format!(
+                "--max-streams {n} does not fit the file-descriptor limit {fd_limit}: about \
+                 {fit} streams can be held, the next clients are shed; raise the limit \
+                 (ulimit -n, LimitNOFILE=)"
+            )),
+            None if fit < 1024 => Some(format!(
+                "the file-descriptor limit {fd_limit} holds only {} streams; raise it \
+                 (ulimit -n, LimitNOFILE=) for more",
+                self.effective_max_streams(fd_limit)
+            )),
+            _ => None,
+        }
     }
 
     /// The timer grid in force: the flag, or 1/40 of the interval between 1 and 2 ms.
@@ -210,7 +390,12 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str], port: Option<&str>) -> Result<Config, String> {
-        match parse_args(args.iter().map(|s| s.to_string()), port)? {
+        let env = |k: &str| (k == "PORT").then(|| port.map(str::to_owned)).flatten();
+        run_env(args, &env)
+    }
+
+    fn run_env(args: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+        match parse_args(args.iter().map(|s| s.to_string()), env)? {
             Command::Run(c) => Ok(*c),
             other => panic!("{other:?}"),
         }
@@ -223,7 +408,7 @@ mod tests {
             (c.port, c.conn.interval_ms, c.www.clone()),
             (3000, 2000, None)
         );
-        assert_eq!(c.bind.to_string(), "0.0.0.0");
+        assert_eq!(c.bind.to_string(), "::", "dual-stack by default");
         let c = run(
             &[
                 "--port",
@@ -258,6 +443,97 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_a_variable_and_the_flag_wins() {
+        assert_eq!(env_name("--max-streams"), "SSE_MAX_STREAMS");
+        assert_eq!(env_name("--interval-ms"), "SSE_INTERVAL_MS");
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = run_env(
+            &[],
+            &vars(&[
+                ("SSE_INTERVAL_MS", "50"),
+                ("SSE_MAX_STREAMS", "7"),
+                ("SSE_BIND", "127.0.0.1"),
+                ("SSE_WWW", "/srv/www"),
+                ("PORT", "4000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.conn.interval_ms, 50);
+        assert_eq!(c.max_streams, Some(7));
+        assert_eq!(c.bind.to_string(), "127.0.0.1");
+        assert_eq!(c.www.as_deref(), Some(std::path::Path::new("/srv/www")));
+        assert_eq!(c.port, 4000, "PORT still works");
+        let both = vars(&[("PORT", "4000"), ("SSE_PORT", "4001")]);
+        assert_eq!(
+            run_env(&[], &both).unwrap().port,
+            4001,
+            "SSE_PORT over PORT"
+        );
+        assert_eq!(
+            run_env(&["--port", "5"], &both).unwrap().port,
+            5,
+            "the flag wins"
+        );
+        let c = run_env(&["--interval-ms", "9"], &vars(&[("SSE_INTERVAL_MS", "50")]));
+        assert_eq!(c.unwrap().conn.interval_ms, 9);
+        assert_eq!(
+            run_env(&[], &vars(&[("SSE_INTERVAL_MS", "")])).unwrap(),
+            run(&[], None).unwrap(),
+            "an empty variable is unset"
+        );
+        let err = run_env(&[], &vars(&[("SSE_INTERVAL_MS", "x")])).unwrap_err();
+        assert!(err.contains("SSE_INTERVAL_MS"), "{err}");
+        // Every flag in the table answers to its variable: a bad value names the variable.
+        for f in FLAGS {
+            let name = env_name(f.name);
+            let env = |k: &str| (k == name).then(|| "-1x".to_string());
+            match run_env(&[], &env) {
+                Err(e) => assert!(e.contains(&name), "{e}"),
+                Ok(_) => assert!(
+                    ["--www", "--publish-token", "--redis"].contains(&f.name),
+                    "{} ignored",
+                    f.name
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_is_not_called_malformed() {
+        let e = run(&["--port", "99999"], None).unwrap_err();
+        assert!(e.contains("out of range") && e.contains("65535"), "{e}");
+        let e = run(&[], Some("70000")).unwrap_err();
+        assert!(e.contains("PORT") && e.contains("out of range"), "{e}");
+        let e = run(&["--port", "x"], None).unwrap_err();
+        assert!(e.contains("not a valid number"), "{e}");
+    }
+
+    #[test]
+    fn the_descriptor_reserve_scales_with_the_limit() {
+        let c = run(&[], None).unwrap();
+        assert_eq!(
+            c.effective_max_streams(256),
+            224,
+            "not 1 under ulimit -n 256"
+        );
+        assert_eq!(c.effective_max_streams(1024), 896);
+        assert_eq!(c.effective_max_streams(64), 48);
+        assert_eq!(c.effective_max_streams(1_048_576), 1_048_320);
+        assert!(c.fd_warning(256).unwrap().contains("224"));
+        assert_eq!(c.fd_warning(1_048_576), None);
+        let c = run(&["--max-streams", "1000"], None).unwrap();
+        assert!(c.fd_warning(256).unwrap().contains("--max-streams 1000"));
+        assert_eq!(c.fd_warning(2048), None);
+    }
+
+    #[test]
     fn timer_slack_follows_the_interval() {
         let slack = |args: &[&str]| run(args, None).unwrap().timer_slack_ms();
         assert_eq!(slack(&[]), 2, "2 s interval: 2 ms grid");
@@ -282,12 +558,23 @@ mod tests {
             assert!(run(args, None).is_err(), "{args:?}");
         }
         assert!(run(&[], Some("x")).is_err());
-        assert_eq!(parse_args(["--help".to_string()], None), Ok(Command::Help));
+        assert_eq!(
+            parse_args(["--help".to_string()], &|_| Some("junk".into())),
+            Ok(Command::Help),
+            "--help whatever the environment holds"
+        );
     }
 
     #[test]
     fn help_lists_every_flag() {
         let h = help();
+        for f in FLAGS {
+            assert!(
+                h.contains(&env_name(f.name)),
+                "{} missing from --help",
+                f.name
+            );
+        }
         for flag in [
             "--port",
             "--bind",

@@ -98,8 +98,47 @@ impl Rng {
     }
 }
 
+/// An answer given after the request's turn (see [`Then::Pending`]): which connection of the
+/// loop it is for, and the reply.
+#[derive(Debug)]
+pub struct Completion {
+    pub key: usize,
+    pub gen: u32,
+    pub reply: Reply,
+}
+
+/// How an answer given later reaches its loop: the loop's queue, and its wake-up.
+#[derive(Clone)]
+pub struct Later {
+    tx: std::sync::mpsc::Sender<Completion>,
+    wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Later {
+    /// A queue feeding `tx`'s receiver, with `wake` to rouse its loop.
+    pub fn new(
+        tx: std::sync::mpsc::Sender<Completion>,
+        wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    ) -> Later {
+        Later { tx, wake }
+    }
+
+    /// Delivers `reply` to connection (`key`, `gen`) of the loop (from any thread).
+    pub fn send(&self, key: usize, gen: u32, reply: Reply) {
+        if self.tx.send(Completion { key, gen, reply }).is_ok() {
+            (self.wake)();
+        }
+    }
+}
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Later")
+    }
+}
+
 /// What a connection needs from its event loop, lent for the duration of one call. Built in
-/// one place by the loop ([`Ctx::new`]) and by [`crate::testing::Env`] in tests.
+/// one place by the loop (`server::ctx`) and in one by [`crate::testing::Env`] for tests.
 pub struct Ctx<'a> {
     pub cfg: &'a ConnConfig,
     pub metrics: &'a Metrics,
@@ -108,31 +147,10 @@ pub struct Ctx<'a> {
     pub rng: &'a mut Rng,
     /// The loop's view of the hub (what hub streams read from).
     pub hub: &'a mut LocalHub,
+    /// Where answers given later go.
+    pub later: &'a Later,
     /// The server is shutting down: no new streams, every answer closes.
     pub draining: bool,
-}
-
-impl<'a> Ctx<'a> {
-    /// The context of loop `loop_id`.
-    pub fn new(
-        cfg: &'a ConnConfig,
-        metrics: &'a Metrics,
-        loop_id: usize,
-        dates: &'a mut Dates,
-        rng: &'a mut Rng,
-        hub: &'a mut LocalHub,
-        draining: bool,
-    ) -> Self {
-        Ctx {
-            cfg,
-            metrics,
-            shard: metrics.shard(loop_id),
-            dates,
-            rng,
-            hub,
-            draining,
-        }
-    }
 }
 
 /// Bytes accepted by the connection but not yet taken by the socket.
@@ -177,6 +195,9 @@ struct Reading {
     idle: bool,
     /// Head plus body length, once the head is parsed and a body is still arriving; else 0.
     need: usize,
+    /// The request was answered `Pending`: its reply comes through [`Conn::complete`], then
+    /// the connection is kept alive if this says so.
+    waiting: Option<bool>,
 }
 
 /// Where the connection is in its life.
@@ -215,6 +236,7 @@ impl Conn {
                 deadline: now.ms + cfg.head_timeout_ms,
                 idle: false,
                 need: 0,
+                waiting: None,
             })),
             out: None,
             eof: false,
@@ -228,7 +250,9 @@ impl Conn {
             return false;
         }
         match &self.state {
-            State::Head(r) => self.out.is_none() && (r.need == 0 || r.buf.len() < r.need),
+            State::Head(r) => {
+                self.out.is_none() && r.waiting.is_none() && (r.need == 0 || r.buf.len() < r.need)
+            }
             State::Stream(_) | State::Linger { .. } => true,
             State::Finishing | State::Closed => false,
         }
@@ -322,7 +346,7 @@ impl Conn {
         let State::Head(r) = &mut self.state else {
             return false;
         };
-        if r.buf.is_empty() || (r.need > 0 && r.buf.len() < r.need) {
+        if r.waiting.is_some() || r.buf.is_empty() || (r.need > 0 && r.buf.len() < r.need) {
             return false;
         }
         let (reply, used, keep_alive, head_only) = match http::parse(&r.buf, &ctx.cfg.limits) {
@@ -361,12 +385,26 @@ impl Conn {
         true
     }
 
+    /// The answer to a request that was answered `Pending` (ignored otherwise: the connection
+    /// timed out waiting, or moved on).
+    pub fn complete(&mut self, reply: Reply, now: Now, ctx: &mut Ctx<'_>) {
+        let State::Head(r) = &mut self.state else {
+            return;
+        };
+        let Some(keep_alive) = r.waiting.take() else {
+            return;
+        };
+        self.respond(reply, keep_alive, false, now, ctx);
+    }
+
     /// The client closed its sending side (read returned 0).
     pub fn handle_eof(&mut self, ctx: &mut Ctx<'_>) {
         self.eof = true;
         match &self.state {
             // A half-closed client may still be reading its last response: finish it first.
             State::Head(_) if self.out.is_some() => self.state = State::Finishing,
+            // A publish waiting for the log is still answered (then the connection closes).
+            State::Head(r) if r.waiting.is_some() => {}
             State::Finishing => {}
             _ => self.close(ctx),
         }
@@ -391,7 +429,15 @@ impl Conn {
         let blocked = self.out.is_some();
         match &mut self.state {
             State::Head(r) if !blocked && now.ms >= r.deadline => {
-                if r.idle || r.buf.is_empty() {
+                if let Some(keep_alive) = r.waiting.take() {
+                    // The answer did not come in time: say so rather than hang.
+                    let reply = Reply::text(
+                        Status::ServiceUnavailable,
+                        "503 Service Unavailable: no answer from the event log in time\n",
+                        &[("Retry-After", "1")],
+                    );
+                    self.respond(reply, keep_alive, false, now, ctx);
+                } else if r.idle || r.buf.is_empty() {
                     // Nothing of a request arrived: close without an answer.
                     ctx.shard
                         .timeout(if r.idle { Timeout::Idle } else { Timeout::Head });
@@ -482,6 +528,8 @@ impl Conn {
                 self.state = State::Finishing;
             }
             State::Head(_) if self.out.is_some() => self.state = State::Finishing,
+            // A publish waiting for the log gets its answer (or its timeout) first.
+            State::Head(ref r) if r.waiting.is_some() => {}
             State::Head(_) => self.close(ctx),
             State::Finishing | State::Linger { .. } | State::Closed => {}
         }
@@ -527,7 +575,9 @@ impl Conn {
             body,
             then,
         } = reply;
-        ctx.shard.response(status);
+        if !matches!(then, Then::Pending) {
+            ctx.shard.response(status);
+        }
         let date = ctx.dates.http(now.unix_ms);
         match then {
             Then::Stream(source) if !head_only => {
@@ -536,6 +586,12 @@ impl Conn {
                 self.state = State::Stream(source);
                 // A body here is the stream's first bytes (a hub's `reset`).
                 self.out = Some(Outbox::new(head, body, now, ctx.cfg));
+            }
+            Then::Pending => {
+                if let State::Head(r) = &mut self.state {
+                    r.waiting = Some(keep_alive);
+                    r.deadline = now.ms + ctx.cfg.head_timeout_ms;
+                }
             }
             then => {
                 if matches!(then, Then::Stream(_)) {
@@ -928,5 +984,108 @@ mod tests {
             wire.starts_with("HTTP/1.1 304 ") && wire.ends_with("\r\n\r\n"),
             "{wire}"
         );
+    }
+
+    fn hub_env(history: usize) -> Env {
+        use crate::hub::{Hub, HubConfig, LocalHub};
+        let mut h = env();
+        h.hub = LocalHub::new(
+            std::sync::Arc::new(Hub::new(
+                HubConfig {
+                    history_events: history,
+                    heartbeat_ms: 1_000,
+                    ..HubConfig::default()
+                },
+                "t".into(),
+                1,
+                Box::new(|_| {}),
+            )),
+            0,
+        );
+        h
+    }
+
+    fn publish(h: &mut Env, topic: &str, data: &str) {
+        let p = crate::hub::Publish {
+            topics: vec![topic.into()],
+            data: data.into(),
+            ..Default::default()
+        };
+        h.hub.hub.publish(&p, h.now.us);
+        h.hub.sync();
+    }
+
+    #[test]
+    fn topic_streams_get_matching_events_and_heartbeats_when_idle() {
+        let mut h = hub_env(100);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(text(&h.flush(&mut c)).starts_with("HTTP/1.1 200 OK\r\n"));
+        publish(&mut h, "b", "not for us");
+        publish(&mut h, "a", "hello");
+        assert_eq!(text(&h.flush(&mut c)), "id: t-2\ndata: hello\n\n");
+        assert_eq!(h.metrics.shard(0).deliveries.get(), 1);
+        h.advance(999);
+        assert!(h.tick(&mut c).is_empty());
+        h.advance(1);
+        assert_eq!(text(&h.tick(&mut c)), ":\n\n");
+        assert_eq!(c.timeout(), Some(h.now.ms + 1_000));
+    }
+
+    #[test]
+    fn a_partial_write_keeps_one_frame_and_rereads_the_rest() {
+        let mut h = hub_env(100);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.flush(&mut c);
+        for i in 0..3 {
+            publish(&mut h, "a", &format!("e{i}"));
+        }
+        let first = h.write_at_most(&mut c, 5);
+        assert_eq!(first, b"id: t");
+        // What is kept is the rest of that one frame; the next two come from the history.
+        let rest = h.flush(&mut c);
+        assert_eq!(
+            text(&[first, rest].concat()),
+            "id: t-1\ndata: e0\n\nid: t-2\ndata: e1\n\nid: t-3\ndata: e2\n\n"
+        );
+        assert_eq!(h.metrics.shard(0).deliveries.get(), 3);
+    }
+
+    #[test]
+    fn a_blocked_stream_never_spins_on_its_heartbeat() {
+        let mut h = hub_env(100);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.flush(&mut c);
+        publish(&mut h, "a", "x");
+        // The socket takes nothing: no outbox is kept (the event is re-read later).
+        assert!(h.write_at_most(&mut c, 0).is_empty());
+        h.advance(5_000);
+        h.with(|ctx, _, now, _| c.handle_timeout(now, ctx));
+        assert!(c.timeout().unwrap() > h.now.ms, "the deadline moved on");
+        assert_eq!(text(&h.flush(&mut c)), "id: t-1\ndata: x\n\n");
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_the_history_gets_a_reset() {
+        let mut h = hub_env(3);
+        let mut c = h.conn();
+        h.input(&mut c, b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.flush(&mut c);
+        for i in 0..10 {
+            publish(&mut h, "a", &i.to_string());
+        }
+        let wire = text(&h.flush(&mut c));
+        assert!(
+            wire.starts_with("id: t-10\nevent: reset\ndata: {\"lastEventId\":\"t-0\",\"oldest\":\"t-8\",\"reason\":\"gap\"}\n\n"),
+            "{wire}"
+        );
+        publish(&mut h, "a", "live");
+        assert_eq!(text(&h.flush(&mut c)), "id: t-11\ndata: live\n\n");
+        // Draining with answered events unsent counts them.
+        publish(&mut h, "a", "late");
+        h.with(|ctx, _, now, _| c.drain(now, ctx));
+        assert_eq!(h.metrics.shard(0).undelivered.get(), 1);
     }
 }

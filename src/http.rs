@@ -86,6 +86,8 @@ pub enum HttpError {
     TargetTooLong,
     /// The head exceeds [`Limits::max_head`] or has too many fields. 431.
     HeadTooLarge,
+    /// A well-formed version of a major other than 1 (`HTTP/2.0`, RFC 9110 section 2.5). 505.
+    VersionNotSupported,
 }
 
 impl HttpError {
@@ -97,6 +99,7 @@ impl HttpError {
             HttpError::MethodNotAllowed => Status::MethodNotAllowed,
             HttpError::TargetTooLong => Status::UriTooLong,
             HttpError::HeadTooLarge => Status::HeaderFieldsTooLarge,
+            HttpError::VersionNotSupported => Status::VersionNotSupported,
         }
     }
 }
@@ -111,6 +114,7 @@ impl fmt::Display for HttpError {
             HttpError::UnknownMethod => f.write_str("unknown method"),
             HttpError::TargetTooLong => f.write_str("request target too long"),
             HttpError::HeadTooLarge => f.write_str("request head too large"),
+            HttpError::VersionNotSupported => f.write_str("HTTP version not supported"),
         }
     }
 }
@@ -214,49 +218,53 @@ const KNOWN_METHODS: [&str; 6] = ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", 
 ///
 /// `Ok(None)`: not complete yet and still within the limits; read more. `Ok(Some(req))`: a
 /// complete head of `req.head_len` bytes. `Err(e)`: refuse with `e.status()` and close.
+///
+/// The request line is parsed here (httparse refuses any version but 1.0 and 1.1, where RFC
+/// 9110 section 2.5 asks for `HTTP/1.2` to be read as 1.1 and `HTTP/2.0` to get 505), the
+/// header fields by `httparse::parse_headers`.
 pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, HttpError> {
     // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line before the
     // request-line. Tolerate a few (a client's stray CRLF after a previous request).
     let skip = leading_empty_lines(buf);
     let buf_all = buf;
     let buf = &buf[skip..];
+    let partial = || {
+        if buf_all.len() >= limits.max_head {
+            Err(HttpError::HeadTooLarge)
+        } else {
+            Ok(None)
+        }
+    };
 
     check_target_length(buf, limits)?;
+    let Some(line) = request_line(buf)? else {
+        return partial();
+    };
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let cap = limits.max_headers.min(headers.len());
-    let mut req = httparse::Request::new(&mut headers[..cap]);
-    let status = match req.parse(buf) {
-        Ok(s) => s,
+    let (fields_len, fields) = match httparse::parse_headers(&buf[line.len..], &mut headers[..cap])
+    {
+        Ok(httparse::Status::Complete(done)) => done,
+        Ok(httparse::Status::Partial) => return partial(),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
         Err(e) => return Err(HttpError::BadRequest(parse_error_text(e))),
     };
-    let len = match status {
-        httparse::Status::Partial => {
-            if buf_all.len() >= limits.max_head {
-                return Err(HttpError::HeadTooLarge);
-            }
-            return Ok(None);
-        }
-        httparse::Status::Complete(n) => n,
-    };
+    let len = line.len + fields_len;
     if skip + len > limits.max_head {
         return Err(HttpError::HeadTooLarge);
     }
-    // httparse accepted the syntax; only a complete parse has these fields set.
-    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(HttpError::BadRequest("incomplete request line"));
-    };
-    let method = match method {
+    let minor = line.minor;
+    let method = match line.method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
         m if KNOWN_METHODS.contains(&m) => return Err(HttpError::MethodNotAllowed),
         _ => return Err(HttpError::UnknownMethod),
     };
-    if target.len() > limits.max_target {
+    if line.target.len() > limits.max_target {
         return Err(HttpError::TargetTooLong);
     }
-    let (path, query) = origin_path(target)?;
+    let (path, query) = origin_path(line.target)?;
 
     let mut host = 0;
     let mut keep_alive = minor == 1;
@@ -266,10 +274,13 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
     let mut authorization = None;
     let mut cookie = None;
     let mut content_length: Option<&[u8]> = None;
-    for h in req.headers.iter() {
+    for h in fields.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             host += 1;
+            if !valid_host(h.value.trim_ascii()) {
+                return Err(HttpError::BadRequest("invalid Host"));
+            }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::TransferEncoding);
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -298,7 +309,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
             cookie = cookie.or(Some(h.value));
         }
     }
-    if h_has_ctl(req.headers) {
+    if h_has_ctl(fields) {
         return Err(HttpError::BadRequest("control byte in a header value"));
     }
     match (minor, host) {
@@ -327,6 +338,128 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         cookie,
         head_len: skip + len,
     }))
+}
+
+/// A complete request line.
+struct RequestLine<'b> {
+    method: &'b str,
+    target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1 and any later 1.x.
+    minor: u8,
+    /// Bytes, line ending included.
+    len: usize,
+}
+
+/// Parses `method SP target SP HTTP/d.d` and its line ending (CRLF or LF), or `Ok(None)` while
+/// what is there can still become one. Each byte is checked as it arrives, so garbage (a TLS
+/// hello, NULs) is refused at once rather than after a head's worth of it.
+fn request_line(buf: &[u8]) -> Result<Option<RequestLine<'_>>, HttpError> {
+    let bad = |why| Err(HttpError::BadRequest(why));
+    let method_len = buf.iter().take_while(|&&b| is_tchar(b)).count();
+    match buf.get(method_len) {
+        None => return Ok(None),
+        Some(b' ') if method_len > 0 => {}
+        _ => return bad("invalid token"),
+    }
+    let t0 = method_len + 1;
+    let target_len = buf[t0..]
+        .iter()
+        .take_while(|&&b| (0x21..=0x7e).contains(&b))
+        .count();
+    match buf.get(t0 + target_len) {
+        None => return Ok(None),
+        Some(b' ') if target_len > 0 => {}
+        _ => return bad("invalid request target"),
+    }
+    let v0 = t0 + target_len + 1;
+    let version = &buf[v0..buf.len().min(v0 + 8)];
+    const SHAPE: &[u8; 8] = b"HTTP/1.1";
+    for (i, &b) in version.iter().enumerate() {
+        let ok = match i {
+            5 | 7 => b.is_ascii_digit(),
+            _ => b == SHAPE[i],
+        };
+        if !ok {
+            return bad("invalid HTTP version");
+        }
+    }
+    if version.len() < 8 {
+        return Ok(None);
+    }
+    let len = match (buf.get(v0 + 8), buf.get(v0 + 9)) {
+        (None, _) | (Some(b'\r'), None) => return Ok(None),
+        (Some(b'\n'), _) => v0 + 9,
+        (Some(b'\r'), Some(b'\n')) => v0 + 10,
+        _ => return bad("invalid line ending"),
+    };
+    let minor = match (version[5] - b'0', version[7] - b'0') {
+        (1, minor) => minor.min(1),
+        (0, _) => return bad("unsupported HTTP version"),
+        _ => return Err(HttpError::VersionNotSupported),
+    };
+    // Both are ASCII by construction.
+    let text = |r: std::ops::Range<usize>| std::str::from_utf8(&buf[r]).unwrap_or_default();
+    Ok(Some(RequestLine {
+        method: text(0..method_len),
+        target: text(t0..t0 + target_len),
+        minor,
+        len,
+    }))
+}
+
+/// RFC 9110 section 5.6.2: the characters of a token (a method).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9112 section 3.2 and RFC 3986 section 3.2.2: `uri-host [ ":" port ]`, where the host
+/// is an IP literal in brackets (IPv6 or IPvFuture characters) or a reg-name (unreserved, percent-encoded and sub-delims
+/// characters, which covers IPv4 and DNS names). Empty is allowed (a target without an
+/// authority). Anything else (`a b`, `a/b@c`) is a 400.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        let literal_ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b":-._~".contains(&b) || is_sub_delim(b));
+        if !literal_ok {
+            return false;
+        }
+        (&b""[..], &rest[close + 1..])
+    } else {
+        let end = v.iter().position(|&b| b == b':').unwrap_or(v.len());
+        (&v[..end], &v[end..])
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    let mut i = 0;
+    while i < host.len() {
+        let b = host[i];
+        if b == b'%' {
+            let hex = |j: usize| host.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~".contains(&b) || is_sub_delim(b)) {
+            return false;
+        }
+        i += 1;
+    }
+    port_ok
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
 }
 
 /// The number of bytes of empty lines (CRLF or LF) before the request line, at most four.
@@ -510,14 +643,74 @@ mod tests {
         bad(b"GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n");
         bad(b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"); // obs-fold
         bad(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"); // space before colon
-        bad(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n");
-        bad(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/0.9\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/1.10\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n");
+        bad(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n");
+        bad(b"G\xc3\xa9T / HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b" GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         bad(b"GET / FOO/1.1\r\nHost: a\r\n\r\n");
         bad(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
         bad(b"GET nopath HTTP/1.1\r\nHost: a\r\n\r\n");
         bad(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n");
         bad(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
         bad(b"\0\0\0\0");
+    }
+
+    #[test]
+    fn versions_after_rfc_9110() {
+        let l = Limits::default();
+        let minor = |h: &[u8]| parse(h, &l).map(|r| r.map(|r| r.minor_version));
+        assert_eq!(minor(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), Ok(Some(1)));
+        assert_eq!(minor(b"GET / HTTP/1.9\r\nHost: a\r\n\r\n"), Ok(Some(1)));
+        assert_eq!(minor(b"GET / HTTP/1.0\n\n"), Ok(Some(0)));
+        for v in ["2.0", "3.0", "9.9"] {
+            let head = format!("GET / HTTP/{v}\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                parse(head.as_bytes(), &l),
+                Err(HttpError::VersionNotSupported)
+            );
+        }
+        // The HTTP/2 connection preface is answered as soon as its request line is in.
+        assert_eq!(
+            parse(b"PRI * HTTP/2.0\r\n", &l),
+            Err(HttpError::VersionNotSupported)
+        );
+        assert_eq!(HttpError::VersionNotSupported.status().code(), 505);
+    }
+
+    #[test]
+    fn host_must_be_a_host() {
+        let l = Limits::default();
+        let host = |v: &str| {
+            let head = format!("GET / HTTP/1.1\r\nHost: {v}\r\n\r\n");
+            parse(head.as_bytes(), &l).map(|r| r.is_some())
+        };
+        for ok in [
+            "localhost",
+            "localhost:3000",
+            "127.0.0.1:80",
+            "[::1]:3000",
+            "[v1.x]",
+            "xn--bcher-kva.example",
+            "a_b~c",
+            "",
+            "h:",
+        ] {
+            assert_eq!(host(ok), Ok(true), "{ok:?}");
+        }
+        for no in [
+            "a b", "a/b@c", "a@b", "a/b", "a?b", "a#b", "[::1", "[::1]x", "[]", "h:x", "h:1:2",
+            "a\\b", "%zz", "a%2",
+        ] {
+            assert_eq!(
+                host(no),
+                Err(HttpError::BadRequest("invalid Host")),
+                "{no:?}"
+            );
+        }
     }
 
     #[test]

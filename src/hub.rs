@@ -9,11 +9,16 @@
 //!   frames in the scratch buffer being written.
 //!
 //! A subscriber is a cursor (the last sequence number it was given), not a queue: its memory
-//! does not grow with its backlog. An event id is `<epoch>-<seq>`; the epoch is drawn at start,
-//! so an id from an earlier run is unknown, never another event.
+//! does not grow with its backlog.
 //!
-//! **Invariant:** `History::events` holds consecutive sequence numbers, oldest first; `oldest`
-//! is the first one retained (or `next` when empty). A loop's mirror is a suffix-aligned copy.
+//! Ids come from one of two schemes ([`Ids`]): alone, `<epoch>-<seq>` with the epoch drawn at
+//! start, so an id from an earlier run is unknown, never another event; with `--redis`, the
+//! shared log's own ids (`<ms>-<n>`), mapped to a sequence number that keeps their order
+//! (`ms << 22 | n`), so every instance and every restart agrees on them.
+//!
+//! **Invariant:** `History::events` holds increasing sequence numbers, oldest first;
+//! `evicted` is the largest one dropped (0 if none), so a resume from `seq >= evicted` loses
+//! nothing. A loop's mirror is a suffix of the history as of its last sync.
 //! **Invariant:** no IO and no clock: waking the loops is a function handed in by the server,
 //! times are arguments.
 
@@ -83,21 +88,54 @@ pub struct Publish {
 struct History {
     events: VecDeque<Arc<Event>>,
     bytes: usize,
-    /// The next sequence number (the first is 1; cursor 0 is "before everything").
+    /// The next sequence number at least (the first is 1; cursor 0 is "before everything").
     next: u64,
+    /// The largest sequence number dropped from the front (0: none).
+    evicted: u64,
 }
 
 impl History {
-    fn oldest(&self) -> u64 {
-        self.events.front().map_or(self.next, |e| e.seq)
+    /// Appends an event and drops the oldest past the bounds.
+    fn push(&mut self, ev: Arc<Event>, cfg: &HubConfig) {
+        self.next = ev.seq + 1;
+        self.bytes += ev.cost();
+        self.events.push_back(ev);
+        while self.events.len() > cfg.history_events.max(1)
+            || (self.bytes > cfg.history_bytes && self.events.len() > 1)
+        {
+            if let Some(old) = self.events.pop_front() {
+                self.bytes -= old.cost();
+                self.evicted = old.seq;
+            }
+        }
     }
+}
+
+/// How event ids are made. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ids {
+    /// `<epoch>-<seq>`, sequence numbers assigned here.
+    Local { epoch: String },
+    /// The shared log's ids, `<ms>-<n>`, assigned by Redis.
+    Log,
+}
+
+/// Bits of a log id's `n` part in its sequence number.
+const LOG_N_BITS: u32 = 22;
+
+/// The state of the shared log, as the bridge last reported it.
+#[derive(Debug, Default)]
+struct LogState {
+    up: bool,
+    reason: String,
 }
 
 /// The shared hub. See the module docs.
 pub struct Hub {
     cfg: HubConfig,
-    epoch: String,
+    ids: Ids,
     history: Mutex<History>,
+    log_state: Mutex<LogState>,
     /// The last sequence number stored (readable without the lock).
     head: AtomicU64,
     /// Per loop: a wake-up is pending and not yet acted on.
@@ -107,7 +145,7 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("epoch", &self.epoch).finish()
+        f.debug_struct("Hub").field("ids", &self.ids).finish()
     }
 }
 
@@ -120,13 +158,33 @@ impl Hub {
         loops: usize,
         notify: Box<dyn Fn(usize) + Send + Sync>,
     ) -> Hub {
+        Self::with_ids(cfg, Ids::Local { epoch }, loops, notify)
+    }
+
+    /// A hub whose ids follow `ids`.
+    pub fn with_ids(
+        cfg: HubConfig,
+        ids: Ids,
+        loops: usize,
+        notify: Box<dyn Fn(usize) + Send + Sync>,
+    ) -> Hub {
+        let up = matches!(ids, Ids::Local { .. });
         Hub {
             cfg,
-            epoch,
+            ids,
             history: Mutex::new(History {
                 events: VecDeque::new(),
                 bytes: 0,
                 next: 1,
+                evicted: 0,
+            }),
+            log_state: Mutex::new(LogState {
+                up,
+                reason: if up {
+                    String::new()
+                } else {
+                    "not connected yet".into()
+                },
             }),
             head: AtomicU64::new(0),
             pending: (0..loops.max(1)).map(|_| AtomicBool::new(false)).collect(),
@@ -155,11 +213,42 @@ impl Hub {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `id: <epoch>-<seq>`'s value to `out`.
+    /// Whether ids come from the shared log (`--redis`).
+    pub fn is_log(&self) -> bool {
+        self.ids == Ids::Log
+    }
+
+    /// The shared log is reachable (always true alone); else why not.
+    pub fn log_state(&self) -> Result<(), String> {
+        let s = self.log_state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.up {
+            Ok(())
+        } else {
+            Err(s.reason.clone())
+        }
+    }
+
+    /// Records what the bridge says of the shared log.
+    pub fn set_log_state(&self, up: bool, reason: &str) {
+        let mut s = self.log_state.lock().unwrap_or_else(|e| e.into_inner());
+        s.up = up;
+        s.reason = reason.to_string();
+    }
+
+    /// Appends the id text of `seq` to `out`.
     pub fn push_id(&self, out: &mut Vec<u8>, seq: u64) {
-        out.extend_from_slice(self.epoch.as_bytes());
-        out.push(b'-');
-        push_decimal(out, seq);
+        match &self.ids {
+            Ids::Local { epoch } => {
+                out.extend_from_slice(epoch.as_bytes());
+                out.push(b'-');
+                push_decimal(out, seq);
+            }
+            Ids::Log => {
+                push_decimal(out, seq >> LOG_N_BITS);
+                out.push(b'-');
+                push_decimal(out, seq & ((1 << LOG_N_BITS) - 1));
+            }
+        }
     }
 
     /// The id text of `seq`.
@@ -169,39 +258,81 @@ impl Hub {
         String::from_utf8(v).unwrap_or_default()
     }
 
-    /// The sequence number an id of this run names, if it is one.
+    /// The sequence number an id names, if it is one of this hub's scheme.
     pub fn parse_id(&self, id: &[u8]) -> Option<u64> {
-        let rest = id.strip_prefix(self.epoch.as_bytes())?.strip_prefix(b"-")?;
-        crate::http::parse_u64(rest)
+        match &self.ids {
+            Ids::Local { epoch } => {
+                let rest = id.strip_prefix(epoch.as_bytes())?.strip_prefix(b"-")?;
+                crate::http::parse_u64(rest)
+            }
+            Ids::Log => {
+                let dash = id.iter().position(|&b| b == b'-')?;
+                let ms = crate::http::parse_u64(&id[..dash])?;
+                let n = crate::http::parse_u64(&id[dash + 1..])?;
+                (ms < 1 << (64 - LOG_N_BITS) && n < 1 << LOG_N_BITS).then_some(ms << LOG_N_BITS | n)
+            }
+        }
+    }
+
+    /// Stores events read from the shared log (oldest first), skipping any not after the
+    /// last one stored (a repeat) or whose id cannot be read; wakes every loop.
+    pub fn append_log(&self, events: Vec<(String, Publish)>, now_us: u64) -> usize {
+        let mut h = self.lock();
+        let mut added = 0;
+        for (id, p) in events {
+            let Some(seq) = self.parse_id(id.as_bytes()) else {
+                continue;
+            };
+            if seq < h.next {
+                continue;
+            }
+            if h.events.is_empty() && h.evicted == 0 && added == 0 {
+                // The first entries this instance sees (its backfill): whatever came before
+                // them is not here, so a resume from before them is a gap.
+                h.evicted = seq - 1;
+            }
+            let ev = Arc::new(Event {
+                seq,
+                topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
+                frame: self.encode(seq, &p).into_boxed_slice(),
+                published_us: now_us,
+            });
+            h.push(ev, &self.cfg);
+            added += 1;
+        }
+        if added > 0 {
+            let last = h.next - 1;
+            self.head.store(last, Ordering::Release);
+        }
+        drop(h);
+        if added > 0 {
+            self.wake_all();
+        }
+        added
+    }
+
+    fn wake_all(&self) {
+        for (i, p) in self.pending.iter().enumerate() {
+            if !p.swap(true, Ordering::AcqRel) {
+                (self.notify)(i);
+            }
+        }
     }
 
     /// Stores an event (already validated) and wakes every loop; returns its sequence number.
     pub fn publish(&self, p: &Publish, now_us: u64) -> u64 {
         let mut h = self.lock();
         let seq = h.next;
-        h.next += 1;
         let ev = Arc::new(Event {
             seq,
             topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
             frame: self.encode(seq, p).into_boxed_slice(),
             published_us: now_us,
         });
-        h.bytes += ev.cost();
-        h.events.push_back(ev);
-        while h.events.len() > self.cfg.history_events.max(1)
-            || (h.bytes > self.cfg.history_bytes && h.events.len() > 1)
-        {
-            if let Some(old) = h.events.pop_front() {
-                h.bytes -= old.cost();
-            }
-        }
+        h.push(ev, &self.cfg);
         self.head.store(seq, Ordering::Release);
         drop(h);
-        for (i, p) in self.pending.iter().enumerate() {
-            if !p.swap(true, Ordering::AcqRel) {
-                (self.notify)(i);
-            }
-        }
+        self.wake_all();
         seq
     }
 
@@ -311,8 +442,8 @@ pub struct LocalHub {
     events: VecDeque<Arc<Event>>,
     /// The last sequence number mirrored.
     head: u64,
-    /// The oldest sequence number the hub retained at the last sync.
-    oldest: u64,
+    /// The largest sequence number the hub had dropped at the last sync.
+    evicted: u64,
     ids: HashMap<Box<str>, u32>,
     topics: Slab<TopicEntry>,
     star: Vec<(u32, u32)>,
@@ -329,7 +460,7 @@ impl LocalHub {
             loop_id,
             events: VecDeque::new(),
             head: 0,
-            oldest: 1,
+            evicted: 0,
             ids: HashMap::new(),
             topics: Slab::default(),
             star: Vec::new(),
@@ -343,18 +474,18 @@ impl LocalHub {
     pub fn sync(&mut self) -> Option<(u64, u64)> {
         self.hub.pending[self.loop_id % self.hub.pending.len()].store(false, Ordering::Release);
         let h = self.hub.lock();
-        let first = self.head + 1;
-        self.oldest = h.oldest();
-        let from = first.max(self.oldest);
-        let skip = (from - h.oldest()) as usize;
-        self.events.extend(h.events.iter().skip(skip).cloned());
+        let from = h.events.partition_point(|e| e.seq <= self.head);
+        let before = self.events.len();
+        self.events.extend(h.events.range(from..).cloned());
+        let first = self.events.get(before).map(|e| e.seq);
+        self.evicted = h.evicted;
         let last = h.next - 1;
         drop(h);
-        while self.events.front().is_some_and(|e| e.seq < self.oldest) {
+        while self.events.front().is_some_and(|e| e.seq <= self.evicted) {
             self.events.pop_front();
         }
-        self.head = last;
-        (last >= first).then_some((first, last))
+        self.head = self.head.max(last);
+        first.map(|f| (f, last))
     }
 
     /// The last sequence number this loop knows.
@@ -362,17 +493,16 @@ impl LocalHub {
         self.head
     }
 
-    /// The oldest sequence number retained.
-    pub fn oldest(&self) -> u64 {
-        self.oldest
+    /// The largest sequence number dropped: a cursor before it has missed events.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
-    /// The mirrored events after `cursor`, oldest first (O(1) to find the first).
+    /// The mirrored events after `cursor`, oldest first (a binary search finds the first, so
+    /// a resume costs what it replays, not the history's size).
     pub fn after(&self, cursor: u64) -> impl Iterator<Item = &Arc<Event>> {
-        let start = self.events.front().map_or(0, |f| {
-            cursor.saturating_add(1).saturating_sub(f.seq) as usize
-        });
-        self.events.range(start.min(self.events.len())..)
+        let start = self.events.partition_point(|e| e.seq <= cursor);
+        self.events.range(start..)
     }
 
     /// Where a subscriber resuming after `last_id` (if any) starts.
@@ -385,7 +515,7 @@ impl LocalHub {
             Some(seq) if seq > hub_head => (ResetReason::UnknownId, self.head),
             None => (ResetReason::UnknownId, self.head),
             // Everything after `seq` is still retained.
-            Some(seq) if seq + 1 >= self.oldest => return Start::From(seq),
+            Some(seq) if seq >= self.evicted => return Start::From(seq),
             Some(_) => (ResetReason::Gap, self.head),
         };
         let mut frame = Vec::with_capacity(160);
@@ -402,7 +532,7 @@ impl LocalHub {
         out.extend_from_slice(b"id: ");
         self.hub.push_id(out, self.head);
         out.extend_from_slice(b"\nevent: reset\ndata: ");
-        let oldest = (self.oldest <= self.head).then(|| self.hub.id(self.oldest));
+        let oldest = self.events.front().map(|e| self.hub.id(e.seq));
         let data = serde_json::json!({
             "reason": reason.as_str(),
             "lastEventId": last_id,
@@ -585,7 +715,7 @@ mod tests {
         assert_eq!(h.retained().0, 3);
         let mut l = LocalHub::new(h.clone(), 0);
         l.sync();
-        assert_eq!(l.oldest(), 3);
+        assert_eq!(l.evicted(), 2);
         assert_eq!(l.after(0).map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
         let small = hub(1000, 1000);
         for _ in 0..100 {
@@ -659,9 +789,9 @@ mod tests {
         for _ in 0..5 {
             publish(&h, "a", "x");
         }
-        assert_eq!(l.sync(), Some((2, 6)));
+        assert_eq!(l.sync(), Some((5, 6)), "only what is still retained");
         assert_eq!(l.after(0).map(|e| e.seq).collect::<Vec<_>>(), [5, 6]);
-        assert_eq!(l.oldest(), 5);
+        assert_eq!(l.evicted(), 4);
     }
 
     #[test]
@@ -689,5 +819,84 @@ mod tests {
         l.sweep(|k, _| k == 4);
         assert_eq!(l.members(), 1);
         assert!(l.intern("a").is_some());
+    }
+
+    fn log_hub(events: usize) -> Arc<Hub> {
+        Arc::new(Hub::with_ids(
+            HubConfig {
+                history_events: events,
+                ..HubConfig::default()
+            },
+            Ids::Log,
+            1,
+            Box::new(|_| {}),
+        ))
+    }
+
+    fn entry(id: &str, topic: &str) -> (String, Publish) {
+        (
+            id.to_string(),
+            Publish {
+                topics: vec![topic.into()],
+                data: id.into(),
+                ..Publish::default()
+            },
+        )
+    }
+
+    #[test]
+    fn log_ids_are_the_logs_own_and_keep_its_order() {
+        let h = log_hub(100);
+        for id in ["1700000000000-0", "1700000000000-1", "1700000000001-0"] {
+            let seq = h.parse_id(id.as_bytes()).unwrap();
+            assert_eq!(h.id(seq), id);
+        }
+        assert!(h.parse_id(b"1700000000000-0").unwrap() < h.parse_id(b"1700000000000-1").unwrap());
+        for bad in [&b"x-1"[..], b"17", b"1-", b"-1", b"1-99999999"] {
+            assert_eq!(h.parse_id(bad), None, "{bad:?}");
+        }
+        assert!(h.log_state().is_err(), "down until the bridge says up");
+    }
+
+    #[test]
+    fn log_entries_are_stored_once_in_order_and_resume_by_their_ids() {
+        let h = log_hub(3);
+        // The backfill: what came before it is not here.
+        h.append_log(vec![entry("100-0", "a"), entry("100-1", "a")], 0);
+        // A repeat (a reconnect that read an entry again) is ignored.
+        assert_eq!(
+            h.append_log(vec![entry("100-1", "a"), entry("105-0", "a")], 0),
+            1
+        );
+        let mut l = LocalHub::new(h.clone(), 0);
+        l.sync();
+        let ids: Vec<String> = l.after(0).map(|e| h.id(e.seq)).collect();
+        assert_eq!(ids, ["100-0", "100-1", "105-0"]);
+        assert_eq!(
+            l.start(Some(b"100-0")),
+            Start::From(h.parse_id(b"100-0").unwrap())
+        );
+        assert_eq!(l.after(h.parse_id(b"100-0").unwrap()).count(), 2);
+        assert!(matches!(
+            l.start(Some(b"99-5")),
+            Start::Reset {
+                reason: ResetReason::Gap,
+                ..
+            }
+        ));
+        assert!(matches!(
+            l.start(Some(b"200-0")),
+            Start::Reset {
+                reason: ResetReason::UnknownId,
+                ..
+            }
+        ));
+        h.append_log(vec![entry("106-0", "a")], 0);
+        l.sync();
+        assert_eq!(l.evicted(), h.parse_id(b"100-0").unwrap());
+        assert_eq!(
+            &*l.after(0).next().unwrap().frame,
+            b"id: 100-1\ndata: 100-1\n\n"
+        );
     }
 }

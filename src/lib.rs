@@ -11,6 +11,7 @@
 //! - [`testing`]: a connection's surroundings without a loop, for tests and fuzzing;
 //! - [`timer`]: the timing wheel that holds every connection's next deadline;
 //! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs, Mercure claims), sans-IO;
+//! - [`redis_bridge`]: the shared event log in a Redis Stream (writer and reader threads);
 //! - [`metrics`], [`config`], [`cli`], [`sys`]: counters, flags, and the few raw syscalls;
 //! - [`slab`]: connections by reusable index, for both binaries' loops.
 
@@ -25,6 +26,7 @@ pub mod jwt;
 pub mod load;
 pub mod metrics;
 pub mod publish;
+pub mod redis_bridge;
 pub mod response;
 pub mod routes;
 pub mod server;

@@ -2,21 +2,16 @@
 
 use sse_server::config::{self, Command};
 use sse_server::server::Server;
+use sse_server::static_files::StaticFiles;
 use sse_server::sys::{self, Signal, Signals};
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let port_env = std::env::var("PORT").ok();
-    let config = match config::parse_args(std::env::args().skip(1), port_env.as_deref()) {
-        Ok(Command::Run(mut c)) => {
-            if c.publish_token.is_none() {
-                c.publish_token = std::env::var("SSE_PUBLISH_TOKEN")
-                    .ok()
-                    .filter(|t| !t.is_empty());
-            }
-            c
-        }
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match config::parse_args(std::env::args().skip(1), &env) {
+        Ok(Command::Run(c)) => c,
         Ok(Command::Help) => {
             print!("{}", config::help());
             return ExitCode::SUCCESS;
@@ -30,8 +25,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = sys::raise_fd_limit() {
-        eprintln!("sse-server: could not raise the file-descriptor limit: {e}");
+    // The page's folder is checked here so that a bad --www is blamed on --www, not on the
+    // listening address.
+    if let Some(dir) = &config.www {
+        match StaticFiles::dir(dir) {
+            Err(e) => {
+                eprintln!("sse-server: --www {}: {e}", dir.display());
+                return ExitCode::from(2);
+            }
+            Ok(files) if files.lookup("/").is_none() => eprintln!(
+                "sse-server: warning: --www {} has no index.html: GET / will be 404",
+                dir.display()
+            ),
+            Ok(_) => {}
+        }
+    }
+    let fd_limit = match sys::raise_fd_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("sse-server: could not raise the file-descriptor limit: {e}");
+            sys::fd_limit()
+        }
+    };
+    if let Some(w) = config.fd_warning(fd_limit) {
+        eprintln!("sse-server: warning: {w}");
     }
     // Before any thread starts, so that every thread inherits the blocked signals.
     let signals = match Signals::new() {
@@ -44,18 +61,25 @@ fn main() -> ExitCode {
     let server = match Server::start(&config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "sse-server: cannot listen on {}:{}: {e}",
-                config.bind, config.port
-            );
+            if e.get_ref()
+                .is_some_and(|i| i.is::<sse_server::server::LogError>())
+            {
+                eprintln!("sse-server: {e}");
+            } else {
+                let addr = std::net::SocketAddr::new(config.bind, config.port);
+                eprintln!("sse-server: cannot listen on {addr}: {e}");
+            }
             return ExitCode::FAILURE;
         }
     };
     let addr = server.local_addr();
-    let host = match addr.ip() {
-        ip if ip.is_unspecified() => "localhost".to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
+    // A URL that works: a wildcard address is reached as localhost, which names both ::1 and
+    // 127.0.0.1 when the listener is dual-stack.
+    let (host, reach) = match addr.ip() {
+        IpAddr::V6(ip) if ip.is_unspecified() => ("localhost".to_string(), "IPv6 and IPv4, "),
+        IpAddr::V4(ip) if ip.is_unspecified() => ("localhost".to_string(), "IPv4 only, "),
+        IpAddr::V6(ip) => (format!("[{ip}]"), ""),
+        ip => (ip.to_string(), ""),
     };
     // The token itself is never printed, only whether there is one.
     let publishing = if config.publish_token.is_some() {
@@ -64,7 +88,7 @@ fn main() -> ExitCode {
         "POST /publish from loopback clients only (no --publish-token)"
     };
     println!(
-        "sse-server listening on http://{host}:{}/ (stream at /sse, every {} ms; {} loops, up to {} streams; {publishing})",
+        "sse-server listening on http://{host}:{}/ ({reach}stream at /sse, every {} ms; {} loops, up to {} streams; {publishing})",
         addr.port(),
         config.conn.interval_ms,
         config.threads,

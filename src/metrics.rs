@@ -81,6 +81,12 @@ pub struct Shard {
     pub latency_sum_us: Counter,
 }
 
+/// Samples of the figures kept for `/metrics/stream` (five minutes at one a second).
+pub const SAMPLES_KEPT: usize = 300;
+
+/// Renders more figures into the `/metrics` text.
+pub type Renderer = Box<dyn Fn(&mut String) + Send + Sync>;
+
 /// Upper bounds of the publish-to-write latency histogram, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
@@ -94,15 +100,18 @@ pub enum Rejected {
     TooLarge,
     MediaType,
     Forbidden,
+    /// The shared log (Redis) could not store it.
+    Unavailable,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 5] = [
+    pub const ALL: [Rejected; 6] = [
         Rejected::Unauthorized,
         Rejected::Invalid,
         Rejected::TooLarge,
         Rejected::MediaType,
         Rejected::Forbidden,
+        Rejected::Unavailable,
     ];
 
     fn label(self) -> &'static str {
@@ -112,6 +121,7 @@ impl Rejected {
             Rejected::TooLarge => "too_large",
             Rejected::MediaType => "media_type",
             Rejected::Forbidden => "forbidden",
+            Rejected::Unavailable => "unavailable",
         }
     }
 }
@@ -151,6 +161,10 @@ pub struct Metrics {
     admission: Admission,
     /// The hub's retained events and bytes, when there is a hub.
     history: std::sync::OnceLock<Box<dyn Fn() -> (usize, usize) + Send + Sync>>,
+    /// More figures to render (the Redis bridge's).
+    extra: std::sync::OnceLock<Renderer>,
+    /// The last samples of the server's figures, for `/metrics/stream` (one a second).
+    samples: std::sync::Mutex<std::collections::VecDeque<(u64, Box<[u8]>)>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -169,6 +183,8 @@ impl Metrics {
             shards: (0..loops.max(1)).map(|_| Shard::default()).collect(),
             admission: Admission::new(max_streams),
             history: std::sync::OnceLock::new(),
+            extra: std::sync::OnceLock::new(),
+            samples: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -424,6 +440,58 @@ impl Metrics {
             self.sum(|s| &s.latency_sum_us) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count {cumulative}");
+        if let Some(extra) = self.extra.get() {
+            extra(out);
+        }
+    }
+
+    /// Takes one sample of the server's figures (JSON, one `figures` event), keeping the last
+    /// [`SAMPLES_KEPT`]. Called once a second by the server's sampler thread.
+    pub fn sample(&self, unix_ms: i64, process: &ProcessStats) {
+        let sum_all = |f: &dyn Fn(&Shard) -> u64| self.shards.iter().map(f).sum::<u64>();
+        let opened = self.sum(|s| &s.connections_total);
+        let closed = self.sum(|s| &s.connections_closed);
+        let subs = self
+            .sum(|s| &s.topic_streams_opened)
+            .saturating_sub(self.sum(|s| &s.topic_streams_closed));
+        let json = serde_json::json!({
+            "t": unix_ms,
+            "streams_open": self.streams_open(),
+            "connections_open": opened.saturating_sub(closed),
+            "hub_subscribers": subs,
+            "frames_total": self.sum(|s| &s.frames_sent),
+            "deliveries_total": self.sum(|s| &s.deliveries),
+            "publishes_total": self.sum(|s| &s.publishes),
+            "resets_total": sum_all(&|s| s.resets.iter().map(Counter::get).sum()),
+            "timeouts_total": sum_all(&|s| s.timeouts.iter().map(Counter::get).sum()),
+            "rss_bytes": process.rss_bytes,
+            "cpu_seconds": process.cpu_seconds,
+        });
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = samples.back().map_or(1, |s| s.0 + 1);
+        let mut frame = b"event: figures\ndata: ".to_vec();
+        frame.extend_from_slice(json.to_string().as_bytes());
+        frame.extend_from_slice(b"\n\n");
+        samples.push_back((seq, frame.into_boxed_slice()));
+        while samples.len() > SAMPLES_KEPT {
+            samples.pop_front();
+        }
+    }
+
+    /// Appends the samples after `cursor` to `out`; returns the new cursor.
+    pub fn samples_after(&self, cursor: u64, out: &mut Vec<u8>) -> u64 {
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = cursor;
+        for (seq, frame) in samples.iter().filter(|s| s.0 > cursor) {
+            out.extend_from_slice(frame);
+            last = *seq;
+        }
+        last
+    }
+
+    /// Adds text to every `/metrics` answer (the Redis bridge's figures).
+    pub fn set_extra(&self, f: Renderer) {
+        let _ = self.extra.set(f);
     }
 
     /// Lets `/metrics` show the history's size (read from the hub when rendered).

@@ -101,6 +101,9 @@ pub enum Then {
     KeepAlive,
     /// Close after this reply.
     Close,
+    /// The answer comes later, through [`crate::conn::Conn::complete`] (a publish waiting for
+    /// the shared log to store it); this reply's head and body are not sent.
+    Pending,
     /// Become an event stream fed by this source. The reply holds one admission slot (see
     /// [`crate::admission`]); the connection gives it back when the stream ends.
     Stream(crate::stream::Source),
@@ -158,6 +161,10 @@ impl Reply {
             Status::UriTooLong => "414 URI Too Long\n",
             Status::HeaderFieldsTooLarge => "431 Request Header Fields Too Large\n",
             Status::NotImplemented => "501 Not Implemented\n",
+            Status::PayloadTooLarge => {
+                "413 Content Too Large: the body is over --max-publish-bytes\n"
+            }
+            Status::VersionNotSupported => "505 HTTP Version Not Supported: speak HTTP/1.1\n",
             _ => "error\n",
         };
         let extra: &[(&str, &str)] = if status == Status::MethodNotAllowed {
@@ -166,6 +173,16 @@ impl Reply {
             &[]
         };
         Reply::text(status, text, extra).closing()
+    }
+
+    /// A reply given later (see [`Then::Pending`]).
+    pub fn pending() -> Reply {
+        Reply {
+            status: Status::Ok,
+            head: Head::new(Status::Ok),
+            body: None,
+            then: Then::Pending,
+        }
     }
 
     /// The same reply, closing the connection after it.

@@ -25,6 +25,8 @@ pub struct App {
     pub process_stats: fn() -> ProcessStats,
     /// The bearer token publishers must present; `None`: loopback peers only.
     pub publish_token: Option<String>,
+    /// With `--redis`: publishes are stored by the shared log, and answered once it has.
+    pub log: Option<std::sync::Arc<crate::redis_bridge::Bridge>>,
 }
 
 impl App {
@@ -34,6 +36,7 @@ impl App {
             files,
             process_stats: crate::sys::process_stats,
             publish_token: None,
+            log: None,
         }
     }
 }
@@ -43,6 +46,8 @@ impl App {
 pub struct Peer {
     /// The connection comes from 127.0.0.0/8 or ::1.
     pub loopback: bool,
+    /// The connection's slab key and generation in its loop (for answers given later).
+    pub conn: (usize, u32),
 }
 
 /// The answer to one request (its body, if any, in `body`).
@@ -79,7 +84,16 @@ pub fn route(
             let body = crate::response::Body::Shared(text.into_bytes().into());
             Reply::with_body(Status::Ok, ct, body, &[("Cache-Control", "no-store")])
         }
-        "/healthz" => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
+        "/metrics/stream" => figures_stream(req, now, ctx),
+        "/dashboard" => file(app, req, "/dashboard.html"),
+        "/healthz" => match ctx.hub.hub.log_state() {
+            Ok(()) => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
+            Err(why) => Reply::text_owned(
+                Status::ServiceUnavailable,
+                format!("503 Service Unavailable: the event log (Redis) is down: {why}\n"),
+                &[("Cache-Control", "no-store"), ("Retry-After", "1")],
+            ),
+        },
         path => file(app, req, path),
     }
 }
@@ -137,13 +151,50 @@ fn publish(
         }
     };
     let hub = &ctx.hub.hub;
+    if let Some(log) = &app.log {
+        if let Err(why) = hub.log_state() {
+            ctx.shard.rejected(Rejected::Unavailable);
+            return log_down(&why);
+        }
+        // Answered once the log has stored it (or could not): never a 200 for an event that
+        // is not stored.
+        let later = ctx.later.clone();
+        let (key, gen) = peer.conn;
+        log.submit(
+            p,
+            Box::new(move |stored| {
+                let reply = match stored {
+                    Ok(id) => published(id),
+                    Err(why) => log_down(&why),
+                };
+                later.send(key, gen, reply);
+            }),
+        );
+        ctx.shard.publishes.inc();
+        return Reply::pending();
+    }
     let seq = hub.publish(&p, now.us);
     ctx.shard.publishes.inc();
+    published(hub.id(seq))
+}
+
+/// `200` with the stored event's id.
+fn published(id: String) -> Reply {
     Reply::with_body(
         Status::Ok,
         crate::response::TEXT_PLAIN,
-        crate::response::Body::Shared(hub.id(seq).into_bytes().into()),
+        crate::response::Body::Shared(id.into_bytes().into()),
         &[("Cache-Control", "no-store")],
+    )
+}
+
+/// `503` for a publish the shared log could not store.
+fn log_down(why: &str) -> Reply {
+    let why = why.replace(['\r', '\n'], " ");
+    Reply::text_owned(
+        Status::ServiceUnavailable,
+        format!("503 Service Unavailable: the event log (Redis) did not store it: {why}\n"),
+        &[("Retry-After", "1")],
     )
 }
 
@@ -203,6 +254,29 @@ fn topic_stream(
         head,
         body,
         then: Then::Stream(Source::topics(now, cursor, filter, heartbeat)),
+    }
+}
+
+/// `GET /metrics/stream`: the server's figures, one `figures` event a second, the last five
+/// minutes first. Counts as a stream (it holds a connection like one).
+fn figures_stream(req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
+    let head = Head::new(Status::Ok).event_stream(false);
+    if req.method == Method::Head {
+        return Reply {
+            status: Status::Ok,
+            head,
+            body: None,
+            then: Then::KeepAlive,
+        };
+    }
+    if ctx.draining || !ctx.metrics.admission().try_open() {
+        return Reply::stream_refused(ctx.rng.jitter(ctx.cfg.reconnect_ms));
+    }
+    Reply {
+        status: Status::Ok,
+        head,
+        body: None,
+        then: Then::Stream(Source::figures(now)),
     }
 }
 

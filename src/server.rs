@@ -17,10 +17,11 @@
 //! debug builds.
 
 use crate::config::Config;
-use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
+use crate::conn::{Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
 use crate::http::Status;
-use crate::hub::{Hub, LocalHub};
+use crate::hub::{Hub, Ids, LocalHub, Publish};
 use crate::metrics::Metrics;
+use crate::redis_bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink};
 use crate::response::Reply;
 use crate::routes::{self, App, Peer};
 use crate::slab::Slab;
@@ -68,6 +69,8 @@ struct Shared {
 /// A running server: its loops and how to stop them.
 pub struct Server {
     addr: SocketAddr,
+    /// Held while the server runs: see [`bind`].
+    _lock: Option<std::os::unix::net::UnixDatagram>,
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
@@ -92,7 +95,11 @@ impl Server {
                 }
             })
         };
-        let hub = Arc::new(Hub::new(config.hub, epoch_tag(), threads, notify));
+        let ids = match config.redis {
+            Some(_) => Ids::Log,
+            None => Ids::Local { epoch: epoch_tag() },
+        };
+        let hub = Arc::new(Hub::with_ids(config.hub, ids, threads, notify));
         let metrics = Metrics::new(threads, max_streams);
         {
             let hub = hub.clone();
@@ -100,6 +107,12 @@ impl Server {
         }
         let mut app = App::new(files);
         app.publish_token = config.publish_token.clone();
+        if let Some(url) = &config.redis {
+            let bridge = start_log(url, config, &hub)?;
+            let stats = bridge.clone();
+            metrics.set_extra(Box::new(move |out| render_log(out, &stats.stats())));
+            app.log = Some(bridge);
+        }
         let shared = Arc::new(Shared {
             conn: config.conn.clone(),
             sndbuf: config.sndbuf,
@@ -112,14 +125,29 @@ impl Server {
             hub,
             epoch: Instant::now(),
         });
-        let mut addr = SocketAddr::new(config.bind, config.port);
+        let (listeners, lock) = bind(SocketAddr::new(config.bind, config.port), threads)?;
+        let addr = listeners[0].local_addr()?;
         let mut loops = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let listener = bind(addr, threads > 1)?;
-            addr = listener.local_addr()?; // the port 0 picked, for the next loops
+        for (i, listener) in listeners.into_iter().enumerate() {
             loops.push(EventLoop::new(i, listener, shared.clone())?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
+        {
+            // The figures of /metrics/stream: one sample a second (the /proc reads happen
+            // here, never in a loop's connection code).
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sse-figures".into())
+                .spawn(move || {
+                    while !shared.stop.load(Ordering::Relaxed) {
+                        let unix_ms = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        shared.metrics.sample(unix_ms, &sys::process_stats());
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                })?;
+        }
         let _ = wakers_cell.set(wakers.clone());
         let threads = loops
             .into_iter()
@@ -142,6 +170,7 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Server {
             addr,
+            _lock: lock,
             shared,
             wakers,
             threads,
@@ -179,22 +208,103 @@ impl Server {
     }
 }
 
-fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
+/// Binds `loops` listeners on `addr`, with `SO_REUSEPORT` when there are several so that the
+/// kernel spreads new connections across the loops by a hash of the connection.
+///
+/// `SO_REUSEPORT` alone would let a second `sse-server` (same user, same address) join the
+/// group and silently take half of the new connections. So before binding the group:
+///
+/// 1. an abstract Unix socket named after the address is bound and held for the server's
+///    life: a second `sse-server` on the same address fails there, race-free, and the kernel
+///    releases the name when the process dies, however it dies;
+/// 2. a probe socket without `SO_REUSEPORT` is bound to the address and closed: it fails with
+///    `EADDRINUSE` when any other program listens there, with `SO_REUSEPORT` or not.
+///
+/// Both map to `EADDRINUSE` ("Address already in use"). The default `::` is dual-stack (IPv6
+/// with `IPV6_V6ONLY` off, so IPv4 clients arrive as mapped addresses); where IPv6 is absent
+/// it falls back to `0.0.0.0`.
+fn bind(
+    addr: SocketAddr,
+    loops: usize,
+) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
+    let dual_stack = addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
+    match bind_group(addr, loops, dual_stack) {
+        Err(e) if dual_stack && ipv6_absent(&e) => {
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            bind_group(v4, loops, false)
+        }
+        other => other,
     }
-    socket.bind(&addr.into())?;
-    // The kernel caps this at net.core.somaxconn; ask for the most so a burst of thousands
-    // of connects queues instead of dropping SYNs.
-    socket.listen(65_535)?;
-    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Whether an error from creating or binding an IPv6 socket means this host has no IPv6.
+fn ipv6_absent(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT)
+    )
+}
+
+fn bind_group(
+    addr: SocketAddr,
+    loops: usize,
+    dual_stack: bool,
+) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let reuse_port = loops > 1;
+    let socket = |reuse_port: bool| -> io::Result<Socket> {
+        let s = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        if dual_stack {
+            s.set_only_v6(false)?;
+        }
+        // Lets a restarted server bind while its predecessor's connections sit in TIME_WAIT.
+        s.set_reuse_address(true)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
+        Ok(s)
+    };
+    let mut lock = None;
+    // Port 0 asks the kernel for a port nobody holds: there is nothing to share by mistake.
+    if reuse_port && addr.port() != 0 {
+        lock = Some(instance_lock(addr)?);
+        socket(false)?.bind(&addr.into())?;
+    }
+    let mut listeners = Vec::with_capacity(loops);
+    let mut addr = addr;
+    for _ in 0..loops {
+        let s = socket(reuse_port)?;
+        s.bind(&addr.into())?;
+        // The kernel caps this at net.core.somaxconn; ask for the most so a burst of
+        // thousands of connects queues instead of dropping SYNs.
+        s.listen(65_535)?;
+        let listener = TcpListener::from_std(s.into());
+        addr = listener.local_addr()?; // the port 0 picked, for the next loops
+        listeners.push(listener);
+    }
+    Ok((listeners, lock))
+}
+
+/// The per-address lock of step 1 in [`bind`]: an abstract Unix socket (Linux; no file is
+/// created, and the name lives in the network namespace, as the port does).
+fn instance_lock(addr: SocketAddr) -> io::Result<std::os::unix::net::UnixDatagram> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("sse-server/{addr}");
+    let sa = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    std::os::unix::net::UnixDatagram::bind_addr(&sa).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("Address already in use (another sse-server holds {addr})"),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// What [`EventLoop::shed_one`] managed.
@@ -235,6 +345,9 @@ struct EventLoop {
     rng: Rng,
     /// This loop's view of the hub.
     local: LocalHub,
+    /// Answers given later (publishes stored by the shared log) come back through these.
+    later: Later,
+    completions: std::sync::mpsc::Receiver<Completion>,
     /// Slab keys of the subscribers a batch of published events concerns (reused).
     audience: Vec<u32>,
     next_gen: u32,
@@ -257,7 +370,19 @@ impl EventLoop {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
             ^ (id as u64) << 32;
+        let (tx, completions) = std::sync::mpsc::channel();
+        let later = {
+            let waker = waker.clone();
+            Later::new(
+                tx,
+                Arc::new(move || {
+                    let _ = waker.wake();
+                }),
+            )
+        };
         Ok(EventLoop {
+            later,
+            completions,
             id,
             poll,
             waker,
@@ -292,6 +417,9 @@ impl EventLoop {
 
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
+        // Events stored before this loop could be woken (the shared log's backfill arrives
+        // while the loops are being built): take them now, which also re-arms the wake-up.
+        self.fan_out();
         loop {
             let now = self.now();
             if let Some(deadline) = self.drain_deadline {
@@ -313,6 +441,7 @@ impl EventLoop {
                     LISTENER => self.accept(now),
                     WAKER => {
                         self.check_stop(now);
+                        self.complete_later(now);
                         self.fan_out();
                     }
                     Token(k) => {
@@ -369,6 +498,31 @@ impl EventLoop {
         }
     }
 
+    /// Hands answers given later to their connections (if still there).
+    fn complete_later(&mut self, now: Now) {
+        while let Ok(done) = self.completions.try_recv() {
+            let shared = &*self.shared;
+            let Some(slot) = self.slab.get_mut(done.key) else {
+                continue;
+            };
+            if slot.gen != done.gen {
+                continue;
+            }
+            let draining = self.drain_deadline.is_some();
+            let mut ctx = ctx(
+                shared,
+                self.id,
+                &mut self.dates,
+                &mut self.rng,
+                &mut self.local,
+                &self.later,
+                draining,
+            );
+            slot.conn.complete(done.reply, now, &mut ctx);
+            self.drive(done.key, now);
+        }
+    }
+
     /// Mirrors newly published events and hands them to this loop's subscribers.
     fn fan_out(&mut self) {
         let Some((first, last)) = self.local.sync() else {
@@ -401,6 +555,7 @@ impl EventLoop {
             &mut self.dates,
             &mut self.rng,
             &mut self.local,
+            &self.later,
             draining,
         );
         slot.conn.handle_timeout(now, &mut ctx);
@@ -422,6 +577,7 @@ impl EventLoop {
             &mut self.dates,
             &mut self.rng,
             &mut self.local,
+            &self.later,
             draining,
         );
         let conn = &mut slot.conn;
@@ -476,6 +632,7 @@ impl EventLoop {
             let app = &shared.app;
             let peer = Peer {
                 loopback: slot.loopback,
+                conn: (k, slot.gen),
             };
             let was_stream = conn.is_stream();
             progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
@@ -662,6 +819,7 @@ impl EventLoop {
                     &mut self.dates,
                     &mut self.rng,
                     &mut self.local,
+                    &self.later,
                     true,
                 );
                 slot.conn.drain(now, &mut ctx);
@@ -678,9 +836,118 @@ fn ctx<'a>(
     dates: &'a mut Dates,
     rng: &'a mut Rng,
     hub: &'a mut LocalHub,
+    later: &'a Later,
     draining: bool,
 ) -> Ctx<'a> {
-    Ctx::new(&shared.conn, &shared.metrics, id, dates, rng, hub, draining)
+    Ctx {
+        cfg: &shared.conn,
+        metrics: &shared.metrics,
+        shard: shared.metrics.shard(id),
+        dates,
+        rng,
+        hub,
+        later,
+        draining,
+    }
+}
+
+/// A start-up failure of the shared log (told apart from a listening failure by `main`).
+#[derive(Debug)]
+pub struct LogError(pub String);
+
+impl std::fmt::Display for LogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LogError {}
+
+/// What the bridge reads goes into the hub; what it says of Redis, to `/healthz`.
+struct HubSink {
+    hub: Arc<Hub>,
+    epoch: Instant,
+}
+
+impl Sink for HubSink {
+    fn on_events(&self, events: Vec<(String, Publish)>) {
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        self.hub.append_log(events, now_us);
+    }
+
+    fn on_state(&self, up: bool, reason: &str) {
+        self.hub.set_log_state(up, reason);
+        if up {
+            eprintln!("sse-server: event log (Redis) up");
+        } else {
+            eprintln!("sse-server: event log (Redis) down: {reason}");
+        }
+    }
+}
+
+/// Connects the shared log (`--redis`) and feeds the hub from it.
+fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridge>> {
+    let cfg = BridgeConfig::new(url, config.hub.history_events);
+    let sink = Arc::new(HubSink {
+        hub: hub.clone(),
+        epoch: Instant::now(),
+    });
+    Bridge::start(cfg, sink)
+        .map(Arc::new)
+        .map_err(|e| io::Error::other(LogError(format!("--redis {}: {e}", redact(url)))))
+}
+
+/// The bridge's figures in Prometheus text.
+fn render_log(out: &mut String, s: &BridgeStats) {
+    use std::fmt::Write as _;
+    let mut line = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        );
+    };
+    line(
+        "sse_redis_up",
+        "gauge",
+        "1 while the shared event log is reachable and read.",
+        u64::from(s.up),
+    );
+    line(
+        "sse_redis_reconnects_total",
+        "counter",
+        "Connections to Redis made again.",
+        s.reconnects,
+    );
+    line(
+        "sse_redis_events_read_total",
+        "counter",
+        "Log entries read.",
+        s.events_read,
+    );
+    line(
+        "sse_redis_entries_skipped_total",
+        "counter",
+        "Log entries that could not be read.",
+        s.entries_skipped,
+    );
+    line(
+        "sse_redis_publishes_stored_total",
+        "counter",
+        "Publishes stored in the log.",
+        s.publishes_stored,
+    );
+    line(
+        "sse_redis_publish_errors_total",
+        "counter",
+        "Publishes the log could not store.",
+        s.publish_errors,
+    );
+    line(
+        "sse_redis_lag_entries",
+        "gauge",
+        "Log entries not read yet by this instance.",
+        s.lag,
+    );
 }
 
 /// Whether the subscriber recorded as (`k`, `gen`) is still that connection and a stream.

@@ -5,14 +5,24 @@
 //! or joined to the canonical `--www` root, and for a folder the canonical result must still lie
 //! under the root (so a symlink cannot lead out) and be a regular file.
 //!
+//! A `--www` folder's files are cached in memory, bounded in bytes and entries (least recently
+//! used out; a path found missing drops its entry), and an entry is trusted only while the
+//! file's identity and times are unchanged (device, inode, size, modification and change
+//! time) and were already a second old when it was read (a change within the same timestamp
+//! tick would otherwise go unseen).
+//!
 //! **Invariant:** no request path reaches a file outside the page's folder; only names made of
-//! non-empty segments that do not start with `.` are ever looked up.
+//! non-empty segments that do not start with `.` are ever looked up (`.` and `..` segments are
+//! resolved first, and one that would climb above the root refuses the path).
+//! **Invariant:** the cache never holds more than [`CACHE_MAX_BYTES`] of file bodies nor more
+//! than [`CACHE_MAX_ENTRIES`] entries.
 
 pub use crate::response::Body;
 use std::collections::HashMap;
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The files compiled into the binary. A unit test below checks this list against `www/`.
 pub const EMBEDDED: &[(&str, &[u8])] = &[
@@ -25,8 +35,18 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("dashboard.js", include_bytes!("../www/dashboard.js")),
 ];
 
-/// Files larger than this are not served from a `--www` folder (they would be held in memory).
+/// Files larger than this are not served from a `--www` folder (a response holds its whole
+/// body in memory): they are 404.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// The `--www` cache holds at most this many bytes of file bodies...
+pub const CACHE_MAX_BYTES: usize = 32 << 20;
+/// ...in at most this many files...
+pub const CACHE_MAX_ENTRIES: usize = 1024;
+/// ...and no file larger than this (read for each request instead).
+pub const CACHE_MAX_FILE_BYTES: usize = 4 << 20;
+/// A file whose change time is more recent than this when it is read is not cached: a second
+/// change within the same timestamp tick would leave every stamp equal.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// A file ready to send.
 #[derive(Clone, Debug)]
@@ -39,10 +59,102 @@ pub struct File {
 
 enum Source {
     Embedded(Vec<(&'static str, File)>),
-    Dir {
-        root: PathBuf,
-        cache: Mutex<HashMap<PathBuf, (SystemTime, u64, File)>>,
-    },
+    Dir { root: PathBuf, cache: Mutex<Cache> },
+}
+
+/// What identifies a version of a file on disk without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file last changed more than [`SETTLE`] before `now`.
+    fn settled(&self, now: SystemTime) -> bool {
+        let latest = self.mtime.max(self.ctime);
+        let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let settle = now.saturating_sub(SETTLE);
+        (latest.0, latest.1) < (settle.as_secs() as i64, i64::from(settle.subsec_nanos()))
+    }
+}
+
+struct Cached {
+    stamp: Stamp,
+    file: File,
+    /// The cache's clock when this entry was last served (least recently used goes first).
+    used: u64,
+}
+
+/// The `--www` cache: request name to file, bounded (see [`CACHE_MAX_BYTES`]).
+#[derive(Default)]
+struct Cache {
+    map: HashMap<String, Cached>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl Cache {
+    fn get(&mut self, name: &str, stamp: &Stamp) -> Option<File> {
+        self.clock += 1;
+        let clock = self.clock;
+        let hit = self.map.get_mut(name).filter(|c| c.stamp == *stamp)?;
+        hit.used = clock;
+        Some(hit.file.clone())
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.map.remove(name) {
+            self.bytes -= old.file.body.bytes().len();
+        }
+    }
+
+    fn insert(&mut self, name: &str, stamp: Stamp, file: File) {
+        self.remove(name);
+        let len = file.body.bytes().len();
+        if len > CACHE_MAX_FILE_BYTES {
+            return;
+        }
+        while !self.map.is_empty()
+            && (self.bytes + len > CACHE_MAX_BYTES || self.map.len() >= CACHE_MAX_ENTRIES)
+        {
+            // O(entries), only on a miss that inserts; lookups stay O(1).
+            let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, c)| c.used)
+                .map(|(n, _)| n.clone())
+            else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        self.bytes += len;
+        self.map.insert(
+            name.to_owned(),
+            Cached {
+                stamp,
+                file,
+                used: self.clock,
+            },
+        );
+    }
 }
 
 /// The page's files. Shared by every event loop.
@@ -81,7 +193,7 @@ impl StaticFiles {
         Ok(StaticFiles {
             source: Source::Dir {
                 root,
-                cache: Mutex::new(HashMap::new()),
+                cache: Mutex::new(Cache::default()),
             },
         })
     }
@@ -99,43 +211,50 @@ impl StaticFiles {
     }
 }
 
-fn read_under(
-    root: &Path,
-    name: &str,
-    cache: &Mutex<HashMap<PathBuf, (SystemTime, u64, File)>>,
-) -> Option<File> {
-    let real = root.join(name).canonicalize().ok()?;
-    if !real.starts_with(root) {
-        return None;
-    }
-    let meta = std::fs::metadata(&real).ok()?;
-    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
-        return None;
-    }
-    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+fn read_under(root: &Path, name: &str, cache: &Mutex<Cache>) -> Option<File> {
     // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((t, len, file)) = cache.get(&real) {
-        if *t == mtime && *len == meta.len() {
-            return Some(file.clone());
-        }
+    let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
+    let found = root
+        .join(name)
+        .canonicalize()
+        .ok()
+        .filter(|real| real.starts_with(root))
+        .and_then(|real| Some((std::fs::metadata(&real).ok()?, real)))
+        .filter(|(meta, _)| meta.is_file() && meta.len() <= MAX_FILE_BYTES);
+    let Some((meta, real)) = found else {
+        // Gone (or never there): whatever was cached under this name is dead weight.
+        lock().remove(name);
+        return None;
+    };
+    let stamp = Stamp::of(&meta);
+    if let Some(file) = lock().get(name, &stamp) {
+        return Some(file);
     }
+    // Read without the lock: other loops go on serving cached files meanwhile.
     let bytes: Arc<[u8]> = std::fs::read(&real).ok()?.into();
     let file = File {
         content_type: content_type(name),
         etag: etag_of(&bytes),
         body: Body::Shared(bytes),
     };
-    cache.insert(real, (mtime, meta.len(), file.clone()));
+    // The stamp was taken before the read, so a change during the read shows on the next
+    // lookup; a file that changed very recently is not trusted to stay as read.
+    let mut cache = lock();
+    if stamp.settled(SystemTime::now()) && file.body.bytes().len() as u64 == stamp.len {
+        cache.insert(name, stamp, file.clone());
+    } else {
+        cache.remove(name);
+    }
     Some(file)
 }
 
 /// A request path as a safe relative file name, or `None` when it must be refused (404).
 ///
-/// `/` is `index.html`. Refused: anything but a leading `/`; a bad or encoded `/` or `\`
+/// `/` is `index.html`. Dot segments are resolved (RFC 3986 section 5.2.4: `/./a` is `a`,
+/// `/a/../b` is `b`). Refused: anything but a leading `/`; a bad or encoded `/` or `\`
 /// (`%2F`, `%5C`); NUL or other control bytes; a decoded result that is not UTF-8 (overlong
-/// encodings included); an empty segment, or one starting with `.` (`.`, `..`, dotfiles); a
-/// trailing `/` (a directory).
+/// encodings included); a `..` that would climb above the root; an empty segment, or one
+/// starting with `.` (dotfiles); a path ending in `/`, `.` or `..` (a directory).
 pub fn sanitize(path: &str) -> Option<String> {
     let rest = path.strip_prefix('/')?;
     if rest.is_empty() {
@@ -164,13 +283,23 @@ pub fn sanitize(path: &str) -> Option<String> {
         return None;
     }
     let name = String::from_utf8(decoded).ok()?;
-    if name
-        .split('/')
-        .any(|seg| seg.is_empty() || seg.starts_with('.'))
-    {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut last = "";
+    for seg in name.split('/') {
+        match seg {
+            "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            s if s.is_empty() || s.starts_with('.') => return None,
+            s => segments.push(s),
+        }
+        last = seg;
+    }
+    if segments.is_empty() || last == "." || last == ".." {
         return None;
     }
-    Some(name)
+    Some(segments.join("/"))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -237,6 +366,9 @@ mod tests {
         assert_eq!(sanitize("/app.js").as_deref(), Some("app.js"));
         assert_eq!(sanitize("/img/a%20b.png").as_deref(), Some("img/a b.png"));
         assert_eq!(sanitize("/%E4%B8%AD.txt").as_deref(), Some("中.txt"));
+        assert_eq!(sanitize("/./index.html").as_deref(), Some("index.html"));
+        assert_eq!(sanitize("/a/./b/../c.js").as_deref(), Some("a/c.js"));
+        assert_eq!(sanitize("/a/%2e%2e/app.js").as_deref(), Some("app.js"));
     }
 
     #[test]
@@ -259,6 +391,11 @@ mod tests {
             "/.git/config",
             "/a//b",
             "/dir/",
+            "/a/..",
+            "/a/.",
+            "/./",
+            "/a/../..",
+            "/a/../../b",
             "/%zz",
             "/%4",
         ] {
@@ -317,7 +454,55 @@ mod tests {
         // A change on disk is seen.
         std::fs::write(root.join("index.html"), "hello").unwrap();
         assert_eq!(files.lookup("/").unwrap().body.bytes(), b"hello");
+        assert_eq!(
+            files.lookup("/./sub/../index.html").unwrap().body.bytes(),
+            b"hello"
+        );
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_drops_the_least_recently_used() {
+        let file = |n: usize| File {
+            body: Body::Shared(vec![0u8; n].into()),
+            content_type: "x",
+            etag: "\"e\"".into(),
+        };
+        let stamp = |ino| Stamp {
+            dev: 1,
+            ino,
+            len: 0,
+            mtime: (0, 0),
+            ctime: (0, 0),
+        };
+        let mut c = Cache::default();
+        let mib = 1 << 20;
+        for i in 0..100u64 {
+            c.insert(&format!("f{i}"), stamp(i), file(mib));
+            assert!(c.bytes <= CACHE_MAX_BYTES && c.map.len() <= CACHE_MAX_ENTRIES);
+            // f0 is served after every insert, so it stays.
+            assert!(c.get("f0", &stamp(0)).is_some(), "f0 evicted at {i}");
+        }
+        assert_eq!(c.bytes, CACHE_MAX_BYTES);
+        assert!(
+            c.get("f1", &stamp(1)).is_none(),
+            "the least recently used went"
+        );
+        assert!(c.get("f99", &stamp(99)).is_some());
+        assert!(c.get("f99", &stamp(7)).is_none(), "another stamp is a miss");
+        c.remove("f99");
+        assert_eq!(c.bytes, CACHE_MAX_BYTES - mib);
+        c.insert("big", stamp(1), file(CACHE_MAX_FILE_BYTES + 1));
+        assert!(c.get("big", &stamp(1)).is_none(), "too big to cache");
+        for i in 0..2 * CACHE_MAX_ENTRIES as u64 {
+            c.insert(&format!("s{i}"), stamp(i), file(1));
+        }
+        assert_eq!(c.map.len(), CACHE_MAX_ENTRIES);
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let mut st = stamp(0);
+        st.ctime = (100, 0);
+        assert!(st.settled(t(102)));
+        assert!(!st.settled(t(100)), "changed just now: not trusted yet");
     }
 
     #[test]

@@ -29,12 +29,17 @@ pub enum Source {
         next_id: u64,
         due: bool,
     },
+    /// The server's own figures (`/metrics/stream`): every sample after `cursor`, polled once
+    /// a second.
+    Figures { cursor: u64, next: u64, due: bool },
     /// A hub subscription: `cursor` is the last sequence number handed to the socket; a
     /// comment goes out when nothing did by `heartbeat_at`.
     Topics {
         cursor: u64,
         heartbeat_at: u64,
         filter: Filter,
+        /// The heartbeat time passed: a comment goes out at the next poll if nothing else does.
+        beat: bool,
     },
 }
 
@@ -54,6 +59,16 @@ impl Source {
         match self {
             Source::Clock { next_tick, .. } => *next_tick,
             Source::Topics { heartbeat_at, .. } => *heartbeat_at,
+            Source::Figures { next, .. } => *next,
+        }
+    }
+
+    /// The figures stream: the samples kept so far at once, then each new one.
+    pub fn figures(now: Now) -> Source {
+        Source::Figures {
+            cursor: 0,
+            next: now.ms + 1_000,
+            due: true,
         }
     }
 
@@ -63,6 +78,7 @@ impl Source {
             cursor,
             heartbeat_at: now.ms + heartbeat_ms,
             filter,
+            beat: false,
         }
     }
 
@@ -70,7 +86,7 @@ impl Source {
     pub fn filter(&self) -> Option<&Filter> {
         match self {
             Source::Topics { filter, .. } => Some(filter),
-            Source::Clock { .. } => None,
+            Source::Clock { .. } | Source::Figures { .. } => None,
         }
     }
 
@@ -134,11 +150,21 @@ impl Source {
                 }
                 ctx.shard.frames_skipped.add(skipped);
             }
-            Source::Topics { heartbeat_at, .. } => {
-                if blocked && now.ms >= *heartbeat_at {
-                    // The client is not reading: no comment can go out, and the deadline must
-                    // not stay in the past (the stall timeout closes it if this lasts).
+            Source::Figures { next, due, .. } => {
+                if now.ms >= *next {
+                    *next = now.ms + 1_000;
+                    *due = !blocked;
+                }
+            }
+            Source::Topics {
+                heartbeat_at, beat, ..
+            } => {
+                if now.ms >= *heartbeat_at {
+                    // The deadline never stays in the past (that would spin the loop while the
+                    // socket cannot take the comment); the comment itself waits for a poll,
+                    // and is pointless while output is still unwritten.
                     *heartbeat_at = now.ms + ctx.hub.hub.config().heartbeat_ms;
+                    *beat = !blocked;
                 }
             }
         }
@@ -159,15 +185,27 @@ impl Source {
                 ctx.shard.frames_sent.inc();
                 true
             }
+            Source::Figures { cursor, due, .. } => {
+                if !std::mem::take(due) {
+                    return false;
+                }
+                *cursor = ctx.metrics.samples_after(*cursor, out);
+                if out.is_empty() {
+                    // Nothing new this second: a comment keeps proxies from timing out.
+                    out.extend_from_slice(b":\n\n");
+                }
+                true
+            }
             Source::Topics {
                 cursor,
                 heartbeat_at,
                 filter,
+                beat,
             } => {
                 let hub = &mut *ctx.hub;
                 let mut marks = std::mem::take(&mut hub.marks);
                 marks.clear();
-                if cursor.saturating_add(1) < hub.oldest() {
+                if *cursor < hub.evicted() {
                     // Fell behind the retained history: say so, then go live.
                     let last = hub.hub.id(*cursor);
                     hub.encode_reset(out, ResetReason::Gap, &last);
@@ -188,7 +226,7 @@ impl Source {
                         }
                         *cursor = ev.seq;
                     }
-                    if out.is_empty() && now.ms >= *heartbeat_at {
+                    if out.is_empty() && *beat {
                         out.extend_from_slice(b":\n\n");
                     }
                 }
@@ -197,6 +235,7 @@ impl Source {
                     return false;
                 }
                 *heartbeat_at = now.ms + hub.hub.config().heartbeat_ms;
+                *beat = false;
                 true
             }
         }

@@ -2,7 +2,7 @@
 //! the fuzz target: one constructor for the context, so a new field is one edit. Time is
 //! synthetic ([`Env::advance`]); "the socket" takes everything (or what a test says).
 
-use crate::conn::{Conn, ConnConfig, Ctx, Now, Rng};
+use crate::conn::{Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
 use crate::hub::{Hub, HubConfig, LocalHub};
 use crate::metrics::{Metrics, ProcessStats};
 use crate::routes::{self, App, Peer};
@@ -21,6 +21,9 @@ pub struct Env {
     pub draining: bool,
     /// One loop's view of a hub whose loops are never woken (tests call `sync`).
     pub hub: LocalHub,
+    /// Answers given later arrive here (see [`Env::complete`]).
+    pub later: Later,
+    pub completions: std::sync::mpsc::Receiver<Completion>,
     /// The loop's frame scratch.
     pub scratch: Vec<u8>,
 }
@@ -29,13 +32,17 @@ impl Env {
     /// One loop, `max_streams` streams, the embedded page, fixed process figures, and a clock
     /// at 2026-11-23T19:09:41.321Z (monotonic 1 s).
     pub fn new(cfg: ConnConfig, max_streams: usize) -> Env {
+        let (tx, completions) = std::sync::mpsc::channel();
         Env {
+            later: Later::new(tx, Arc::new(|| {})),
+            completions,
             cfg,
             metrics: Metrics::new(1, max_streams),
             app: App {
                 files: StaticFiles::embedded(),
                 process_stats: ProcessStats::default,
                 publish_token: None,
+                log: None,
             },
             dates: Dates::new(),
             rng: Rng::new(7),
@@ -60,15 +67,16 @@ impl Env {
 
     /// Runs `f` with the context and the application.
     pub fn with<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>, &App, Now, &mut Vec<u8>) -> R) -> R {
-        let mut ctx = Ctx::new(
-            &self.cfg,
-            &self.metrics,
-            0,
-            &mut self.dates,
-            &mut self.rng,
-            &mut self.hub,
-            self.draining,
-        );
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            metrics: &self.metrics,
+            shard: self.metrics.shard(0),
+            dates: &mut self.dates,
+            rng: &mut self.rng,
+            hub: &mut self.hub,
+            later: &self.later,
+            draining: self.draining,
+        };
         f(&mut ctx, &self.app, self.now, &mut self.scratch)
     }
 
@@ -111,6 +119,13 @@ impl Env {
         })
     }
 
+    /// Hands every answer given later to `c` (all are for it in these tests).
+    pub fn complete(&mut self, c: &mut Conn) {
+        while let Ok(done) = self.completions.try_recv() {
+            self.with(|ctx, _, now, _| c.complete(done.reply, now, ctx));
+        }
+    }
+
     /// Moves the clocks forward.
     pub fn advance(&mut self, ms: u64) {
         self.now.ms += ms;
@@ -130,6 +145,16 @@ impl Env {
 /// The loop's request step: route what is complete.
 pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, app: &App, now: Now) -> bool {
     c.serve(now, ctx, |req, body, ctx| {
-        routes::route(app, req, body, Peer { loopback: true }, now, ctx)
+        routes::route(
+            app,
+            req,
+            body,
+            Peer {
+                loopback: true,
+                conn: (0, 0),
+            },
+            now,
+            ctx,
+        )
     })
 }

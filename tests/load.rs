@@ -1,6 +1,8 @@
 //! End-to-end tests of `sse-load`: the real binary against the real `sse-server`, against a
-//! port nobody listens on, and against small in-test servers (chunked, silent), all on
-//! 127.0.0.1 with ports picked by the kernel. Every run is bounded by a timeout.
+//! port nobody listens on, against small in-test servers (chunked, silent), and in hub mode
+//! against nchan (skipped with a notice when nginx and its nchan module are missing, unless
+//! `REQUIRE_NCHAN=1`), all on 127.0.0.1 with ports picked by the kernel. Every run is bounded
+//! by a timeout.
 
 mod common;
 
@@ -35,13 +37,19 @@ fn sse_load(args: &[&str], limit: Duration) -> Output {
     child.wait_with_output().expect("output")
 }
 
-/// Runs `sse-load ... --json -q`, expects exit code 0, and returns the report.
+/// Runs `sse-load ... --json -q`, expects exit code 0 (every check passed), and returns the
+/// report.
 fn report(args: &[&str]) -> Value {
+    report_exit(args, 0)
+}
+
+/// Runs `sse-load ... --json -q`, expects exit code `code`, and returns the report.
+fn report_exit(args: &[&str], code: i32) -> Value {
     let mut all = args.to_vec();
     all.extend(["--json", "-q"]);
     let out = sse_load(&all, Duration::from_secs(30));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(code), "stderr:\n{stderr}");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}): {}\nstderr:\n{stderr}",
@@ -129,8 +137,13 @@ fn a_port_nobody_listens_on_fails_by_reason() {
     let addr = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap();
-    // The listener is dropped: nothing listens on that port now.
-    let r = report(&[&url(addr), "-c", "10", "-d", "1"]);
+    // The listener is dropped: nothing listens on that port now. A run where every stream
+    // failed fails (exit code 3), unless failures are allowed.
+    let r = report_exit(&[&url(addr), "-c", "10", "-d", "1"], 3);
+    assert_eq!(r["checks"]["passed"], false, "{r:#}");
+    let why = r["checks"]["failed"][0].as_str().unwrap();
+    assert!(why.contains("10 streams failed to open"), "{why}");
+    report(&[&url(addr), "-c", "3", "-d", "0.3", "--max-failed", "3"]);
     assert_eq!(num(&r, &["streams", "established"]), 0.0, "{r:#}");
     assert_eq!(num(&r, &["streams", "failed"]), 10.0, "{r:#}");
     assert_eq!(
@@ -152,15 +165,18 @@ fn a_silent_server_times_out_with_a_reason() {
             held.push(s);
         }
     });
-    let r = report(&[
-        &url(addr),
-        "-c",
-        "4",
-        "-d",
-        "1.5",
-        "--headers-timeout-ms",
-        "300",
-    ]);
+    let r = report_exit(
+        &[
+            &url(addr),
+            "-c",
+            "4",
+            "-d",
+            "1.5",
+            "--headers-timeout-ms",
+            "300",
+        ],
+        3,
+    );
     assert_eq!(
         num(&r, &["failed_by_reason", "headers_timeout"]),
         4.0,
@@ -262,7 +278,7 @@ fn a_chunked_body_that_ends_is_a_drop() {
             let _ = s.read(&mut buf);
         }
     });
-    let r = report(&[&url(addr), "-c", "2", "-d", "0.5"]);
+    let r = report_exit(&[&url(addr), "-c", "2", "-d", "0.5"], 3);
     assert_eq!(num(&r, &["streams", "established"]), 2.0, "{r:#}");
     assert_eq!(num(&r, &["dropped_by_reason", "ended"]), 2.0, "{r:#}");
     assert_eq!(num(&r, &["frames"]), 2.0, "{r:#}");
@@ -309,4 +325,285 @@ fn bad_arguments_exit_2_and_only_loopback_is_loaded() {
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("--source-addrs") && help.contains("default"));
+}
+
+#[test]
+fn thresholds_fail_the_run_with_exit_code_3() {
+    let server = Server::start(&["--interval-ms", "100"]);
+    let u = url(server.addr);
+    // Lateness is at least the timestamp's truncation, never 1 microsecond.
+    let out = sse_load(
+        &[&u, "-c", "5", "-d", "0.8", "-q", "--max-p99-ms", "0.001"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("check failed: lateness p99"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAILED    lateness p99"), "{text}");
+    let r = report_exit(&[&u, "-c", "5", "-d", "0.5", "--min-established", "6"], 3);
+    assert!(r["checks"]["failed"][0]
+        .as_str()
+        .unwrap()
+        .contains("fewer than --min-established 6"));
+    let r = report(&[&u, "-c", "5", "-d", "0.5", "--max-connect-p99-ms", "1000"]);
+    assert_eq!(r["checks"]["passed"], true, "{r:#}");
+}
+
+/// A small check that `html` is well-formed: every tag closed in order (void elements and
+/// `/>` aside), no script. Returns each chart's `data-chart` name and `data-points` count.
+fn parse_html(html: &str) -> Vec<(String, usize)> {
+    const VOID: &[&str] = &["meta", "br", "hr", "img", "link", "input"];
+    let mut stack: Vec<String> = Vec::new();
+    let mut charts = Vec::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        let close = rest[open..].find('>').expect("an unclosed tag") + open;
+        let tag = &rest[open + 1..close];
+        rest = &rest[close + 1..];
+        if tag.starts_with('!') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            let top = stack
+                .pop()
+                .unwrap_or_else(|| panic!("</{name}> closes nothing"));
+            assert_eq!(top, name, "</{name}> closes <{top}>");
+            continue;
+        }
+        let name = tag.split_whitespace().next().unwrap().to_string();
+        assert_ne!(name, "script", "the report needs no script");
+        let attr = |key: &str| {
+            let k = format!(" {key}=\"");
+            tag.find(&k)
+                .map(|i| &tag[i + k.len()..])
+                .and_then(|v| v.split('"').next())
+                .map(str::to_string)
+        };
+        for a in ["src", "href"] {
+            assert_eq!(attr(a), None, "nothing is fetched: <{tag}>");
+        }
+        if name == "svg" {
+            let chart = attr("data-chart").expect("every chart is named");
+            let points = attr("data-points").unwrap().parse().unwrap();
+            charts.push((chart, points));
+        }
+        if !tag.ends_with('/') && !VOID.contains(&name.as_str()) {
+            stack.push(name);
+        }
+    }
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
+    charts
+}
+
+#[test]
+fn html_and_csv_reports_from_a_short_run() {
+    let server = Server::start(&["--interval-ms", "100"]);
+    let dir = std::env::temp_dir().join(format!("sse-load-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (html_path, csv_path) = (dir.join("r.html"), dir.join("r.csv"));
+    report(&[
+        &url(server.addr),
+        "-c",
+        "20",
+        "-d",
+        "2.5",
+        "--html",
+        html_path.to_str().unwrap(),
+        "--csv",
+        csv_path.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let charts = parse_html(&html);
+    let names: Vec<&str> = charts.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["streams", "frames", "connect", "headers", "interval", "lateness"]
+    );
+    for (name, points) in &charts {
+        assert!(*points > 0, "chart {name} is empty");
+    }
+    // The series has one point a second; the histograms' bars are drawn.
+    assert!(charts[0].1 >= 2, "{charts:?}");
+    assert!(html.matches("<rect class=\"bar\"").count() >= 4);
+    assert!(html.contains("Every check passed."));
+    assert!(html.contains(&url(server.addr)), "the parameters are shown");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("t_s,open,opening,failed,dropped,frames,frames_per_s"));
+    assert!(rows.len() >= 3, "{csv}");
+    let second: Vec<&str> = rows[2].split(',').collect();
+    assert_eq!(second[1], "20", "20 open at 2 s: {csv}");
+    let fps: f64 = second[6].parse().unwrap();
+    assert!((100.0..=300.0).contains(&fps), "20 streams at 10/s: {csv}");
+}
+
+/// nchan on a free port (nginx in the foreground), stopped when dropped; `None`, with a loud
+/// notice, when nginx or the nchan module is not installed, unless `REQUIRE_NCHAN=1`.
+struct Nchan {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Nchan {
+    fn start() -> Option<Nchan> {
+        let run =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/nchan/run");
+        let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so");
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists());
+        if !(run.exists() && module.exists() && nginx) {
+            let msg = format!(
+                "nchan is not available (need {} and nginx with {}: apt-get install nginx-light libnginx-mod-nchan)",
+                run.display(),
+                module.display()
+            );
+            assert!(
+                std::env::var("REQUIRE_NCHAN").as_deref() != Ok("1"),
+                "{msg}"
+            );
+            eprintln!("\n*** SKIPPED: {msg} ***\n");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = Command::new(run)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nchan starts");
+        let n = Nchan { child, port };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nchan did not listen"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(n)
+    }
+}
+
+impl Drop for Nchan {
+    fn drop(&mut self) {
+        // The script execs nginx: SIGTERM to the master stops its workers too.
+        // SAFETY: kill(2) with a process id this test started and still owns.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn hub_mode_against_nchan() {
+    let Some(nchan) = Nchan::start() else {
+        return;
+    };
+    let base = format!("http://127.0.0.1:{}", nchan.port);
+    let html_path = std::env::temp_dir().join(format!("sse-load-hub-{}.html", std::process::id()));
+    let r = report(&[
+        "--html",
+        html_path.to_str().unwrap(),
+        &format!("{base}/sub/loadtest"),
+        "-c",
+        "20",
+        "-d",
+        "2.5",
+        "--publish-url",
+        &format!("{base}/pub/loadtest"),
+        "--publish-format",
+        "raw",
+        "--publish-rate",
+        "40",
+        "--drain",
+        "0.5",
+        "--max-deliver-p99-ms",
+        "500",
+    ]);
+    let hub = &r["hub"];
+    assert_eq!(num(&r, &["streams", "established"]), 20.0, "{r:#}");
+    let ok = num(hub, &["published", "ok"]);
+    assert!((40.0..=90.0).contains(&ok), "about 2 s at 40/s: {r:#}");
+    assert_eq!(num(hub, &["published", "errors"]), 0.0, "{r:#}");
+    assert_eq!(
+        num(hub, &["published", "connections"]),
+        1.0,
+        "keep-alive: {r:#}"
+    );
+    assert_eq!(num(hub, &["deliveries", "expected"]), ok * 20.0, "{r:#}");
+    assert_eq!(num(hub, &["deliveries", "received"]), ok * 20.0, "{r:#}");
+    for k in ["missing", "gaps", "duplicates", "resets", "foreign"] {
+        assert_eq!(num(hub, &["deliveries", k]), 0.0, "{k}: {r:#}");
+    }
+    assert_eq!(num(hub, &["deliver_ms", "count"]), ok * 20.0, "{r:#}");
+    assert!(num(hub, &["deliver_ms", "p50"]) > 0.0, "{r:#}");
+    assert!(num(hub, &["published", "answer_ms", "max"]) > 0.0, "{r:#}");
+    // The HTML report gains the hub's charts, drawn from data.
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let _ = std::fs::remove_file(&html_path);
+    let charts = parse_html(&html);
+    for want in ["publishes", "deliveries", "deliver", "answer"] {
+        let c = charts.iter().find(|c| c.0 == want);
+        assert!(c.is_some_and(|c| c.1 > 0), "{want} chart: {charts:?}");
+    }
+    // Publishing to a location nchan does not serve: every publish fails, so the run does.
+    let r = report_exit(
+        &[
+            &format!("{base}/sub/loadtest2"),
+            "-c",
+            "2",
+            "-d",
+            "1",
+            "--publish-url",
+            &format!("{base}/nowhere"),
+            "--publish-format",
+            "raw",
+            "--publish-rate",
+            "10",
+        ],
+        3,
+    );
+    // nginx answers a POST to a path it has no handler for with 403.
+    assert!(
+        num(&r["hub"], &["published", "by_status", "403"]) > 0.0,
+        "{r:#}"
+    );
+    assert_eq!(
+        num(&r["hub"], &["published", "errors"]),
+        num(&r["hub"], &["published", "sent"]),
+        "{r:#}"
+    );
+    let why = r["checks"]["failed"].to_string();
+    assert!(why.contains("publishes failed"), "{why}");
+    assert_eq!(num(&r["hub"], &["deliveries", "expected"]), 0.0, "{r:#}");
+}
+
+#[test]
+fn the_progress_rate_is_rolling_when_streams_tick_together() {
+    // Every stream opens at once and ticks every 2 s, all in the same instant: a per-second
+    // rate would read 0 at 3 s; the rolling mean reads about 20 frames / 3 s.
+    let server = Server::start(&["--interval-ms", "2000"]);
+    let out = sse_load(
+        &[&url(server.addr), "-c", "20", "--rate", "0", "-d", "3.5"],
+        Duration::from_secs(30),
+    );
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let line = progress
+        .lines()
+        .find(|l| l.starts_with("[   3.0s]"))
+        .unwrap_or_else(|| panic!("no line at 3 s:\n{progress}"));
+    let rate: f64 = line
+        .split("frames/s")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no frames/s in {line:?}"));
+    assert!((4.0..=10.0).contains(&rate), "{line}\n{progress}");
 }

@@ -1,4 +1,5 @@
-//! `sse-load`: parse the flags, raise the descriptor limit, run the load, print the report.
+//! `sse-load`: parse the flags, raise the descriptor limit, run the load, print the report
+//! (and write the HTML and CSV ones), and exit 3 when a check failed.
 
 use sse_server::load::{self, Command};
 use sse_server::sys;
@@ -46,5 +47,27 @@ fn main() -> ExitCode {
     } else {
         print!("{}", report.human());
     }
-    ExitCode::SUCCESS
+    let mut code = ExitCode::SUCCESS;
+    for (path, text) in [
+        (
+            &cfg.html,
+            cfg.html.as_ref().map(|_| load::html::render(&report)),
+        ),
+        (&cfg.csv, cfg.csv.as_ref().map(|_| report.csv())),
+    ] {
+        if let (Some(path), Some(text)) = (path, text) {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("sse-load: cannot write {}: {e}", path.display());
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    let failed = report.failed_checks();
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("sse-load: check failed: {f}");
+        }
+        return ExitCode::from(3);
+    }
+    code
 }

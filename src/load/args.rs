@@ -5,8 +5,10 @@
 //! to mean 127.0.0.1, are accepted), so a typo can never send load off this machine.
 
 use super::conn::ConnConfig;
+use super::publish::{percent_encode, Format, PublishConfig};
 use crate::cli::{num, positive, split_flag};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The URL used when none is given.
@@ -49,6 +51,40 @@ pub struct Config {
     pub quiet: bool,
     /// Per-stream behaviour.
     pub conn: ConnConfig,
+    /// Topics the streams subscribe to (`--topic`, already appended to the target's query).
+    pub topics: Vec<String>,
+    /// Hub mode: the publisher, when `--publish-url` is given.
+    pub publish: Option<PublishConfig>,
+    /// Publishing stops this long before the run ends, so the last events can arrive.
+    pub drain: Duration,
+    /// When the run counts as failed (exit code 3).
+    pub thresholds: Thresholds,
+    /// Where to write the HTML report and the per-second CSV series.
+    pub html: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+}
+
+/// The checks a run must pass for `sse-load` to exit 0 (by default: every stream opened and
+/// stayed open; in hub mode also every publish succeeded and every delivery arrived).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Thresholds {
+    /// Most streams allowed to fail to open (including those still opening at the end).
+    pub max_failed: u64,
+    /// Most open streams allowed to end before the run does.
+    pub max_dropped: u64,
+    /// Fewest streams that must open.
+    pub min_established: u64,
+    /// Highest delivery lateness p99 allowed, in milliseconds.
+    pub max_p99_ms: Option<f64>,
+    /// Highest connect time p99 allowed, in milliseconds.
+    pub max_connect_p99_ms: Option<f64>,
+    /// Hub mode: highest publish-to-deliver p99, and publish answer p99, in milliseconds.
+    pub max_deliver_p99_ms: Option<f64>,
+    pub max_publish_p99_ms: Option<f64>,
+    /// Hub mode: most deliveries allowed to be missing (expected minus received), and most
+    /// publishes allowed to fail.
+    pub max_missing: u64,
+    pub max_publish_errors: u64,
 }
 
 impl Default for Config {
@@ -65,6 +101,12 @@ impl Default for Config {
             json: false,
             quiet: false,
             conn: ConnConfig::default(),
+            topics: Vec::new(),
+            publish: None,
+            drain: Duration::from_secs(1),
+            thresholds: Thresholds::default(),
+            html: None,
+            csv: None,
         }
     }
 }
@@ -127,15 +169,48 @@ FLAGS (each also accepted as --flag=value):
                              ephemeral-port limit (default: one, picked by the kernel)
       --threads N            event loops, one thread each (default {threads})
       --json                 print the final report as JSON (default: text)
+      --html FILE            also write a self-contained HTML report (charts, no scripts)
+      --csv FILE             also write the per-second series as CSV
   -q, --quiet                no progress line each second (progress goes to stderr)
   -h, --help                 this text
   -V, --version              the version
 
+HUB MODE (subscribe to topics while a publisher publishes timestamped events):
+      --topic NAME           subscribe to NAME: appends topic=NAME to the URL's query;
+                             repeatable (a URL with its own query, or nchan's /sub/CHANNEL,
+                             works as given)
+      --publish-url URL      POST events there (loopback only), one keep-alive connection
+      --publish-rate N       publishes per second (default 1)
+      --publish-format F     form (topic=..&data=..), json ({{\"topic\":..,\"data\":..}}) or
+                             raw (the payload alone: nchan's /pub/CHANNEL) (default form)
+      --publish-topic NAME   topic to publish to, repeatable (default: the --topic names)
+      --publish-token T      send Authorization: Bearer T
+      --publish-timeout-ms N an answer must come within this (default 5000)
+      --drain SECONDS        stop publishing this long before the end, so the last events
+                             arrive (default 1, at most half the run)
+  Each event's data is {{\"seq\":N,\"t_us\":SEND_TIME_US,\"run\":NONCE}}. Publishing
+  starts once every stream has opened or failed, and not before --warmup.
+
+CHECKS (exit code 3 when one fails; the report says which):
+      --max-failed N         streams allowed to fail to open, including those still opening
+                             at the end (default 0)
+      --max-dropped N        open streams allowed to end early (default 0)
+      --min-established N    streams that must open (default 0)
+      --max-p99-ms X         highest delivery lateness p99
+      --max-connect-p99-ms X highest connect time p99
+      --max-deliver-p99-ms X hub mode: highest publish-to-deliver p99
+      --max-publish-p99-ms X hub mode: highest publish answer time p99
+      --max-missing N        hub mode: deliveries allowed to be missing (default 0; a large
+                             N allows loss)
+      --max-publish-errors N hub mode: publishes allowed to fail (default 0)
+
 The report: streams established, failed (never opened) and dropped (ended early) by reason;
 connect time and time to headers; frames and bytes; frame interval; delivery lateness
 (receive time minus the frame's \"content\" timestamp, when frames carry one; a timestamp in
-whole milliseconds adds 0 to 1 ms to it); id gaps and duplicates; this process's CPU time. Exit code 0 when the run completed (failures are
-reported, not fatal), 2 on bad arguments, 1 when the run could not start.
+whole milliseconds adds 0 to 1 ms to it); id gaps and duplicates; this process's CPU time; in hub mode, publishes by status, publish
+answer time, publish-to-deliver latency, deliveries expected and received, gaps, duplicates
+and resets. Exit code 0 when every check passed, 3 when one failed, 2 on bad arguments, 1
+when the run could not start.
 ",
         url = DEFAULT_URL,
         c = d.connections,
@@ -153,6 +228,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     let mut cfg = Config::default();
     let mut url: Option<String> = None;
     let mut sources: Option<String> = None;
+    let mut publish_url: Option<String> = None;
+    let mut publish_rate = 1.0;
+    let mut publish_format = Format::Form;
+    let mut publish_topics: Vec<String> = Vec::new();
+    let mut publish_token: Option<String> = None;
+    let mut publish_timeout_ms = 5_000;
+    let mut drain: Option<f64> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
@@ -212,24 +294,116 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
             "--headers-timeout-ms" => cfg.conn.headers_timeout_ms = positive(&flag, &value()?)?,
             "--last-event-id" => {
                 let v = value()?;
-                if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                    return Err(format!("{flag} must not contain CR, LF or NUL"));
-                }
-                cfg.conn.last_event_id = Some(v);
+                cfg.conn.last_event_id = Some(header_value(&flag, v)?);
             }
             "--source-addrs" => sources = Some(value()?),
             "--threads" => cfg.threads = positive(&flag, &value()?)?,
+            "--html" => cfg.html = Some(PathBuf::from(value()?)),
+            "--csv" => cfg.csv = Some(PathBuf::from(value()?)),
+            "--topic" => cfg.topics.push(topic(&flag, value()?)?),
+            "--publish-url" => publish_url = Some(value()?),
+            "--publish-rate" => {
+                let v = value()?;
+                let r: f64 = num(&flag, &v)?;
+                if !(r > 0.0 && r <= 1e6) {
+                    return Err(format!("{flag} must be above 0 (publishes per second)"));
+                }
+                publish_rate = r;
+            }
+            "--publish-format" => {
+                let v = value()?;
+                publish_format = Format::parse(&v)
+                    .ok_or_else(|| format!("{flag} must be form, json or raw, not {v:?}"))?;
+            }
+            "--publish-topic" => publish_topics.push(topic(&flag, value()?)?),
+            "--publish-token" => publish_token = Some(header_value(&flag, value()?)?),
+            "--publish-timeout-ms" => publish_timeout_ms = positive(&flag, &value()?)?,
+            "--drain" => {
+                let v = value()?;
+                let s: f64 = num(&flag, &v)?;
+                if !(0.0..=1e7).contains(&s) {
+                    return Err(format!("{flag} must be 0 or more (seconds)"));
+                }
+                drain = Some(s);
+            }
+            "--max-failed" => cfg.thresholds.max_failed = num(&flag, &value()?)?,
+            "--max-dropped" => cfg.thresholds.max_dropped = num(&flag, &value()?)?,
+            "--min-established" => cfg.thresholds.min_established = num(&flag, &value()?)?,
+            "--max-missing" => cfg.thresholds.max_missing = num(&flag, &value()?)?,
+            "--max-publish-errors" => cfg.thresholds.max_publish_errors = num(&flag, &value()?)?,
+            "--max-p99-ms" => cfg.thresholds.max_p99_ms = Some(millis(&flag, &value()?)?),
+            "--max-connect-p99-ms" => {
+                cfg.thresholds.max_connect_p99_ms = Some(millis(&flag, &value()?)?)
+            }
+            "--max-deliver-p99-ms" => {
+                cfg.thresholds.max_deliver_p99_ms = Some(millis(&flag, &value()?)?)
+            }
+            "--max-publish-p99-ms" => {
+                cfg.thresholds.max_publish_p99_ms = Some(millis(&flag, &value()?)?)
+            }
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
     }
     if let Some(u) = url {
         cfg.target = parse_url(&u)?;
     }
+    for t in &cfg.topics {
+        let p = &mut cfg.target.path;
+        p.push(if p.contains('?') { '&' } else { '?' });
+        p.push_str("topic=");
+        percent_encode(t, p);
+    }
+    let d = cfg.duration.as_secs_f64();
+    cfg.drain = Duration::from_secs_f64(drain.unwrap_or(1.0).min(d / 2.0));
+    if let Some(u) = publish_url {
+        if publish_topics.is_empty() {
+            publish_topics = cfg.topics.clone();
+        }
+        if publish_format != Format::Raw && publish_topics.is_empty() {
+            return Err(
+                "--publish-format form and json need a topic: give --topic or --publish-topic"
+                    .into(),
+            );
+        }
+        cfg.publish = Some(PublishConfig {
+            target: parse_url(&u)?,
+            rate: publish_rate,
+            format: publish_format,
+            topics: publish_topics,
+            token: publish_token,
+            answer_timeout_ms: publish_timeout_ms,
+        });
+    }
     if let Some(s) = sources {
         cfg.source_addrs = parse_sources(&s, cfg.target.addr.ip())?;
     }
     cfg.threads = cfg.threads.min(cfg.connections);
     Ok(Command::Run(Box::new(cfg)))
+}
+
+/// A topic name: 1 to 256 bytes.
+fn topic(flag: &str, v: String) -> Result<String, String> {
+    if v.is_empty() || v.len() > 256 {
+        return Err(format!("{flag} must be 1 to 256 bytes"));
+    }
+    Ok(v)
+}
+
+/// A value that goes into a request header as it is.
+fn header_value(flag: &str, v: String) -> Result<String, String> {
+    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!("{flag} must not contain CR, LF or NUL"));
+    }
+    Ok(v)
+}
+
+/// A limit in milliseconds: 0 or more.
+fn millis(flag: &str, v: &str) -> Result<f64, String> {
+    let x: f64 = num(flag, v)?;
+    if !(x >= 0.0 && x.is_finite()) {
+        return Err(format!("{flag} must be 0 or more (milliseconds)"));
+    }
+    Ok(x)
 }
 
 /// `N` (127.0.0.1 to 127.0.0.N) or a comma-separated list of IPv4 loopback addresses.
@@ -397,6 +571,75 @@ mod tests {
     }
 
     #[test]
+    fn hub_flags() {
+        let c = run(&[
+            "http://127.0.0.1:3000/sse",
+            "--topic",
+            "a b",
+            "--topic=c/d",
+            "--publish-url",
+            "http://127.0.0.1:3000/publish",
+            "--publish-rate",
+            "50",
+            "--publish-token",
+            "tok",
+            "-d",
+            "1",
+            "--max-p99-ms",
+            "5",
+            "--max-missing",
+            "10",
+            "--min-established=3",
+            "--html",
+            "/tmp/r.html",
+        ])
+        .unwrap();
+        assert_eq!(c.target.path, "/sse?topic=a%20b&topic=c%2Fd");
+        let p = c.publish.unwrap();
+        assert_eq!((p.rate, p.format), (50.0, Format::Form));
+        assert_eq!(p.topics, ["a b", "c/d"]);
+        assert_eq!(p.token.as_deref(), Some("tok"));
+        assert_eq!(p.target.path, "/publish");
+        assert_eq!(c.drain, Duration::from_millis(500), "at most half the run");
+        assert_eq!(c.thresholds.max_p99_ms, Some(5.0));
+        assert_eq!(
+            (c.thresholds.max_missing, c.thresholds.min_established),
+            (10, 3)
+        );
+        assert_eq!(c.html.as_deref(), Some(std::path::Path::new("/tmp/r.html")));
+        let c = run(&[
+            "http://127.0.0.1:3001/sub/bench?x=1",
+            "--topic",
+            "t",
+            "--publish-url=http://127.0.0.1:3001/pub/bench",
+            "--publish-format",
+            "raw",
+        ])
+        .unwrap();
+        assert_eq!(c.target.path, "/sub/bench?x=1&topic=t");
+        assert_eq!(c.publish.unwrap().format, Format::Raw);
+        for bad in [
+            &["--publish-url", "http://127.0.0.1:1/publish"][..],
+            &["--topic", "t", "--publish-url", "http://10.0.0.1:1/publish"],
+            &[
+                "--topic",
+                "t",
+                "--publish-url",
+                "http://127.0.0.1:1/p",
+                "--publish-rate",
+                "0",
+            ],
+            &["--topic", "t", "--publish-format", "xml"],
+            &["--topic", ""],
+            &["--publish-token", "a\nb"],
+            &["--max-p99-ms", "-1"],
+            &["--max-failed", "x"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn urls() {
         let t = parse_url("http://[::1]:3000/sse").unwrap();
         assert_eq!(t.addr, "[::1]:3000".parse().unwrap());
@@ -472,6 +715,25 @@ mod tests {
             "--threads",
             "--json",
             "--quiet",
+            "--html",
+            "--csv",
+            "--topic",
+            "--publish-url",
+            "--publish-rate",
+            "--publish-format",
+            "--publish-topic",
+            "--publish-token",
+            "--publish-timeout-ms",
+            "--drain",
+            "--max-failed",
+            "--max-dropped",
+            "--min-established",
+            "--max-p99-ms",
+            "--max-connect-p99-ms",
+            "--max-deliver-p99-ms",
+            "--max-publish-p99-ms",
+            "--max-missing",
+            "--max-publish-errors",
             "--help",
             "--version",
         ] {

@@ -81,6 +81,8 @@ enum Phase {
 struct Track {
     last_frame_us: Option<u64>,
     last_id: Option<u64>,
+    /// Hub mode: the highest publish sequence number delivered on this stream.
+    last_seq: Option<u64>,
 }
 
 /// One stream. See the module docs.
@@ -301,6 +303,14 @@ fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Now) {
         }
     };
     stats.frames += 1;
+    let run = stats.run_id;
+    stats.deliveries.on_event(
+        &mut track.last_seq,
+        ev.event_type,
+        ev.data,
+        now.wall_us,
+        run,
+    );
     let measuring = now.us >= stats.warmup_us;
     stats.measured_frames += u64::from(measuring);
     if let Some(prev) = track.last_frame_us.replace(now.us) {

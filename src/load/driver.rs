@@ -21,7 +21,8 @@
 
 use super::args::Config;
 use super::conn::{Conn, ConnConfig, Now};
-use super::report::Report;
+use super::publish::{PublishStats, Publisher};
+use super::report::{Report, Sample};
 use super::stats::{Reason, Stats};
 use crate::slab::Slab;
 use crate::timer::TimerWheel;
@@ -39,6 +40,9 @@ const READ_BUF: usize = 64 * 1024;
 const OPEN_BUDGET: usize = 256;
 /// Longest sleep, so that published progress is never stale by much.
 const MAX_SLEEP_US: u64 = 200_000;
+/// The progress line's frames/s is the mean over this many seconds: streams that tick
+/// together would otherwise make it alternate between 0 and a burst.
+const ROLLING_S: usize = 5;
 
 /// What the loops share, read-only.
 struct Setup {
@@ -51,6 +55,8 @@ struct Setup {
     end_us: u64,
     /// Frame timing is recorded from this many microseconds after `start`.
     warmup_us: u64,
+    /// This run's nonce, carried by published payloads.
+    run_id: u64,
 }
 
 impl Setup {
@@ -103,6 +109,17 @@ struct Published {
     bytes: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+    /// Streams that opened or failed: when every stream has, publishing may start.
+    settled: AtomicU64,
+    deliveries: AtomicU64,
+}
+
+/// Counters the publisher publishes.
+#[derive(Default)]
+struct PubPublished {
+    sent: AtomicU64,
+    ok: AtomicU64,
+    expected: AtomicU64,
 }
 
 /// The once-a-second view of a run in progress.
@@ -114,20 +131,24 @@ pub struct Progress {
     pub open: u64,
     /// Streams between connect start and response head.
     pub opening: u64,
-    /// Frames so far, and per second over the last interval.
+    /// Frames so far, and per second over the last few seconds (a rolling mean).
     pub frames: u64,
     pub frames_per_s: f64,
-    /// Body bytes per second over the last interval.
+    /// Body bytes per second over the last few seconds.
     pub bytes_per_s: f64,
     /// Streams that never opened, and open streams that ended, so far.
     pub failed: u64,
     pub dropped: u64,
+    /// Hub mode: publishes sent so far, and published events received (all streams).
+    pub hub: bool,
+    pub published: u64,
+    pub delivered: u64,
 }
 
 impl Progress {
     /// The progress line.
     pub fn text(&self) -> String {
-        format!(
+        let mut t = format!(
             "[{:6.1}s] open {:6}  opening {:5}  frames/s {:9.0}  MB/s {:7.2}  failed {:6}  dropped {:6}",
             self.elapsed_s,
             self.open,
@@ -136,7 +157,14 @@ impl Progress {
             self.bytes_per_s / 1e6,
             self.failed,
             self.dropped
-        )
+        );
+        if self.hub {
+            t.push_str(&format!(
+                "  published {:7}  delivered {:9}",
+                self.published, self.delivered
+            ));
+        }
+        t
     }
 }
 
@@ -144,14 +172,21 @@ impl Progress {
 /// Errors only when the loops cannot be set up (no poller, no thread).
 pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<Report> {
     let (cpu0, _) = rusage();
+    let start = Instant::now();
+    let wall_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
     let setup = Arc::new(Setup {
         target: cfg.target.addr,
         sources: cfg.source_addrs.clone(),
         request: cfg.request(),
         conn: cfg.conn.clone(),
-        start: Instant::now(),
+        start,
         end_us: cfg.duration.as_micros() as u64,
         warmup_us: cfg.warmup.as_micros() as u64,
+        // Any value that differs between runs will do: it only tells this run's events from
+        // an older run's replayed by a hub's history.
+        run_id: (wall_us ^ (u64::from(std::process::id()) << 40)) & ((1 << 53) - 1),
     });
     let threads = cfg.threads.clamp(1, cfg.connections.max(1));
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -171,11 +206,35 @@ pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<R
         handles.push(handle);
         published.push(p);
     }
+    let pub_published = Arc::new(PubPublished::default());
+    let publisher = match &cfg.publish {
+        Some(pc) => {
+            let stop_us = setup.end_us.saturating_sub(cfg.drain.as_micros() as u64);
+            let pl = PubLoop {
+                poll: Poll::new()?,
+                setup: setup.clone(),
+                publisher: Publisher::new(pc.clone(), setup.run_id, stop_us),
+                target: pc.target.addr,
+                subscribers: published.clone(),
+                connections: cfg.connections as u64,
+                published: pub_published.clone(),
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("sse-load-publisher".into())
+                    .spawn(move || pl.run())?,
+            )
+        }
+        None => None,
+    };
     drop(done_tx);
 
     let mut done = 0;
     let mut tick = 1u32;
-    let mut last = (0.0, 0u64, 0u64); // (seconds, frames, bytes) at the previous line
+    // The last ROLLING_S + 1 samples, for the rolling rates.
+    let mut recent: std::collections::VecDeque<Sample> = std::collections::VecDeque::new();
+    recent.push_back(Sample::default());
+    let mut series = Vec::new();
     while done < threads {
         let at = setup.start + Duration::from_secs(u64::from(tick));
         match done_rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
@@ -185,21 +244,39 @@ pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<R
                 let sum = |f: fn(&Published) -> &AtomicU64| -> u64 {
                     published.iter().map(|p| f(p).load(Ordering::Relaxed)).sum()
                 };
-                let elapsed = setup.start.elapsed().as_secs_f64();
-                let frames = sum(|p| &p.frames);
-                let bytes = sum(|p| &p.bytes);
-                let dt = (elapsed - last.0).max(1e-3);
-                on_progress(&Progress {
-                    elapsed_s: elapsed,
+                let sample = Sample {
+                    t_s: setup.start.elapsed().as_secs_f64(),
                     open: sum(|p| &p.open),
                     opening: sum(|p| &p.opening),
-                    frames,
-                    frames_per_s: frames.saturating_sub(last.1) as f64 / dt,
-                    bytes_per_s: bytes.saturating_sub(last.2) as f64 / dt,
                     failed: sum(|p| &p.failed),
                     dropped: sum(|p| &p.dropped),
+                    frames: sum(|p| &p.frames),
+                    bytes: sum(|p| &p.bytes),
+                    delivered: sum(|p| &p.deliveries),
+                    published: pub_published.sent.load(Ordering::Relaxed),
+                    published_ok: pub_published.ok.load(Ordering::Relaxed),
+                    expected: pub_published.expected.load(Ordering::Relaxed),
+                };
+                if recent.len() > ROLLING_S {
+                    recent.pop_front();
+                }
+                let first = recent.front().cloned().unwrap_or_default();
+                let dt = (sample.t_s - first.t_s).max(1e-3);
+                on_progress(&Progress {
+                    elapsed_s: sample.t_s,
+                    open: sample.open,
+                    opening: sample.opening,
+                    frames: sample.frames,
+                    frames_per_s: sample.frames.saturating_sub(first.frames) as f64 / dt,
+                    bytes_per_s: sample.bytes.saturating_sub(first.bytes) as f64 / dt,
+                    failed: sample.failed,
+                    dropped: sample.dropped,
+                    hub: cfg.publish.is_some(),
+                    published: sample.published,
+                    delivered: sample.delivered,
                 });
-                last = (elapsed, frames, bytes);
+                recent.push_back(sample.clone());
+                series.push(sample);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -214,11 +291,177 @@ pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<R
             .map_err(|_| io::Error::other("an sse-load event loop panicked"))?;
         stats.merge(&s);
     }
+    let publish = match publisher {
+        Some(h) => Some(
+            h.join()
+                .map_err(|_| io::Error::other("the sse-load publisher panicked"))?,
+        ),
+        None => None,
+    };
     let wall_s = setup.start.elapsed().as_secs_f64();
     let (cpu1, max_rss) = rusage();
     let mut report = Report::new(cfg, stats, cfg.duration.as_secs_f64(), cpu1 - cpu0, max_rss);
     report.cpu_wall_s = wall_s;
+    report.publish = publish;
+    report.series = series;
     Ok(report)
+}
+
+/// The publisher's loop (hub mode): one connection, on its own thread so that a slow answer
+/// never holds up the streams' loops, and the streams' loops never delay a publish.
+struct PubLoop {
+    poll: Poll,
+    setup: Arc<Setup>,
+    publisher: Publisher,
+    target: SocketAddr,
+    subscribers: Vec<Arc<Published>>,
+    connections: u64,
+    published: Arc<PubPublished>,
+}
+
+impl PubLoop {
+    fn run(mut self) -> PublishStats {
+        let mut events = Events::with_capacity(16);
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sock: Option<TcpStream> = None;
+        let (mut readable, mut writable) = (false, false);
+        loop {
+            let now = self.setup.now();
+            if now.us >= self.setup.end_us {
+                break;
+            }
+            let sum = |f: fn(&Published) -> &AtomicU64| -> u64 {
+                self.subscribers
+                    .iter()
+                    .map(|p| f(p).load(Ordering::Relaxed))
+                    .sum()
+            };
+            let p = &mut self.publisher;
+            if !p.is_started()
+                && now.us >= self.setup.warmup_us
+                && sum(|s| &s.settled) >= self.connections
+            {
+                p.start(now);
+            }
+            if sock.is_none() && p.wants_connect(now) {
+                match connect(self.target, None).and_then(|mut s| {
+                    self.poll.registry().register(
+                        &mut s,
+                        Token(0),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    Ok(s)
+                }) {
+                    Ok(s) => {
+                        p.handle_connecting(now);
+                        sock = Some(s);
+                        (readable, writable) = (false, false);
+                    }
+                    Err(_) => {
+                        p.handle_connecting(now);
+                        p.handle_close(now);
+                    }
+                }
+            }
+            if let Some(s) = &mut sock {
+                let open = sum(|s| &s.open);
+                let ok = drive_publisher(s, p, &mut buf, &mut readable, &mut writable, now, open);
+                if !ok || p.handle_timeout(now) || p.wants_close() {
+                    let _ = self.poll.registry().deregister(s);
+                    sock = None;
+                    p.handle_close(now);
+                }
+            }
+            let ps = &p.stats;
+            self.published.sent.store(ps.sent, Ordering::Relaxed);
+            self.published.ok.store(ps.ok(), Ordering::Relaxed);
+            self.published
+                .expected
+                .store(ps.expected, Ordering::Relaxed);
+            // Before publishing starts, look at the streams' progress every 10 ms.
+            let mut next = self.setup.end_us.min(now.us + MAX_SLEEP_US);
+            if !p.is_started() {
+                next = next.min(now.us + 10_000);
+            }
+            if let Some(t) = p.timeout(now) {
+                next = next.min(t.max(now.us));
+            }
+            let wait = Duration::from_micros(next.saturating_sub(now.us));
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("sse-load: publisher poll failed: {e}");
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+            }
+        }
+        let mut stats = std::mem::take(&mut self.publisher.stats);
+        if stats.started_us.is_some() && stats.stopped_us.is_none() {
+            stats.stopped_us = Some(self.setup.end_us);
+        }
+        stats
+    }
+}
+
+/// Connect check, request writes and answer reads for the publisher, until `WouldBlock`.
+/// `false` when the connection must be dropped.
+fn drive_publisher(
+    sock: &mut TcpStream,
+    p: &mut Publisher,
+    buf: &mut [u8],
+    readable: &mut bool,
+    writable: &mut bool,
+    now: Now,
+    open: u64,
+) -> bool {
+    if p.is_connecting() {
+        if !*writable && !*readable {
+            return true;
+        }
+        if sock.take_error().ok().flatten().is_some() {
+            return false;
+        }
+        match sock.peer_addr() {
+            Ok(_) => p.handle_connected(),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                (*readable, *writable) = (false, false);
+                return true;
+            }
+            Err(_) => return false,
+        }
+    }
+    loop {
+        // Answers first: a request is built only once the previous one was answered.
+        while *readable {
+            match sock.read(buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if p.handle_input(&buf[..n], now).is_err() {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if !*writable {
+            return true;
+        }
+        let Some(out) = p.poll_transmit(now, open) else {
+            return true;
+        };
+        match sock.write(out) {
+            Ok(0) => return false,
+            Ok(n) => p.on_sent(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
 }
 
 /// One stream's socket, state and remembered readiness.
@@ -247,7 +490,7 @@ struct Loop {
 
 impl Loop {
     fn new(setup: Arc<Setup>, plan: Plan, published: Arc<Published>) -> io::Result<Loop> {
-        let warmup_us = setup.warmup_us;
+        let (warmup_us, run_id) = (setup.warmup_us, setup.run_id);
         Ok(Loop {
             poll: Poll::new()?,
             setup,
@@ -258,6 +501,7 @@ impl Loop {
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             stats: Stats {
                 warmup_us,
+                run_id,
                 ..Stats::default()
             },
             started: 0,
@@ -441,6 +685,9 @@ impl Loop {
         p.bytes.store(s.body_bytes, Ordering::Relaxed);
         p.failed.store(s.failed_total(), Ordering::Relaxed);
         p.dropped.store(dropped, Ordering::Relaxed);
+        p.settled
+            .store(s.established + s.failed_total(), Ordering::Relaxed);
+        p.deliveries.store(s.deliveries.received, Ordering::Relaxed);
     }
 
     /// The run is over: counts what is still open or opening, and closes everything.

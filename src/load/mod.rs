@@ -5,12 +5,18 @@
 //! ([`crate::event_stream`]), and measures: streams established, failed and dropped by reason,
 //! connect time and time to headers, frames and bytes, the interval between frames, delivery
 //! lateness (receive time minus the frame's `content` timestamp), and id gaps and duplicates.
+//! In hub mode a publisher posts timestamped events while the streams listen, and the report
+//! adds publish-to-deliver latency and deliveries expected, received, missing and duplicated.
+//! A run that fails a check (failures, drops, thresholds, loss) exits 3.
 //!
 //! The layers, from the wire inwards:
 //! - [`driver`]: the `mio` loops, sockets, threads and clocks; nothing else touches them;
 //! - [`conn`]: one stream's state machine, sans-IO (bytes and `now` in, reasons and figures out);
 //! - [`http`]: the response head and body framing (close-delimited, length, chunked);
-//! - [`stats`], [`report`]: histograms and counters, and the text and JSON reports;
+//! - [`publish`]: the hub-mode publisher, sans-IO (its loop is in the driver too);
+//! - [`hub`]: the published payload, and what each stream counts when one arrives;
+//! - [`stats`], [`report`], [`html`]: histograms and counters, the text, JSON and CSV reports,
+//!   the checks, and the HTML report;
 //! - [`args`]: the flags and the loopback-only target URL.
 //!
 //! Cost: an open stream is a few hundred bytes (its state and the parser's small buffers);
@@ -22,7 +28,10 @@
 pub mod args;
 pub mod conn;
 pub mod driver;
+pub mod html;
 pub mod http;
+pub mod hub;
+pub mod publish;
 pub mod report;
 pub mod stats;
 

@@ -8,9 +8,29 @@
 //!
 //! **Invariant:** no IO; formatting only.
 
-use super::args::Config;
+use super::args::{Config, Thresholds};
+use super::publish::PublishStats;
 use super::stats::{Histogram, Stats};
 use serde_json::{json, Map, Value};
+
+/// One point of the per-second series (cumulative counts, as the loops published them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    pub open: u64,
+    pub opening: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub frames: u64,
+    pub bytes: u64,
+    /// Hub mode: published events received, publishes sent and answered 2xx, deliveries
+    /// expected so far.
+    pub delivered: u64,
+    pub published: u64,
+    pub published_ok: u64,
+    pub expected: u64,
+}
 
 /// What a run measured, and what it ran with.
 #[derive(Clone, Debug)]
@@ -29,6 +49,18 @@ pub struct Report {
     pub cpu_wall_s: f64,
     /// This process's peak resident memory, in bytes.
     pub max_rss_bytes: u64,
+    /// What the run was asked for, for the HTML report's parameters.
+    pub rate: f64,
+    pub warmup_s: f64,
+    pub topics: Vec<String>,
+    /// Hub mode: the publisher's settings and counts.
+    pub publish_url: Option<String>,
+    pub publish_rate: f64,
+    pub publish_format: Option<&'static str>,
+    pub publish: Option<PublishStats>,
+    /// The per-second series.
+    pub series: Vec<Sample>,
+    pub thresholds: Thresholds,
 }
 
 impl Report {
@@ -45,7 +77,159 @@ impl Report {
             cpu_s,
             cpu_wall_s: elapsed_s,
             max_rss_bytes,
+            rate: cfg.rate,
+            warmup_s: cfg.warmup.as_secs_f64(),
+            topics: cfg.topics.clone(),
+            publish_url: cfg.publish.as_ref().map(|p| p.target.url.clone()),
+            publish_rate: cfg.publish.as_ref().map_or(0.0, |p| p.rate),
+            publish_format: cfg.publish.as_ref().map(|p| p.format.name()),
+            publish: None,
+            series: Vec::new(),
+            thresholds: cfg.thresholds.clone(),
         }
+    }
+
+    /// Hub mode: deliveries expected but not received (each stream's copy of each event
+    /// counted once), and received beyond those expected.
+    pub fn missing_and_extra(&self) -> (u64, u64) {
+        let expected = self.publish.as_ref().map_or(0, |p| p.expected);
+        let d = &self.stats.deliveries;
+        let unique = d.received.saturating_sub(d.duplicates);
+        (
+            expected.saturating_sub(unique),
+            unique.saturating_sub(expected),
+        )
+    }
+
+    /// The checks that failed (empty when the run passed), each as one line.
+    pub fn failed_checks(&self) -> Vec<String> {
+        let t = &self.thresholds;
+        let s = &self.stats;
+        let mut out = Vec::new();
+        let failed = s.failed_total() + s.pending_at_end;
+        if failed > t.max_failed {
+            out.push(format!(
+                "{failed} streams failed to open (including {} still opening at the end), more than --max-failed {}",
+                s.pending_at_end, t.max_failed
+            ));
+        }
+        if s.dropped_total() > t.max_dropped {
+            out.push(format!(
+                "{} streams dropped, more than --max-dropped {}",
+                s.dropped_total(),
+                t.max_dropped
+            ));
+        }
+        if s.established < t.min_established {
+            out.push(format!(
+                "{} streams established, fewer than --min-established {}",
+                s.established, t.min_established
+            ));
+        }
+        let mut p99 = |flag: &str, what: &str, h: &Histogram, limit: Option<f64>| {
+            if let Some(limit) = limit {
+                let v = ms(h.quantile(0.99));
+                if h.count() == 0 {
+                    out.push(format!("{what} p99: nothing measured ({flag} {limit})"));
+                } else if v > limit {
+                    out.push(format!("{what} p99 {v:.3} ms, above {flag} {limit}"));
+                }
+            }
+        };
+        p99("--max-p99-ms", "lateness", &s.lateness_us, t.max_p99_ms);
+        p99(
+            "--max-connect-p99-ms",
+            "connect",
+            &s.connect_us,
+            t.max_connect_p99_ms,
+        );
+        p99(
+            "--max-deliver-p99-ms",
+            "publish-to-deliver",
+            &s.deliveries.latency_us,
+            t.max_deliver_p99_ms,
+        );
+        if let Some(p) = &self.publish {
+            p99(
+                "--max-publish-p99-ms",
+                "publish answer",
+                &p.answer_us,
+                t.max_publish_p99_ms,
+            );
+            if p.errors() > t.max_publish_errors {
+                out.push(format!(
+                    "{} publishes failed ({} lost, statuses {}), more than --max-publish-errors {}",
+                    p.errors(),
+                    p.lost,
+                    status_list(&p.by_status),
+                    t.max_publish_errors
+                ));
+            }
+            if p.sent == 0 {
+                out.push("nothing was published (did every stream open before the end?)".into());
+            }
+            let (missing, _) = self.missing_and_extra();
+            if missing > t.max_missing {
+                out.push(format!(
+                    "{missing} deliveries missing of {} expected, more than --max-missing {}",
+                    p.expected, t.max_missing
+                ));
+            }
+        }
+        out
+    }
+
+    /// The hub figures as JSON, `null` outside hub mode.
+    fn hub_json(&self) -> Value {
+        let Some(p) = &self.publish else {
+            return Value::Null;
+        };
+        let d = &self.stats.deliveries;
+        let (missing, extra) = self.missing_and_extra();
+        let statuses: Map<String, Value> = p
+            .by_status
+            .iter()
+            .map(|(s, n)| (s.to_string(), json!(n)))
+            .collect();
+        json!({
+            "publish_url": self.publish_url,
+            "publish_format": self.publish_format,
+            "publish_rate": self.publish_rate,
+            "topics": self.topics,
+            "published": {
+                "sent": p.sent,
+                "ok": p.ok(),
+                "by_status": statuses,
+                "lost": p.lost,
+                "errors": p.errors(),
+                "connections": p.connections,
+                "behind": p.behind,
+                "started_ms": p.started_us.map(ms),
+                "stopped_ms": p.stopped_us.map(ms),
+                "answer_ms": hist_json(&p.answer_us),
+            },
+            "deliveries": {
+                "expected": p.expected,
+                "received": d.received,
+                "missing": missing,
+                "extra": extra,
+                "gaps": d.gaps,
+                "missing_in_gaps": d.missing_in_gaps,
+                "duplicates": d.duplicates,
+                "resets": d.resets,
+                "foreign": d.foreign,
+                "early": d.early,
+            },
+            "deliver_ms": {
+                "count": d.latency_us.count(),
+                "min": ms(d.latency_us.min()),
+                "p50": ms(d.latency_us.quantile(0.5)),
+                "p99": ms(d.latency_us.quantile(0.99)),
+                "p999": ms(d.latency_us.quantile(0.999)),
+                "max": ms(d.latency_us.max()),
+                "mean": round3(d.latency_us.mean() / 1000.0),
+            },
+        })
     }
 
     fn per_s(&self, n: u64) -> f64 {
@@ -140,6 +324,11 @@ impl Report {
                 "percent_of_one_core": round3(self.cpu_percent()),
                 "max_rss_bytes": self.max_rss_bytes,
             },
+            "hub": self.hub_json(),
+            "checks": {
+                "passed": self.failed_checks().is_empty(),
+                "failed": self.failed_checks(),
+            },
         })
     }
 
@@ -222,14 +411,90 @@ impl Report {
             "ids       first seen {}, gaps {} ({} missing), duplicates {}, without id {}, non-numeric {}",
             first, s.ids.gaps, s.ids.missing, s.ids.duplicates, s.ids.without_id, s.ids.non_numeric
         ));
+        if let Some(p) = &self.publish {
+            let d = &s.deliveries;
+            let (missing, extra) = self.missing_and_extra();
+            line(format!(
+                "publish   {} sent to {} ({}, {}/s), {} ok, statuses {}, {} lost, {} connection{}, fell behind {} time{}",
+                p.sent,
+                self.publish_url.as_deref().unwrap_or(""),
+                self.publish_format.unwrap_or(""),
+                self.publish_rate,
+                p.ok(),
+                if p.by_status.is_empty() { "none".into() } else { status_list(&p.by_status) },
+                p.lost,
+                p.connections,
+                if p.connections == 1 { "" } else { "s" },
+                p.behind,
+                if p.behind == 1 { "" } else { "s" },
+            ));
+            line(format!("  answer  {}", hist_text(&p.answer_us, false)));
+            line(format!(
+                "deliver   {}  (publish to receive)",
+                hist_text(&d.latency_us, true)
+            ));
+            line(format!(
+                "deliveries expected {}, received {}, missing {}, extra {}; gaps {} ({} seq missing), duplicates {}, resets {}, other runs' {}",
+                p.expected, d.received, missing, extra, d.gaps, d.missing_in_gaps, d.duplicates, d.resets, d.foreign
+            ));
+        }
         line(format!(
             "sse-load  cpu {:.2} s ({:.1} % of one core), max RSS {:.1} MB",
             self.cpu_s,
             self.cpu_percent(),
             self.max_rss_bytes as f64 / 1e6
         ));
+        let failed = self.failed_checks();
+        if failed.is_empty() {
+            line("checks    passed".into());
+        } else {
+            for f in failed {
+                line(format!("FAILED    {f}"));
+            }
+        }
         out
     }
+
+    /// The per-second series as CSV: one row a second, rates over that second.
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "t_s,open,opening,failed,dropped,frames,frames_per_s,frames_per_s_5s,bytes_per_s,published_per_s,delivered_per_s,expected\n",
+        );
+        let mut prev = Sample::default();
+        for (i, x) in self.series.iter().enumerate() {
+            let dt = (x.t_s - prev.t_s).max(1e-3);
+            let back = &self.series[i.saturating_sub(5)];
+            let (f5, dt5) = if i >= 5 {
+                (x.frames - back.frames, x.t_s - back.t_s)
+            } else {
+                (x.frames, x.t_s)
+            };
+            out.push_str(&format!(
+                "{:.3},{},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{}\n",
+                x.t_s,
+                x.open,
+                x.opening,
+                x.failed,
+                x.dropped,
+                x.frames,
+                x.frames.saturating_sub(prev.frames) as f64 / dt,
+                f5 as f64 / dt5.max(1e-3),
+                x.bytes.saturating_sub(prev.bytes) as f64 / dt,
+                x.published.saturating_sub(prev.published) as f64 / dt,
+                x.delivered.saturating_sub(prev.delivered) as f64 / dt,
+                x.expected,
+            ));
+            prev = x.clone();
+        }
+        out
+    }
+}
+
+fn status_list(m: &std::collections::BTreeMap<u16, u64>) -> String {
+    m.iter()
+        .map(|(s, n)| format!("{s}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn round3(v: f64) -> f64 {
@@ -237,7 +502,7 @@ fn round3(v: f64) -> f64 {
 }
 
 /// Microseconds as milliseconds (three decimals).
-fn ms(us: u64) -> f64 {
+pub(crate) fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
@@ -252,7 +517,7 @@ fn hist_json(h: &Histogram) -> Value {
     })
 }
 
-fn hist_text(h: &Histogram, p999: bool) -> String {
+pub(crate) fn hist_text(h: &Histogram, p999: bool) -> String {
     if h.count() == 0 {
         return "n/a".into();
     }
@@ -327,8 +592,89 @@ mod tests {
             "first seen 42",
             "p50 100.",
             "lateness  n/a",
+            "FAILED    2 streams failed",
+            "FAILED    1 streams dropped",
         ] {
             assert!(h.contains(want), "{want:?} missing from\n{h}");
         }
+        assert_eq!(j["checks"]["passed"], false);
+        assert!(j["hub"].is_null());
+    }
+
+    #[test]
+    fn checks_and_hub_figures() {
+        let mut cfg = Config::default();
+        cfg.thresholds.max_p99_ms = Some(2.0);
+        cfg.thresholds.max_missing = 1;
+        let mut stats = Stats {
+            established: 100,
+            ..Stats::default()
+        };
+        stats.lateness_us.record(1_500);
+        let d = &mut stats.deliveries;
+        d.received = 298;
+        d.duplicates = 1;
+        d.resets = 2;
+        d.latency_us.record(800);
+        let mut r = Report::new(&cfg, stats.clone(), 2.0, 0.5, 1);
+        let mut p = PublishStats {
+            sent: 3,
+            expected: 300,
+            ..PublishStats::default()
+        };
+        p.by_status.insert(200, 3);
+        p.answer_us.record(400);
+        r.publish = Some(p.clone());
+        // 297 distinct deliveries of 300 expected: 3 missing, one allowed.
+        assert_eq!(r.missing_and_extra(), (3, 0));
+        let failed = r.failed_checks();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(
+            failed[0].contains("3 deliveries missing of 300"),
+            "{failed:?}"
+        );
+        let j = r.json();
+        assert_eq!(j["hub"]["deliveries"]["expected"], 300);
+        assert_eq!(j["hub"]["deliveries"]["resets"], 2);
+        assert_eq!(j["hub"]["published"]["by_status"]["200"], 3);
+        assert_eq!(j["hub"]["deliver_ms"]["p50"], 0.8);
+        assert_eq!(j["hub"]["published"]["answer_ms"]["max"], 0.4);
+        let h = r.human();
+        assert!(
+            h.contains("deliveries expected 300, received 298, missing 3"),
+            "{h}"
+        );
+        assert!(h.contains("statuses 200×3"), "{h}");
+        // Thresholds on latency, and publish errors.
+        cfg.thresholds.max_p99_ms = Some(1.0);
+        cfg.thresholds.max_deliver_p99_ms = Some(0.5);
+        cfg.thresholds.max_missing = 10;
+        let mut r = Report::new(&cfg, stats, 2.0, 0.5, 1);
+        p.sent = 4;
+        p.lost = 1;
+        r.publish = Some(p);
+        let failed = r.failed_checks().join("\n");
+        assert!(failed.contains("lateness p99 1.5"), "{failed}");
+        assert!(failed.contains("publish-to-deliver p99 0.8"), "{failed}");
+        assert!(failed.contains("1 publishes failed (1 lost"), "{failed}");
+    }
+
+    #[test]
+    fn csv_rows_per_second() {
+        let mut r = Report::new(&Config::default(), Stats::default(), 3.0, 0.0, 0);
+        for (i, frames) in [0u64, 500, 500, 1000].into_iter().enumerate() {
+            r.series.push(Sample {
+                t_s: i as f64 + 1.0,
+                open: 10,
+                frames,
+                ..Sample::default()
+            });
+        }
+        let csv = r.csv();
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows.len(), 5);
+        assert!(rows[0].starts_with("t_s,open,"));
+        assert_eq!(rows[2], "2.000,10,0,0,0,500,500.0,250.0,0.0,0.0,0.0,0");
+        assert_eq!(rows[3].split(',').nth(6), Some("0.0"));
     }
 }

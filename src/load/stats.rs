@@ -7,6 +7,7 @@
 //! **Invariant:** no IO, no clock; recording a value is O(1) and never allocates (the reason
 //! maps only grow by one entry per distinct reason).
 
+use super::hub::Deliveries;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -125,6 +126,39 @@ impl Histogram {
         } else {
             self.sum as f64 / self.count as f64
         }
+    }
+
+    /// The values in `n` bins whose edges grow geometrically from the minimum to the maximum
+    /// (so a chart on a log axis shows microseconds and seconds alike): `(low, high, count)`
+    /// per bin, `low` inclusive. Empty when nothing was recorded; one bin when every value is
+    /// the same.
+    pub fn bins(&self, n: usize) -> Vec<(u64, u64, u64)> {
+        if self.count == 0 || n == 0 {
+            return Vec::new();
+        }
+        let (lo, hi) = (self.min(), self.max());
+        if lo == hi {
+            return vec![(lo, hi, self.count)];
+        }
+        let (l, h) = ((lo.max(1) as f64).ln(), ((hi + 1) as f64).ln());
+        let edge = |i: usize| -> u64 {
+            match i {
+                0 => lo,
+                i if i >= n => hi + 1,
+                i => (l + (h - l) * i as f64 / n as f64).exp().round() as u64,
+            }
+        };
+        let mut out: Vec<(u64, u64, u64)> = (0..n).map(|i| (edge(i), edge(i + 1), 0)).collect();
+        for (i, &c) in self.counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let (low, width) = Self::bucket(i);
+            let v = (low + (width - 1) / 2).clamp(lo, hi);
+            let b = out.partition_point(|&(_, high, _)| high <= v).min(n - 1);
+            out[b].2 += c;
+        }
+        out
     }
 
     /// The value at quantile `q` (0..=1): the middle of the bucket holding the value of rank
@@ -295,6 +329,10 @@ pub struct Stats {
     /// Frame intervals and lateness are recorded only from this time on (`--warmup`), so the
     /// figures describe the steady state rather than the ramp.
     pub warmup_us: u64,
+    /// Hub mode: this run's nonce, which published payloads carry.
+    pub run_id: u64,
+    /// Hub mode: published events received, and their latency, gaps, duplicates and resets.
+    pub deliveries: Deliveries,
 }
 
 impl Stats {
@@ -349,6 +387,7 @@ impl Stats {
         a.first_min = min_opt(a.first_min, b.first_min);
         a.first_max = a.first_max.max(b.first_max);
         self.last_established_us = self.last_established_us.max(o.last_established_us);
+        self.deliveries.merge(&o.deliveries);
     }
 }
 
@@ -641,6 +680,29 @@ mod tests {
         assert_eq!(content_timestamp_us(b"hello"), None);
         assert_eq!(content_timestamp_us(b""), None);
         assert_eq!(content_timestamp_us(b"{\"content\":\""), None);
+    }
+
+    #[test]
+    fn bins_cover_every_value_once() {
+        let h = Histogram::new();
+        assert!(h.bins(10).is_empty());
+        let mut h = Histogram::new();
+        h.record(7);
+        h.record(7);
+        assert_eq!(h.bins(10), vec![(7, 7, 2)]);
+        let mut h = Histogram::new();
+        for v in [0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 1_000_000] {
+            h.record(v);
+        }
+        let bins = h.bins(12);
+        assert_eq!(bins.len(), 12);
+        assert_eq!(bins.iter().map(|b| b.2).sum::<u64>(), 9);
+        assert_eq!((bins[0].0, bins[11].1), (0, 1_000_001));
+        assert!(bins
+            .windows(2)
+            .all(|w| w[0].1 == w[1].0 && w[0].0 <= w[0].1));
+        assert_eq!(bins[11].2, 2, "the two largest values fall in the last bin");
+        assert!(bins[0].2 >= 2, "0 and 1 fall in the first bin");
     }
 
     #[test]

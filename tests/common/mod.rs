@@ -20,6 +20,13 @@ impl Server {
         Self::start_cmd(Command::new(env!("CARGO_BIN_EXE_sse-server")), args)
     }
 
+    /// Like [`start`](Self::start), with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        cmd.envs(env.iter().copied());
+        Self::start_cmd(cmd, args)
+    }
+
     /// Like [`start`](Self::start), with the process's file-descriptor limit (soft and hard)
     /// set to `nofile`, to drive it out of descriptors.
     pub fn start_with_fd_limit(args: &[&str], nofile: u64) -> Server {
@@ -72,6 +79,8 @@ impl Server {
     /// instead of hanging it.
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr).expect("connect");
+        // A request written in pieces must not wait for a delayed ACK (Nagle).
+        s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
         s

@@ -1,0 +1,1122 @@
+//! The Redis bridge: one event log for a whole deployment of `sse-server`s, kept in a Redis
+//! Stream. A publish is appended with `XADD` and answered with the id Redis gave it; every
+//! instance reads the stream with `XREAD BLOCK` from its last id and hands what it reads to a
+//! [`Sink`] (the hub), so ids and order are the log's, the same on every instance and across a
+//! restart of any of them.
+//!
+//! The interface the server uses:
+//!
+//! ```text
+//! Bridge::start(BridgeConfig { url, stream_key, maxlen, backfill }, sink) -> Result<Bridge, String>
+//! bridge.submit(publish, done)   // done(Ok(redis id)) once stored, done(Err(reason)) if not
+//! bridge.stats() -> BridgeStats  // up, reconnects, events read, publishes stored, lag, ...
+//! bridge.stop()                  // the threads end within about a second
+//! Sink::on_events(Vec<(id, Publish)>)  // the backfill first, then every XREAD batch, in order
+//! Sink::on_state(up, reason)           // both connections usable, or not (and why)
+//! ```
+//!
+//! Two threads, each with its own connection, talk to Redis; nothing here is ever called on an
+//! event loop's thread except [`Bridge::submit`] and [`Bridge::stats`], which never block:
+//! - the **writer** blocks on its job queue, drains what else is queued (up to
+//!   [`MAX_BATCH`]), sends the whole batch as one pipeline of
+//!   `XADD key MAXLEN ~ N * t <topics joined by \n> d <data> [y <type>] [r <retry>]` and
+//!   answers each job with its own reply;
+//! - the **reader** loops on `XREAD BLOCK 500 COUNT 1000 STREAMS key <last id>` (its socket's
+//!   read timeout is longer than the block, so a Redis that stops answering is noticed), and
+//!   once a second asks `XINFO STREAM` how far the log has gone (the lag).
+//!
+//! Both reconnect forever with jittered exponential backoff (50 ms doubling to 2 s, ±50 %).
+//! After a reconnect the reader first catches up without blocking from its last id, and only
+//! then counts as up: the bridge never reports up while the reader is not reading (a
+//! subscription loop that silently stopped while health stayed green is the failure this
+//! guards against). While the writer has no connection every job is answered `Err` at once,
+//! so a publisher gets its `503` promptly; a batch in flight when the connection dies is
+//! answered `Err` whole (some of it may have been stored: it is delivered all the same, and
+//! a publisher that retries may publish twice, never zero times after a `200`).
+//!
+//! **Invariant:** the sink sees every entry of the stream after the backfill point exactly once
+//! and in stream order, across any number of reconnects: the reader's position (`last id`)
+//! only moves past entries it has handed to the sink (or skipped as unreadable, counted).
+//! Entries trimmed by `MAXLEN` before this instance read them are the exception (a reader
+//! more than `maxlen` entries behind), as in any capped log.
+//! **Invariant:** `Sink::on_state(true, _)` is reported only while both connections are up and
+//! the reader has caught up since its last reconnect; every loss of either is reported.
+//! **Invariant:** nothing here panics on what Redis sends: an entry the bridge cannot read
+//! (missing `t` or `d`, bad UTF-8, a control character in a topic or type, a bad `r`) is
+//! skipped and counted.
+
+use crate::hub::{Publish, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES};
+use redis::{ConnectionLike, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The most jobs one pipeline carries.
+pub const MAX_BATCH: usize = 512;
+/// The most jobs waiting for the writer; past it `submit` refuses at once.
+pub const QUEUE_CAPACITY: usize = 65_536;
+/// The most entries one `XREAD` returns.
+const READ_COUNT: usize = 1_000;
+/// How long one `XREAD` blocks in Redis.
+const BLOCK_MS: u64 = 500;
+/// Socket read timeout: longer than the block, so only a Redis that stopped answering trips it.
+const READ_TIMEOUT: Duration = Duration::from_millis(BLOCK_MS + 2_000);
+/// Socket timeouts of the writer's connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the reader asks `XINFO STREAM` for the lag.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+/// How long `stop` waits for the threads before leaving them to finish alone.
+const STOP_WAIT: Duration = Duration::from_millis(900);
+/// The first reconnect delay, and the cap it doubles up to.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Where the log is and how long it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `redis+unix:///path`). `rediss://` is
+    /// refused: this build has no TLS client.
+    pub url: String,
+    /// The stream's key (`sse:events` by default).
+    pub stream_key: String,
+    /// The approximate `MAXLEN` given to every `XADD` (`--history-events`).
+    pub maxlen: usize,
+    /// How many of the newest entries are loaded at start (normally `maxlen`).
+    pub backfill: usize,
+}
+
+impl BridgeConfig {
+    /// The default stream key.
+    pub const DEFAULT_KEY: &'static str = "sse:events";
+
+    /// A configuration with the default key and `backfill = maxlen`.
+    pub fn new(url: impl Into<String>, maxlen: usize) -> BridgeConfig {
+        BridgeConfig {
+            url: url.into(),
+            stream_key: Self::DEFAULT_KEY.to_string(),
+            maxlen,
+            backfill: maxlen,
+        }
+    }
+}
+
+/// Where the bridge delivers what it reads (called from the bridge's threads).
+pub trait Sink: Send + Sync + 'static {
+    /// Entries read from the stream, oldest first, each with its Redis id
+    /// (`"1700000000000-3"`). Called first with the backfill (the newest `backfill` entries,
+    /// possibly none), then with every `XREAD` batch. Never repeats or skips an entry across
+    /// reconnects. Called from the reader thread only.
+    fn on_events(&self, events: Vec<(String, Publish)>);
+    /// Redis became usable (`true`, both connections up and the reader caught up) or not
+    /// (`false`, with a one-line reason). Called from either thread, under a lock that keeps
+    /// the reports in order: it must return quickly and must not call back into the bridge.
+    fn on_state(&self, up: bool, reason: &str);
+}
+
+/// Counters for the metrics page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeStats {
+    /// As last reported to the sink.
+    pub up: bool,
+    /// Connections re-established after a loss (writer and reader together).
+    pub reconnects: u64,
+    /// Entries handed to the sink (the backfill included).
+    pub events_read: u64,
+    /// Entries skipped because the bridge could not read them.
+    pub entries_skipped: u64,
+    /// Publishes Redis stored (answered `Ok`).
+    pub publishes_stored: u64,
+    /// Publishes answered `Err`.
+    pub publish_errors: u64,
+    /// Entries in the log that this instance has not read yet, as of the last `XINFO`
+    /// (at most a second old while the reader is up).
+    pub lag: u64,
+    /// Jobs waiting for the writer.
+    pub queued: u64,
+    /// The last connection or command error, empty if none yet.
+    pub last_error: String,
+}
+
+/// A publish waiting for the writer.
+struct Job {
+    publish: Publish,
+    done: Box<dyn FnOnce(Result<String, String>) + Send>,
+}
+
+/// What both threads and the handle share.
+struct Shared {
+    sink: Arc<dyn Sink>,
+    stop: AtomicBool,
+    writer_up: AtomicBool,
+    reader_up: AtomicBool,
+    /// Bumped whenever the reader loses its connection, so the writer knows its own connection
+    /// is probably stale too and replaces it before it sends (rather than failing a batch).
+    reader_losses: AtomicU64,
+    /// Bumped whenever the reader has caught up after a (re)connect: a writer waiting out its
+    /// backoff then tries at once, since Redis is evidently back.
+    reader_recoveries: AtomicU64,
+    /// The last state reported to the sink (`None` before the first report).
+    reported: Mutex<Option<bool>>,
+    reconnects: AtomicU64,
+    events_read: AtomicU64,
+    entries_skipped: AtomicU64,
+    publishes_stored: AtomicU64,
+    publish_errors: AtomicU64,
+    lag: AtomicU64,
+    queued: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+impl Shared {
+    /// Reports the combined state to the sink if it changed.
+    fn report(&self, reason: &str) {
+        if self.stopping() {
+            // Connections closing under `stop` are not an outage.
+            return;
+        }
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        let up = self.writer_up.load(Ordering::Acquire) && self.reader_up.load(Ordering::Acquire);
+        if *reported != Some(up) {
+            *reported = Some(up);
+            self.sink.on_state(up, if up { "" } else { reason });
+        }
+    }
+
+    fn set_error(&self, e: &str) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = e.to_string();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// The running bridge. See the module docs.
+pub struct Bridge {
+    shared: Arc<Shared>,
+    jobs: SyncSender<Job>,
+    writer: JoinHandle<()>,
+    reader: JoinHandle<()>,
+    /// Each thread sends one message here as it ends, so `stop` can wait with a deadline.
+    /// (In a mutex only so that the bridge can be shared between threads.)
+    ended: Mutex<mpsc::Receiver<()>>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Bridge {
+    /// Checks the URL (refusing `rediss://` with a clear message: no TLS client is built in),
+    /// connects both connections once, loads the backfill (which also checks the key holds a
+    /// stream), and starts the writer and reader threads. The error text is meant for the
+    /// start-up message; it never contains the password.
+    pub fn start(cfg: BridgeConfig, sink: Arc<dyn Sink>) -> Result<Bridge, String> {
+        let client = open_client(&cfg.url)?;
+        let shown = redact(&cfg.url);
+        let connect = |what: &str| {
+            connect(&client).map_err(|e| format!("Redis at {shown} ({what} connection): {e}"))
+        };
+        let mut reader_conn = connect("reader")?;
+        let writer_conn = connect("writer")?;
+        let key = cfg.stream_key.clone();
+        let (backfill, last_id) = load_backfill(&mut reader_conn, &key, cfg.backfill)
+            .map_err(|e| format!("Redis at {shown}: reading stream {key:?}: {e}"))?;
+
+        let shared = Arc::new(Shared {
+            sink,
+            stop: AtomicBool::new(false),
+            writer_up: AtomicBool::new(true),
+            reader_up: AtomicBool::new(false),
+            reader_losses: AtomicU64::new(0),
+            reader_recoveries: AtomicU64::new(0),
+            reported: Mutex::new(None),
+            reconnects: AtomicU64::new(0),
+            events_read: AtomicU64::new(0),
+            entries_skipped: AtomicU64::new(backfill.skipped),
+            publishes_stored: AtomicU64::new(0),
+            publish_errors: AtomicU64::new(0),
+            lag: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            last_error: Mutex::new(String::new()),
+        });
+        let (jobs, rx) = mpsc::sync_channel::<Job>(QUEUE_CAPACITY);
+        let (ended_tx, ended) = mpsc::channel();
+
+        let writer = {
+            let w = Writer {
+                shared: shared.clone(),
+                client: client.clone(),
+                key: key.clone(),
+                maxlen: cfg.maxlen.max(1),
+                conn: Some(writer_conn),
+                seen_losses: 0,
+                seen_recoveries: 0,
+                backoff: Backoff::new(),
+                next_try: Instant::now(),
+            };
+            let ended = ended_tx.clone();
+            thread::Builder::new()
+                .name("redis-writer".into())
+                .spawn(move || {
+                    w.run(rx);
+                    let _ = ended.send(());
+                })
+                .map_err(|e| format!("cannot start the Redis writer thread: {e}"))?
+        };
+        let reader = {
+            let r = Reader {
+                shared: shared.clone(),
+                client,
+                key,
+                conn: Some(reader_conn),
+                last_id,
+                backoff: Backoff::new(),
+                lag: LagTracker::default(),
+            };
+            thread::Builder::new()
+                .name("redis-reader".into())
+                .spawn(move || {
+                    r.run(backfill.events);
+                    let _ = ended_tx.send(());
+                })
+                .map_err(|e| format!("cannot start the Redis reader thread: {e}"))?
+        };
+        Ok(Bridge {
+            shared,
+            jobs,
+            writer,
+            reader,
+            ended: Mutex::new(ended),
+        })
+    }
+
+    /// Queues an `XADD`. `done` is called once: from the writer thread with `Ok(redis id)`
+    /// once Redis stored the entry, or `Err(reason)` when it could not be stored (Redis down:
+    /// the publisher's answer is then `503`). Only when the queue is full
+    /// ([`QUEUE_CAPACITY`]) or the bridge is stopping is `done(Err(..))` called at once,
+    /// from inside `submit`. Never blocks.
+    pub fn submit(&self, p: Publish, done: Box<dyn FnOnce(Result<String, String>) + Send>) {
+        let job = Job { publish: p, done };
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        let refused = match self.jobs.try_send(job) {
+            Ok(()) => return,
+            Err(TrySendError::Full(job)) => (job, "Redis publish queue full"),
+            Err(TrySendError::Disconnected(job)) => (job, "Redis bridge stopped"),
+        };
+        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        self.shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+        (refused.0.done)(Err(refused.1.to_string()));
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> BridgeStats {
+        let s = &self.shared;
+        BridgeStats {
+            up: s.reported.lock().map(|r| *r == Some(true)).unwrap_or(false),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+            events_read: s.events_read.load(Ordering::Relaxed),
+            entries_skipped: s.entries_skipped.load(Ordering::Relaxed),
+            publishes_stored: s.publishes_stored.load(Ordering::Relaxed),
+            publish_errors: s.publish_errors.load(Ordering::Relaxed),
+            lag: s.lag.load(Ordering::Relaxed),
+            queued: s.queued.load(Ordering::Relaxed),
+            last_error: s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Stops both threads: jobs still queued are answered `Err`. Waits up to about a second;
+    /// a thread still inside a Redis call then (a Redis that stopped answering) is left to end
+    /// by itself at its socket timeout, without touching the sink again.
+    pub fn stop(self) {
+        let Bridge {
+            shared,
+            jobs,
+            writer,
+            reader,
+            ended,
+        } = self;
+        let ended = ended.into_inner().unwrap_or_else(|e| e.into_inner());
+        shared.stop.store(true, Ordering::Release);
+        drop(jobs);
+        reader.thread().unpark();
+        let deadline = Instant::now() + STOP_WAIT;
+        let mut done = 0;
+        while done < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if ended.recv_timeout(left).is_err() {
+                break;
+            }
+            done += 1;
+        }
+        for h in [writer, reader] {
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Parses the URL, refusing what this build cannot do with a message that says what to use.
+fn open_client(url: &str) -> Result<redis::Client, String> {
+    let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
+    match scheme.as_str() {
+        "redis" | "redis+unix" | "unix" => {}
+        "rediss" => {
+            return Err(format!(
+                "{}: rediss:// (TLS) is not supported by this build of sse-server; use \
+                 redis:// on a trusted network, or a local TLS tunnel (stunnel, spiped) to \
+                 Redis",
+                redact(url)
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{}: not a Redis URL (expected redis://[user:password@]host:port[/db])",
+                redact(url)
+            ))
+        }
+    }
+    redis::Client::open(url).map_err(|e| format!("{}: bad Redis URL: {e}", redact(url)))
+}
+
+/// The URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            let hidden = if rest[..at].contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{scheme}://{hidden}{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// One connection, with timeouts, checked with `PING` (which also surfaces `NOAUTH`).
+fn connect(client: &redis::Client) -> Result<redis::Connection, String> {
+    let mut c = client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .map_err(|e| match e.kind() {
+            redis::ErrorKind::AuthenticationFailed => {
+                format!("authentication failed: wrong user or password in the URL ({e})")
+            }
+            _ => e.to_string(),
+        })?;
+    c.set_read_timeout(Some(READ_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    c.set_write_timeout(Some(WRITE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    match c.req_command(&redis::cmd("PING")) {
+        Ok(Value::ServerError(e)) => Err(redis::RedisError::from(e).to_string()),
+        Ok(_) => Ok(c),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Jittered exponential backoff: 50 ms doubling to 2 s, each delay ±50 %.
+struct Backoff {
+    next: Duration,
+    rng: u64,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        // Seeded from the clock and the address of a local, so instances started together
+        // do not retry in step.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let local = 0u8;
+        let seed = (t ^ (&local as *const u8 as u64).rotate_left(32)) | 1;
+        Backoff {
+            next: BACKOFF_MIN,
+            rng: seed,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    /// The delay before the next attempt.
+    fn delay(&mut self) -> Duration {
+        // xorshift64: jitter needs no better randomness.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let base = self.next.as_micros() as u64;
+        let jittered = base / 2 + self.rng % base.max(1);
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        Duration::from_micros(jittered)
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    client: redis::Client,
+    key: String,
+    maxlen: usize,
+    conn: Option<redis::Connection>,
+    /// `Shared::reader_losses` when this connection was made.
+    seen_losses: u64,
+    /// `Shared::reader_recoveries` when this writer last looked.
+    seen_recoveries: u64,
+    backoff: Backoff,
+    /// When a connection may be tried again (while `conn` is `None`).
+    next_try: Instant,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        self.seen_losses = self.shared.reader_losses.load(Ordering::Acquire);
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        let mut packed = Vec::new();
+        loop {
+            let wait = match self.conn {
+                Some(_) => Duration::from_millis(200),
+                None => self
+                    .next_try
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), Duration::from_millis(200)),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(job) => batch.push(job),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.shared
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            if self.shared.stopping() {
+                self.fail(&mut batch, "Redis bridge stopped");
+                continue;
+            }
+            // The reader lost its connection since ours was made: ours is probably dead too
+            // (a restarted Redis), so replace it before using it rather than fail a batch.
+            let losses = self.shared.reader_losses.load(Ordering::Acquire);
+            if self.conn.is_some() && losses != self.seen_losses {
+                self.conn = None;
+                self.next_try = Instant::now();
+            }
+            let recoveries = self.shared.reader_recoveries.load(Ordering::Acquire);
+            if recoveries != self.seen_recoveries {
+                self.seen_recoveries = recoveries;
+                self.next_try = Instant::now();
+            }
+            if self.conn.is_none() {
+                self.try_connect();
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                let why = self.shared.last_error.lock().map(|e| e.clone());
+                self.fail(
+                    &mut batch,
+                    &format!("Redis down: {}", why.unwrap_or_default()),
+                );
+                continue;
+            };
+            packed.clear();
+            for job in &batch {
+                xadd(&self.key, self.maxlen, &job.publish).write_packed_command(&mut packed);
+            }
+            match conn.req_packed_commands(&packed, 0, batch.len()) {
+                Ok(replies) if replies.len() == batch.len() => {
+                    for (job, reply) in batch.drain(..).zip(replies) {
+                        let answer = match reply {
+                            Value::BulkString(id) => {
+                                String::from_utf8(id).map_err(|_| "bad id from Redis".into())
+                            }
+                            Value::SimpleString(id) => Ok(id),
+                            Value::ServerError(e) => Err(redis::RedisError::from(e).to_string()),
+                            other => Err(format!("unexpected XADD reply {other:?}")),
+                        };
+                        let counter = match answer {
+                            Ok(_) => &self.shared.publishes_stored,
+                            Err(_) => &self.shared.publish_errors,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        (job.done)(answer);
+                    }
+                }
+                Ok(_) => self.lost(&mut batch, "wrong number of replies to a pipeline".into()),
+                Err(e) => self.lost(&mut batch, e.to_string()),
+            }
+        }
+        self.fail(&mut batch, "Redis bridge stopped");
+    }
+
+    fn try_connect(&mut self) {
+        if Instant::now() < self.next_try || self.shared.stopping() {
+            return;
+        }
+        let losses = self.shared.reader_losses.load(Ordering::Acquire);
+        match connect(&self.client) {
+            Ok(c) => {
+                self.conn = Some(c);
+                self.seen_losses = losses;
+                self.backoff.reset();
+                if !self.shared.writer_up.swap(true, Ordering::AcqRel) {
+                    self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                self.shared.report("");
+            }
+            Err(e) => {
+                self.down(format!("Redis writer: {e}"));
+            }
+        }
+    }
+
+    /// The connection failed under a batch: every job in it is answered `Err`.
+    fn lost(&mut self, batch: &mut Vec<Job>, e: String) {
+        let why = format!("Redis writer: {e}");
+        self.down(why.clone());
+        self.fail(batch, &why);
+    }
+
+    fn down(&mut self, why: String) {
+        self.conn = None;
+        self.next_try = Instant::now() + self.backoff.delay();
+        self.shared.set_error(&why);
+        self.shared.writer_up.store(false, Ordering::Release);
+        self.shared.report(&why);
+    }
+
+    fn fail(&self, batch: &mut Vec<Job>, why: &str) {
+        for job in batch.drain(..) {
+            self.shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+            (job.done)(Err(why.to_string()));
+        }
+    }
+}
+
+/// `XADD key MAXLEN ~ N * t <topics> d <data> [y <type>] [r <retry>]`.
+fn xadd(key: &str, maxlen: usize, p: &Publish) -> redis::Cmd {
+    let mut c = redis::cmd("XADD");
+    c.arg(key).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
+    c.arg("t").arg(p.topics.join("\n")).arg("d").arg(&p.data);
+    if let Some(t) = &p.event_type {
+        c.arg("y").arg(t);
+    }
+    if let Some(r) = p.retry {
+        c.arg("r").arg(r);
+    }
+    c
+}
+
+/// Entries read and parsed.
+#[derive(Default)]
+struct Batch {
+    events: Vec<(String, Publish)>,
+    skipped: u64,
+    /// The id of the last entry seen, read or skipped.
+    last_id: Option<String>,
+    /// Entries seen (read or skipped).
+    seen: usize,
+}
+
+/// Loads the newest `n` entries (oldest first) and the position to read on from.
+fn load_backfill(
+    conn: &mut redis::Connection,
+    key: &str,
+    n: usize,
+) -> Result<(Batch, String), String> {
+    let mut c = redis::cmd("XREVRANGE");
+    c.arg(key).arg("+").arg("-").arg("COUNT").arg(n.max(1));
+    let reply = conn.req_command(&c).map_err(|e| e.to_string())?;
+    if let Value::ServerError(e) = reply {
+        return Err(redis::RedisError::from(e).to_string());
+    }
+    let mut entries = match reply {
+        Value::Array(a) => a,
+        Value::Nil => Vec::new(),
+        other => return Err(format!("unexpected XREVRANGE reply {other:?}")),
+    };
+    entries.reverse();
+    let mut b = Batch::default();
+    parse_entries(entries, &mut b);
+    let last = b.last_id.clone().unwrap_or_else(|| "0-0".to_string());
+    if n == 0 {
+        b.events.clear();
+    }
+    Ok((b, last))
+}
+
+/// Parses `[[id, [field, value, ...]], ...]` into `b`.
+fn parse_entries(entries: Vec<Value>, b: &mut Batch) {
+    for entry in entries {
+        let Value::Array(mut parts) = entry else {
+            b.skipped += 1;
+            continue;
+        };
+        if parts.len() != 2 {
+            b.skipped += 1;
+            continue;
+        }
+        let fields = parts.pop();
+        let Some(id) = parts.pop().and_then(text) else {
+            // Without an id the position cannot move past it; it cannot happen with a real
+            // Redis, and skipping it keeps the reader going.
+            b.skipped += 1;
+            continue;
+        };
+        b.seen += 1;
+        match fields.and_then(parse_fields) {
+            Some(p) => b.events.push((id.clone(), p)),
+            None => b.skipped += 1,
+        }
+        b.last_id = Some(id);
+    }
+}
+
+/// A bulk or simple string as UTF-8 text.
+fn text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// An entry's fields as a publish; `None` when it cannot be read. Unknown fields are ignored
+/// (room for later writers to add some).
+fn parse_fields(fields: Value) -> Option<Publish> {
+    let pairs: Vec<(Value, Value)> = match fields {
+        Value::Array(flat) => {
+            if flat.len() % 2 != 0 {
+                return None;
+            }
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        Value::Map(m) => m,
+        _ => return None,
+    };
+    let (mut topics, mut data, mut ty, mut retry) = (None, None, None, None);
+    for (k, v) in pairs {
+        let k = text(k)?;
+        let v = text(v)?;
+        let slot = match k.as_str() {
+            "t" => &mut topics,
+            "d" => &mut data,
+            "y" => &mut ty,
+            "r" => &mut retry,
+            _ => continue,
+        };
+        if slot.replace(v).is_some() {
+            return None;
+        }
+    }
+    let topics: Vec<String> = topics?.split('\n').map(str::to_string).collect();
+    let topic_ok = |t: &String| {
+        !t.is_empty() && t.len() <= MAX_TOPIC_BYTES && !t.chars().any(char::is_control)
+    };
+    if topics.len() > MAX_TOPICS || !topics.iter().all(topic_ok) {
+        return None;
+    }
+    if let Some(t) = &ty {
+        if t.len() > MAX_TYPE_BYTES || t.chars().any(char::is_control) {
+            return None;
+        }
+    }
+    let retry = match retry {
+        Some(r) if !r.is_empty() && r.bytes().all(|c| c.is_ascii_digit()) => Some(r.parse().ok()?),
+        Some(_) => return None,
+        None => None,
+    };
+    Some(Publish {
+        topics,
+        data: data?,
+        event_type: ty,
+        retry,
+    })
+}
+
+/// Parses an `XREAD` reply for one key: `[[key, entries]]` (RESP2) or `{key: entries}`
+/// (RESP3); `Nil` when the block timed out.
+fn parse_xread(reply: Value, b: &mut Batch) -> Result<(), String> {
+    let streams: Vec<Value> = match reply {
+        Value::Nil => return Ok(()),
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        Value::ServerError(e) => return Err(redis::RedisError::from(e).to_string()),
+        other => return Err(format!("unexpected XREAD reply {other:?}")),
+    };
+    for entries in streams {
+        match entries {
+            Value::Array(e) => parse_entries(e, b),
+            other => return Err(format!("unexpected XREAD entries {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// Entries behind the log, from `XINFO STREAM`'s `entries-added` (a counter that only grows,
+/// kept across restarts with persistence) and `last-generated-id`. Whenever the log's last id
+/// is ours, our position in `entries-added` is known exactly; between such moments it moves by
+/// the entries read.
+#[derive(Default)]
+struct LagTracker {
+    /// `entries-added` at our position, once known.
+    base: Option<u64>,
+    /// Entries read since `base` was taken.
+    since: u64,
+    last_check: Option<Instant>,
+}
+
+impl LagTracker {
+    fn due(&self, now: Instant) -> bool {
+        self.last_check.map_or(true, |t| now >= t + LAG_EVERY)
+    }
+
+    /// Updates from an `XINFO STREAM` reply; `None` when the key does not exist.
+    fn update(&mut self, info: Option<(u64, String)>, last_id: &str) -> u64 {
+        match info {
+            None => {
+                // A new stream counts from zero.
+                self.base = Some(0);
+                self.since = 0;
+                0
+            }
+            Some((added, last)) => {
+                if last == last_id {
+                    self.base = Some(added);
+                    self.since = 0;
+                }
+                match self.base {
+                    Some(b) if b + self.since <= added => added - b - self.since,
+                    // The counter went back (the stream was recreated): unknown until we
+                    // catch up again.
+                    Some(_) => {
+                        self.base = None;
+                        0
+                    }
+                    None => u64::from(last.as_str() != last_id),
+                }
+            }
+        }
+    }
+}
+
+/// The reader thread's state.
+struct Reader {
+    shared: Arc<Shared>,
+    client: redis::Client,
+    key: String,
+    conn: Option<redis::Connection>,
+    last_id: String,
+    backoff: Backoff,
+    lag: LagTracker,
+}
+
+impl Reader {
+    fn run(mut self, backfill: Vec<(String, Publish)>) {
+        self.shared
+            .events_read
+            .fetch_add(backfill.len() as u64, Ordering::Relaxed);
+        self.shared.sink.on_events(backfill);
+        let mut catching_up = true;
+        while !self.shared.stopping() {
+            if self.conn.is_none() {
+                thread::park_timeout(self.backoff.delay());
+                if self.shared.stopping() {
+                    break;
+                }
+                match connect(&self.client) {
+                    Ok(c) => {
+                        self.conn = Some(c);
+                        self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                        catching_up = true;
+                    }
+                    Err(e) => {
+                        self.down(format!("Redis reader: {e}"));
+                        continue;
+                    }
+                }
+            }
+            // Catching up: read without blocking until a short batch says we are at the end;
+            // only then is the bridge up.
+            let block = if catching_up { None } else { Some(BLOCK_MS) };
+            match self.read(block) {
+                Ok(n) => {
+                    if catching_up && n < READ_COUNT {
+                        catching_up = false;
+                        self.backoff.reset();
+                        self.shared.reader_up.store(true, Ordering::Release);
+                        self.shared.reader_recoveries.fetch_add(1, Ordering::AcqRel);
+                        self.shared.report("");
+                    }
+                }
+                Err(e) => {
+                    self.down(format!("Redis reader: {e}"));
+                    continue;
+                }
+            }
+            let now = Instant::now();
+            if self.lag.due(now) {
+                self.lag.last_check = Some(now);
+                if let Err(e) = self.check_lag() {
+                    self.down(format!("Redis reader: {e}"));
+                }
+            }
+        }
+    }
+
+    /// One `XREAD`; hands what it read to the sink. Returns the entries seen.
+    fn read(&mut self, block: Option<u64>) -> Result<usize, String> {
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        let mut c = redis::cmd("XREAD");
+        if let Some(ms) = block {
+            c.arg("BLOCK").arg(ms);
+        }
+        c.arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(&self.last_id);
+        let reply = conn.req_command(&c).map_err(|e| e.to_string())?;
+        let mut b = Batch::default();
+        parse_xread(reply, &mut b)?;
+        if self.shared.stopping() {
+            // `stop` may have given up waiting: touch the sink no more.
+            return Ok(0);
+        }
+        self.shared
+            .entries_skipped
+            .fetch_add(b.skipped, Ordering::Relaxed);
+        self.shared
+            .events_read
+            .fetch_add(b.events.len() as u64, Ordering::Relaxed);
+        self.lag.since += b.seen as u64;
+        if let Some(id) = b.last_id {
+            self.last_id = id;
+        }
+        if !b.events.is_empty() {
+            self.shared.sink.on_events(b.events);
+        }
+        Ok(b.seen)
+    }
+
+    fn check_lag(&mut self) -> Result<(), String> {
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        let mut c = redis::cmd("XINFO");
+        c.arg("STREAM").arg(&self.key);
+        let info = match conn.req_command(&c).map_err(|e| e.to_string())? {
+            Value::ServerError(e) if e.details().is_some_and(|d| d.contains("no such key")) => None,
+            Value::ServerError(e) => return Err(redis::RedisError::from(e).to_string()),
+            // Before Redis 7.0 there is no `entries-added`: the lag is not known then.
+            reply => match xinfo_fields(reply) {
+                Some(info) => Some(info),
+                None => return Ok(()),
+            },
+        };
+        let lag = self.lag.update(info, &self.last_id);
+        self.shared.lag.store(lag, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn down(&mut self, why: String) {
+        if self.conn.take().is_some() {
+            self.shared.reader_losses.fetch_add(1, Ordering::AcqRel);
+        }
+        self.shared.set_error(&why);
+        self.shared.reader_up.store(false, Ordering::Release);
+        self.shared.report(&why);
+    }
+}
+
+/// `entries-added` and `last-generated-id` from an `XINFO STREAM` reply (flat array in RESP2,
+/// a map in RESP3).
+fn xinfo_fields(reply: Value) -> Option<(u64, String)> {
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        Value::Map(m) => m,
+        _ => return None,
+    };
+    let (mut added, mut last) = (None, None);
+    for (k, v) in pairs {
+        match text(k).as_deref() {
+            Some("entries-added") => {
+                added = match v {
+                    Value::Int(n) => u64::try_from(n).ok(),
+                    other => text(other).and_then(|s| s.parse().ok()),
+                }
+            }
+            Some("last-generated-id") => last = text(v),
+            _ => {}
+        }
+    }
+    Some((added?, last?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[&str]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+        ])
+    }
+
+    #[test]
+    fn fields_round_trip_the_xadd_layout() {
+        let p = Publish {
+            topics: vec!["a".into(), "b/c".into()],
+            data: "x\ny".into(),
+            event_type: Some("note".into()),
+            retry: Some(1500),
+        };
+        let args: Vec<String> = xadd("k", 10, &p)
+            .args_iter()
+            .filter_map(|a| match a {
+                redis::Arg::Simple(b) => Some(String::from_utf8(b.to_vec()).unwrap()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "XADD", "k", "MAXLEN", "~", "10", "*", "t", "a\nb/c", "d", "x\ny", "y", "note",
+                "r", "1500"
+            ]
+        );
+        let fields: Vec<&str> = args[6..].iter().map(String::as_str).collect();
+        let mut b = Batch::default();
+        parse_entries(vec![entry("1-1", &fields)], &mut b);
+        assert_eq!(b.events, vec![("1-1".to_string(), p)]);
+    }
+
+    #[test]
+    fn unreadable_entries_are_skipped_and_the_position_moves_on() {
+        let bad: &[&[&str]] = &[
+            &["d", "x"],                        // no topics
+            &["t", "a"],                        // no data
+            &["t", "", "d", "x"],               // empty topic
+            &["t", "a\rb", "d", "x"],           // control character in a topic
+            &["t", "a", "d", "x", "r", "-1"],   // bad retry
+            &["t", "a", "d", "x", "y", "a\nb"], // line break in a type
+            &["t", "a", "d", "x", "t", "b"],    // a field twice
+            &["t", "a", "d"],                   // odd field list
+        ];
+        for (i, f) in bad.iter().enumerate() {
+            let mut b = Batch::default();
+            parse_entries(vec![entry(&format!("5-{i}"), f)], &mut b);
+            assert!(b.events.is_empty(), "{f:?}");
+            assert_eq!((b.skipped, b.seen), (1, 1), "{f:?}");
+            assert_eq!(b.last_id.as_deref(), Some(format!("5-{i}").as_str()));
+        }
+        let mut b = Batch::default();
+        let odd = vec![
+            Value::Int(3),
+            Value::Array(vec![]),
+            Value::Array(vec![Value::Nil, Value::Array(vec![])]),
+            Value::Array(vec![
+                bulk("9-1"),
+                Value::Array(vec![Value::Int(1), bulk("x")]),
+            ]),
+            entry("9-2", &["t", "a", "d", "", "extra", "ignored"]),
+        ];
+        parse_entries(odd, &mut b);
+        assert_eq!(b.skipped, 4);
+        assert_eq!(b.events.len(), 1);
+        assert_eq!(b.last_id.as_deref(), Some("9-2"));
+    }
+
+    #[test]
+    fn xread_replies_resp2_resp3_and_timeouts() {
+        let mut b = Batch::default();
+        parse_xread(Value::Nil, &mut b).unwrap();
+        assert_eq!(b.seen, 0);
+        let entries = Value::Array(vec![entry("1-0", &["t", "a", "d", "1"])]);
+        parse_xread(
+            Value::Array(vec![Value::Array(vec![bulk("k"), entries.clone()])]),
+            &mut b,
+        )
+        .unwrap();
+        parse_xread(Value::Map(vec![(bulk("k"), entries)]), &mut b).unwrap();
+        assert_eq!(b.events.len(), 2);
+        assert!(parse_xread(Value::Int(1), &mut b).is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        for (url, shown) in [
+            ("redis://:s3cret@h:1/0", "redis://:***@h:1/0"),
+            ("redis://user:s3cret@h:1", "redis://user:***@h:1"),
+            ("redis://token@h:1", "redis://***@h:1"),
+            ("redis://h:1/2", "redis://h:1/2"),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
+        let e = open_client("rediss://:s3cret@h:1").unwrap_err();
+        assert!(e.contains("TLS") && !e.contains("s3cret"), "{e}");
+        let e = open_client("http://h:1").unwrap_err();
+        assert!(e.contains("not a Redis URL"), "{e}");
+    }
+
+    #[test]
+    fn backoff_doubles_to_two_seconds_with_jitter() {
+        let mut b = Backoff::new();
+        let mut base = BACKOFF_MIN;
+        for _ in 0..12 {
+            let d = b.delay();
+            assert!(d >= base / 2 && d < base * 3 / 2, "{d:?} for {base:?}");
+            base = (base * 2).min(BACKOFF_MAX);
+        }
+        b.reset();
+        assert!(b.delay() < BACKOFF_MIN * 3 / 2);
+    }
+
+    #[test]
+    fn lag_counts_entries_behind_the_log() {
+        let mut l = LagTracker::default();
+        // Not yet caught up at a check: unknown beyond "behind".
+        assert_eq!(l.update(Some((10, "1-9".into())), "1-5"), 1);
+        // Caught up: the position is known.
+        assert_eq!(l.update(Some((10, "1-9".into())), "1-9"), 0);
+        l.since += 3;
+        assert_eq!(l.update(Some((20, "1-19".into())), "1-12"), 7);
+        // The stream was recreated: a fresh count.
+        assert_eq!(l.update(None, "1-12"), 0);
+        assert_eq!(l.update(Some((2, "2-1".into())), "1-12"), 2);
+    }
+}
