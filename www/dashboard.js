@@ -4,7 +4,8 @@
 // as inline SVG charts by this file. Counters are cumulative, so rates come from consecutive
 // samples; a counter that goes down (a restarted server) or a gap in time breaks the line.
 (() => {
-  const WINDOW_MS = 5 * 60 * 1000;
+  const WINDOW_MS = 5 * 60 * 1000; // samples kept, and the widest view
+  const MIN_SPAN_MS = 30 * 1000; // a fresh server's few samples are drawn over at least this
   const MAX_GAP_MS = 5000; // samples further apart than this are not joined
   const W = 600; // the charts' drawing coordinates (the SVG stretches to its box)
   const H = 160;
@@ -102,11 +103,12 @@
     const yMax = node("span", "y-max", "");
     const yZero = node("span", "y-zero", "0");
     const xAxis = node("div", "x-axis");
-    xAxis.append(node("span", "", "−5 分钟 min"), node("span", "", "现在 now"));
+    const xFrom = node("span", "", "");
+    xAxis.append(xFrom, node("span", "", "现在 now"));
     plot.append(svg, yMax, yZero);
     fig.append(cap, plot, xAxis);
     ui.charts.append(fig);
-    return { c, fig, svg, area, lines, values, total, yMax };
+    return { c, fig, svg, area, lines, values, total, yMax, xFrom };
   });
 
   // ---- data ----
@@ -143,8 +145,12 @@
     dirty = false;
     if (samples.length === 0) return;
     const now = samples[samples.length - 1].t;
-    const from = now - WINDOW_MS;
-    const x = (t) => (((t - from) / WINDOW_MS) * W).toFixed(1);
+    // The last 5 minutes, or what there is of them (at least 30 s) on a server just started.
+    const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, now - samples[0].t));
+    const from = now - span;
+    const x = (t) => (((t - from) / span) * W).toFixed(1);
+    const secs = Math.round(span / 1000);
+    const fromLabel = secs < 120 ? `−${secs} 秒 s` : `−${Math.round(secs / 60)} 分钟 min`;
     for (const ch of charts) {
       const series = ch.c.series.map((s) => samples.map((_, i) => valueAt(s, i)));
       let max = 0;
@@ -152,6 +158,7 @@
       const top = niceCeil(max);
       const y = (v) => (H - (v / top) * H).toFixed(1);
       ch.yMax.textContent = fmt(top) + (ch.c.unit || "");
+      ch.xFrom.textContent = fromLabel;
       series.forEach((vs, k) => {
         let d = "";
         let pen = false;
