@@ -2,7 +2,7 @@
 //! free port, opens one headless Chromium session and speaks HTTP/1.1 + JSON to it over plain
 //! `std::net::TcpStream`. Every call has a timeout, and dropping the [`Browser`] ends the
 //! session, stops `chromedriver` and removes the throwaway profile directory.
-#![allow(dead_code)] // the screenshot helpers are for manual runs
+#![allow(dead_code)] // not every helper is used by every test
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};
