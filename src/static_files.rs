@@ -30,6 +30,9 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("../www/app.js")),
     ("style.css", include_bytes!("../www/style.css")),
     ("favicon.svg", include_bytes!("../www/favicon.svg")),
+    ("hub.js", include_bytes!("../www/hub.js")),
+    ("dashboard.html", include_bytes!("../www/dashboard.html")),
+    ("dashboard.js", include_bytes!("../www/dashboard.js")),
 ];
 
 /// Files larger than this are not served from a `--www` folder (a response holds its whole

@@ -3,6 +3,16 @@
 //! a second stream (seen on `/metrics`), close ends the stream and the list stops growing, and
 //! the browser console stays free of errors throughout.
 //!
+//! The topics panel: a subscription named in the address, a `token` sequence growing one reply
+//! in order and `done` closing it, a server restart shown as reconnecting and then as a `reset`;
+//! eight tabs sharing one stream, and the holder's tab closed while events are published (the
+//! next tab takes over within 1 s, no tab misses or repeats an event). The dashboard: its charts
+//! change while load runs. Screenshots of both pages (desktop and phone, light and dark) are
+//! saved under `target/screenshots/` for people to look at.
+//!
+//! The browser tests run one at a time (a lock), so that timing checks do not compete for the
+//! machine's cores with another Chromium.
+//!
 //! Where `/usr/bin/chromium` or `/usr/bin/chromedriver` is missing the test says so loudly on
 //! stderr and passes without running, unless `REQUIRE_BROWSER=1`, which makes that a failure
 //! (CI sets it after installing `chromium chromium-driver`).
@@ -13,8 +23,10 @@ mod webdriver;
 use common::Server;
 use serde_json::json;
 use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use webdriver::Browser;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -22,6 +34,13 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const INTERVAL_MS: u64 = 200;
 /// How many entries the page keeps (`MAX_ITEMS` in `www/app.js`).
 const MAX_ITEMS: usize = 200;
+
+/// Held by each browser test for its whole run.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+fn one_browser() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Whether the browser is installed; panics if it is not and `REQUIRE_BROWSER=1`.
 fn browser_installed() -> bool {
@@ -147,6 +166,7 @@ fn page_streams_and_closes_in_headless_chromium() {
     if !browser_installed() {
         return;
     }
+    let _one = one_browser();
     let started = Instant::now();
     let interval = Duration::from_millis(INTERVAL_MS);
     let server = Server::start(&["--interval-ms", &INTERVAL_MS.to_string()]);
@@ -344,4 +364,760 @@ fn iso_millis_shape() {
     assert!(is_iso_millis("2026-11-23T19:09:42.321Z"));
     assert!(!is_iso_millis("2026-11-23T19:09:42Z"));
     assert!(!is_iso_millis("2026-11-23 19:09:42.321Z"));
+}
+
+// ---- the topics panel ----
+
+/// `application/x-www-form-urlencoded` escaping of one value.
+fn form_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Publishes one event through `POST /publish` (from loopback, so no token); returns its id.
+fn publish(server: &Server, topic: &str, event_type: Option<&str>, data: &str) -> String {
+    publish_to(server.addr, topic, event_type, data)
+}
+
+fn publish_to(addr: SocketAddr, topic: &str, event_type: Option<&str>, data: &str) -> String {
+    let mut body = format!("topic={}&data={}", form_escape(topic), form_escape(data));
+    if let Some(t) = event_type {
+        body.push_str(&format!("&type={}", form_escape(t)));
+    }
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let r = common::read_response(&mut s);
+    assert_eq!(r.status, 200, "publish refused: {}", r.text());
+    r.text()
+}
+
+/// What one tab's topics panel shows, read from the DOM.
+#[derive(Debug, Clone)]
+struct HubView {
+    /// `data-state` of the panel's status card: waiting, connecting, open, reconnecting, ...
+    state: String,
+    /// holder, follower, solo or none.
+    role: String,
+    /// The state line's text.
+    text: String,
+    /// When this tab's own stream last opened (Unix ms), if it holds one.
+    holder_since: Option<u64>,
+    /// The `lastEventID` this tab's own stream was opened with ("" for none).
+    resumed_from: Option<String>,
+    /// Every event id shown, in the order shown (rows and the tokens inside replies).
+    ids: Vec<String>,
+    /// The feed's entries: (type, id or reset id, reason of a reset, text).
+    rows: Vec<(String, String, String, String)>,
+    /// The replies: (text, aria-busy, token ids, the id of the `done` that closed it).
+    replies: Vec<(String, String, Vec<String>, Option<String>)>,
+}
+
+fn hub_view(b: &Browser) -> HubView {
+    let v = b.exec(
+        "const st = document.getElementById('hub-status');
+         const feed = document.getElementById('feed');
+         return {
+           state: st.dataset.state,
+           role: st.dataset.role,
+           text: document.getElementById('hub-state').textContent,
+           since: st.dataset.holderSince || null,
+           resumedFrom: st.dataset.resumedFrom === undefined ? null : st.dataset.resumedFrom,
+           ids: [...feed.querySelectorAll('[data-id]')].map((e) => e.dataset.id),
+           rows: [...feed.children].map((li) => [li.dataset.type || '',
+             li.dataset.id || li.dataset.resetId || '', li.dataset.reason || '', li.textContent]),
+           replies: [...feed.querySelectorAll('.reply')].map((li) => [
+             li.querySelector('.bubble').textContent,
+             li.getAttribute('aria-busy'),
+             [...li.querySelectorAll('.tok')].map((t) => t.dataset.id),
+             li.querySelector('.reply-done') ? li.querySelector('.reply-done').dataset.id : null,
+           ]),
+         };",
+        json!([]),
+    );
+    let s = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_owned();
+    let strs = |x: &serde_json::Value| -> Vec<String> {
+        x.as_array()
+            .unwrap_or_else(|| panic!("not an array: {v}"))
+            .iter()
+            .map(s)
+            .collect()
+    };
+    HubView {
+        state: s(&v["state"]),
+        role: s(&v["role"]),
+        text: s(&v["text"]),
+        holder_since: v["since"].as_str().and_then(|t| t.parse().ok()),
+        resumed_from: v["resumedFrom"].as_str().map(str::to_owned),
+        ids: strs(&v["ids"]),
+        rows: v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (s(&r[0]), s(&r[1]), s(&r[2]), s(&r[3])))
+            .collect(),
+        replies: v["replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    s(&r[0]),
+                    s(&r[1]),
+                    strs(&r[2]),
+                    r[3].as_str().map(str::to_owned),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn wait_hub(b: &Browser, timeout: Duration, pred: impl Fn(&HubView) -> bool) -> HubView {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = hub_view(b);
+        if pred(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Where the screenshots go: `target/screenshots/` (created).
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
+/// Saves `<name>-{desktop,phone}-{light,dark}.png` of the page now in the browser (desktop
+/// 1280x800, phone 390x844 at 2x), each of the whole page's height.
+fn save_screenshots(b: &Browser, name: &str) {
+    let dir = screenshot_dir();
+    for scheme in ["light", "dark"] {
+        b.emulate_color_scheme(Some(scheme));
+        for (device, w, h, scale, mobile) in [
+            ("desktop", 1280, 800, 1.0, false),
+            ("phone", 390, 844, 2.0, true),
+        ] {
+            b.emulate_viewport(Some((w, h, scale, mobile)));
+            std::thread::sleep(Duration::from_millis(400)); // layout, a chart frame
+                                                            // The event feed at its newest, as a reader following it sees it.
+            b.exec(
+                "for (const f of document.querySelectorAll('.feed')) f.scrollTop = f.scrollHeight;",
+                json!([]),
+            );
+            let height = b
+                .exec(
+                    "return Math.ceil(document.documentElement.scrollHeight)",
+                    json!([]),
+                )
+                .as_f64()
+                .unwrap_or(h as f64)
+                .max(h as f64);
+            let png = b.cmd(
+                "POST",
+                "/goog/cdp/execute",
+                Some(json!({
+                    "cmd": "Page.captureScreenshot",
+                    "params": {
+                        "format": "png",
+                        "captureBeyondViewport": true,
+                        "clip": { "x": 0, "y": 0, "width": w, "height": height, "scale": 1 },
+                    },
+                })),
+            );
+            let data = png["data"].as_str().expect("screenshot data");
+            let bytes = webdriver::base64_decode(data);
+            assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+            let path = dir.join(format!("{name}-{device}-{scheme}.png"));
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    b.emulate_viewport(None);
+    b.emulate_color_scheme(None);
+}
+
+#[test]
+fn topics_panel_streams_a_reply_and_shows_a_reset() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    // A 1.5 s mean `retry:` on shutdown: the restarted server is listening long before the page
+    // comes back, so the console sees no refused connection.
+    let server = Server::start(&["--reconnect-ms", "1500"]);
+    let port = server.addr.port().to_string();
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 800);
+
+    // The address names the topics: the page subscribes at load, sorted, and says so.
+    b.goto(&format!("http://{}/?topic=news&topic=chat", server.addr));
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    assert_eq!(
+        (v.state.as_str(), v.role.as_str()),
+        ("open", "holder"),
+        "{v:?}"
+    );
+    assert!(
+        v.text.contains("已连接") && v.text.contains("Connected"),
+        "{v:?}"
+    );
+    let field = b.exec("return document.getElementById('topics').value", json!([]));
+    assert_eq!(field, json!("chat news"));
+    let search = b.exec("return location.search", json!([]));
+    assert_eq!(search, json!("?topic=chat&topic=news"));
+    assert_eq!(server.metric("sse_streams_open"), 1.0);
+    assert_eq!(server.metric("sse_hub_subscribers"), 1.0);
+
+    // An event without a type is a `message` row with its id; another topic's event is not shown.
+    let first = publish(&server, "news", None, "第一条 first\nsecond line");
+    publish(&server, "sport", None, "not subscribed");
+    let v = wait_hub(&b, Duration::from_secs(3), |v| !v.rows.is_empty());
+    assert_eq!(v.ids, [first.as_str()], "{v:?}");
+    let (ty, id, _, text) = &v.rows[0];
+    assert_eq!((ty.as_str(), id.as_str()), ("message", first.as_str()));
+    assert!(
+        text.contains(&format!("#{first}")) && text.contains("第一条 first\nsecond line"),
+        "row {text:?}"
+    );
+
+    // A token sequence grows one reply, in order, spaces and newlines kept; `done` closes it.
+    let tokens = [
+        "你好",
+        "，",
+        "this",
+        " is",
+        " a",
+        " streamed",
+        "  reply",
+        "\n",
+        "line 2",
+        " ",
+        "✓",
+    ];
+    let mut token_ids = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        token_ids.push(publish(&server, "chat", Some("token"), t));
+        if i == 4 {
+            // Mid-stream: one reply, still open.
+            let v = wait_hub(&b, Duration::from_secs(3), |v| {
+                v.replies.first().is_some_and(|r| r.2.len() == 5)
+            });
+            assert_eq!(v.replies.len(), 1, "{v:?}");
+            assert_eq!(v.replies[0].0, tokens[..5].concat());
+            assert_eq!(v.replies[0].1, "true", "aria-busy while streaming");
+        }
+    }
+    let done = publish(&server, "chat", Some("done"), "");
+    let want: String = tokens.concat();
+    let v = wait_hub(&b, Duration::from_secs(3), |v| {
+        v.replies.first().is_some_and(|r| r.3.is_some())
+    });
+    assert_eq!(v.replies.len(), 1, "one reply bubble: {v:?}");
+    let (text, busy, ids, done_id) = &v.replies[0];
+    assert_eq!(text, &want, "the reply's text, in order");
+    assert_eq!(ids, &token_ids, "each token's id, in order");
+    assert_eq!(done_id.as_deref(), Some(done.as_str()));
+    assert_eq!(busy, "false");
+    let mut all = vec![first.clone()];
+    all.extend(token_ids.iter().cloned());
+    all.push(done.clone());
+    assert_eq!(v.ids, all, "every id once, in order");
+
+    // A second reply starts a new bubble.
+    let t2 = publish(&server, "chat", Some("token"), "again");
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.replies.len() == 2);
+    assert_eq!(v.replies[1].2, [t2.as_str()], "{v:?}");
+    let d2 = publish(&server, "chat", Some("done"), "");
+    wait_hub(&b, Duration::from_secs(3), |v| v.ids.last() == Some(&d2));
+
+    // The clock panel beside it still works.
+    b.click("#connect");
+    let st = wait_page(&b, Duration::from_secs(4), |s| s.items.len() >= 2);
+    assert_eq!(st.state, "open", "{st:?}");
+    assert_eq!(server.metric("sse_streams_open"), 2.0);
+    b.click("#close");
+
+    // The server stops cleanly: the page says it is reconnecting...
+    server.signal("TERM");
+    let v = wait_hub(&b, Duration::from_secs(4), |v| v.state == "reconnecting");
+    assert_eq!(v.state, "reconnecting", "{v:?}");
+    assert!(
+        v.text.contains("正在重连") && v.text.contains("reconnecting"),
+        "{v:?}"
+    );
+    let mut old = server;
+    let _ = old.child.wait();
+    // ...and a new server on the same port does not know the old run's ids: a reset, shown.
+    let server = Server::start(&["--port", &port]);
+    let v = wait_hub(&b, Duration::from_secs(8), |v| {
+        v.rows.iter().any(|r| r.0 == "reset") && v.state == "open"
+    });
+    let reset = v
+        .rows
+        .iter()
+        .find(|r| r.0 == "reset")
+        .unwrap_or_else(|| panic!("no reset: {v:?}"));
+    assert_eq!(reset.2, "unknown-id", "{reset:?}");
+    assert!(
+        reset.3.contains("重置") && reset.3.contains("Reload"),
+        "{reset:?}"
+    );
+    assert_eq!(v.state, "open", "{v:?}");
+    // Live again after it, and nothing shown twice.
+    let after = publish(&server, "chat", None, "after the restart");
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.last() == Some(&after));
+    assert_eq!(v.ids.last(), Some(&after), "{v:?}");
+    let mut unique = v.ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), v.ids.len(), "an id shown twice: {v:?}");
+    save_screenshots(&b, "index");
+
+    let errors = console_errors(&b);
+    assert!(
+        errors.is_empty(),
+        "browser console errors:\n{}",
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn tabs_share_one_stream_and_hand_over_without_loss() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    const TABS: usize = 8;
+    // A 1.5 s mean `retry:` on shutdown, for the restart at the end.
+    let server = Server::start(&["--reconnect-ms", "1500"]);
+    let url = format!("http://{}/?topic=tabs", server.addr);
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 800);
+
+    let mut tabs = vec![b.window_handle()];
+    b.goto(&url);
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    assert_eq!(
+        (v.state.as_str(), v.role.as_str()),
+        ("open", "holder"),
+        "{v:?}"
+    );
+    for _ in 1..TABS {
+        let h = b.new_tab();
+        b.switch_to(&h);
+        b.goto(&url);
+        let v = wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+        assert_eq!(
+            (v.state.as_str(), v.role.as_str()),
+            ("open", "follower"),
+            "tab {}: {v:?}",
+            tabs.len()
+        );
+        assert!(v.text.contains("Connected"), "{v:?}");
+        tabs.push(h);
+    }
+    // One stream for all eight tabs.
+    assert_eq!(
+        server.metric("sse_streams_open"),
+        1.0,
+        "one stream for {TABS} tabs"
+    );
+    assert_eq!(server.metric("sse_hub_subscribers"), 1.0);
+
+    // Every tab lists the same sequence.
+    let mut published: Vec<String> = (0..10)
+        .map(|i| publish(&server, "tabs", None, &format!("a{i}")))
+        .collect();
+    for (i, h) in tabs.iter().enumerate() {
+        b.switch_to(h);
+        let v = wait_hub(&b, Duration::from_secs(3), |v| {
+            v.ids.len() >= published.len()
+        });
+        assert_eq!(v.ids, published, "tab {i}");
+    }
+
+    // Close the holder while a publisher runs (40 events, one every 25 ms), twice: each time
+    // another tab takes over within 1 s, resuming after the last id the tabs saw, and every
+    // remaining tab lists every event exactly once, in the order published.
+    let mut holder = 0;
+    let mut takeovers = Vec::new();
+    for round in 0..2 {
+        let publisher = {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                (0..40)
+                    .map(|i| {
+                        let id = publish_to(addr, "tabs", None, &format!("r{round} {i}"));
+                        std::thread::sleep(Duration::from_millis(25));
+                        id
+                    })
+                    .collect::<Vec<String>>()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        b.switch_to(&tabs[holder]);
+        let closed_at = unix_ms();
+        b.close_window();
+        tabs.remove(holder);
+        b.switch_to(&tabs[0]);
+
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let (new_holder, since, resumed_from) = 'found: loop {
+            for (i, h) in tabs.iter().enumerate() {
+                b.switch_to(h);
+                let v = hub_view(&b);
+                if v.role == "holder" && v.state == "open" {
+                    let since = v.holder_since.expect("holder-since set on open");
+                    break 'found (i, since, v.resumed_from.unwrap_or_default());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no tab took over within 3 s"
+            );
+        };
+        holder = new_holder;
+        let takeover = since.saturating_sub(closed_at);
+        takeovers.push(takeover);
+        assert!(
+            takeover < 1000,
+            "round {round}: a tab took over {takeover} ms after the holder closed"
+        );
+        let before = published.len();
+        published.extend(publisher.join().unwrap());
+        // It resumed after an event the tabs had seen (not from "now", which would lose the
+        // events published while no tab held the stream).
+        let at = published.iter().position(|id| *id == resumed_from);
+        assert!(
+            at.is_some_and(|at| at + 1 >= before),
+            "round {round}: the new holder opened with lastEventID={resumed_from:?}, \
+             not the last id seen ({at:?}, {before} published before the round)"
+        );
+        for (i, h) in tabs.iter().enumerate() {
+            b.switch_to(h);
+            let v = wait_hub(&b, Duration::from_secs(4), |v| {
+                v.ids.len() >= published.len()
+            });
+            assert_eq!(v.ids, published, "round {round}, tab {i} of {}", tabs.len());
+            assert_eq!(v.state, "open", "round {round}, tab {i}: {v:?}");
+            let want_role = if i == holder { "holder" } else { "follower" };
+            assert_eq!(v.role, want_role, "round {round}, tab {i}");
+        }
+        // Still one stream: the old holder's closed, the new one's open.
+        assert_eq!(
+            server.wait_metric("sse_streams_open", 1.0, Duration::from_secs(2)),
+            1.0,
+            "round {round}: one stream after the handover"
+        );
+    }
+
+    // A relay that repeats events already shown (a late message from a holder that went away
+    // races the new holder's replay) changes nothing in any tab: tabs drop ids they have shown.
+    b.switch_to(&tabs[holder]);
+    b.exec(
+        "const ch = new BroadcastChannel('sse-hub?topic=tabs');
+         for (const id of arguments[0]) ch.postMessage({ t: 'event', ev: { id, type: 'message', data: 'again' } });
+         ch.close();",
+        json!([published[published.len() - 5..]]),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, h) in tabs.iter().enumerate() {
+        b.switch_to(h);
+        assert_eq!(
+            hub_view(&b).ids,
+            published,
+            "tab {i} showed a repeated relay"
+        );
+    }
+
+    // The holder relays its connection state and resets: the server restarts, every tab says
+    // it is reconnecting, then every tab shows the reset (the new run does not know the ids).
+    let port = server.addr.port().to_string();
+    server.signal("TERM");
+    for (i, h) in tabs.iter().enumerate() {
+        b.switch_to(h);
+        let v = wait_hub(&b, Duration::from_secs(3), |v| v.state == "reconnecting");
+        assert_eq!(v.state, "reconnecting", "tab {i}: {v:?}");
+    }
+    let mut old = server;
+    let _ = old.child.wait();
+    let server = Server::start(&["--port", &port]);
+    for (i, h) in tabs.iter().enumerate() {
+        b.switch_to(h);
+        let v = wait_hub(&b, Duration::from_secs(8), |v| {
+            v.state == "open" && v.rows.last().is_some_and(|r| r.0 == "reset")
+        });
+        let reset = v.rows.last().unwrap();
+        assert_eq!(
+            (reset.0.as_str(), reset.2.as_str()),
+            ("reset", "unknown-id"),
+            "tab {i}: {v:?}"
+        );
+        assert_eq!(
+            v.rows.iter().filter(|r| r.0 == "reset").count(),
+            1,
+            "tab {i}: {v:?}"
+        );
+    }
+    assert_eq!(server.metric("sse_streams_open"), 1.0);
+
+    // Without Web Locks (a browser without them, or a page outside a secure context) a tab
+    // opens its own stream, and still shows the events.
+    let solo = b.new_tab();
+    b.switch_to(&solo);
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": { "source": "Object.defineProperty(navigator, 'locks', { value: undefined });" },
+        })),
+    );
+    b.goto(&url);
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    assert_eq!(
+        (v.state.as_str(), v.role.as_str()),
+        ("open", "solo"),
+        "{v:?}"
+    );
+    assert_eq!(
+        server.wait_metric("sse_streams_open", 2.0, Duration::from_secs(2)),
+        2.0,
+        "the tab without Web Locks has its own stream"
+    );
+    let last = publish(&server, "tabs", None, "to everyone");
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.last() == Some(&last));
+    assert_eq!(
+        v.ids,
+        [last.as_str()],
+        "the solo tab shows what came after it opened"
+    );
+    b.switch_to(&tabs[holder]);
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.last() == Some(&last));
+    assert_eq!(v.ids.last(), Some(&last), "the shared tabs too");
+
+    let errors = console_errors(&b);
+    assert!(
+        errors.is_empty(),
+        "browser console errors:\n{}",
+        errors.join("\n")
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "tabs test: takeovers {takeovers:?} ms after the holder closed"
+    );
+}
+
+// ---- the dashboard ----
+
+/// Each chart's key, its latest values (JSON) and its lines' path data.
+fn chart_snapshot(b: &Browser) -> (u64, Vec<(String, serde_json::Value, String)>) {
+    let v = b.exec(
+        "const charts = document.getElementById('charts');
+         return {
+           samples: charts.dataset.samples || '0',
+           charts: [...charts.querySelectorAll('.chart')].map((f) => [
+             f.dataset.key,
+             f.dataset.latest || 'null',
+             [...f.querySelectorAll('path.line')].map((p) => p.getAttribute('d')).join('|'),
+           ]),
+         };",
+        json!([]),
+    );
+    let samples = v["samples"].as_str().unwrap_or("0").parse().unwrap_or(0);
+    let charts = v["charts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no charts: {v}"))
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().to_owned(),
+                serde_json::from_str(c[1].as_str().unwrap()).unwrap(),
+                c[2].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (samples, charts)
+}
+
+/// Runs until `stop`: `clock` seed streams and `subscribers` hub subscriptions to `load`,
+/// each read by its own thread, and a publisher to `load` every 50 ms.
+fn run_load(
+    addr: SocketAddr,
+    clock: usize,
+    subscribers: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    let mut threads = Vec::new();
+    let targets = std::iter::repeat("/sse")
+        .take(clock)
+        .chain(std::iter::repeat("/sse?topic=load").take(subscribers));
+    for target in targets {
+        let stop = stop.clone();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        write!(s, "GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(0) = s.read(&mut buf) {
+                    break;
+                }
+            }
+        }));
+    }
+    let stop = stop.clone();
+    threads.push(std::thread::spawn(move || {
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            publish_to(addr, "load", None, &format!("load {i}"));
+            i += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }));
+    threads
+}
+
+#[test]
+fn dashboard_charts_update_under_load() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    let server = Server::start(&["--interval-ms", "100"]);
+    let page = server.get("/dashboard");
+    assert_eq!(page.status, 200, "GET /dashboard");
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.text().contains("/dashboard.js"), "{}", page.text());
+
+    // Load: 20 clock streams at 100 ms, 10 subscribers, 20 publishes/s; running for 3 s
+    // before the dashboard opens, so the samples sent on connect already draw a line.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = run_load(server.addr, 20, 10, &stop);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 800);
+    // Linked from the page.
+    b.goto(&format!("http://{}/", server.addr));
+    b.click("a[href='/dashboard']");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.title().contains("Server dashboard") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let title = b.title();
+    assert!(title.contains("服务器仪表盘"), "title {title:?}");
+
+    // The recent samples come at once, not one a second.
+    let opened = Instant::now();
+    let mut first = chart_snapshot(&b);
+    while first.0 < 3 && opened.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(20));
+        first = chart_snapshot(&b);
+    }
+    assert!(
+        first.0 >= 3,
+        "{} samples 1 s after the dashboard opened (the last minutes come first)",
+        first.0
+    );
+    let state = b.exec(
+        "return document.getElementById('dash-status').dataset.state",
+        json!([]),
+    );
+    assert_eq!(state, json!("open"));
+    let keys: Vec<&str> = first.1.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["streams", "frames", "publishes", "resets", "rss", "cpu"]
+    );
+
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = chart_snapshot(&b);
+    assert!(
+        second.0 > first.0,
+        "no new samples in 2.5 s: {} then {}",
+        first.0,
+        second.0
+    );
+    for ((key, _, d1), (_, _, d2)) in first.1.iter().zip(&second.1) {
+        assert!(!d2.is_empty(), "chart {key} draws nothing");
+        assert_ne!(d1, d2, "chart {key} did not change in 2.5 s");
+    }
+    let latest = |key: &str, i: usize| -> f64 {
+        let c = second.1.iter().find(|c| c.0 == key).unwrap();
+        c.1[i]
+            .as_f64()
+            .unwrap_or_else(|| panic!("chart {key} series {i}: {}", c.1))
+    };
+    assert!(
+        latest("streams", 0) >= 30.0,
+        "streams open {}",
+        latest("streams", 0)
+    );
+    assert!(
+        latest("streams", 1) >= 10.0,
+        "hub subscribers {}",
+        latest("streams", 1)
+    );
+    assert!(
+        latest("frames", 0) > 100.0,
+        "frames/s {}",
+        latest("frames", 0)
+    );
+    assert!(
+        latest("frames", 1) > 50.0,
+        "deliveries/s {}",
+        latest("frames", 1)
+    );
+    assert!(
+        latest("publishes", 0) > 5.0,
+        "publishes/s {}",
+        latest("publishes", 0)
+    );
+    assert!(latest("rss", 0) > 1.0, "RSS MiB {}", latest("rss", 0));
+    assert!(latest("cpu", 0) >= 0.0);
+
+    save_screenshots(&b, "dashboard");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let errors = console_errors(&b);
+    assert!(
+        errors.is_empty(),
+        "browser console errors:\n{}",
+        errors.join("\n")
+    );
 }

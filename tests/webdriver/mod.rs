@@ -2,7 +2,7 @@
 //! free port, opens one headless Chromium session and speaks HTTP/1.1 + JSON to it over plain
 //! `std::net::TcpStream`. Every call has a timeout, and dropping the [`Browser`] ends the
 //! session, stops `chromedriver` and removes the throwaway profile directory.
-#![allow(dead_code)] // the screenshot helpers are for manual runs
+#![allow(dead_code)] // not every helper is used by every test
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -218,6 +218,48 @@ impl Browser {
         );
     }
 
+    /// Emulates `prefers-color-scheme` (`Some("dark")`, `Some("light")`), or clears it.
+    pub fn emulate_color_scheme(&self, scheme: Option<&str>) {
+        let features = match scheme {
+            Some(s) => json!([{ "name": "prefers-color-scheme", "value": s }]),
+            None => json!([]),
+        };
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            Some(
+                json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "features": features } }),
+            ),
+        );
+    }
+
+    /// The current window's handle.
+    pub fn window_handle(&self) -> String {
+        self.cmd("GET", "/window", None)
+            .as_str()
+            .expect("window handle")
+            .to_owned()
+    }
+
+    /// Opens a new tab (not switching to it) and returns its handle.
+    pub fn new_tab(&self) -> String {
+        let v = self.cmd("POST", "/window/new", Some(json!({ "type": "tab" })));
+        v["handle"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no handle in {v}"))
+            .to_owned()
+    }
+
+    /// Makes the window with this handle the target of later commands.
+    pub fn switch_to(&self, handle: &str) {
+        self.cmd("POST", "/window", Some(json!({ "handle": handle })));
+    }
+
+    /// Closes the current window (switch to another before the next command).
+    pub fn close_window(&self) {
+        self.cmd("DELETE", "/window", None);
+    }
+
     /// A PNG screenshot of the viewport.
     pub fn screenshot_png(&self) -> Vec<u8> {
         let v = self.cmd("GET", "/screenshot", None);
@@ -330,7 +372,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Standard base64 (with padding), as WebDriver returns screenshots.
-fn base64_decode(s: &str) -> Vec<u8> {
+pub fn base64_decode(s: &str) -> Vec<u8> {
     let val = |c: u8| -> u32 {
         match c {
             b'A'..=b'Z' => (c - b'A') as u32,

@@ -1,0 +1,398 @@
+"use strict";
+// The topics panel: a hub subscription (`/sse?topic=a&topic=b`) shared by every tab of this page.
+//
+// Browsers allow about 6 HTTP/1.1 connections per origin, so each tab opening its own stream
+// stalls the seventh. Here one tab holds the EventSource, elected with the Web Locks API (the
+// lock is named after the subscription's sorted topics), and relays every event, reset and
+// connection state to the other tabs over a BroadcastChannel of the same name. When the holder
+// closes, the browser grants the lock to the next waiting tab at once; it opens its own
+// EventSource with `lastEventID=<the last id it saw>` in the query (a fresh EventSource cannot
+// send the header), and every tab drops ids it has already shown, so none misses or repeats an
+// event across the handover. After that, EventSource resumes by itself with `Last-Event-ID`.
+// Without Web Locks or BroadcastChannel (or outside a secure context, where `navigator.locks`
+// is missing) each tab opens its own EventSource.
+(() => {
+  const MAX_ROWS = 200; // feed entries kept (a reply bubble counts as one)
+  const MAX_SEEN = 5000; // ids remembered for de-duplication
+  const MAX_TOPICS = 32;
+  // EventSource has no wildcard listener: these event types are shown, plus any `type=` named
+  // in the page's address (`/?topic=alerts&type=alert`).
+  const BASE_TYPES = ["message", "token", "done", "reset"];
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    subForm: $("sub-form"),
+    topics: $("topics"),
+    unsubscribe: $("unsubscribe"),
+    status: $("hub-status"),
+    state: $("hub-state"),
+    role: $("hub-role"),
+    feed: $("feed"),
+    empty: $("feed-empty"),
+    pubForm: $("pub-form"),
+    pubTopic: $("pub-topic"),
+    pubType: $("pub-type"),
+    pubData: $("pub-data"),
+    demo: $("demo"),
+    pubResult: $("pub-result"),
+  };
+
+  const shareable =
+    typeof BroadcastChannel === "function" &&
+    typeof navigator.locks === "object" &&
+    navigator.locks !== null &&
+    typeof navigator.locks.request === "function";
+
+  const address = new URLSearchParams(location.search);
+  const types = [...new Set([...BASE_TYPES, ...address.getAll("type").filter(validType)])];
+
+  function validType(t) {
+    // "error" would reach EventSource's own error handler; "open" its open handler.
+    return t.length > 0 && t.length <= 64 && t !== "error" && t !== "open" && !/[\r\n]/.test(t);
+  }
+
+  /** Sorted, unique topic names from free text ("chat, news" or "chat news"). */
+  function parseTopics(text) {
+    const names = text
+      .split(/[\s,]+/)
+      .map((t) => t.trim())
+      .filter((t) => t.length > 0 && new TextEncoder().encode(t).length <= 256);
+    return [...new Set(names)].sort().slice(0, MAX_TOPICS);
+  }
+
+  function topicQuery(topics) {
+    const q = new URLSearchParams();
+    for (const t of topics) q.append("topic", t);
+    return q;
+  }
+
+  // ---- What this tab has shown: ids seen (insertion order = arrival order), the last id. ----
+
+  const seen = new Set();
+  let lastId = "";
+  let bubble = null; // the open reply: { li, text, meta, count, first }
+
+  /** Shows an event unless its id was shown already; from this tab's stream or the holder's. */
+  function deliver(ev) {
+    if (ev.id) {
+      // A reset carries the newest id of that moment, which can also be an event's id.
+      const key = ev.type === "reset" ? `reset ${ev.id}` : ev.id;
+      if (seen.has(key)) return;
+      seen.add(key);
+      if (seen.size > MAX_SEEN) seen.delete(seen.values().next().value);
+      lastId = ev.id;
+    }
+    render(ev);
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function idLabel(id) {
+    return el("span", "ev-id", id ? `#${id}` : "–");
+  }
+
+  function append(li) {
+    const stick = ui.feed.scrollHeight - ui.feed.scrollTop - ui.feed.clientHeight < 40;
+    ui.feed.append(li);
+    while (ui.feed.childElementCount > MAX_ROWS) {
+      if (bubble && ui.feed.firstElementChild === bubble.li) bubble = null;
+      ui.feed.firstElementChild.remove();
+    }
+    ui.empty.hidden = true;
+    if (stick) ui.feed.scrollTop = ui.feed.scrollHeight;
+  }
+
+  function render(ev) {
+    if (ev.type === "token") return token(ev);
+    if (ev.type === "done" && bubble) return finish(bubble, ev);
+    if (ev.type === "reset") return reset(ev);
+    const li = el("li", "ev");
+    li.dataset.id = ev.id;
+    li.dataset.type = ev.type;
+    li.append(idLabel(ev.id), el("span", "ev-type", ev.type), el("span", "ev-data", ev.data));
+    append(li);
+  }
+
+  function token(ev) {
+    if (!bubble) {
+      const li = el("li", "reply");
+      li.dataset.type = "token";
+      li.setAttribute("aria-busy", "true"); // read out once, when done
+      const text = el("p", "bubble");
+      const meta = el("p", "reply-meta");
+      li.append(text, meta);
+      bubble = { li, text, meta, count: 0, first: ev.id };
+      append(li);
+    }
+    const span = el("span", "tok", ev.data);
+    span.dataset.id = ev.id;
+    span.title = `#${ev.id} token`;
+    const stick = ui.feed.scrollHeight - ui.feed.scrollTop - ui.feed.clientHeight < 40;
+    bubble.text.append(span);
+    bubble.count += 1;
+    bubble.meta.textContent = `token × ${bubble.count} · #${bubble.first} → #${ev.id}`;
+    if (stick) ui.feed.scrollTop = ui.feed.scrollHeight;
+  }
+
+  function finish(b, ev) {
+    b.li.setAttribute("aria-busy", "false");
+    b.li.classList.add("done");
+    const end = el("span", "reply-done");
+    end.dataset.id = ev.id;
+    end.dataset.type = "done";
+    end.textContent = ev.data ? ` · done #${ev.id}: ${ev.data}` : ` · done #${ev.id}`;
+    b.meta.append(end);
+    bubble = null;
+  }
+
+  function reset(ev) {
+    let info = {};
+    try {
+      info = JSON.parse(ev.data);
+    } catch (err) {
+      console.warn("hub: reset data is not JSON", ev.data, err);
+    }
+    if (bubble) {
+      // The reply's missing tokens will not come: close it as cut off.
+      bubble.li.setAttribute("aria-busy", "false");
+      bubble.li.classList.add("cut");
+      bubble.meta.append(el("span", "reply-cut", " · 中断 cut off"));
+      bubble = null;
+    }
+    const li = el("li", "ev reset");
+    li.dataset.type = "reset";
+    li.dataset.resetId = ev.id;
+    li.dataset.reason = info.reason || "";
+    const why =
+      info.reason === "gap"
+        ? "错过了一些事件（已不在服务器的历史中） · Events were missed (no longer in the server's history)."
+        : "服务器不认识上次的事件 ID（可能已重启） · The server does not know the last event id (it may have restarted).";
+    const text = el("span", "ev-data");
+    text.append(el("strong", "", "⚠ 重置 · reset"), document.createTextNode(" " + why + " "));
+    const reload = el("button", "btn btn-secondary btn-small", "重新加载 Reload");
+    reload.type = "button";
+    reload.addEventListener("click", () => location.reload());
+    text.append(reload);
+    li.append(idLabel(ev.id), el("span", "ev-type", "reset"), text);
+    append(li);
+  }
+
+  // ---- The subscription: this tab holds the stream, follows the holder, or goes it alone. ----
+
+  const STATE_TEXT = {
+    waiting: "等待共享连接… · Waiting for the shared connection…",
+    connecting: "连接中… · Connecting…",
+    open: "已连接 · Connected",
+    reconnecting: "连接中断，正在重连（会从上次的事件继续） · Connection lost, reconnecting (resumes after the last event)…",
+    failed: "连接失败（服务器拒绝了这个订阅） · Failed: the server refused this subscription",
+    closed: "已退订 · Unsubscribed",
+  };
+  const ROLE_TEXT = {
+    holder: "本标签页持有连接，并转发给本页的其他标签页 · This tab holds the connection and relays it to the page's other tabs",
+    follower: "通过另一个标签页的连接接收 · Receiving through another tab's connection",
+    solo: "本标签页独自连接（浏览器不支持共享） · This tab has its own connection (no sharing in this browser)",
+  };
+
+  class Subscription {
+    constructor(topics) {
+      this.topics = topics;
+      this.name = `sse-hub?${topicQuery(topics)}`;
+      this.role = "none";
+      this.state = "waiting";
+      this.source = null;
+      this.channel = null;
+      this.abort = null;
+      this.release = null;
+      this.stopped = false;
+    }
+
+    start() {
+      if (!shareable) {
+        this.role = "solo";
+        this.open();
+        return;
+      }
+      this.channel = new BroadcastChannel(this.name);
+      this.channel.onmessage = (m) => this.onMessage(m.data);
+      this.role = "follower";
+      this.show("waiting");
+      this.channel.postMessage({ t: "hello" }); // the holder answers with its state
+      this.abort = new AbortController();
+      navigator.locks
+        .request(this.name, { signal: this.abort.signal }, () => {
+          if (this.stopped) return undefined;
+          this.role = "holder";
+          this.open();
+          // Held until this tab unsubscribes or goes away.
+          return new Promise((resolve) => {
+            this.release = resolve;
+          });
+        })
+        .catch((err) => {
+          if (err.name !== "AbortError") console.warn("hub: lock request failed", err);
+        });
+    }
+
+    open() {
+      const q = topicQuery(this.topics);
+      // Resume after what this tab has shown (the previous holder's last relayed event).
+      if (lastId) q.set("lastEventID", lastId);
+      ui.status.dataset.resumedFrom = lastId;
+      const es = new EventSource(`/sse?${q}`);
+      this.source = es;
+      this.show("connecting");
+      es.onopen = () => {
+        if (es !== this.source) return;
+        ui.status.dataset.holderSince = String(Date.now());
+        this.show("open");
+      };
+      es.onerror = () => {
+        if (es !== this.source) return;
+        if (es.readyState === EventSource.CONNECTING) {
+          this.show("reconnecting");
+        } else {
+          console.warn("hub: the subscription was refused", this.topics);
+          this.show("failed");
+        }
+      };
+      for (const type of types) {
+        es.addEventListener(type, (e) => {
+          if (es !== this.source) return;
+          const ev = { id: e.lastEventId, type: e.type, data: e.data };
+          if (this.channel) this.channel.postMessage({ t: "event", ev });
+          deliver(ev);
+        });
+      }
+    }
+
+    onMessage(m) {
+      if (this.stopped || !m) return;
+      if (m.t === "event") deliver(m.ev);
+      else if (m.t === "state" && this.role === "follower") this.show(m.state);
+      else if (m.t === "hello" && this.role === "holder") this.channel.postMessage({ t: "state", state: this.state });
+    }
+
+    show(state) {
+      this.state = state;
+      if (this.role === "holder") this.channel.postMessage({ t: "state", state });
+      ui.status.dataset.state = state;
+      ui.status.dataset.role = this.role;
+      ui.state.textContent = STATE_TEXT[state] || state;
+      ui.role.textContent = ROLE_TEXT[this.role] || "";
+      ui.unsubscribe.setAttribute("aria-disabled", "false");
+    }
+
+    stop() {
+      this.stopped = true;
+      if (this.source) this.source.close();
+      if (this.abort) this.abort.abort();
+      if (this.release) this.release();
+      if (this.channel) this.channel.close();
+      ui.status.dataset.state = "closed";
+      ui.status.dataset.role = "none";
+      ui.state.textContent = STATE_TEXT.closed;
+      ui.role.textContent = "";
+      ui.unsubscribe.setAttribute("aria-disabled", "true");
+    }
+  }
+
+  let current = null;
+
+  function subscribe(topics) {
+    if (current && current.name === `sse-hub?${topicQuery(topics)}`) return;
+    if (current) current.stop();
+    current = null;
+    // Another subscription is another cursor: forget what the previous one showed.
+    seen.clear();
+    lastId = "";
+    bubble = null;
+    ui.topics.value = topics.join(" ");
+    if (!ui.pubTopic.value || !topics.includes(ui.pubTopic.value)) ui.pubTopic.value = topics[0];
+    const q = topicQuery(topics);
+    for (const t of address.getAll("type")) q.append("type", t);
+    history.replaceState(null, "", `?${q}`);
+    current = new Subscription(topics);
+    current.start();
+  }
+
+  ui.subForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const topics = parseTopics(ui.topics.value);
+    if (topics.length === 0) {
+      ui.topics.focus();
+      return;
+    }
+    subscribe(topics);
+  });
+
+  ui.unsubscribe.addEventListener("click", () => {
+    if (!current) return;
+    current.stop();
+    current = null;
+    history.replaceState(null, "", location.pathname);
+  });
+
+  // ---- Publishing (POST /publish; from this machine no token is needed). ----
+
+  async function publish(topic, type, data) {
+    const body = new URLSearchParams({ topic, data });
+    if (type) body.set("type", type);
+    const res = await fetch("/publish", { method: "POST", body });
+    const text = (await res.text()).trim();
+    if (!res.ok) throw new Error(text || `HTTP ${res.status}`);
+    return text;
+  }
+
+  function said(text, ok) {
+    ui.pubResult.textContent = text;
+    ui.pubResult.dataset.ok = String(ok);
+  }
+
+  ui.pubForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const topic = ui.pubTopic.value.trim();
+    if (!topic) return;
+    try {
+      const id = await publish(topic, ui.pubType.value.trim(), ui.pubData.value);
+      said(`已发布 · published #${id}`, true);
+    } catch (err) {
+      said(`发布失败 · not published: ${err.message}`, false);
+    }
+  });
+
+  const SAMPLE = [
+    "服务器推送事件", "（SSE）", "让服务器", "沿着一个", "普通的 HTTP 响应", "逐条推送数据。",
+    " Server-Sent", " Events", " stream", " a reply", " token", " by", " token,", " over", " one", " plain",
+    " HTTP", " response.",
+  ];
+  let demoRunning = false;
+  ui.demo.addEventListener("click", async () => {
+    const topic = ui.pubTopic.value.trim();
+    if (!topic || demoRunning) return;
+    demoRunning = true;
+    ui.demo.setAttribute("aria-disabled", "true");
+    try {
+      for (const tok of SAMPLE) {
+        await publish(topic, "token", tok);
+        await new Promise((r) => setTimeout(r, 60));
+      }
+      const id = await publish(topic, "done", "");
+      said(`已发布 ${SAMPLE.length + 1} 个事件 · published ${SAMPLE.length + 1} events, last #${id}`, true);
+    } catch (err) {
+      said(`发布失败 · not published: ${err.message}`, false);
+    } finally {
+      demoRunning = false;
+      ui.demo.setAttribute("aria-disabled", "false");
+    }
+  });
+
+  // ---- At load: subscribe to the topics named in the address. ----
+
+  const initial = parseTopics(address.getAll("topic").join(" "));
+  if (initial.length > 0) subscribe(initial);
+})();
