@@ -49,6 +49,12 @@ pub struct Config {
     pub jwt_leeway_ms: u64,
     /// Topics whose events are private whatever the publisher says (selectors).
     pub private_topics: Vec<String>,
+    /// The origin allowed to read streams (default any) and to publish (default none).
+    pub cors_origin: Option<String>,
+    /// How log lines look.
+    pub log_format: crate::log::Format,
+    /// Only start-up, shutdown, overload and error lines.
+    pub quiet: bool,
 }
 
 impl Default for Config {
@@ -70,6 +76,9 @@ impl Default for Config {
             jwt_key_file: None,
             jwt_leeway_ms: crate::jwt::DEFAULT_LEEWAY_MS,
             private_topics: Vec::new(),
+            cors_origin: None,
+            log_format: crate::log::Format::Text,
+            quiet: false,
         }
     }
 }
@@ -243,6 +252,47 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "--cors-origin",
+        value: "ORIGIN",
+        help: "the origin (https://app.example) allowed to read streams and to publish",
+        default: |_| "streams: any (*); publishing: none".into(),
+        set: |c, who, v| {
+            if v.is_empty() || v.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(format!("{who} must be an origin like https://app.example"));
+            }
+            c.cors_origin = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--log-format",
+        value: "text|json",
+        help: "one line per request, ended stream, start, stop and overload, on stderr",
+        default: |_| "text".into(),
+        set: |c, who, v| {
+            c.log_format = match v {
+                "text" => crate::log::Format::Text,
+                "json" => crate::log::Format::Json,
+                _ => return Err(format!("{who} must be text or json, not {v:?}")),
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--quiet",
+        value: "",
+        help: "no line per request or stream (start, stop, overload and errors remain)",
+        default: |_| "off".into(),
+        set: |c, who, v| {
+            c.quiet = match v {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(format!("{who} is a switch: 1 or 0, not {v:?}")),
+            };
+            Ok(())
+        },
+    },
+    Flag {
         name: "--jwt-key",
         value: "KEY",
         help: "HS256 key of subscriber and publisher tokens (Mercure claims); never logged",
@@ -373,9 +423,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(
         let Some(flag) = FLAGS.iter().find(|f| f.name == name) else {
             return Err(format!("unknown argument {arg:?} (see --help)"));
         };
-        let value = inline
-            .or_else(|| args.next())
-            .ok_or_else(|| format!("{name} needs a value"))?;
+        // A switch (no placeholder) takes no value on the command line; `SSE_QUIET=1` and
+        // `--quiet=0` still work.
+        let value = if flag.value.is_empty() {
+            inline.unwrap_or_else(|| "1".into())
+        } else {
+            inline
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))?
+        };
         given.push((flag, name, value));
     }
     let mut cfg = Config::default();
@@ -552,7 +608,8 @@ mod tests {
                         "--redis",
                         "--jwt-key",
                         "--jwt-key-file",
-                        "--private-topics"
+                        "--private-topics",
+                        "--cors-origin"
                     ]
                     .contains(&f.name),
                     "{} ignored",

@@ -98,12 +98,46 @@ impl Rng {
     }
 }
 
+/// Why a stream ended (for the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    ClientClosed,
+    Error,
+    Stalled,
+    Timeout,
+    Shutdown,
+    TokenExpired,
+}
+
+impl End {
+    /// The word the log uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client-closed",
+            End::Error => "write-error",
+            End::Stalled => "stalled",
+            End::Timeout => "timeout",
+            End::Shutdown => "shutdown",
+            End::TokenExpired => "token-expired",
+        }
+    }
+}
+
+/// A stream that just ended, for the loop to log (the loop adds who and how long).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamEnd {
+    pub kind: &'static str,
+    pub why: End,
+    pub opened_s: u32,
+    pub frames: u64,
+}
+
 /// An answer given after the request's turn (see [`Then::Pending`]): which connection of the
 /// loop it is for, and the reply.
 #[derive(Debug)]
 pub struct Completion {
     pub key: usize,
-    pub gen: u32,
+    pub ticket: u32,
     pub reply: Reply,
 }
 
@@ -123,9 +157,9 @@ impl Later {
         Later { tx, wake }
     }
 
-    /// Delivers `reply` to connection (`key`, `gen`) of the loop (from any thread).
-    pub fn send(&self, key: usize, gen: u32, reply: Reply) {
-        if self.tx.send(Completion { key, gen, reply }).is_ok() {
+    /// Delivers `reply` to the connection at `key` waiting under `ticket` (from any thread).
+    pub fn send(&self, key: usize, ticket: u32, reply: Reply) {
+        if self.tx.send(Completion { key, ticket, reply }).is_ok() {
             (self.wake)();
         }
     }
@@ -149,6 +183,8 @@ pub struct Ctx<'a> {
     pub hub: &'a mut LocalHub,
     /// Where answers given later go.
     pub later: &'a Later,
+    /// Streams that ended during this call, for the loop's log.
+    pub ended: &'a mut Vec<StreamEnd>,
     /// The server is shutting down: no new streams, every answer closes.
     pub draining: bool,
 }
@@ -195,9 +231,9 @@ struct Reading {
     idle: bool,
     /// Head plus body length, once the head is parsed and a body is still arriving; else 0.
     need: usize,
-    /// The request was answered `Pending`: its reply comes through [`Conn::complete`], then
-    /// the connection is kept alive if this says so.
-    waiting: Option<bool>,
+    /// The request was answered `Pending`: its reply comes through [`Conn::complete`] with
+    /// this ticket, then the connection is kept alive if the flag says so.
+    waiting: Option<(u32, bool)>,
 }
 
 /// Where the connection is in its life.
@@ -225,6 +261,8 @@ pub struct Conn {
     eof: bool,
     /// The write side should be shut down (once) by the loop.
     shutdown: bool,
+    /// When the connection was accepted, in whole seconds of the loop clock (for the log).
+    opened_s: u32,
 }
 
 impl Conn {
@@ -241,6 +279,7 @@ impl Conn {
             out: None,
             eof: false,
             shutdown: false,
+            opened_s: (now.ms / 1000).min(u64::from(u32::MAX)) as u32,
         }
     }
 
@@ -385,15 +424,19 @@ impl Conn {
         true
     }
 
-    /// The answer to a request that was answered `Pending` (ignored otherwise: the connection
-    /// timed out waiting, or moved on).
-    pub fn complete(&mut self, reply: Reply, now: Now, ctx: &mut Ctx<'_>) {
+    /// The answer to a request that was answered `Pending` under `ticket` (ignored otherwise:
+    /// the connection timed out waiting, or is another one at the same slab key).
+    pub fn complete(&mut self, ticket: u32, reply: Reply, now: Now, ctx: &mut Ctx<'_>) {
         let State::Head(r) = &mut self.state else {
             return;
         };
-        let Some(keep_alive) = r.waiting.take() else {
+        let Some((waited, keep_alive)) = r.waiting else {
             return;
         };
+        if waited != ticket {
+            return;
+        }
+        r.waiting = None;
         self.respond(reply, keep_alive, false, now, ctx);
     }
 
@@ -406,13 +449,13 @@ impl Conn {
             // A publish waiting for the log is still answered (then the connection closes).
             State::Head(r) if r.waiting.is_some() => {}
             State::Finishing => {}
-            _ => self.close(ctx),
+            _ => self.close(ctx, End::ClientClosed),
         }
     }
 
     /// A write failed or the socket reported an error: the connection is gone.
     pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
-        self.close(ctx);
+        self.close(ctx, End::Error);
     }
 
     /// The deadline from [`timeout`](Self::timeout) has passed (spurious calls are harmless).
@@ -423,13 +466,13 @@ impl Conn {
             .is_some_and(|o| now.ms >= o.stall_deadline)
         {
             ctx.shard.timeout(Timeout::Stall);
-            self.close(ctx);
+            self.close(ctx, End::Stalled);
             return;
         }
         let blocked = self.out.is_some();
         match &mut self.state {
             State::Head(r) if !blocked && now.ms >= r.deadline => {
-                if let Some(keep_alive) = r.waiting.take() {
+                if let Some((_, keep_alive)) = r.waiting.take() {
                     // The answer did not come in time: say so rather than hang.
                     let reply = Reply::text(
                         Status::ServiceUnavailable,
@@ -441,7 +484,7 @@ impl Conn {
                     // Nothing of a request arrived: close without an answer.
                     ctx.shard
                         .timeout(if r.idle { Timeout::Idle } else { Timeout::Head });
-                    self.close(ctx);
+                    self.close(ctx, End::Timeout);
                 } else {
                     ctx.shard.timeout(Timeout::Head);
                     self.respond(Reply::error(Status::RequestTimeout), false, false, now, ctx);
@@ -452,10 +495,10 @@ impl Conn {
                 if expired {
                     // The subscriber's token expired: a jittered retry, so the client comes
                     // back (with a fresh token) without every client at once.
-                    self.end_stream(now, ctx);
+                    self.end_stream(now, ctx, End::TokenExpired);
                 }
             }
-            State::Linger { deadline } if now.ms >= *deadline => self.close(ctx),
+            State::Linger { deadline } if now.ms >= *deadline => self.close(ctx, End::Timeout),
             _ => {}
         }
     }
@@ -514,8 +557,8 @@ impl Conn {
 
     /// Ends a stream: a jittered `retry:` (unless a partial frame is still pending) and a
     /// close.
-    fn end_stream(&mut self, now: Now, ctx: &mut Ctx<'_>) {
-        self.leave_stream(ctx);
+    fn end_stream(&mut self, now: Now, ctx: &mut Ctx<'_>, why: End) {
+        self.leave_stream(ctx, why);
         if self.out.is_none() {
             let mut frame = Vec::with_capacity(16);
             sse::encode_retry(&mut frame, ctx.rng.jitter(ctx.cfg.reconnect_ms));
@@ -544,12 +587,12 @@ impl Conn {
                         .count();
                     ctx.shard.undelivered.add(missed as u64);
                 }
-                self.end_stream(now, ctx);
+                self.end_stream(now, ctx, End::Shutdown);
             }
             State::Head(_) if self.out.is_some() => self.state = State::Finishing,
             // A publish waiting for the log gets its answer (or its timeout) first.
             State::Head(ref r) if r.waiting.is_some() => {}
-            State::Head(_) => self.close(ctx),
+            State::Head(_) => self.close(ctx, End::Shutdown),
             State::Finishing | State::Linger { .. } | State::Closed => {}
         }
     }
@@ -594,7 +637,7 @@ impl Conn {
             body,
             then,
         } = reply;
-        if !matches!(then, Then::Pending) {
+        if !matches!(then, Then::Pending(_)) {
             ctx.shard.response(status);
         }
         let date = ctx.dates.http(now.unix_ms);
@@ -606,9 +649,9 @@ impl Conn {
                 // A body here is the stream's first bytes (a hub's `reset`).
                 self.out = Some(Outbox::new(head, body, now, ctx.cfg));
             }
-            Then::Pending => {
+            Then::Pending(ticket) => {
                 if let State::Head(r) = &mut self.state {
-                    r.waiting = Some(keep_alive);
+                    r.waiting = Some((ticket, keep_alive));
                     r.deadline = now.ms + ctx.cfg.head_timeout_ms;
                 }
             }
@@ -628,20 +671,27 @@ impl Conn {
         }
     }
 
-    fn close(&mut self, ctx: &mut Ctx<'_>) {
-        self.leave_stream(ctx);
+    fn close(&mut self, ctx: &mut Ctx<'_>, why: End) {
+        self.leave_stream(ctx, why);
         self.out = None;
         self.state = State::Closed;
     }
 
-    /// Leaves the `Stream` state's accounting (no-op for other states).
-    fn leave_stream(&mut self, ctx: &mut Ctx<'_>) {
+    /// Leaves the `Stream` state's accounting (no-op for other states), and records how the
+    /// stream went for the loop's log.
+    fn leave_stream(&mut self, ctx: &mut Ctx<'_>, why: End) {
         if let State::Stream(source) = &self.state {
             if source.filter().is_some() {
                 ctx.shard.topic_streams_closed.inc();
             }
             ctx.metrics.admission().close();
             ctx.shard.streams_closed.inc();
+            ctx.ended.push(StreamEnd {
+                kind: source.kind(),
+                why,
+                opened_s: self.opened_s,
+                frames: source.sent(),
+            });
             self.state = State::Finishing;
         }
     }

@@ -37,6 +37,8 @@ pub enum Method {
     Head,
     /// Carries a body (`Content-Length`); what it may be sent to is the router's business.
     Post,
+    /// A CORS preflight.
+    Options,
 }
 
 /// A complete, acceptable request head. Borrowed from the caller's buffer.
@@ -212,7 +214,7 @@ impl Status {
 }
 
 /// Methods that exist in HTTP but that this server does not allow (405 rather than 501).
-const KNOWN_METHODS: [&str; 6] = ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
+const KNOWN_METHODS: [&str; 5] = ["PUT", "DELETE", "PATCH", "TRACE", "CONNECT"];
 
 /// Parses a request head from the start of `buf`.
 ///
@@ -258,6 +260,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
+        "OPTIONS" => Method::Options,
         m if KNOWN_METHODS.contains(&m) => return Err(HttpError::MethodNotAllowed),
         _ => return Err(HttpError::UnknownMethod),
     };

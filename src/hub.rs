@@ -386,6 +386,18 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+impl Filter {
+    /// Whether the subscription names local topic `id` (`None`: whether it is `*`).
+    pub fn names(&self, id: Option<u32>) -> bool {
+        match (self, id) {
+            (Filter::All(_), None) => true,
+            (Filter::One(a), Some(b)) => *a == b,
+            (Filter::Many(ids), Some(b)) => ids.contains(&b),
+            _ => false,
+        }
+    }
+}
+
 /// A subscription's topics, as the loop's local topic ids, and which private events it may
 /// read: for `*`, those whose topics its token's selectors match; otherwise those of the
 /// subscribed topics whose bit is set in the stream's private mask (bit `i` for the `i`-th id).
@@ -439,8 +451,9 @@ pub struct Mark {
 
 struct TopicEntry {
     name: Box<str>,
-    /// (slab key, generation) of the loop's subscribers; dead ones are dropped lazily.
-    members: Vec<(u32, u32)>,
+    /// Slab keys of the loop's subscribers; keys whose connection left (or that now hold
+    /// another connection not subscribed here) are dropped lazily, repeats by the sweep.
+    members: Vec<u32>,
 }
 
 /// A loop's view of the hub. See the module docs.
@@ -454,8 +467,9 @@ pub struct LocalHub {
     evicted: u64,
     ids: HashMap<Box<str>, u32>,
     topics: Slab<TopicEntry>,
-    star: Vec<(u32, u32)>,
+    star: Vec<u32>,
     registered_since_sweep: usize,
+    next_ticket: u32,
     /// The frames in the loop's scratch buffer, in order.
     pub marks: Vec<Mark>,
 }
@@ -473,6 +487,7 @@ impl LocalHub {
             topics: Slab::default(),
             star: Vec::new(),
             registered_since_sweep: 0,
+            next_ticket: 0,
             marks: Vec::new(),
         }
     }
@@ -585,9 +600,15 @@ impl LocalHub {
         }
     }
 
-    /// Adds the subscriber at slab key `key` (generation `gen`) to its topics' lists.
-    pub fn register(&mut self, filter: &Filter, key: usize, gen: u32) {
-        let member = (key as u32, gen);
+    /// A number naming one answer given later on this loop (a publish waiting for the log).
+    pub fn ticket(&mut self) -> u32 {
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        self.next_ticket
+    }
+
+    /// Adds the subscriber at slab key `key` to its topics' lists.
+    pub fn register(&mut self, filter: &Filter, key: usize) {
+        let member = key as u32;
         let mut add = |id: u32| {
             if let Some(t) = self.topics.get_mut(id as usize) {
                 t.members.push(member);
@@ -606,13 +627,18 @@ impl LocalHub {
         self.registered_since_sweep > 4096
     }
 
-    /// Drops dead members everywhere (`alive(key, gen)`), and topics left with none.
-    pub fn sweep(&mut self, alive: impl Fn(u32, u32) -> bool) {
+    /// Drops dead members everywhere (`alive(key, topic)`, `None` for `*`) and repeats, and
+    /// topics left with none.
+    pub fn sweep(&mut self, alive: impl Fn(u32, Option<u32>) -> bool) {
         self.registered_since_sweep = 0;
-        self.star.retain(|&(k, g)| alive(k, g));
+        self.star.retain(|&k| alive(k, None));
+        self.star.sort_unstable();
+        self.star.dedup();
         let mut empty = Vec::new();
         for (id, t) in self.topics.iter_mut() {
-            t.members.retain(|&(k, g)| alive(k, g));
+            t.members.retain(|&k| alive(k, Some(id as u32)));
+            t.members.sort_unstable();
+            t.members.dedup();
             if t.members.is_empty() {
                 empty.push(id);
             }
@@ -630,12 +656,12 @@ impl LocalHub {
         &mut self,
         first: u64,
         last: u64,
-        alive: impl Fn(u32, u32) -> bool,
+        alive: impl Fn(u32, Option<u32>) -> bool,
         out: &mut Vec<u32>,
     ) {
         out.clear();
-        self.star.retain(|&(k, g)| alive(k, g));
-        out.extend(self.star.iter().map(|&(k, _)| k));
+        self.star.retain(|&k| alive(k, None));
+        out.extend_from_slice(&self.star);
         let mut seen: Vec<u32> = Vec::new();
         for ev in self.after(first - 1).take_while(|e| e.seq <= last) {
             for t in ev.topics.iter() {
@@ -649,8 +675,8 @@ impl LocalHub {
         for id in seen {
             {
                 if let Some(entry) = self.topics.get_mut(id as usize) {
-                    entry.members.retain(|&(k, g)| alive(k, g));
-                    out.extend(entry.members.iter().map(|&(k, _)| k));
+                    entry.members.retain(|&k| alive(k, Some(id)));
+                    out.extend_from_slice(&entry.members);
                 }
             }
         }
@@ -815,10 +841,10 @@ mod tests {
         let a = l.intern("a").unwrap();
         let b = l.intern("b").unwrap();
         assert_eq!(l.intern("*"), None);
-        l.register(&Filter::One(a), 1, 0);
-        l.register(&Filter::Many(Box::new(vec![a, b])), 2, 0);
-        l.register(&Filter::All(None), 3, 0);
-        l.register(&Filter::One(b), 4, 0);
+        l.register(&Filter::One(a), 1);
+        l.register(&Filter::Many(Box::new(vec![a, b])), 2);
+        l.register(&Filter::All(None), 3);
+        l.register(&Filter::One(b), 4);
         publish(&h, "a", "x");
         let (f, t) = l.sync().unwrap();
         let mut out = Vec::new();

@@ -24,6 +24,7 @@ pub mod http;
 pub mod hub;
 pub mod jwt;
 pub mod load;
+pub mod log;
 pub mod metrics;
 pub mod publish;
 pub mod redis_bridge;

@@ -1,6 +1,7 @@
 //! `sse-server`: parse the flags, raise the descriptor limit, start the loops, wait for a signal.
 
 use sse_server::config::{self, Command};
+use sse_server::log::{self, V};
 use sse_server::server::Server;
 use sse_server::static_files::StaticFiles;
 use sse_server::sys::{self, Signal, Signals};
@@ -11,7 +12,10 @@ use std::time::Duration;
 fn main() -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
     let config = match config::parse_args(std::env::args().skip(1), &env) {
-        Ok(Command::Run(c)) => c,
+        Ok(Command::Run(c)) => {
+            log::init(c.log_format, c.quiet);
+            c
+        }
         Ok(Command::Help) => {
             print!("{}", config::help());
             return ExitCode::SUCCESS;
@@ -82,8 +86,11 @@ fn main() -> ExitCode {
         ip => (ip.to_string(), ""),
     };
     // The token itself is never printed, only whether there is one.
-    let publishing = if config.publish_token.is_some() {
-        "POST /publish needs the bearer token"
+    let publishing = if config.publish_token.is_some()
+        || config.jwt_key.is_some()
+        || config.jwt_key_file.is_some()
+    {
+        "POST /publish needs a bearer token"
     } else {
         "POST /publish from loopback clients only (no --publish-token)"
     };
@@ -94,10 +101,42 @@ fn main() -> ExitCode {
         config.threads,
         server.max_streams()
     );
+    let url = format!("http://{host}:{}/", addr.port());
+    log::line(
+        "start",
+        &[
+            ("url", V::S(&url)),
+            ("loops", V::N(config.threads as u64)),
+            ("max_streams", V::N(server.max_streams() as u64)),
+            (
+                "log",
+                V::S(if config.quiet { "quiet" } else { "connections" }),
+            ),
+            (
+                "event_log",
+                V::S(if config.redis.is_some() {
+                    "redis"
+                } else {
+                    "local"
+                }),
+            ),
+        ],
+    );
     // SIGHUP (a closed terminal, a reload request) must not kill a server holding streams.
-    while let Ok(Signal::Hangup) = signals.wait() {
-        eprintln!("sse-server: SIGHUP ignored");
-    }
+    let signal = loop {
+        match signals.wait() {
+            Ok(Signal::Hangup) => log::line("sighup", &[("action", V::S("ignored"))]),
+            Ok(other) => break format!("{other:?}").to_lowercase(),
+            Err(e) => break format!("error: {e}"),
+        }
+    };
+    log::line(
+        "shutdown",
+        &[
+            ("signal", V::S(&signal)),
+            ("grace_ms", V::N(config.shutdown_grace_ms)),
+        ],
+    );
     server.stop();
     // The loops end their streams and exit within the grace period; never hang past it.
     let grace = Duration::from_millis(config.shutdown_grace_ms + 500);
@@ -106,6 +145,13 @@ fn main() -> ExitCode {
         server.join();
         let _ = done_tx.send(());
     });
-    let _ = done_rx.recv_timeout(grace);
+    let clean = done_rx.recv_timeout(grace).is_ok();
+    log::line(
+        "stopped",
+        &[(
+            "streams_ended",
+            V::S(if clean { "all" } else { "grace period over" }),
+        )],
+    );
     ExitCode::SUCCESS
 }

@@ -70,13 +70,27 @@ impl Head {
     }
 
     /// The event-stream fields, in the seed's order, with the seed's `Connection` field
-    /// (`keep-alive`, or `close` for an answer that ends after a `retry:`).
+    /// (`keep-alive`, or `close` for an answer that ends after a `retry:` or a client that
+    /// asked to close) and any origin allowed.
     pub fn event_stream(self, closing: bool) -> Head {
-        self.field("Content-Type", sse::CONTENT_TYPE)
+        self.event_stream_for(closing, "*")
+    }
+
+    /// [`event_stream`](Self::event_stream) for one allowed origin (`--cors-origin`).
+    pub fn event_stream_for(self, closing: bool, origin: &str) -> Head {
+        let head = self
+            .field("Content-Type", sse::CONTENT_TYPE)
             .field("Cache-Control", "no-cache")
             .field("Connection", if closing { "close" } else { "keep-alive" })
-            .field("Access-Control-Allow-Origin", "*")
-            .field("X-Accel-Buffering", "no")
+            .field("Access-Control-Allow-Origin", origin);
+        let head = if origin == "*" {
+            head
+        } else {
+            // One named origin may send its cookies (the token cookie of private topics).
+            head.field("Access-Control-Allow-Credentials", "true")
+                .field("Vary", "Origin")
+        };
+        head.field("X-Accel-Buffering", "no")
     }
 
     /// The head's bytes: the fields, `Date`, `Connection: close` when `close` (unless a
@@ -101,9 +115,10 @@ pub enum Then {
     KeepAlive,
     /// Close after this reply.
     Close,
-    /// The answer comes later, through [`crate::conn::Conn::complete`] (a publish waiting for
-    /// the shared log to store it); this reply's head and body are not sent.
-    Pending,
+    /// The answer comes later, through [`crate::conn::Conn::complete`] with this ticket (a
+    /// publish waiting for the shared log to store it); this reply's head and body are not
+    /// sent.
+    Pending(u32),
     /// Become an event stream fed by this source. The reply holds one admission slot (see
     /// [`crate::admission`]); the connection gives it back when the stream ends.
     Stream(crate::stream::Source),
@@ -175,13 +190,13 @@ impl Reply {
         Reply::text(status, text, extra).closing()
     }
 
-    /// A reply given later (see [`Then::Pending`]).
-    pub fn pending() -> Reply {
+    /// A reply given later under `ticket` (see [`Then::Pending`]).
+    pub fn pending(ticket: u32) -> Reply {
         Reply {
             status: Status::Ok,
             head: Head::new(Status::Ok),
             body: None,
-            then: Then::Pending,
+            then: Then::Pending(ticket),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct App {
     pub jwt: Option<jwt::Verifier>,
     /// `--private-topics`: events on these topics are private whatever the publisher says.
     pub private_topics: jwt::Selectors,
+    /// `--cors-origin`: the origin allowed to read streams (default any) and to publish
+    /// (default none).
+    pub cors_origin: Option<String>,
 }
 
 impl App {
@@ -44,6 +47,7 @@ impl App {
             log: None,
             jwt: None,
             private_topics: jwt::Selectors::default(),
+            cors_origin: None,
         }
     }
 }
@@ -53,8 +57,8 @@ impl App {
 pub struct Peer {
     /// The connection comes from 127.0.0.0/8 or ::1.
     pub loopback: bool,
-    /// The connection's slab key and generation in its loop (for answers given later).
-    pub conn: (usize, u32),
+    /// The connection's slab key in its loop (for answers given later).
+    pub key: usize,
 }
 
 /// The answer to one request (its body, if any, in `body`).
@@ -66,15 +70,18 @@ pub fn route(
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Reply {
+    if req.method == Method::Options {
+        return preflight(app, req);
+    }
     if req.method == Method::Post {
         return match req.path {
-            "/publish" => publish(app, req, body, peer, now, ctx),
+            "/publish" => cors(app, publish(app, req, body, peer, now, ctx)),
             _ => Reply::error(Status::MethodNotAllowed),
         };
     }
     match req.path {
         "/sse" => match publish::subscription(req.query) {
-            Ok(None) => clock_stream(req, now, ctx),
+            Ok(None) => clock_stream(app, req, now, ctx),
             Ok(Some(sub)) => topic_stream(app, req, sub, now, ctx),
             Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
@@ -91,7 +98,7 @@ pub fn route(
             let body = crate::response::Body::Shared(text.into_bytes().into());
             Reply::with_body(Status::Ok, ct, body, &[("Cache-Control", "no-store")])
         }
-        "/metrics/stream" => figures_stream(req, now, ctx),
+        "/metrics/stream" => figures_stream(app, req, now, ctx),
         "/dashboard" => file(app, req, "/dashboard.html"),
         "/healthz" => match ctx.hub.hub.log_state() {
             Ok(()) => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
@@ -194,7 +201,7 @@ fn publish(
         // Answered once the log has stored it (or could not): never a 200 for an event that
         // is not stored.
         let later = ctx.later.clone();
-        let (key, gen) = peer.conn;
+        let (key, ticket) = (peer.key, ctx.hub.ticket());
         log.submit(
             p,
             Box::new(move |stored| {
@@ -202,11 +209,11 @@ fn publish(
                     Ok(id) => published(id),
                     Err(why) => log_down(&why),
                 };
-                later.send(key, gen, reply);
+                later.send(key, ticket, reply);
             }),
         );
         ctx.shard.publishes.inc();
-        return Reply::pending();
+        return Reply::pending(ticket);
     }
     let seq = hub.publish(&p, now.us);
     ctx.shard.publishes.inc();
@@ -221,6 +228,18 @@ fn published(id: String) -> Reply {
         crate::response::Body::Shared(id.into_bytes().into()),
         &[("Cache-Control", "no-store")],
     )
+}
+
+/// Lets the allowed origin's script read a publish answer.
+fn cors(app: &App, mut reply: Reply) -> Reply {
+    if let Some(o) = &app.cors_origin {
+        reply.head = reply
+            .head
+            .field("Access-Control-Allow-Origin", o)
+            .field("Access-Control-Allow-Credentials", "true")
+            .field("Vary", "Origin");
+    }
+    reply
 }
 
 /// `503` for a publish the shared log could not store.
@@ -272,7 +291,7 @@ fn topic_stream(
         },
         _ => None,
     };
-    let head = Head::new(Status::Ok).event_stream(false);
+    let head = stream_head(app, req);
     if req.method == Method::Head {
         return Reply {
             status: Status::Ok,
@@ -350,8 +369,8 @@ fn topic_stream(
 
 /// `GET /metrics/stream`: the server's figures, one `figures` event a second, the last five
 /// minutes first. Counts as a stream (it holds a connection like one).
-fn figures_stream(req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
-    let head = Head::new(Status::Ok).event_stream(false);
+fn figures_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
+    let head = stream_head(app, req);
     if req.method == Method::Head {
         return Reply {
             status: Status::Ok,
@@ -372,11 +391,11 @@ fn figures_stream(req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
 }
 
 /// `GET /sse`: the seed's clock, or a jittered `retry:` when no stream may be opened.
-fn clock_stream(req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
+fn clock_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
     if req.method == Method::Head {
         return Reply {
             status: Status::Ok,
-            head: Head::new(Status::Ok).event_stream(false),
+            head: stream_head(app, req),
             body: None,
             then: Then::KeepAlive,
         };
@@ -389,9 +408,56 @@ fn clock_stream(req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
     }
     Reply {
         status: Status::Ok,
-        head: Head::new(Status::Ok).event_stream(false),
+        head: stream_head(app, req),
         body: None,
         then: Then::Stream(Source::clock(now, ctx.cfg.interval_ms, req.last_event_id)),
+    }
+}
+
+/// An event stream's head: `Connection: close` when the client asked for it (the stream then
+/// ends with the connection), the allowed origin.
+fn stream_head(app: &App, req: &Request<'_>) -> Head {
+    let origin = app.cors_origin.as_deref().unwrap_or("*");
+    Head::new(Status::Ok).event_stream_for(!req.keep_alive, origin)
+}
+
+/// `OPTIONS`: a CORS preflight. Streams may be read from the allowed origin (any by default)
+/// with the headers a fetch-based EventSource adds; publishing from a browser needs
+/// `--cors-origin`.
+fn preflight(app: &App, req: &Request<'_>) -> Reply {
+    let (origin, methods, headers) = match req.path {
+        "/sse" | "/metrics/stream" => (
+            app.cors_origin.as_deref().unwrap_or("*"),
+            "GET, HEAD, OPTIONS",
+            "Last-Event-ID, Authorization, Cache-Control, Accept",
+        ),
+        "/publish" => match app.cors_origin.as_deref() {
+            Some(o) => (o, "POST, OPTIONS", "Authorization, Content-Type"),
+            None => {
+                return Reply::text(
+                    Status::Forbidden,
+                    "403 Forbidden: publishing from a browser needs --cors-origin\n",
+                    &[("Allow", "POST, OPTIONS")],
+                )
+            }
+        },
+        _ => return Reply::error(Status::MethodNotAllowed),
+    };
+    let mut head = Head::new(Status::NoContent)
+        .field("Access-Control-Allow-Origin", origin)
+        .field("Access-Control-Allow-Methods", methods)
+        .field("Access-Control-Allow-Headers", headers)
+        .field("Access-Control-Max-Age", "86400");
+    if origin != "*" {
+        head = head
+            .field("Access-Control-Allow-Credentials", "true")
+            .field("Vary", "Origin");
+    }
+    Reply {
+        status: Status::NoContent,
+        head,
+        body: None,
+        then: Then::KeepAlive,
     }
 }
 

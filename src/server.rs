@@ -20,9 +20,10 @@ use crate::config::Config;
 use crate::conn::{Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
 use crate::http::Status;
 use crate::hub::{Hub, Ids, LocalHub, Publish};
+use crate::log::{self, V};
 use crate::metrics::Metrics;
 use crate::redis_bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink};
-use crate::response::Reply;
+use crate::response::{Reply, Then};
 use crate::routes::{self, App, Peer};
 use crate::slab::Slab;
 use crate::sse::Dates;
@@ -108,6 +109,7 @@ impl Server {
         let mut app = App::new(files);
         app.publish_token = config.publish_token.clone();
         app.jwt = jwt_verifier(config)?;
+        app.cors_origin = config.cors_origin.clone();
         app.private_topics =
             crate::jwt::Selectors::new(config.private_topics.iter().map(String::as_str));
         if let Some(url) = &config.redis {
@@ -328,8 +330,18 @@ struct Slot {
     writable: bool,
     /// The peer is on loopback (may publish without a token).
     loopback: bool,
-    /// Tells this connection from an earlier one at the same slab key (hub topic index).
-    gen: u32,
+}
+
+/// The loop-owned things a connection borrows for one call.
+struct LoopState {
+    dates: Dates,
+    rng: Rng,
+    /// This loop's view of the hub.
+    local: LocalHub,
+    /// Where answers given later are sent (a sender to `completions`, and the waker).
+    later: Later,
+    /// Streams ended during the last call, to log.
+    ended: Vec<crate::conn::StreamEnd>,
 }
 
 struct EventLoop {
@@ -344,16 +356,16 @@ struct EventLoop {
     /// Where a stream's source encodes what is due; written from here, so a frame written
     /// whole is never copied or allocated.
     scratch: Vec<u8>,
-    dates: Dates,
-    rng: Rng,
-    /// This loop's view of the hub.
-    local: LocalHub,
-    /// Answers given later (publishes stored by the shared log) come back through these.
-    later: Later,
+    /// What the loop lends its connections (see [`ctx`]).
+    st: LoopState,
+    /// Overload counters last logged (streams refused, connections shed) and when to look
+    /// again: one line a second at most, however hard the storm.
+    overload_seen: (u64, u64),
+    overload_check_at: u64,
+    /// Answers given later (publishes stored by the shared log) come back through here.
     completions: std::sync::mpsc::Receiver<Completion>,
     /// Slab keys of the subscribers a batch of published events concerns (reused).
     audience: Vec<u32>,
-    next_gen: u32,
     /// More connections may be waiting in the backlog (budget ran out, or accepting paused).
     accept_again_at: Option<u64>,
     /// A descriptor held back so that, with none left, one connection can still be answered.
@@ -384,8 +396,16 @@ impl EventLoop {
             )
         };
         Ok(EventLoop {
-            later,
+            st: LoopState {
+                dates: Dates::new(),
+                rng: Rng::new(seed),
+                local: LocalHub::new(hub, id),
+                later,
+                ended: Vec::new(),
+            },
             completions,
+            overload_seen: (0, 0),
+            overload_check_at: 0,
             id,
             poll,
             waker,
@@ -395,11 +415,7 @@ impl EventLoop {
             wheel: TimerWheel::new(0),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             scratch: Vec::with_capacity(256),
-            dates: Dates::new(),
-            rng: Rng::new(seed),
-            local: LocalHub::new(hub, id),
             audience: Vec::new(),
-            next_gen: 0,
             accept_again_at: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
             drain_deadline: None,
@@ -460,9 +476,10 @@ impl EventLoop {
                 }
             }
             self.fire_timers();
-            if self.local.sweep_due() {
+            self.log_overload();
+            if self.st.local.sweep_due() {
                 let slab = &self.slab;
-                self.local.sweep(|k, g| alive(slab, k, g));
+                self.st.local.sweep(|k, g| alive(slab, k, g));
             }
             let now = self.now();
             if self.accept_again_at.is_some_and(|t| now.ms >= t) {
@@ -501,6 +518,32 @@ impl EventLoop {
         }
     }
 
+    /// One line when streams were refused or connections shed since the last look.
+    fn log_overload(&mut self) {
+        let now = self.now().ms;
+        if now < self.overload_check_at {
+            return;
+        }
+        self.overload_check_at = now + 1000;
+        let shard = self.shared.metrics.shard(self.id);
+        let seen = (shard.streams_rejected.get(), shard.streams_shed.get());
+        if seen != self.overload_seen {
+            log::line(
+                "overload",
+                &[
+                    ("loop", V::N(self.id as u64)),
+                    ("streams_refused", V::N(seen.0 - self.overload_seen.0)),
+                    ("shed_out_of_files", V::N(seen.1 - self.overload_seen.1)),
+                    (
+                        "streams_open",
+                        V::N(self.shared.metrics.streams_open() as u64),
+                    ),
+                ],
+            );
+            self.overload_seen = seen;
+        }
+    }
+
     /// Hands answers given later to their connections (if still there).
     fn complete_later(&mut self, now: Now) {
         while let Ok(done) = self.completions.try_recv() {
@@ -508,31 +551,21 @@ impl EventLoop {
             let Some(slot) = self.slab.get_mut(done.key) else {
                 continue;
             };
-            if slot.gen != done.gen {
-                continue;
-            }
             let draining = self.drain_deadline.is_some();
-            let mut ctx = ctx(
-                shared,
-                self.id,
-                &mut self.dates,
-                &mut self.rng,
-                &mut self.local,
-                &self.later,
-                draining,
-            );
-            slot.conn.complete(done.reply, now, &mut ctx);
+            let mut ctx = ctx(shared, self.id, &mut self.st, draining);
+            slot.conn.complete(done.ticket, done.reply, now, &mut ctx);
             self.drive(done.key, now);
         }
     }
 
     /// Mirrors newly published events and hands them to this loop's subscribers.
     fn fan_out(&mut self) {
-        let Some((first, last)) = self.local.sync() else {
+        let Some((first, last)) = self.st.local.sync() else {
             return;
         };
         let slab = &self.slab;
-        self.local
+        self.st
+            .local
             .audience(first, last, |k, g| alive(slab, k, g), &mut self.audience);
         let keys = std::mem::take(&mut self.audience);
         let mut now = self.now();
@@ -552,15 +585,7 @@ impl EventLoop {
             return;
         };
         let draining = self.drain_deadline.is_some();
-        let mut ctx = ctx(
-            shared,
-            self.id,
-            &mut self.dates,
-            &mut self.rng,
-            &mut self.local,
-            &self.later,
-            draining,
-        );
+        let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         slot.conn.handle_timeout(now, &mut ctx);
         self.drive(k, now);
     }
@@ -574,15 +599,7 @@ impl EventLoop {
             return;
         };
         let draining = self.drain_deadline.is_some();
-        let mut ctx = ctx(
-            shared,
-            self.id,
-            &mut self.dates,
-            &mut self.rng,
-            &mut self.local,
-            &self.later,
-            draining,
-        );
+        let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         let conn = &mut slot.conn;
         loop {
             let mut progress = false;
@@ -635,15 +652,20 @@ impl EventLoop {
             let app = &shared.app;
             let peer = Peer {
                 loopback: slot.loopback,
-                conn: (k, slot.gen),
+                key: k,
             };
             let was_stream = conn.is_stream();
+            let sock = &slot.sock;
             progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
-                routes::route(app, req, body, peer, now, ctx)
+                let reply = routes::route(app, req, body, peer, now, ctx);
+                if log::connections() && !matches!(reply.then, Then::Stream(_)) {
+                    log_request(sock, req, &reply);
+                }
+                reply
             });
             if !was_stream {
                 if let Some(filter) = conn.filter() {
-                    ctx.hub.register(filter, k, slot.gen);
+                    ctx.hub.register(filter, k);
                     ctx.shard.topic_streams_opened.inc();
                 }
             }
@@ -651,6 +673,10 @@ impl EventLoop {
                 break;
             }
         }
+        if !self.st.ended.is_empty() {
+            log_ended(&mut self.st.ended, &slot.sock, now);
+        }
+        let conn = &mut slot.conn;
         if conn.is_closed() {
             self.remove(k);
             return;
@@ -745,7 +771,7 @@ impl EventLoop {
             let n = sock.read(&mut head).unwrap_or(0);
             let wants_stream = n == 0 || head[..n].windows(4).any(|w| w == b"/sse");
             let reply = if wants_stream {
-                Reply::stream_refused(self.rng.jitter(self.shared.conn.reconnect_ms))
+                Reply::stream_refused(self.st.rng.jitter(self.shared.conn.reconnect_ms))
             } else {
                 Reply::text(
                     Status::ServiceUnavailable,
@@ -754,7 +780,7 @@ impl EventLoop {
                 )
             };
             let now = self.now();
-            let mut answer = reply.head.finish(self.dates.http(now.unix_ms), true);
+            let mut answer = reply.head.finish(self.st.dates.http(now.unix_ms), true);
             if let Some(body) = &reply.body {
                 answer.extend_from_slice(body.bytes());
             }
@@ -773,14 +799,12 @@ impl EventLoop {
         }
         let conn = Conn::new(now, &self.shared.conn);
         let deadline = conn.timeout();
-        self.next_gen = self.next_gen.wrapping_add(1);
         let k = self.slab.insert(Slot {
             sock,
             conn,
             readable: false,
             writable: true,
             loopback,
-            gen: self.next_gen,
         });
         let registry: &Registry = self.poll.registry();
         let Some(slot) = self.slab.get_mut(k) else {
@@ -816,15 +840,7 @@ impl EventLoop {
         for k in keys {
             let shared = &*self.shared;
             if let Some(slot) = self.slab.get_mut(k) {
-                let mut ctx = ctx(
-                    shared,
-                    self.id,
-                    &mut self.dates,
-                    &mut self.rng,
-                    &mut self.local,
-                    &self.later,
-                    true,
-                );
+                let mut ctx = ctx(shared, self.id, &mut self.st, true);
                 slot.conn.drain(now, &mut ctx);
             }
             self.drive(k, now);
@@ -833,23 +849,16 @@ impl EventLoop {
 }
 
 /// The context lent to loop `id`'s connections.
-fn ctx<'a>(
-    shared: &'a Shared,
-    id: usize,
-    dates: &'a mut Dates,
-    rng: &'a mut Rng,
-    hub: &'a mut LocalHub,
-    later: &'a Later,
-    draining: bool,
-) -> Ctx<'a> {
+fn ctx<'a>(shared: &'a Shared, id: usize, st: &'a mut LoopState, draining: bool) -> Ctx<'a> {
     Ctx {
         cfg: &shared.conn,
         metrics: &shared.metrics,
         shard: shared.metrics.shard(id),
-        dates,
-        rng,
-        hub,
-        later,
+        dates: &mut st.dates,
+        rng: &mut st.rng,
+        hub: &mut st.local,
+        later: &st.later,
+        ended: &mut st.ended,
         draining,
     }
 }
@@ -883,6 +892,59 @@ fn jwt_verifier(config: &Config) -> io::Result<Option<crate::jwt::Verifier>> {
     Ok(Some(crate::jwt::Verifier::new(&key, config.jwt_leeway_ms)))
 }
 
+/// The log line of an answered request (streams are logged when they end).
+fn log_request(sock: &TcpStream, req: &crate::http::Request<'_>, reply: &Reply) {
+    let peer = sock
+        .peer_addr()
+        .map_or_else(|_| "-".to_string(), |a| a.to_string());
+    let method = match req.method {
+        crate::http::Method::Get => "GET",
+        crate::http::Method::Head => "HEAD",
+        crate::http::Method::Post => "POST",
+        crate::http::Method::Options => "OPTIONS",
+    };
+    let status = match reply.then {
+        Then::Pending(_) => "pending".to_string(),
+        _ => reply.status.code().to_string(),
+    };
+    let bytes = reply.body.as_ref().map_or(0, |b| b.bytes().len() as u64);
+    log::line(
+        "request",
+        &[
+            ("peer", V::S(&peer)),
+            ("method", V::S(method)),
+            // The path only: a query may carry a token.
+            ("path", V::S(req.path)),
+            ("status", V::S(&status)),
+            ("bytes", V::N(bytes)),
+        ],
+    );
+}
+
+/// The log lines of streams that ended.
+fn log_ended(ended: &mut Vec<crate::conn::StreamEnd>, sock: &TcpStream, now: Now) {
+    let connections = log::connections();
+    for e in ended.drain(..) {
+        if !connections {
+            continue;
+        }
+        let peer = sock
+            .peer_addr()
+            .map_or_else(|_| "-".to_string(), |a| a.to_string());
+        let secs = (now.ms / 1000).saturating_sub(u64::from(e.opened_s));
+        log::line(
+            "stream",
+            &[
+                ("peer", V::S(&peer)),
+                ("kind", V::S(e.kind)),
+                ("duration_s", V::N(secs)),
+                ("frames", V::N(e.frames)),
+                ("end", V::S(e.why.as_str())),
+            ],
+        );
+    }
+}
+
 /// A start-up failure that is not about listening (the shared log, the token key), told apart
 /// by `main`.
 #[derive(Debug)]
@@ -911,9 +973,12 @@ impl Sink for HubSink {
     fn on_state(&self, up: bool, reason: &str) {
         self.hub.set_log_state(up, reason);
         if up {
-            eprintln!("sse-server: event log (Redis) up");
+            log::line("redis", &[("state", V::S("up"))]);
         } else {
-            eprintln!("sse-server: event log (Redis) down: {reason}");
+            log::line(
+                "redis",
+                &[("state", V::S("down")), ("reason", V::S(reason))],
+            );
         }
     }
 }
@@ -983,10 +1048,11 @@ fn render_log(out: &mut String, s: &BridgeStats) {
     );
 }
 
-/// Whether the subscriber recorded as (`k`, `gen`) is still that connection and a stream.
-fn alive(slab: &Slab<Slot>, k: u32, gen: u32) -> bool {
+/// Whether slab key `k` holds a stream subscribed to local topic `topic` (`None`: to `*`).
+fn alive(slab: &Slab<Slot>, k: u32, topic: Option<u32>) -> bool {
     slab.get(k as usize)
-        .is_some_and(|s| s.gen == gen && s.conn.is_stream())
+        .and_then(|s| s.conn.filter())
+        .is_some_and(|f| f.names(topic))
 }
 
 /// `::ffff:127.x.y.z`, as a dual-stack listener sees an IPv4 loopback peer.

@@ -16,6 +16,11 @@ use crate::conn::{Ctx, Now};
 use crate::hub::{Filter, Mark, ResetReason};
 use crate::sse;
 
+/// `ms` rounded up to whole seconds, saturating in a `u32` (136 years of loop clock).
+fn seconds(ms: u64) -> u32 {
+    ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32
+}
+
 /// The most bytes of events one poll puts in the scratch for one subscriber.
 pub const BATCH_BYTES: usize = 64 * 1024;
 
@@ -28,15 +33,18 @@ pub enum Source {
         next_tick: u64,
         next_id: u64,
         due: bool,
+        /// Frames sent (for the log).
+        sent: u32,
     },
     /// The server's own figures (`/metrics/stream`): every sample after `cursor`, polled once
     /// a second.
     Figures { cursor: u64, next: u64, due: bool },
     /// A hub subscription: `cursor` is the last sequence number handed to the socket; a
-    /// comment goes out when nothing did by `heartbeat_at`.
+    /// comment goes out when nothing did by `heartbeat_s` (whole seconds of the loop clock:
+    /// a heartbeat needs no finer time, and every subscriber is smaller for it).
     Topics {
         cursor: u64,
-        heartbeat_at: u64,
+        heartbeat_s: u32,
         filter: Filter,
         /// Which subscribed topics' private events the subscriber's token may read.
         private: u32,
@@ -44,6 +52,9 @@ pub enum Source {
         expires_s: u32,
         /// The heartbeat time passed: a comment goes out at the next poll if nothing else does.
         beat: bool,
+        /// Events sent, saturating (for the log; 16 bits keep every subscriber within 40
+        /// bytes).
+        sent: u16,
     },
 }
 
@@ -55,6 +66,7 @@ impl Source {
             next_tick: now.ms + interval_ms,
             next_id: sse::first_id(last_event_id),
             due: false,
+            sent: 0,
         }
     }
 
@@ -63,11 +75,11 @@ impl Source {
         match self {
             Source::Clock { next_tick, .. } => *next_tick,
             Source::Topics {
-                heartbeat_at,
+                heartbeat_s,
                 expires_s,
                 ..
-            } if *expires_s > 0 => (*heartbeat_at).min(u64::from(*expires_s) * 1000),
-            Source::Topics { heartbeat_at, .. } => *heartbeat_at,
+            } if *expires_s > 0 => u64::from((*heartbeat_s).min(*expires_s)) * 1000,
+            Source::Topics { heartbeat_s, .. } => u64::from(*heartbeat_s) * 1000,
             Source::Figures { next, .. } => *next,
         }
     }
@@ -92,13 +104,30 @@ impl Source {
     ) -> Source {
         Source::Topics {
             cursor,
-            heartbeat_at: now.ms + heartbeat_ms,
+            heartbeat_s: seconds(now.ms + heartbeat_ms),
             filter,
             private,
-            expires_s: expires_ms.map_or(0, |ms| {
-                ms.div_ceil(1000).clamp(1, u64::from(u32::MAX)) as u32
-            }),
+            expires_s: expires_ms.map_or(0, |ms| seconds(ms).max(1)),
             beat: false,
+            sent: 0,
+        }
+    }
+
+    /// What kind of stream this is, as the log names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Clock { .. } => "clock",
+            Source::Figures { .. } => "figures",
+            Source::Topics { .. } => "topics",
+        }
+    }
+
+    /// Frames or events sent so far (a topic stream's count saturates at 65,535).
+    pub fn sent(&self) -> u64 {
+        match self {
+            Source::Clock { sent, .. } => u64::from(*sent),
+            Source::Topics { sent, .. } => u64::from(*sent),
+            Source::Figures { .. } => 0,
         }
     }
 
@@ -114,7 +143,7 @@ impl Source {
     /// the scratch to keep for later: up to the end of the frame the write stopped in (at most
     /// one partial frame is kept; the events after it are read again from the history).
     pub fn on_written(&mut self, n: usize, len: usize, now: Now, ctx: &mut Ctx<'_>) -> usize {
-        let Source::Topics { cursor, .. } = self else {
+        let Source::Topics { cursor, sent, .. } = self else {
             return len;
         };
         let marks = &ctx.hub.marks;
@@ -144,6 +173,7 @@ impl Source {
             start = m.end;
         }
         ctx.shard.deliveries.add(delivered);
+        *sent = sent.saturating_add(delivered.min(u64::from(u16::MAX)) as u16);
         keep.min(len)
     }
 
@@ -183,13 +213,13 @@ impl Source {
                 }
             }
             Source::Topics {
-                heartbeat_at, beat, ..
+                heartbeat_s, beat, ..
             } => {
-                if now.ms >= *heartbeat_at {
+                if now.ms >= u64::from(*heartbeat_s) * 1000 {
                     // The deadline never stays in the past (that would spin the loop while the
                     // socket cannot take the comment); the comment itself waits for a poll,
                     // and is pointless while output is still unwritten.
-                    *heartbeat_at = now.ms + ctx.hub.hub.config().heartbeat_ms;
+                    *heartbeat_s = seconds(now.ms + ctx.hub.hub.config().heartbeat_ms);
                     *beat = !blocked;
                 }
             }
@@ -200,11 +230,14 @@ impl Source {
     /// Appends what is due to `out` (the loop's scratch); returns whether anything was.
     pub fn poll(&mut self, now: Now, ctx: &mut Ctx<'_>, out: &mut Vec<u8>) -> bool {
         match self {
-            Source::Clock { next_id, due, .. } => {
+            Source::Clock {
+                next_id, due, sent, ..
+            } => {
                 if !*due {
                     return false;
                 }
                 *due = false;
+                *sent = sent.saturating_add(1);
                 sse::encode_frame(out, *next_id, ctx.dates.iso(now.unix_ms));
                 // Saturating: a resumed id near the top of the range stays there rather than
                 // wrapping to 0 or overflowing.
@@ -225,7 +258,7 @@ impl Source {
             }
             Source::Topics {
                 cursor,
-                heartbeat_at,
+                heartbeat_s,
                 filter,
                 private,
                 beat,
@@ -263,7 +296,7 @@ impl Source {
                 if out.is_empty() {
                     return false;
                 }
-                *heartbeat_at = now.ms + hub.hub.config().heartbeat_ms;
+                *heartbeat_s = seconds(now.ms + hub.hub.config().heartbeat_ms);
                 *beat = false;
                 true
             }

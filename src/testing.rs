@@ -24,6 +24,8 @@ pub struct Env {
     /// Answers given later arrive here (see [`Env::complete`]).
     pub later: Later,
     pub completions: std::sync::mpsc::Receiver<Completion>,
+    /// Streams that ended (what the loop would log).
+    pub ended: Vec<crate::conn::StreamEnd>,
     /// The loop's frame scratch.
     pub scratch: Vec<u8>,
 }
@@ -45,6 +47,7 @@ impl Env {
                 log: None,
                 jwt: None,
                 private_topics: Default::default(),
+                cors_origin: None,
             },
             dates: Dates::new(),
             rng: Rng::new(7),
@@ -64,6 +67,7 @@ impl Env {
                 0,
             ),
             scratch: Vec::with_capacity(256),
+            ended: Vec::new(),
         }
     }
 
@@ -77,6 +81,7 @@ impl Env {
             rng: &mut self.rng,
             hub: &mut self.hub,
             later: &self.later,
+            ended: &mut self.ended,
             draining: self.draining,
         };
         f(&mut ctx, &self.app, self.now, &mut self.scratch)
@@ -124,7 +129,7 @@ impl Env {
     /// Hands every answer given later to `c` (all are for it in these tests).
     pub fn complete(&mut self, c: &mut Conn) {
         while let Ok(done) = self.completions.try_recv() {
-            self.with(|ctx, _, now, _| c.complete(done.reply, now, ctx));
+            self.with(|ctx, _, now, _| c.complete(done.ticket, done.reply, now, ctx));
         }
     }
 
@@ -153,7 +158,7 @@ pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, app: &App, now: Now) -> bool {
             body,
             Peer {
                 loopback: true,
-                conn: (0, 0),
+                key: 0,
             },
             now,
             ctx,

@@ -20,6 +20,24 @@ impl Server {
         Self::start_cmd(Command::new(env!("CARGO_BIN_EXE_sse-server")), args)
     }
 
+    /// Like [`start`](Self::start), with its stderr read line by line into the returned
+    /// channel (to check the log).
+    pub fn start_logged(args: &[&str]) -> (Server, std::sync::mpsc::Receiver<String>) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        cmd.stderr(Stdio::piped());
+        let mut server = Self::start_cmd(cmd, args);
+        let err = server.child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (server, rx)
+    }
+
     /// Like [`start`](Self::start), with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
@@ -55,7 +73,6 @@ impl Server {
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("sse-server starts");
         let stdout = child.stdout.take().expect("piped stdout");
