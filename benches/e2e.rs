@@ -7,6 +7,7 @@
 //! cargo bench --bench e2e -- hold rate knee cores   # a subset
 //! cargo bench --bench e2e -- fanout throughput      # the hub scenarios
 //! cargo bench --bench e2e -- hub-small              # a few-second check of the hub rows
+//! cargo bench --bench e2e -- logging                # 10,000 x 100 ms with the log on and off
 //! ```
 //!
 //! The hub scenarios (`fanout`: 19,000 subscribers of one topic, 1 publish/s; `throughput`:
@@ -446,6 +447,21 @@ fn main() {
         specs.extend(peers.iter().filter(|p| p.name == "floor").cloned());
         let rows: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
         print_table("What a second loop buys", &case, &rows);
+    }
+    if wanted.contains(&"logging") {
+        // What the log costs: one line per request and per ended stream, none per frame.
+        let case = Case {
+            streams: 10_000,
+            interval_ms: 100,
+            window_s: 10,
+            client_threads: 2,
+        };
+        let specs = [
+            Spec::ours("sse-server (log on)", &[]),
+            Spec::ours("sse-server --quiet", &["--quiet"]),
+        ];
+        let rows: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
+        print_table("Logging on and off", &case, &rows);
     }
     hub_scenarios(&want, &wanted);
 }

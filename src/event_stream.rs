@@ -19,7 +19,7 @@
 //! text can decode the values it uses ([`Event::data_lossy`]).
 //!
 //! Memory: between events the parser holds only what a partial line needs, and every buffer has
-//! a cap ([`Limits`]); going past one is an [`Error`] (sticky), never unbounded growth. Steady
+//! a cap ([`ParseLimits`]); going past one is an [`Error`] (sticky), never unbounded growth. Steady
 //! state costs no allocation per event: buffers are cleared, not freed, unless one grew large.
 //!
 //! **Invariant:** no IO, no clock, no panic on any input.
@@ -34,17 +34,17 @@ const KEEP_CAPACITY: usize = 4096;
 
 /// Size caps for untrusted input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct ParseLimits {
     /// Longest line (without its line end), in bytes.
     pub max_line: usize,
     /// Largest data buffer of one event (the values of its `data` lines plus one LF each).
     pub max_data: usize,
 }
 
-impl Default for Limits {
+impl Default for ParseLimits {
     /// 1 MiB each.
     fn default() -> Self {
-        Limits {
+        ParseLimits {
             max_line: 1 << 20,
             max_data: 1 << 20,
         }
@@ -54,9 +54,9 @@ impl Default for Limits {
 /// Why the parser gave up. Once returned, every later [`Parser::feed`] returns it again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
-    /// A line was longer than [`Limits::max_line`].
+    /// A line was longer than [`ParseLimits::max_line`].
     LineTooLong,
-    /// An event's data was larger than [`Limits::max_data`].
+    /// An event's data was larger than [`ParseLimits::max_data`].
     EventTooLarge,
 }
 
@@ -116,7 +116,7 @@ enum Start {
 /// The event-stream parser for one stream. See the module docs.
 #[derive(Clone, Debug)]
 pub struct Parser {
-    limits: Limits,
+    limits: ParseLimits,
     start: Start,
     /// The previous chunk ended in CR: an LF starting the next one belongs to that line end.
     after_cr: bool,
@@ -143,13 +143,13 @@ impl Default for Parser {
 }
 
 impl Parser {
-    /// A parser with the default [`Limits`]; allocates nothing until input needs it.
+    /// A parser with the default [`ParseLimits`]; allocates nothing until input needs it.
     pub fn new() -> Self {
-        Self::with_limits(Limits::default())
+        Self::with_limits(ParseLimits::default())
     }
 
     /// A parser with the given caps.
-    pub fn with_limits(limits: Limits) -> Self {
+    pub fn with_limits(limits: ParseLimits) -> Self {
         Parser {
             limits,
             start: Start::Bom(0),
@@ -166,7 +166,7 @@ impl Parser {
 
     /// A parser that starts with a last event ID (as a client does when it reconnects with
     /// `Last-Event-ID`), so events without an `id` of their own report it.
-    pub fn with_last_event_id(limits: Limits, id: &[u8]) -> Self {
+    pub fn with_last_event_id(limits: ParseLimits, id: &[u8]) -> Self {
         let mut p = Self::with_limits(limits);
         if !id.contains(&0) {
             p.id_buffer = id.to_vec();
@@ -379,7 +379,7 @@ mod tests {
     }
 
     /// Feeds `chunks` in order; returns the items and the first error.
-    fn run_with(limits: Limits, chunks: &[&[u8]]) -> (Vec<Owned>, Option<Error>) {
+    fn run_with(limits: ParseLimits, chunks: &[&[u8]]) -> (Vec<Owned>, Option<Error>) {
         let mut p = Parser::with_limits(limits);
         let mut out = Vec::new();
         for c in chunks {
@@ -391,7 +391,7 @@ mod tests {
     }
 
     fn run(input: &[u8]) -> Vec<Owned> {
-        let (items, err) = run_with(Limits::default(), &[input]);
+        let (items, err) = run_with(ParseLimits::default(), &[input]);
         assert_eq!(err, None);
         items
     }
@@ -523,7 +523,7 @@ mod tests {
             b"5",
             "an undispatched id is not the last id"
         );
-        let mut p = Parser::with_last_event_id(Limits::default(), b"41");
+        let mut p = Parser::with_last_event_id(ParseLimits::default(), b"41");
         let mut got = Vec::new();
         p.feed(b"data: x\n\n", &mut |i| got.push(own(i))).unwrap();
         assert_eq!(got, vec![ev("message", "x", "41", false)]);
@@ -564,7 +564,7 @@ mod tests {
         check(b"\xEF\xBBdata: a\n\ndata: b\n\n", &[("message", "b", "")]);
         check(b"\xEF\n\ndata: b\n\n", &[("message", "b", "")]);
         let (items, _) = run_with(
-            Limits::default(),
+            ParseLimits::default(),
             &[b"\xEF", b"\xBB", b"\xBF", b"data: a\n\n"],
         );
         assert_eq!(items, vec![ev("message", "a", "", false)]);
@@ -581,14 +581,14 @@ mod tests {
 
     #[test]
     fn non_utf8_is_not_a_problem() {
-        let (items, err) = run_with(Limits::default(), &[b"data: \xFF\xFE\n\n"]);
+        let (items, err) = run_with(ParseLimits::default(), &[b"data: \xFF\xFE\n\n"]);
         assert_eq!(err, None);
         assert_eq!(items, vec![ev("message", "\u{FFFD}\u{FFFD}", "", false)]);
     }
 
     #[test]
     fn caps_are_errors() {
-        let small = Limits {
+        let small = ParseLimits {
             max_line: 16,
             max_data: 16,
         };
@@ -649,28 +649,32 @@ mod tests {
     #[test]
     fn any_split_gives_the_same_items() {
         for &input in CORPUS {
-            let whole = run_with(Limits::default(), &[input]);
+            let whole = run_with(ParseLimits::default(), &[input]);
             for i in 0..=input.len() {
                 let (a, b) = input.split_at(i);
                 assert_eq!(
-                    run_with(Limits::default(), &[a, b]),
+                    run_with(ParseLimits::default(), &[a, b]),
                     whole,
                     "split at {i} of {:?}",
                     String::from_utf8_lossy(input)
                 );
                 for j in i..=input.len() {
                     let (b1, c) = b.split_at(j - i);
-                    assert_eq!(run_with(Limits::default(), &[a, b1, c]), whole);
+                    assert_eq!(run_with(ParseLimits::default(), &[a, b1, c]), whole);
                 }
             }
             let bytes: Vec<&[u8]> = input.chunks(1).collect();
-            assert_eq!(run_with(Limits::default(), &bytes), whole, "byte by byte");
+            assert_eq!(
+                run_with(ParseLimits::default(), &bytes),
+                whole,
+                "byte by byte"
+            );
         }
     }
 
     #[test]
     fn any_split_gives_the_same_error() {
-        let small = Limits {
+        let small = ParseLimits {
             max_line: 8,
             max_data: 12,
         };
@@ -719,7 +723,7 @@ mod tests {
                 cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
             ) {
                 let input: Vec<u8> = pieces.concat();
-                let whole = run_with(Limits::default(), &[&input]);
+                let whole = run_with(ParseLimits::default(), &[&input]);
                 let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
                 at.sort_unstable();
                 let mut chunks = Vec::new();
@@ -729,12 +733,12 @@ mod tests {
                     prev = a;
                 }
                 chunks.push(&input[prev..]);
-                prop_assert_eq!(run_with(Limits::default(), &chunks), whole);
+                prop_assert_eq!(run_with(ParseLimits::default(), &chunks), whole);
             }
 
             #[test]
             fn never_panics_and_stays_bounded(input in proptest::collection::vec(any::<u8>(), 0..512)) {
-                let small = Limits { max_line: 32, max_data: 64 };
+                let small = ParseLimits { max_line: 32, max_data: 64 };
                 let mut p = Parser::with_limits(small);
                 for c in input.chunks(7) {
                     let _ = p.feed(c, &mut |_| {});

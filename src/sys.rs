@@ -131,20 +131,29 @@ pub fn process_stats() -> ProcessStats {
         })
         .map_or(0, |pages| pages * page);
     let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
-    // SAFETY: getrusage writes into the struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let cpu_seconds = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
-        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        t(ru.ru_utime) + t(ru.ru_stime)
-    } else {
-        0.0
-    };
+    let (cpu_seconds, _) = rusage();
     ProcessStats {
         rss_bytes,
         open_fds,
         max_fds: fd_limit(),
         cpu_seconds,
     }
+}
+
+/// This process's CPU time (user plus system, seconds) and peak resident memory (bytes);
+/// zeros if `getrusage` fails. Shared by `sse-server`'s figures and `sse-load`'s report.
+pub fn rusage() -> (f64, u64) {
+    // SAFETY: rusage is plain data; getrusage writes into the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0.0, 0);
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (
+        t(ru.ru_utime) + t(ru.ru_stime),
+        (ru.ru_maxrss.max(0) as u64) * 1024,
+    )
 }
 
 /// Whether an accept error means "out of file descriptors".

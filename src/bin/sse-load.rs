@@ -1,18 +1,18 @@
 //! `sse-load`: parse the flags, raise the descriptor limit, run the load, print the report
 //! (and write the HTML and CSV ones), and exit 3 when a check failed.
 
-use sse_server::load::{self, Command};
+use sse_server::load::{self, LoadCommand};
 use sse_server::sys;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cfg = match load::parse_args(std::env::args().skip(1)) {
-        Ok(Command::Run(c)) => c,
-        Ok(Command::Help) => {
+        Ok(LoadCommand::Run(c)) => c,
+        Ok(LoadCommand::Help) => {
             print!("{}", load::args::help());
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Version) => {
+        Ok(LoadCommand::Version) => {
             println!("sse-load {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }

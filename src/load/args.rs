@@ -1,4 +1,4 @@
-//! Every knob of `sse-load`, parsed and validated once into a typed [`Config`], and the target
+//! Every knob of `sse-load`, parsed and validated once into a typed [`LoadConfig`], and the target
 //! URL, which must name a loopback address.
 //!
 //! **Invariant:** no IO: no name is resolved (only IP literals and `localhost`, which is taken
@@ -29,7 +29,7 @@ pub struct Target {
 
 /// The whole configuration of a run.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Config {
+pub struct LoadConfig {
     pub target: Target,
     /// Concurrent streams to open.
     pub connections: usize,
@@ -87,9 +87,9 @@ pub struct Thresholds {
     pub max_publish_errors: u64,
 }
 
-impl Default for Config {
+impl Default for LoadConfig {
     fn default() -> Self {
-        Config {
+        LoadConfig {
             target: parse_url(DEFAULT_URL).unwrap_or_else(|_| unreachable!("the default URL")),
             connections: 100,
             duration: Duration::from_secs(10),
@@ -111,7 +111,7 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl LoadConfig {
     /// The request every stream sends.
     pub fn request(&self) -> Vec<u8> {
         let mut r = format!(
@@ -132,15 +132,15 @@ impl Config {
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    Run(Box<Config>),
+pub enum LoadCommand {
+    Run(Box<LoadConfig>),
     Help,
     Version,
 }
 
 /// The `--help` text: every flag with its default.
 pub fn help() -> String {
-    let d = Config::default();
+    let d = LoadConfig::default();
     format!(
         "sse-load: open many Server-Sent Events streams against a server on this machine and
 measure them
@@ -224,8 +224,8 @@ when the run could not start.
 }
 
 /// Parses the arguments (without the program name).
-pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let mut cfg = Config::default();
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand, String> {
+    let mut cfg = LoadConfig::default();
     let mut url: Option<String> = None;
     let mut sources: Option<String> = None;
     let mut publish_url: Option<String> = None;
@@ -239,8 +239,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(&arg);
         match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
+            "-h" | "--help" => return Ok(LoadCommand::Help),
+            "-V" | "--version" => return Ok(LoadCommand::Version),
             "--json" => {
                 cfg.json = true;
                 continue;
@@ -378,7 +378,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
         cfg.source_addrs = parse_sources(&s, cfg.target.addr.ip())?;
     }
     cfg.threads = cfg.threads.min(cfg.connections);
-    Ok(Command::Run(Box::new(cfg)))
+    Ok(LoadCommand::Run(Box::new(cfg)))
 }
 
 /// A topic name: 1 to 256 bytes.
@@ -501,9 +501,9 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
 mod tests {
     use super::*;
 
-    fn run(args: &[&str]) -> Result<Config, String> {
+    fn run(args: &[&str]) -> Result<LoadConfig, String> {
         match parse_args(args.iter().map(|s| s.to_string()))? {
-            Command::Run(c) => Ok(*c),
+            LoadCommand::Run(c) => Ok(*c),
             other => panic!("{other:?}"),
         }
     }
@@ -695,8 +695,8 @@ mod tests {
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }
-        assert_eq!(parse_args(["--help".to_string()]), Ok(Command::Help));
-        assert_eq!(parse_args(["-V".to_string()]), Ok(Command::Version));
+        assert_eq!(parse_args(["--help".to_string()]), Ok(LoadCommand::Help));
+        assert_eq!(parse_args(["-V".to_string()]), Ok(LoadCommand::Version));
     }
 
     #[test]

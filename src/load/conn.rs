@@ -1,11 +1,11 @@
 //! One client stream's state machine, sans-IO: connect outcome, bytes and `now` in; the request
 //! bytes, a deadline, measurements and an end [`Reason`] out.
 //!
-//! The loop calls [`Conn::handle_connected`] once the TCP handshake is done, writes
-//! [`Conn::pending`] and reports it with [`Conn::on_sent`], feeds what it reads to
-//! [`Conn::handle_input`] (at most [`Conn::read_limit`] bytes at a time), and calls
-//! [`Conn::handle_timeout`] when [`Conn::timeout`] has passed. Any `Err(reason)` (or
-//! [`Conn::handle_eof`]) ends the stream: the loop counts it with [`Stats::end`] and drops it.
+//! The loop calls [`Stream::handle_connected`] once the TCP handshake is done, writes
+//! [`Stream::pending`] and reports it with [`Stream::on_sent`], feeds what it reads to
+//! [`Stream::handle_input`] (at most [`Stream::read_limit`] bytes at a time), and calls
+//! [`Stream::handle_timeout`] when [`Stream::timeout`] has passed. Any `Err(reason)` (or
+//! [`Stream::handle_eof`]) ends the stream: the loop counts it with [`Stats::end`] and drops it.
 //!
 //! Memory: an open stream is this struct (about 200 bytes) plus the event parser's small
 //! buffers; the response head is kept (up to [`ConnConfig::max_head`]) only while it is
@@ -14,7 +14,7 @@
 //! **Invariant:** no socket, no clock: time comes in as [`Now`]; nothing panics on the peer's
 //! bytes.
 
-use super::http::{self, BodyKind, BodyReader, Head};
+use super::response::{self, BodyKind, BodyReader, Head};
 use super::stats::{content_timestamp_us, parse_id, Reason, Stats};
 use crate::event_stream::{self, Item, Parser};
 
@@ -28,7 +28,7 @@ pub struct ConnConfig {
     /// Largest response head accepted.
     pub max_head: usize,
     /// Caps for the event stream.
-    pub limits: event_stream::Limits,
+    pub limits: event_stream::ParseLimits,
     /// The `Last-Event-ID` sent, which is also the parser's starting last event ID.
     pub last_event_id: Option<String>,
 }
@@ -39,7 +39,7 @@ impl Default for ConnConfig {
             connect_timeout_ms: 5_000,
             headers_timeout_ms: 10_000,
             max_head: 16 * 1024,
-            limits: event_stream::Limits::default(),
+            limits: event_stream::ParseLimits::default(),
             last_event_id: None,
         }
     }
@@ -87,7 +87,7 @@ struct Track {
 
 /// One stream. See the module docs.
 #[derive(Debug)]
-pub struct Conn {
+pub struct Stream {
     phase: Phase,
     /// When the connect started, then when it finished (the request's start).
     mark_us: u64,
@@ -95,14 +95,14 @@ pub struct Conn {
     track: Track,
 }
 
-impl Conn {
+impl Stream {
     /// A stream whose connect starts now.
     pub fn new(now: Now, cfg: &ConnConfig) -> Self {
         let parser = match &cfg.last_event_id {
             Some(id) => Parser::with_last_event_id(cfg.limits, id.as_bytes()),
             None => Parser::with_limits(cfg.limits),
         };
-        Conn {
+        Stream {
             phase: Phase::Connecting {
                 deadline_ms: now.ms() + cfg.connect_timeout_ms,
             },
@@ -225,7 +225,7 @@ impl Conn {
         stats: &mut Stats,
     ) -> Result<(), Reason> {
         let resp = loop {
-            match http::parse_head(data) {
+            match response::parse_head(data) {
                 Ok(Head::Interim(len)) => data = &data[len..],
                 Ok(Head::Complete(resp)) => break resp,
                 Ok(Head::Partial) => {
@@ -262,7 +262,7 @@ impl Conn {
     }
 
     fn on_body(&mut self, data: &[u8], now: Now, stats: &mut Stats) -> Result<(), Reason> {
-        let Conn {
+        let Stream {
             phase,
             parser,
             track,
@@ -370,8 +370,8 @@ mod tests {
     }
 
     /// A stream connected at 0 ms with its request sent.
-    fn open(cfg: &ConnConfig, stats: &mut Stats) -> Conn {
-        let mut c = Conn::new(at(0), cfg);
+    fn open(cfg: &ConnConfig, stats: &mut Stats) -> Stream {
+        let mut c = Stream::new(at(0), cfg);
         assert_eq!(c.timeout(), Some(cfg.connect_timeout_ms));
         c.handle_connected(at(1), cfg, stats);
         assert_eq!(c.pending(REQUEST), Some(REQUEST));
@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(c.read_limit(&cfg), usize::MAX);
         // A parser cap is a parse error.
         let small = ConnConfig {
-            limits: event_stream::Limits {
+            limits: event_stream::ParseLimits {
                 max_line: 8,
                 max_data: 8,
             },
@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn timeouts_and_early_close() {
         let cfg = ConnConfig::default();
-        let c = Conn::new(at(0), &cfg);
+        let c = Stream::new(at(0), &cfg);
         assert_eq!(c.handle_timeout(at(4_999)), None);
         assert_eq!(c.handle_timeout(at(5_000)), Some(Reason::ConnectTimeout));
         assert!(!c.wants_read());

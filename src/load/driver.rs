@@ -1,7 +1,7 @@
 //! The event loops: the only part of `sse-load` that touches sockets, `mio`, threads and clocks.
 //!
 //! [`run`] starts `--threads` loops; each owns a share of the streams (every `threads`-th one),
-//! of the connect rate and of the in-flight budget, a slab of [`Conn`]s indexed by token, a
+//! of the connect rate and of the in-flight budget, a slab of [`Stream`]s indexed by token, a
 //! [`TimerWheel`] holding each handshake's deadline, its [`Stats`], and one read buffer shared
 //! by all its streams. The calling thread prints nothing itself: once a second it hands a
 //! [`Progress`] (summed from counters each loop publishes) to a callback, and at the end it
@@ -14,13 +14,13 @@
 //! instead of paying a second `read` for the `WouldBlock`. It still reads to the end when the
 //! event said the peer closed, so a close is never missed.
 //!
-//! **Invariant:** after any call into a [`Conn`] the loop either drops the stream (counting its
-//! reason) or re-arms its timer from [`Conn::timeout`]; a handshake always has a deadline.
+//! **Invariant:** after any call into a [`Stream`] the loop either drops the stream (counting its
+//! reason) or re-arms its timer from [`Stream::timeout`]; a handshake always has a deadline.
 //! **Invariant:** connections go only to the configured loopback target (checked by
 //! [`super::args::parse_url`]), from the configured loopback sources.
 
-use super::args::Config;
-use super::conn::{Conn, ConnConfig, Now};
+use super::args::LoadConfig;
+use super::conn::{ConnConfig, Now, Stream};
 use super::publish::{PublishStats, Publisher};
 use super::report::{Report, Sample};
 use super::stats::{Reason, Stats};
@@ -85,7 +85,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn for_loop(cfg: &Config, i: usize) -> Plan {
+    fn for_loop(cfg: &LoadConfig, i: usize) -> Plan {
         let t = cfg.threads.max(1);
         let n = cfg.connections;
         let count = n / t + usize::from(i < n % t);
@@ -170,7 +170,7 @@ impl Progress {
 
 /// Runs the whole load, calling `on_progress` about once a second, and returns the report.
 /// Errors only when the loops cannot be set up (no poller, no thread).
-pub fn run(cfg: &Config, mut on_progress: impl FnMut(&Progress)) -> io::Result<Report> {
+pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Result<Report> {
     let (cpu0, _) = rusage();
     let start = Instant::now();
     let wall_us = SystemTime::now()
@@ -467,7 +467,7 @@ fn drive_publisher(
 /// One stream's socket, state and remembered readiness.
 struct Slot {
     sock: TcpStream,
-    conn: Conn,
+    conn: Stream,
     readable: bool,
     writable: bool,
     /// An event said the peer closed (or errored): read to the end, no shortcut.
@@ -595,7 +595,7 @@ impl Loop {
                 return;
             }
         };
-        let conn = Conn::new(now, &self.setup.conn);
+        let conn = Stream::new(now, &self.setup.conn);
         let deadline = conn.timeout();
         let k = self.slab.insert(Slot {
             sock,
@@ -806,20 +806,7 @@ fn set_bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
     }
 }
 
-/// This process's CPU time (user plus system, seconds) and peak resident memory (bytes).
-fn rusage() -> (f64, u64) {
-    // SAFETY: rusage is plain data; getrusage writes into the struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return (0.0, 0);
-    }
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    (
-        t(ru.ru_utime) + t(ru.ru_stime),
-        (ru.ru_maxrss.max(0) as u64) * 1024,
-    )
-}
+use crate::sys::rusage;
 
 #[cfg(test)]
 mod tests {
@@ -828,12 +815,12 @@ mod tests {
 
     #[test]
     fn plans_split_the_work() {
-        let cfg = Config {
+        let cfg = LoadConfig {
             connections: 10,
             threads: 3,
             rate: 300.0,
             max_inflight: 30,
-            ..Config::default()
+            ..LoadConfig::default()
         };
         let plans: Vec<Plan> = (0..3).map(|i| Plan::for_loop(&cfg, i)).collect();
         assert_eq!(plans.iter().map(|p| p.count).sum::<usize>(), 10);
@@ -849,12 +836,12 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
-        let cfg = Config {
+        let cfg = LoadConfig {
             target: parse_url(&format!("http://127.0.0.1:{port}/sse")).unwrap(),
             connections: 20,
             duration: Duration::from_millis(300),
             rate: 0.0,
-            ..Config::default()
+            ..LoadConfig::default()
         };
         let report = run(&cfg, |_| {}).unwrap();
         assert_eq!(report.stats.failed.get(&Reason::ConnectRefused), Some(&20));

@@ -407,7 +407,7 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::args::Config;
+    use crate::load::args::LoadConfig;
     use crate::load::stats::Stats;
 
     #[test]
@@ -416,7 +416,7 @@ mod tests {
         for v in [300, 450, 800, 2_000, 2_100] {
             stats.connect_us.record(v);
         }
-        let mut r = Report::new(&Config::default(), stats, 2.0, 0.1, 1);
+        let mut r = Report::new(&LoadConfig::default(), stats, 2.0, 0.1, 1);
         r.url = "http://127.0.0.1:1/sse?topic=<b>&x".into();
         for i in 1..=3 {
             r.series.push(Sample {

@@ -29,12 +29,12 @@ pub mod args;
 pub mod conn;
 pub mod driver;
 pub mod html;
-pub mod http;
 pub mod hub;
 pub mod publish;
 pub mod report;
+pub mod response;
 pub mod stats;
 
-pub use args::{parse_args, Command, Config};
+pub use args::{parse_args, LoadCommand, LoadConfig};
 pub use driver::{run, Progress};
 pub use report::Report;

@@ -22,8 +22,8 @@
 
 use super::args::Target;
 use super::conn::Now;
-use super::http::{self, BodyKind, BodyReader, Head};
 use super::hub::Payload;
+use super::response::{self, BodyKind, BodyReader, Head};
 use super::stats::Histogram;
 use std::collections::BTreeMap;
 
@@ -336,7 +336,7 @@ impl Publisher {
             f.head.extend_from_slice(data);
             let mut skip = 0;
             let resp = loop {
-                match http::parse_head(&f.head[skip..]) {
+                match response::parse_head(&f.head[skip..]) {
                     Ok(Head::Interim(len)) => skip += len,
                     Ok(Head::Complete(r)) => break r,
                     Ok(Head::Partial) if f.head.len() <= MAX_HEAD => return Ok(()),

@@ -8,7 +8,7 @@
 //!
 //! **Invariant:** no IO; formatting only.
 
-use super::args::{Config, Thresholds};
+use super::args::{LoadConfig, Thresholds};
 use super::publish::PublishStats;
 use super::stats::{Histogram, Stats};
 use serde_json::{json, Map, Value};
@@ -65,7 +65,13 @@ pub struct Report {
 
 impl Report {
     /// Assembles the report.
-    pub fn new(cfg: &Config, stats: Stats, elapsed_s: f64, cpu_s: f64, max_rss_bytes: u64) -> Self {
+    pub fn new(
+        cfg: &LoadConfig,
+        stats: Stats,
+        elapsed_s: f64,
+        cpu_s: f64,
+        max_rss_bytes: u64,
+    ) -> Self {
         Report {
             url: cfg.target.url.clone(),
             connections: cfg.connections,
@@ -550,7 +556,7 @@ mod tests {
 
     #[test]
     fn both_forms_carry_the_figures() {
-        let cfg = Config::default();
+        let cfg = LoadConfig::default();
         let mut stats = Stats {
             established: 2,
             frames: 10,
@@ -603,7 +609,7 @@ mod tests {
 
     #[test]
     fn checks_and_hub_figures() {
-        let mut cfg = Config::default();
+        let mut cfg = LoadConfig::default();
         cfg.thresholds.max_p99_ms = Some(2.0);
         cfg.thresholds.max_missing = 1;
         let mut stats = Stats {
@@ -661,7 +667,7 @@ mod tests {
 
     #[test]
     fn csv_rows_per_second() {
-        let mut r = Report::new(&Config::default(), Stats::default(), 3.0, 0.0, 0);
+        let mut r = Report::new(&LoadConfig::default(), Stats::default(), 3.0, 0.0, 0);
         for (i, frames) in [0u64, 500, 500, 1000].into_iter().enumerate() {
             r.series.push(Sample {
                 t_s: i as f64 + 1.0,

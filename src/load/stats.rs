@@ -398,18 +398,9 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// A decimal id (ASCII digits only, no sign, fits `u64`), as servers that number frames send.
-pub fn parse_id(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
+/// A decimal id (ASCII digits only, no sign, fits `u64`), as servers that number frames send:
+/// the server's own decimal parser, so client and server agree on what an id is.
+pub use crate::http::parse_u64 as parse_id;
 
 /// The timestamp of a frame whose data carries `"content":"<ISO 8601 date>"` (the seed's frame
 /// and its peers'), in microseconds since the Unix epoch.
