@@ -137,22 +137,6 @@ impl Server {
             loops.push(EventLoop::new(i, listener, shared.clone())?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
-        {
-            // The figures of /metrics/stream: one sample a second (the /proc reads happen
-            // here, never in a loop's connection code).
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("sse-figures".into())
-                .spawn(move || {
-                    while !shared.stop.load(Ordering::Relaxed) {
-                        let unix_ms = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as i64);
-                        shared.metrics.sample(unix_ms, &sys::process_stats());
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                })?;
-        }
         let _ = wakers_cell.set(wakers.clone());
         let threads = loops
             .into_iter()
@@ -476,7 +460,7 @@ impl EventLoop {
                 }
             }
             self.fire_timers();
-            self.log_overload();
+            self.each_second();
             if self.st.local.sweep_due() {
                 let slab = &self.slab;
                 self.st.local.sweep(|k, g| alive(slab, k, g));
@@ -500,7 +484,9 @@ impl EventLoop {
             .wheel
             .next_wakeup()
             .map(|t| (t + slack - offset).div_ceil(slack) * slack + offset - slack);
-        let candidates = [timers, self.accept_again_at, self.drain_deadline];
+        // Loop 0 wakes once a second at least, to sample the figures.
+        let second = (self.id == 0).then_some(self.overload_check_at);
+        let candidates = [timers, self.accept_again_at, self.drain_deadline, second];
         let next = candidates.into_iter().flatten().min()?;
         Some(Duration::from_millis(next.saturating_sub(now)))
     }
@@ -518,13 +504,18 @@ impl EventLoop {
         }
     }
 
-    /// One line when streams were refused or connections shed since the last look.
-    fn log_overload(&mut self) {
-        let now = self.now().ms;
-        if now < self.overload_check_at {
+    /// Once a second: loop 0 samples the figures of `/metrics/stream` (a small `/proc` read and
+    /// `getrusage`, here rather than on a thread of their own, whose allocator arena alone
+    /// would cost more memory than a thousand streams); every loop logs overload if any.
+    fn each_second(&mut self) {
+        let now = self.now();
+        if now.ms < self.overload_check_at {
             return;
         }
-        self.overload_check_at = now + 1000;
+        self.overload_check_at = now.ms + 1000;
+        if self.id == 0 {
+            self.shared.metrics.sample(now.unix_ms, &sys::light_stats());
+        }
         let shard = self.shared.metrics.shard(self.id);
         let seen = (shard.streams_rejected.get(), shard.streams_shed.get());
         if seen != self.overload_seen {
@@ -607,10 +598,15 @@ impl EventLoop {
                 let Some([a, b]) = conn.poll_transmit(now, &mut ctx, &mut self.scratch) else {
                     break;
                 };
-                let (n, wrote) = match slot
-                    .sock
-                    .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-                {
+                // A frame is one slice: plain write(2), which the kernel serves with less work
+                // than writev(2) (no iovec to import); a head and a body go out together.
+                let written = if b.is_empty() {
+                    slot.sock.write(a)
+                } else {
+                    slot.sock
+                        .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                };
+                let (n, wrote) = match written {
                     Ok(0) => (0, Err(())),
                     Ok(n) => (n, Ok(true)),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, Ok(true)),

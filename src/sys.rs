@@ -140,6 +140,21 @@ pub fn process_stats() -> ProcessStats {
     }
 }
 
+/// The figures that are cheap to read every second: RSS and CPU time (no descriptor count,
+/// which walks `/proc/self/fd`: one entry per stream).
+pub fn light_stats() -> ProcessStats {
+    let rss_bytes = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096);
+    ProcessStats {
+        rss_bytes,
+        open_fds: 0,
+        max_fds: 0,
+        cpu_seconds: rusage().0,
+    }
+}
+
 /// This process's CPU time (user plus system, seconds) and peak resident memory (bytes);
 /// zeros if `getrusage` fails. Shared by `sse-server`'s figures and `sse-load`'s report.
 pub fn rusage() -> (f64, u64) {

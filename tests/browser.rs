@@ -1121,3 +1121,86 @@ fn dashboard_charts_update_under_load() {
         errors.join("\n")
     );
 }
+
+/// Publishes a private event with the static publish token.
+fn publish_private(addr: SocketAddr, topic: &str, data: &str) {
+    let body = format!(
+        "topic={}&data={}&private=on",
+        form_escape(topic),
+        form_escape(data)
+    );
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: Bearer pub\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let r = common::read_response(&mut s);
+    assert_eq!(r.status, 200, "publish refused: {}", r.text());
+}
+
+#[test]
+fn a_pasted_token_shows_a_private_topic() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    let key = "a-browser-test-key-long-enough-for-hs256";
+    let server = Server::start(&["--jwt-key", key, "--publish-token", "pub"]);
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 800);
+    b.goto(&format!("http://{}/?topic=chat/42", server.addr));
+    wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    // Without a token the private event is not shown, a public one is.
+    publish_private(server.addr, "chat/42", "secret one");
+    let public = {
+        let body = "topic=chat%2F42&data=public";
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        write!(
+            s,
+            "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: Bearer pub\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        common::read_response(&mut s).text()
+    };
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.contains(&public));
+    assert_eq!(v.ids, [public.clone()], "{v:?}");
+    // Paste a token that may read chat/42 and subscribe again: the cookie carries it.
+    let exp = unix_ms() / 1000 + 600;
+    let token = sse_server::jwt::sign_hs256(
+        key.as_bytes(),
+        &format!(r#"{{"mercure":{{"subscribe":["chat/*"],"publish":["chat/*"]}},"exp":{exp}}}"#),
+    );
+    b.exec(
+        "document.getElementById('token').value = arguments[0];
+         document.getElementById('unsubscribe').click();
+         document.getElementById('subscribe').click();",
+        json!([token]),
+    );
+    wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    publish_private(server.addr, "chat/42", "secret two");
+    let v = wait_hub(&b, Duration::from_secs(3), |v| {
+        v.rows.iter().any(|r| r.3.contains("secret two"))
+    });
+    assert!(v.rows.iter().any(|r| r.3.contains("secret two")), "{v:?}");
+    // The page publishes a private event with the same token (as a Bearer token).
+    b.exec(
+        "document.getElementById('pub-data').value = 'from the page';
+         document.getElementById('pub-private').checked = true;
+         document.getElementById('publish').click();",
+        json!([]),
+    );
+    let v = wait_hub(&b, Duration::from_secs(3), |v| {
+        v.rows.iter().any(|r| r.3.contains("from the page"))
+    });
+    assert!(
+        v.rows.iter().any(|r| r.3.contains("from the page")),
+        "{v:?}"
+    );
+    assert!(console_errors(&b).is_empty(), "{:?}", console_errors(&b));
+}

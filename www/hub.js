@@ -33,6 +33,8 @@
     pubTopic: $("pub-topic"),
     pubType: $("pub-type"),
     pubData: $("pub-data"),
+    pubPrivate: $("pub-private"),
+    token: $("token"),
     demo: $("demo"),
     pubResult: $("pub-result"),
   };
@@ -303,8 +305,24 @@
 
   let current = null;
 
+  // A subscriber token travels as the `mercureAuthorization` cookie (same-origin EventSource
+  // sends cookies; the token stays out of addresses and logs). Every tab of the page shares
+  // the cookie, as it shares the connection.
+  const TOKEN_COOKIE = "mercureAuthorization";
+
+  function applyToken() {
+    const t = ui.token.value.trim();
+    if (t && /^[A-Za-z0-9_.-]+$/.test(t)) {
+      document.cookie = `${TOKEN_COOKIE}=${t}; path=/; SameSite=Strict`;
+      return t;
+    }
+    document.cookie = `${TOKEN_COOKIE}=; path=/; max-age=0; SameSite=Strict`;
+    return "";
+  }
+
   function subscribe(topics) {
-    if (current && current.name === `sse-hub?${topicQuery(topics)}`) return;
+    const token = applyToken();
+    if (current && current.name === `sse-hub?${topicQuery(topics)}` && current.token === token) return;
     if (current) current.stop();
     current = null;
     // Another subscription is another cursor: forget what the previous one showed.
@@ -317,6 +335,7 @@
     for (const t of address.getAll("type")) q.append("type", t);
     history.replaceState(null, "", `?${q}`);
     current = new Subscription(topics);
+    current.token = token;
     current.start();
   }
 
@@ -342,7 +361,11 @@
   async function publish(topic, type, data) {
     const body = new URLSearchParams({ topic, data });
     if (type) body.set("type", type);
-    const res = await fetch("/publish", { method: "POST", body });
+    if (ui.pubPrivate.checked) body.set("private", "on");
+    const headers = {};
+    const token = ui.token.value.trim();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const res = await fetch("/publish", { method: "POST", body, headers });
     const text = (await res.text()).trim();
     if (!res.ok) throw new Error(text || `HTTP ${res.status}`);
     return text;
