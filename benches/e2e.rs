@@ -464,6 +464,7 @@ fn main() {
         print_table("Logging on and off", &case, &rows);
     }
     hub_scenarios(&want, &wanted);
+    stop_bench_redis();
 }
 
 /// A hub to measure: how to start it, and where to subscribe and publish.
@@ -474,6 +475,61 @@ struct Hub {
     sub_path: &'static str,
     pub_path: &'static str,
     format: &'static str,
+}
+
+/// A `redis-server` for the "sse-server + Redis" rows, started once per bench run on a free
+/// loopback port (persistence off) and left to end with the bench process's process group;
+/// `None` when `redis-server` is not installed.
+fn bench_redis() -> Option<u16> {
+    static PORT: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        let program = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("sse-bench-redis-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let child = Command::new(program)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()?;
+        // Ended when the bench exits (the child is killed by the guard below).
+        static GUARD: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+        GUARD.lock().unwrap().push(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(port)
+    })
+}
+
+/// Stops the bench's `redis-server` (call at the end of `main`).
+fn stop_bench_redis() {
+    if let Some(port) = bench_redis() {
+        // SHUTDOWN NOSAVE over a plain connection: no client library in the bench.
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            let _ = s.write_all(b"SHUTDOWN NOSAVE\r\n");
+        }
+    }
 }
 
 fn nchan_run() -> PathBuf {
@@ -492,6 +548,28 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         pub_path: "/publish",
         format: "form",
     }];
+    if let Some(port) = bench_redis() {
+        let _ = port;
+        found.push(Hub {
+            name: "sse-server + Redis",
+            command: |port| {
+                let mut c = Command::new(SSE_SERVER);
+                let url = format!("redis://127.0.0.1:{}", bench_redis().unwrap_or(6379));
+                c.args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--redis",
+                    &url,
+                ]);
+                c
+            },
+            sub_path: "/sse?topic=bench",
+            pub_path: "/publish",
+            format: "form",
+        });
+    }
     let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so");
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .iter()

@@ -279,8 +279,11 @@ impl Hub {
     }
 
     /// Stores events read from the shared log (oldest first), skipping any not after the
-    /// last one stored (a repeat) or whose id cannot be read; wakes every loop.
-    pub fn append_log(&self, events: Vec<(String, Publish)>, now_us: u64) -> usize {
+    /// last one stored (a repeat) or whose id cannot be read; wakes every loop. `backfill`:
+    /// these are the log's last entries loaded at start, so whatever came before the first of
+    /// them is not here (a resume from before it is a gap); an empty backfill means the log
+    /// was empty, and nothing came before.
+    pub fn append_log(&self, events: Vec<(String, Publish)>, now_us: u64, backfill: bool) -> usize {
         let mut h = self.lock();
         let mut added = 0;
         for (id, p) in events {
@@ -290,10 +293,8 @@ impl Hub {
             if seq < h.next {
                 continue;
             }
-            if h.events.is_empty() && h.evicted == 0 && added == 0 {
-                // The first entries this instance sees (its backfill): whatever came before
-                // them is not here, so a resume from before them is a gap.
-                h.evicted = seq - 1;
+            if backfill && added == 0 {
+                h.evicted = h.evicted.max(seq - 1);
             }
             let ev = Arc::new(Event {
                 seq,
@@ -901,10 +902,10 @@ mod tests {
     fn log_entries_are_stored_once_in_order_and_resume_by_their_ids() {
         let h = log_hub(3);
         // The backfill: what came before it is not here.
-        h.append_log(vec![entry("100-0", "a"), entry("100-1", "a")], 0);
+        h.append_log(vec![entry("100-0", "a"), entry("100-1", "a")], 0, true);
         // A repeat (a reconnect that read an entry again) is ignored.
         assert_eq!(
-            h.append_log(vec![entry("100-1", "a"), entry("105-0", "a")], 0),
+            h.append_log(vec![entry("100-1", "a"), entry("105-0", "a")], 0, false),
             1
         );
         let mut l = LocalHub::new(h.clone(), 0);
@@ -930,7 +931,7 @@ mod tests {
                 ..
             }
         ));
-        h.append_log(vec![entry("106-0", "a")], 0);
+        h.append_log(vec![entry("106-0", "a")], 0, false);
         l.sync();
         assert_eq!(l.evicted(), h.parse_id(b"100-0").unwrap());
         assert_eq!(
@@ -968,5 +969,21 @@ mod tests {
         let sel = |s: &str| Some(Box::new(crate::jwt::Selectors::new([s])));
         assert!(l.matches(&Filter::All(sel("chat/*")), 0, &ev));
         assert!(!l.matches(&Filter::All(sel("news/*")), 0, &ev));
+    }
+
+    #[test]
+    fn the_first_entries_of_an_empty_log_are_not_a_gap() {
+        let h = log_hub(100);
+        h.append_log(Vec::new(), 0, true);
+        let mut l = LocalHub::new(h.clone(), 0);
+        assert_eq!(l.start(None), Start::From(0));
+        h.append_log(vec![entry("100-0", "a")], 0, false);
+        l.sync();
+        assert_eq!(
+            l.evicted(),
+            0,
+            "nothing was dropped: a cursor at 0 gets the event"
+        );
+        assert_eq!(l.after(0).count(), 1);
     }
 }

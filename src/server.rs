@@ -958,12 +958,15 @@ impl std::error::Error for LogError {}
 struct HubSink {
     hub: Arc<Hub>,
     epoch: Instant,
+    /// The first delivery is the backfill (see `Hub::append_log`).
+    backfilled: AtomicBool,
 }
 
 impl Sink for HubSink {
     fn on_events(&self, events: Vec<(String, Publish)>) {
         let now_us = self.epoch.elapsed().as_micros() as u64;
-        self.hub.append_log(events, now_us);
+        let backfill = !self.backfilled.swap(true, Ordering::AcqRel);
+        self.hub.append_log(events, now_us, backfill);
     }
 
     fn on_state(&self, up: bool, reason: &str) {
@@ -985,6 +988,7 @@ fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridg
     let sink = Arc::new(HubSink {
         hub: hub.clone(),
         epoch: Instant::now(),
+        backfilled: AtomicBool::new(false),
     });
     Bridge::start(cfg, sink)
         .map(Arc::new)

@@ -70,6 +70,8 @@ impl Sub {
             while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
                 let block: Vec<u8> = self.pending.drain(..end + 2).collect();
                 let text = String::from_utf8(block).unwrap();
+                // Every test here expects every event: a reset would be a lost one.
+                assert!(!text.contains("event: reset"), "unexpected {text:?}");
                 let id = text.lines().find_map(|l| l.strip_prefix("id: "));
                 let data = text.lines().find_map(|l| l.strip_prefix("data: "));
                 if let (Some(id), Some(data)) = (id, data) {
