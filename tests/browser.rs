@@ -1169,7 +1169,7 @@ fn a_pasted_token_shows_a_private_topic() {
         common::read_response(&mut s).text()
     };
     let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.contains(&public));
-    assert_eq!(v.ids, [public.clone()], "{v:?}");
+    assert_eq!(v.ids, std::slice::from_ref(&public), "{v:?}");
     // Paste a token that may read chat/42 and subscribe again: the cookie carries it.
     let exp = unix_ms() / 1000 + 600;
     let token = sse_server::jwt::sign_hs256(
