@@ -47,6 +47,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const ACCEPT_BUDGET: usize = 256;
 /// How long accepting pauses when no file descriptor is left and none could be freed.
 const ACCEPT_BACKOFF_MS: u64 = 100;
+/// Subscribers written to before the loop looks at other events again during a fan-out.
+const FANOUT_CHUNK: usize = 64;
 /// Timers fired between two readings of the clocks (a frame's date is at most this stale).
 const CLOCK_REFRESH_EVERY: u32 = 4;
 
@@ -348,6 +350,10 @@ struct EventLoop {
     overload_check_at: u64,
     /// Answers given later (publishes stored by the shared log) come back through here.
     completions: std::sync::mpsc::Receiver<Completion>,
+    /// Slab keys of the subscribers new events concern, and how far the fan-out has gone.
+    audience_at: usize,
+    /// Scratch for the keys of the latest events (reused).
+    audience_new: Vec<u32>,
     /// Slab keys of the subscribers a batch of published events concerns (reused).
     audience: Vec<u32>,
     /// More connections may be waiting in the backlog (budget ran out, or accepting paused).
@@ -400,6 +406,8 @@ impl EventLoop {
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             scratch: Vec::with_capacity(256),
             audience: Vec::new(),
+            audience_at: 0,
+            audience_new: Vec::new(),
             accept_again_at: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
             drain_deadline: None,
@@ -430,7 +438,12 @@ impl EventLoop {
                     return;
                 }
             }
-            let timeout = self.poll_timeout(now.ms);
+            // A fan-out in progress: look at other events without waiting, then go on with it.
+            let timeout = if self.audience.is_empty() {
+                self.poll_timeout(now.ms)
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -460,6 +473,9 @@ impl EventLoop {
                 }
             }
             self.fire_timers();
+            if !self.audience.is_empty() {
+                self.fan_out_some();
+            }
             self.each_second();
             if self.st.local.sweep_due() {
                 let slab = &self.slab;
@@ -551,16 +567,29 @@ impl EventLoop {
 
     /// Mirrors newly published events and hands them to this loop's subscribers.
     fn fan_out(&mut self) {
-        let Some((first, last)) = self.st.local.sync() else {
-            return;
-        };
-        let slab = &self.slab;
-        self.st
-            .local
-            .audience(first, last, |k, g| alive(slab, k, g), &mut self.audience);
+        if let Some((first, last)) = self.st.local.sync() {
+            let slab = &self.slab;
+            let mut more = std::mem::take(&mut self.audience_new);
+            self.st
+                .local
+                .audience(first, last, |k, g| alive(slab, k, g), &mut more);
+            // A subscriber already waiting its turn is served everything new then: its cursor
+            // takes all of it in one write, and a second visit finds nothing to do.
+            self.audience.extend_from_slice(&more);
+            more.clear();
+            self.audience_new = more;
+        }
+        self.fan_out_some();
+    }
+
+    /// Drives the next [`FANOUT_CHUNK`] subscribers waiting for new events; the loop comes
+    /// back for the rest after serving whatever else is ready (so a publish or a page request
+    /// on this loop waits for one chunk, not for the whole fan-out).
+    fn fan_out_some(&mut self) {
         let keys = std::mem::take(&mut self.audience);
+        let end = (self.audience_at + FANOUT_CHUNK).min(keys.len());
         let mut now = self.now();
-        for (i, &k) in keys.iter().enumerate() {
+        for (i, &k) in keys[self.audience_at..end].iter().enumerate() {
             if i % 64 == 63 {
                 // A long fan-out: keep the times taken for latency figures honest.
                 now = self.now();
@@ -568,6 +597,11 @@ impl EventLoop {
             self.drive(k as usize, now);
         }
         self.audience = keys;
+        self.audience_at = end;
+        if end >= self.audience.len() {
+            self.audience.clear();
+            self.audience_at = 0;
+        }
     }
 
     fn on_timer(&mut self, k: usize, now: Now) {

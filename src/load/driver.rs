@@ -185,8 +185,13 @@ pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resu
         end_us: cfg.duration.as_micros() as u64,
         warmup_us: cfg.warmup.as_micros() as u64,
         // Any value that differs between runs will do: it only tells this run's events from
-        // an older run's replayed by a hub's history.
-        run_id: (wall_us ^ (u64::from(std::process::id()) << 40)) & ((1 << 53) - 1),
+        // an older run's replayed by a hub's history. Several sse-load processes measuring one
+        // run (subscribers on several instances, one publisher) share it through
+        // SSE_LOAD_RUN_ID.
+        run_id: std::env::var("SSE_LOAD_RUN_ID")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or((wall_us ^ (u64::from(std::process::id()) << 40)) & ((1 << 53) - 1)),
     });
     let threads = cfg.threads.clamp(1, cfg.connections.max(1));
     let (done_tx, done_rx) = mpsc::channel::<()>();
