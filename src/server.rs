@@ -797,9 +797,7 @@ impl EventLoop {
         let mut outcome = Shed::NothingWaiting;
         if let Ok((mut sock, _)) = listener.accept() {
             outcome = Shed::Answered;
-            let mut head = [0u8; 512];
-            let n = sock.read(&mut head).unwrap_or(0);
-            let wants_stream = n == 0 || head[..n].windows(4).any(|w| w == b"/sse");
+            let wants_stream = wants_stream(&mut sock);
             let reply = if wants_stream {
                 Reply::stream_refused(self.st.rng.jitter(self.shared.conn.reconnect_ms))
             } else {
@@ -920,6 +918,38 @@ fn jwt_verifier(config: &Config) -> io::Result<Option<crate::jwt::Verifier>> {
         );
     }
     Ok(Some(crate::jwt::Verifier::new(&key, config.jwt_leeway_ms)))
+}
+
+/// Whether a connection accepted while out of descriptors asks for a stream: its request
+/// line's target is read (waiting up to 20 ms for it, in this rare state only) and a stream is
+/// a target under `/sse` or `/metrics/stream`. Unknown (nothing arrived) counts as a stream,
+/// whose refusal an EventSource obeys and any other client reads as a plain close.
+fn wants_stream(sock: &mut TcpStream) -> bool {
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_millis(20);
+    loop {
+        match sock.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        // "METHOD SP target SP": the target is complete once a second space arrived.
+        let line = &head[..n];
+        if line.iter().filter(|&&b| b == b' ').count() >= 2 || n == head.len() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let line = &head[..n];
+    let Some(target) = line.split(|&b| b == b' ').nth(1) else {
+        return true;
+    };
+    target.starts_with(b"/sse") || target.starts_with(b"/metrics/stream")
 }
 
 /// The log line of an answered request (streams are logged when they end).

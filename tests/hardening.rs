@@ -437,6 +437,30 @@ fn out_of_descriptors_sheds_without_spinning_and_recovers() {
         "{} streams, {refused} refused",
         streams.len()
     );
+    // Anything but a stream gets 503 with Retry-After and a Date, whatever arrives when: a
+    // health check must not read 200 on a saturated server.
+    for (first, rest) in [
+        ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", ""),
+        ("GET /no", "pe HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", ""),
+    ] {
+        let mut s = server.connect();
+        // The server may accept (and have to answer) before the request arrives.
+        std::thread::sleep(Duration::from_millis(5));
+        s.write_all(first.as_bytes()).unwrap();
+        if !rest.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+            let _ = s.write_all(rest.as_bytes());
+        }
+        let r = read_response(&mut s);
+        assert_eq!(r.status, 503, "{first}: {}", r.head);
+        assert!(
+            r.header("retry-after").is_some() && r.header("date").is_some(),
+            "{}",
+            r.head
+        );
+        refused += 1;
+    }
     // The loop does not spin while out of descriptors...
     let cpu0 = server.cpu_seconds();
     std::thread::sleep(Duration::from_secs(1));
