@@ -19,12 +19,14 @@
 use crate::config::Config;
 use crate::conn::{Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
 use crate::http::Status;
-use crate::hub::{Hub, Ids, LocalHub, Publish};
+use crate::hub::{Hub, Ids, LocalHub};
+use crate::listen::{bind, is_mapped_loopback};
 use crate::log::{self, V};
 use crate::metrics::Metrics;
-use crate::redis_bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink};
 use crate::response::{Reply, Then};
 use crate::routes::{self, App, Peer};
+pub use crate::setup::LogError;
+use crate::setup::{epoch_tag, jwt_verifier, render_log, start_log};
 use crate::slab::Slab;
 use crate::sse::Dates;
 use crate::static_files::StaticFiles;
@@ -197,105 +199,6 @@ impl Server {
             let _ = t.join();
         }
     }
-}
-
-/// Binds `loops` listeners on `addr`, with `SO_REUSEPORT` when there are several so that the
-/// kernel spreads new connections across the loops by a hash of the connection.
-///
-/// `SO_REUSEPORT` alone would let a second `sse-server` (same user, same address) join the
-/// group and silently take half of the new connections. So before binding the group:
-///
-/// 1. an abstract Unix socket named after the address is bound and held for the server's
-///    life: a second `sse-server` on the same address fails there, race-free, and the kernel
-///    releases the name when the process dies, however it dies;
-/// 2. a probe socket without `SO_REUSEPORT` is bound to the address and closed: it fails with
-///    `EADDRINUSE` when any other program listens there, with `SO_REUSEPORT` or not.
-///
-/// Both map to `EADDRINUSE` ("Address already in use"). The default `::` is dual-stack (IPv6
-/// with `IPV6_V6ONLY` off, so IPv4 clients arrive as mapped addresses); where IPv6 is absent
-/// it falls back to `0.0.0.0`.
-fn bind(
-    addr: SocketAddr,
-    loops: usize,
-) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
-    let dual_stack = addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
-    match bind_group(addr, loops, dual_stack) {
-        Err(e) if dual_stack && ipv6_absent(&e) => {
-            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
-            bind_group(v4, loops, false)
-        }
-        other => other,
-    }
-}
-
-/// Whether an error from creating or binding an IPv6 socket means this host has no IPv6.
-fn ipv6_absent(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT)
-    )
-}
-
-fn bind_group(
-    addr: SocketAddr,
-    loops: usize,
-    dual_stack: bool,
-) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let reuse_port = loops > 1;
-    let socket = |reuse_port: bool| -> io::Result<Socket> {
-        let s = Socket::new(
-            Domain::for_address(addr),
-            Type::STREAM.nonblocking().cloexec(),
-            Some(Protocol::TCP),
-        )?;
-        if dual_stack {
-            s.set_only_v6(false)?;
-        }
-        // Lets a restarted server bind while its predecessor's connections sit in TIME_WAIT.
-        s.set_reuse_address(true)?;
-        if reuse_port {
-            s.set_reuse_port(true)?;
-        }
-        Ok(s)
-    };
-    let mut lock = None;
-    // Port 0 asks the kernel for a port nobody holds: there is nothing to share by mistake.
-    if reuse_port && addr.port() != 0 {
-        lock = Some(instance_lock(addr)?);
-        socket(false)?.bind(&addr.into())?;
-    }
-    let mut listeners = Vec::with_capacity(loops);
-    let mut addr = addr;
-    for _ in 0..loops {
-        let s = socket(reuse_port)?;
-        s.bind(&addr.into())?;
-        // The kernel caps this at net.core.somaxconn; ask for the most so a burst of
-        // thousands of connects queues instead of dropping SYNs.
-        s.listen(65_535)?;
-        let listener = TcpListener::from_std(s.into());
-        addr = listener.local_addr()?; // the port 0 picked, for the next loops
-        listeners.push(listener);
-    }
-    Ok((listeners, lock))
-}
-
-/// The per-address lock of step 1 in [`bind`]: an abstract Unix socket (Linux; no file is
-/// created, and the name lives in the network namespace, as the port does).
-fn instance_lock(addr: SocketAddr) -> io::Result<std::os::unix::net::UnixDatagram> {
-    use std::os::linux::net::SocketAddrExt;
-    let name = format!("sse-server/{addr}");
-    let sa = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-    std::os::unix::net::UnixDatagram::bind_addr(&sa).map_err(|e| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("Address already in use (another sse-server holds {addr})"),
-            )
-        } else {
-            e
-        }
-    })
 }
 
 /// What [`EventLoop::shed_one`] managed.
@@ -891,35 +794,6 @@ fn ctx<'a>(shared: &'a Shared, id: usize, st: &'a mut LoopState, draining: bool)
     }
 }
 
-/// The token verifier from `--jwt-key` or `--jwt-key-file`, if either is given.
-fn jwt_verifier(config: &Config) -> io::Result<Option<crate::jwt::Verifier>> {
-    let key = match (&config.jwt_key, &config.jwt_key_file) {
-        (Some(k), _) => k.clone().into_bytes(),
-        (None, Some(path)) => {
-            let mut k = std::fs::read(path).map_err(|e| {
-                io::Error::other(LogError(format!("--jwt-key-file {}: {e}", path.display())))
-            })?;
-            while k.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                k.pop();
-            }
-            k
-        }
-        (None, None) => return Ok(None),
-    };
-    if key.is_empty() {
-        return Err(io::Error::other(LogError(
-            "--jwt-key: the key is empty".into(),
-        )));
-    }
-    if key.len() < crate::jwt::MIN_KEY_BYTES {
-        eprintln!(
-            "sse-server: warning: the JWT key is shorter than {} bytes; HS256 keys should be at least that long",
-            crate::jwt::MIN_KEY_BYTES
-        );
-    }
-    Ok(Some(crate::jwt::Verifier::new(&key, config.jwt_leeway_ms)))
-}
-
 /// Whether a connection accepted while out of descriptors asks for a stream: its request
 /// line's target is read (waiting up to 20 ms for it, in this rare state only) and a stream is
 /// a target under `/sse` or `/metrics/stream`. Unknown (nothing arrived) counts as a stream,
@@ -1005,144 +879,9 @@ fn log_ended(ended: &mut Vec<crate::conn::StreamEnd>, sock: &TcpStream, now: Now
     }
 }
 
-/// A start-up failure that is not about listening (the shared log, the token key), told apart
-/// by `main`.
-#[derive(Debug)]
-pub struct LogError(pub String);
-
-impl std::fmt::Display for LogError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for LogError {}
-
-/// What the bridge reads goes into the hub; what it says of Redis, to `/healthz`.
-struct HubSink {
-    hub: Arc<Hub>,
-    epoch: Instant,
-    /// The first delivery is the backfill (see `Hub::append_log`).
-    backfilled: AtomicBool,
-}
-
-impl Sink for HubSink {
-    fn on_events(&self, events: Vec<(String, Publish)>) {
-        let now_us = self.epoch.elapsed().as_micros() as u64;
-        let backfill = !self.backfilled.swap(true, Ordering::AcqRel);
-        self.hub.append_log(events, now_us, backfill);
-    }
-
-    fn on_state(&self, up: bool, reason: &str) {
-        self.hub.set_log_state(up, reason);
-        if up {
-            log::line("redis", &[("state", V::S("up"))]);
-        } else {
-            log::line(
-                "redis",
-                &[("state", V::S("down")), ("reason", V::S(reason))],
-            );
-        }
-    }
-}
-
-/// Connects the shared log (`--redis`) and feeds the hub from it.
-fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridge>> {
-    let cfg = BridgeConfig::new(url, config.hub.history_events);
-    let sink = Arc::new(HubSink {
-        hub: hub.clone(),
-        epoch: Instant::now(),
-        backfilled: AtomicBool::new(false),
-    });
-    Bridge::start(cfg, sink)
-        .map(Arc::new)
-        .map_err(|e| io::Error::other(LogError(format!("--redis {}: {e}", redact(url)))))
-}
-
-/// The bridge's figures in Prometheus text.
-fn render_log(out: &mut String, s: &BridgeStats) {
-    use std::fmt::Write as _;
-    let mut line = |name: &str, kind: &str, help: &str, v: u64| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-        );
-    };
-    line(
-        "sse_redis_up",
-        "gauge",
-        "1 while the shared event log is reachable and read.",
-        u64::from(s.up),
-    );
-    line(
-        "sse_redis_reconnects_total",
-        "counter",
-        "Connections to Redis made again.",
-        s.reconnects,
-    );
-    line(
-        "sse_redis_events_read_total",
-        "counter",
-        "Log entries read.",
-        s.events_read,
-    );
-    line(
-        "sse_redis_entries_skipped_total",
-        "counter",
-        "Log entries that could not be read.",
-        s.entries_skipped,
-    );
-    line(
-        "sse_redis_publishes_stored_total",
-        "counter",
-        "Publishes stored in the log.",
-        s.publishes_stored,
-    );
-    line(
-        "sse_redis_publish_errors_total",
-        "counter",
-        "Publishes the log could not store.",
-        s.publish_errors,
-    );
-    line(
-        "sse_redis_lag_entries",
-        "gauge",
-        "Log entries not read yet by this instance.",
-        s.lag,
-    );
-}
-
 /// Whether slab key `k` holds a stream subscribed to local topic `topic` (`None`: to `*`).
 fn alive(slab: &Slab<Slot>, k: u32, topic: Option<u32>) -> bool {
     slab.get(k as usize)
         .and_then(|s| s.conn.filter())
         .is_some_and(|f| f.names(topic))
-}
-
-/// `::ffff:127.x.y.z`, as a dual-stack listener sees an IPv4 loopback peer.
-fn is_mapped_loopback(peer: &SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        std::net::IpAddr::V4(_) => false,
-    }
-}
-
-/// This run's id epoch: a few base-36 digits from the clock and the process id, so that an id
-/// from an earlier run is never mistaken for one of this run's.
-fn epoch_tag() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = nanos ^ (u64::from(std::process::id()) << 40);
-    // Mix, so that close start times do not give close tags.
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    let mut tag = String::new();
-    for _ in 0..8 {
-        let d = (x % 36) as u32;
-        tag.push(char::from_digit(d, 36).unwrap_or('0'));
-        x /= 36;
-    }
-    tag
 }
