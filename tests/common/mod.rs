@@ -24,7 +24,7 @@ impl Server {
     /// channel (to check the log).
     pub fn start_logged(args: &[&str]) -> (Server, std::sync::mpsc::Receiver<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
-        cmd.stderr(Stdio::piped());
+        cmd.stderr(Stdio::piped()).env("SSE_QUIET", "0");
         let mut server = Self::start_cmd(cmd, args);
         let err = server.child.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -67,6 +67,11 @@ impl Server {
     }
 
     fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
+        // The per-request log lines would flood the test output; the log's own tests ask for
+        // them (start_logged).
+        if !cmd.get_envs().any(|(k, _)| k == "SSE_QUIET") {
+            cmd.env("SSE_QUIET", "1");
+        }
         // From a directory without `www/`: the page must come from the binary itself.
         let mut child = cmd
             .current_dir(std::env::temp_dir())
