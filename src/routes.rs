@@ -291,21 +291,10 @@ fn topic_stream(
         },
         _ => None,
     };
-    let head = stream_head(app, req);
-    if req.method == Method::Head {
-        return Reply {
-            status: Status::Ok,
-            head,
-            body: None,
-            then: Then::KeepAlive,
-        };
-    }
-    if ctx.draining || !ctx.metrics.admission().try_open() {
-        if !ctx.draining {
-            ctx.shard.streams_rejected.inc();
-        }
-        return Reply::stream_refused(ctx.rng.jitter(ctx.cfg.reconnect_ms));
-    }
+    let head = match admit(app, req, ctx) {
+        Ok(head) => head,
+        Err(answer) => return answer,
+    };
     let hub = &mut *ctx.hub;
     let last = req
         .last_event_id
@@ -370,48 +359,50 @@ fn topic_stream(
 /// `GET /metrics/stream`: the server's figures, one `figures` event a second, the last five
 /// minutes first. Counts as a stream (it holds a connection like one).
 fn figures_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
-    let head = stream_head(app, req);
-    if req.method == Method::Head {
-        return Reply {
+    match admit(app, req, ctx) {
+        Ok(head) => Reply {
             status: Status::Ok,
             head,
             body: None,
-            then: Then::KeepAlive,
-        };
-    }
-    if ctx.draining || !ctx.metrics.admission().try_open() {
-        return Reply::stream_refused(ctx.rng.jitter(ctx.cfg.reconnect_ms));
-    }
-    Reply {
-        status: Status::Ok,
-        head,
-        body: None,
-        then: Then::Stream(Source::figures(now)),
+            then: Then::Stream(Source::figures(now)),
+        },
+        Err(answer) => answer,
     }
 }
 
 /// `GET /sse`: the seed's clock, or a jittered `retry:` when no stream may be opened.
 fn clock_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
-    if req.method == Method::Head {
-        return Reply {
+    match admit(app, req, ctx) {
+        Ok(head) => Reply {
             status: Status::Ok,
-            head: stream_head(app, req),
+            head,
+            body: None,
+            then: Then::Stream(Source::clock(now, ctx.cfg.interval_ms, req.last_event_id)),
+        },
+        Err(answer) => answer,
+    }
+}
+
+/// Whether a stream may start: its head if so (an admission slot is then held, see
+/// [`Then::Stream`]); else the answer instead: the head alone for `HEAD`, a jittered `retry:`
+/// when `--max-streams` is reached (counted) or the server is stopping.
+fn admit(app: &App, req: &Request<'_>, ctx: &mut Ctx<'_>) -> Result<Head, Reply> {
+    let head = stream_head(app, req);
+    if req.method == Method::Head {
+        return Err(Reply {
+            status: Status::Ok,
+            head,
             body: None,
             then: Then::KeepAlive,
-        };
+        });
     }
     if ctx.draining || !ctx.metrics.admission().try_open() {
         if !ctx.draining {
             ctx.shard.streams_rejected.inc();
         }
-        return Reply::stream_refused(ctx.rng.jitter(ctx.cfg.reconnect_ms));
+        return Err(Reply::stream_refused(ctx.rng.jitter(ctx.cfg.reconnect_ms)));
     }
-    Reply {
-        status: Status::Ok,
-        head: stream_head(app, req),
-        body: None,
-        then: Then::Stream(Source::clock(now, ctx.cfg.interval_ms, req.last_event_id)),
-    }
+    Ok(head)
 }
 
 /// An event stream's head: `Connection: close` when the client asked for it (the stream then
