@@ -35,6 +35,9 @@ pub struct App {
     /// `--cors-origin`: the origin allowed to read streams (default any) and to publish
     /// (default none).
     pub cors_origin: Option<String>,
+    /// Debug builds with `SSE_TEST_PANIC=1` only: `GET /__panic` panics in the loop, so a test
+    /// can check that a loop's panic ends the whole process loudly.
+    pub test_panic: bool,
 }
 
 impl App {
@@ -48,6 +51,7 @@ impl App {
             jwt: None,
             private_topics: jwt::Selectors::default(),
             cors_origin: None,
+            test_panic: cfg!(debug_assertions) && std::env::var_os("SSE_TEST_PANIC").is_some(),
         }
     }
 }
@@ -72,6 +76,9 @@ pub fn route(
 ) -> Reply {
     if req.method == Method::Options {
         return preflight(app, req);
+    }
+    if app.test_panic && req.path == "/__panic" {
+        panic!("GET /__panic (SSE_TEST_PANIC=1)");
     }
     if req.method == Method::Post {
         return match req.path {

@@ -48,6 +48,7 @@ impl Env {
                 jwt: None,
                 private_topics: Default::default(),
                 cors_origin: None,
+                test_panic: false,
             },
             dates: Dates::new(),
             rng: Rng::new(7),

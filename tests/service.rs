@@ -165,3 +165,46 @@ fn a_stream_asked_to_close_says_close_once() {
     let keep = server.request("HEAD /sse HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(keep.header("connection"), Some("keep-alive"));
 }
+
+#[test]
+fn a_panic_in_an_event_loop_ends_the_process_loudly() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sse-server"));
+    let child = cmd
+        .args(["--bind", "127.0.0.1", "--port", "0", "--quiet"])
+        .env("SSE_TEST_PANIC", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap();
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /__panic HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after a loop panicked"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(70));
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("GET /__panic"), "{err}");
+    assert!(err.contains("panicked; exiting"), "{err}");
+}
