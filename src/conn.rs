@@ -222,6 +222,14 @@ impl Outbox {
     }
 }
 
+/// An answer to come (see [`Reading::waiting`]).
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    ticket: u32,
+    keep_alive: bool,
+    slot: bool,
+}
+
 /// A request being read: a partial head, a head waiting for its body, or pipelined bytes.
 #[derive(Debug)]
 struct Reading {
@@ -232,8 +240,9 @@ struct Reading {
     /// Head plus body length, once the head is parsed and a body is still arriving; else 0.
     need: usize,
     /// The request was answered `Pending`: its reply comes through [`Conn::complete`] with
-    /// this ticket, then the connection is kept alive if the flag says so.
-    waiting: Option<(u32, bool)>,
+    /// this ticket, then the connection is kept alive if the flag says so; `slot`: it holds
+    /// an admission slot (a stream waiting to start).
+    waiting: Option<Waiting>,
 }
 
 /// Where the connection is in its life.
@@ -430,14 +439,17 @@ impl Conn {
         let State::Head(r) = &mut self.state else {
             return;
         };
-        let Some((waited, keep_alive)) = r.waiting else {
+        let Some(w) = r.waiting else {
             return;
         };
-        if waited != ticket {
+        if w.ticket != ticket {
             return;
         }
         r.waiting = None;
-        self.respond(reply, keep_alive, false, now, ctx);
+        if w.slot && !matches!(reply.then, Then::Stream(_)) {
+            ctx.metrics.admission().close();
+        }
+        self.respond(reply, w.keep_alive, false, now, ctx);
     }
 
     /// The client closed its sending side (read returned 0).
@@ -472,7 +484,11 @@ impl Conn {
         let blocked = self.out.is_some();
         match &mut self.state {
             State::Head(r) if !blocked && now.ms >= r.deadline => {
-                if let Some((_, keep_alive)) = r.waiting.take() {
+                if let Some(w) = r.waiting.take() {
+                    if w.slot {
+                        ctx.metrics.admission().close();
+                    }
+                    let keep_alive = w.keep_alive;
                     // The answer did not come in time: say so rather than hang.
                     let reply = Reply::text(
                         Status::ServiceUnavailable,
@@ -637,7 +653,7 @@ impl Conn {
             body,
             then,
         } = reply;
-        if !matches!(then, Then::Pending(_)) {
+        if !matches!(then, Then::Pending(_) | Then::PendingStream(_)) {
             ctx.shard.response(status);
         }
         let date = ctx.dates.http(now.unix_ms);
@@ -649,9 +665,14 @@ impl Conn {
                 // A body here is the stream's first bytes (a hub's `reset`).
                 self.out = Some(Outbox::new(head, body, now, ctx.cfg));
             }
-            Then::Pending(ticket) => {
+            Then::Pending(ticket) | Then::PendingStream(ticket) => {
+                let slot = matches!(then, Then::PendingStream(_));
                 if let State::Head(r) = &mut self.state {
-                    r.waiting = Some((ticket, keep_alive));
+                    r.waiting = Some(Waiting {
+                        ticket,
+                        keep_alive,
+                        slot,
+                    });
                     r.deadline = now.ms + ctx.cfg.head_timeout_ms;
                 }
             }
@@ -672,6 +693,12 @@ impl Conn {
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>, why: End) {
+        if let State::Head(r) = &mut self.state {
+            if r.waiting.take().is_some_and(|w| w.slot) {
+                // A stream that was waiting to start never will.
+                ctx.metrics.admission().close();
+            }
+        }
         self.leave_stream(ctx, why);
         self.out = None;
         self.state = State::Closed;

@@ -343,7 +343,8 @@ impl Hub {
         seq
     }
 
-    fn encode(&self, seq: u64, p: &Publish) -> Vec<u8> {
+    /// The frame of event `seq` with what `p` says (as stored events are encoded).
+    pub fn encode(&self, seq: u64, p: &Publish) -> Vec<u8> {
         let mut f = Vec::with_capacity(p.data.len() + 64);
         f.extend_from_slice(b"id: ");
         self.push_id(&mut f, seq);
@@ -366,6 +367,27 @@ impl Hub {
         f.push(b'\n');
         f
     }
+}
+
+/// Whether a subscription to `names` (without `*`; `star` for `*`) with private mask `mask`
+/// (bit `i` for `names[i]`) or, for `*`, the token's selectors `sel`, may read event `p`: the
+/// rule of [`LocalHub::matches`] by topic name, for events that are not in the history (a
+/// deep resume read from the shared log).
+pub fn visible_by_name(
+    names: &[String],
+    star: bool,
+    mask: u32,
+    sel: Option<&crate::jwt::Selectors>,
+    p: &Publish,
+) -> bool {
+    if star {
+        return !p.private
+            || sel.is_some_and(|s| s.matches_any(p.topics.iter().map(String::as_str)));
+    }
+    names
+        .iter()
+        .enumerate()
+        .any(|(i, n)| p.topics.contains(n) && (!p.private || (i < 32 && mask >> i & 1 == 1)))
 }
 
 /// Splits on CRLF, CR or LF (the event-stream's line breaks); an empty text is one empty line.

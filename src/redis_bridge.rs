@@ -53,6 +53,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// What [`Bridge::range`] calls with the entries read (or why not).
+pub type RangeDone = Box<dyn FnOnce(Result<Vec<(String, Publish)>, String>) + Send>;
+
+/// The most `XRANGE` reads (deep resumes) in flight at once; past it a resume gets `reset`.
+pub const MAX_RANGES: u64 = 8;
+
 /// The most jobs one pipeline carries.
 pub const MAX_BATCH: usize = 512;
 /// The most jobs waiting for the writer; past it `submit` refuses at once.
@@ -198,6 +204,11 @@ impl Shared {
 /// The running bridge. See the module docs.
 pub struct Bridge {
     shared: Arc<Shared>,
+    /// For [`Bridge::range`]'s own short connections.
+    client: redis::Client,
+    key: String,
+    /// Range reads in flight (bounded: see [`MAX_RANGES`]).
+    ranges: Arc<AtomicU64>,
     jobs: SyncSender<Job>,
     writer: JoinHandle<()>,
     reader: JoinHandle<()>,
@@ -275,8 +286,8 @@ impl Bridge {
         let reader = {
             let r = Reader {
                 shared: shared.clone(),
-                client,
-                key,
+                client: client.clone(),
+                key: key.clone(),
                 conn: Some(reader_conn),
                 last_id,
                 backoff: Backoff::new(),
@@ -292,11 +303,59 @@ impl Bridge {
         };
         Ok(Bridge {
             shared,
+            client,
+            key,
+            ranges: Arc::new(AtomicU64::new(0)),
             jobs,
             writer,
             reader,
             ended: Mutex::new(ended),
         })
+    }
+
+    /// Reads the log's entries after `after` up to and including `until` (ids), at most `max`
+    /// of them, on a short-lived thread and connection of its own (a deep resume is rare; the
+    /// loops and the reader never wait for it). `done` gets the entries, oldest first, or
+    /// `Err` when Redis cannot answer, more than `max` entries lie in the range, or
+    /// [`MAX_RANGES`] reads are already in flight.
+    pub fn range(&self, after: String, until: String, max: usize, done: RangeDone) {
+        if self.ranges.fetch_add(1, Ordering::AcqRel) >= MAX_RANGES {
+            self.ranges.fetch_sub(1, Ordering::AcqRel);
+            done(Err("too many deep resumes at once".into()));
+            return;
+        }
+        let (client, key, ranges) = (self.client.clone(), self.key.clone(), self.ranges.clone());
+        let spawned = thread::Builder::new()
+            .name("sse-redis-range".into())
+            .spawn(move || {
+                let result = connect(&client).and_then(|mut c| {
+                    let reply: Value = redis::cmd("XRANGE")
+                        .arg(&key)
+                        .arg(format!("({after}"))
+                        .arg(&until)
+                        .arg("COUNT")
+                        .arg(max + 1)
+                        .query(&mut c)
+                        .map_err(|e| e.to_string())?;
+                    let Value::Array(entries) = reply else {
+                        return Err(format!("unexpected XRANGE reply {reply:?}"));
+                    };
+                    if entries.len() > max {
+                        return Err(format!("more than {max} entries to replay"));
+                    }
+                    let mut b = Batch::default();
+                    parse_entries(entries, &mut b);
+                    Ok(b.events)
+                });
+                ranges.fetch_sub(1, Ordering::AcqRel);
+                done(result);
+            });
+        if let Err(e) = spawned {
+            self.ranges.fetch_sub(1, Ordering::AcqRel);
+            // The closure (and `done`) went with the failed spawn; nothing waits forever: the
+            // connection's wait is bounded by the head timeout.
+            let _ = e;
+        }
     }
 
     /// Queues an `XADD`. `done` is called once: from the writer thread with `Ok(redis id)`
@@ -343,6 +402,7 @@ impl Bridge {
             writer,
             reader,
             ended,
+            ..
         } = self;
         let ended = ended.into_inner().unwrap_or_else(|e| e.into_inner());
         shared.stop.store(true, Ordering::Release);

@@ -119,6 +119,9 @@ pub enum Then {
     /// publish waiting for the shared log to store it); this reply's head and body are not
     /// sent.
     Pending(u32),
+    /// Like `Pending`, for a stream whose start waits (a deep resume read from the shared
+    /// log): the reply holds an admission slot meanwhile, given back if no stream follows.
+    PendingStream(u32),
     /// Become an event stream fed by this source. The reply holds one admission slot (see
     /// [`crate::admission`]); the connection gives it back when the stream ends.
     Stream(crate::stream::Source),
@@ -197,6 +200,16 @@ impl Reply {
             head: Head::new(Status::Ok),
             body: None,
             then: Then::Pending(ticket),
+        }
+    }
+
+    /// A stream whose start comes later under `ticket` (see [`Then::PendingStream`]).
+    pub fn pending_stream(ticket: u32) -> Reply {
+        Reply {
+            status: Status::Ok,
+            head: Head::new(Status::Ok),
+            body: None,
+            then: Then::PendingStream(ticket),
         }
     }
 

@@ -463,7 +463,15 @@ impl EventLoop {
             };
             let draining = self.drain_deadline.is_some();
             let mut ctx = ctx(shared, self.id, &mut self.st, draining);
+            let was_stream = slot.conn.is_stream();
             slot.conn.complete(done.ticket, done.reply, now, &mut ctx);
+            if !was_stream {
+                // A stream that waited to start (a deep resume read from the shared log).
+                if let Some(filter) = slot.conn.filter() {
+                    ctx.hub.register(filter, done.key);
+                    ctx.shard.topic_streams_opened.inc();
+                }
+            }
             self.drive(done.key, now);
         }
     }
@@ -838,7 +846,7 @@ fn log_request(sock: &TcpStream, req: &crate::http::Request<'_>, reply: &Reply) 
         crate::http::Method::Options => "OPTIONS",
     };
     let status = match reply.then {
-        Then::Pending(_) => "pending".to_string(),
+        Then::Pending(_) | Then::PendingStream(_) => "pending".to_string(),
         _ => reply.status.code().to_string(),
     };
     let bytes = reply.body.as_ref().map_or(0, |b| b.bytes().len() as u64);

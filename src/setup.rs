@@ -89,9 +89,16 @@ pub fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<B
         epoch: Instant::now(),
         backfilled: AtomicBool::new(false),
     });
-    Bridge::start(cfg, sink)
+    let bridge = Bridge::start(cfg, sink)
         .map(Arc::new)
-        .map_err(|e| io::Error::other(LogError(format!("--redis {}: {e}", redact(url)))))
+        .map_err(|e| io::Error::other(LogError(format!("--redis {}: {e}", redact(url)))))?;
+    // The bridge connected and read the backfill; its reader reports up a moment later. Wait
+    // for that (bounded) so that the server does not start by refusing publishes.
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    while hub.log_state().is_err() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(bridge)
 }
 
 /// The bridge's figures in Prometheus text.

@@ -253,3 +253,31 @@ fn a_bad_redis_url_is_a_clear_start_error() {
         "the password is never printed: {err}"
     );
 }
+
+#[test]
+fn a_resume_older_than_the_local_history_is_read_back_from_redis() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    // This instance keeps 5 events; Redis's approximate MAXLEN keeps whole nodes (many more).
+    let url = redis.url();
+    let a = Server::start(&["--redis", &url, "--history-events", "5"]);
+    let ids: Vec<String> = (0..30)
+        .map(|i| ok_publish(a.addr, "t", &i.to_string()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut sub = subscribe(a.addr, "topic=t", &format!("Last-Event-ID: {}\r\n", ids[2]));
+    let got: Vec<String> = sub
+        .take(27, Duration::from_secs(10))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        got,
+        ids[3..],
+        "exactly the missed events, from Redis then live history"
+    );
+    // And it goes on live.
+    let next = ok_publish(a.addr, "t", "live");
+    assert_eq!(sub.take(1, Duration::from_secs(5))[0].0, next);
+}
