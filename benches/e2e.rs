@@ -548,8 +548,7 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         pub_path: "/publish",
         format: "form",
     }];
-    if let Some(port) = bench_redis() {
-        let _ = port;
+    if bench_redis().is_some() {
         found.push(Hub {
             name: "sse-server + Redis",
             command: |port| {

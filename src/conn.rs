@@ -13,12 +13,12 @@
 //!
 //! Memory: an idle stream is its [`Source`] and nothing else. A frame is encoded into the
 //! loop's scratch buffer and written from there; only bytes the socket did not take are copied
-//! into the connection's [`Outbox`], and at most one such tail is ever pending: a source is not
+//! into the connection's outbox, and at most one such tail is ever pending: a source is not
 //! polled while it exists.
 //!
 //! **Invariant:** nothing here touches a socket or reads a clock; `now` is always an argument.
 //! **Invariant:** a connection counts in `sse_streams_open` exactly while its state is `Stream`;
-//! leaving that state always goes through [`Conn::leave_stream`].
+//! leaving that state always goes through `Conn::leave_stream`.
 
 use crate::http::{self, Limits, Method, Request, Status};
 use crate::hub::LocalHub;

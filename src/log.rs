@@ -51,15 +51,20 @@ pub fn connections() -> bool {
 
 /// Writes one line: an event name and its fields, in order.
 pub fn line(event: &str, fields: &[(&str, V<'_>)]) {
-    let l = logger();
-    let mut out = String::with_capacity(160);
-    let mut ts = [0u8; crate::sse::ISO_LEN];
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
+    let mut ts = [0u8; crate::sse::ISO_LEN];
     ts.copy_from_slice(crate::sse::Dates::new().iso(unix_ms));
     let ts = std::str::from_utf8(&ts).unwrap_or("");
-    match l.format {
+    let out = format(logger().format, ts, event, fields);
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}
+
+/// One line, newline included, as `format` writes it.
+fn format(format: Format, ts: &str, event: &str, fields: &[(&str, V<'_>)]) -> String {
+    let mut out = String::with_capacity(160);
+    match format {
         Format::Text => {
             out.push_str(ts);
             out.push(' ');
@@ -69,10 +74,15 @@ pub fn line(event: &str, fields: &[(&str, V<'_>)]) {
                 out.push_str(k);
                 out.push('=');
                 match v {
-                    V::S(s) if s.is_empty() || s.contains([' ', '"', '=']) => {
+                    // Quoted (JSON string rules) when it would not read back as one word.
+                    V::S(s)
+                        if s.is_empty()
+                            || s.contains([' ', '"', '='])
+                            || s.chars().any(char::is_control) =>
+                    {
                         out.push_str(&serde_json::Value::from(*s).to_string())
                     }
-                    V::S(s) => out.extend(s.chars().map(|c| if c.is_control() { '?' } else { c })),
+                    V::S(s) => out.push_str(s),
                     V::N(n) => out.push_str(&n.to_string()),
                 }
             }
@@ -92,15 +102,53 @@ pub fn line(event: &str, fields: &[(&str, V<'_>)]) {
         }
     }
     out.push('\n');
-    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const TS: &str = "2026-11-25T16:55:01.123Z";
+
     #[test]
-    fn text_values_with_spaces_are_quoted_and_control_bytes_replaced() {
-        // Only the formatting is checked here; the socket tests read real lines.
-        let v = serde_json::Value::from("a b").to_string();
-        assert_eq!(v, "\"a b\"");
+    fn text_lines_are_one_line_of_words_and_quoted_values() {
+        let l = format(
+            Format::Text,
+            TS,
+            "request",
+            &[
+                ("path", V::S("/healthz")),
+                ("reason", V::S("a b")),
+                ("evil", V::S("x\ny")),
+                ("empty", V::S("")),
+                ("bytes", V::N(3)),
+            ],
+        );
+        assert_eq!(
+            l,
+            "2026-11-25T16:55:01.123Z request path=/healthz reason=\"a b\" evil=\"x\\ny\" empty=\"\" bytes=3\n"
+        );
+        assert_eq!(
+            l.matches('\n').count(),
+            1,
+            "a value cannot start a line of its own"
+        );
+    }
+
+    #[test]
+    fn json_lines_parse_with_their_fields() {
+        let l = format(
+            Format::Json,
+            TS,
+            "stream",
+            &[("peer", V::S("127.0.0.1:9")), ("frames", V::N(7))],
+        );
+        let v: serde_json::Value = serde_json::from_str(l.trim_end()).unwrap();
+        assert_eq!(v["ts"], TS);
+        assert_eq!(v["event"], "stream");
+        assert_eq!(v["peer"], "127.0.0.1:9");
+        assert_eq!(v["frames"], 7);
+        assert!(l.ends_with("}\n") && l.matches('\n').count() == 1);
     }
 }

@@ -446,7 +446,7 @@ impl Metrics {
     }
 
     /// Takes one sample of the server's figures (JSON, one `figures` event), keeping the last
-    /// [`SAMPLES_KEPT`]. Called once a second by the server's sampler thread.
+    /// [`SAMPLES_KEPT`]. Called once a second by loop 0.
     pub fn sample(&self, unix_ms: i64, process: &ProcessStats) {
         let sum_all = |f: &dyn Fn(&Shard) -> u64| self.shards.iter().map(f).sum::<u64>();
         let opened = self.sum(|s| &s.connections_total);

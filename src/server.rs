@@ -3,12 +3,14 @@
 //! [`Server::start`] binds one listener per loop (with `SO_REUSEPORT` when there are several, so
 //! the kernel spreads connections) and runs each loop on its own thread. A loop owns its
 //! connections (a slab indexed by token), one [`TimerWheel`] holding each connection's next
-//! deadline, a read scratch buffer and a frame scratch buffer shared by all its connections.
+//! deadline, a read scratch buffer and a frame scratch buffer shared by all its connections,
+//! its view of the hub (fan-out of published events to its own subscribers, in chunks), and
+//! the queue of answers given later (publishes stored by Redis).
 //!
 //! Readiness: every socket is registered once for read and write, edge-triggered. An event only
 //! sets the slot's `readable`/`writable` flags; an operation clears a flag when it meets
 //! `WouldBlock`. What the loop actually does is derived from the connection's state
-//! ([`Conn::wants_read`], [`Conn::pending`]), never tracked on the side, and no interest is
+//! ([`Conn::wants_read`], [`Conn::poll_transmit`]), never tracked on the side, and no interest is
 //! ever re-registered: a stream costs no `epoll_ctl` after its accept.
 //!
 //! **Invariant:** after any call into a [`Conn`], the loop writes what it produced, then re-arms

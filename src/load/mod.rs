@@ -12,7 +12,7 @@
 //! The layers, from the wire inwards:
 //! - [`driver`]: the `mio` loops, sockets, threads and clocks; nothing else touches them;
 //! - [`conn`]: one stream's state machine, sans-IO (bytes and `now` in, reasons and figures out);
-//! - [`http`]: the response head and body framing (close-delimited, length, chunked);
+//! - [`response`]: the response head and body framing (close-delimited, length, chunked);
 //! - [`publish`]: the hub-mode publisher, sans-IO (its loop is in the driver too);
 //! - [`hub`]: the published payload, and what each stream counts when one arrives;
 //! - [`stats`], [`report`], [`html`]: histograms and counters, the text, JSON and CSV reports,
