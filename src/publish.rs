@@ -58,7 +58,13 @@ pub fn pairs(s: &[u8]) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
-fn check_topic(t: &str) -> Result<(), Refusal> {
+/// The event type the server sends itself when a subscriber has missed events; no publisher
+/// may use it (it would forge the gap signal).
+pub const RESERVED_TYPE: &str = "reset";
+
+/// One topic name, for publishing or subscribing: non-empty, at most [`MAX_TOPIC_BYTES`], no
+/// control character (C0, DEL, C1 such as U+0085).
+pub fn check_topic(t: &str) -> Result<(), Refusal> {
     if t.is_empty() {
         return Err(invalid("empty topic"));
     }
@@ -69,6 +75,76 @@ fn check_topic(t: &str) -> Result<(), Refusal> {
     }
     if t.chars().any(char::is_control) {
         return Err(invalid("control character in a topic"));
+    }
+    Ok(())
+}
+
+/// `U+001B`: how a refusal names a character it will not echo.
+fn code_point(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
+}
+
+/// The retry field's text: ASCII digits only (what the WHATWG event-stream format accepts for
+/// `retry:`), fitting in 64 bits.
+pub fn parse_retry(v: &str) -> Result<u64, Refusal> {
+    crate::http::parse_u64(v.as_bytes()).ok_or_else(|| invalid("retry must be digits"))
+}
+
+/// **The one rule for an event's fields**, wherever the event comes from: a publish (form or
+/// JSON) and an entry read back from the shared log (Redis) are checked by this function and
+/// nothing else, so an event accepted at one end is never dropped at the other.
+///
+/// - `topic`: 1 to [`MAX_TOPICS`] *distinct* names (a repeated name counts once and is kept
+///   once, in first-seen order), each one [`check_topic`]; `*` is for subscribing only.
+/// - `type` (optional): 1 to [`MAX_TYPE_BYTES`] bytes, no control character at all (not only
+///   CR and LF, which would split the `event:` line, but NUL, ESC, DEL, U+0085 and the rest of
+///   C0 and C1 too: a type is a name a page passes to `addEventListener`); not
+///   [`RESERVED_TYPE`].
+/// - `id`: none. Ids are the server's (the local history or Redis assigns them); an event
+///   carries no id field of the publisher's.
+/// - `retry` (optional): any 64-bit count of milliseconds (read by [`parse_retry`]).
+/// - `data`: any UTF-8 text, including NUL and other control characters, which the WHATWG
+///   event-stream format carries as they are; CR, LF and CRLF are line breaks and reach the
+///   subscriber as LF (the event is sent as one `data:` line per line).
+///
+/// Each refusal is one line that names the field.
+pub fn check_event(p: &mut Publish) -> Result<(), Refusal> {
+    if p.topics.is_empty() {
+        return Err(invalid("missing topic"));
+    }
+    let mut distinct: Vec<String> = Vec::with_capacity(p.topics.len().min(MAX_TOPICS));
+    for t in p.topics.drain(..) {
+        check_topic(&t)?;
+        if t == "*" {
+            return Err(invalid("topic * is for subscribing; publish to a name"));
+        }
+        if distinct.contains(&t) {
+            continue;
+        }
+        if distinct.len() == MAX_TOPICS {
+            return Err(invalid(format!("more than {MAX_TOPICS} topics")));
+        }
+        distinct.push(t);
+    }
+    p.topics = distinct;
+    if let Some(t) = &p.event_type {
+        if t.len() > MAX_TYPE_BYTES {
+            return Err(invalid(format!("type longer than {MAX_TYPE_BYTES} bytes")));
+        }
+        if t.is_empty() || t.contains(['\r', '\n']) {
+            return Err(invalid("type must be one non-empty line"));
+        }
+        if let Some(c) = t.chars().find(|c| c.is_control()) {
+            return Err(invalid(format!(
+                "type must not contain a control character ({})",
+                code_point(c)
+            )));
+        }
+        if t == RESERVED_TYPE {
+            return Err(invalid(format!(
+                "type {RESERVED_TYPE:?} is reserved: the server sends it when events were missed"
+            )));
+        }
     }
     Ok(())
 }
@@ -93,12 +169,14 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
             "topic" => {
                 any_topic = true;
                 check_topic(&v)?;
+                // Distinct names count, as for a publish: a repeated topic is kept once.
+                if sub.topics.contains(&v) {
+                    continue;
+                }
                 if sub.topics.len() == MAX_TOPICS {
                     return Err(invalid(format!("more than {MAX_TOPICS} topics")));
                 }
-                if !sub.topics.contains(&v) {
-                    sub.topics.push(v);
-                }
+                sub.topics.push(v);
             }
             "lastEventID" | "last-event-id" | "Last-Event-ID" => sub.last_event_id = Some(v),
             "authorization" => sub.authorization = Some(v),
@@ -113,31 +191,12 @@ pub fn publish(content_type: Option<&[u8]>, body: &[u8]) -> Result<Publish, Refu
     let media = content_type
         .and_then(|v| v.split(|&b| b == b';').next())
         .map(|m| m.trim_ascii().to_ascii_lowercase());
-    let p = match media.as_deref() {
+    let mut p = match media.as_deref() {
         Some(b"application/x-www-form-urlencoded") => form(body)?,
         Some(b"application/json") => json(body)?,
         _ => return Err(Refusal::MediaType),
     };
-    if p.topics.is_empty() {
-        return Err(invalid("missing topic"));
-    }
-    if p.topics.len() > MAX_TOPICS {
-        return Err(invalid(format!("more than {MAX_TOPICS} topics")));
-    }
-    for t in &p.topics {
-        check_topic(t)?;
-        if t == "*" {
-            return Err(invalid("topic * is for subscribing; publish to a name"));
-        }
-    }
-    if let Some(t) = &p.event_type {
-        if t.len() > MAX_TYPE_BYTES {
-            return Err(invalid(format!("type longer than {MAX_TYPE_BYTES} bytes")));
-        }
-        if t.is_empty() || t.contains(['\r', '\n']) {
-            return Err(invalid("type must be one non-empty line"));
-        }
-    }
+    check_event(&mut p)?;
     Ok(p)
 }
 
@@ -162,12 +221,7 @@ fn form(body: &[u8]) -> Result<Publish, Refusal> {
             "private" => {
                 p.private = flag(&v).ok_or_else(|| invalid("private must be on or off"))?
             }
-            "retry" => {
-                p.retry = Some(
-                    crate::http::parse_u64(v.as_bytes())
-                        .ok_or_else(|| invalid("retry must be digits"))?,
-                )
-            }
+            "retry" => p.retry = Some(parse_retry(&v)?),
             _ => {}
         }
     }
@@ -175,42 +229,56 @@ fn form(body: &[u8]) -> Result<Publish, Refusal> {
     Ok(p)
 }
 
+/// A JSON publish: an object with `topic` (a string or an array of strings), `data` (a string
+/// is sent as its text; any other JSON value as its own text, byte for byte: key order,
+/// duplicate keys, `1.10` and integers past 2^53 are kept, never re-serialized), and optional
+/// `type`, `private`, `retry`.
 fn json(body: &[u8]) -> Result<Publish, Refusal> {
+    use serde_json::value::RawValue;
     use serde_json::Value;
-    let v: Value = serde_json::from_slice(body).map_err(|e| invalid(format!("bad JSON: {e}")))?;
-    let Value::Object(obj) = v else {
+    let bad = |e: serde_json::Error| invalid(format!("bad JSON: {e}"));
+    let raw: &RawValue = serde_json::from_slice(body).map_err(bad)?;
+    if !raw.get().starts_with('{') {
         return Err(invalid("JSON body must be an object"));
+    }
+    let obj: std::collections::BTreeMap<String, &RawValue> =
+        serde_json::from_str(raw.get()).map_err(bad)?;
+    // The small fields are read as values; `data` stays the text it was sent as.
+    let value = |k: &str| -> Result<Option<Value>, Refusal> {
+        obj.get(k)
+            .map(|r| serde_json::from_str(r.get()).map_err(bad))
+            .transpose()
     };
     let mut p = Publish::default();
-    match obj.get("topic") {
-        Some(Value::String(t)) => p.topics.push(t.clone()),
+    match value("topic")? {
+        Some(Value::String(t)) => p.topics.push(t),
         Some(Value::Array(ts)) => {
             for t in ts {
                 let Value::String(t) = t else {
                     return Err(invalid("topic must be a string or an array of strings"));
                 };
-                p.topics.push(t.clone());
+                p.topics.push(t);
             }
         }
         Some(_) => return Err(invalid("topic must be a string or an array of strings")),
         None => return Err(invalid("missing topic")),
     }
     p.data = match obj.get("data") {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(r) if r.get().starts_with('"') => serde_json::from_str(r.get()).map_err(bad)?,
+        Some(r) => r.get().to_owned(),
         None => return Err(invalid("missing data")),
     };
-    match obj.get("type") {
-        Some(Value::String(t)) => p.event_type = Some(t.clone()),
+    match value("type")? {
+        Some(Value::String(t)) => p.event_type = Some(t),
         Some(Value::Null) | None => {}
         Some(_) => return Err(invalid("type must be a string")),
     }
-    match obj.get("private") {
-        Some(Value::Bool(b)) => p.private = *b,
+    match value("private")? {
+        Some(Value::Bool(b)) => p.private = b,
         Some(Value::Null) | None => {}
         Some(_) => return Err(invalid("private must be true or false")),
     }
-    match obj.get("retry") {
+    match value("retry")? {
         Some(Value::Number(n)) => {
             p.retry = Some(n.as_u64().ok_or_else(|| invalid("retry must be digits"))?)
         }
@@ -331,5 +399,111 @@ mod tests {
         let many: String = (0..33).map(|i| format!("topic=t{i}&")).collect();
         assert!(subscription(&many).is_err());
         assert!(subscription("topic=%").is_err());
+    }
+
+    #[test]
+    fn one_rule_for_every_field() {
+        // A type is a name: no control character of any kind (C0, DEL, C1), not the reserved one.
+        for ty in ["a\0b", "a\x1bb", "a\u{85}b", "a\x7fb", "a\tb"] {
+            let mut p = Publish {
+                topics: vec!["a".into()],
+                event_type: Some(ty.into()),
+                ..Publish::default()
+            };
+            let Err(Refusal::Invalid(why)) = check_event(&mut p) else {
+                panic!("{ty:?} accepted");
+            };
+            assert!(
+                why.starts_with("type must not contain a control character (U+"),
+                "{why}"
+            );
+        }
+        let mut p = Publish {
+            topics: vec!["a".into()],
+            event_type: Some("reset".into()),
+            ..Publish::default()
+        };
+        assert_eq!(
+            check_event(&mut p),
+            Err(invalid(
+                "type \"reset\" is reserved: the server sends it when events were missed"
+            ))
+        );
+        // The same rule whatever the body's form.
+        for (ct, body) in [
+            (FORM, &b"topic=a&data=x&type=reset"[..]),
+            (
+                b"application/json",
+                br#"{"topic":"a","data":"x","type":"reset"}"#,
+            ),
+            (FORM, b"topic=a&data=x&type=a%1Bb"),
+            (
+                b"application/json",
+                br#"{"topic":"a","data":"x","type":"a\u0000b"}"#,
+            ),
+            (
+                b"application/json",
+                br#"{"topic":"a","data":"x","type":"a\u0085b"}"#,
+            ),
+            (b"application/json", br#"{"topic":["a","*"],"data":"x"}"#),
+        ] {
+            let Err(Refusal::Invalid(why)) = publish(Some(ct), body) else {
+                panic!("{body:?} accepted");
+            };
+            assert!(why.contains("type") || why.contains("topic"), "{why}");
+        }
+        // Other types are names like any other ("Reset" is not "reset").
+        for ty in ["Reset", "resets", "é", "a b"] {
+            let mut p = Publish {
+                topics: vec!["a".into()],
+                event_type: Some(ty.into()),
+                ..Publish::default()
+            };
+            assert_eq!(check_event(&mut p), Ok(()), "{ty:?}");
+        }
+        // Data carries any text (NUL and other controls too); line breaks split its lines.
+        let p = publish(Some(FORM), b"topic=a&data=x%00y%1Bz%C2%85").unwrap();
+        assert_eq!(p.data, "x\0y\x1bz\u{85}");
+        // Distinct topics count: 32 distinct plus a repeat, or 40 copies of one, are kept once.
+        let mut body: String = (0..32).map(|i| format!("topic=t{i}&")).collect();
+        body += "topic=t0&data=x";
+        let p = publish(Some(FORM), body.as_bytes()).unwrap();
+        assert_eq!(p.topics.len(), 32);
+        assert_eq!(p.topics[0], "t0");
+        let body = "topic=a&".repeat(40) + "topic=b&data=x";
+        assert_eq!(
+            publish(Some(FORM), body.as_bytes()).unwrap().topics,
+            ["a", "b"]
+        );
+        let mut sub: String = (0..32).map(|i| format!("topic=t{i}&")).collect();
+        sub += "topic=t5";
+        assert_eq!(subscription(&sub).unwrap().unwrap().topics.len(), 32);
+        assert_eq!(
+            subscription(&"topic=a&".repeat(40))
+                .unwrap()
+                .unwrap()
+                .topics,
+            ["a"]
+        );
+    }
+
+    #[test]
+    fn json_data_is_sent_as_its_own_text() {
+        let j = Some(&b"application/json"[..]);
+        for data in [
+            r#"{"z":1,"a":2}"#,
+            r#"{"price":1.10,"big":123456789012345678901234567890}"#,
+            r#"{"k":1,"k":2}"#,
+            r#"[ 1 , 2.50 ,{"b":null,"a":[]} ]"#,
+            "18446744073709551616",
+            "1.10",
+            "true",
+            "null",
+        ] {
+            let body = format!(r#"{{"topic":"a","data":{data},"type":"t"}}"#);
+            assert_eq!(publish(j, body.as_bytes()).unwrap().data, data);
+        }
+        let p = publish(j, br#"{"data" : "a\"b\u00e9" , "topic":"a"}"#).unwrap();
+        assert_eq!(p.data, "a\"b\u{e9}");
     }
 }

@@ -41,12 +41,13 @@ pub fn encode_retry(out: &mut Vec<u8>, ms: u64) {
 }
 
 /// The id a stream starts at, given the request's `Last-Event-ID` value: one past a decimal
-/// number, 0 for anything else (absent, empty, signs, spaces, overflow), never an error.
+/// number that fits in 64 bits, saturating (a resume from the largest id stays there, as the
+/// ticks do, never restarting at 0); 0 for anything else (absent, empty, signs, spaces, more
+/// than 64 bits), never an error.
 pub fn first_id(last_event_id: Option<&[u8]>) -> u64 {
     last_event_id
         .and_then(parse_u64)
-        .and_then(|n| n.checked_add(1))
-        .unwrap_or(0)
+        .map_or(0, |n| n.saturating_add(1))
 }
 
 /// Formatted wall-clock dates, recomputed only when the millisecond (ISO) or the second (HTTP)
@@ -211,7 +212,7 @@ mod tests {
             (Some(b"1.5"), 0),
             (Some(b"abc"), 0),
             (Some(b"18446744073709551614"), 18_446_744_073_709_551_615),
-            (Some(b"18446744073709551615"), 0),
+            (Some(b"18446744073709551615"), 18_446_744_073_709_551_615),
             (Some(b"99999999999999999999999"), 0),
         ];
         for &(input, want) in cases {

@@ -1,0 +1,198 @@
+//! What a publish may carry, over real sockets: one rule for every field (with and without a
+//! real Redis), the reserved `reset` type, JSON `data` sent as its own text, distinct topics
+//! counted, the clock stream's largest resume id.
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use common::{read_until, Server};
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
+/// One publish on a fresh connection: (status, body).
+fn publish(server: &Server, content_type: &str, body: &str) -> (u16, String) {
+    let r = server.request(&format!(
+        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    (r.status, r.text())
+}
+
+/// A subscription's socket after its response head, and what followed the head.
+fn subscribe(server: &Server, query: &str) -> (TcpStream, Vec<u8>) {
+    let mut s = server.connect();
+    s.write_all(format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let got = read_until(&mut s, Duration::from_secs(5), |b| {
+        b.windows(4).any(|w| w == b"\r\n\r\n")
+    });
+    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    (s, got[at..].to_vec())
+}
+
+/// Reads until `want` appears in what the stream sent (after its head).
+fn read_for(s: &mut TcpStream, mut got: Vec<u8>, want: &[u8]) -> Vec<u8> {
+    let more = read_until(s, Duration::from_secs(10), |b| {
+        [&got[..], b]
+            .concat()
+            .windows(want.len())
+            .any(|w| w == want)
+    });
+    got.extend_from_slice(&more);
+    got
+}
+
+/// The publishes every mode must refuse, each with a word its one-line answer must hold.
+fn refused() -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        (FORM, "topic=a&data=x&type=a%1Bb".into(), "type"),
+        (FORM, "topic=a&data=x&type=a%00b".into(), "type"),
+        (FORM, "topic=a&data=x&type=a%C2%85b".into(), "type"),
+        (FORM, "topic=a&data=x&type=a%7Fb".into(), "type"),
+        (
+            JSON,
+            r#"{"topic":"a","data":"x","type":"a\u001bb"}"#.into(),
+            "type",
+        ),
+        (
+            JSON,
+            r#"{"topic":"a","data":"x","type":"a\u0000b"}"#.into(),
+            "type",
+        ),
+        (
+            JSON,
+            r#"{"topic":"a","data":"x","type":"a\u0085b"}"#.into(),
+            "type",
+        ),
+        (
+            FORM,
+            "topic=a&data=x&type=reset".into(),
+            "\"reset\" is reserved",
+        ),
+        (
+            JSON,
+            r#"{"topic":"a","data":"x","type":"reset"}"#.into(),
+            "\"reset\" is reserved",
+        ),
+        (FORM, "topic=a%C2%85b&data=x".into(), "topic"),
+        (
+            JSON,
+            r#"{"topic":["a","a\u001b"],"data":"x"}"#.into(),
+            "topic",
+        ),
+        (FORM, "topic=a&data=x&retry=1e3".into(), "retry"),
+    ]
+}
+
+fn check_refusals(server: &Server) {
+    for (ct, body, word) in refused() {
+        let (st, text) = publish(server, ct, &body);
+        assert_eq!(st, 400, "{body}: {text}");
+        assert!(text.starts_with("400 Bad Request: "), "{body}: {text}");
+        assert!(text.contains(word), "{body}: {text}");
+        assert!(!text.trim_end().contains('\n'), "one line: {text}");
+    }
+}
+
+#[test]
+fn a_type_with_any_control_character_or_the_reserved_type_is_refused() {
+    let server = Server::start(&[]);
+    let (mut s, got) = subscribe(&server, "topic=a");
+    check_refusals(&server);
+    assert_eq!(
+        server.metric("sse_hub_publishes_rejected_total{reason=\"invalid\"}"),
+        refused().len() as f64
+    );
+    // Nothing refused was stored: the next event is the first the subscriber sees.
+    let (st, id) = publish(&server, FORM, "topic=a&data=after&type=Reset");
+    assert_eq!(st, 200, "{id}");
+    let got = read_for(&mut s, got, b"data: after\n\n");
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text, format!("id: {id}\nevent: Reset\ndata: after\n\n"));
+    // Data may carry NUL and other control characters: the event-stream format passes them.
+    let (st, id) = publish(&server, FORM, "topic=a&data=x%00y%1Bz");
+    assert_eq!(st, 200, "{id}");
+    let got = read_for(&mut s, Vec::new(), b"z\n\n");
+    assert_eq!(got, format!("id: {id}\ndata: x\0y\x1bz\n\n").as_bytes());
+}
+
+#[test]
+fn with_redis_the_same_fields_are_refused_before_they_are_stored() {
+    let Some(redis) = redis_server::RedisServer::start(&[]) else {
+        return;
+    };
+    let server = Server::start(&["--redis", &redis.url()]);
+    check_refusals(&server);
+    // Refused at publish, so nothing was stored that the bridge would have to skip.
+    let (st, id) = publish(&server, FORM, "topic=a&data=ok");
+    assert_eq!(st, 200, "{id}");
+    let mut c = redis.conn(&redis.url());
+    let len: usize = redis::cmd("XLEN").arg("sse:events").query(&mut c).unwrap();
+    assert_eq!(len, 1);
+    assert_eq!(server.metric("sse_redis_entries_skipped_total"), 0.0);
+}
+
+#[test]
+fn json_data_is_sent_as_the_text_it_came_in() {
+    let server = Server::start(&[]);
+    let (mut s, got) = subscribe(&server, "topic=j");
+    let data = r#"{"z":1,"a":{"price":1.10,"big":123456789012345678901234567890},"k":1,"k":2}"#;
+    let (st, id) = publish(&server, JSON, &format!(r#"{{"topic":"j","data":{data}}}"#));
+    assert_eq!(st, 200, "{id}");
+    let got = read_for(&mut s, got, b"\n\n");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        format!("id: {id}\ndata: {data}\n\n")
+    );
+}
+
+#[test]
+fn distinct_topics_count_against_the_limit() {
+    let server = Server::start(&[]);
+    let names: Vec<String> = (0..32).map(|i| format!("topic=t{i}")).collect();
+    // A subscription: 32 distinct names and a repeat, or 40 copies of one.
+    let query = names.join("&") + "&topic=t3";
+    let (mut s, got) = subscribe(&server, &query);
+    let (_s2, _) = subscribe(&server, &"topic=t7&".repeat(40));
+    assert_eq!(
+        server
+            .get(&format!("/sse?{}&topic=t32", names.join("&")))
+            .status,
+        400
+    );
+    // A publish: the same rule; a repeated topic is stored (and delivered) once.
+    let (st, id) = publish(&server, FORM, &(names.join("&") + "&topic=t0&data=x"));
+    assert_eq!(st, 200, "{id}");
+    let got = read_for(&mut s, got, b"data: x\n\n");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        format!("id: {id}\ndata: x\n\n")
+    );
+    let (st, text) = publish(&server, FORM, &(names.join("&") + "&topic=t32&data=x"));
+    assert_eq!(st, 400, "{text}");
+    assert!(text.contains("more than 32 topics"), "{text}");
+}
+
+#[test]
+fn the_clock_stream_resumed_from_the_largest_id_stays_there() {
+    let server = Server::start(&["--interval-ms", "20"]);
+    let mut s = server.connect();
+    s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 18446744073709551615\r\n\r\n")
+        .unwrap();
+    let got = read_until(&mut s, Duration::from_secs(5), |b| {
+        common::frames(b).len() >= 3
+    });
+    for f in common::frames(&got).iter().take(3) {
+        assert!(f.contains("\nid:18446744073709551615\n"), "{f:?}");
+    }
+}
