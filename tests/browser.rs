@@ -6,7 +6,9 @@
 //! The topics panel: a subscription named in the address, a `token` sequence growing one reply
 //! in order and `done` closing it, a server restart shown as reconnecting and then as a `reset`;
 //! eight tabs sharing one stream, and the holder's tab closed while events are published (the
-//! next tab takes over within 1 s, no tab misses or repeats an event). The dashboard: its charts
+//! next tab takes over within 1 s, no tab misses or repeats an event); a page in the
+//! back/forward cache holds no stream (`/metrics` says 0 while it is away) and, restored, resumes
+//! after its last id with no gap or repeat. The dashboard: its charts
 //! change while load runs. Screenshots of both pages (desktop and phone, light and dark) are
 //! saved under `target/screenshots/` for people to look at.
 //!
@@ -1203,4 +1205,85 @@ fn a_pasted_token_shows_a_private_topic() {
         "{v:?}"
     );
     assert!(console_errors(&b).is_empty(), "{:?}", console_errors(&b));
+}
+
+/// Whether the page now in the browser came back from the back/forward cache (its
+/// `pageshow` said `persisted`), as the topics panel records it.
+fn restored_from_cache(b: &Browser) -> Option<String> {
+    b.exec(
+        "return document.getElementById('hub-status').dataset.restored ?? null",
+        json!([]),
+    )
+    .as_str()
+    .map(str::to_owned)
+}
+
+#[test]
+fn a_page_in_the_back_forward_cache_holds_no_stream_and_resumes_without_a_gap() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    let server = Server::start(&["--interval-ms", &INTERVAL_MS.to_string()]);
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 800);
+
+    // Both panels streaming: the topics panel's subscription and the clock.
+    b.goto(&format!("http://{}/?topic=bf", server.addr));
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    assert_eq!(v.state, "open", "{v:?}");
+    b.click("#connect");
+    let st = wait_page(&b, Duration::from_secs(4), |s| s.items.len() >= 2);
+    assert_eq!(st.state, "open", "{st:?}");
+    assert_eq!(server.metric("sse_streams_open"), 2.0);
+    let mut published: Vec<String> = (0..3)
+        .map(|i| publish(&server, "bf", None, &format!("before {i}")))
+        .collect();
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids == published);
+    assert_eq!(v.ids, published, "{v:?}");
+
+    // Away to another page: the page goes into the back/forward cache, and while it is there
+    // the server holds no stream for it.
+    b.goto("about:blank");
+    let open = server.wait_metric("sse_streams_open", 0.0, Duration::from_secs(3));
+    assert_eq!(open, 0.0, "streams still open while the page is hidden");
+    assert_eq!(server.metric("sse_hub_subscribers"), 0.0);
+    for i in 0..4 {
+        published.push(publish(&server, "bf", None, &format!("while away {i}")));
+    }
+    // Still none after events went out.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.metric("sse_streams_open"), 0.0);
+
+    // Back: restored from the cache (not reloaded), the feed resumes after its last id, so the
+    // events published meanwhile arrive once each, in order, then live ones.
+    b.back();
+    assert_eq!(
+        restored_from_cache(&b).as_deref(),
+        Some("true"),
+        "the page was not restored from the back/forward cache"
+    );
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.ids == published);
+    assert_eq!(
+        v.ids, published,
+        "a gap or a repeat after coming back: {v:?}"
+    );
+    assert_eq!(v.state, "open", "{v:?}");
+    assert_eq!(v.resumed_from.as_deref(), Some(published[2].as_str()));
+    published.push(publish(&server, "bf", None, "after"));
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids == published);
+    assert_eq!(v.ids, published, "{v:?}");
+    // The clock came back too.
+    let open = server.wait_metric("sse_streams_open", 2.0, Duration::from_secs(3));
+    assert_eq!(open, 2.0);
+    let before = page_state(&b).count;
+    let st = wait_page(&b, Duration::from_secs(3), |s| s.count >= before + 2);
+    assert_eq!(st.state, "open", "{st:?}");
+
+    let errors = console_errors(&b);
+    assert!(
+        errors.is_empty(),
+        "browser console errors:\n{}",
+        errors.join("\n")
+    );
 }

@@ -82,3 +82,18 @@ function close() {
 
 ui.connect.addEventListener("click", connect);
 ui.close.addEventListener("click", close);
+
+// The back/forward cache: a page nobody sees holds no stream. A stream open when the page is
+// hidden is closed (the server stops counting it) and opened again when the page comes back
+// from the cache; the clock's new stream starts from its current time, as after Connect.
+let reopen = false;
+window.addEventListener("pagehide", () => {
+  reopen = Boolean(sse && sse.readyState !== EventSource.CLOSED);
+  if (reopen) sse.close();
+});
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted && reopen) {
+    reopen = false;
+    connect();
+  }
+});

@@ -289,17 +289,23 @@
       ui.unsubscribe.setAttribute("aria-disabled", "false");
     }
 
+    /** Ends this subscription: closes its stream, gives up the lock and the channel. */
     stop() {
-      this.stopped = true;
-      if (this.source) this.source.close();
-      if (this.abort) this.abort.abort();
-      if (this.release) this.release();
-      if (this.channel) this.channel.close();
+      this.releaseAll();
       ui.status.dataset.state = "closed";
       ui.status.dataset.role = "none";
       ui.state.textContent = STATE_TEXT.closed;
       ui.role.textContent = "";
       ui.unsubscribe.setAttribute("aria-disabled", "true");
+    }
+
+    /** Closes the stream and lets go of the lock (the next tab takes over) and the channel. */
+    releaseAll() {
+      this.stopped = true;
+      if (this.source) this.source.close();
+      if (this.abort) this.abort.abort();
+      if (this.release) this.release();
+      if (this.channel) this.channel.close();
     }
   }
 
@@ -412,6 +418,26 @@
       demoRunning = false;
       ui.demo.setAttribute("aria-disabled", "false");
     }
+  });
+
+  // ---- The back/forward cache: a page nobody sees holds no stream. ----
+  // A page kept in the browser's back/forward cache would keep its EventSource, and with it
+  // the server's count of subscribers, the shared connection's lock (the other tabs could not
+  // take over) and the channel. On `pagehide` the subscription lets go of all three; on
+  // `pageshow` from the cache it starts again, resuming after the last id this tab showed, so
+  // the feed goes on with no gap and no repeat.
+  window.addEventListener("pagehide", () => {
+    if (!current || current.stopped) return;
+    current.releaseAll();
+    ui.status.dataset.state = "hidden";
+  });
+  window.addEventListener("pageshow", (e) => {
+    ui.status.dataset.restored = String(e.persisted);
+    if (!e.persisted || !current || !current.stopped || ui.status.dataset.state !== "hidden") return;
+    const token = current.token;
+    current = new Subscription(current.topics);
+    current.token = token;
+    current.start();
   });
 
   // ---- At load: subscribe to the topics named in the address. ----

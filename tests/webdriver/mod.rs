@@ -134,6 +134,11 @@ impl Browser {
         self.cmd("POST", "/url", Some(json!({ "url": url })));
     }
 
+    /// Goes back one page in the session's history (bounded by the pageLoad timeout).
+    pub fn back(&self) {
+        self.cmd("POST", "/back", None);
+    }
+
     pub fn title(&self) -> String {
         self.cmd("GET", "/title", None)
             .as_str()
