@@ -232,7 +232,7 @@ pub const FLAGS: &[Flag] = &[
         name: "--publish-token",
         value: "T",
         help: "POST /publish needs Authorization: Bearer T (never logged)",
-        default: |_| "none: only loopback clients may publish".into(),
+        default: |_| "none: only loopback clients may publish, and only without --jwt-key".into(),
         set: |c, who, v| {
             if v.bytes().any(|b| !b.is_ascii_graphic()) {
                 return Err(format!("{who} must be printable ASCII without spaces"));
@@ -295,7 +295,7 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         name: "--jwt-key",
         value: "KEY",
-        help: "HS256 key of subscriber and publisher tokens (Mercure claims); never logged",
+        help: "HS256 key of Mercure tokens (never logged); loopback then needs one to publish",
         default: |_| "none: no tokens, every topic public".into(),
         set: |c, _, v| {
             c.jwt_key = Some(v.to_string());
@@ -380,20 +380,26 @@ FLAGS (each also accepted as --flag=value, and from the environment variable sho
 variable counts as unset, and a flag wins over its variable):
 ",
     );
+    // The description column starts two spaces past the longest flag and its value, so no
+    // flag ever runs into its text.
+    let left = |f: &Flag| format!("  {} {}", f.name, f.value);
+    let width = FLAGS.iter().map(|f| left(f).len()).max().unwrap_or(0) + 2;
     for f in FLAGS {
-        let left = format!("  {} {}", f.name, f.value);
         out.push_str(&format!(
-            "{left:<26}{}\n{:<26}default: {}; env {}\n",
+            "{:<width$}{}\n{:<width$}default: {}; env {}\n",
+            left(f),
             f.help,
             "",
             (f.default)(&d),
             env_name(f.name)
         ));
     }
+    out.push_str(&format!(
+        "{:<width$}this text\n{:<width$}the version\n",
+        "  -h, --help", "  -V, --version"
+    ));
     out.push_str(
-        "  -h, --help              this text
-  -V, --version           the version
-
+        "
 ENDPOINTS: GET /sse (the seed's clock stream), GET /sse?topic=T (a hub subscription; resume
 with Last-Event-ID or lastEventID=), POST /publish (topic, data, type, retry as a form or JSON),
 GET /metrics (Prometheus), GET /healthz, and the page's files (GET / is index.html).
@@ -710,6 +716,34 @@ mod tests {
             "--version",
         ] {
             assert!(h.contains(flag), "{flag} missing from --help");
+        }
+    }
+
+    /// Every flag row has its value, then at least two spaces, then its description, all
+    /// descriptions in one column (`--private-topics SELECTOR` ran into its text once).
+    #[test]
+    fn help_columns_fit_the_longest_flag() {
+        let h = help();
+        let mut column = None;
+        for f in FLAGS {
+            let left = format!("  {} {}", f.name, f.value);
+            let row = h
+                .lines()
+                .find(|l| l.starts_with(&format!("{left} ")))
+                .unwrap_or_else(|| panic!("no row for {left:?} in:\n{h}"));
+            let rest = &row[left.len()..];
+            assert!(rest.starts_with("  "), "{row:?} runs into its text");
+            let at = left.len() + rest.len() - rest.trim_start().len();
+            assert_eq!(*column.get_or_insert(at), at, "{row:?} is out of column");
+            assert!(row[at..].starts_with(f.help), "{row:?}");
+        }
+        let at = column.unwrap();
+        for (row, text) in [
+            ("  -h, --help ", "this text"),
+            ("  -V, --version ", "the version"),
+        ] {
+            let line = h.lines().find(|l| l.starts_with(row)).expect(row);
+            assert_eq!(line.find(text), Some(at), "{line:?}");
         }
     }
 }

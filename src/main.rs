@@ -86,14 +86,20 @@ fn main() -> ExitCode {
         ip => (ip.to_string(), ""),
     };
     // The token itself is never printed, only whether there is one.
-    let publishing = if config.publish_token.is_some()
-        || config.jwt_key.is_some()
-        || config.jwt_key_file.is_some()
-    {
-        "POST /publish needs a bearer token"
-    } else {
-        "POST /publish from loopback clients only (no --publish-token)"
+    let jwt = config.jwt_key.is_some() || config.jwt_key_file.is_some();
+    let publishing = match (config.publish_token.is_some(), jwt) {
+        (true, _) => "POST /publish needs a bearer token",
+        (false, true) => "POST /publish needs a publisher token, from loopback clients too",
+        (false, false) => "POST /publish from loopback clients only (no --publish-token)",
     };
+    if jwt && config.publish_token.is_none() {
+        // Without a key, loopback clients publish with no token; a key turns that off, which
+        // surprised people who added one only for private subscriptions.
+        eprintln!(
+            "sse-server: note: --jwt-key is set, so tokenless publishing from loopback is off: \
+             publish with a publisher token (mercure.publish) or add --publish-token"
+        );
+    }
     println!(
         "sse-server listening on http://{host}:{}/ ({reach}stream at /sse, every {} ms; {} loops, up to {} streams; {publishing})",
         addr.port(),

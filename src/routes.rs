@@ -93,11 +93,8 @@ pub fn route(
             Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
-        "/publish" => Reply::text(
-            Status::MethodNotAllowed,
-            "405 Method Not Allowed: POST an event here\n",
-            &[("Allow", "POST")],
-        ),
+        // GET and HEAD here (POST and OPTIONS are answered above).
+        "/publish" => publish_policy(app, peer),
         "/metrics" => {
             let mut text = String::with_capacity(4096);
             ctx.metrics.render(&mut text, &(app.process_stats)());
@@ -134,6 +131,37 @@ fn bearer_matches(presented: Option<&[u8]>, token: &str) -> bool {
     diff == 0
 }
 
+/// Whether this peer may publish without any token: a loopback client when neither
+/// `--publish-token` nor `--jwt-key` is set.
+fn tokenless(app: &App, peer: Peer) -> bool {
+    app.publish_token.is_none() && app.jwt.is_none() && peer.loopback
+}
+
+/// `GET /publish`: what publishing needs here, as JSON, so a page can say it instead of
+/// guessing: `{"token":"none"|"publish-token"|"jwt"|"publish-token or jwt","loopback":bool,
+/// "tokenless":bool}`. `token` is what a publisher may present, `loopback` whether loopback
+/// clients may publish without one, `tokenless` whether the client asking may. No secret is
+/// in it: only which kinds of token are accepted.
+fn publish_policy(app: &App, peer: Peer) -> Reply {
+    let token = match (app.publish_token.is_some(), app.jwt.is_some()) {
+        (false, false) => "none",
+        (true, false) => "publish-token",
+        (false, true) => "jwt",
+        (true, true) => "publish-token or jwt",
+    };
+    let loopback = app.publish_token.is_none() && app.jwt.is_none();
+    let body = format!(
+        "{{\"token\":\"{token}\",\"loopback\":{loopback},\"tokenless\":{}}}\n",
+        tokenless(app, peer)
+    );
+    Reply::with_body(
+        Status::Ok,
+        "application/json",
+        crate::response::Body::Shared(body.into_bytes().into()),
+        &[("Cache-Control", "no-store")],
+    )
+}
+
 /// `POST /publish`: store an event, answer its id once it is stored.
 fn publish(
     app: &App,
@@ -148,7 +176,7 @@ fn publish(
         .publish_token
         .as_deref()
         .is_some_and(|t| bearer_matches(req.authorization, t));
-    let open = app.publish_token.is_none() && app.jwt.is_none() && peer.loopback;
+    let open = tokenless(app, peer);
     // A token that is not the static one must be a publisher JWT (checked once the topics are
     // known); with neither configured, loopback clients may publish without one.
     let claims = match (&app.jwt, presented) {
@@ -162,7 +190,9 @@ fn publish(
         },
         _ => {
             ctx.shard.rejected(Rejected::Unauthorized);
-            let why = if app.publish_token.is_some() || app.jwt.is_some() {
+            let why = if peer.loopback && app.publish_token.is_none() && app.jwt.is_some() {
+                "401 Unauthorized: with --jwt-key a publisher token is needed, from loopback too\n"
+            } else if app.publish_token.is_some() || app.jwt.is_some() {
                 "401 Unauthorized: a valid Authorization: Bearer token is needed to publish\n"
             } else {
                 "401 Unauthorized: without --publish-token only loopback clients may publish\n"
@@ -227,12 +257,15 @@ fn publish(
     published(hub.id(seq))
 }
 
-/// `200` with the stored event's id.
+/// `200` with the stored event's id and a newline (after `curl -d … /publish` the id stands on
+/// its own line rather than running into the shell prompt; the body is the id and `\n`).
 fn published(id: String) -> Reply {
+    let mut body = id.into_bytes();
+    body.push(b'\n');
     Reply::with_body(
         Status::Ok,
         crate::response::TEXT_PLAIN,
-        crate::response::Body::Shared(id.into_bytes().into()),
+        crate::response::Body::Shared(body.into()),
         &[("Cache-Control", "no-store")],
     )
 }

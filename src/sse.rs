@@ -33,12 +33,20 @@ pub fn encode_frame(out: &mut Vec<u8>, id: u64, iso: &[u8; ISO_LEN]) {
     out.extend_from_slice(FRAME_END);
 }
 
-/// Appends a frame that only sets the client's reconnection time: `retry: <ms>\n\n`.
+/// Appends a line that only sets the client's reconnection time: `retry: <ms>\n`, with no
+/// blank line after it. A conformant parser applies `retry` as it reads the line and
+/// dispatches nothing (no data); loose ones (httpx-sse) turn any field followed by a blank
+/// line into an empty `message` event. The connection closes right after it, so the line
+/// alone is the whole frame.
 pub fn encode_retry(out: &mut Vec<u8>, ms: u64) {
     out.extend_from_slice(b"retry: ");
     push_decimal(out, ms);
-    out.extend_from_slice(b"\n\n");
+    out.push(b'\n');
 }
+
+/// A heartbeat: one comment line, no blank line after it, so that no client, however loose,
+/// takes it (or a blank line) for an empty event. Sent only between whole frames.
+pub const HEARTBEAT: &[u8] = b":\n";
 
 /// The id a stream starts at, given the request's `Last-Event-ID` value: one past a decimal
 /// number that fits in 64 bits, saturating (a resume from the largest id stays there, as the
@@ -165,7 +173,7 @@ mod tests {
         assert!(out.starts_with(b"event:sseEvent\nid:18446744073709551615\nretry: 30000\n"));
         out.clear();
         encode_retry(&mut out, 7321);
-        assert_eq!(out, b"retry: 7321\n\n");
+        assert_eq!(out, b"retry: 7321\n");
     }
 
     #[test]

@@ -252,7 +252,7 @@ impl Source {
                 *cursor = ctx.metrics.samples_after(*cursor, out);
                 if out.is_empty() {
                     // Nothing new this second: a comment keeps proxies from timing out.
-                    out.extend_from_slice(b":\n\n");
+                    out.extend_from_slice(sse::HEARTBEAT);
                 }
                 true
             }
@@ -289,7 +289,7 @@ impl Source {
                         *cursor = ev.seq;
                     }
                     if out.is_empty() && *beat {
-                        out.extend_from_slice(b":\n\n");
+                        out.extend_from_slice(sse::HEARTBEAT);
                     }
                 }
                 hub.marks = marks;

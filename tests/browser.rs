@@ -405,7 +405,8 @@ fn publish_to(addr: SocketAddr, topic: &str, event_type: Option<&str>, data: &st
     .unwrap();
     let r = common::read_response(&mut s);
     assert_eq!(r.status, 200, "publish refused: {}", r.text());
-    r.text()
+    // The answer is the id and a newline.
+    r.text().trim_end().to_string()
 }
 
 /// What one tab's topics panel shows, read from the DOM.
@@ -1168,7 +1169,7 @@ fn a_pasted_token_shows_a_private_topic() {
             body.len()
         )
         .unwrap();
-        common::read_response(&mut s).text()
+        common::read_response(&mut s).text().trim_end().to_string()
     };
     let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.contains(&public));
     assert_eq!(v.ids, std::slice::from_ref(&public), "{v:?}");

@@ -548,9 +548,12 @@ fn sigterm_ends_streams_with_a_jittered_retry_and_exits_0() {
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest);
             let text = String::from_utf8_lossy(&rest);
-            let tail = text.rsplit("\n\n").nth(1).unwrap_or("");
+            // The last whole frame, then the retry: as a line alone (no blank line after it,
+            // so no client takes it for an empty event).
+            let tail = text.rsplit("\n\n").next().unwrap_or("");
             let ms: u64 = tail
-                .strip_prefix("retry: ")
+                .strip_suffix('\n')
+                .and_then(|l| l.strip_prefix("retry: "))
                 .unwrap_or_else(|| panic!("no final retry in {text:?}"))
                 .parse()
                 .unwrap();

@@ -30,7 +30,9 @@ fn form(server: &Server, body: &str) -> (u16, String) {
 fn publish(server: &Server, topic: &str, data: &str) -> String {
     let (status, id) = form(server, &format!("topic={topic}&data={data}"));
     assert_eq!(status, 200, "{id}");
-    id
+    // The answer is the id and a newline.
+    assert!(id.ends_with('\n'), "{id:?}");
+    id.trim_end().to_string()
 }
 
 /// Opens a subscription (the query after `/sse?`) with extra header lines; returns the socket
@@ -164,7 +166,8 @@ fn resume_after_a_reconnect_gets_exactly_the_missed_events_while_publishes_conti
                 .unwrap();
                 let mut r = String::new();
                 c.read_to_string(&mut r).unwrap();
-                ids.push(r.split("\r\n\r\n").nth(1).unwrap().to_string());
+                // The answer is the id and a newline.
+                ids.push(r.split("\r\n\r\n").nth(1).unwrap().trim_end().to_string());
                 std::thread::sleep(Duration::from_millis(1));
             }
             ids
@@ -298,7 +301,8 @@ fn bad_input_gets_a_clear_answer() {
     assert_eq!(server.get("/sse?topic=").status, 400);
     let many: String = (0..33).map(|i| format!("topic=t{i}&")).collect();
     assert_eq!(server.get(&format!("/sse?{many}")).status, 400);
-    assert_eq!(server.get("/publish").status, 405);
+    // GET /publish is the publish policy (JSON), not a 405 any more.
+    assert_eq!(server.get("/publish").status, 200);
     // Keep-alive: a publisher may reuse its connection.
     let mut c = server.connect();
     for i in 0..3 {
@@ -405,4 +409,47 @@ fn the_figures_stream_sends_what_it_kept_then_one_sample_a_second() {
         assert!(v.get(key).is_some(), "{key} in {first}");
     }
     assert!(v["rss_bytes"].as_u64().unwrap() > 0);
+}
+
+/// `GET /publish` says what publishing needs here (the page reads it instead of guessing),
+/// and agrees with what a tokenless loopback publish actually gets.
+#[test]
+fn the_publish_policy_says_what_publishing_needs() {
+    let key = "a-policy-test-key-long-enough-for-hs256";
+    let ct = "Content-Type: application/x-www-form-urlencoded\r\n";
+    for (args, want, tokenless) in [
+        (
+            &[][..],
+            r#"{"token":"none","loopback":true,"tokenless":true}"#,
+            true,
+        ),
+        (
+            &["--publish-token", "p"][..],
+            r#"{"token":"publish-token","loopback":false,"tokenless":false}"#,
+            false,
+        ),
+        (
+            &["--jwt-key", key][..],
+            r#"{"token":"jwt","loopback":false,"tokenless":false}"#,
+            false,
+        ),
+        (
+            &["--jwt-key", key, "--publish-token", "p"][..],
+            r#"{"token":"publish-token or jwt","loopback":false,"tokenless":false}"#,
+            false,
+        ),
+    ] {
+        let server = Server::start(args);
+        let r = server.get("/publish");
+        assert_eq!(r.status, 200, "{args:?}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.text(), format!("{want}\n"), "{args:?}");
+        let (st, why) = publish_raw(&server, ct, "topic=a&data=x");
+        assert_eq!(st == 200, tokenless, "{args:?}: {st} {why}");
+        if args == ["--jwt-key", key] {
+            // A key alone turns tokenless loopback publishing off: the answer says why.
+            assert!(why.contains("--jwt-key"), "{why}");
+        }
+    }
 }

@@ -456,3 +456,62 @@ fn a_same_size_file_with_its_mtime_kept_is_not_served_stale() {
     write(&path, "dddd");
     assert_eq!(server.get("/f.txt").text(), "dddd");
 }
+
+/// `--jwt-key` ends tokenless loopback publishing: the start-up line and a note on stderr say
+/// so (people added a key for private subscriptions and found their publisher refused), and
+/// `--help` says it next to the flag.
+#[test]
+fn a_jwt_key_says_at_start_up_that_loopback_needs_a_token_to_publish() {
+    let key = "a-start-up-test-key-long-enough-for-hs256";
+    let with_key = Raw::start(
+        &["--bind", "127.0.0.1", "--port", "0", "--jwt-key", key],
+        &[],
+    );
+    assert!(
+        with_key
+            .line
+            .contains("POST /publish needs a publisher token, from loopback clients too"),
+        "{}",
+        with_key.line
+    );
+    let err = with_key.stderr();
+    assert!(
+        err.contains("--jwt-key is set, so tokenless publishing from loopback is off"),
+        "{err}"
+    );
+    assert!(!err.contains(key), "the key is never printed: {err}");
+    // With a publish token too, the static token is the way in: no note.
+    let both = Raw::start(
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--jwt-key",
+            key,
+            "--publish-token",
+            "p",
+        ],
+        &[],
+    );
+    assert!(
+        both.line.contains("POST /publish needs a bearer token"),
+        "{}",
+        both.line
+    );
+    assert!(!both.stderr().contains("tokenless"));
+    let plain = Raw::start(&["--bind", "127.0.0.1", "--port", "0"], &[]);
+    assert!(
+        plain.line.contains("from loopback clients only"),
+        "{}",
+        plain.line
+    );
+    assert!(!plain.stderr().contains("tokenless"));
+    let help = run_to_end(&["--help"], &[]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    let row = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--jwt-key KEY"))
+        .unwrap_or_else(|| panic!("no --jwt-key row in {help}"));
+    assert!(row.contains("loopback then needs one to publish"), "{row}");
+}

@@ -38,7 +38,8 @@ fn publish(addr: SocketAddr, topic: &str, data: &str) -> (u16, String) {
 fn ok_publish(addr: SocketAddr, topic: &str, data: &str) -> String {
     let (st, id) = publish(addr, topic, data);
     assert_eq!(st, 200, "{id}");
-    id
+    // The answer is the id and a newline.
+    id.trim_end().to_string()
 }
 
 struct Sub {
@@ -173,7 +174,7 @@ fn redis_down_and_back_publishes_503_then_nothing_stored_is_lost_and_streams_sta
         let start = Instant::now();
         let (st, body) = publish(a.addr, "t", "during");
         if st == 200 {
-            stored.push(body);
+            stored.push(body.trim_end().to_string());
             continue;
         }
         assert_eq!(st, 503, "{body}");
