@@ -14,13 +14,14 @@ use std::time::Duration;
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 
-/// One publish on a fresh connection: (status, body).
+/// One publish on a fresh connection: (status, body without its final newline: the id of a
+/// stored event, or the one-line reason of a refusal).
 fn publish(server: &Server, content_type: &str, body: &str) -> (u16, String) {
     let r = server.request(&format!(
         "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     ));
-    (r.status, r.text())
+    (r.status, r.text().trim_end().to_string())
 }
 
 /// A subscription's socket after its response head, and what followed the head.
