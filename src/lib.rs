@@ -12,6 +12,7 @@
 //! - [`timer`]: the timing wheel that holds every connection's next deadline;
 //! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs, Mercure claims), sans-IO;
 //! - [`redis_bridge`]: the shared event log in a Redis Stream (writer and reader threads);
+//! - [`durable`]: the embedded event log in segment files (`--data-dir`), on its own thread;
 //! - [`metrics`], [`config`], [`cli`], [`sys`]: counters, flags, and the few raw syscalls;
 //! - [`slab`]: connections by reusable index, for both binaries' loops.
 
@@ -19,6 +20,7 @@ pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod durable;
 pub mod event_stream;
 pub mod http;
 pub mod hub;

@@ -1,0 +1,751 @@
+//! The event log's bytes, sans-IO: the segment header, the record, CRC-32C, the scan of one
+//! segment and the recovery of a whole log, all pure functions over byte slices.
+//!
+//! A segment file is a 16-byte header (`\xffsse-log`, the format version as a little-endian
+//! `u32`, the CRC-32C of those 12 bytes) followed by records. A record is
+//!
+//! ```text
+//! magic [0xff, b'e', b'v', b'1'] | body length u32 | CRC-32C of (length, body) u32 | body
+//! body: seq u64 | flags u8 (1 private, 2 has type, 4 has retry) | [retry u64]
+//!       | topic count u8 | (topic length u16, topic)* | [type length u8, type] | data
+//! ```
+//!
+//! all integers little-endian. `0xff` never occurs in UTF-8, so no text a publisher sends can
+//! look like a header. Records in a log have strictly increasing sequence numbers; a jump
+//! between two records, or between a record and the next segment's name (the first sequence
+//! number it was opened for), is a gap: those events are lost, and a resume across them is
+//! told so.
+//!
+//! **Invariant:** no IO, no clock, no panic on any input: every length is checked against what
+//! is there before it is used, and a bad record ends the scan of its segment (nothing after it
+//! in that segment is trusted, so a corrupted length can never make us read garbage as events).
+
+use crate::hub::Publish;
+use std::collections::VecDeque;
+
+/// The version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The first 8 bytes of a segment.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"\xffsse-log";
+/// Bytes of a segment header.
+pub const SEGMENT_HEADER_LEN: usize = 16;
+/// The first 4 bytes of a record.
+pub const RECORD_MAGIC: [u8; 4] = [0xff, b'e', b'v', b'1'];
+/// Bytes before a record's body (magic, length, CRC).
+pub const RECORD_HEADER_LEN: usize = 12;
+/// The shortest record (no topic, no type, no retry, empty data): what bounds how many
+/// events a number of lost bytes could have held.
+pub const MIN_RECORD_LEN: usize = RECORD_HEADER_LEN + 8 + 1 + 1;
+
+const FLAG_PRIVATE: u8 = 1;
+const FLAG_TYPE: u8 = 2;
+const FLAG_RETRY: u8 = 4;
+
+const fn crc_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0x82f6_3b78 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CRC_TABLE: [u32; 256] = crc_table();
+
+/// Continues a CRC-32C (Castagnoli, as iSCSI and ext4 use) over `bytes`; start from 0.
+pub fn crc32c(crc: u32, bytes: &[u8]) -> u32 {
+    let mut c = !crc;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// The header every segment starts with.
+pub fn segment_header() -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    h[..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let crc = crc32c(0, &h[..12]);
+    h[12..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// What a segment's first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// Ours, this version.
+    Ok,
+    /// Ours, another version (the whole log is then refused at start-up).
+    Version(u32),
+    /// Shorter than a header (a segment whose creation was cut short).
+    Short,
+    /// Not a header (wrong magic or checksum).
+    Bad,
+}
+
+/// Reads a segment's header.
+pub fn read_header(bytes: &[u8]) -> Header {
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        return Header::Short;
+    }
+    if bytes[..8] != SEGMENT_MAGIC || le32(&bytes[12..16]) != crc32c(0, &bytes[..12]) {
+        return Header::Bad;
+    }
+    match le32(&bytes[8..12]) {
+        FORMAT_VERSION => Header::Ok,
+        v => Header::Version(v),
+    }
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Why an event cannot be written as a record (never for a publish that passed
+/// [`crate::publish`]'s checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge(pub &'static str);
+
+/// Appends event `seq` as a record to `out`; on error `out` is left as it was.
+pub fn encode(out: &mut Vec<u8>, seq: u64, p: &Publish) -> Result<(), TooLarge> {
+    let topics = u8::try_from(p.topics.len()).map_err(|_| TooLarge("too many topics"))?;
+    if p.topics.iter().any(|t| t.len() > usize::from(u16::MAX)) {
+        return Err(TooLarge("topic too long"));
+    }
+    let ty = match &p.event_type {
+        Some(t) => Some(u8::try_from(t.len()).map_err(|_| TooLarge("type too long"))?),
+        None => None,
+    };
+    let body_len = 8
+        + 1
+        + p.retry.map_or(0, |_| 8)
+        + 1
+        + p.topics.iter().map(|t| 2 + t.len()).sum::<usize>()
+        + ty.map_or(0, |n| 1 + usize::from(n))
+        + p.data.len();
+    let len = u32::try_from(body_len).map_err(|_| TooLarge("event too large"))?;
+    let start = out.len();
+    out.reserve(RECORD_HEADER_LEN + body_len);
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    let mut flags = 0;
+    if p.private {
+        flags |= FLAG_PRIVATE;
+    }
+    if ty.is_some() {
+        flags |= FLAG_TYPE;
+    }
+    if p.retry.is_some() {
+        flags |= FLAG_RETRY;
+    }
+    out.push(flags);
+    if let Some(r) = p.retry {
+        out.extend_from_slice(&r.to_le_bytes());
+    }
+    out.push(topics);
+    for t in &p.topics {
+        out.extend_from_slice(&(t.len() as u16).to_le_bytes());
+        out.extend_from_slice(t.as_bytes());
+    }
+    if let (Some(n), Some(t)) = (ty, &p.event_type) {
+        out.push(n);
+        out.extend_from_slice(t.as_bytes());
+    }
+    out.extend_from_slice(p.data.as_bytes());
+    let crc = crc32c(crc32c(0, &out[start + 4..start + 8]), &out[start + 12..]);
+    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// A cursor over a record body; every read is checked.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn text(&mut self, n: usize) -> Option<String> {
+        std::str::from_utf8(self.take(n)?).ok().map(str::to_string)
+    }
+}
+
+/// Decodes a record body whose checksum held.
+fn decode_body(body: &[u8]) -> Option<(u64, Publish)> {
+    let mut r = Reader(body);
+    let seq = le64(r.take(8)?);
+    let flags = r.u8()?;
+    if flags & !(FLAG_PRIVATE | FLAG_TYPE | FLAG_RETRY) != 0 {
+        return None;
+    }
+    let retry = if flags & FLAG_RETRY != 0 {
+        Some(le64(r.take(8)?))
+    } else {
+        None
+    };
+    let n = r.u8()?;
+    let mut topics = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let b = r.take(2)?;
+        let len = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        topics.push(r.text(len)?);
+    }
+    let event_type = if flags & FLAG_TYPE != 0 {
+        let len = usize::from(r.u8()?);
+        Some(r.text(len)?)
+    } else {
+        None
+    };
+    let data = std::str::from_utf8(r.0).ok()?.to_string();
+    Some((
+        seq,
+        Publish {
+            topics,
+            data,
+            event_type,
+            retry,
+            private: flags & FLAG_PRIVATE != 0,
+        },
+    ))
+}
+
+/// What is wrong at the end of a segment's good records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The tail is a cut-short write: less than a header, a length past the end, zeros, or
+    /// a last record whose checksum fails. Truncated when it ends the log.
+    Torn,
+    /// A record in the middle fails its checksum (or cannot be read, or does not follow
+    /// the one before): the rest of the segment is not trusted.
+    Corrupt,
+}
+
+/// One segment read through.
+#[derive(Debug, Default)]
+pub struct SegmentScan {
+    /// The good records, each with its offset in the segment.
+    pub records: Vec<(usize, u64, Publish)>,
+    /// Where the good records end.
+    pub end: usize,
+    /// The bytes after `end`, if any, and what they are.
+    pub damage: Option<Damage>,
+}
+
+/// Reads the records of one segment (header already checked) from `SEGMENT_HEADER_LEN`,
+/// stopping at the first that is not good. `after`: the records must have sequence numbers
+/// above it (the previous segment's last, or this segment's name minus one).
+pub fn scan_segment(bytes: &[u8], after: u64) -> SegmentScan {
+    let mut scan = SegmentScan {
+        end: SEGMENT_HEADER_LEN.min(bytes.len()),
+        ..SegmentScan::default()
+    };
+    let mut prev = after;
+    let mut at = scan.end;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        if rest.iter().all(|&b| b == 0) || rest.len() < RECORD_HEADER_LEN {
+            scan.damage = Some(Damage::Torn);
+            break;
+        }
+        if rest[..4] != RECORD_MAGIC {
+            scan.damage = Some(Damage::Corrupt);
+            break;
+        }
+        let len = le32(&rest[4..8]) as usize;
+        let Some(total) = len
+            .checked_add(RECORD_HEADER_LEN)
+            .filter(|&t| t <= rest.len())
+        else {
+            scan.damage = Some(Damage::Torn);
+            break;
+        };
+        let body = &rest[RECORD_HEADER_LEN..total];
+        if crc32c(crc32c(0, &rest[4..8]), body) != le32(&rest[8..12]) {
+            scan.damage = Some(if total == rest.len() {
+                Damage::Torn
+            } else {
+                Damage::Corrupt
+            });
+            break;
+        }
+        match decode_body(body) {
+            Some((seq, p)) if seq > prev => {
+                scan.records.push((at, seq, p));
+                prev = seq;
+            }
+            _ => {
+                scan.damage = Some(Damage::Corrupt);
+                break;
+            }
+        }
+        at += total;
+        scan.end = at;
+    }
+    scan
+}
+
+/// What recovery hands the history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Event(u64, Publish),
+    /// Events `after + 1 ..= through` are lost: a resume from before `through` crosses it.
+    Gap {
+        after: u64,
+        through: u64,
+    },
+}
+
+impl Item {
+    /// The last sequence number the item covers.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Item::Event(s, _) => *s,
+            Item::Gap { through, .. } => *through,
+        }
+    }
+}
+
+/// What one segment held, as [`Recovery::feed`] read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fed {
+    /// Good records.
+    pub records: usize,
+    /// Where they end.
+    pub end: usize,
+    pub damage: Option<Damage>,
+}
+
+/// Damage found in one segment, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The segment's first sequence number (its file name).
+    pub segment: u64,
+    pub offset: usize,
+    /// Bytes from `offset` to the segment's end.
+    pub bytes: usize,
+    pub damage: Damage,
+}
+
+/// A whole log read back, segment by segment, oldest first, keeping at most the newest
+/// `max_events` items and, roughly, `max_bytes` of records (a record's size on disk is less
+/// than what the history counts for it, so the history's own bounds are the exact ones).
+#[derive(Debug)]
+pub struct Recovery {
+    max_events: usize,
+    max_bytes: usize,
+    /// The retained items, with their size on disk.
+    pub items: VecDeque<(Item, usize)>,
+    bytes: usize,
+    /// The largest sequence number of any item dropped here for the bounds (0: none).
+    pub dropped: u64,
+    /// The last sequence number used (read, or lost in a gap).
+    pub last: u64,
+    /// Events read.
+    pub events: u64,
+    pub found: Vec<Found>,
+    /// The last segment ends in damage: appends must go to a new segment, named after `last`.
+    pub fresh_segment: bool,
+    /// The last segment's torn tail, to truncate: (segment, offset, bytes).
+    pub truncate: Option<(u64, usize, usize)>,
+}
+
+impl Recovery {
+    /// An empty log, bounded as the history is.
+    pub fn new(max_events: usize, max_bytes: usize) -> Recovery {
+        Recovery {
+            max_events: max_events.max(1),
+            max_bytes,
+            items: VecDeque::new(),
+            bytes: 0,
+            dropped: 0,
+            last: 0,
+            events: 0,
+            found: Vec::new(),
+            fresh_segment: false,
+            truncate: None,
+        }
+    }
+
+    fn push(&mut self, item: Item, size: usize) {
+        self.last = item.seq();
+        self.items.push_back((item, size));
+        self.bytes += size;
+        while self.items.len() > self.max_events
+            || (self.bytes > self.max_bytes && self.items.len() > 1)
+        {
+            if let Some((old, size)) = self.items.pop_front() {
+                self.bytes -= size;
+                self.dropped = old.seq();
+            }
+        }
+    }
+
+    fn gap_to(&mut self, through: u64) {
+        if through > self.last {
+            let after = self.last;
+            // A log's first segment may start anywhere (older ones were deleted): that is
+            // the history's start, not a gap.
+            if self.last == 0 && self.items.is_empty() && self.found.is_empty() {
+                self.last = through;
+                self.dropped = through;
+            } else {
+                self.push(Item::Gap { after, through }, MIN_RECORD_LEN);
+            }
+        }
+    }
+
+    /// Feeds one segment, `name` its first sequence number, `last` whether it is the newest.
+    /// `Err(version)` for a segment of another format version.
+    pub fn feed(&mut self, name: u64, bytes: &[u8], last: bool) -> Result<Fed, u32> {
+        let header = read_header(bytes);
+        if let Header::Version(v) = header {
+            return Err(v);
+        }
+        self.gap_to(name.saturating_sub(1));
+        let scan = match header {
+            Header::Ok => scan_segment(bytes, self.last),
+            Header::Short => SegmentScan {
+                end: 0,
+                damage: (!bytes.is_empty()).then_some(Damage::Torn),
+                ..SegmentScan::default()
+            },
+            _ => SegmentScan {
+                end: 0,
+                damage: Some(Damage::Corrupt),
+                ..SegmentScan::default()
+            },
+        };
+        let ends: Vec<usize> = scan.records.iter().map(|r| r.0).skip(1).collect();
+        let fed = Fed {
+            records: scan.records.len(),
+            end: scan.end,
+            damage: scan.damage,
+        };
+        for (i, (offset, seq, p)) in scan.records.into_iter().enumerate() {
+            let size = ends.get(i).copied().unwrap_or(scan.end) - offset;
+            self.gap_to(seq - 1);
+            self.push(Item::Event(seq, p), size);
+            self.events += 1;
+        }
+        if let Some(damage) = scan.damage {
+            let lost = bytes.len() - scan.end;
+            self.found.push(Found {
+                segment: name,
+                offset: scan.end,
+                bytes: lost,
+                damage,
+            });
+            if last {
+                // However many events the lost bytes held, they had the next numbers: skip
+                // them all, so that an id a subscriber saw is never given to another event.
+                let bound = lost.div_ceil(MIN_RECORD_LEN) as u64;
+                self.gap_to(self.last + bound);
+                self.fresh_segment = true;
+                if damage == Damage::Torn {
+                    self.truncate = Some((name, scan.end, lost));
+                }
+            }
+        }
+        Ok(fed)
+    }
+
+    /// The next sequence number to give.
+    pub fn next(&self) -> u64 {
+        self.last + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(topic: &str, data: &str) -> Publish {
+        Publish {
+            topics: vec![topic.into()],
+            data: data.into(),
+            ..Publish::default()
+        }
+    }
+
+    fn segment(first: u64, events: &[Publish]) -> Vec<u8> {
+        let mut s = segment_header().to_vec();
+        for (i, p) in events.iter().enumerate() {
+            encode(&mut s, first + i as u64, p).unwrap();
+        }
+        s
+    }
+
+    fn seqs(r: &Recovery) -> Vec<u64> {
+        r.items.iter().map(|(i, _)| i.seq()).collect()
+    }
+
+    #[test]
+    fn crc32c_matches_the_standard_check_value() {
+        assert_eq!(crc32c(0, b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(crc32c(0, b"1234"), b"56789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn records_round_trip_every_field() {
+        let p = Publish {
+            topics: vec!["a/b".into(), "é".into(), String::new()],
+            data: "line 1\nline 2".into(),
+            event_type: Some("token".into()),
+            retry: Some(u64::MAX),
+            private: true,
+        };
+        let bytes = segment(7, &[p.clone(), Publish::default()]);
+        let scan = scan_segment(&bytes, 6);
+        assert_eq!(scan.damage, None);
+        assert_eq!(scan.end, bytes.len());
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.records[0].1, 7);
+        assert_eq!(scan.records[0].2, p);
+        assert_eq!(scan.records[1].2, Publish::default());
+        // The empty event is the shortest record.
+        assert_eq!(bytes.len() - scan.records[1].0, MIN_RECORD_LEN);
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_not_truncated() {
+        let mut out = vec![1, 2, 3];
+        let many = Publish {
+            topics: vec!["t".into(); 256],
+            ..Publish::default()
+        };
+        assert!(encode(&mut out, 1, &many).is_err());
+        let long_type = Publish {
+            event_type: Some("x".repeat(256)),
+            ..Publish::default()
+        };
+        assert!(encode(&mut out, 1, &long_type).is_err());
+        assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn headers_of_other_versions_and_garbage_are_told_apart() {
+        let h = segment_header();
+        assert_eq!(read_header(&h), Header::Ok);
+        assert_eq!(read_header(&h[..15]), Header::Short);
+        let mut v2 = h;
+        v2[8] = 2;
+        let crc = crc32c(0, &v2[..12]);
+        v2[12..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(read_header(&v2), Header::Version(2));
+        let mut bad = h;
+        bad[9] ^= 1;
+        assert_eq!(read_header(&bad), Header::Bad);
+        let mut r = Recovery::new(10, 1 << 20);
+        assert_eq!(r.feed(1, &v2, true).unwrap_err(), 2);
+    }
+
+    /// The file cut at every byte offset of its last record: the tail is torn, truncated at
+    /// the last good record, never served, and the numbers it could have held are skipped.
+    #[test]
+    fn a_torn_tail_at_every_byte_offset_is_cut_and_its_ids_skipped() {
+        let events = [
+            ev("a", "one"),
+            ev("a", "two"),
+            ev("b", "three, a little longer"),
+        ];
+        let whole = segment(1, &events);
+        let good = segment(1, &events[..2]).len();
+        for cut in good..whole.len() {
+            let mut r = Recovery::new(100, 1 << 20);
+            let scan = r.feed(1, &whole[..cut], true).unwrap();
+            assert_eq!(scan.records, 2, "cut at {cut}");
+            assert_eq!(scan.end, good);
+            if cut == good {
+                assert_eq!(scan.damage, None);
+                assert_eq!(r.truncate, None);
+                assert_eq!(r.next(), 3);
+                continue;
+            }
+            assert_eq!(scan.damage, Some(Damage::Torn), "cut at {cut}");
+            assert_eq!(r.truncate, Some((1, good, cut - good)), "cut at {cut}");
+            assert!(r.fresh_segment);
+            // Never served: only the two good events and a gap over what the tail held.
+            let next = r.next();
+            assert!(
+                next > 3,
+                "cut at {cut}: the torn event's id is never reused"
+            );
+            assert_eq!(
+                r.items.back().map(|(i, _)| i.clone()),
+                Some(Item::Gap {
+                    after: 2,
+                    through: next - 1
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_last_record_with_a_bad_checksum_or_a_zero_tail_is_torn() {
+        let mut s = segment(1, &[ev("a", "one"), ev("a", "two")]);
+        let n = s.len();
+        s[n - 1] ^= 0x40;
+        let scan = scan_segment(&s, 0);
+        assert_eq!((scan.records.len(), scan.damage), (1, Some(Damage::Torn)));
+        let mut z = segment(1, &[ev("a", "one")]);
+        z.extend_from_slice(&[0; 4096]);
+        let scan = scan_segment(&z, 0);
+        assert_eq!((scan.records.len(), scan.damage), (1, Some(Damage::Torn)));
+    }
+
+    /// A flipped bit anywhere in a record in the middle is found by its checksum (or its
+    /// magic), what precedes it is kept, nothing after it in the segment is served, and
+    /// the next segment continues after a gap.
+    #[test]
+    fn a_flipped_bit_in_the_middle_is_caught_at_every_bit() {
+        let events: Vec<Publish> = (0..5).map(|i| ev("t", &format!("event {i}"))).collect();
+        let s = segment(1, &events);
+        let starts: Vec<usize> = scan_segment(&s, 0).records.iter().map(|r| r.0).collect();
+        let (from, to) = (starts[2], starts[3]);
+        let next = segment(6, &[ev("t", "after")]);
+        for byte in from..to {
+            for bit in 0..8 {
+                let mut bad = s.clone();
+                bad[byte] ^= 1 << bit;
+                let mut r = Recovery::new(100, 1 << 20);
+                let scan = r.feed(1, &bad, false).unwrap();
+                assert_eq!(scan.records, 2, "byte {byte} bit {bit}");
+                let found = &r.found[0];
+                assert_eq!((found.segment, found.offset), (1, from));
+                r.feed(6, &next, true).unwrap();
+                assert_eq!(seqs(&r), [1, 2, 5, 6], "byte {byte} bit {bit}");
+                assert_eq!(
+                    r.items[2].0,
+                    Item::Gap {
+                        after: 2,
+                        through: 5
+                    }
+                );
+                assert_eq!(r.next(), 7);
+                assert!(!r.fresh_segment && r.truncate.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn corruption_in_the_newest_segment_is_kept_for_inspection_and_skipped() {
+        let events: Vec<Publish> = (0..4).map(|i| ev("t", &format!("event {i}"))).collect();
+        let mut s = segment(1, &events);
+        let second = scan_segment(&s, 0).records[1].0;
+        s[second + RECORD_HEADER_LEN + 9] ^= 4;
+        let mut r = Recovery::new(100, 1 << 20);
+        r.feed(1, &s, true).unwrap();
+        assert_eq!(r.found[0].damage, Damage::Corrupt);
+        assert_eq!(r.truncate, None, "a corrupt middle is not a torn tail");
+        assert!(r.fresh_segment);
+        let lost = (s.len() - second) as u64;
+        assert_eq!(r.next(), 2 + lost.div_ceil(MIN_RECORD_LEN as u64));
+    }
+
+    #[test]
+    fn a_record_that_does_not_follow_its_predecessor_ends_the_segment() {
+        let mut s = segment_header().to_vec();
+        encode(&mut s, 5, &ev("a", "x")).unwrap();
+        encode(&mut s, 5, &ev("a", "again")).unwrap();
+        let scan = scan_segment(&s, 0);
+        assert_eq!(
+            (scan.records.len(), scan.damage),
+            (1, Some(Damage::Corrupt))
+        );
+        assert!(scan_segment(&s, 5).records.is_empty());
+    }
+
+    #[test]
+    fn segments_chain_and_deleted_ones_are_the_start_not_a_gap() {
+        let mut r = Recovery::new(100, 1 << 20);
+        r.feed(41, &segment(41, &[ev("a", "1"), ev("a", "2")]), false)
+            .unwrap();
+        r.feed(43, &segment(43, &[ev("a", "3")]), false).unwrap();
+        // An empty newest segment (rolled, nothing written yet).
+        r.feed(44, &segment_header(), true).unwrap();
+        assert_eq!(seqs(&r), [41, 42, 43]);
+        assert_eq!(r.dropped, 40);
+        assert_eq!(r.next(), 44);
+        assert!(r.found.is_empty());
+        // A newest segment named past the last record (appends after damage): a gap.
+        let mut r = Recovery::new(100, 1 << 20);
+        r.feed(1, &segment(1, &[ev("a", "1")]), false).unwrap();
+        r.feed(9, &segment(9, &[ev("a", "9")]), true).unwrap();
+        assert_eq!(
+            r.items[1].0,
+            Item::Gap {
+                after: 1,
+                through: 8
+            }
+        );
+        assert_eq!(r.next(), 10);
+    }
+
+    #[test]
+    fn recovery_keeps_only_the_newest_within_the_bounds() {
+        let events: Vec<Publish> = (0..50).map(|i| ev("t", &format!("{i}"))).collect();
+        let mut r = Recovery::new(10, 1 << 20);
+        r.feed(1, &segment(1, &events), true).unwrap();
+        assert_eq!(seqs(&r), (41..=50).collect::<Vec<_>>());
+        assert_eq!(r.dropped, 40);
+        assert_eq!(r.events, 50);
+        let mut r = Recovery::new(1000, 3 * MIN_RECORD_LEN + 20);
+        r.feed(1, &segment(1, &events), true).unwrap();
+        assert!(r.items.len() < 5 && !r.items.is_empty());
+        assert_eq!(r.items.back().map(|i| i.0.seq()), Some(50));
+    }
+
+    #[test]
+    fn a_short_or_garbage_segment_never_panics() {
+        let mut r = Recovery::new(10, 1 << 20);
+        r.feed(1, &[], true).unwrap();
+        assert_eq!(r.next(), 1);
+        let mut r = Recovery::new(10, 1 << 20);
+        r.feed(1, b"\xffsse", true).unwrap();
+        assert_eq!(r.truncate, Some((1, 0, 4)));
+        // Pseudo-random bytes after a good header, at many lengths.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for n in 0..600 {
+            let mut s = segment_header().to_vec();
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(x as u8);
+            }
+            if n % 3 == 0 && n >= 4 {
+                s[16..20].copy_from_slice(&RECORD_MAGIC);
+            }
+            let mut r = Recovery::new(10, 1 << 20);
+            let scan = r.feed(1, &s, true).unwrap();
+            assert_eq!(scan.records, 0, "{n} random bytes");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The embedded event log (`--data-dir`): the hub's history kept in segment files so that it
+//! survives a restart or a crash, on its own thread beside the loops.
+//!
+//! - [`format`](mod@format): the bytes (segment header, CRC-32C'd records), the scan of a segment and the
+//!   recovery of a log, sans-IO;
+//! - [`store`]: the data directory (lock file, format file, segments), file IO only, called
+//!   at start-up and from the writer thread;
+//! - [`writer`]: the thread that appends, syncs (group commit), rolls and deletes segments,
+//!   and answers each publish once its event is durable.
+//!
+//! Not to be confused with the operator log ([`crate::log`]): this one holds events.
+
+pub mod format;
+pub mod store;
+pub mod writer;

@@ -1,0 +1,677 @@
+//! The event log's thread: publishes queue here (bounded, never blocking a loop), are written
+//! as records, made durable under the `--fsync` policy, handed to the history (the [`Sink`])
+//! and only then answered. Segments roll at a size derived from `--history-bytes` and are
+//! deleted once the history has dropped every event in them.
+//!
+//! - `always`: each publish is written and synced on its own before its answer;
+//! - `batch` (group commit): the publishes queued while the previous sync ran are written
+//!   together and share one sync, then all are answered;
+//! - `off`: written to the OS's cache and answered; a process crash loses nothing, a power
+//!   loss may lose what the OS had not written yet.
+//!
+//! **Invariant:** a publish is answered `Ok` only after its record is written (and, unless
+//! `off`, synced) and its event is in the history; every other outcome answers `Err` with a
+//! one-line reason. Nothing here runs on a loop's thread but [`DurableLog::submit`] and
+//! [`DurableLog::stats`], which do not block.
+
+use super::format::{self, Item};
+use super::store::{self, Store};
+use crate::hub::Publish;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Publishes that may wait for the log; more are refused at once.
+pub const QUEUE_CAPACITY: usize = 65_536;
+/// The most publishes written (and synced) together.
+const MAX_BATCH: usize = 1024;
+/// Upper bounds of the sync latency histogram, in microseconds.
+pub const SYNC_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// `--fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    Batch,
+    Off,
+}
+
+impl Fsync {
+    /// Parses the flag's value.
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s {
+            "always" => Some(Fsync::Always),
+            "batch" => Some(Fsync::Batch),
+            "off" => Some(Fsync::Off),
+            _ => None,
+        }
+    }
+
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Batch => "batch",
+            Fsync::Off => "off",
+        }
+    }
+}
+
+/// What the log is opened with.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub dir: PathBuf,
+    pub fsync: Fsync,
+    pub history_events: usize,
+    pub history_bytes: usize,
+    /// A segment is rolled once it holds this many bytes (see [`segment_bytes`]).
+    pub segment_bytes: u64,
+}
+
+/// The segment size for a history of `history_bytes`: an eighth of it, between 16 KiB and
+/// 8 MiB, so that the disk holds at most the history's bytes plus one segment (and a record).
+pub fn segment_bytes(history_bytes: usize) -> u64 {
+    (history_bytes as u64 / 8).clamp(16 << 10, 8 << 20)
+}
+
+/// Where the log delivers what it stored (called from the log's thread, and once from
+/// [`DurableLog::open`]).
+pub trait Sink: Send + Sync + 'static {
+    /// The history read back at start-up, oldest first; `evicted`: the last sequence number
+    /// before it; `next`: the next to give. Called once, before any `on_events`.
+    fn restore(&self, items: Vec<Item>, evicted: u64, next: u64);
+    /// Events just made durable, oldest first, numbered.
+    fn on_events(&self, events: Vec<(u64, Publish)>);
+    /// The largest sequence number the history has dropped.
+    fn evicted(&self) -> u64;
+}
+
+/// How a publish is answered: `Ok(id)` once durable, `Err(reason)` otherwise.
+pub type Done = Box<dyn FnOnce(Result<String, String>) + Send>;
+
+struct Job {
+    publish: Publish,
+    done: Done,
+}
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+/// Counters for the metrics page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub bytes: u64,
+    pub segments: u64,
+    /// Per bucket of [`SYNC_BUCKETS_US`] (the last is `+Inf`), not cumulative.
+    pub sync_buckets: Vec<u64>,
+    pub sync_sum_us: u64,
+    pub recovered_events: u64,
+    pub truncated_bytes: u64,
+    pub stored: u64,
+    pub errors: u64,
+    pub queued: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    bytes: AtomicU64,
+    segments: AtomicU64,
+    sync_buckets: [AtomicU64; SYNC_BUCKETS_US.len() + 1],
+    sync_sum_us: AtomicU64,
+    recovered_events: AtomicU64,
+    truncated_bytes: AtomicU64,
+    stored: AtomicU64,
+    errors: AtomicU64,
+    queued: AtomicU64,
+}
+
+/// What start-up found, for the start-up lines.
+#[derive(Debug, Clone)]
+pub struct StartReport {
+    pub epoch: String,
+    pub recovered_events: u64,
+    pub retained: usize,
+    pub truncated_bytes: u64,
+    /// One line per damaged segment (see [`store::describe`]).
+    pub damage: Vec<String>,
+    pub next: u64,
+}
+
+/// The running log. See the module docs.
+pub struct DurableLog {
+    jobs: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    epoch: String,
+}
+
+impl std::fmt::Debug for DurableLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableLog")
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+impl DurableLog {
+    /// Opens the directory (see [`store::open`]), hands the recovered history to `sink`,
+    /// deletes segments it no longer needs, and starts the thread. `epoch` names this run's
+    /// ids only if the directory is new; the directory's own epoch is kept otherwise
+    /// ([`DurableLog::epoch`]). The error is one line for the start-up message.
+    pub fn open(
+        cfg: LogConfig,
+        epoch: &str,
+        sink: Arc<dyn Sink>,
+    ) -> Result<(DurableLog, StartReport), String> {
+        let opened = store::open(&cfg.dir, cfg.history_events, cfg.history_bytes, epoch)?;
+        let mut store = opened.store;
+        let recovery = opened.recovery;
+        let report = StartReport {
+            epoch: store.epoch.clone(),
+            recovered_events: recovery.events,
+            retained: recovery.items.len(),
+            truncated_bytes: opened.truncated,
+            damage: recovery.found.iter().map(store::describe).collect(),
+            next: store.next,
+        };
+        let items = recovery.items.into_iter().map(|(i, _)| i).collect();
+        sink.restore(items, recovery.dropped, store.next);
+        store.retain(sink.evicted());
+        let shared = Arc::new(Shared::default());
+        shared
+            .recovered_events
+            .store(report.recovered_events, Ordering::Relaxed);
+        shared
+            .truncated_bytes
+            .store(report.truncated_bytes, Ordering::Relaxed);
+        publish_sizes(&shared, &store);
+        let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sse-data-log".into())
+                .spawn(move || run(store, rx, &shared, &*sink, &cfg))
+                .map_err(|e| format!("--data-dir: cannot start the log's thread: {e}"))?
+        };
+        Ok((
+            DurableLog {
+                jobs: tx,
+                shared,
+                thread: Mutex::new(Some(thread)),
+                epoch: report.epoch.clone(),
+            },
+            report,
+        ))
+    }
+
+    /// The ids' epoch (the directory's).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Queues a publish; `done` is called once, from the log's thread, with `Ok(id)` once the
+    /// event is durable and in the history, or `Err(reason)`. Only when the queue is full or
+    /// the log is stopping is `done(Err(..))` called at once, from inside `submit`. Never
+    /// blocks.
+    pub fn submit(&self, publish: Publish, done: Done) {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        let refused = match self.jobs.try_send(Msg::Job(Job { publish, done })) {
+            Ok(()) => return,
+            Err(TrySendError::Full(m)) => (m, "the event log's queue is full"),
+            Err(TrySendError::Disconnected(m)) => (m, "the event log is stopping"),
+        };
+        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        if let (Msg::Job(job), why) = refused {
+            (job.done)(Err(why.to_string()));
+        }
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> LogStats {
+        let s = &self.shared;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LogStats {
+            bytes: get(&s.bytes),
+            segments: get(&s.segments),
+            sync_buckets: s.sync_buckets.iter().map(get).collect(),
+            sync_sum_us: get(&s.sync_sum_us),
+            recovered_events: get(&s.recovered_events),
+            truncated_bytes: get(&s.truncated_bytes),
+            stored: get(&s.stored),
+            errors: get(&s.errors),
+            queued: get(&s.queued),
+        }
+    }
+
+    /// Writes what is queued (answering it), syncs, and ends the thread. Idempotent.
+    pub fn stop(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            // Blocks only while the queue is full, which the thread is emptying.
+            let _ = self.jobs.send(Msg::Stop);
+            let _ = t.join();
+        }
+    }
+}
+
+fn publish_sizes(shared: &Shared, store: &Store) {
+    shared.bytes.store(store.bytes(), Ordering::Relaxed);
+    shared
+        .segments
+        .store(store.segments().len() as u64, Ordering::Relaxed);
+}
+
+fn run(mut store: Store, rx: Receiver<Msg>, shared: &Shared, sink: &dyn Sink, cfg: &LogConfig) {
+    let mut batch: Vec<Job> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut stopping = false;
+    while !stopping {
+        match rx.recv() {
+            Ok(Msg::Job(j)) => batch.push(j),
+            Ok(Msg::Stop) | Err(_) => break,
+        }
+        if cfg.fsync != Fsync::Always {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Msg::Job(j)) => batch.push(j),
+                    Ok(Msg::Stop) => {
+                        stopping = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        shared
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        commit(&mut store, &mut batch, &mut buf, shared, sink, cfg);
+        if buf.capacity() > 4 << 20 {
+            buf = Vec::new();
+        }
+    }
+    if cfg.fsync == Fsync::Off {
+        let _ = store.sync(0);
+    }
+    // Whatever was queued after the stop (nothing, once the loops have stopped).
+    while let Ok(m) = rx.try_recv() {
+        if let Msg::Job(j) = m {
+            (j.done)(Err("the event log is stopping".into()));
+        }
+    }
+}
+
+/// Writes, syncs and answers one batch. See the module docs.
+fn commit(
+    store: &mut Store,
+    batch: &mut Vec<Job>,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    sink: &dyn Sink,
+    cfg: &LogConfig,
+) {
+    // Roll first, so that the new segment is named after the first record it holds.
+    if let Err(e) = store.roll_if_due(cfg.segment_bytes) {
+        fail_all(batch, shared, &format!("cannot start a new segment: {e}"));
+        publish_sizes(shared, store);
+        return;
+    }
+    buf.clear();
+    let first = store.next;
+    let mut accepted = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        let seq = first + accepted.len() as u64;
+        match format::encode(buf, seq, &job.publish) {
+            Ok(()) => accepted.push(job),
+            Err(e) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                (job.done)(Err(e.0.to_string()));
+            }
+        }
+    }
+    if accepted.is_empty() {
+        return;
+    }
+    let last = first + accepted.len() as u64 - 1;
+    let mut written = store.append(buf, last);
+    if written.is_ok() && cfg.fsync != Fsync::Off {
+        let t = Instant::now();
+        written = store.sync(buf.len() as u64);
+        let us = t.elapsed().as_micros() as u64;
+        let i = SYNC_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(SYNC_BUCKETS_US.len());
+        shared.sync_buckets[i].fetch_add(1, Ordering::Relaxed);
+        shared.sync_sum_us.fetch_add(us, Ordering::Relaxed);
+        if written.is_err() {
+            // The records were cut off again: their numbers are free.
+            store.next = first;
+        }
+    }
+    if let Err(e) = written {
+        fail_all(&mut accepted, shared, &e.to_string());
+        publish_sizes(shared, store);
+        return;
+    }
+    let epoch = store.epoch.clone();
+    let mut events = Vec::with_capacity(accepted.len());
+    let mut dones = Vec::with_capacity(accepted.len());
+    for (i, job) in accepted.into_iter().enumerate() {
+        events.push((first + i as u64, job.publish));
+        dones.push(job.done);
+    }
+    sink.on_events(events);
+    store.retain(sink.evicted());
+    publish_sizes(shared, store);
+    shared
+        .stored
+        .fetch_add(dones.len() as u64, Ordering::Relaxed);
+    for (i, done) in dones.into_iter().enumerate() {
+        done(Ok(format!("{epoch}-{}", first + i as u64)));
+    }
+}
+
+fn fail_all(jobs: &mut Vec<Job>, shared: &Shared, why: &str) {
+    shared
+        .errors
+        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+    for job in jobs.drain(..) {
+        (job.done)(Err(why.to_string()));
+    }
+}
+
+/// The log's figures in Prometheus text.
+pub fn render(out: &mut String, s: &LogStats) {
+    use std::fmt::Write as _;
+    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        );
+    };
+    one(
+        "sse_data_log_bytes",
+        "gauge",
+        "Bytes of event log segments on disk.",
+        s.bytes,
+    );
+    one(
+        "sse_data_log_segments",
+        "gauge",
+        "Event log segment files.",
+        s.segments,
+    );
+    one(
+        "sse_data_log_recovered_events",
+        "gauge",
+        "Events read back from the event log at start-up.",
+        s.recovered_events,
+    );
+    one(
+        "sse_data_log_truncated_bytes",
+        "gauge",
+        "Bytes of torn tail cut off the event log at start-up.",
+        s.truncated_bytes,
+    );
+    one(
+        "sse_data_log_stored_total",
+        "counter",
+        "Publishes made durable by the event log.",
+        s.stored,
+    );
+    one(
+        "sse_data_log_errors_total",
+        "counter",
+        "Publishes the event log could not store (answered 503).",
+        s.errors,
+    );
+    one(
+        "sse_data_log_queued",
+        "gauge",
+        "Publishes waiting for the event log.",
+        s.queued,
+    );
+    let name = "sse_data_log_sync_seconds";
+    let _ = write!(
+        out,
+        "# HELP {name} Time to make a batch of records durable (fdatasync).\n# TYPE {name} histogram\n"
+    );
+    let mut cumulative = 0;
+    for (i, b) in SYNC_BUCKETS_US.iter().enumerate() {
+        cumulative += s.sync_buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {cumulative}",
+            *b as f64 / 1e6
+        );
+    }
+    cumulative += s
+        .sync_buckets
+        .get(SYNC_BUCKETS_US.len())
+        .copied()
+        .unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {}", s.sync_sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {cumulative}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::store::tests::TempDir;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    /// A history stand-in: what was restored and appended, bounded by events.
+    #[derive(Default)]
+    struct Memory {
+        items: Mutex<Vec<Item>>,
+        evicted: AtomicU64,
+        keep: usize,
+    }
+
+    impl Sink for Memory {
+        fn restore(&self, items: Vec<Item>, evicted: u64, _next: u64) {
+            *self.items.lock().unwrap() = items;
+            self.evicted.store(evicted, Ordering::Relaxed);
+        }
+        fn on_events(&self, events: Vec<(u64, Publish)>) {
+            let mut items = self.items.lock().unwrap();
+            items.extend(events.into_iter().map(|(s, p)| Item::Event(s, p)));
+            while items.len() > self.keep {
+                let old = items.remove(0);
+                self.evicted.store(old.seq(), Ordering::Relaxed);
+            }
+        }
+        fn evicted(&self) -> u64 {
+            self.evicted.load(Ordering::Relaxed)
+        }
+    }
+
+    fn cfg(dir: &std::path::Path, fsync: Fsync, segment_bytes: u64) -> LogConfig {
+        LogConfig {
+            dir: dir.to_path_buf(),
+            fsync,
+            history_events: 1000,
+            history_bytes: 1 << 20,
+            segment_bytes,
+        }
+    }
+
+    fn ev(data: String) -> Publish {
+        Publish {
+            topics: vec!["t".into()],
+            data,
+            ..Publish::default()
+        }
+    }
+
+    fn publish_all(log: &DurableLog, n: usize) -> Vec<Result<String, String>> {
+        let (tx, rx) = channel();
+        for i in 0..n {
+            let tx = tx.clone();
+            log.submit(
+                ev(format!("event {i}")),
+                Box::new(move |r| tx.send((i, r)).unwrap()),
+            );
+        }
+        let mut out: Vec<_> = (0..n)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+
+    #[test]
+    fn every_policy_answers_in_order_and_a_reopen_continues_the_ids() {
+        for fsync in [Fsync::Always, Fsync::Batch, Fsync::Off] {
+            let d = TempDir::new(fsync.as_str());
+            let sink = Arc::new(Memory {
+                keep: 1000,
+                ..Memory::default()
+            });
+            let (log, report) =
+                DurableLog::open(cfg(&d.0, fsync, 1 << 20), "ep0", sink.clone()).unwrap();
+            assert_eq!((report.epoch.as_str(), report.next), ("ep0", 1));
+            let ids = publish_all(&log, 300);
+            let want: Vec<Result<String, String>> =
+                (1..=300).map(|s| Ok(format!("ep0-{s}"))).collect();
+            assert_eq!(ids, want, "{fsync:?}");
+            let st = log.stats();
+            assert_eq!((st.stored, st.errors, st.queued), (300, 0, 0));
+            let syncs: u64 = st.sync_buckets.iter().sum();
+            match fsync {
+                Fsync::Always => assert_eq!(syncs, 300),
+                Fsync::Batch => assert!((1..=300).contains(&syncs), "{syncs}"),
+                Fsync::Off => assert_eq!(syncs, 0),
+            }
+            log.stop();
+            let sink2 = Arc::new(Memory {
+                keep: 1000,
+                ..Memory::default()
+            });
+            let (log, report) =
+                DurableLog::open(cfg(&d.0, fsync, 1 << 20), "new", sink2.clone()).unwrap();
+            assert_eq!(
+                (report.epoch.as_str(), report.next, report.recovered_events),
+                ("ep0", 301, 300)
+            );
+            assert_eq!(*sink2.items.lock().unwrap(), *sink.items.lock().unwrap());
+            assert_eq!(publish_all(&log, 1), [Ok("ep0-301".to_string())]);
+            log.stop();
+        }
+    }
+
+    /// Group commit: publishes that arrive while a sync runs share the next one.
+    #[test]
+    fn batch_shares_syncs_among_publishes_that_arrive_together() {
+        let d = TempDir::new("group");
+        let sink = Arc::new(Memory {
+            keep: 10_000,
+            ..Memory::default()
+        });
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 8 << 20), "e", sink).unwrap();
+        assert!(publish_all(&log, 2000).iter().all(|r| r.is_ok()));
+        let syncs: u64 = log.stats().sync_buckets.iter().sum();
+        assert!(
+            syncs < 2000,
+            "2000 publishes queued at once took {syncs} syncs"
+        );
+        log.stop();
+    }
+
+    #[test]
+    fn disk_stays_within_the_history_plus_one_segment() {
+        let d = TempDir::new("bounded");
+        let sink = Arc::new(Memory {
+            keep: 50,
+            ..Memory::default()
+        });
+        let seg = 2048;
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Off, seg), "e", sink.clone()).unwrap();
+        let mut most = 0;
+        for _ in 0..40 {
+            publish_all(&log, 25);
+            let st = log.stats();
+            let retained: u64 = {
+                let items = sink.items.lock().unwrap();
+                let mut b = Vec::new();
+                for i in items.iter() {
+                    if let Item::Event(s, p) = i {
+                        format::encode(&mut b, *s, p).unwrap();
+                    }
+                }
+                b.len() as u64
+            };
+            let on_disk: u64 = std::fs::read_dir(&d.0)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+                .map(|e| e.metadata().unwrap().len())
+                .sum();
+            assert_eq!(st.bytes, on_disk);
+            // One segment of slack, plus each segment's header and the record that passed
+            // the target.
+            let headers = st.segments * 16;
+            assert!(
+                on_disk <= retained + seg + headers + 64,
+                "{on_disk} > {retained} + {seg}"
+            );
+            most = most.max(st.segments);
+        }
+        assert!(most >= 2, "segments rolled");
+        log.stop();
+    }
+
+    #[test]
+    fn a_full_queue_and_a_stopped_log_answer_at_once() {
+        let d = TempDir::new("stop");
+        let sink = Arc::new(Memory {
+            keep: 10,
+            ..Memory::default()
+        });
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e", sink).unwrap();
+        log.stop();
+        let (tx, rx) = channel();
+        log.submit(ev("late".into()), Box::new(move |r| tx.send(r).unwrap()));
+        let r = rx.try_recv().expect("answered inside submit");
+        assert_eq!(r, Err("the event log is stopping".into()));
+        assert_eq!(log.stats().errors, 1);
+    }
+
+    #[test]
+    fn metrics_text_names_every_figure() {
+        let mut out = String::new();
+        let mut s = LogStats {
+            bytes: 123,
+            segments: 2,
+            sync_buckets: vec![0; SYNC_BUCKETS_US.len() + 1],
+            ..LogStats::default()
+        };
+        s.sync_buckets[3] = 5;
+        s.sync_sum_us = 4000;
+        render(&mut out, &s);
+        for line in [
+            "sse_data_log_bytes 123",
+            "sse_data_log_segments 2",
+            "sse_data_log_recovered_events 0",
+            "sse_data_log_truncated_bytes 0",
+            "sse_data_log_sync_seconds_bucket{le=\"0.0005\"} 0",
+            "sse_data_log_sync_seconds_bucket{le=\"0.001\"} 5",
+            "sse_data_log_sync_seconds_bucket{le=\"+Inf\"} 5",
+            "sse_data_log_sync_seconds_sum 0.004",
+            "sse_data_log_sync_seconds_count 5",
+        ] {
+            assert!(out.contains(&format!("{line}\n")), "{line} in\n{out}");
+        }
+    }
+}
