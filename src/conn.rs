@@ -414,12 +414,30 @@ impl Conn {
                     let total = req.head_len + body_len as usize;
                     if r.buf.len() < total {
                         r.need = total;
-                        return false;
+                        if !req.expect_continue {
+                            return false;
+                        }
+                        // The client waits for a word before it sends the body: the head
+                        // alone is routed (`body` shorter than `Content-Length`), once.
+                        let reply = route(&req, &r.buf[req.head_len..], ctx);
+                        if matches!(reply.then, Then::Continue) {
+                            self.out = Some(Outbox::new(
+                                b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+                                None,
+                                now,
+                                ctx.cfg,
+                            ));
+                            return true;
+                        }
+                        // Refused from its head: the body is never read, and what of it
+                        // may already be on its way is discarded by the close.
+                        (reply.closing(), r.buf.len(), false, false)
+                    } else {
+                        let keep_alive = req.keep_alive;
+                        let head_only = req.method == Method::Head;
+                        let reply = route(&req, &r.buf[req.head_len..total], ctx);
+                        (reply, total, keep_alive, head_only)
                     }
-                    let keep_alive = req.keep_alive;
-                    let head_only = req.method == Method::Head;
-                    let reply = route(&req, &r.buf[req.head_len..total], ctx);
-                    (reply, total, keep_alive, head_only)
                 }
             }
         };

@@ -65,6 +65,10 @@ pub struct Request<'a> {
     pub authorization: Option<&'a [u8]>,
     /// The raw `Cookie` value, if sent (the first one).
     pub cookie: Option<&'a [u8]>,
+    /// `Expect: 100-continue` on HTTP/1.1 (RFC 9110 section 10.1.1): the client waits for
+    /// `100 Continue` (or the final answer) before it sends the body. Ignored on HTTP/1.0, as
+    /// the RFC says; other expectations are ignored too.
+    pub expect_continue: bool,
     /// Length of the head in the buffer, blank line included.
     pub head_len: usize,
 }
@@ -276,6 +280,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
     let mut content_type = None;
     let mut authorization = None;
     let mut cookie = None;
+    let mut expect_continue = false;
     let mut content_length: Option<&[u8]> = None;
     for h in fields.iter() {
         let name = h.name;
@@ -310,6 +315,9 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
             authorization = Some(h.value);
         } else if name.eq_ignore_ascii_case("cookie") {
             cookie = cookie.or(Some(h.value));
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue |=
+                minor == 1 && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
     if h_has_ctl(fields) {
@@ -339,6 +347,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         content_type,
         authorization,
         cookie,
+        expect_continue,
         head_len: skip + len,
     }))
 }

@@ -186,15 +186,30 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
     Ok(any_topic.then_some(sub))
 }
 
-/// A publish body, by its media type.
-pub fn publish(content_type: Option<&[u8]>, body: &[u8]) -> Result<Publish, Refusal> {
+/// The media types a publish may be sent as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    Form,
+    Json,
+}
+
+/// A publish's media type from its `Content-Type` (parameters ignored, case-insensitive).
+pub fn media(content_type: Option<&[u8]>) -> Result<Media, Refusal> {
     let media = content_type
         .and_then(|v| v.split(|&b| b == b';').next())
         .map(|m| m.trim_ascii().to_ascii_lowercase());
-    let mut p = match media.as_deref() {
-        Some(b"application/x-www-form-urlencoded") => form(body)?,
-        Some(b"application/json") => json(body)?,
-        _ => return Err(Refusal::MediaType),
+    match media.as_deref() {
+        Some(b"application/x-www-form-urlencoded") => Ok(Media::Form),
+        Some(b"application/json") => Ok(Media::Json),
+        _ => Err(Refusal::MediaType),
+    }
+}
+
+/// A publish body, by its media type.
+pub fn publish(content_type: Option<&[u8]>, body: &[u8]) -> Result<Publish, Refusal> {
+    let mut p = match media(content_type)? {
+        Media::Form => form(body)?,
+        Media::Json => json(body)?,
     };
     check_event(&mut p)?;
     Ok(p)

@@ -122,6 +122,10 @@ pub enum Then {
     /// Like `Pending`, for a stream whose start waits (a deep resume read from the shared
     /// log): the reply holds an admission slot meanwhile, given back if no stream follows.
     PendingStream(u32),
+    /// Only in answer to a head alone (`Expect: 100-continue`, the body not sent yet): the
+    /// head is acceptable, so `100 Continue` is sent and the body read; the request is then
+    /// routed again with it. This reply's status, head and body are not sent.
+    Continue,
     /// Become an event stream fed by this source. The reply holds one admission slot (see
     /// [`crate::admission`]); the connection gives it back when the stream ends.
     Stream(crate::stream::Source),
@@ -210,6 +214,17 @@ impl Reply {
             head: Head::new(Status::Ok),
             body: None,
             then: Then::PendingStream(ticket),
+        }
+    }
+
+    /// The answer to a head alone that the application would take the body of: `100
+    /// Continue` (see [`Then::Continue`]).
+    pub fn proceed() -> Reply {
+        Reply {
+            status: Status::Ok,
+            head: Head::new(Status::Ok),
+            body: None,
+            then: Then::Continue,
         }
     }
 

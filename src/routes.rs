@@ -80,6 +80,9 @@ pub fn route(
     if app.test_panic && req.path == "/__panic" {
         panic!("GET /__panic (SSE_TEST_PANIC=1)");
     }
+    if body.len() as u64 != req.content_length {
+        return before_body(app, req, peer, now, ctx);
+    }
     if req.method == Method::Post {
         return match req.path {
             "/publish" => cors(app, publish(app, req, body, peer, now, ctx)),
@@ -162,15 +165,41 @@ fn publish_policy(app: &App, peer: Peer) -> Reply {
     )
 }
 
-/// `POST /publish`: store an event, answer its id once it is stored.
-fn publish(
+/// A request whose client waits for `100 Continue` before it sends its body (`Expect:
+/// 100-continue`): the final answer now when the head alone decides it (the route, who may
+/// publish, the media type, the shared log being down), else [`Reply::proceed`].
+fn before_body(app: &App, req: &Request<'_>, peer: Peer, now: Now, ctx: &mut Ctx<'_>) -> Reply {
+    match (req.method, req.path) {
+        (Method::Post, "/publish") => {
+            if let Err(refused) = publisher(app, req, peer, now, ctx) {
+                return cors(app, refused);
+            }
+            if publish::media(req.content_type).is_err() {
+                ctx.shard.rejected(Rejected::MediaType);
+                return cors(app, unsupported_media_type());
+            }
+            if app.log.is_some() {
+                if let Err(why) = ctx.hub.hub.log_state() {
+                    ctx.shard.rejected(Rejected::Unavailable);
+                    return cors(app, log_down(&why));
+                }
+            }
+            Reply::proceed()
+        }
+        (Method::Post, _) => Reply::error(Status::MethodNotAllowed),
+        _ => Reply::proceed(),
+    }
+}
+
+/// Who may publish, from the head alone: `Ok` with the publisher token's claims (`None` for
+/// the static token or an open loopback server), or the `401` answer.
+fn publisher(
     app: &App,
     req: &Request<'_>,
-    body: &[u8],
     peer: Peer,
     now: Now,
     ctx: &mut Ctx<'_>,
-) -> Reply {
+) -> Result<Option<jwt::Claims>, Reply> {
     let presented = req.authorization.and_then(jwt::bearer_token);
     let by_static = app
         .publish_token
@@ -179,13 +208,13 @@ fn publish(
     let open = tokenless(app, peer);
     // A token that is not the static one must be a publisher JWT (checked once the topics are
     // known); with neither configured, loopback clients may publish without one.
-    let claims = match (&app.jwt, presented) {
-        _ if by_static || open => None,
+    match (&app.jwt, presented) {
+        _ if by_static || open => Ok(None),
         (Some(verifier), Some(token)) => match verifier.verify(token, now.unix_ms) {
-            Ok(c) => Some(c),
+            Ok(c) => Ok(Some(c)),
             Err(_) => {
                 ctx.shard.rejected(Rejected::Unauthorized);
-                return invalid_token();
+                Err(invalid_token())
             }
         },
         _ => {
@@ -197,8 +226,36 @@ fn publish(
             } else {
                 "401 Unauthorized: without --publish-token only loopback clients may publish\n"
             };
-            return Reply::text(Status::Unauthorized, why, &[("WWW-Authenticate", "Bearer")]);
+            Err(Reply::text(
+                Status::Unauthorized,
+                why,
+                &[("WWW-Authenticate", "Bearer")],
+            ))
         }
+    }
+}
+
+/// The `415` for a publish that is neither form nor JSON.
+fn unsupported_media_type() -> Reply {
+    Reply::text(
+        Status::UnsupportedMediaType,
+        "415 Unsupported Media Type: send application/x-www-form-urlencoded or application/json\n",
+        &[],
+    )
+}
+
+/// `POST /publish`: store an event, answer its id once it is stored.
+fn publish(
+    app: &App,
+    req: &Request<'_>,
+    body: &[u8],
+    peer: Peer,
+    now: Now,
+    ctx: &mut Ctx<'_>,
+) -> Reply {
+    let claims = match publisher(app, req, peer, now, ctx) {
+        Ok(claims) => claims,
+        Err(refused) => return refused,
     };
     let mut p = match publish::publish(req.content_type, body) {
         Ok(p) => p,
@@ -208,11 +265,7 @@ fn publish(
         }
         Err(Refusal::MediaType) => {
             ctx.shard.rejected(Rejected::MediaType);
-            return Reply::text(
-                Status::UnsupportedMediaType,
-                "415 Unsupported Media Type: send application/x-www-form-urlencoded or application/json\n",
-                &[],
-            );
+            return unsupported_media_type();
         }
     };
     if let Some(c) = claims {

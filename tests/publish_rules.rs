@@ -1,6 +1,6 @@
 //! What a publish may carry, over real sockets: one rule for every field (with and without a
 //! real Redis), the reserved `reset` type, JSON `data` sent as its own text, distinct topics
-//! counted, the clock stream's largest resume id.
+//! counted, the clock stream's largest resume id; `Expect: 100-continue` (raw and with curl).
 
 mod common;
 #[path = "common/redis.rs"]
@@ -9,7 +9,7 @@ mod redis_server;
 use common::{read_until, Server};
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
@@ -196,4 +196,127 @@ fn the_clock_stream_resumed_from_the_largest_id_stays_there() {
     for f in common::frames(&got).iter().take(3) {
         assert!(f.contains("\nid:18446744073709551615\n"), "{f:?}");
     }
+}
+
+/// Writes a publish head with `Expect: 100-continue` (and `extra` lines), no body.
+fn expect_head(s: &mut TcpStream, extra: &str, len: usize) {
+    s.write_all(
+        format!(
+            "POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n{extra}Expect: 100-continue\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn expect_100_continue_is_answered_from_the_head() {
+    let server = Server::start(&["--publish-token", "s3cret", "--max-publish-bytes", "4096"]);
+    let auth = "Authorization: Bearer s3cret\r\n";
+    let body = "topic=a&data=x";
+    // An acceptable head: `100 Continue`, then the body, then the final answer; the
+    // connection stays usable.
+    let mut s = server.connect();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    for _ in 0..2 {
+        expect_head(&mut s, auth, body.len());
+        let got = read_until(&mut s, Duration::from_secs(2), |b| b.ends_with(b"\r\n\r\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "HTTP/1.1 100 Continue\r\n\r\n"
+        );
+        s.write_all(body.as_bytes()).unwrap();
+        let r = common::read_response(&mut s);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A head the body cannot save: the final answer at once, without the body, then close.
+    let cases: &[(&str, usize, u16)] = &[
+        ("", 10, 401),
+        ("Authorization: Bearer wrong\r\n", 10, 401),
+        (auth, 5000, 413),
+    ];
+    for &(extra, len, status) in cases {
+        let mut s = server.connect();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        expect_head(&mut s, extra, len);
+        let r = common::read_response(&mut s);
+        assert_eq!(r.status, status, "{extra:?} {len}: {}", r.text());
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(!r.head.contains("100 Continue"));
+    }
+    for (head, status) in [
+        (
+            format!("POST /publish HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"),
+            415,
+        ),
+        (
+            "POST /elsewhere HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n".to_string(),
+            405,
+        ),
+    ] {
+        let mut s = server.connect();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let r = common::read_response(&mut s);
+        assert_eq!(r.status, status, "{head}: {}", r.text());
+    }
+    // HTTP/1.0 has no 100 (RFC 9110 section 10.1.1): the body is simply awaited.
+    let mut s = server.connect();
+    s.write_all(
+        format!("POST /publish HTTP/1.0\r\n{auth}Content-Type: {FORM}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(body.as_bytes()).unwrap();
+    let r = common::read_response(&mut s);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.head.contains("100 Continue"));
+}
+
+/// curl sends `Expect: 100-continue` for a large body (over 1 KiB or 1 MiB, by version; asked
+/// for explicitly here) and waits up to 1 s for an answer before sending it anyway: with the
+/// `100`, or the final answer at once, it does not wait.
+#[test]
+fn curl_does_not_wait_before_sending_a_body() {
+    let server = Server::start(&["--publish-token", "s3cret"]);
+    let dir = std::env::temp_dir().join(format!("sse-expect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body");
+    std::fs::write(&file, format!("topic=a&data={}", "x".repeat(4000))).unwrap();
+    let url = format!("http://{}/publish", server.addr);
+    let curl = |auth: &str| {
+        let start = Instant::now();
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-v", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", auth, "-H", "Expect: 100-continue", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .arg(&url)
+            .output()
+            .expect("curl is installed");
+        let took = start.elapsed();
+        let trace = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            took,
+            trace,
+        )
+    };
+    let (code, took, trace) = curl("Authorization: Bearer s3cret");
+    assert_eq!(code, "200", "{trace}");
+    assert!(
+        trace.contains("Expect: 100-continue"),
+        "curl did not ask: {trace}"
+    );
+    assert!(trace.contains("HTTP/1.1 100 Continue"), "{trace}");
+    assert!(
+        took < Duration::from_millis(700),
+        "curl waited {took:?}: {trace}"
+    );
+    let (code, took, trace) = curl("Authorization: Bearer wrong");
+    assert_eq!(code, "401", "{trace}");
+    assert!(
+        took < Duration::from_millis(700),
+        "curl waited {took:?}: {trace}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
