@@ -132,6 +132,67 @@ pub struct StreamEnd {
     pub frames: u64,
 }
 
+/// A request as the log names it: its method and its path (never the query, which may carry
+/// a token). For a head that could not be parsed, what its request line seemed to say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: Box<str>,
+    pub path: Box<str>,
+}
+
+impl RequestLine {
+    fn of(req: &Request<'_>) -> RequestLine {
+        let method = match req.method {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Options => "OPTIONS",
+        };
+        RequestLine {
+            method: method.into(),
+            path: req.path.into(),
+        }
+    }
+
+    /// The first two words of a head that was refused (at most 16 and 256 bytes, the path
+    /// without its query), `-` for what is missing; the log quotes whatever is odd in them.
+    fn guess(buf: &[u8]) -> RequestLine {
+        let start = buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(buf.len());
+        let line = &buf[start..];
+        let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+        let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        let word = |w: Option<&[u8]>, max: usize| -> Box<str> {
+            match w {
+                Some(w) => String::from_utf8_lossy(&w[..w.len().min(max)])
+                    .trim_end_matches('\r')
+                    .into(),
+                None => "-".into(),
+            }
+        };
+        let method = word(words.next(), 16);
+        let path = words
+            .next()
+            .map(|t| &t[..t.iter().position(|&b| b == b'?').unwrap_or(t.len())]);
+        RequestLine {
+            method,
+            path: word(path, 256),
+        }
+    }
+}
+
+/// A request answered with its final status (for the loop's log line). A request that
+/// became a stream is not here: the stream's own line says how it went when it ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answered {
+    pub line: RequestLine,
+    pub status: Status,
+    /// Body bytes sent.
+    pub bytes: u64,
+}
+
 /// An answer given after the request's turn (see [`Then::Pending`]): which connection of the
 /// loop it is for, and the reply.
 #[derive(Debug)]
@@ -185,6 +246,8 @@ pub struct Ctx<'a> {
     pub later: &'a Later,
     /// Streams that ended during this call, for the loop's log.
     pub ended: &'a mut Vec<StreamEnd>,
+    /// Requests answered during this call with their final status, for the loop's log.
+    pub answered: &'a mut Vec<Answered>,
     /// The server is shutting down: no new streams, every answer closes.
     pub draining: bool,
 }
@@ -223,11 +286,13 @@ impl Outbox {
 }
 
 /// An answer to come (see [`Reading::waiting`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Waiting {
     ticket: u32,
     keep_alive: bool,
     slot: bool,
+    /// The request it answers, for the log line once the answer is known.
+    line: RequestLine,
 }
 
 /// A request being read: a partial head, a head waiting for its body, or pipelined bytes.
@@ -243,6 +308,14 @@ struct Reading {
     /// this ticket, then the connection is kept alive if the flag says so; `slot`: it holds
     /// an admission slot (a stream waiting to start).
     waiting: Option<Waiting>,
+}
+
+/// How a reply is sent: whether the connection may be kept for another request, whether the
+/// request was a `HEAD` (head only), and the request it answers (for the log).
+struct How {
+    keep_alive: bool,
+    head_only: bool,
+    line: RequestLine,
 }
 
 /// Where the connection is in its life.
@@ -397,11 +470,19 @@ impl Conn {
         if r.waiting.is_some() || r.buf.is_empty() || (r.need > 0 && r.buf.len() < r.need) {
             return false;
         }
-        let (reply, used, keep_alive, head_only) = match http::parse(&r.buf, &ctx.cfg.limits) {
+        let (reply, used, keep_alive, head_only, line) = match http::parse(&r.buf, &ctx.cfg.limits)
+        {
             Ok(None) => return false,
-            Err(e) => (Reply::error(e.status()), r.buf.len(), false, false),
+            Err(e) => (
+                Reply::error(e.status()),
+                r.buf.len(),
+                false,
+                false,
+                RequestLine::guess(&r.buf),
+            ),
             Ok(Some(req)) => {
                 let body_len = req.content_length;
+                let line = RequestLine::of(&req);
                 if body_len > ctx.cfg.max_body as u64 {
                     // Decided from the head: the body is never read.
                     (
@@ -409,6 +490,7 @@ impl Conn {
                         r.buf.len(),
                         false,
                         false,
+                        line,
                     )
                 } else {
                     let total = req.head_len + body_len as usize;
@@ -431,12 +513,12 @@ impl Conn {
                         }
                         // Refused from its head: the body is never read, and what of it
                         // may already be on its way is discarded by the close.
-                        (reply.closing(), r.buf.len(), false, false)
+                        (reply.closing(), r.buf.len(), false, false, line)
                     } else {
                         let keep_alive = req.keep_alive;
                         let head_only = req.method == Method::Head;
                         let reply = route(&req, &r.buf[req.head_len..total], ctx);
-                        (reply, total, keep_alive, head_only)
+                        (reply, total, keep_alive, head_only, line)
                     }
                 }
             }
@@ -447,7 +529,12 @@ impl Conn {
             // An empty buffer gives its memory back: idle connections hold none.
             r.buf = Vec::new();
         }
-        self.respond(reply, keep_alive, head_only, now, ctx);
+        let how = How {
+            keep_alive,
+            head_only,
+            line,
+        };
+        self.respond(reply, how, now, ctx);
         true
     }
 
@@ -457,17 +544,21 @@ impl Conn {
         let State::Head(r) = &mut self.state else {
             return;
         };
-        let Some(w) = r.waiting else {
-            return;
-        };
-        if w.ticket != ticket {
+        if !r.waiting.as_ref().is_some_and(|w| w.ticket == ticket) {
             return;
         }
-        r.waiting = None;
+        let Some(w) = r.waiting.take() else {
+            return;
+        };
         if w.slot && !matches!(reply.then, Then::Stream(_)) {
             ctx.metrics.admission().close();
         }
-        self.respond(reply, w.keep_alive, false, now, ctx);
+        let how = How {
+            keep_alive: w.keep_alive,
+            head_only: false,
+            line: w.line,
+        };
+        self.respond(reply, how, now, ctx);
     }
 
     /// The client closed its sending side (read returned 0).
@@ -506,14 +597,18 @@ impl Conn {
                     if w.slot {
                         ctx.metrics.admission().close();
                     }
-                    let keep_alive = w.keep_alive;
                     // The answer did not come in time: say so rather than hang.
                     let reply = Reply::text(
                         Status::ServiceUnavailable,
                         "503 Service Unavailable: no answer from the event log in time\n",
                         &[("Retry-After", "1")],
                     );
-                    self.respond(reply, keep_alive, false, now, ctx);
+                    let how = How {
+                        keep_alive: w.keep_alive,
+                        head_only: false,
+                        line: w.line,
+                    };
+                    self.respond(reply, how, now, ctx);
                 } else if r.idle || r.buf.is_empty() {
                     // Nothing of a request arrived: close without an answer.
                     ctx.shard
@@ -521,7 +616,12 @@ impl Conn {
                     self.close(ctx, End::Timeout);
                 } else {
                     ctx.shard.timeout(Timeout::Head);
-                    self.respond(Reply::error(Status::RequestTimeout), false, false, now, ctx);
+                    let how = How {
+                        keep_alive: false,
+                        head_only: false,
+                        line: RequestLine::guess(&r.buf),
+                    };
+                    self.respond(Reply::error(Status::RequestTimeout), how, now, ctx);
                 }
             }
             State::Stream(source) => {
@@ -657,14 +757,13 @@ impl Conn {
     }
 
     /// Queues a reply. A stream reply holds an admission slot, released when the stream ends.
-    fn respond(
-        &mut self,
-        reply: Reply,
-        keep_alive: bool,
-        head_only: bool,
-        now: Now,
-        ctx: &mut Ctx<'_>,
-    ) {
+    /// A final answer (neither a stream nor one to come) is recorded for the log.
+    fn respond(&mut self, reply: Reply, how: How, now: Now, ctx: &mut Ctx<'_>) {
+        let How {
+            keep_alive,
+            head_only,
+            line,
+        } = how;
         let Reply {
             status,
             head,
@@ -690,6 +789,7 @@ impl Conn {
                         ticket,
                         keep_alive,
                         slot,
+                        line,
                     });
                     r.deadline = now.ms + ctx.cfg.head_timeout_ms;
                 }
@@ -702,6 +802,11 @@ impl Conn {
                 let close = matches!(then, Then::Close) || !keep_alive || ctx.draining || self.eof;
                 let head = head.finish(date, close);
                 let body = body.filter(|b| !head_only && !b.bytes().is_empty());
+                ctx.answered.push(Answered {
+                    line,
+                    status,
+                    bytes: body.as_ref().map_or(0, |b| b.bytes().len() as u64),
+                });
                 self.out = Some(Outbox::new(head, body, now, ctx.cfg));
                 if close {
                     self.state = State::Finishing;

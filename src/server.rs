@@ -25,7 +25,7 @@ use crate::hub::{Hub, Ids, LocalHub};
 use crate::listen::{bind, is_mapped_loopback};
 use crate::log::{self, V};
 use crate::metrics::Metrics;
-use crate::response::{Reply, Then};
+use crate::response::Reply;
 use crate::routes::{self, App, Peer};
 pub use crate::setup::LogError;
 use crate::setup::{epoch_tag, jwt_verifier, render_log, start_log};
@@ -233,6 +233,8 @@ struct LoopState {
     later: Later,
     /// Streams ended during the last call, to log.
     ended: Vec<crate::conn::StreamEnd>,
+    /// Requests answered during the last call, to log.
+    answered: Vec<crate::conn::Answered>,
 }
 
 struct EventLoop {
@@ -297,6 +299,7 @@ impl EventLoop {
                 local: LocalHub::new(hub, id),
                 later,
                 ended: Vec::new(),
+                answered: Vec::new(),
             },
             completions,
             overload_seen: (0, 0),
@@ -598,13 +601,8 @@ impl EventLoop {
                 key: k,
             };
             let was_stream = conn.is_stream();
-            let sock = &slot.sock;
             progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
-                let reply = routes::route(app, req, body, peer, now, ctx);
-                if log::connections() && !matches!(reply.then, Then::Stream(_)) {
-                    log_request(sock, req, &reply);
-                }
-                reply
+                routes::route(app, req, body, peer, now, ctx)
             });
             if !was_stream {
                 if let Some(filter) = conn.filter() {
@@ -615,6 +613,9 @@ impl EventLoop {
             if conn.is_closed() || !progress {
                 break;
             }
+        }
+        if !self.st.answered.is_empty() {
+            log_answered(&mut self.st.answered, &slot.sock);
         }
         if !self.st.ended.is_empty() {
             log_ended(&mut self.st.ended, &slot.sock, now);
@@ -800,6 +801,7 @@ fn ctx<'a>(shared: &'a Shared, id: usize, st: &'a mut LoopState, draining: bool)
         hub: &mut st.local,
         later: &st.later,
         ended: &mut st.ended,
+        answered: &mut st.answered,
         draining,
     }
 }
@@ -836,33 +838,30 @@ fn wants_stream(sock: &mut TcpStream) -> bool {
     target.starts_with(b"/sse") || target.starts_with(b"/metrics/stream")
 }
 
-/// The log line of an answered request (streams are logged when they end).
-fn log_request(sock: &TcpStream, req: &crate::http::Request<'_>, reply: &Reply) {
+/// The log lines of requests answered with their final status (a stream's request is logged
+/// when the stream ends; an answer given later, when it is given).
+fn log_answered(answered: &mut Vec<crate::conn::Answered>, sock: &TcpStream) {
+    if !log::connections() {
+        answered.clear();
+        return;
+    }
     let peer = sock
         .peer_addr()
         .map_or_else(|_| "-".to_string(), |a| a.to_string());
-    let method = match req.method {
-        crate::http::Method::Get => "GET",
-        crate::http::Method::Head => "HEAD",
-        crate::http::Method::Post => "POST",
-        crate::http::Method::Options => "OPTIONS",
-    };
-    let status = match reply.then {
-        Then::Pending(_) | Then::PendingStream(_) => "pending".to_string(),
-        _ => reply.status.code().to_string(),
-    };
-    let bytes = reply.body.as_ref().map_or(0, |b| b.bytes().len() as u64);
-    log::line(
-        "request",
-        &[
-            ("peer", V::S(&peer)),
-            ("method", V::S(method)),
-            // The path only: a query may carry a token.
-            ("path", V::S(req.path)),
-            ("status", V::S(&status)),
-            ("bytes", V::N(bytes)),
-        ],
-    );
+    for a in answered.drain(..) {
+        let status = a.status.code().to_string();
+        log::line(
+            "request",
+            &[
+                ("peer", V::S(&peer)),
+                ("method", V::S(&a.line.method)),
+                // The path only: a query may carry a token.
+                ("path", V::S(&a.line.path)),
+                ("status", V::S(&status)),
+                ("bytes", V::N(a.bytes)),
+            ],
+        );
+    }
 }
 
 /// The log lines of streams that ended.

@@ -26,6 +26,8 @@ pub struct Env {
     pub completions: std::sync::mpsc::Receiver<Completion>,
     /// Streams that ended (what the loop would log).
     pub ended: Vec<crate::conn::StreamEnd>,
+    /// Requests answered with their final status (what the loop would log).
+    pub answered: Vec<crate::conn::Answered>,
     /// The loop's frame scratch.
     pub scratch: Vec<u8>,
 }
@@ -69,6 +71,7 @@ impl Env {
             ),
             scratch: Vec::with_capacity(256),
             ended: Vec::new(),
+            answered: Vec::new(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Env {
             hub: &mut self.hub,
             later: &self.later,
             ended: &mut self.ended,
+            answered: &mut self.answered,
             draining: self.draining,
         };
         f(&mut ctx, &self.app, self.now, &mut self.scratch)

@@ -320,3 +320,111 @@ fn curl_does_not_wait_before_sending_a_body() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The next `request` line of the log that names `path`.
+fn request_line(log: &std::sync::mpsc::Receiver<String>, path: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while Instant::now() < end {
+        if let Ok(l) = log.recv_timeout(Duration::from_millis(50)) {
+            if l.contains(" request ") && l.contains(&format!(" path={path} ")) {
+                return l;
+            }
+            seen.push(l);
+        }
+    }
+    panic!("no request line for {path} in {seen:#?}");
+}
+
+#[test]
+fn every_request_refused_by_the_http_layer_gets_its_log_line() {
+    let (server, log) = Server::start_logged(&[
+        "--head-timeout-ms",
+        "300",
+        "--max-publish-bytes",
+        "100",
+        "--max-head-bytes",
+        "1024",
+    ]);
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        (
+            "GET /bad400 HTTP/1.1\r\nHost: a b\r\n\r\n".into(),
+            "/bad400",
+            "GET",
+            "400",
+        ),
+        (
+            format!(
+                "POST /big413 HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\nContent-Length: 5000\r\n\r\n"
+            ),
+            "/big413",
+            "POST",
+            "413",
+        ),
+        (
+            format!(
+                "GET /long431 HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+                "p".repeat(2000)
+            ),
+            "/long431",
+            "GET",
+            "431",
+        ),
+        (
+            "BREW /pot501 HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            "/pot501",
+            "BREW",
+            "501",
+        ),
+        (
+            "GET /v505?token=SECRET HTTP/2.0\r\nHost: x\r\n\r\n".into(),
+            "/v505",
+            "GET",
+            "505",
+        ),
+        // Half a head, then nothing: 408 once the head timeout passes.
+        ("GET /slow408 HTTP/1.1\r\nHo".into(), "/slow408", "GET", "408"),
+    ];
+    for (raw, path, method, status) in &cases {
+        let mut s = server.connect();
+        s.write_all(raw.as_bytes()).unwrap();
+        let r = common::read_response(&mut s);
+        assert_eq!(r.status.to_string(), *status, "{raw}");
+        let line = request_line(&log, path);
+        assert!(
+            line.contains(&format!(" method={method} path={path} status={status} ")),
+            "{line}"
+        );
+        assert!(!line.contains("SECRET"), "queries are never logged: {line}");
+    }
+}
+
+#[test]
+fn a_publish_stored_by_redis_is_logged_with_its_final_status() {
+    let Some(redis) = redis_server::RedisServer::start(&[]) else {
+        return;
+    };
+    // A short head timeout: a publish Redis does not answer gets its 503 within a second.
+    let (server, log) =
+        Server::start_logged(&["--redis", &redis.url(), "--head-timeout-ms", "1000"]);
+    let (st, id) = publish(&server, FORM, "topic=a&data=x");
+    assert_eq!(st, 200, "{id}");
+    let line = request_line(&log, "/publish");
+    assert!(
+        line.contains(" method=POST path=/publish status=200 "),
+        "{line}"
+    );
+    assert!(!line.contains("pending"), "{line}");
+    // A publish Redis cannot store is logged with its 503, once the answer is known.
+    redis.pause();
+    let started = Instant::now();
+    let (st, text) = publish(&server, FORM, "topic=a&data=y");
+    redis.resume();
+    let line = request_line(&log, "/publish");
+    assert!(
+        line.contains(&format!(" status={st} ")),
+        "{line} ({text}, after {:?})",
+        started.elapsed()
+    );
+    assert!(!line.contains("pending"), "{line}");
+}
