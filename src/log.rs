@@ -6,11 +6,87 @@
 //! shared log stores) is logged when it is given, and a request the HTTP layer refuses (400,
 //! 408, 413, 431, 501, 505) is logged with what its request line seemed to say.
 //!
-//! Lines are built in a buffer and written with one `write` of the locked stderr, so lines
-//! from several loops never interleave.
+//! A line is built where it happens and handed to **one writer thread** through a bounded
+//! queue ([`QUEUE_LINES`]); the writer writes what is queued in batches to stderr, so lines
+//! from several loops never interleave. Handing a line over never waits: when the queue is
+//! full (stderr is slow, or a pipe nobody reads) the line is dropped and counted
+//! ([`dropped`], `sse_log_lines_dropped_total` in `/metrics`). A stuck stderr thus stops the
+//! log, never a loop, a stream or a shutdown; [`flush`] waits a bounded time at exit.
+//!
+//! **Invariant:** no loop blocks on the log: [`line`] formats and `try_send`s, nothing more.
 
-use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The most lines waiting for the writer. A line is about 150 bytes (a path is at most the
+/// 2 KiB target limit), so the queue holds a few hundred KiB, 10 MiB at the very worst.
+pub const QUEUE_LINES: usize = 4096;
+
+/// The most lines the writer puts in one `write`.
+const BATCH_LINES: usize = 64;
+
+static QUEUE: OnceLock<SyncSender<String>> = OnceLock::new();
+/// Lines queued, lines the writer is done with (written or failed), lines dropped.
+static QUEUED: AtomicU64 = AtomicU64::new(0);
+static DONE: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The queue to the writer thread, started with the first line.
+fn queue() -> &'static SyncSender<String> {
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = sync_channel(QUEUE_LINES);
+        // If the thread cannot start, `rx` is dropped with the closure and every line is
+        // counted as dropped: the server runs on without its log.
+        let _ = std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || write_lines(rx, &mut std::io::stderr()));
+        tx
+    })
+}
+
+/// The writer: what is queued, in batches of up to [`BATCH_LINES`], one `write_all` each.
+fn write_lines(rx: Receiver<String>, out: &mut impl std::io::Write) {
+    let mut batch = String::with_capacity(BATCH_LINES * 160);
+    while let Ok(first) = rx.recv() {
+        batch.clear();
+        batch.push_str(&first);
+        let mut n = 1;
+        while n < BATCH_LINES {
+            let Ok(more) = rx.try_recv() else {
+                break;
+            };
+            batch.push_str(&more);
+            n += 1;
+        }
+        let _ = out.write_all(batch.as_bytes());
+        let _ = out.flush();
+        DONE.fetch_add(n as u64, Ordering::Release);
+        if batch.capacity() > 4 * BATCH_LINES * 160 {
+            // A burst of long lines does not keep its memory.
+            batch = String::with_capacity(BATCH_LINES * 160);
+        }
+    }
+}
+
+/// Lines dropped because the writer was behind (the queue was full).
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Waits until every line queued is written, or `within` has passed (stderr may be a
+/// pipe nobody reads); whether they all were. For the last lines at exit.
+pub fn flush(within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while DONE.load(Ordering::Acquire) < QUEUED.load(Ordering::Acquire) {
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
 
 /// How lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +137,15 @@ pub fn line(event: &str, fields: &[(&str, V<'_>)]) {
     ts.copy_from_slice(crate::sse::Dates::new().iso(unix_ms));
     let ts = std::str::from_utf8(&ts).unwrap_or("");
     let out = format(logger().format, ts, event, fields);
-    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+    // Counted before it is sent, so that `flush` never sees the writer ahead of the count.
+    QUEUED.fetch_add(1, Ordering::AcqRel);
+    match queue().try_send(out) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            QUEUED.fetch_sub(1, Ordering::AcqRel);
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One line, newline included, as `format` writes it.

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
                 let addr = std::net::SocketAddr::new(config.bind, config.port);
                 eprintln!("sse-server: cannot listen on {addr}: {e}");
             }
+            log::flush(Duration::from_millis(500));
             return ExitCode::FAILURE;
         }
     };
@@ -159,5 +160,7 @@ fn main() -> ExitCode {
             V::S(if clean { "all" } else { "grace period over" }),
         )],
     );
+    // The last lines, if stderr takes them soon; a stuck stderr does not hold the exit.
+    log::flush(Duration::from_millis(500));
     ExitCode::SUCCESS
 }

@@ -265,6 +265,12 @@ impl Metrics {
         );
         counter(
             out,
+            "sse_log_lines_dropped_total",
+            "Log lines dropped because stderr was not taking them (the log never blocks a loop).",
+            crate::log::dropped(),
+        );
+        counter(
+            out,
             "sse_connections_shed_total",
             "Connections answered and closed at once because no file descriptor was left.",
             self.sum(|s| &s.streams_shed),

@@ -428,3 +428,56 @@ fn a_publish_stored_by_redis_is_logged_with_its_final_status() {
     );
     assert!(!line.contains("pending"), "{line}");
 }
+
+/// With stderr a pipe nobody reads, the log drops lines (counted) instead of blocking a loop:
+/// requests keep being answered, streams keep their ticks, SIGTERM still stops the server.
+#[test]
+fn a_stuck_stderr_blocks_no_loop() {
+    let server = Server::start_with_stderr_unread(&[
+        "--interval-ms",
+        "50",
+        "--threads",
+        "1",
+        "--shutdown-grace-ms",
+        "500",
+    ]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_until(&mut stream, Duration::from_secs(5), |b| {
+        common::frames(b).len() >= 2
+    });
+    // Far more lines than a pipe holds (64 KiB is about 600 of them).
+    let mut c = server.connect();
+    for i in 0..5000 {
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let r = common::read_response(&mut c);
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    // The stream on the same loop still ticks.
+    read_until(&mut stream, Duration::from_secs(5), |b| {
+        b.windows(2).filter(|w| w == b"\n\n").count() >= 3
+    });
+    assert!(server.metric("sse_log_lines_dropped_total") > 0.0);
+    // And SIGTERM still stops it, promptly.
+    let started = Instant::now();
+    server.signal("TERM");
+    let mut server = server;
+    loop {
+        if server.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -38,6 +38,15 @@ impl Server {
         (server, rx)
     }
 
+    /// Like [`start`](Self::start), logging every request to a stderr pipe that nobody reads
+    /// (a paused `| less`, a stuck log collector): the pipe fills and stays full.
+    pub fn start_with_stderr_unread(args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        cmd.stderr(Stdio::piped()).env("SSE_QUIET", "0");
+        // The pipe's read end stays in `child.stderr`, open and unread, until the drop.
+        Self::start_cmd(cmd, args)
+    }
+
     /// Like [`start`](Self::start), with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
