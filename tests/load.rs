@@ -585,25 +585,98 @@ fn hub_mode_against_nchan() {
     assert_eq!(num(&r["hub"], &["deliveries", "expected"]), 0.0, "{r:#}");
 }
 
+/// The rate a progress line or the summary gives, from its text.
+fn rate_in(line: &str, after: &str) -> f64 {
+    line.split(after)
+        .nth(1)
+        .and_then(|r| r.trim_start_matches([' ', '(']).split(['/', ' ']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rate after {after:?} in {line:?}"))
+}
+
 #[test]
-fn the_progress_rate_is_rolling_when_streams_tick_together() {
-    // Every stream opens at once and ticks every 2 s, all in the same instant: a per-second
-    // rate would read 0 at 3 s; the rolling mean reads about 20 frames / 3 s.
+fn rates_are_over_whole_intervals_from_the_first_frame_when_streams_tick_together() {
+    // Every stream opens at once and ticks every 2 s, all in the same instant. Frames counted
+    // per window read 0 or a burst (a per-second rate 0 at 3 s, a 5 s mean 8/s at 5 s), and
+    // frames over the run count the 2 s before the first frame (40 frames / 5.5 s = 7/s in
+    // the summary); over whole intervals it is 10/s wherever it is said.
     let server = Server::start(&["--interval-ms", "2000"]);
     let out = sse_load(
-        &[&url(server.addr), "-c", "20", "--rate", "0", "-d", "3.5"],
+        &[&url(server.addr), "-c", "20", "--rate", "0", "-d", "5.5"],
         Duration::from_secs(30),
     );
     let progress = String::from_utf8_lossy(&out.stderr);
     let line = progress
         .lines()
+        .find(|l| l.starts_with("[   5.0s]"))
+        .unwrap_or_else(|| panic!("no line at 5 s:\n{progress}"));
+    let rate = rate_in(line, "frames/s");
+    assert!((9.0..=11.0).contains(&rate), "{line}\n{progress}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("frames "))
+        .unwrap_or_else(|| panic!("no frames line in {text}"));
+    // "frames N (R/s ...)".
+    let rate = rate_in(line, "(");
+    assert!((9.0..=11.0).contains(&rate), "{line}");
+}
+
+#[test]
+fn hub_mode_against_sse_server_draws_publish_to_deliver_and_explains_its_ids() {
+    let server = Server::start(&[]);
+    let html_path =
+        std::env::temp_dir().join(format!("sse-load-hub-own-{}.html", std::process::id()));
+    let out = sse_load(
+        &[
+            &url(server.addr),
+            "--topic",
+            "t",
+            "-c",
+            "20",
+            "-d",
+            "4",
+            "--publish-url",
+            &format!("http://{}/publish", server.addr),
+            "--publish-rate",
+            "20",
+            "--drain",
+            "0.5",
+            "--html",
+            html_path.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let _ = std::fs::remove_file(&html_path);
+    let charts = parse_html(&html);
+    // No empty lateness panel: the hub's events carry the publish time, drawn as
+    // publish-to-deliver.
+    assert!(!html.contains("no data"), "an empty panel: {charts:?}");
+    assert!(!charts.iter().any(|c| c.0 == "lateness"), "{charts:?}");
+    for want in ["interval", "deliver", "answer"] {
+        let c = charts.iter().find(|c| c.0 == want);
+        assert!(c.is_some_and(|c| c.1 > 0), "{want} chart: {charts:?}");
+    }
+    // The ids line says what opaque ids mean rather than reading like an error.
+    assert!(!text.contains("non-numeric"), "{text}");
+    assert!(!text.contains("lateness  n/a"), "{text}");
+    let ids = text
+        .lines()
+        .find(|l| l.starts_with("ids "))
+        .expect("an ids line");
+    assert!(
+        ids.contains("the hub's own ids (opaque, not checked"),
+        "{ids}"
+    );
+    // 20 streams each given 20 events a second: 400/s, over whole intervals.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    let line = progress
+        .lines()
         .find(|l| l.starts_with("[   3.0s]"))
         .unwrap_or_else(|| panic!("no line at 3 s:\n{progress}"));
-    let rate: f64 = line
-        .split("frames/s")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no frames/s in {line:?}"));
-    assert!((4.0..=10.0).contains(&rate), "{line}\n{progress}");
+    let rate = rate_in(line, "frames/s");
+    assert!((360.0..=440.0).contains(&rate), "{line}\n{progress}");
 }

@@ -79,6 +79,9 @@ enum Phase {
 /// Per-stream frame bookkeeping.
 #[derive(Clone, Copy, Debug, Default)]
 struct Track {
+    /// The first frame's arrival and the frames since (for the stream's whole-interval rate).
+    first_frame_us: Option<u64>,
+    frames: u64,
     last_frame_us: Option<u64>,
     last_id: Option<u64>,
     /// Hub mode: the highest publish sequence number delivered on this stream.
@@ -115,6 +118,20 @@ impl Stream {
     /// Whether the TCP handshake is still under way.
     pub fn is_connecting(&self) -> bool {
         matches!(self.phase, Phase::Connecting { .. })
+    }
+
+    /// The stream leaves the run (ended, or still open at its end): its rate over whole
+    /// intervals, from its first frame to its last, joins the report's sum, and it no longer
+    /// counts as ticking. Called once per stream.
+    pub fn leave(&self, stats: &mut Stats) {
+        let t = &self.track;
+        if let (Some(first), Some(last)) = (t.first_frame_us, t.last_frame_us) {
+            if t.frames >= 2 {
+                stats.ticking = stats.ticking.saturating_sub(1);
+                let span = last.saturating_sub(first).max(1);
+                stats.rate_sum += (t.frames - 1) as f64 * 1e6 / span as f64;
+            }
+        }
     }
 
     /// Whether the response head was accepted (the stream is open).
@@ -314,10 +331,18 @@ fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Now) {
     let measuring = now.us >= stats.warmup_us;
     stats.measured_frames += u64::from(measuring);
     if let Some(prev) = track.last_frame_us.replace(now.us) {
+        let gap = now.us.saturating_sub(prev);
         if measuring {
-            stats.interval_us.record(now.us.saturating_sub(prev));
+            stats.interval_us.record(gap);
+        }
+        stats.intervals += 1;
+        stats.interval_sum_us += gap;
+        if track.frames == 1 {
+            stats.ticking += 1;
         }
     }
+    track.first_frame_us.get_or_insert(now.us);
+    track.frames += 1;
     if let Some(sent_us) = content_timestamp_us(ev.data).filter(|_| measuring) {
         let late = now.wall_us.saturating_sub(sent_us);
         if late < 0 {
@@ -407,6 +432,15 @@ mod tests {
         assert_eq!(stats.frames, 6);
         assert_eq!(stats.interval_us.count(), 5);
         assert_eq!(stats.interval_us.quantile(0.5), 100_000);
+        // Whole intervals: 5 of them in 500 ms, the stream ticking; on leaving, its rate is
+        // 10/s (frames 2 to 6 over the time from the first frame to the last).
+        assert_eq!(
+            (stats.intervals, stats.interval_sum_us, stats.ticking),
+            (5, 500_000, 1)
+        );
+        c.leave(&mut stats);
+        assert_eq!(stats.ticking, 0);
+        assert!((stats.rate_sum - 10.0).abs() < 1e-9, "{}", stats.rate_sum);
         assert_eq!(stats.lateness_us.max(), 1000);
         assert_eq!(stats.lateness_us.count(), 6);
         assert_eq!(

@@ -40,8 +40,8 @@ const READ_BUF: usize = 64 * 1024;
 const OPEN_BUDGET: usize = 256;
 /// Longest sleep, so that published progress is never stale by much.
 const MAX_SLEEP_US: u64 = 200_000;
-/// The progress line's frames/s is the mean over this many seconds: streams that tick
-/// together would otherwise make it alternate between 0 and a burst.
+/// The progress line's frames/s is taken over the whole intervals that ended in this many
+/// seconds (see `Sample::rates`).
 const ROLLING_S: usize = 5;
 
 /// What the loops share, read-only.
@@ -112,6 +112,10 @@ struct Published {
     /// Streams that opened or failed: when every stream has, publishing may start.
     settled: AtomicU64,
     deliveries: AtomicU64,
+    /// Whole intervals, their time and the streams ticking (see `Stats::intervals`).
+    intervals: AtomicU64,
+    interval_us: AtomicU64,
+    ticking: AtomicU64,
 }
 
 /// Counters the publisher publishes.
@@ -261,19 +265,22 @@ pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resu
                     published: pub_published.sent.load(Ordering::Relaxed),
                     published_ok: pub_published.ok.load(Ordering::Relaxed),
                     expected: pub_published.expected.load(Ordering::Relaxed),
+                    intervals: sum(|p| &p.intervals),
+                    interval_us: sum(|p| &p.interval_us),
+                    ticking: sum(|p| &p.ticking),
                 };
                 if recent.len() > ROLLING_S {
                     recent.pop_front();
                 }
                 let first = recent.front().cloned().unwrap_or_default();
-                let dt = (sample.t_s - first.t_s).max(1e-3);
+                let (frames_per_s, bytes_per_s) = Sample::rates(&first, &sample);
                 on_progress(&Progress {
                     elapsed_s: sample.t_s,
                     open: sample.open,
                     opening: sample.opening,
                     frames: sample.frames,
-                    frames_per_s: sample.frames.saturating_sub(first.frames) as f64 / dt,
-                    bytes_per_s: sample.bytes.saturating_sub(first.bytes) as f64 / dt,
+                    frames_per_s,
+                    bytes_per_s,
                     failed: sample.failed,
                     dropped: sample.dropped,
                     hub: cfg.publish.is_some(),
@@ -658,6 +665,7 @@ impl Loop {
                 self.inflight -= 1;
             }
             self.stats.end(reason, open);
+            slot.conn.leave(&mut self.stats);
             let _ = self.poll.registry().deregister(&mut slot.sock);
         }
     }
@@ -693,12 +701,16 @@ impl Loop {
         p.settled
             .store(s.established + s.failed_total(), Ordering::Relaxed);
         p.deliveries.store(s.deliveries.received, Ordering::Relaxed);
+        p.intervals.store(s.intervals, Ordering::Relaxed);
+        p.interval_us.store(s.interval_sum_us, Ordering::Relaxed);
+        p.ticking.store(s.ticking, Ordering::Relaxed);
     }
 
     /// The run is over: counts what is still open or opening, and closes everything.
     fn finish(mut self) -> Stats {
         self.publish();
         for slot in self.slab.values() {
+            slot.conn.leave(&mut self.stats);
             if slot.conn.is_established() {
                 self.stats.open_at_end += 1;
             } else {

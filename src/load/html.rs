@@ -65,8 +65,10 @@ pub fn render(r: &Report) -> String {
             ("failed + dropped", "#dc2626", &lost),
         ],
     ));
-    let frames = rate(s, |x| x.frames, 1);
-    let frames5 = rate(s, |x| x.frames, 5);
+    // Over whole intervals (see `Sample::rates`), so streams that tick together do not make
+    // the line jump between 0 and a burst.
+    let frames = whole_rate(s, 1);
+    let frames5 = whole_rate(s, 5);
     out.push_str(&line_chart(
         "frames",
         "Frames per second",
@@ -104,8 +106,13 @@ pub fn render(r: &Report) -> String {
         ("connect", "Connect time", &st.connect_us),
         ("headers", "Time to headers", &st.headers_us),
         ("interval", "Frame interval", &st.interval_us),
-        ("lateness", "Delivery lateness", &st.lateness_us),
     ];
+    // Lateness needs the seed's `content` timestamps; a hub's events carry the publisher's
+    // send time instead, so hub runs draw publish-to-deliver in its place (and lateness too
+    // only if some frame did carry a timestamp).
+    if r.publish.is_none() || st.lateness_us.count() > 0 {
+        hists.push(("lateness", "Delivery lateness", &st.lateness_us));
+    }
     if let Some(p) = &r.publish {
         hists.push(("deliver", "Publish to deliver", &st.deliveries.latency_us));
         hists.push(("answer", "Publish answer time", &p.answer_us));
@@ -177,6 +184,18 @@ fn rate(s: &[Sample], f: fn(&Sample) -> u64, window: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Frames per second over whole intervals, each point over the last `window` samples.
+fn whole_rate(s: &[Sample], window: usize) -> Vec<(f64, f64)> {
+    (0..s.len())
+        .map(|i| {
+            (
+                s[i].t_s,
+                Sample::rates(&s[i.saturating_sub(window)], &s[i]).0,
+            )
+        })
+        .collect()
+}
+
 /// Round tick steps (1, 2 or 5 times a power of ten) covering `0..=max` in about `n` steps.
 fn ticks(max: f64, n: f64) -> Vec<f64> {
     if max.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !max.is_finite() {
@@ -221,6 +240,35 @@ fn ms_label(us: u64) -> String {
     } else {
         format!("{ms:.2} ms")
     }
+}
+
+/// Labels for increasing edges in microseconds: one unit for all (s from 1 s up when two
+/// decimals tell them apart, else ms), and the fewest decimals (up to 3) that make neighbours
+/// differ.
+fn edge_labels(edges: &[u64]) -> Vec<String> {
+    let fmt = |scale: f64, unit: &str, d: usize| -> Vec<String> {
+        edges
+            .iter()
+            .map(|&e| format!("{:.d$} {unit}", e as f64 / scale))
+            .collect()
+    };
+    let distinct = |v: &[String]| v.windows(2).all(|w| w[0] != w[1]);
+    let max = edges.iter().copied().max().unwrap_or(0);
+    if max >= 1_000_000 {
+        for d in 0..=2 {
+            let v = fmt(1e6, "s", d);
+            if distinct(&v) {
+                return v;
+            }
+        }
+    }
+    for d in 0..=3 {
+        let v = fmt(1e3, "ms", d);
+        if distinct(&v) || d == 3 {
+            return v;
+        }
+    }
+    unreachable!("the loop returns at d == 3")
 }
 
 fn svg_open(out: &mut String, id: &str, points: usize, title: &str) {
@@ -361,20 +409,28 @@ fn histogram_chart(id: &str, name: &str, h: &Histogram) -> String {
             ms_label(hi)
         );
     }
-    // Edge labels under every eighth bar, and the last edge.
+    // Edge labels under every fifth of the bars, and the last edge, in one unit and with as
+    // many decimals as it takes for neighbours to differ (a histogram of 2 s intervals spans
+    // a few milliseconds: every label read "2.0 s").
     let step = (bins.len() / 5).max(1);
-    for i in (0..bins.len()).step_by(step).chain([bins.len()]) {
-        let edge = if i < bins.len() {
-            bins[i].0
-        } else {
-            bins[bins.len() - 1].1
-        };
+    let at: Vec<usize> = (0..bins.len()).step_by(step).chain([bins.len()]).collect();
+    let edges: Vec<u64> = at
+        .iter()
+        .map(|&i| {
+            if i < bins.len() {
+                bins[i].0
+            } else {
+                bins[bins.len() - 1].1
+            }
+        })
+        .collect();
+    for (&i, label) in at.iter().zip(edge_labels(&edges)) {
         let _ = writeln!(
             out,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            "<text class=\"edge\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             LEFT + i as f64 * bw,
             H - BOTTOM + 14.0,
-            ms_label(edge)
+            label
         );
     }
     let _ = writeln!(
@@ -443,6 +499,41 @@ mod tests {
         assert!(html.contains("no data"));
         assert!(!html.contains("data-chart=\"deliver\""), "not in hub mode");
         assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    }
+
+    #[test]
+    fn edge_labels_tell_neighbours_apart() {
+        // 2 s intervals, a few milliseconds apart: every label used to read "2.0 s".
+        let around_2s = [
+            1_996_000, 1_998_100, 1_999_400, 2_000_700, 2_002_000, 2_004_300,
+        ];
+        assert_eq!(
+            edge_labels(&around_2s),
+            ["1996 ms", "1998 ms", "1999 ms", "2001 ms", "2002 ms", "2004 ms"]
+        );
+        assert_eq!(
+            edge_labels(&[1_000_000, 1_500_000, 2_250_000, 3_400_000]),
+            ["1.0 s", "1.5 s", "2.2 s", "3.4 s"]
+        );
+        assert_eq!(
+            edge_labels(&[1_000_000, 2_000_000, 4_000_000]),
+            ["1 s", "2 s", "4 s"]
+        );
+        let small = edge_labels(&[80, 150, 290, 550]);
+        assert_eq!(small, ["0.08 ms", "0.15 ms", "0.29 ms", "0.55 ms"]);
+        // A histogram of the interval chart, drawn: its labels differ too.
+        let mut h = Histogram::default();
+        for v in [1_999_000u64, 2_000_000, 2_000_500, 2_001_000, 2_003_000] {
+            h.record(v);
+        }
+        let svg = histogram_chart("interval", "Frame interval", &h);
+        let labels: Vec<&str> = svg
+            .split("<text class=\"edge\"")
+            .skip(1)
+            .map(|t| t.split('>').nth(1).unwrap().split('<').next().unwrap())
+            .collect();
+        assert!(labels.len() >= 5, "{svg}");
+        assert!(labels.windows(2).all(|w| w[0] != w[1]), "{labels:?}");
     }
 
     #[test]

@@ -30,6 +30,37 @@ pub struct Sample {
     pub published: u64,
     pub published_ok: u64,
     pub expected: u64,
+    /// Whole intervals completed (a stream's frames after its first), their summed length in
+    /// microseconds, and the open streams that have completed one.
+    pub intervals: u64,
+    pub interval_us: u64,
+    pub ticking: u64,
+}
+
+impl Sample {
+    /// Frames and body bytes per second between two samples, over whole intervals: the
+    /// streams ticking times the rate of the intervals that ended in between (intervals over
+    /// their summed length). Counting frames per window instead reads 0 or a burst when the
+    /// streams' ticks line up with the window's edges, and counts the time before the first
+    /// frame. Bytes follow the frames' rate at the bytes per frame seen in between (or per
+    /// second when no frame came: heartbeats alone).
+    pub fn rates(from: &Sample, to: &Sample) -> (f64, f64) {
+        let intervals = to.intervals.saturating_sub(from.intervals);
+        let us = to.interval_us.saturating_sub(from.interval_us);
+        let frames_per_s = if intervals > 0 && us > 0 {
+            to.ticking as f64 * intervals as f64 * 1e6 / us as f64
+        } else {
+            0.0
+        };
+        let frames = to.frames.saturating_sub(from.frames);
+        let bytes = to.bytes.saturating_sub(from.bytes);
+        let bytes_per_s = if frames > 0 {
+            frames_per_s * bytes as f64 / frames as f64
+        } else {
+            bytes as f64 / (to.t_s - from.t_s).max(1e-3)
+        };
+        (frames_per_s, bytes_per_s)
+    }
 }
 
 /// What a run measured, and what it ran with.
@@ -238,6 +269,24 @@ impl Report {
         })
     }
 
+    /// Frames per second: the sum of each stream's rate over whole intervals, from its first
+    /// frame to its last. Frames over the run's length would count the time before the first
+    /// frame (one interval, 2 s for the seed) and read 80/s where streams take 100.
+    pub fn frames_per_s(&self) -> f64 {
+        self.stats.rate_sum
+    }
+
+    /// Body bytes per second, at the frames' rate (bytes per frame times frames per second);
+    /// over the run's length when no frame came.
+    pub fn bytes_per_s(&self) -> f64 {
+        let s = &self.stats;
+        if s.frames > 0 {
+            self.frames_per_s() * s.body_bytes as f64 / s.frames as f64
+        } else {
+            self.per_s(s.body_bytes)
+        }
+    }
+
     fn per_s(&self, n: u64) -> f64 {
         if self.elapsed_s > 0.0 {
             n as f64 / self.elapsed_s
@@ -299,11 +348,11 @@ impl Report {
             "connect_ms": hist_json(&s.connect_us),
             "headers_ms": hist_json(&s.headers_us),
             "frames": s.frames,
-            "frames_per_s": round3(self.per_s(s.frames)),
+            "frames_per_s": round3(self.frames_per_s()),
             "steady_frames": s.measured_frames,
             "steady_frames_per_s": round3(self.steady_frames_per_s()),
             "bytes": s.body_bytes,
-            "bytes_per_s": round3(self.per_s(s.body_bytes)),
+            "bytes_per_s": round3(self.bytes_per_s()),
             "retry_fields": s.retry_fields,
             "comments": s.comments,
             "frame_interval_ms": hist_json(&s.interval_us),
@@ -381,11 +430,11 @@ impl Report {
             hist_text(&s.headers_us, false)
         ));
         line(format!(
-            "frames    {} ({:.0}/s), {} body bytes ({:.2} MB/s), {} retry fields, {} comments",
+            "frames    {} ({:.0}/s over whole intervals), {} body bytes ({:.2} MB/s), {} retry fields, {} comments",
             s.frames,
-            self.per_s(s.frames),
+            self.frames_per_s(),
             s.body_bytes,
-            self.per_s(s.body_bytes) / 1e6,
+            self.bytes_per_s() / 1e6,
             s.retry_fields,
             s.comments
         ));
@@ -398,6 +447,7 @@ impl Report {
             ));
         }
         line(format!("interval  {}", hist_text(&s.interval_us, false)));
+        let hub = self.publish.is_some();
         if s.lateness_us.count() > 0 {
             line(format!(
                 "lateness  {}  ({} frames with a timestamp, {} early)",
@@ -405,7 +455,8 @@ impl Report {
                 s.lateness_us.count(),
                 s.early_frames
             ));
-        } else {
+        } else if !hub {
+            // A hub run's timing is the "deliver" line below.
             line("lateness  n/a (no frame carried a \"content\" timestamp)".into());
         }
         let first = match (s.ids.first_min, s.ids.first_max) {
@@ -413,10 +464,19 @@ impl Report {
             (Some(a), Some(b)) => format!("{a}..{b}"),
             _ => "none".into(),
         };
-        line(format!(
-            "ids       first seen {}, gaps {} ({} missing), duplicates {}, without id {}, non-numeric {}",
-            first, s.ids.gaps, s.ids.missing, s.ids.duplicates, s.ids.without_id, s.ids.non_numeric
-        ));
+        if hub && s.ids.first_min.is_none() {
+            // Not an error: a hub's ids are its own strings (`<epoch>-<n>`, Redis ids), so
+            // they are not checked here; the payloads' seq numbers are.
+            line(format!(
+                "ids       {} events with the hub's own ids (opaque, not checked: gaps and duplicates are counted by each payload's seq, on the deliveries line)",
+                s.ids.non_numeric
+            ));
+        } else {
+            line(format!(
+                "ids       first seen {}, gaps {} ({} missing), duplicates {}, without id {}, non-numeric {}",
+                first, s.ids.gaps, s.ids.missing, s.ids.duplicates, s.ids.without_id, s.ids.non_numeric
+            ));
+        }
         if let Some(p) = &self.publish {
             let d = &s.deliveries;
             let (missing, extra) = self.missing_and_extra();
@@ -461,20 +521,19 @@ impl Report {
         out
     }
 
-    /// The per-second series as CSV: one row a second, rates over that second.
+    /// The per-second series as CSV: one row a second; frame and byte rates over the whole
+    /// intervals that ended in that second (and in the last five), others over that second.
     pub fn csv(&self) -> String {
         let mut out = String::from(
             "t_s,open,opening,failed,dropped,frames,frames_per_s,frames_per_s_5s,bytes_per_s,published_per_s,delivered_per_s,expected\n",
         );
         let mut prev = Sample::default();
+        let zero = Sample::default();
         for (i, x) in self.series.iter().enumerate() {
             let dt = (x.t_s - prev.t_s).max(1e-3);
-            let back = &self.series[i.saturating_sub(5)];
-            let (f5, dt5) = if i >= 5 {
-                (x.frames - back.frames, x.t_s - back.t_s)
-            } else {
-                (x.frames, x.t_s)
-            };
+            let back = if i >= 5 { &self.series[i - 5] } else { &zero };
+            let (f1, b1) = Sample::rates(&prev, x);
+            let (f5, _) = Sample::rates(back, x);
             out.push_str(&format!(
                 "{:.3},{},{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{}\n",
                 x.t_s,
@@ -483,9 +542,9 @@ impl Report {
                 x.failed,
                 x.dropped,
                 x.frames,
-                x.frames.saturating_sub(prev.frames) as f64 / dt,
-                f5 as f64 / dt5.max(1e-3),
-                x.bytes.saturating_sub(prev.bytes) as f64 / dt,
+                f1,
+                f5,
+                b1,
                 x.published.saturating_sub(prev.published) as f64 / dt,
                 x.delivered.saturating_sub(prev.delivered) as f64 / dt,
                 x.expected,
@@ -562,6 +621,7 @@ mod tests {
             frames: 10,
             measured_frames: 6,
             warmup_us: 500_000,
+            rate_sum: 6.5,
             ..Stats::default()
         };
         stats.end(Reason::ConnectRefused, false);
@@ -580,7 +640,8 @@ mod tests {
         assert_eq!(j["dropped_by_reason"]["closed"], 1);
         let p50 = j["frame_interval_ms"]["p50"].as_f64().unwrap();
         assert!((p50 - 100.0).abs() < 0.4, "{p50}");
-        assert_eq!(j["frames_per_s"], 5.0);
+        // The streams' rates over whole intervals, not 10 frames over the run's 2 s.
+        assert_eq!(j["frames_per_s"], 6.5);
         assert_eq!(j["steady_frames"], 6);
         assert_eq!(
             j["steady_frames_per_s"], 4.0,
@@ -667,20 +728,58 @@ mod tests {
 
     #[test]
     fn csv_rows_per_second() {
+        // 500 streams ticking together every 2 s: their first frames at 2 s, the second at
+        // 4 s. Frames counted per second read 500, 0, 500; over whole intervals it is 250/s
+        // from the first whole interval on, and nothing is claimed before it.
         let mut r = Report::new(&LoadConfig::default(), Stats::default(), 3.0, 0.0, 0);
-        for (i, frames) in [0u64, 500, 500, 1000].into_iter().enumerate() {
+        let whole = |n: u64| (n * 500, n * 500 * 2_000_000, if n > 0 { 500 } else { 0 });
+        for (i, frames, n) in [
+            (1, 0, 0),
+            (2, 500, 0),
+            (3, 500, 0),
+            (4, 1000, 1),
+            (5, 1000, 1),
+        ] {
+            let (intervals, interval_us, ticking) = whole(n);
             r.series.push(Sample {
-                t_s: i as f64 + 1.0,
-                open: 10,
+                t_s: f64::from(i),
+                open: 500,
                 frames,
+                bytes: frames * 100,
+                intervals,
+                interval_us,
+                ticking,
                 ..Sample::default()
             });
         }
         let csv = r.csv();
         let rows: Vec<&str> = csv.lines().collect();
-        assert_eq!(rows.len(), 5);
+        assert_eq!(rows.len(), 6);
         assert!(rows[0].starts_with("t_s,open,"));
-        assert_eq!(rows[2], "2.000,10,0,0,0,500,500.0,250.0,0.0,0.0,0.0,0");
-        assert_eq!(rows[3].split(',').nth(6), Some("0.0"));
+        assert_eq!(rows[2], "2.000,500,0,0,0,500,0.0,0.0,0.0,0.0,0.0,0");
+        assert_eq!(
+            rows[4],
+            "4.000,500,0,0,0,1000,250.0,250.0,25000.0,0.0,0.0,0"
+        );
+        // No interval ended in the last second: nothing to say for that second alone, the
+        // five-second figure holds.
+        assert_eq!(rows[5], "5.000,500,0,0,0,1000,0.0,250.0,0.0,0.0,0.0,0");
+    }
+
+    #[test]
+    fn rates_over_whole_intervals_do_not_swing_with_the_window() {
+        // 100 streams at 1/s whose ticks fall right on the sampling edges: 200 frames in one
+        // window, 0 in the next; the intervals say 100/s in both.
+        let at = |t_s: f64, frames: u64| Sample {
+            t_s,
+            frames,
+            intervals: frames.saturating_sub(100),
+            interval_us: frames.saturating_sub(100) * 1_000_000,
+            ticking: 100,
+            ..Sample::default()
+        };
+        let (a, b, c) = (at(5.0, 400), at(6.0, 600), at(7.0, 600));
+        assert_eq!(Sample::rates(&a, &b).0, 100.0);
+        assert_eq!(Sample::rates(&a, &c).0, 100.0);
     }
 }

@@ -315,6 +315,16 @@ pub struct Stats {
     pub early_frames: u64,
     /// Events dispatched.
     pub frames: u64,
+    /// Whole intervals: frames after a stream's first, all of the run (warm-up included), and
+    /// the time they took, in microseconds. Their ratio is a stream's rate however the streams'
+    /// ticks line up with a sampling window.
+    pub intervals: u64,
+    pub interval_sum_us: u64,
+    /// Open streams that have completed at least one interval.
+    pub ticking: u64,
+    /// The sum, over the streams that left (ended, or open at the end of the run), of each
+    /// one's rate over whole intervals from its first frame to its last (frames per second).
+    pub rate_sum: f64,
     /// Events dispatched from `warmup_us` on (the steady-state window).
     pub measured_frames: u64,
     /// Response body bytes (after the head, before de-chunking).
@@ -374,6 +384,10 @@ impl Stats {
         self.lateness_us.merge(&o.lateness_us);
         self.early_frames += o.early_frames;
         self.frames += o.frames;
+        self.intervals += o.intervals;
+        self.interval_sum_us += o.interval_sum_us;
+        self.ticking += o.ticking;
+        self.rate_sum += o.rate_sum;
         self.measured_frames += o.measured_frames;
         self.body_bytes += o.body_bytes;
         self.retry_fields += o.retry_fields;
