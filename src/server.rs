@@ -136,6 +136,8 @@ impl Server {
             hub,
             epoch: Instant::now(),
         });
+        // `/metrics` reads the descriptor count this thread takes once a second.
+        sys::start_fd_sampler();
         let (listeners, lock) = bind(SocketAddr::new(config.bind, config.port), threads)?;
         let addr = listeners[0].local_addr()?;
         let mut loops = Vec::with_capacity(threads);

@@ -5,6 +5,7 @@
 
 use crate::metrics::ProcessStats;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the limit now in force.
 pub fn raise_fd_limit() -> io::Result<u64> {
@@ -119,7 +120,43 @@ impl Drop for Signals {
     }
 }
 
-/// Resident memory, open descriptors, the descriptor limit and CPU time of this process.
+/// The descriptor count last taken by the sampler thread (`u64::MAX`: no sampler runs).
+static OPEN_FDS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// This process's open descriptors, counted by walking `/proc/self/fd`: one entry per
+/// connection, so O(streams), never done on an event loop once the sampler runs.
+/// `None` when it cannot be opened (out of descriptors, for one).
+fn count_fds() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
+/// Starts (once) the thread that counts this process's descriptors every second, so that
+/// `/metrics` reads a number instead of walking `/proc/self/fd` on a loop per request.
+pub fn start_fd_sampler() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        OPEN_FDS.store(count_fds().unwrap_or(0), Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("fd-sampler".into())
+            .spawn(|| loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                // Out of descriptors, the last count stands (it is the most there were).
+                if let Some(n) = count_fds() {
+                    OPEN_FDS.store(n, Ordering::Relaxed);
+                }
+            });
+        if spawned.is_err() {
+            // No sampler: the count is taken where it is asked for, as before.
+            OPEN_FDS.store(u64::MAX, Ordering::Relaxed);
+        }
+    });
+}
+
+/// Resident memory, open descriptors (as last sampled, at most a second old, once
+/// [`start_fd_sampler`] has run; counted now otherwise), the descriptor limit and CPU time of
+/// this process.
 pub fn process_stats() -> ProcessStats {
     let page = 4096u64;
     let rss_bytes = std::fs::read_to_string("/proc/self/statm")
@@ -130,7 +167,10 @@ pub fn process_stats() -> ProcessStats {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .map_or(0, |pages| pages * page);
-    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let open_fds = match OPEN_FDS.load(Ordering::Relaxed) {
+        u64::MAX => count_fds().unwrap_or(0),
+        sampled => sampled,
+    };
     let (cpu_seconds, _) = rusage();
     ProcessStats {
         rss_bytes,

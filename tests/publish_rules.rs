@@ -481,3 +481,50 @@ fn a_stuck_stderr_blocks_no_loop() {
         started.elapsed()
     );
 }
+
+/// `/metrics` reads the descriptor count sampled once a second, not a walk of `/proc/self/fd`
+/// (one entry per connection) per request: while connections are opened one by one between
+/// requests, the count it shows changes at most once a second.
+#[test]
+fn the_descriptor_count_is_a_sample_not_a_walk_per_request() {
+    let server = Server::start(&[]);
+    let fds = |c: &mut TcpStream| -> u64 {
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let r = common::read_response(c);
+        let text = r.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix("process_open_fds "))
+            .unwrap_or_else(|| panic!("no process_open_fds in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let mut c = server.connect();
+    let mut held = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let started = Instant::now();
+    for _ in 0..40 {
+        held.push(server.connect());
+        // The server has accepted it once it answers on it.
+        let h = held.last_mut().unwrap();
+        h.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(common::read_response(h).status, 200);
+        seen.insert(fds(&mut c));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // One value per sample: the first, and one more per second that passed.
+    assert!(
+        seen.len() as f64 <= 2.0 + secs.ceil(),
+        "{} distinct counts in {secs:.2} s: {seen:?}",
+        seen.len()
+    );
+    // And it is a count: within a second or so it shows the connections held.
+    let want = *seen.iter().next().unwrap() + 20;
+    let end = Instant::now() + Duration::from_secs(3);
+    while fds(&mut c) < want {
+        assert!(Instant::now() < end, "the count never moved: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
