@@ -41,6 +41,10 @@ pub struct Config {
     pub publish_token: Option<String>,
     /// `redis://[user:password@]host:port[/db]`: share one event log with other instances.
     pub redis: Option<String>,
+    /// The directory the hub's event log lives in (`None`: the history is in memory only).
+    pub data_dir: Option<PathBuf>,
+    /// When the event log's writes are made durable.
+    pub fsync: crate::durable::writer::Fsync,
     /// The HS256 key for subscriber and publisher tokens, given inline...
     pub jwt_key: Option<String>,
     /// ... or as a file read at start-up.
@@ -72,6 +76,8 @@ impl Default for Config {
             hub: HubConfig::default(),
             publish_token: None,
             redis: None,
+            data_dir: None,
+            fsync: crate::durable::writer::Fsync::Batch,
             jwt_key: None,
             jwt_key_file: None,
             jwt_leeway_ms: crate::jwt::DEFAULT_LEEWAY_MS,
@@ -248,6 +254,30 @@ pub const FLAGS: &[Flag] = &[
         default: |_| "none: this instance alone".into(),
         set: |c, _, v| {
             c.redis = Some(v.to_string());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--data-dir",
+        value: "DIR",
+        help: "keep the event history in DIR (it must exist), so it survives restarts",
+        default: |_| "none: the history is in memory only".into(),
+        set: |c, who, v| {
+            if v.is_empty() {
+                return Err(format!("{who} needs a directory"));
+            }
+            c.data_dir = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--fsync",
+        value: "always|batch|off",
+        help: "with --data-dir: sync per publish, per batch (group commit), or never (README)",
+        default: |_| "batch".into(),
+        set: |c, who, v| {
+            c.fsync = crate::durable::writer::Fsync::parse(v)
+                .ok_or_else(|| format!("{who} must be always, batch or off, not {v:?}"))?;
             Ok(())
         },
     },
@@ -454,6 +484,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(
     for (flag, name, value) in given {
         (flag.set)(&mut cfg, &name, &value)?;
     }
+    if cfg.redis.is_some() && cfg.data_dir.is_some() {
+        return Err(
+            "--data-dir and --redis exclude each other: with --redis the event log is \
+                    Redis's stream (turn on its persistence), so drop one of them"
+                .into(),
+        );
+    }
     Ok(Command::Run(Box::new(cfg)))
 }
 
@@ -612,6 +649,7 @@ mod tests {
                         "--www",
                         "--publish-token",
                         "--redis",
+                        "--data-dir",
                         "--jwt-key",
                         "--jwt-key-file",
                         "--private-topics",
@@ -623,6 +661,28 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn the_data_dir_takes_an_fsync_policy_and_refuses_redis() {
+        use crate::durable::writer::Fsync;
+        let c = run(&["--data-dir", "/var/lib/x"], None).unwrap();
+        assert_eq!(c.data_dir, Some(PathBuf::from("/var/lib/x")));
+        assert_eq!(c.fsync, Fsync::Batch);
+        let c = run(&["--data-dir=/d", "--fsync", "always"], None).unwrap();
+        assert_eq!(c.fsync, Fsync::Always);
+        let e = run(&["--fsync", "sometimes"], None).unwrap_err();
+        assert!(e.contains("always, batch or off"), "{e}");
+        let e = run(
+            &["--data-dir", "/d", "--redis", "redis://127.0.0.1:6379"],
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("--data-dir and --redis exclude each other"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
     }
 
     #[test]

@@ -71,10 +71,27 @@ impl Event {
         self.frame.len() + self.topics.iter().map(|t| t.len() + 16).sum::<usize>() + 64
     }
 
+    /// A gap marker (no topic): the `reset` that lost events left in a restored history,
+    /// for every subscriber whose resume crosses it (see [`Hub::restore`]).
+    pub fn is_gap(&self) -> bool {
+        self.topics.is_empty()
+    }
+
     /// Whether the event names `topic`.
     pub fn has_topic(&self, topic: &str) -> bool {
         self.topics.iter().any(|t| &**t == topic)
     }
+}
+
+/// What a backend reads back at start-up, oldest first (see [`Hub::restore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    Event(u64, Publish),
+    /// Events `after + 1 ..= through` were lost.
+    Gap {
+        after: u64,
+        through: u64,
+    },
 }
 
 /// What a publisher sends.
@@ -343,6 +360,92 @@ impl Hub {
         seq
     }
 
+    /// The largest sequence number dropped from the history (0: none).
+    pub fn evicted(&self) -> u64 {
+        self.lock().evicted
+    }
+
+    /// Loads what a backend read back at start-up (`--data-dir`), oldest first, before any
+    /// loop runs: `evicted` is the last number before it, `next` the next to give. A gap
+    /// becomes a `reset` event numbered as its last lost event, for every subscriber (see
+    /// [`Event::is_gap`]): a resume from before it is served what precedes it, then told,
+    /// then what follows; a resume from after it sees nothing of it.
+    pub fn restore(&self, items: Vec<Restored>, evicted: u64, next: u64, now_us: u64) {
+        let mut h = self.lock();
+        h.evicted = h.evicted.max(evicted);
+        for item in items {
+            let ev = match item {
+                Restored::Event(seq, p) if !p.topics.is_empty() => Event {
+                    seq,
+                    topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
+                    frame: self.encode(seq, &p).into_boxed_slice(),
+                    published_us: now_us,
+                    private: p.private,
+                },
+                Restored::Event(..) => continue,
+                Restored::Gap { after, through } => Event {
+                    seq: through,
+                    topics: Box::new([]),
+                    frame: self.gap_frame(after, through).into_boxed_slice(),
+                    published_us: now_us,
+                    private: false,
+                },
+            };
+            if ev.seq >= h.next {
+                h.push(Arc::new(ev), &self.cfg);
+            }
+        }
+        h.next = h.next.max(next).max(h.evicted + 1);
+        self.head.store(h.next - 1, Ordering::Release);
+    }
+
+    /// The `reset` a resume across lost events `after + 1 ..= through` meets: its id is the
+    /// last lost one (so a reconnect after it resumes with what follows), `lastEventId` the
+    /// last event before the gap, `oldest` the first after it.
+    fn gap_frame(&self, after: u64, through: u64) -> Vec<u8> {
+        let mut f = Vec::with_capacity(160);
+        f.extend_from_slice(b"id: ");
+        self.push_id(&mut f, through);
+        f.extend_from_slice(b"\nevent: reset\ndata: ");
+        let data = serde_json::json!({
+            "reason": ResetReason::Gap.as_str(),
+            "lastEventId": self.id(after),
+            "oldest": self.id(through + 1),
+        });
+        f.extend_from_slice(data.to_string().as_bytes());
+        f.extend_from_slice(b"\n\n");
+        f
+    }
+
+    /// Stores events a backend made durable and numbered (`--data-dir`), oldest first,
+    /// skipping any not after the last one stored; wakes every loop.
+    pub fn append_stored(&self, events: Vec<(u64, Publish)>, now_us: u64) -> usize {
+        let mut h = self.lock();
+        let mut added = 0;
+        for (seq, p) in events {
+            if seq < h.next {
+                continue;
+            }
+            let ev = Arc::new(Event {
+                seq,
+                topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
+                frame: self.encode(seq, &p).into_boxed_slice(),
+                published_us: now_us,
+                private: p.private,
+            });
+            h.push(ev, &self.cfg);
+            added += 1;
+        }
+        if added > 0 {
+            self.head.store(h.next - 1, Ordering::Release);
+        }
+        drop(h);
+        if added > 0 {
+            self.wake_all();
+        }
+        added
+    }
+
     /// The frame of event `seq` with what `p` says (as stored events are encoded).
     pub fn encode(&self, seq: u64, p: &Publish) -> Vec<u8> {
         let mut f = Vec::with_capacity(p.data.len() + 64);
@@ -607,6 +710,9 @@ impl LocalHub {
     /// Whether event `ev` is for a subscription with `filter` whose private mask is
     /// `private` (see [`Filter`]).
     pub fn matches(&self, filter: &Filter, private: u32, ev: &Event) -> bool {
+        if ev.is_gap() {
+            return true;
+        }
         let named = |id: &u32| {
             self.topics
                 .get(*id as usize)
@@ -1007,5 +1113,59 @@ mod tests {
             "nothing was dropped: a cursor at 0 gets the event"
         );
         assert_eq!(l.after(0).count(), 1);
+    }
+
+    /// A restored history with a gap: a resume from before it gets what precedes, the
+    /// `reset` (whatever its topics), then what follows; a resume after it sees no reset;
+    /// the ids continue after the restored ones.
+    #[test]
+    fn a_restored_gap_is_a_reset_between_what_precedes_and_what_follows() {
+        let h = hub(100, 1 << 20);
+        let p = |t: &str| Publish {
+            topics: vec![t.into()],
+            data: t.into(),
+            ..Publish::default()
+        };
+        h.restore(
+            vec![
+                Restored::Event(4, p("a")),
+                Restored::Event(5, p("b")),
+                Restored::Gap {
+                    after: 5,
+                    through: 9,
+                },
+                Restored::Event(10, p("a")),
+            ],
+            3,
+            11,
+            0,
+        );
+        assert_eq!((h.head(), h.evicted()), (10, 3));
+        let mut l = LocalHub::new(h.clone(), 0);
+        l.sync();
+        let a = l.intern("a").unwrap();
+        let filter = Filter::One(a);
+        assert_eq!(l.start(Some(b"ep-4")), Start::From(4));
+        let seen: Vec<(u64, String)> = l
+            .after(4)
+            .filter(|e| l.matches(&filter, 0, e))
+            .map(|e| (e.seq, String::from_utf8_lossy(&e.frame).into_owned()))
+            .collect();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0].0, 9);
+        assert_eq!(
+            seen[0].1,
+            "id: ep-9\nevent: reset\ndata: {\"lastEventId\":\"ep-5\",\"oldest\":\"ep-10\",\"reason\":\"gap\"}\n\n"
+        );
+        assert_eq!(seen[1], (10, "id: ep-10\ndata: a\n\n".to_string()));
+        assert!(l.matches(&Filter::All(None), 0, &l.after(8).next().unwrap().clone()));
+        // After the gap: nothing of it.
+        assert_eq!(l.after(9).map(|e| e.seq).collect::<Vec<_>>(), [10]);
+        // Older than the restored history: reset as ever.
+        assert!(matches!(l.start(Some(b"ep-2")), Start::Reset { .. }));
+        // New events continue the numbering.
+        assert_eq!(h.append_stored(vec![(11, p("a")), (11, p("again"))], 0), 1);
+        assert_eq!(h.head(), 11);
+        assert_eq!(h.evicted(), 3);
     }
 }

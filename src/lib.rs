@@ -13,10 +13,12 @@
 //! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs, Mercure claims), sans-IO;
 //! - [`redis_bridge`]: the shared event log in a Redis Stream (writer and reader threads);
 //! - [`durable`]: the embedded event log in segment files (`--data-dir`), on its own thread;
+//! - [`backend`]: the one interface the route stores publishes through (Redis or the data dir);
 //! - [`metrics`], [`config`], [`cli`], [`sys`]: counters, flags, and the few raw syscalls;
 //! - [`slab`]: connections by reusable index, for both binaries' loops.
 
 pub mod admission;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod conn;

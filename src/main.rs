@@ -123,6 +123,8 @@ fn main() -> ExitCode {
                 "event_log",
                 V::S(if config.redis.is_some() {
                     "redis"
+                } else if config.data_dir.is_some() {
+                    "data-dir"
                 } else {
                     "local"
                 }),

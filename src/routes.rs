@@ -26,8 +26,10 @@ pub struct App {
     pub process_stats: fn() -> ProcessStats,
     /// The bearer token publishers must present; `None`: loopback peers only.
     pub publish_token: Option<String>,
-    /// With `--redis`: publishes are stored by the shared log, and answered once it has.
+    /// With `--redis`: the shared log (also read for deep resumes).
     pub log: Option<std::sync::Arc<crate::redis_bridge::Bridge>>,
+    /// With `--redis` or `--data-dir`: where publishes are stored, answered once they are.
+    pub store: Option<std::sync::Arc<dyn crate::backend::Backend>>,
     /// With `--jwt-key`: subscriber and publisher tokens (HS256, Mercure claims).
     pub jwt: Option<jwt::Verifier>,
     /// `--private-topics`: events on these topics are private whatever the publisher says.
@@ -48,6 +50,7 @@ impl App {
             process_stats: crate::sys::process_stats,
             publish_token: None,
             log: None,
+            store: None,
             jwt: None,
             private_topics: jwt::Selectors::default(),
             cors_origin: None,
@@ -283,21 +286,22 @@ fn publish(
         .private_topics
         .matches_any(p.topics.iter().map(String::as_str));
     let hub = &ctx.hub.hub;
-    if let Some(log) = &app.log {
+    if let Some(store) = &app.store {
+        let name = store.name();
         if let Err(why) = hub.log_state() {
             ctx.shard.rejected(Rejected::Unavailable);
-            return log_down(&why);
+            return log_down(name, &why);
         }
         // Answered once the log has stored it (or could not): never a 200 for an event that
         // is not stored.
         let later = ctx.later.clone();
         let (key, ticket) = (peer.key, ctx.hub.ticket());
-        log.submit(
+        store.submit(
             p,
             Box::new(move |stored| {
                 let reply = match stored {
                     Ok(id) => published(id),
-                    Err(why) => log_down(&why),
+                    Err(why) => log_down(name, &why),
                 };
                 later.send(key, ticket, reply);
             }),
@@ -335,12 +339,12 @@ fn cors(app: &App, mut reply: Reply) -> Reply {
     reply
 }
 
-/// `503` for a publish the shared log could not store.
-fn log_down(why: &str) -> Reply {
+/// `503` for a publish the event log (`name`: Redis, the data dir) could not store.
+fn log_down(name: &str, why: &str) -> Reply {
     let why = why.replace(['\r', '\n'], " ");
     Reply::text_owned(
         Status::ServiceUnavailable,
-        format!("503 Service Unavailable: the event log (Redis) did not store it: {why}\n"),
+        format!("503 Service Unavailable: the event log ({name}) did not store it: {why}\n"),
         &[("Retry-After", "1")],
     )
 }

@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::response::Reply;
 use crate::routes::{self, App, Peer};
 pub use crate::setup::LogError;
-use crate::setup::{epoch_tag, jwt_verifier, render_log, start_log};
+use crate::setup::{epoch_tag, jwt_verifier, open_data_dir, render_log, start_data_log, start_log};
 use crate::slab::Slab;
 use crate::sse::Dates;
 use crate::static_files::StaticFiles;
@@ -81,6 +81,8 @@ pub struct Server {
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
+    /// With `--data-dir`: stopped once the loops are (queued publishes written, a last sync).
+    data_log: Option<Arc<crate::durable::writer::DurableLog>>,
 }
 
 impl Server {
@@ -102,9 +104,17 @@ impl Server {
                 }
             })
         };
-        let ids = match config.redis {
-            Some(_) => Ids::Log,
-            None => Ids::Local { epoch: epoch_tag() },
+        // The data dir is read back first: its ids keep the epoch it was created with.
+        let data = match &config.data_dir {
+            Some(dir) => Some(open_data_dir(dir, config)?),
+            None => None,
+        };
+        let ids = match (&config.redis, &data) {
+            (Some(_), _) => Ids::Log,
+            (None, Some(d)) => Ids::Local {
+                epoch: d.epoch().to_string(),
+            },
+            (None, None) => Ids::Local { epoch: epoch_tag() },
         };
         let hub = Arc::new(Hub::with_ids(config.hub, ids, threads, notify));
         let metrics = Metrics::new(threads, max_streams);
@@ -122,7 +132,18 @@ impl Server {
             let bridge = start_log(url, config, &hub)?;
             let stats = bridge.clone();
             metrics.set_extra(Box::new(move |out| render_log(out, &stats.stats())));
+            app.store = Some(bridge.clone());
             app.log = Some(bridge);
+        }
+        let mut data_log = None;
+        if let Some(opening) = data {
+            let log = start_data_log(opening, config, &hub)?;
+            let stats = log.clone();
+            metrics.set_extra(Box::new(move |out| {
+                crate::durable::writer::render(out, &stats.stats())
+            }));
+            app.store = Some(log.clone());
+            data_log = Some(log);
         }
         let shared = Arc::new(Shared {
             conn: config.conn.clone(),
@@ -171,6 +192,7 @@ impl Server {
             shared,
             wakers,
             threads,
+            data_log,
         })
     }
 
@@ -201,6 +223,9 @@ impl Server {
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some(log) = &self.data_log {
+            log.stop();
         }
     }
 }

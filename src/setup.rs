@@ -1,6 +1,6 @@
 //! Start-up wiring of the server's parts that are not the loops: the token verifier, the
-//! shared log (Redis) and its sink into the hub, its figures for `/metrics`, this run's id
-//! epoch. Called once by [`crate::server::Server::start`].
+//! shared log (Redis) and its sink into the hub, the embedded log (`--data-dir`) and its
+//! sink, their figures for `/metrics`, this run's id epoch. Called once by [`crate::server::Server::start`].
 
 use crate::config::Config;
 use crate::hub::{Hub, Publish};
@@ -99,6 +99,100 @@ pub fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<B
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     Ok(bridge)
+}
+
+/// What the embedded log stored goes into the hub.
+struct DataSink {
+    hub: Arc<Hub>,
+    epoch: Instant,
+}
+
+impl crate::durable::writer::Sink for DataSink {
+    fn restore(&self, items: Vec<crate::durable::format::Item>, evicted: u64, next: u64) {
+        use crate::durable::format::Item;
+        use crate::hub::Restored;
+        let items = items
+            .into_iter()
+            .map(|i| match i {
+                Item::Event(seq, p) => Restored::Event(seq, p),
+                Item::Gap { after, through } => Restored::Gap { after, through },
+            })
+            .collect();
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        self.hub.restore(items, evicted, next, now_us);
+    }
+
+    fn on_events(&self, events: Vec<(u64, Publish)>) {
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        self.hub.append_stored(events, now_us);
+    }
+
+    fn evicted(&self) -> u64 {
+        self.hub.evicted()
+    }
+}
+
+/// Opens `--data-dir` and reads it back (before the hub exists: its ids take the
+/// directory's epoch).
+pub fn open_data_dir(
+    dir: &std::path::Path,
+    config: &Config,
+) -> io::Result<crate::durable::writer::Opening> {
+    use crate::durable::writer::{segment_bytes, DurableLog, LogConfig};
+    let cfg = LogConfig {
+        dir: dir.to_path_buf(),
+        fsync: config.fsync,
+        history_events: config.hub.history_events,
+        history_bytes: config.hub.history_bytes,
+        segment_bytes: segment_bytes(config.hub.history_bytes),
+    };
+    DurableLog::open(cfg, &epoch_tag()).map_err(|e| io::Error::other(LogError(e)))
+}
+
+/// Hands the history read back to the hub and starts the log's thread; says what start-up
+/// found (events, a torn tail cut, damage with its segment and offset).
+pub fn start_data_log(
+    opening: crate::durable::writer::Opening,
+    config: &Config,
+    hub: &Arc<Hub>,
+) -> io::Result<Arc<crate::durable::writer::DurableLog>> {
+    let sink = Arc::new(DataSink {
+        hub: hub.clone(),
+        epoch: Instant::now(),
+    });
+    let (log, report) = opening
+        .start(sink)
+        .map_err(|e| io::Error::other(LogError(e)))?;
+    let dir = config
+        .data_dir
+        .as_deref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    log::line(
+        "data_dir",
+        &[
+            ("dir", V::S(&dir)),
+            ("fsync", V::S(config.fsync.as_str())),
+            ("recovered_events", V::N(report.recovered_events)),
+            ("retained", V::N(report.retained as u64)),
+            ("truncated_bytes", V::N(report.truncated_bytes)),
+            ("next_id", V::S(&hub.id(report.next))),
+        ],
+    );
+    for d in &report.damage {
+        log::line(
+            "data_dir_damage",
+            &[("dir", V::S(&dir)), ("found", V::S(d))],
+        );
+    }
+    if config.fsync == crate::durable::writer::Fsync::Off {
+        eprintln!(
+            "sse-server: note: --fsync off: publishes are answered once written to the OS, \
+             not synced: a crash of this process loses none, a power loss or kernel crash may \
+             lose the last seconds"
+        );
+    }
+    Ok(Arc::new(log))
 }
 
 /// The bridge's figures in Prometheus text.

@@ -47,6 +47,7 @@ impl Env {
                 process_stats: ProcessStats::default,
                 publish_token: None,
                 log: None,
+                store: None,
                 jwt: None,
                 private_topics: Default::default(),
                 cors_origin: None,

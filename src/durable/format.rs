@@ -370,7 +370,8 @@ pub struct Recovery {
     /// Events read.
     pub events: u64,
     pub found: Vec<Found>,
-    /// The last segment ends in damage: appends must go to a new segment, named after `last`.
+    /// The last segment ends in a corrupt record: appends go to a new segment, named after
+    /// `last`.
     pub fresh_segment: bool,
     /// The last segment's torn tail, to truncate: (segment, offset, bytes).
     pub truncate: Option<(u64, usize, usize)>,
@@ -462,15 +463,21 @@ impl Recovery {
                 bytes: lost,
                 damage,
             });
-            if last {
-                // However many events the lost bytes held, they had the next numbers: skip
-                // them all, so that an id a subscriber saw is never given to another event.
-                let bound = lost.div_ceil(MIN_RECORD_LEN) as u64;
-                self.gap_to(self.last + bound);
-                self.fresh_segment = true;
-                if damage == Damage::Torn {
-                    self.truncate = Some((name, scan.end, lost));
+            match (last, damage) {
+                // A write cut short: its events were never answered nor shown (events reach
+                // the history only once written, and synced unless `--fsync off`), so the
+                // tail is cut and its numbers are given again, with no gap to report.
+                (true, Damage::Torn) => self.truncate = Some((name, scan.end, lost)),
+                // A bad record with more after it: what followed may have been seen. However
+                // many events the bytes held, they had the next numbers: skip them all, so an
+                // id a subscriber saw is never given to another event, and start a new
+                // segment named past them, so the gap is found again at the next start.
+                (true, Damage::Corrupt) => {
+                    let bound = lost.div_ceil(MIN_RECORD_LEN) as u64;
+                    self.gap_to(self.last + bound);
+                    self.fresh_segment = true;
                 }
+                (false, _) => {}
             }
         }
         Ok(fed)
@@ -567,9 +574,10 @@ mod tests {
     }
 
     /// The file cut at every byte offset of its last record: the tail is torn, truncated at
-    /// the last good record, never served, and the numbers it could have held are skipped.
+    /// the last good record, never served, and its number is given again (it was never
+    /// answered: no gap to report).
     #[test]
-    fn a_torn_tail_at_every_byte_offset_is_cut_and_its_ids_skipped() {
+    fn a_torn_tail_at_every_byte_offset_is_cut_and_never_served() {
         let events = [
             ev("a", "one"),
             ev("a", "two"),
@@ -590,20 +598,10 @@ mod tests {
             }
             assert_eq!(scan.damage, Some(Damage::Torn), "cut at {cut}");
             assert_eq!(r.truncate, Some((1, good, cut - good)), "cut at {cut}");
-            assert!(r.fresh_segment);
-            // Never served: only the two good events and a gap over what the tail held.
-            let next = r.next();
-            assert!(
-                next > 3,
-                "cut at {cut}: the torn event's id is never reused"
-            );
-            assert_eq!(
-                r.items.back().map(|(i, _)| i.clone()),
-                Some(Item::Gap {
-                    after: 2,
-                    through: next - 1
-                })
-            );
+            assert!(!r.fresh_segment, "appends continue where the cut is");
+            // Never served: only the two good events, and no gap.
+            assert_eq!(seqs(&r), [1, 2], "cut at {cut}");
+            assert_eq!(r.next(), 3);
         }
     }
 

@@ -547,7 +547,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_torn_tail_is_cut_counted_and_appends_continue_past_its_ids() {
+    fn a_torn_tail_is_cut_counted_and_appends_continue_after_the_cut() {
         let d = TempDir::new("torn");
         let mut s = open(&d.0, 100, 1 << 20, "e").unwrap().store;
         write(&mut s, &["one", "two"]);
@@ -567,24 +567,56 @@ pub(crate) mod tests {
         assert_eq!(o.truncated, (rec.len() / 2) as u64);
         assert_eq!(fs::metadata(&path).unwrap().len(), good, "cut off on disk");
         assert_eq!(events(&o.recovery).len(), 2);
+        // The torn event was never answered: its number is given again.
+        assert_eq!(o.store.next, 3);
+        let mut s = o.store;
+        write(&mut s, &["three again"]);
+        drop(s);
+        let o = open(&d.0, 100, 1 << 20, "e").unwrap();
+        assert_eq!(o.truncated, 0, "nothing is cut twice");
+        assert_eq!(
+            events(&o.recovery),
+            [
+                (1, "one".into()),
+                (2, "two".into()),
+                (3, "three again".into())
+            ]
+        );
+        assert!(o.recovery.found.is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_record_in_the_newest_segment_moves_appends_past_its_ids() {
+        let d = TempDir::new("corrupt");
+        let mut s = open(&d.0, 100, 1 << 20, "e").unwrap().store;
+        write(&mut s, &["one", "two", "three"]);
+        drop(s);
+        let path = d.0.join(segment_name(1));
+        let mut bytes = fs::read(&path).unwrap();
+        let at = SEGMENT_HEADER_LEN + 30;
+        bytes[at] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let o = open(&d.0, 100, 1 << 20, "e").unwrap();
+        assert_eq!(o.truncated, 0, "kept for inspection");
+        assert_eq!(fs::read(&path).unwrap(), bytes);
         let next = o.store.next;
-        assert!(next > 3);
+        assert!(next > 4, "{next}");
         let mut s = o.store;
         write(&mut s, &["four"]);
         drop(s);
-        // The gap over the torn event's id survives the next restart (the new segment's
-        // name says where it starts), and nothing is cut twice.
+        // The gap is found again from the new segment's name, and the damage again.
         let o = open(&d.0, 100, 1 << 20, "e").unwrap();
-        assert_eq!(o.truncated, 0);
         assert_eq!(
             events(&o.recovery),
-            [(1, "one".into()), (2, "two".into()), (next, "four".into())]
+            [(1, "one".into()), (next, "four".into())]
         );
         assert!(o.recovery.items.iter().any(|(i, _)| *i
             == Item::Gap {
-                after: 2,
+                after: 1,
                 through: next - 1
             }));
+        assert_eq!(o.recovery.found.len(), 1);
+        assert_eq!(o.store.next, next + 1);
     }
 
     #[test]

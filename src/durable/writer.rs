@@ -80,7 +80,7 @@ pub fn segment_bytes(history_bytes: usize) -> u64 {
 }
 
 /// Where the log delivers what it stored (called from the log's thread, and once from
-/// [`DurableLog::open`]).
+/// [`Opening::start`]).
 pub trait Sink: Send + Sync + 'static {
     /// The history read back at start-up, oldest first; `evicted`: the last sequence number
     /// before it; `next`: the next to give. Called once, before any `on_events`.
@@ -160,17 +160,24 @@ impl std::fmt::Debug for DurableLog {
     }
 }
 
-impl DurableLog {
-    /// Opens the directory (see [`store::open`]), hands the recovered history to `sink`,
-    /// deletes segments it no longer needs, and starts the thread. `epoch` names this run's
-    /// ids only if the directory is new; the directory's own epoch is kept otherwise
-    /// ([`DurableLog::epoch`]). The error is one line for the start-up message.
-    pub fn open(
-        cfg: LogConfig,
-        epoch: &str,
-        sink: Arc<dyn Sink>,
-    ) -> Result<(DurableLog, StartReport), String> {
-        let opened = store::open(&cfg.dir, cfg.history_events, cfg.history_bytes, epoch)?;
+/// A data directory opened and read back, its thread not started yet: the hub is built
+/// with [`Opening::epoch`] for its ids, then [`Opening::start`] hands it the history.
+#[derive(Debug)]
+pub struct Opening {
+    cfg: LogConfig,
+    opened: store::Opened,
+}
+
+impl Opening {
+    /// The ids' epoch: the directory's, fixed when it was first used.
+    pub fn epoch(&self) -> &str {
+        &self.opened.store.epoch
+    }
+
+    /// Hands the recovered history to `sink`, deletes the segments it no longer needs, and
+    /// starts the log's thread.
+    pub fn start(self, sink: Arc<dyn Sink>) -> Result<(DurableLog, StartReport), String> {
+        let Opening { cfg, opened } = self;
         let mut store = opened.store;
         let recovery = opened.recovery;
         let report = StartReport {
@@ -209,6 +216,15 @@ impl DurableLog {
             },
             report,
         ))
+    }
+}
+
+impl DurableLog {
+    /// Opens the directory and reads it back (see [`store::open`]); `epoch` names the ids
+    /// only if the directory is new. The error is one line for the start-up message.
+    pub fn open(cfg: LogConfig, epoch: &str) -> Result<Opening, String> {
+        let opened = store::open(&cfg.dir, cfg.history_events, cfg.history_bytes, epoch)?;
+        Ok(Opening { cfg, opened })
     }
 
     /// The ids' epoch (the directory's).
@@ -539,8 +555,10 @@ mod tests {
                 keep: 1000,
                 ..Memory::default()
             });
-            let (log, report) =
-                DurableLog::open(cfg(&d.0, fsync, 1 << 20), "ep0", sink.clone()).unwrap();
+            let (log, report) = DurableLog::open(cfg(&d.0, fsync, 1 << 20), "ep0")
+                .unwrap()
+                .start(sink.clone())
+                .unwrap();
             assert_eq!((report.epoch.as_str(), report.next), ("ep0", 1));
             let ids = publish_all(&log, 300);
             let want: Vec<Result<String, String>> =
@@ -559,8 +577,10 @@ mod tests {
                 keep: 1000,
                 ..Memory::default()
             });
-            let (log, report) =
-                DurableLog::open(cfg(&d.0, fsync, 1 << 20), "new", sink2.clone()).unwrap();
+            let (log, report) = DurableLog::open(cfg(&d.0, fsync, 1 << 20), "new")
+                .unwrap()
+                .start(sink2.clone())
+                .unwrap();
             assert_eq!(
                 (report.epoch.as_str(), report.next, report.recovered_events),
                 ("ep0", 301, 300)
@@ -579,7 +599,10 @@ mod tests {
             keep: 10_000,
             ..Memory::default()
         });
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 8 << 20), "e", sink).unwrap();
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 8 << 20), "e")
+            .unwrap()
+            .start(sink)
+            .unwrap();
         assert!(publish_all(&log, 2000).iter().all(|r| r.is_ok()));
         let syncs: u64 = log.stats().sync_buckets.iter().sum();
         assert!(
@@ -597,7 +620,10 @@ mod tests {
             ..Memory::default()
         });
         let seg = 2048;
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Off, seg), "e", sink.clone()).unwrap();
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Off, seg), "e")
+            .unwrap()
+            .start(sink.clone())
+            .unwrap();
         let mut most = 0;
         for _ in 0..40 {
             publish_all(&log, 25);
@@ -639,7 +665,10 @@ mod tests {
             keep: 10,
             ..Memory::default()
         });
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e", sink).unwrap();
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
+            .unwrap()
+            .start(sink)
+            .unwrap();
         log.stop();
         let (tx, rx) = channel();
         log.submit(ev("late".into()), Box::new(move |r| tx.send(r).unwrap()));

@@ -1,0 +1,36 @@
+//! Where a publish is stored before it is answered, when the history is not its only copy:
+//! the shared log in Redis (`--redis`) or the embedded log in a data directory
+//! (`--data-dir`). One interface, so the route has one path for both: submit, then answer
+//! later through the loop's queue and waker (`Then::Pending`), with the backend's id.
+
+use crate::hub::Publish;
+
+/// How a stored publish is answered: `Ok(id)` once stored, `Err(reason)` otherwise.
+pub type Done = Box<dyn FnOnce(Result<String, String>) + Send>;
+
+/// An event store on its own threads. See the module docs.
+pub trait Backend: Send + Sync {
+    /// Queues `p`; `done` is called once, with the stored event's id or why it was not
+    /// stored. Never blocks (a full queue answers at once).
+    fn submit(&self, p: Publish, done: Done);
+    /// What the store is called in a `503`'s text.
+    fn name(&self) -> &'static str;
+}
+
+impl Backend for crate::redis_bridge::Bridge {
+    fn submit(&self, p: Publish, done: Done) {
+        crate::redis_bridge::Bridge::submit(self, p, done);
+    }
+    fn name(&self) -> &'static str {
+        "Redis"
+    }
+}
+
+impl Backend for crate::durable::writer::DurableLog {
+    fn submit(&self, p: Publish, done: Done) {
+        crate::durable::writer::DurableLog::submit(self, p, done);
+    }
+    fn name(&self) -> &'static str {
+        "the data dir"
+    }
+}
