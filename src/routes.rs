@@ -181,10 +181,10 @@ fn before_body(app: &App, req: &Request<'_>, peer: Peer, now: Now, ctx: &mut Ctx
                 ctx.shard.rejected(Rejected::MediaType);
                 return cors(app, unsupported_media_type());
             }
-            if app.log.is_some() {
+            if let Some(store) = &app.store {
                 if let Err(why) = ctx.hub.hub.log_state() {
                     ctx.shard.rejected(Rejected::Unavailable);
-                    return cors(app, log_down(&why));
+                    return cors(app, log_down(store.name(), &why));
                 }
             }
             Reply::proceed()
