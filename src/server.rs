@@ -45,6 +45,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
+/// The connection accepted with the reserve descriptor, being told to come back later.
+const SHED: Token = Token(usize::MAX - 2);
+/// How long a shed connection's request line is waited for (see [`Shedding`]).
+const SHED_WAIT_MS: u64 = 20;
 /// Bytes read per `read` call; larger than any head the limits allow.
 const READ_CHUNK: usize = 16 * 1024;
 /// Connections accepted per readiness event before the loop serves others (fairness).
@@ -230,6 +234,16 @@ impl Server {
     }
 }
 
+/// A connection accepted with the reserve descriptor while out of descriptors, waiting (at
+/// most [`SHED_WAIT_MS`], without the loop waiting: it is registered like any socket) for its
+/// request line, whose target says whether it gets a stream's `retry:` or a `503`.
+struct Shedding {
+    sock: TcpStream,
+    line: [u8; 512],
+    n: usize,
+    deadline: u64,
+}
+
 /// What [`EventLoop::shed_one`] managed.
 enum Shed {
     /// A waiting client was told to come back later.
@@ -294,6 +308,8 @@ struct EventLoop {
     accept_again_at: Option<u64>,
     /// A descriptor held back so that, with none left, one connection can still be answered.
     reserve_fd: Option<std::fs::File>,
+    /// The connection the reserve descriptor was spent on, until it is answered.
+    shedding: Option<Box<Shedding>>,
     /// Shutting down: set once `stop` is seen, with the time by which to exit.
     drain_deadline: Option<u64>,
 }
@@ -345,6 +361,7 @@ impl EventLoop {
             audience_new: Vec::new(),
             accept_again_at: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
+            shedding: None,
             drain_deadline: None,
         })
     }
@@ -390,6 +407,7 @@ impl EventLoop {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
+                    SHED => self.read_shed(now),
                     WAKER => {
                         self.check_stop(now);
                         self.complete_later(now);
@@ -408,6 +426,9 @@ impl EventLoop {
                 }
             }
             self.fire_timers();
+            if self.shedding.as_ref().is_some_and(|s| now.ms >= s.deadline) {
+                self.finish_shed(now);
+            }
             if !self.audience.is_empty() {
                 self.fan_out_some();
             }
@@ -437,7 +458,14 @@ impl EventLoop {
             .map(|t| (t + slack - offset).div_ceil(slack) * slack + offset - slack);
         // Loop 0 wakes once a second at least, to sample the figures.
         let second = (self.id == 0).then_some(self.overload_check_at);
-        let candidates = [timers, self.accept_again_at, self.drain_deadline, second];
+        let shed = self.shedding.as_ref().map(|s| s.deadline);
+        let candidates = [
+            timers,
+            self.accept_again_at,
+            self.drain_deadline,
+            second,
+            shed,
+        ];
         let next = candidates.into_iter().flatten().min()?;
         Some(Duration::from_millis(next.saturating_sub(now)))
     }
@@ -706,7 +734,7 @@ impl EventLoop {
                     // Linux reserves the descriptor before it looks at the queue, so this
                     // error does not even say a connection is waiting; `shed_one` finds out.
                     shard.accept_fd_exhausted.inc();
-                    match self.shed_one(listener) {
+                    match self.shed_one(listener, now) {
                         Shed::Answered => {}
                         // The backlog is empty: the next connection raises a new edge.
                         Shed::NothingWaiting => return,
@@ -728,37 +756,96 @@ impl EventLoop {
         self.accept_again_at = Some(now.ms);
     }
 
-    /// With no descriptor left, spends the reserve one to tell a waiting client to come back
-    /// later, then takes the reserve back.
-    fn shed_one(&mut self, listener: &TcpListener) -> Shed {
-        if self.reserve_fd.take().is_none() {
+    /// With no descriptor left, spends the reserve one on a waiting client, to tell it to
+    /// come back later ([`Shedding`]); the reserve is taken back once it is answered. One at
+    /// a time: while one is being answered there is no reserve.
+    fn shed_one(&mut self, listener: &TcpListener, now: Now) -> Shed {
+        if self.shedding.is_some() || self.reserve_fd.take().is_none() {
             return Shed::NoReserve;
         }
-        let shard = self.shared.metrics.shard(self.id);
-        let mut outcome = Shed::NothingWaiting;
-        if let Ok((mut sock, _)) = listener.accept() {
-            outcome = Shed::Answered;
-            let wants_stream = wants_stream(&mut sock);
-            let reply = if wants_stream {
-                Reply::stream_refused(self.st.rng.jitter(self.shared.conn.reconnect_ms))
-            } else {
-                Reply::text(
-                    Status::ServiceUnavailable,
-                    "server out of files\n",
-                    &[("Retry-After", "5")],
-                )
-            };
-            let now = self.now();
-            let mut answer = reply.head.finish(self.st.dates.http(now.unix_ms), true);
-            if let Some(body) = &reply.body {
-                answer.extend_from_slice(body.bytes());
-            }
-            let _ = sock.write(&answer);
-            let _ = sock.shutdown(Shutdown::Write);
-            shard.streams_shed.inc();
+        let Ok((sock, _)) = listener.accept() else {
+            self.reserve_fd = std::fs::File::open("/dev/null").ok();
+            return Shed::NothingWaiting;
+        };
+        let mut shed = Box::new(Shedding {
+            sock,
+            line: [0; 512],
+            n: 0,
+            deadline: now.ms + SHED_WAIT_MS,
+        });
+        let registered = self
+            .poll
+            .registry()
+            .register(&mut shed.sock, SHED, Interest::READABLE)
+            .is_ok();
+        self.shedding = Some(shed);
+        if registered {
+            // Its request line may be there already.
+            self.read_shed(now);
+        } else {
+            self.finish_shed(now);
         }
+        Shed::Answered
+    }
+
+    /// Reads what the shed connection sent; answers once its target is known (or nothing
+    /// more will come).
+    fn read_shed(&mut self, now: Now) {
+        let Some(shed) = self.shedding.as_mut() else {
+            return;
+        };
+        let done = loop {
+            if shed.n == shed.line.len() || target(&shed.line[..shed.n]).is_some() {
+                break true;
+            }
+            match shed.sock.read(&mut shed.line[shed.n..]) {
+                Ok(0) => break true,
+                Ok(k) => shed.n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        if done {
+            self.finish_shed(now);
+        }
+    }
+
+    /// Answers the shed connection (a stream's jittered `retry:`, or `503` for anything else;
+    /// a target still unknown counts as a stream, whose refusal an EventSource obeys and any
+    /// other client reads as a close), closes it and takes the reserve descriptor back.
+    fn finish_shed(&mut self, now: Now) {
+        let Some(mut shed) = self.shedding.take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut shed.sock);
+        let wants_stream = match target(&shed.line[..shed.n]) {
+            Some(t) => t.starts_with(b"/sse") || t.starts_with(b"/metrics/stream"),
+            None => true,
+        };
+        let reply = if wants_stream {
+            Reply::stream_refused(self.st.rng.jitter(self.shared.conn.reconnect_ms))
+        } else {
+            Reply::text(
+                Status::ServiceUnavailable,
+                "server out of files\n",
+                &[("Retry-After", "5")],
+            )
+        };
+        let mut answer = reply.head.finish(self.st.dates.http(now.unix_ms), true);
+        if let Some(body) = &reply.body {
+            answer.extend_from_slice(body.bytes());
+        }
+        // One write into an empty socket buffer: a few hundred bytes always fit.
+        let _ = shed.sock.write(&answer);
+        let _ = shed.sock.shutdown(Shutdown::Write);
+        drop(shed);
+        self.shared.metrics.shard(self.id).streams_shed.inc();
         self.reserve_fd = std::fs::File::open("/dev/null").ok();
-        outcome
+        // Others may be waiting in the backlog: go on accepting (and shedding) now.
+        if self.accept_again_at.is_some() {
+            self.accept_again_at = Some(0);
+        }
     }
 
     fn add(&mut self, sock: TcpStream, loopback: bool, now: Now) {
@@ -801,6 +888,7 @@ impl EventLoop {
             return;
         }
         self.drain_deadline = Some(now.ms + self.shared.grace_ms);
+        self.finish_shed(now);
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -833,36 +921,14 @@ fn ctx<'a>(shared: &'a Shared, id: usize, st: &'a mut LoopState, draining: bool)
     }
 }
 
-/// Whether a connection accepted while out of descriptors asks for a stream: its request
-/// line's target is read (waiting up to 20 ms for it, in this rare state only) and a stream is
-/// a target under `/sse` or `/metrics/stream`. Unknown (nothing arrived) counts as a stream,
-/// whose refusal an EventSource obeys and any other client reads as a plain close.
-fn wants_stream(sock: &mut TcpStream) -> bool {
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    let deadline = Instant::now() + Duration::from_millis(20);
-    loop {
-        match sock.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
-        }
-        // "METHOD SP target SP": the target is complete once a second space arrived.
-        let line = &head[..n];
-        if line.iter().filter(|&&b| b == b' ').count() >= 2 || n == head.len() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let line = &head[..n];
-    let Some(target) = line.split(|&b| b == b' ').nth(1) else {
-        return true;
-    };
-    target.starts_with(b"/sse") || target.starts_with(b"/metrics/stream")
+/// The target of a request line ("METHOD SP target SP"), once the second space has
+/// arrived; `None` before.
+fn target(line: &[u8]) -> Option<&[u8]> {
+    let mut words = line.splitn(3, |&b| b == b' ');
+    let _method = words.next()?;
+    let target = words.next()?;
+    words.next()?;
+    Some(target)
 }
 
 /// The log lines of requests answered with their final status (a stream's request is logged

@@ -7,7 +7,7 @@ mod common;
 mod redis_server;
 
 use common::{read_until, Server};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -526,5 +526,78 @@ fn the_descriptor_count_is_a_sample_not_a_walk_per_request() {
     while fds(&mut c) < want {
         assert!(Instant::now() < end, "the count never moved: {seen:?}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Out of descriptors, a connection is told to come back later once its request line says
+/// what it wants; clients that say nothing are waited for (20 ms each) without the loop
+/// waiting: the streams it serves keep their ticks meanwhile.
+#[test]
+fn shedding_never_holds_the_loop() {
+    let server = Server::start_with_fd_limit(
+        &[
+            "--threads",
+            "1",
+            "--interval-ms",
+            "50",
+            "--max-streams",
+            "1000",
+        ],
+        64,
+    );
+    // Fill the descriptors with streams until one is shed.
+    let mut streams = Vec::new();
+    loop {
+        let mut s = server.connect();
+        s.write_all(b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let got = read_until(&mut s, Duration::from_secs(5), |b| {
+            b.windows(4).any(|w| w == b"\r\n\r\n")
+        });
+        if String::from_utf8_lossy(&got).contains("Connection: close") {
+            break;
+        }
+        streams.push(s);
+        assert!(streams.len() < 100, "never out of descriptors");
+    }
+    let watched = streams.first_mut().unwrap();
+    watched
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    while watched.read(&mut buf).is_ok_and(|n| n > 0) {}
+    // 40 clients that connect and say nothing: 40 x 20 ms of waiting for a request line.
+    let silent: Vec<TcpStream> = (0..40).map(|_| server.connect()).collect();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut worst = Duration::ZERO;
+    while start.elapsed() < Duration::from_millis(1500) {
+        match watched.read(&mut buf) {
+            Ok(n) if n > 0 && buf[..n].ends_with(b"\n\n") => {
+                worst = worst.max(last.elapsed());
+                last = Instant::now();
+            }
+            Ok(0) => panic!("the watched stream closed"),
+            _ => {}
+        }
+    }
+    worst = worst.max(last.elapsed());
+    eprintln!("worst gap between ticks while shedding: {worst:?}");
+    // Ticks every 50 ms; the old shedding held the loop 40 x 20 ms in one go.
+    assert!(
+        worst < Duration::from_millis(400),
+        "a {worst:?} gap between ticks"
+    );
+    // Each silent client was told to come back later (a stream's retry: unknown counts as
+    // a stream).
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert!(
+            String::from_utf8_lossy(&got).contains("retry: "),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
     }
 }
