@@ -199,7 +199,16 @@ pub struct Answered {
 pub struct Completion {
     pub key: usize,
     pub ticket: u32,
-    pub reply: Reply,
+    pub answer: Answer,
+}
+
+/// What an answer given later carries.
+#[derive(Debug)]
+pub enum Answer {
+    /// The reply to a request answered `Pending`.
+    Reply(Reply),
+    /// A page of the shared log for a replaying stream (see [`Conn::page_request`]).
+    Page(Result<crate::hub::LogPage, String>),
 }
 
 /// How an answer given later reaches its loop: the loop's queue, and its wake-up.
@@ -220,7 +229,24 @@ impl Later {
 
     /// Delivers `reply` to the connection at `key` waiting under `ticket` (from any thread).
     pub fn send(&self, key: usize, ticket: u32, reply: Reply) {
-        if self.tx.send(Completion { key, ticket, reply }).is_ok() {
+        self.answer(key, ticket, Answer::Reply(reply));
+    }
+
+    /// Delivers a page of the shared log to the replaying stream at `key` (from any thread).
+    pub fn send_page(&self, key: usize, ticket: u32, page: Result<crate::hub::LogPage, String>) {
+        self.answer(key, ticket, Answer::Page(page));
+    }
+
+    fn answer(&self, key: usize, ticket: u32, answer: Answer) {
+        if self
+            .tx
+            .send(Completion {
+                key,
+                ticket,
+                answer,
+            })
+            .is_ok()
+        {
             (self.wake)();
         }
     }
@@ -405,6 +431,42 @@ impl Conn {
             State::Stream(source) => source.filter(),
             _ => None,
         }
+    }
+
+    /// The next page of the shared log a replaying stream needs, once what it has is written
+    /// (so a replay holds one page at a time, however far back it starts); the loop asks the
+    /// log for it and hands the answer to [`page`](Self::page).
+    pub fn page_request(&mut self, ctx: &mut Ctx<'_>) -> Option<crate::stream::PageRequest> {
+        if self.out.is_some() {
+            return None;
+        }
+        match &mut self.state {
+            State::Stream(source) => source.page_request(|| ctx.hub.ticket()),
+            _ => None,
+        }
+    }
+
+    /// A page of the shared log for the replay that asked under `ticket` (ignored otherwise:
+    /// the stream ended, or another connection has its slab key now).
+    pub fn page(
+        &mut self,
+        ticket: u32,
+        page: Result<crate::hub::LogPage, String>,
+        now: Now,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let State::Stream(source) = &mut self.state else {
+            return;
+        };
+        let Some(body) = source.on_page(ticket, page, ctx) else {
+            return;
+        };
+        let head = match self.out.take() {
+            // A heartbeat still partly unwritten goes first.
+            Some(o) => o.slices().concat(),
+            None => Vec::new(),
+        };
+        self.out = Some(Outbox::new(head, Some(body), now, ctx.cfg));
     }
 
     /// Whether the connection is a live event stream.

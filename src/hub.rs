@@ -472,27 +472,6 @@ impl Hub {
     }
 }
 
-/// Whether a subscription to `names` (without `*`; `star` for `*`) with private mask `mask`
-/// (bit `i` for `names[i]`) or, for `*`, the token's selectors `sel`, may read event `p`: the
-/// rule of [`LocalHub::matches`] by topic name, for events that are not in the history (a
-/// deep resume read from the shared log).
-pub fn visible_by_name(
-    names: &[String],
-    star: bool,
-    mask: u32,
-    sel: Option<&crate::jwt::Selectors>,
-    p: &Publish,
-) -> bool {
-    if star {
-        return !p.private
-            || sel.is_some_and(|s| s.matches_any(p.topics.iter().map(String::as_str)));
-    }
-    names
-        .iter()
-        .enumerate()
-        .any(|(i, n)| p.topics.contains(n) && (!p.private || (i < 32 && mask >> i & 1 == 1)))
-}
-
 /// Splits on CRLF, CR or LF (the event-stream's line breaks); an empty text is one empty line.
 fn lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
@@ -546,6 +525,110 @@ pub enum Start {
         cursor: u64,
         reason: ResetReason,
     },
+    /// Older than this loop's history, but the shared log (`--redis`) may still hold what
+    /// followed: replay the log's entries in `(after, until]` (page by page, see
+    /// [`LogPage`]), then go live from `until`.
+    Log { after: u64, until: u64 },
+}
+
+/// A subscription as the hub decided it: its topics (interned by name, registered in the
+/// topic index by the loop in the same step, so no id can be reused under it), which private
+/// events it may read, and where it starts.
+#[derive(Debug)]
+pub struct Subscribed {
+    pub filter: Filter,
+    pub private: u32,
+    pub start: Start,
+}
+
+/// One page of the shared log read back for a replay (see [`Start::Log`]).
+#[derive(Debug, Default)]
+pub struct LogPage {
+    /// The entries after the position asked for, oldest first, with their log ids.
+    pub entries: Vec<(String, Publish)>,
+    /// The position read from is still in the log, so the entries follow it directly; when
+    /// not (trimmed by `MAXLEN`, never issued, the log deleted), entries were lost: a gap.
+    pub follows: bool,
+    /// The log's first id now, for the `reset`'s `oldest`.
+    pub oldest: Option<String>,
+    /// Nothing more up to the end of the range asked for.
+    pub end: bool,
+    /// How many entries to ask for next, so that a page stays near [`PAGE_BYTES`].
+    pub next_count: u32,
+    /// The page's memory, counted against the replay budget while it is held.
+    pub hold: Hold,
+}
+
+/// The bytes a replay page aims at (entries are asked for by count, sized from the last page).
+pub const PAGE_BYTES: usize = 256 * 1024;
+/// The most memory all replay pages together hold (read from the log and not yet written):
+/// past it, the next page is read only when earlier ones have been written (counted as a
+/// wait). A page is about [`PAGE_BYTES`], so this is at least 64 replays in progress at once.
+pub const MAX_REPLAY_BYTES: u64 = 16 << 20;
+
+/// The replay budget: bytes held by replay pages, with the waits and refusals it caused.
+#[derive(Debug)]
+pub struct ReplayBudget {
+    pub limit: u64,
+    bytes: AtomicU64,
+    pub waits: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+impl ReplayBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<ReplayBudget> {
+        Arc::new(ReplayBudget {
+            limit,
+            bytes: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether a page of `n` more bytes fits.
+    pub fn has_room(&self, n: u64) -> bool {
+        self.held() + n <= self.limit
+    }
+
+    /// Counts `n` bytes until the returned hold is dropped.
+    pub fn hold(self: &Arc<Self>, n: u64) -> Hold {
+        self.bytes.fetch_add(n, Ordering::AcqRel);
+        Hold {
+            budget: Some(self.clone()),
+            n,
+        }
+    }
+}
+
+/// Bytes counted against a [`ReplayBudget`] for as long as this lives.
+#[derive(Debug, Default)]
+pub struct Hold {
+    budget: Option<Arc<ReplayBudget>>,
+    n: u64,
+}
+
+impl Hold {
+    /// A hold of `n` bytes on the same budget (none if this one has none).
+    pub fn again(&self, n: u64) -> Hold {
+        match &self.budget {
+            Some(b) => b.hold(n),
+            None => Hold::default(),
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.bytes.fetch_sub(self.n, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Why a `reset` is sent.
@@ -595,6 +678,7 @@ pub struct LocalHub {
     topics: Slab<TopicEntry>,
     star: Vec<u32>,
     registered_since_sweep: usize,
+    sweep_every: usize,
     next_ticket: u32,
     /// The frames in the loop's scratch buffer, in order.
     pub marks: Vec<Mark>,
@@ -613,6 +697,7 @@ impl LocalHub {
             topics: Slab::default(),
             star: Vec::new(),
             registered_since_sweep: 0,
+            sweep_every: 4096,
             next_ticket: 0,
             marks: Vec::new(),
         }
@@ -676,12 +761,78 @@ impl LocalHub {
         }
     }
 
+    /// A subscription to `topics` (names; `*` for every topic) by a subscriber whose token
+    /// allows `claims` (its `mercure.subscribe` selectors), resuming after `last_id` if given:
+    /// the one place where a subscription is decided, for live streams, resumes and replays
+    /// from the shared log alike. The loop registers the subscriber (see
+    /// [`register`](Self::register)) in the same step, before any sweep can run.
+    pub fn subscribe(
+        &mut self,
+        topics: &[String],
+        claims: Option<&crate::jwt::Selectors>,
+        last_id: Option<&[u8]>,
+    ) -> Subscribed {
+        let mut ids: Vec<u32> = Vec::with_capacity(topics.len());
+        let mut all = false;
+        for t in topics {
+            match self.intern(t) {
+                Some(id) => ids.push(id),
+                None => all = true,
+            }
+        }
+        let mut private = 0u32;
+        if let Some(c) = claims {
+            let named = topics.iter().filter(|t| *t != "*");
+            for (i, t) in named.enumerate().take(32) {
+                if c.matches(t) {
+                    private |= 1 << i;
+                }
+            }
+        }
+        let filter = match (all, ids.len()) {
+            (true, _) => Filter::All(
+                claims
+                    .filter(|c| !c.is_empty())
+                    .map(|c| Box::new(c.clone())),
+            ),
+            (false, 1) => Filter::One(ids[0]),
+            _ => Filter::Many(Box::new(ids)),
+        };
+        let start = match self.start(last_id) {
+            Start::Reset {
+                reason: ResetReason::Gap,
+                ..
+            } if self.hub.is_log() => Start::Log {
+                after: last_id.and_then(|l| self.hub.parse_id(l)).unwrap_or(0),
+                until: self.evicted,
+            },
+            start => start,
+        };
+        Subscribed {
+            filter,
+            private,
+            start,
+        }
+    }
+
     /// Appends the `reset` frame: its id is the newest event's, where the stream goes live.
     pub fn encode_reset(&self, out: &mut Vec<u8>, reason: ResetReason, last_id: &str) {
+        let oldest = self.events.front().map(|e| self.hub.id(e.seq));
+        self.encode_reset_oldest(out, reason, last_id, oldest);
+    }
+
+    /// [`encode_reset`](Self::encode_reset) naming `oldest` as the oldest id still held (the
+    /// shared log's, for a replay that found a gap).
+    pub fn encode_reset_oldest(
+        &self,
+        out: &mut Vec<u8>,
+        reason: ResetReason,
+        last_id: &str,
+        oldest: Option<String>,
+    ) {
         out.extend_from_slice(b"id: ");
         self.hub.push_id(out, self.head);
         out.extend_from_slice(b"\nevent: reset\ndata: ");
-        let oldest = self.events.front().map(|e| self.hub.id(e.seq));
         let data = serde_json::json!({
             "reason": reason.as_str(),
             "lastEventId": last_id,
@@ -713,16 +864,30 @@ impl LocalHub {
         if ev.is_gap() {
             return true;
         }
+        self.visible(filter, private, &ev.topics, ev.private)
+    }
+
+    /// The visibility rule, for events in the history and entries read back from the shared
+    /// log alike: whether an event on `topics` (private if `is_private`) is for a subscription
+    /// with `filter` whose private mask is `private` (see [`Filter`]). The filter's topic ids
+    /// are this loop's, held by the subscriber's registration.
+    pub fn visible<T: AsRef<str>>(
+        &self,
+        filter: &Filter,
+        private: u32,
+        topics: &[T],
+        is_private: bool,
+    ) -> bool {
         let named = |id: &u32| {
             self.topics
                 .get(*id as usize)
-                .is_some_and(|t| ev.has_topic(&t.name))
+                .is_some_and(|t| topics.iter().any(|e| e.as_ref() == &*t.name))
         };
-        let may = |i: usize| !ev.private || private >> i & 1 == 1;
+        let may = |i: usize| !is_private || (i < 32 && private >> i & 1 == 1);
         match filter {
-            Filter::All(None) => !ev.private,
+            Filter::All(None) => !is_private,
             Filter::All(Some(sel)) => {
-                !ev.private || sel.matches_any(ev.topics.iter().map(|t| &**t))
+                !is_private || sel.matches_any(topics.iter().map(AsRef::as_ref))
             }
             Filter::One(id) => may(0) && named(id),
             Filter::Many(ids) => ids.iter().enumerate().any(|(i, id)| may(i) && named(id)),
@@ -753,7 +918,13 @@ impl LocalHub {
 
     /// Whether enough subscribers came and went that a sweep of dead members is due.
     pub fn sweep_due(&self) -> bool {
-        self.registered_since_sweep > 4096
+        self.registered_since_sweep > self.sweep_every
+    }
+
+    /// Sweeps after `n` registrations rather than 4,096 (tests make sweeps frequent to
+    /// interleave them with everything else).
+    pub fn set_sweep_every(&mut self, n: usize) {
+        self.sweep_every = n;
     }
 
     /// Drops dead members everywhere (`alive(key, topic)`, `None` for `*`) and repeats, and

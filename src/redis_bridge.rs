@@ -45,7 +45,9 @@
 //! (missing `t` or `d`, bad UTF-8, a control character in a topic or type, a bad `r`) is
 //! skipped and counted.
 
-use crate::hub::{Publish, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES};
+use crate::hub::{
+    LogPage, Publish, ReplayBudget, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES, PAGE_BYTES,
+};
 use redis::{ConnectionLike, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -53,11 +55,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// What [`Bridge::range`] calls with the entries read (or why not).
-pub type RangeDone = Box<dyn FnOnce(Result<Vec<(String, Publish)>, String>) + Send>;
+/// What [`Bridge::range`] calls with the page read (or why not).
+pub type PageDone = Box<dyn FnOnce(Result<LogPage, String>) + Send>;
 
-/// The most `XRANGE` reads (deep resumes) in flight at once; past it a resume gets `reset`.
-pub const MAX_RANGES: u64 = 8;
+/// The most page reads waiting for the range thread; past it a replay gets `reset` (counted
+/// as refused).
+pub const RANGE_QUEUE: usize = 4_096;
+/// The most entries one replay page asks for.
+const MAX_PAGE_COUNT: u32 = 512;
 
 /// The most jobs one pipeline carries.
 pub const MAX_BATCH: usize = 512;
@@ -93,6 +98,9 @@ pub struct BridgeConfig {
     pub maxlen: usize,
     /// How many of the newest entries are loaded at start (normally `maxlen`).
     pub backfill: usize,
+    /// The most bytes of entries loaded at start (`--history-bytes`): the backfill is read
+    /// newest first, page by page, and stops there.
+    pub backfill_bytes: usize,
 }
 
 impl BridgeConfig {
@@ -106,6 +114,7 @@ impl BridgeConfig {
             stream_key: Self::DEFAULT_KEY.to_string(),
             maxlen,
             backfill: maxlen,
+            backfill_bytes: usize::MAX,
         }
     }
 }
@@ -145,6 +154,12 @@ pub struct BridgeStats {
     pub queued: u64,
     /// The last connection or command error, empty if none yet.
     pub last_error: String,
+    /// Bytes held by replay pages (read from the log, not yet written to their streams).
+    pub replay_bytes: u64,
+    /// Page reads that waited for the replay budget.
+    pub replay_waits: u64,
+    /// Page reads refused (the range thread's queue was full): those replays got `reset`.
+    pub replay_refused: u64,
 }
 
 /// A publish waiting for the writer.
@@ -205,13 +220,13 @@ impl Shared {
 pub struct Bridge {
     shared: Arc<Shared>,
     /// For [`Bridge::range`]'s own short connections.
-    client: redis::Client,
-    key: String,
-    /// Range reads in flight (bounded: see [`MAX_RANGES`]).
-    ranges: Arc<AtomicU64>,
+    /// Page reads for replays, served by the range thread.
+    ranges: SyncSender<RangeJob>,
+    budget: Arc<ReplayBudget>,
     jobs: SyncSender<Job>,
     writer: JoinHandle<()>,
     reader: JoinHandle<()>,
+    ranger: JoinHandle<()>,
     /// Each thread sends one message here as it ends, so `stop` can wait with a deadline.
     /// (In a mutex only so that the bridge can be shared between threads.)
     ended: Mutex<mpsc::Receiver<()>>,
@@ -239,8 +254,9 @@ impl Bridge {
         let mut reader_conn = connect("reader")?;
         let writer_conn = connect("writer")?;
         let key = cfg.stream_key.clone();
-        let (backfill, last_id) = load_backfill(&mut reader_conn, &key, cfg.backfill)
-            .map_err(|e| format!("Redis at {shown}: reading stream {key:?}: {e}"))?;
+        let (backfill, last_id) =
+            load_backfill(&mut reader_conn, &key, cfg.backfill, cfg.backfill_bytes)
+                .map_err(|e| format!("Redis at {shown}: reading stream {key:?}: {e}"))?;
 
         let shared = Arc::new(Shared {
             sink,
@@ -293,68 +309,65 @@ impl Bridge {
                 backoff: Backoff::new(),
                 lag: LagTracker::default(),
             };
+            let ended = ended_tx.clone();
             thread::Builder::new()
                 .name("redis-reader".into())
                 .spawn(move || {
                     r.run(backfill.events);
-                    let _ = ended_tx.send(());
+                    let _ = ended.send(());
                 })
                 .map_err(|e| format!("cannot start the Redis reader thread: {e}"))?
         };
+        let budget = ReplayBudget::new(crate::hub::MAX_REPLAY_BYTES);
+        let (ranges, range_rx) = mpsc::sync_channel::<RangeJob>(RANGE_QUEUE);
+        let ranger = {
+            let r = Ranger {
+                shared: shared.clone(),
+                client,
+                key,
+                conn: None,
+                budget: budget.clone(),
+            };
+            let ended = ended_tx.clone();
+            thread::Builder::new()
+                .name("redis-range".into())
+                .spawn(move || {
+                    r.run(range_rx);
+                    let _ = ended.send(());
+                })
+                .map_err(|e| format!("cannot start the Redis range thread: {e}"))?
+        };
         Ok(Bridge {
             shared,
-            client,
-            key,
-            ranges: Arc::new(AtomicU64::new(0)),
+            ranges,
+            budget,
             jobs,
             writer,
             reader,
+            ranger,
             ended: Mutex::new(ended),
         })
     }
 
-    /// Reads the log's entries after `after` up to and including `until` (ids), at most `max`
-    /// of them, on a short-lived thread and connection of its own (a deep resume is rare; the
-    /// loops and the reader never wait for it). `done` gets the entries, oldest first, or
-    /// `Err` when Redis cannot answer, more than `max` entries lie in the range, or
-    /// [`MAX_RANGES`] reads are already in flight.
-    pub fn range(&self, after: String, until: String, max: usize, done: RangeDone) {
-        if self.ranges.fetch_add(1, Ordering::AcqRel) >= MAX_RANGES {
-            self.ranges.fetch_sub(1, Ordering::AcqRel);
-            done(Err("too many deep resumes at once".into()));
-            return;
-        }
-        let (client, key, ranges) = (self.client.clone(), self.key.clone(), self.ranges.clone());
-        let spawned = thread::Builder::new()
-            .name("sse-redis-range".into())
-            .spawn(move || {
-                let result = connect(&client).and_then(|mut c| {
-                    let reply: Value = redis::cmd("XRANGE")
-                        .arg(&key)
-                        .arg(format!("({after}"))
-                        .arg(&until)
-                        .arg("COUNT")
-                        .arg(max + 1)
-                        .query(&mut c)
-                        .map_err(|e| e.to_string())?;
-                    let Value::Array(entries) = reply else {
-                        return Err(format!("unexpected XRANGE reply {reply:?}"));
-                    };
-                    if entries.len() > max {
-                        return Err(format!("more than {max} entries to replay"));
-                    }
-                    let mut b = Batch::default();
-                    parse_entries(entries, &mut b);
-                    Ok(b.events)
-                });
-                ranges.fetch_sub(1, Ordering::AcqRel);
-                done(result);
-            });
-        if let Err(e) = spawned {
-            self.ranges.fetch_sub(1, Ordering::AcqRel);
-            // The closure (and `done`) went with the failed spawn; nothing waits forever: the
-            // connection's wait is bounded by the head timeout.
-            let _ = e;
+    /// Asks for one page of a replay: the log's entries after `after` up to and including
+    /// `until` (ids), at most `count`, read on the range thread (which exists from the start:
+    /// nothing is spawned per request) and handed to `done` there, counted against the replay
+    /// budget until dropped. `done(Err(..))` is called at once, from inside, when
+    /// [`RANGE_QUEUE`] reads already wait. Never blocks.
+    pub fn range(&self, after: String, until: String, count: u32, done: PageDone) {
+        let job = RangeJob {
+            after,
+            until,
+            count,
+            done,
+        };
+        match self.ranges.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                self.budget.refused.fetch_add(1, Ordering::Relaxed);
+                (job.done)(Err("too many replays waiting".into()));
+            }
+            Err(TrySendError::Disconnected(job)) => (job.done)(Err("Redis bridge stopped".into())),
         }
     }
 
@@ -389,6 +402,9 @@ impl Bridge {
             lag: s.lag.load(Ordering::Relaxed),
             queued: s.queued.load(Ordering::Relaxed),
             last_error: s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+            replay_bytes: self.budget.held(),
+            replay_waits: self.budget.waits.load(Ordering::Relaxed),
+            replay_refused: self.budget.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -399,25 +415,28 @@ impl Bridge {
         let Bridge {
             shared,
             jobs,
+            ranges,
             writer,
             reader,
+            ranger,
             ended,
             ..
         } = self;
         let ended = ended.into_inner().unwrap_or_else(|e| e.into_inner());
         shared.stop.store(true, Ordering::Release);
         drop(jobs);
+        drop(ranges);
         reader.thread().unpark();
         let deadline = Instant::now() + STOP_WAIT;
         let mut done = 0;
-        while done < 2 {
+        while done < 3 {
             let left = deadline.saturating_duration_since(Instant::now());
             if ended.recv_timeout(left).is_err() {
                 break;
             }
             done += 1;
         }
-        for h in [writer, reader] {
+        for h in [writer, reader, ranger] {
             if h.is_finished() {
                 let _ = h.join();
             }
@@ -700,33 +719,183 @@ struct Batch {
     last_id: Option<String>,
     /// Entries seen (read or skipped).
     seen: usize,
+    /// The id of the first entry seen.
+    first_id: Option<String>,
 }
 
-/// Loads the newest `n` entries (oldest first) and the position to read on from.
+/// Loads the newest entries (oldest first), at most `n` of them and about `max_bytes`, and
+/// the position to read on from. Read newest first in pages sized from the entries seen, so
+/// that memory stays near `max_bytes` however long the stream is.
 fn load_backfill(
     conn: &mut redis::Connection,
     key: &str,
     n: usize,
+    max_bytes: usize,
 ) -> Result<(Batch, String), String> {
-    let mut c = redis::cmd("XREVRANGE");
-    c.arg(key).arg("+").arg("-").arg("COUNT").arg(n.max(1));
-    let reply = conn.req_command(&c).map_err(|e| e.to_string())?;
-    if let Value::ServerError(e) = reply {
-        return Err(redis::RedisError::from(e).to_string());
-    }
-    let mut entries = match reply {
-        Value::Array(a) => a,
-        Value::Nil => Vec::new(),
-        other => return Err(format!("unexpected XREVRANGE reply {other:?}")),
-    };
-    entries.reverse();
     let mut b = Batch::default();
-    parse_entries(entries, &mut b);
-    let last = b.last_id.clone().unwrap_or_else(|| "0-0".to_string());
-    if n == 0 {
-        b.events.clear();
+    let mut newest: Option<String> = None;
+    let mut bytes = 0usize;
+    let mut from = "+".to_string();
+    let mut count = 1usize;
+    'pages: loop {
+        let mut c = redis::cmd("XREVRANGE");
+        c.arg(key).arg(&from).arg("-").arg("COUNT").arg(count);
+        let reply = conn.req_command(&c).map_err(|e| e.to_string())?;
+        if let Value::ServerError(e) = reply {
+            return Err(redis::RedisError::from(e).to_string());
+        }
+        let entries = match reply {
+            Value::Array(a) => a,
+            Value::Nil => Vec::new(),
+            other => return Err(format!("unexpected XREVRANGE reply {other:?}")),
+        };
+        let got = entries.len();
+        let mut page = Batch::default();
+        parse_entries(entries, &mut page);
+        b.skipped += page.skipped;
+        b.seen += page.seen;
+        if newest.is_none() {
+            newest = page.first_id.clone();
+        }
+        if let Some(last) = &page.last_id {
+            from = format!("({last}");
+        }
+        let mut largest = 1;
+        for (id, p) in page.events {
+            let size = entry_bytes(&p);
+            largest = largest.max(size);
+            if b.events.len() >= n || (bytes + size > max_bytes && !b.events.is_empty()) {
+                break 'pages;
+            }
+            bytes += size;
+            b.events.push((id, p));
+        }
+        if got < count || n == 0 {
+            break;
+        }
+        count = (PAGE_BYTES / largest).clamp(1, READ_COUNT);
     }
-    Ok((b, last))
+    b.events.reverse();
+    b.last_id = newest.clone();
+    Ok((b, newest.unwrap_or_else(|| "0-0".to_string())))
+}
+
+/// About what an entry costs in memory once read.
+fn entry_bytes(p: &Publish) -> usize {
+    p.data.len()
+        + p.topics.iter().map(|t| t.len() + 16).sum::<usize>()
+        + p.event_type.as_ref().map_or(0, String::len)
+        + 64
+}
+
+/// A page read for a replay, waiting for the range thread.
+struct RangeJob {
+    after: String,
+    until: String,
+    count: u32,
+    done: PageDone,
+}
+
+/// The range thread's state: its own connection (made when first needed, again after an
+/// error), the replay budget.
+struct Ranger {
+    shared: Arc<Shared>,
+    client: redis::Client,
+    key: String,
+    conn: Option<redis::Connection>,
+    budget: Arc<ReplayBudget>,
+}
+
+impl Ranger {
+    fn run(mut self, rx: mpsc::Receiver<RangeJob>) {
+        loop {
+            let job = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) if !self.shared.stopping() => continue,
+                Err(_) => break,
+            };
+            // Room for one more page: else wait until streams have written what they hold
+            // (a replay asks for its next page only then, so this always comes).
+            if !self.budget.has_room(PAGE_BYTES as u64) {
+                self.budget.waits.fetch_add(1, Ordering::Relaxed);
+                while !self.budget.has_room(PAGE_BYTES as u64) && !self.shared.stopping() {
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }
+            if self.shared.stopping() {
+                (job.done)(Err("Redis bridge stopped".into()));
+                break;
+            }
+            let page = self.read(&job);
+            if page.is_err() {
+                self.conn = None;
+            }
+            (job.done)(page);
+        }
+        while let Ok(job) = rx.try_recv() {
+            (job.done)(Err("Redis bridge stopped".into()));
+        }
+    }
+
+    /// One page: `XRANGE key (after until COUNT n`, then whether `after` is still in the log
+    /// (`XRANGE key after after`: read after the page, so if it is there now, nothing after
+    /// it had been trimmed when the page was read), and the log's first id.
+    fn read(&mut self, job: &RangeJob) -> Result<LogPage, String> {
+        if self.conn.is_none() {
+            self.conn = Some(connect(&self.client)?);
+        }
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        let count = job.count.clamp(1, MAX_PAGE_COUNT);
+        let mut pipe = redis::pipe();
+        pipe.cmd("XRANGE")
+            .arg(&self.key)
+            .arg(format!("({}", job.after))
+            .arg(&job.until)
+            .arg("COUNT")
+            .arg(count)
+            .cmd("XRANGE")
+            .arg(&self.key)
+            .arg(&job.after)
+            .arg(&job.after)
+            .cmd("XRANGE")
+            .arg(&self.key)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
+        let replies: Vec<Value> = pipe.query(conn).map_err(|e| e.to_string())?;
+        let Ok([page, here, first]) = <[Value; 3]>::try_from(replies) else {
+            return Err("wrong number of replies to a pipeline".into());
+        };
+        let Value::Array(entries) = page else {
+            return Err(format!("unexpected XRANGE reply {page:?}"));
+        };
+        let got = entries.len();
+        let mut b = Batch::default();
+        parse_entries(entries, &mut b);
+        let follows = matches!(here, Value::Array(a) if !a.is_empty());
+        let oldest = match first {
+            Value::Array(mut a) if !a.is_empty() => match a.swap_remove(0) {
+                Value::Array(mut e) if !e.is_empty() => text(e.swap_remove(0)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let bytes: usize = b.events.iter().map(|(_, p)| entry_bytes(p)).sum();
+        let largest = b.events.iter().map(|(_, p)| entry_bytes(p)).max();
+        let next_count = match largest {
+            Some(l) => (PAGE_BYTES / l.max(1)) as u32,
+            None => count,
+        };
+        Ok(LogPage {
+            hold: self.budget.hold(bytes as u64),
+            entries: b.events,
+            follows,
+            oldest,
+            end: got < count as usize,
+            next_count: next_count.clamp(1, MAX_PAGE_COUNT),
+        })
+    }
 }
 
 /// Parses `[[id, [field, value, ...]], ...]` into `b`.
@@ -748,6 +917,9 @@ fn parse_entries(entries: Vec<Value>, b: &mut Batch) {
             continue;
         };
         b.seen += 1;
+        if b.first_id.is_none() {
+            b.first_id = Some(id.clone());
+        }
         match fields.and_then(parse_fields) {
             Some(p) => b.events.push((id.clone(), p)),
             None => b.skipped += 1,

@@ -16,6 +16,15 @@ use std::sync::Arc;
 pub enum Body {
     Static(&'static [u8]),
     Shared(Arc<[u8]>),
+    /// Bytes counted against a budget until they are written or dropped (a replay's page).
+    Held(Arc<HeldBytes>),
+}
+
+/// Bytes and the budget hold that counts them (released when they are dropped).
+#[derive(Debug)]
+pub struct HeldBytes {
+    pub bytes: Vec<u8>,
+    pub hold: crate::hub::Hold,
 }
 
 impl Body {
@@ -24,6 +33,7 @@ impl Body {
         match self {
             Body::Static(b) => b,
             Body::Shared(b) => b,
+            Body::Held(h) => &h.bytes,
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use crate::conn::{Ctx, Now};
 use crate::http::{Method, Request, Status};
-use crate::hub::{Filter, ResetReason, Start};
+use crate::hub::Start;
 use crate::jwt;
 use crate::metrics::{ProcessStats, Rejected};
 use crate::publish::{self, Refusal};
@@ -95,7 +95,7 @@ pub fn route(
     match req.path {
         "/sse" => match publish::subscription(req.query) {
             Ok(None) => clock_stream(app, req, now, ctx),
-            Ok(Some(sub)) => topic_stream(app, req, sub, peer, now, ctx),
+            Ok(Some(sub)) => topic_stream(app, req, sub, now, ctx),
             Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
@@ -376,7 +376,6 @@ fn topic_stream(
     app: &App,
     req: &Request<'_>,
     sub: publish::Subscription,
-    peer: Peer,
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Reply {
@@ -397,124 +396,48 @@ fn topic_stream(
     let last = req
         .last_event_id
         .or(sub.last_event_id.as_deref().map(str::as_bytes));
-    let start = hub.start(last);
-    let mut ids: Vec<u32> = Vec::with_capacity(sub.topics.len());
-    let mut all = false;
-    for t in &sub.topics {
-        match hub.intern(t) {
-            Some(id) => ids.push(id),
-            None => all = true,
-        }
-    }
-    let mut private = 0u32;
-    if let Some(c) = &claims {
-        let named = sub.topics.iter().filter(|t| *t != "*");
-        for (i, t) in named.enumerate() {
-            if c.subscribe.matches(t) {
-                private |= 1 << i;
-            }
-        }
-    }
-    let filter = match (all, ids.len()) {
-        (true, _) => Filter::All(
-            claims
-                .as_ref()
-                .filter(|c| !c.subscribe.is_empty())
-                .map(|c| Box::new(c.subscribe.clone())),
-        ),
-        (false, 1) => Filter::One(ids[0]),
-        _ => Filter::Many(Box::new(ids)),
-    };
+    // The hub decides the subscription (topics by name, what it may read, where it starts);
+    // the loop registers it in the same step, whatever the start (a replay included).
+    let subscribed = hub.subscribe(&sub.topics, claims.as_ref().map(|c| &c.subscribe), last);
     let expires = claims.and_then(|c| c.exp_unix_ms).map(|exp| {
         let left = exp.saturating_sub(now.unix_ms).max(1) as u64;
         now.ms.saturating_add(left)
     });
     let heartbeat = hub.hub.config().heartbeat_ms;
-    let (cursor, body) = match start {
-        Start::From(cursor) => (cursor, None),
-        // Older than this instance's history but maybe not the shared log's: read it from
-        // Redis (bounded), on the bridge's side; the stream starts when it is there.
-        Start::Reset {
-            frame,
+    let live = |cursor| {
+        Source::topics(
+            now,
             cursor,
-            reason: ResetReason::Gap,
-        } if app.log.is_some() => {
-            let after = last.and_then(|l| hub.hub.parse_id(l)).unwrap_or(0);
-            let evicted = hub.evicted();
-            let ticket = hub.ticket();
-            let (later, key, log_hub) = (ctx.later.clone(), peer.key, hub.hub.clone());
-            let names: Vec<String> = sub.topics.iter().filter(|t| *t != "*").cloned().collect();
-            let sel = match &filter {
-                Filter::All(sel) => Some(sel.clone()),
-                _ => None,
-            };
-            let done = move |read: Result<Vec<(String, crate::hub::Publish)>, String>| {
-                let (cursor, body) = match read {
-                    Ok(entries) => {
-                        let mut frames = Vec::new();
-                        let star = sel.is_some();
-                        let selectors = sel.as_ref().and_then(|s| s.as_deref());
-                        for (id, p) in &entries {
-                            let Some(seq) = log_hub.parse_id(id.as_bytes()) else {
-                                continue;
-                            };
-                            if seq > after
-                                && seq <= evicted
-                                && crate::hub::visible_by_name(&names, star, private, selectors, p)
-                            {
-                                frames.extend_from_slice(&log_hub.encode(seq, p));
-                            }
-                        }
-                        (evicted, frames)
-                    }
-                    // Beyond what Redis kept (or Redis unreachable): the reset, then live.
-                    Err(_) => (cursor, frame),
-                };
-                let reply = Reply {
-                    status: Status::Ok,
-                    head,
-                    body: (!body.is_empty()).then(|| crate::response::Body::Shared(body.into())),
-                    then: Then::Stream(Source::topics(
-                        now,
-                        cursor,
-                        (filter, private),
-                        heartbeat,
-                        expires,
-                    )),
-                };
-                later.send(key, ticket, reply);
-            };
-            let (from, until) = (hub.hub.id(after), hub.hub.id(evicted));
-            if let Some(log) = &app.log {
-                log.range(from, until, MAX_LOG_REPLAY, Box::new(done));
-            }
-            return Reply::pending_stream(ticket);
-        }
+            (subscribed.filter, subscribed.private),
+            heartbeat,
+            expires,
+        )
+    };
+    let (source, body) = match subscribed.start {
+        Start::From(cursor) => (live(cursor), None),
+        // Older than this instance's history but maybe not the shared log's: the stream
+        // starts now and replays the log's part page by page (read on the bridge's thread,
+        // encoded here on the loop), then goes live.
+        Start::Log { after, until } => (Source::replay(live(until), after, until), None),
         Start::Reset {
             frame,
             cursor,
             reason,
         } => {
             ctx.shard.resets[reason as usize].inc();
-            (cursor, Some(crate::response::Body::Shared(frame.into())))
+            (
+                live(cursor),
+                Some(crate::response::Body::Shared(frame.into())),
+            )
         }
     };
     Reply {
         status: Status::Ok,
         head,
         body,
-        then: Then::Stream(Source::topics(
-            now,
-            cursor,
-            (filter, private),
-            heartbeat,
-            expires,
-        )),
+        then: Then::Stream(source),
     }
 }
-
-/// The most entries a deep resume reads back from the shared log; past it, `reset`.
-pub const MAX_LOG_REPLAY: usize = 10_000;
 
 /// `GET /metrics/stream`: the server's figures, one `figures` event a second, the last five
 /// minutes first. Counts as a stream (it holds a connection like one).

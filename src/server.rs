@@ -19,7 +19,7 @@
 //! debug builds.
 
 use crate::config::Config;
-use crate::conn::{Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
+use crate::conn::{Answer, Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
 use crate::http::Status;
 use crate::hub::{Hub, Ids, LocalHub};
 use crate::listen::{bind, is_mapped_loopback};
@@ -339,7 +339,13 @@ impl EventLoop {
             st: LoopState {
                 dates: Dates::new(),
                 rng: Rng::new(seed),
-                local: LocalHub::new(hub, id),
+                local: {
+                    let mut local = LocalHub::new(hub, id);
+                    if let Some(n) = test_sweep_every() {
+                        local.set_sweep_every(n);
+                    }
+                    local
+                },
                 later,
                 ended: Vec::new(),
                 answered: Vec::new(),
@@ -514,7 +520,8 @@ impl EventLoop {
         }
     }
 
-    /// Hands answers given later to their connections (if still there).
+    /// Hands answers given later to their connections (if still there): replies to requests
+    /// answered `Pending`, and pages of the shared log for replaying streams.
     fn complete_later(&mut self, now: Now) {
         while let Ok(done) = self.completions.try_recv() {
             let shared = &*self.shared;
@@ -523,14 +530,9 @@ impl EventLoop {
             };
             let draining = self.drain_deadline.is_some();
             let mut ctx = ctx(shared, self.id, &mut self.st, draining);
-            let was_stream = slot.conn.is_stream();
-            slot.conn.complete(done.ticket, done.reply, now, &mut ctx);
-            if !was_stream {
-                // A stream that waited to start (a deep resume read from the shared log).
-                if let Some(filter) = slot.conn.filter() {
-                    ctx.hub.register(filter, done.key);
-                    ctx.shard.topic_streams_opened.inc();
-                }
+            match done.answer {
+                Answer::Reply(reply) => slot.conn.complete(done.ticket, reply, now, &mut ctx),
+                Answer::Page(page) => slot.conn.page(done.ticket, page, now, &mut ctx),
             }
             self.drive(done.key, now);
         }
@@ -674,6 +676,16 @@ impl EventLoop {
         }
         if !self.st.ended.is_empty() {
             log_ended(&mut self.st.ended, &slot.sock, now);
+        }
+        let conn = &mut slot.conn;
+        // A replaying stream whose last page is written asks for its next one; the read runs
+        // on the bridge's range thread and the page comes back through `later`.
+        let want = {
+            let draining = self.drain_deadline.is_some();
+            conn.page_request(&mut self::ctx(shared, self.id, &mut self.st, draining))
+        };
+        if let Some(want) = want {
+            ask_page(shared, &self.st.local, &self.st.later, k, want);
         }
         let conn = &mut slot.conn;
         if conn.is_closed() {
@@ -929,6 +941,37 @@ fn target(line: &[u8]) -> Option<&[u8]> {
     let target = words.next()?;
     words.next()?;
     Some(target)
+}
+
+/// Debug builds with `SSE_TEST_SWEEP_EVERY=n`: the topic index is swept every `n`
+/// registrations, so tests can interleave sweeps with everything else in a short run.
+fn test_sweep_every() -> Option<usize> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var("SSE_TEST_SWEEP_EVERY").ok()?.parse().ok()
+}
+
+/// Asks the shared log for a replay's page (`Err` at once without one).
+fn ask_page(
+    shared: &Shared,
+    hub: &LocalHub,
+    later: &Later,
+    key: usize,
+    want: crate::stream::PageRequest,
+) {
+    let later = later.clone();
+    let ticket = want.ticket;
+    let done = Box::new(move |page| later.send_page(key, ticket, page));
+    match &shared.app.log {
+        Some(log) => log.range(
+            hub.hub.id(want.after),
+            hub.hub.id(want.until),
+            want.count,
+            done,
+        ),
+        None => done(Err("no shared log".into())),
+    }
 }
 
 /// The log lines of requests answered with their final status (a stream's request is logged

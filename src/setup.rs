@@ -83,7 +83,8 @@ impl Sink for HubSink {
 
 /// Connects the shared log (`--redis`) and feeds the hub from it.
 pub fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridge>> {
-    let cfg = BridgeConfig::new(url, config.hub.history_events);
+    let mut cfg = BridgeConfig::new(url, config.hub.history_events);
+    cfg.backfill_bytes = config.hub.history_bytes;
     let sink = Arc::new(HubSink {
         hub: hub.clone(),
         epoch: Instant::now(),
@@ -245,6 +246,24 @@ pub fn render_log(out: &mut String, s: &BridgeStats) {
         "gauge",
         "Log entries not read yet by this instance.",
         s.lag,
+    );
+    line(
+        "sse_replay_bytes",
+        "gauge",
+        "Bytes held by replay pages read back from the log and not yet written.",
+        s.replay_bytes,
+    );
+    line(
+        "sse_replay_waits_total",
+        "counter",
+        "Replay page reads that waited for the replay memory budget.",
+        s.replay_waits,
+    );
+    line(
+        "sse_replay_refused_total",
+        "counter",
+        "Replay page reads refused (too many waiting): those streams got a reset.",
+        s.replay_refused,
     );
 }
 

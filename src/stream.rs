@@ -8,13 +8,19 @@
 //! - [`Source::Topics`]: a hub subscription, a cursor into the loop's mirror of the history
 //!   ([`crate::hub::LocalHub`]); everything after the cursor that matches its topics goes out
 //!   in one write (up to [`BATCH_BYTES`]), a comment line when idle for the heartbeat.
+//! - [`Source::Replay`]: a hub subscription whose first part is read back from the shared log
+//!   (a resume older than this loop's history, with `--redis`): a cursor into the log, one
+//!   page asked for at a time and only once the previous one is written; it becomes the
+//!   `Topics` source it carries when the log's part is sent.
 //!
 //! **Invariant:** no IO and no clock; a source keeps no bytes of its own (an unwritten tail is
 //! the connection's), so an idle stream costs the size of this enum.
 
 use crate::conn::{Ctx, Now};
-use crate::hub::{Filter, Mark, ResetReason};
+use crate::hub::{Filter, LogPage, Mark, ResetReason};
+use crate::response::{Body, HeldBytes};
 use crate::sse;
+use std::sync::Arc;
 
 /// `ms` rounded up to whole seconds, saturating in a `u32` (136 years of loop clock).
 fn seconds(ms: u64) -> u32 {
@@ -56,6 +62,35 @@ pub enum Source {
         /// bytes).
         sent: u16,
     },
+    /// A hub subscription replaying the shared log first (boxed: rare, and every other stream
+    /// stays small).
+    Replay(Box<Replay>),
+}
+
+/// The log's part of a subscription (see [`Source::Replay`]).
+#[derive(Debug)]
+pub struct Replay {
+    /// The `Topics` source it becomes; its cursor is set when it does. Its topics are
+    /// registered from the start, so the topic ids it holds cannot be reused meanwhile.
+    live: Source,
+    /// The last log position sent (a sequence number), and where the log's part ends (this
+    /// loop's `evicted` when asked; moved on if the history dropped more meanwhile).
+    after: u64,
+    until: u64,
+    /// The ticket of the page asked for, if one is.
+    asked: Option<u32>,
+    /// Entries to ask for in the next page.
+    count: u32,
+}
+
+/// What a replaying stream asks the shared log for: entries in `(after, until]`, at most
+/// `count`, answered under `ticket`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub ticket: u32,
+    pub after: u64,
+    pub until: u64,
+    pub count: u32,
 }
 
 impl Source {
@@ -80,6 +115,7 @@ impl Source {
                 ..
             } if *expires_s > 0 => u64::from((*heartbeat_s).min(*expires_s)) * 1000,
             Source::Topics { heartbeat_s, .. } => u64::from(*heartbeat_s) * 1000,
+            Source::Replay(r) => r.live.deadline(),
             Source::Figures { next, .. } => *next,
         }
     }
@@ -113,12 +149,24 @@ impl Source {
         }
     }
 
+    /// A hub subscription that first replays the shared log's entries in `(after, until]`,
+    /// then goes on as `live` (a [`Source::topics`]).
+    pub fn replay(live: Source, after: u64, until: u64) -> Source {
+        Source::Replay(Box::new(Replay {
+            live,
+            after,
+            until,
+            asked: None,
+            count: 1,
+        }))
+    }
+
     /// What kind of stream this is, as the log names it.
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Clock { .. } => "clock",
             Source::Figures { .. } => "figures",
-            Source::Topics { .. } => "topics",
+            Source::Topics { .. } | Source::Replay(_) => "topics",
         }
     }
 
@@ -127,6 +175,7 @@ impl Source {
         match self {
             Source::Clock { sent, .. } => u64::from(*sent),
             Source::Topics { sent, .. } => u64::from(*sent),
+            Source::Replay(r) => r.live.sent(),
             Source::Figures { .. } => 0,
         }
     }
@@ -135,7 +184,133 @@ impl Source {
     pub fn filter(&self) -> Option<&Filter> {
         match self {
             Source::Topics { filter, .. } => Some(filter),
+            Source::Replay(r) => r.live.filter(),
             Source::Clock { .. } | Source::Figures { .. } => None,
+        }
+    }
+
+    /// A replay's next page, if it needs one and none is asked for yet; `ticket` names it.
+    pub fn page_request(&mut self, ticket: impl FnOnce() -> u32) -> Option<PageRequest> {
+        let Source::Replay(r) = self else {
+            return None;
+        };
+        if r.asked.is_some() {
+            return None;
+        }
+        let ticket = ticket();
+        r.asked = Some(ticket);
+        Some(PageRequest {
+            ticket,
+            after: r.after,
+            until: r.until,
+            count: r.count,
+        })
+    }
+
+    /// A page of the shared log arrived for a replay: the frames of its entries this
+    /// subscription may read (the hub's one visibility rule), to write before anything else,
+    /// and the cursor moved past them. A page that does not follow the cursor (the log lost
+    /// entries), or no page at all (Redis unreachable), gives `reset` instead and the stream
+    /// goes live from the newest event, as for a gap in the local history. Once the log's part
+    /// is sent, the source becomes its live `Topics` source. `None`: not this stream's page.
+    pub fn on_page(
+        &mut self,
+        ticket: u32,
+        page: Result<LogPage, String>,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Body> {
+        let Source::Replay(r) = self else {
+            return None;
+        };
+        if r.asked != Some(ticket) {
+            return None;
+        }
+        r.asked = None;
+        let mut out = Vec::new();
+        let page = match page {
+            Ok(page) if page.follows => page,
+            Ok(page) => {
+                let last = ctx.hub.hub.id(r.after);
+                ctx.hub
+                    .encode_reset_oldest(&mut out, ResetReason::Gap, &last, page.oldest);
+                return Some(self.go_live_after_reset(out, ctx));
+            }
+            Err(_) => {
+                let last = ctx.hub.hub.id(r.after);
+                ctx.hub.encode_reset(&mut out, ResetReason::Gap, &last);
+                return Some(self.go_live_after_reset(out, ctx));
+            }
+        };
+        let hub = &*ctx.hub;
+        let Source::Topics {
+            filter,
+            private,
+            sent,
+            ..
+        } = &mut r.live
+        else {
+            return None;
+        };
+        let mut delivered = 0u64;
+        for (id, p) in &page.entries {
+            let Some(seq) = hub.hub.parse_id(id.as_bytes()) else {
+                continue;
+            };
+            if seq <= r.after || seq > r.until {
+                continue;
+            }
+            if hub.visible(filter, *private, &p.topics, p.private) {
+                out.extend_from_slice(&hub.hub.encode(seq, p));
+                delivered += 1;
+            }
+            r.after = seq;
+        }
+        *sent = sent.saturating_add(delivered.min(u64::from(u16::MAX)) as u16);
+        ctx.shard.deliveries.add(delivered);
+        r.count = page.next_count.max(1);
+        if page.end || r.after >= r.until {
+            r.after = r.after.max(r.until);
+            if r.after < hub.evicted() {
+                // The history dropped more while the log's part was read: read on to there.
+                r.until = hub.evicted();
+            } else {
+                let after = r.after;
+                let Source::Replay(r) = std::mem::replace(self, Source::figures_placeholder())
+                else {
+                    unreachable!()
+                };
+                let mut live = r.live;
+                if let Source::Topics { cursor, .. } = &mut live {
+                    *cursor = after;
+                }
+                *self = live;
+            }
+        }
+        let hold = page.hold.again(out.len() as u64);
+        drop(page);
+        (!out.is_empty()).then(|| Body::Held(Arc::new(HeldBytes { bytes: out, hold })))
+    }
+
+    /// Ends a replay with the `reset` in `frame`: live from the newest event.
+    fn go_live_after_reset(&mut self, frame: Vec<u8>, ctx: &mut Ctx<'_>) -> Body {
+        ctx.shard.resets[ResetReason::Gap as usize].inc();
+        let head = ctx.hub.head();
+        if let Source::Replay(r) = std::mem::replace(self, Source::figures_placeholder()) {
+            let mut live = r.live;
+            if let Source::Topics { cursor, .. } = &mut live {
+                *cursor = head;
+            }
+            *self = live;
+        }
+        Body::Shared(frame.into())
+    }
+
+    /// A value to swap in for an instant while a source is rebuilt.
+    fn figures_placeholder() -> Source {
+        Source::Figures {
+            cursor: 0,
+            next: 0,
+            due: false,
         }
     }
 
@@ -144,6 +319,8 @@ impl Source {
     /// one partial frame is kept; the events after it are read again from the history).
     pub fn on_written(&mut self, n: usize, len: usize, now: Now, ctx: &mut Ctx<'_>) -> usize {
         let Source::Topics { cursor, sent, .. } = self else {
+            // A replay's pages go out through the connection's outbox; what its poll gives
+            // (a heartbeat) is kept whole.
             return len;
         };
         let marks = &ctx.hub.marks;
@@ -181,6 +358,9 @@ impl Source {
     /// may be queued (at most one partial frame is pending per stream). Returns `true` when
     /// the stream must end (its token expired).
     pub fn on_timeout(&mut self, now: Now, blocked: bool, ctx: &mut Ctx<'_>) -> bool {
+        if let Source::Replay(r) = self {
+            return r.live.on_timeout(now, blocked, ctx);
+        }
         if let Source::Topics { expires_s, .. } = self {
             if *expires_s > 0 && now.ms >= u64::from(*expires_s) * 1000 {
                 return true;
@@ -223,6 +403,7 @@ impl Source {
                     *beat = !blocked;
                 }
             }
+            Source::Replay(_) => {}
         }
         false
     }
@@ -230,6 +411,22 @@ impl Source {
     /// Appends what is due to `out` (the loop's scratch); returns whether anything was.
     pub fn poll(&mut self, now: Now, ctx: &mut Ctx<'_>, out: &mut Vec<u8>) -> bool {
         match self {
+            Source::Replay(r) => {
+                // Waiting for a page of the log: only a heartbeat goes out meanwhile.
+                let Source::Topics {
+                    heartbeat_s, beat, ..
+                } = &mut r.live
+                else {
+                    return false;
+                };
+                if !std::mem::take(beat) {
+                    return false;
+                }
+                ctx.hub.marks.clear();
+                out.extend_from_slice(b":\n\n");
+                *heartbeat_s = seconds(now.ms + ctx.hub.hub.config().heartbeat_ms);
+                true
+            }
             Source::Clock {
                 next_id, due, sent, ..
             } => {

@@ -2,7 +2,7 @@
 //! the fuzz target: one constructor for the context, so a new field is one edit. Time is
 //! synthetic ([`Env::advance`]); "the socket" takes everything (or what a test says).
 
-use crate::conn::{Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
+use crate::conn::{Answer, Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
 use crate::hub::{Hub, HubConfig, LocalHub};
 use crate::metrics::{Metrics, ProcessStats};
 use crate::routes::{self, App, Peer};
@@ -135,7 +135,10 @@ impl Env {
     /// Hands every answer given later to `c` (all are for it in these tests).
     pub fn complete(&mut self, c: &mut Conn) {
         while let Ok(done) = self.completions.try_recv() {
-            self.with(|ctx, _, now, _| c.complete(done.ticket, done.reply, now, ctx));
+            self.with(|ctx, _, now, _| match done.answer {
+                Answer::Reply(reply) => c.complete(done.ticket, reply, now, ctx),
+                Answer::Page(page) => c.page(done.ticket, page, now, ctx),
+            });
         }
     }
 
