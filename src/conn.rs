@@ -316,7 +316,6 @@ impl Outbox {
 struct Waiting {
     ticket: u32,
     keep_alive: bool,
-    slot: bool,
     /// The request it answers, for the log line once the answer is known.
     line: RequestLine,
 }
@@ -331,8 +330,7 @@ struct Reading {
     /// Head plus body length, once the head is parsed and a body is still arriving; else 0.
     need: usize,
     /// The request was answered `Pending`: its reply comes through [`Conn::complete`] with
-    /// this ticket, then the connection is kept alive if the flag says so; `slot`: it holds
-    /// an admission slot (a stream waiting to start).
+    /// this ticket, then the connection is kept alive if the flag says so.
     waiting: Option<Waiting>,
 }
 
@@ -612,9 +610,6 @@ impl Conn {
         let Some(w) = r.waiting.take() else {
             return;
         };
-        if w.slot && !matches!(reply.then, Then::Stream(_)) {
-            ctx.metrics.admission().close();
-        }
         let how = How {
             keep_alive: w.keep_alive,
             head_only: false,
@@ -656,9 +651,6 @@ impl Conn {
         match &mut self.state {
             State::Head(r) if !blocked && now.ms >= r.deadline => {
                 if let Some(w) = r.waiting.take() {
-                    if w.slot {
-                        ctx.metrics.admission().close();
-                    }
                     // The answer did not come in time: say so rather than hang.
                     let reply = Reply::text(
                         Status::ServiceUnavailable,
@@ -832,7 +824,7 @@ impl Conn {
             body,
             then,
         } = reply;
-        if !matches!(then, Then::Pending(_) | Then::PendingStream(_)) {
+        if !matches!(then, Then::Pending(_)) {
             ctx.shard.response(status);
         }
         let date = ctx.dates.http(now.unix_ms);
@@ -844,13 +836,11 @@ impl Conn {
                 // A body here is the stream's first bytes (a hub's `reset`).
                 self.out = Some(Outbox::new(head, body, now, ctx.cfg));
             }
-            Then::Pending(ticket) | Then::PendingStream(ticket) => {
-                let slot = matches!(then, Then::PendingStream(_));
+            Then::Pending(ticket) => {
                 if let State::Head(r) = &mut self.state {
                     r.waiting = Some(Waiting {
                         ticket,
                         keep_alive,
-                        slot,
                         line,
                     });
                     r.deadline = now.ms + ctx.cfg.head_timeout_ms;
@@ -879,10 +869,7 @@ impl Conn {
 
     fn close(&mut self, ctx: &mut Ctx<'_>, why: End) {
         if let State::Head(r) = &mut self.state {
-            if r.waiting.take().is_some_and(|w| w.slot) {
-                // A stream that was waiting to start never will.
-                ctx.metrics.admission().close();
-            }
+            r.waiting = None;
         }
         self.leave_stream(ctx, why);
         self.out = None;

@@ -42,12 +42,11 @@
 //! **Invariant:** `Sink::on_state(true, _)` is reported only while both connections are up and
 //! the reader has caught up since its last reconnect; every loss of either is reported.
 //! **Invariant:** nothing here panics on what Redis sends: an entry the bridge cannot read
-//! (missing `t` or `d`, bad UTF-8, a control character in a topic or type, a bad `r`) is
-//! skipped and counted.
+//! (missing `t` or `d`, bad UTF-8, a bad `r`, or fields that [`crate::publish::check_event`],
+//! the publish path's one rule, refuses) is skipped and counted; an entry the publish path
+//! accepted is never skipped.
 
-use crate::hub::{
-    LogPage, Publish, ReplayBudget, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES, PAGE_BYTES,
-};
+use crate::hub::{LogPage, Publish, ReplayBudget, PAGE_BYTES};
 use redis::{ConnectionLike, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -967,31 +966,21 @@ fn parse_fields(fields: Value) -> Option<Publish> {
             return None;
         }
     }
-    let topics: Vec<String> = topics?.split('\n').map(str::to_string).collect();
-    let topic_ok = |t: &String| {
-        !t.is_empty() && t.len() <= MAX_TOPIC_BYTES && !t.chars().any(char::is_control)
-    };
-    if topics.len() > MAX_TOPICS || !topics.iter().all(topic_ok) {
-        return None;
-    }
-    if let Some(t) = &ty {
-        if t.len() > MAX_TYPE_BYTES || t.chars().any(char::is_control) {
-            return None;
-        }
-    }
     let retry = match retry {
-        Some(r) if !r.is_empty() && r.bytes().all(|c| c.is_ascii_digit()) => Some(r.parse().ok()?),
-        Some(_) => return None,
+        Some(r) => Some(crate::publish::parse_retry(&r).ok()?),
         None => None,
     };
-    Some(Publish {
-        topics,
+    let mut p = Publish {
+        topics: topics?.split('\n').map(str::to_string).collect(),
         data: data?,
         event_type: ty,
         retry,
         // Anything but an explicit "0" keeps an event private: never widen who may read it.
         private: private.is_some_and(|p| p != "0"),
-    })
+    };
+    // The publish path's own rule, so an entry it accepted is never skipped here.
+    crate::publish::check_event(&mut p).ok()?;
+    Some(p)
 }
 
 /// Parses an `XREAD` reply for one key: `[[key, entries]]` (RESP2) or `{key: entries}`
@@ -1267,14 +1256,17 @@ mod tests {
     #[test]
     fn unreadable_entries_are_skipped_and_the_position_moves_on() {
         let bad: &[&[&str]] = &[
-            &["d", "x"],                        // no topics
-            &["t", "a"],                        // no data
-            &["t", "", "d", "x"],               // empty topic
-            &["t", "a\rb", "d", "x"],           // control character in a topic
-            &["t", "a", "d", "x", "r", "-1"],   // bad retry
-            &["t", "a", "d", "x", "y", "a\nb"], // line break in a type
-            &["t", "a", "d", "x", "t", "b"],    // a field twice
-            &["t", "a", "d"],                   // odd field list
+            &["d", "x"],                            // no topics
+            &["t", "a"],                            // no data
+            &["t", "", "d", "x"],                   // empty topic
+            &["t", "a\rb", "d", "x"],               // control character in a topic
+            &["t", "a", "d", "x", "r", "-1"],       // bad retry
+            &["t", "a", "d", "x", "y", "a\nb"],     // line break in a type
+            &["t", "a", "d", "x", "t", "b"],        // a field twice
+            &["t", "a", "d"],                       // odd field list
+            &["t", "a", "d", "x", "y", "reset"],    // the reserved type (as at publish)
+            &["t", "a", "d", "x", "y", "a\u{1b}b"], // ESC in a type (as at publish)
+            &["t", "*", "d", "x"],                  // `*` is for subscribing (as at publish)
         ];
         for (i, f) in bad.iter().enumerate() {
             let mut b = Batch::default();
@@ -1298,6 +1290,13 @@ mod tests {
         assert_eq!(b.skipped, 4);
         assert_eq!(b.events.len(), 1);
         assert_eq!(b.last_id.as_deref(), Some("9-2"));
+        // What the publish rule accepts is read, as it would have been stored: NUL in data,
+        // a repeated topic kept once.
+        let mut b = Batch::default();
+        parse_entries(vec![entry("9-3", &["t", "a\na", "d", "x\0y"])], &mut b);
+        assert_eq!(b.skipped, 0);
+        assert_eq!(b.events[0].1.topics, ["a"]);
+        assert_eq!(b.events[0].1.data, "x\0y");
     }
 
     #[test]

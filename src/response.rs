@@ -129,9 +129,6 @@ pub enum Then {
     /// publish waiting for the shared log to store it); this reply's head and body are not
     /// sent.
     Pending(u32),
-    /// Like `Pending`, for a stream whose start waits (a deep resume read from the shared
-    /// log): the reply holds an admission slot meanwhile, given back if no stream follows.
-    PendingStream(u32),
     /// Only in answer to a head alone (`Expect: 100-continue`, the body not sent yet): the
     /// head is acceptable, so `100 Continue` is sent and the body read; the request is then
     /// routed again with it. This reply's status, head and body are not sent.
@@ -214,16 +211,6 @@ impl Reply {
             head: Head::new(Status::Ok),
             body: None,
             then: Then::Pending(ticket),
-        }
-    }
-
-    /// A stream whose start comes later under `ticket` (see [`Then::PendingStream`]).
-    pub fn pending_stream(ticket: u32) -> Reply {
-        Reply {
-            status: Status::Ok,
-            head: Head::new(Status::Ok),
-            body: None,
-            then: Then::PendingStream(ticket),
         }
     }
 

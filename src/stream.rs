@@ -410,6 +410,16 @@ impl Source {
 
     /// Appends what is due to `out` (the loop's scratch); returns whether anything was.
     pub fn poll(&mut self, now: Now, ctx: &mut Ctx<'_>, out: &mut Vec<u8>) -> bool {
+        if let Source::Topics { cursor, .. } = self {
+            if *cursor < ctx.hub.evicted() && ctx.hub.hub.is_log() {
+                // Fell behind this loop's history, but the shared log keeps more: read what
+                // was dropped back from it (page by page), rather than skip it.
+                let (after, until) = (*cursor, ctx.hub.evicted());
+                let live = std::mem::replace(self, Source::figures_placeholder());
+                *self = Source::replay(live, after, until);
+                return false;
+            }
+        }
         match self {
             Source::Replay(r) => {
                 // Waiting for a page of the log: only a heartbeat goes out meanwhile.
@@ -465,7 +475,8 @@ impl Source {
                 let mut marks = std::mem::take(&mut hub.marks);
                 marks.clear();
                 if *cursor < hub.evicted() {
-                    // Fell behind the retained history: say so, then go live.
+                    // Fell behind the retained history (and there is no shared log to read it
+                    // back from): say so, then go live.
                     let last = hub.hub.id(*cursor);
                     hub.encode_reset(out, ResetReason::Gap, &last);
                     ctx.shard.resets[ResetReason::Gap as usize].inc();
@@ -497,6 +508,181 @@ impl Source {
                 *beat = false;
                 true
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::conn::ConnConfig;
+    use crate::hub::{Hub, HubConfig, Ids, LocalHub, LogPage, Publish};
+    use crate::testing::Env;
+    use std::sync::Arc;
+
+    const KEY: &[u8] = b"a-test-key-that-is-long-enough-for-hs256!";
+
+    fn entry(id: &str, topic: &str, data: &str) -> (String, Publish) {
+        (
+            id.into(),
+            Publish {
+                topics: vec![topic.into()],
+                data: data.into(),
+                private: topic.starts_with("secret/"),
+                ..Publish::default()
+            },
+        )
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    /// The interleaving that leaked a private event: a deep resume waits for the shared log;
+    /// meanwhile the topic index is swept (its topic had no other subscriber) and a new topic
+    /// is created. The resume's topic id must not be dropped and handed to the new topic, and
+    /// the new topic's private event must never reach it.
+    #[test]
+    fn a_sweep_while_a_replay_waits_for_the_log_cannot_hand_its_topic_to_another() {
+        let mut h = Env::new(ConnConfig::default(), 100);
+        let hub = Arc::new(Hub::with_ids(
+            HubConfig {
+                history_events: 2,
+                ..HubConfig::default()
+            },
+            Ids::Log,
+            1,
+            Box::new(|_| {}),
+        ));
+        h.hub = LocalHub::new(hub.clone(), 0);
+        h.hub.set_sweep_every(0);
+        h.app.jwt = Some(crate::jwt::Verifier::new(KEY, 0));
+        let log: Vec<_> = (0..5)
+            .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s1-{i}")))
+            .collect();
+        hub.append_log(log.clone(), 0, true);
+        h.hub.sync();
+        let token = crate::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
+        // A resumes from 100-0: older than the history (100-3, 100-4), so from the log.
+        let mut a = h.conn();
+        h.input(
+            &mut a,
+            format!(
+                "GET /sse?topic=secret/1 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 100-0\r\n\
+                 Authorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        // The loop's step: what became a stream is registered at once (key 7).
+        let filter = a.filter().expect("a hub stream from the start").clone();
+        h.hub.register(&filter, 7);
+        let head = text(&h.flush(&mut a));
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        let want = h
+            .with(|ctx, _, _, _| a.page_request(ctx))
+            .expect("asks for a page");
+        assert_eq!(
+            (hub.id(want.after), hub.id(want.until)),
+            ("100-0".into(), "100-2".into())
+        );
+        assert_eq!(
+            h.with(|ctx, _, _, _| a.page_request(ctx)),
+            None,
+            "one page at a time"
+        );
+        // While the page is read: a sweep, with the loop's notion of alive, then a new topic.
+        let alive = |k: u32, t: Option<u32>| k == 7 && filter.names(t);
+        assert!(h.hub.sweep_due());
+        h.hub.sweep(alive);
+        let other = h.hub.intern("secret/2").unwrap();
+        assert!(
+            !filter.names(Some(other)),
+            "secret/2 got the resume's topic id"
+        );
+        h.hub.register(&crate::hub::Filter::One(other), 8);
+        hub.append_log(vec![entry("101-0", "secret/2", "not-for-a")], 0, false);
+        h.hub.sync();
+        // The pages arrive (the log as it is: one more page, since the history dropped 100-2
+        // meanwhile): the replay, then live, with only secret/1's events.
+        let mut want = Some(want);
+        let mut replay = String::new();
+        while let Some(w) = want {
+            let entries: Vec<_> = log
+                .iter()
+                .filter(|(id, _)| {
+                    let seq = hub.parse_id(id.as_bytes()).unwrap();
+                    seq > w.after && seq <= w.until
+                })
+                .cloned()
+                .collect();
+            let page = LogPage {
+                entries,
+                follows: true,
+                end: true,
+                next_count: 2,
+                ..LogPage::default()
+            };
+            h.later.send_page(0, w.ticket, Ok(page));
+            h.complete(&mut a);
+            replay += &text(&h.flush(&mut a));
+            want = h.with(|ctx, _, _, _| a.page_request(ctx));
+        }
+        hub.append_log(vec![entry("102-0", "secret/1", "s1-live")], 0, false);
+        h.hub.sync();
+        let live = text(&h.flush(&mut a));
+        let got = replay + &live;
+        assert!(!got.contains("not-for-a"), "{got}");
+        let ids: Vec<&str> = got.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+        assert_eq!(ids, ["100-1", "100-2", "100-3", "100-4", "102-0"], "{got}");
+    }
+
+    /// A page that does not follow the resume id (trimmed from the log) gives `reset` with the
+    /// log's oldest id, and the stream goes live; no page (Redis unreachable) gives `reset` too.
+    #[test]
+    fn a_page_that_does_not_follow_or_no_page_gives_a_reset_then_live() {
+        for page in [
+            Ok(LogPage {
+                entries: vec![entry("100-3", "t", "x")],
+                follows: false,
+                oldest: Some("100-3".into()),
+                ..LogPage::default()
+            }),
+            Err("Redis down".to_string()),
+        ] {
+            let mut h = Env::new(ConnConfig::default(), 100);
+            let hub = Arc::new(Hub::with_ids(
+                HubConfig {
+                    history_events: 2,
+                    ..HubConfig::default()
+                },
+                Ids::Log,
+                1,
+                Box::new(|_| {}),
+            ));
+            h.hub = LocalHub::new(hub.clone(), 0);
+            let log: Vec<_> = (0..5)
+                .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
+                .collect();
+            hub.append_log(log, 0, true);
+            h.hub.sync();
+            let mut a = h.conn();
+            h.input(
+                &mut a,
+                b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 1-0\r\n\r\n",
+            );
+            h.flush(&mut a);
+            let want = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
+            h.later.send_page(0, want.ticket, page);
+            h.complete(&mut a);
+            let got = text(&h.flush(&mut a));
+            assert_eq!(
+                got,
+                format!(
+                    "id: 100-4\nevent: reset\ndata: {{\"lastEventId\":\"1-0\",\"oldest\":\"100-3\",\"reason\":\"gap\"}}\n\n"
+                )
+            );
+            hub.append_log(vec![entry("101-0", "t", "live")], 0, false);
+            h.hub.sync();
+            assert_eq!(text(&h.flush(&mut a)), "id: 101-0\ndata: live\n\n");
         }
     }
 }
