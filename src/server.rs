@@ -600,6 +600,11 @@ impl EventLoop {
         let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         let conn = &mut slot.conn;
         loop {
+            // Answers are logged before they are written: once written, the client may close
+            // and take its address with it.
+            if !ctx.answered.is_empty() {
+                log_answered(ctx.answered, &slot.sock);
+            }
             let mut progress = false;
             while slot.writable {
                 let Some([a, b]) = conn.poll_transmit(now, &mut ctx, &mut self.scratch) else {
