@@ -756,7 +756,9 @@ impl Conn {
     }
 
     /// The server is stopping: a stream gets a jittered `retry:` and is closed, a response in
-    /// flight is finished, an idle or half-read connection is closed.
+    /// flight is finished, an idle connection is closed; a request still arriving is read and
+    /// answered (with `Connection: close`), and one waiting for the event log gets its answer,
+    /// until the grace ends ([`abandon`](Self::abandon)).
     pub fn drain(&mut self, now: Now, ctx: &mut Ctx<'_>) {
         match self.state {
             State::Stream(ref source) => {
@@ -780,9 +782,39 @@ impl Conn {
             State::Head(_) if self.out.is_some() => self.state = State::Finishing,
             // A publish waiting for the log gets its answer (or its timeout) first.
             State::Head(ref r) if r.waiting.is_some() => {}
+            // A request partly received (a publish's body still arriving) is answered too.
+            State::Head(ref r) if !r.buf.is_empty() => {}
             State::Head(_) => self.close(ctx, End::Shutdown),
             State::Finishing | State::Linger { .. } | State::Closed => {}
         }
+    }
+
+    /// The grace is over and the loop ends now: a request still waiting for the event log's
+    /// answer, or still arriving, is answered `503` with `Retry-After` (never closed without an
+    /// answer); anything else is left as it is. The loop writes what this queued, once.
+    pub fn abandon(&mut self, now: Now, ctx: &mut Ctx<'_>) {
+        if self.out.is_some() {
+            return;
+        }
+        let State::Head(r) = &mut self.state else {
+            return;
+        };
+        let line = match r.waiting.take() {
+            Some(w) => w.line,
+            None if !r.buf.is_empty() => RequestLine::guess(&r.buf),
+            None => return,
+        };
+        let reply = Reply::text(
+            Status::ServiceUnavailable,
+            "503 Service Unavailable: the server is stopping; try again (another instance)\n",
+            &[("Retry-After", "1")],
+        );
+        let how = How {
+            keep_alive: false,
+            head_only: false,
+            line,
+        };
+        self.respond(reply, how, now, ctx);
     }
 
     /// Called when the outbox has been written out completely.

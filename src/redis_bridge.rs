@@ -171,6 +171,9 @@ struct Job {
 struct Shared {
     sink: Arc<dyn Sink>,
     stop: AtomicBool,
+    /// No more `XADD`s: what is queued or submitted is answered `Err` (see
+    /// [`Bridge::stop_writes`]).
+    writes_stopped: AtomicBool,
     writer_up: AtomicBool,
     reader_up: AtomicBool,
     /// Bumped whenever the reader loses its connection, so the writer knows its own connection
@@ -260,6 +263,7 @@ impl Bridge {
         let shared = Arc::new(Shared {
             sink,
             stop: AtomicBool::new(false),
+            writes_stopped: AtomicBool::new(false),
             writer_up: AtomicBool::new(true),
             reader_up: AtomicBool::new(false),
             reader_losses: AtomicU64::new(0),
@@ -386,6 +390,13 @@ impl Bridge {
         self.shared.queued.fetch_sub(1, Ordering::Relaxed);
         self.shared.publish_errors.fetch_add(1, Ordering::Relaxed);
         (refused.0.done)(Err(refused.1.to_string()));
+    }
+
+    /// Sends no more publishes to Redis: every job still queued, and every one submitted from
+    /// now on, is answered `Err` (so a publisher told `503` now is never stored later); a batch
+    /// already sent gets Redis's answer. Called when the server stops for good.
+    pub fn stop_writes(&self) {
+        self.shared.writes_stopped.store(true, Ordering::Release);
     }
 
     /// The counters now.
@@ -590,6 +601,10 @@ impl Writer {
                 .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             if self.shared.stopping() {
                 self.fail(&mut batch, "Redis bridge stopped");
+                continue;
+            }
+            if self.shared.writes_stopped.load(Ordering::Acquire) {
+                self.fail(&mut batch, "the server is stopping");
                 continue;
             }
             // The reader lost its connection since ours was made: ours is probably dead too

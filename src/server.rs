@@ -392,7 +392,11 @@ impl EventLoop {
         loop {
             let now = self.now();
             if let Some(deadline) = self.drain_deadline {
-                if self.slab.is_empty() || now.ms >= deadline {
+                if self.slab.is_empty() {
+                    return;
+                }
+                if now.ms >= deadline {
+                    self.abandon_all(now);
                     return;
                 }
             }
@@ -897,6 +901,24 @@ impl EventLoop {
         }
         if let Some(d) = deadline {
             self.wheel.arm(k, d);
+        }
+    }
+
+    /// The grace is over: the event log takes no more writes (so a publish answered `503` here
+    /// is never stored later), and every request still waiting for its answer, or still
+    /// arriving, is answered `503` with `Retry-After`, written once before the loop ends.
+    fn abandon_all(&mut self, now: Now) {
+        if let Some(log) = &self.shared.app.log {
+            log.stop_writes();
+        }
+        let keys: Vec<usize> = self.slab.keys().collect();
+        for k in keys {
+            let shared = &*self.shared;
+            if let Some(slot) = self.slab.get_mut(k) {
+                let mut ctx = ctx(shared, self.id, &mut self.st, true);
+                slot.conn.abandon(now, &mut ctx);
+            }
+            self.drive(k, now);
         }
     }
 
