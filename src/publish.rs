@@ -62,6 +62,11 @@ pub fn pairs(s: &[u8]) -> Option<Vec<(String, String)>> {
 /// may use it (it would forge the gap signal).
 pub const RESERVED_TYPE: &str = "reset";
 
+/// The event type of the marker a subscriber that asked for them (`markPrivate=1`) gets just
+/// before each private event, its data the event's id; no publisher may use it either (it
+/// would mark another event private).
+pub const PRIVATE_MARK_TYPE: &str = "private";
+
 /// One topic name, for publishing or subscribing: non-empty, at most [`MAX_TOPIC_BYTES`], no
 /// control character (C0, DEL, C1 such as U+0085).
 pub fn check_topic(t: &str) -> Result<(), Refusal> {
@@ -145,6 +150,11 @@ pub fn check_event(p: &mut Publish) -> Result<(), Refusal> {
                 "type {RESERVED_TYPE:?} is reserved: the server sends it when events were missed"
             )));
         }
+        if t == PRIVATE_MARK_TYPE {
+            return Err(invalid(format!(
+                "type {PRIVATE_MARK_TYPE:?} is reserved: the server sends it to mark private events"
+            )));
+        }
     }
     Ok(())
 }
@@ -157,6 +167,9 @@ pub struct Subscription {
     pub last_event_id: Option<String>,
     /// A subscriber token given as `authorization=` (for cross-origin EventSource).
     pub authorization: Option<String>,
+    /// `markPrivate=1`: each private event is preceded by a `private` event naming its id
+    /// (EventSource shows no other field a marker could ride on).
+    pub mark_private: bool,
 }
 
 /// Reads `topic` (repeatable) and `lastEventID` from a query string.
@@ -180,6 +193,7 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
             }
             "lastEventID" | "last-event-id" | "Last-Event-ID" => sub.last_event_id = Some(v),
             "authorization" => sub.authorization = Some(v),
+            "markPrivate" => sub.mark_private = v == "1",
             _ => {}
         }
     }

@@ -404,6 +404,7 @@ fn topic_stream(
         now.ms.saturating_add(left)
     });
     let heartbeat = hub.hub.config().heartbeat_ms;
+    let mark = sub.mark_private;
     let live = |cursor| {
         Source::topics(
             now,
@@ -412,6 +413,7 @@ fn topic_stream(
             heartbeat,
             expires,
         )
+        .marking_private(mark)
     };
     let (source, body) = match subscribed.start {
         Start::From(cursor) => (live(cursor), None),

@@ -31,6 +31,7 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("style.css", include_bytes!("../www/style.css")),
     ("favicon.svg", include_bytes!("../www/favicon.svg")),
     ("hub.js", include_bytes!("../www/hub.js")),
+    ("i18n.js", include_bytes!("../www/i18n.js")),
     ("dashboard.html", include_bytes!("../www/dashboard.html")),
     ("dashboard.js", include_bytes!("../www/dashboard.js")),
 ];

@@ -58,6 +58,9 @@ pub enum Source {
         expires_s: u32,
         /// The heartbeat time passed: a comment goes out at the next poll if nothing else does.
         beat: bool,
+        /// `markPrivate=1`: a `private` event naming each private event's id goes just
+        /// before it.
+        mark: bool,
         /// Events sent, saturating (for the log; 16 bits keep every subscriber within 40
         /// bytes).
         sent: u16,
@@ -145,6 +148,7 @@ impl Source {
             private,
             expires_s: expires_ms.map_or(0, |ms| seconds(ms).max(1)),
             beat: false,
+            mark: false,
             sent: 0,
         }
     }
@@ -159,6 +163,15 @@ impl Source {
             asked: None,
             count: 1,
         }))
+    }
+
+    /// A hub subscription that marks private events (`markPrivate=1`, see
+    /// [`crate::publish::PRIVATE_MARK_TYPE`]); other sources are returned as they are.
+    pub fn marking_private(mut self, on: bool) -> Source {
+        if let Source::Topics { mark, .. } = &mut self {
+            *mark = on;
+        }
+        self
     }
 
     /// What kind of stream this is, as the log names it.
@@ -246,6 +259,7 @@ impl Source {
             filter,
             private,
             sent,
+            mark,
             ..
         } = &mut r.live
         else {
@@ -260,6 +274,9 @@ impl Source {
                 continue;
             }
             if hub.visible(filter, *private, &p.topics, p.private) {
+                if *mark && p.private {
+                    encode_private_mark(&mut out, id);
+                }
                 out.extend_from_slice(&hub.hub.encode(seq, p));
                 delivered += 1;
             }
@@ -469,6 +486,7 @@ impl Source {
                 filter,
                 private,
                 beat,
+                mark,
                 ..
             } => {
                 let hub = &mut *ctx.hub;
@@ -487,6 +505,11 @@ impl Source {
                             break;
                         }
                         if hub.matches(filter, *private, ev) {
+                            if *mark && ev.private {
+                                // Part of the event's frame as far as a partial write goes
+                                // (its mark ends after both).
+                                encode_private_mark(out, &hub.hub.id(ev.seq));
+                            }
                             out.extend_from_slice(&ev.frame);
                             marks.push(Mark {
                                 seq: ev.seq,
@@ -510,6 +533,14 @@ impl Source {
             }
         }
     }
+}
+
+/// The marker before a private event for a subscriber that asked (`markPrivate=1`): an event
+/// of the reserved type `private` whose data is the event's id.
+fn encode_private_mark(out: &mut Vec<u8>, id: &str) {
+    out.extend_from_slice(b"event: private\ndata: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
@@ -633,6 +664,70 @@ mod tests {
         assert!(!got.contains("not-for-a"), "{got}");
         let ids: Vec<&str> = got.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
         assert_eq!(ids, ["100-1", "100-2", "100-3", "100-4", "102-0"], "{got}");
+    }
+
+    /// `markPrivate=1` on a resume read back from the shared log: each private event of the
+    /// log's part is preceded by its marker, as on the live path.
+    #[test]
+    fn a_replay_from_the_log_marks_private_events_when_asked() {
+        let mut h = Env::new(ConnConfig::default(), 100);
+        let hub = Arc::new(Hub::with_ids(
+            HubConfig {
+                history_events: 2,
+                ..HubConfig::default()
+            },
+            Ids::Log,
+            1,
+            Box::new(|_| {}),
+        ));
+        h.hub = LocalHub::new(hub.clone(), 0);
+        h.app.jwt = Some(crate::jwt::Verifier::new(KEY, 0));
+        let log: Vec<_> = (0..4)
+            .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s{i}")))
+            .collect();
+        hub.append_log(log.clone(), 0, true);
+        h.hub.sync();
+        let token = crate::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
+        let mut a = h.conn();
+        h.input(
+            &mut a,
+            format!(
+                "GET /sse?topic=secret/1&markPrivate=1 HTTP/1.1\r\nHost: x\r\n\
+                 Last-Event-ID: 100-0\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let filter = a.filter().expect("a hub stream").clone();
+        h.hub.register(&filter, 7);
+        assert!(text(&h.flush(&mut a)).starts_with("HTTP/1.1 200 OK"));
+        let mut got = String::new();
+        let mut want = h.with(|ctx, _, _, _| a.page_request(ctx));
+        while let Some(w) = want {
+            let entries: Vec<_> = log
+                .iter()
+                .filter(|(id, _)| {
+                    let seq = hub.parse_id(id.as_bytes()).unwrap();
+                    seq > w.after && seq <= w.until
+                })
+                .cloned()
+                .collect();
+            let page = LogPage {
+                entries,
+                follows: true,
+                end: true,
+                next_count: 2,
+                ..LogPage::default()
+            };
+            h.later.send_page(0, w.ticket, Ok(page));
+            h.complete(&mut a);
+            got += &text(&h.flush(&mut a));
+            want = h.with(|ctx, _, _, _| a.page_request(ctx));
+        }
+        assert!(
+            got.starts_with("event: private\ndata: 100-1\n\nid: 100-1\ndata: s1\n\n"),
+            "{got}"
+        );
+        assert_eq!(got.matches("event: private\n").count(), 3, "{got}");
     }
 
     /// A page that does not follow the resume id (trimmed from the log) gives `reset` with the

@@ -1179,8 +1179,10 @@ fn a_pasted_token_shows_a_private_topic() {
         key.as_bytes(),
         &format!(r#"{{"mercure":{{"subscribe":["chat/*"],"publish":["chat/*"]}},"exp":{exp}}}"#),
     );
+    // (The page has one field per token since issue 21: the same token goes in both here.)
     b.exec(
-        "document.getElementById('token').value = arguments[0];
+        "document.getElementById('sub-token').value = arguments[0];
+         document.getElementById('pub-token').value = arguments[0];
          document.getElementById('unsubscribe').click();
          document.getElementById('subscribe').click();",
         json!([token]),
@@ -1287,4 +1289,520 @@ fn a_page_in_the_back_forward_cache_holds_no_stream_and_resumes_without_a_gap() 
         "browser console errors:\n{}",
         errors.join("\n")
     );
+}
+
+// ---- languages, fonts and what the page says about publishing ----
+
+/// A fontconfig file that offers only Latin fonts (DejaVu, Liberation): a browser started with
+/// it has no font that can draw Chinese, as on a fresh machine without CJK fonts.
+fn latin_only_fonts() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sse-latin-fonts-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("cache")).unwrap();
+    let conf = dir.join("fonts.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n<fontconfig>\n\
+             <dir>/usr/share/fonts/truetype/dejavu</dir>\n\
+             <dir>/usr/share/fonts/truetype/liberation</dir>\n\
+             <include ignore_missing=\"yes\">/etc/fonts/conf.d</include>\n\
+             <cachedir>{}</cachedir>\n</fontconfig>\n",
+            dir.join("cache").display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// What the page's languages look like, read from the DOM once i18n.js has run.
+#[derive(Debug)]
+struct Langs {
+    /// `<html lang>`, the lead ("zh"/"en"), whether a CJK font was found.
+    html_lang: String,
+    lead: String,
+    cjk: bool,
+    /// Visible text (anywhere on the page) with Chinese characters.
+    visible_cjk: Vec<String>,
+    /// Chinese text whose nearest `lang` is not Chinese (fonts would not fall back right).
+    cjk_without_zh_lang: Vec<String>,
+    /// The `lang` of the heading's first part, and whether it is the muted one.
+    h1_first_lang: String,
+    title: String,
+    switch: String,
+    /// Horizontal overflow of the page (px) at the current width.
+    overflow: f64,
+}
+
+fn langs(b: &Browser) -> Langs {
+    let v = b.exec(
+        "const han = /[\\u3000-\\u303f\\u3400-\\u9fff\\uff00-\\uffef]/;
+         const visible = [], wrongLang = [];
+         const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+         for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+           if (!han.test(n.data)) continue;
+           const p = n.parentElement;
+           if (p.checkVisibility({ visibilityProperty: true })) visible.push(n.data.trim());
+           const l = p.closest('[lang]');
+           if (!l || !l.lang.toLowerCase().startsWith('zh')) wrongLang.push(n.data.trim());
+         }
+         const h1 = document.querySelector('h1').firstElementChild;
+         return {
+           htmlLang: document.documentElement.lang,
+           lead: document.documentElement.dataset.lead || '',
+           cjk: !document.documentElement.classList.contains('no-cjk'),
+           visible, wrongLang,
+           h1: h1 ? h1.lang : '',
+           title: document.title,
+           sw: document.getElementById('lang-switch').textContent,
+           overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+         };",
+        json!([]),
+    );
+    let strs = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap_or_else(|| panic!("{k} in {v}"))
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    Langs {
+        html_lang: s("htmlLang"),
+        lead: s("lead"),
+        cjk: v["cjk"].as_bool().unwrap_or(true),
+        visible_cjk: strs("visible"),
+        cjk_without_zh_lang: strs("wrongLang"),
+        h1_first_lang: s("h1"),
+        title: s("title"),
+        switch: s("sw"),
+        overflow: v["overflow"].as_f64().unwrap_or(0.0),
+    }
+}
+
+/// Saves one screenshot of the page as it is (the viewport's width, the page's height).
+fn save_one(b: &Browser, name: &str, w: u32, h: u32, scale: f64, mobile: bool) {
+    b.emulate_viewport(Some((w, h, scale, mobile)));
+    std::thread::sleep(Duration::from_millis(300));
+    let height = b
+        .exec(
+            "return Math.ceil(document.documentElement.scrollHeight)",
+            json!([]),
+        )
+        .as_f64()
+        .unwrap_or(h as f64)
+        .max(h as f64);
+    let png = b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({
+            "cmd": "Page.captureScreenshot",
+            "params": {
+                "format": "png",
+                "captureBeyondViewport": true,
+                "clip": { "x": 0, "y": 0, "width": w, "height": height, "scale": 1 },
+            },
+        })),
+    );
+    let bytes = webdriver::base64_decode(png["data"].as_str().expect("screenshot data"));
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), bytes).unwrap();
+}
+
+#[test]
+fn the_page_speaks_the_browsers_language_and_draws_no_boxes_without_a_cjk_font() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    let server = Server::start(&[]);
+    let fonts = latin_only_fonts();
+    let base = format!("http://{}/", server.addr);
+    let load = |b: &Browser, query: &str| {
+        b.goto(&format!("{base}{query}"));
+        let st = wait_page(b, Duration::from_secs(5), |_| true);
+        assert_eq!(st.state, "idle");
+        langs(b)
+    };
+
+    // An English browser on a machine without CJK fonts: English leads, and no Chinese is
+    // drawn anywhere (it would be boxes); the layout holds at phone width.
+    let b = Browser::start_with(
+        CHROMEDRIVER,
+        CHROMIUM,
+        &webdriver::Options {
+            languages: Some("en-US,en".into()),
+            fontconfig: Some(fonts.clone()),
+        },
+    );
+    let l = load(&b, "");
+    assert_eq!(
+        (l.html_lang.as_str(), l.lead.as_str(), l.cjk),
+        ("en", "en", false),
+        "{l:?}"
+    );
+    assert!(
+        l.visible_cjk.is_empty(),
+        "Chinese drawn without a font: {l:?}"
+    );
+    assert!(l.cjk_without_zh_lang.is_empty(), "{l:?}");
+    assert_eq!(l.h1_first_lang, "en", "{l:?}");
+    assert_eq!(
+        (l.title.as_str(), l.switch.as_str()),
+        ("Server-Sent Events demo", "Chinese")
+    );
+    // The clock still works, its state in English.
+    b.click("#connect");
+    let st = wait_page(&b, Duration::from_secs(5), |s| s.state == "open");
+    assert_eq!(st.state, "open", "{st:?}");
+    assert!(
+        b.text("#state").starts_with("Connected"),
+        "{}",
+        b.text("#state")
+    );
+    b.click("#close");
+    save_one(&b, "index-en-no-cjk-desktop", 1280, 800, 1.0, false);
+    save_one(&b, "index-en-no-cjk-phone", 390, 844, 2.0, true);
+    assert!(
+        langs(&b).overflow <= 0.0,
+        "sideways overflow at 390 px: {:?}",
+        langs(&b)
+    );
+    b.emulate_viewport(None);
+    // Asking for Chinese on such a machine gets it (boxes and all: it was asked for).
+    let l = load(&b, "?lang=zh");
+    assert_eq!(
+        (l.lead.as_str(), l.h1_first_lang.as_str()),
+        ("zh", "zh-CN"),
+        "{l:?}"
+    );
+    assert!(console_errors(&b).is_empty(), "{:?}", console_errors(&b));
+    drop(b);
+
+    // A Chinese browser with a CJK font: Chinese leads (the seed's page), English follows.
+    let b = Browser::start_with(
+        CHROMEDRIVER,
+        CHROMIUM,
+        &webdriver::Options {
+            languages: Some("zh-CN,zh,en".into()),
+            fontconfig: None,
+        },
+    );
+    let l = load(&b, "");
+    assert_eq!(
+        (l.html_lang.as_str(), l.lead.as_str(), l.cjk),
+        ("zh-CN", "zh", true),
+        "{l:?}"
+    );
+    assert_eq!(l.h1_first_lang, "zh-CN", "{l:?}");
+    assert!(l.visible_cjk.iter().any(|t| t == "SSE 演示"), "{l:?}");
+    assert!(l.cjk_without_zh_lang.is_empty(), "{l:?}");
+    assert_eq!(l.switch, "English");
+    assert!(
+        b.text("h1").contains("Server-Sent Events demo"),
+        "both languages kept"
+    );
+    save_one(&b, "index-zh-desktop", 1280, 800, 1.0, false);
+    b.emulate_viewport(None);
+    // ?lang=en overrides the browser; Chinese stays as the second language where it can be drawn.
+    let l = load(&b, "?lang=en");
+    assert_eq!(
+        (l.lead.as_str(), l.h1_first_lang.as_str()),
+        ("en", "en"),
+        "{l:?}"
+    );
+    assert!(l.visible_cjk.iter().any(|t| t == "SSE 演示"), "{l:?}");
+    assert!(console_errors(&b).is_empty(), "{:?}", console_errors(&b));
+    drop(b);
+
+    // A Chinese browser without a CJK font: English leads rather than a page of boxes.
+    let b = Browser::start_with(
+        CHROMEDRIVER,
+        CHROMIUM,
+        &webdriver::Options {
+            languages: Some("zh-CN,zh".into()),
+            fontconfig: Some(fonts),
+        },
+    );
+    let l = load(&b, "");
+    assert_eq!((l.lead.as_str(), l.cjk), ("en", false), "{l:?}");
+    assert!(l.visible_cjk.is_empty(), "{l:?}");
+}
+
+/// Publishes `body` (a form) with `auth` (an `Authorization` value, or none); (status, text).
+fn publish_with(addr: SocketAddr, auth: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let r = common::read_response(&mut s);
+    (r.status, r.text().trim_end().to_string())
+}
+
+/// The publish form's hint and answer, and the subscription's state, from the DOM.
+fn pub_view(b: &Browser) -> serde_json::Value {
+    b.exec(
+        "const h = document.getElementById('pub-hint'), r = document.getElementById('pub-result');
+         const st = document.getElementById('hub-status');
+         return {
+           hint: h.textContent, token: h.dataset.token || '', tokenless: h.dataset.tokenless || '',
+           result: r.textContent, ok: r.dataset.ok || '', about: r.dataset.about || '',
+           state: st.dataset.state, refused: st.dataset.refused || '',
+           stateText: document.getElementById('hub-state').textContent,
+           types: document.getElementById('types-list').dataset.types || '',
+           note: document.getElementById('types-note').textContent,
+           rows: [...document.querySelectorAll('#feed > li')].map((li) =>
+             [li.dataset.id || '', li.dataset.type || '', li.dataset.private || '', li.textContent]),
+         };",
+        json!([]),
+    )
+}
+
+fn wait_pub(
+    b: &Browser,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = pub_view(b);
+        if pred(&v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn click_publish(b: &Browser, data: &str, private: bool) {
+    b.exec(
+        "document.getElementById('pub-data').value = arguments[0];
+         document.getElementById('pub-private').checked = arguments[1];
+         document.getElementById('pub-result').textContent = '';
+         delete document.getElementById('pub-result').dataset.ok;
+         document.getElementById('publish').click();",
+        json!([data, private]),
+    );
+}
+
+#[test]
+fn the_page_says_what_publishing_needs_which_token_was_refused_and_which_events_are_private() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    // Loopback publishing with no token configured: the hint says no token is needed here.
+    {
+        let open = Server::start(&[]);
+        let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+        b.goto(&format!("http://{}/?lang=en", open.addr));
+        let v = wait_pub(&b, Duration::from_secs(5), |v| v["token"] != "");
+        assert_eq!(
+            (v["token"].as_str(), v["tokenless"].as_str()),
+            (Some("none"), Some("true"))
+        );
+        assert!(
+            v["hint"].as_str().unwrap().contains("no token is needed"),
+            "{v}"
+        );
+        drop(b);
+        let static_token = Server::start(&["--publish-token", "p"]);
+        let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+        b.goto(&format!("http://{}/?lang=en", static_token.addr));
+        let v = wait_pub(&b, Duration::from_secs(5), |v| v["token"] != "");
+        assert!(
+            v["hint"]
+                .as_str()
+                .unwrap()
+                .contains("needs the publish token"),
+            "{v}"
+        );
+    }
+
+    // With --jwt-key, loopback included: the hint says a publisher JWT is needed.
+    let key = "a-browser-test-key-long-enough-for-hs256";
+    let server = Server::start(&["--jwt-key", key]);
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 900);
+    b.goto(&format!("http://{}/?topic=chat/42&lang=en", server.addr));
+    wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    let v = wait_pub(&b, Duration::from_secs(5), |v| v["token"] != "");
+    assert_eq!(
+        (v["token"].as_str(), v["tokenless"].as_str()),
+        (Some("jwt"), Some("false"))
+    );
+    assert!(v["hint"].as_str().unwrap().contains("publisher JWT"), "{v}");
+    assert!(
+        !v["hint"].as_str().unwrap().contains("no token is needed"),
+        "{v}"
+    );
+
+    let exp = unix_ms() / 1000 + 600;
+    let sign = |claims: &str| {
+        sse_server::jwt::sign_hs256(
+            key.as_bytes(),
+            &format!(r#"{{"mercure":{claims},"exp":{exp}}}"#),
+        )
+    };
+    let subscriber = sign(r#"{"subscribe":["chat/*"]}"#);
+    let publisher = sign(r#"{"publish":["chat/*"]}"#);
+    let elsewhere = sign(r#"{"publish":["news/*"]}"#);
+
+    // A subscriber token for the private topic: it is not sent when publishing (it would get
+    // 403); the 401 says a publish token is needed.
+    b.exec(
+        "document.getElementById('sub-token').value = arguments[0];
+         document.getElementById('unsubscribe').click();
+         document.getElementById('subscribe').click();",
+        json!([subscriber]),
+    );
+    wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    click_publish(&b, "no token", false);
+    let v = wait_pub(&b, Duration::from_secs(3), |v| v["ok"] == "false");
+    assert_eq!(
+        (v["ok"].as_str(), v["about"].as_str()),
+        (Some("false"), Some("publish-token")),
+        "{v}"
+    );
+    assert!(
+        v["result"]
+            .as_str()
+            .unwrap()
+            .contains("needs a publish token"),
+        "{v}"
+    );
+    assert!(v["result"].as_str().unwrap().contains("401"), "{v}");
+    // A publisher token for other topics: the 403 is about the publish token.
+    b.exec(
+        "document.getElementById('pub-token').value = arguments[0];",
+        json!([elsewhere]),
+    );
+    click_publish(&b, "wrong topic", false);
+    let v = wait_pub(&b, Duration::from_secs(3), |v| v["ok"] == "false");
+    assert_eq!(v["about"].as_str(), Some("publish-token"), "{v}");
+    assert!(
+        v["result"]
+            .as_str()
+            .unwrap()
+            .contains("may not publish here"),
+        "{v}"
+    );
+    assert!(v["result"].as_str().unwrap().contains("403"), "{v}");
+
+    // The publisher token: a private event from the page, and one public from outside; the
+    // feed marks the private one only.
+    b.exec(
+        "document.getElementById('pub-token').value = arguments[0];",
+        json!([publisher]),
+    );
+    click_publish(&b, "secret from the page", true);
+    let v = wait_pub(&b, Duration::from_secs(3), |v| v["ok"] == "true");
+    assert_eq!(v["ok"].as_str(), Some("true"), "{v}");
+    let (st, public) = publish_with(
+        server.addr,
+        Some(&format!("Bearer {publisher}")),
+        "topic=chat%2F42&data=public+one",
+    );
+    assert_eq!(st, 200, "{public}");
+    let v = wait_pub(&b, Duration::from_secs(3), |v| {
+        v["rows"].as_array().is_some_and(|r| r.len() >= 2)
+    });
+    let rows = v["rows"].as_array().unwrap();
+    let secret = rows
+        .iter()
+        .find(|r| r[3].as_str().unwrap().contains("secret from the page"))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(secret[2], "true", "the private event is marked: {v}");
+    assert!(secret[3].as_str().unwrap().contains("private"), "{v}");
+    let open_row = rows
+        .iter()
+        .find(|r| r[0] == public.as_str())
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(open_row[2], "", "a public event is not: {v}");
+
+    // Events of a type the page does not listen for are invisible; the note says so, and
+    // adding the type shows the next ones (and keeps it in the address).
+    let v = pub_view(&b);
+    assert!(
+        v["note"]
+            .as_str()
+            .unwrap()
+            .contains("Only events of these types are shown"),
+        "{v}"
+    );
+    assert_eq!(v["types"], "message token done reset");
+    let auth = format!("Bearer {publisher}");
+    let (st, hidden) = publish_with(
+        server.addr,
+        Some(&auth),
+        "topic=chat%2F42&data=first+alert&type=alert",
+    );
+    assert_eq!(st, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let v = pub_view(&b);
+    assert!(
+        !v["rows"].to_string().contains(&hidden),
+        "not listened for: {v}"
+    );
+    b.exec(
+        "document.getElementById('type-input').value = 'alert';
+         document.getElementById('type-add').click();",
+        json!([]),
+    );
+    let v = wait_pub(&b, Duration::from_secs(2), |v| {
+        v["types"].as_str().unwrap_or("").contains("alert")
+    });
+    assert_eq!(v["types"], "message token done reset alert", "{v}");
+    let (st, shown) = publish_with(
+        server.addr,
+        Some(&auth),
+        "topic=chat%2F42&data=second+alert&type=alert",
+    );
+    assert_eq!(st, 200);
+    let v = wait_pub(&b, Duration::from_secs(3), |v| {
+        v["rows"].to_string().contains(&shown)
+    });
+    let row = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == shown.as_str())
+        .unwrap_or_else(|| panic!("the added type is shown: {v}"));
+    assert_eq!(row[1], "alert");
+    let search = b.exec("return location.search", json!([]));
+    assert!(search.as_str().unwrap().contains("type=alert"), "{search}");
+
+    // A subscribe token the server refuses: the state says it was the subscribe token.
+    b.exec(
+        "document.getElementById('sub-token').value = 'eyJhbGciOiJIUzI1NiJ9.e30.bm9wZQ';
+         document.getElementById('unsubscribe').click();
+         document.getElementById('subscribe').click();",
+        json!([]),
+    );
+    let v = wait_pub(&b, Duration::from_secs(5), |v| v["state"] == "refused");
+    assert_eq!(
+        (v["state"].as_str(), v["refused"].as_str()),
+        (Some("refused"), Some("401")),
+        "{v}"
+    );
+    assert!(
+        v["stateText"]
+            .as_str()
+            .unwrap()
+            .contains("subscribe token was refused"),
+        "{v}"
+    );
+    save_one(&b, "index-tokens-desktop", 1280, 900, 1.0, false);
+    b.emulate_viewport(None);
+    // The only console errors are the refused stream's own (the browser logs a failed load).
+    let errors: Vec<String> = console_errors(&b)
+        .into_iter()
+        .filter(|e| !e.contains("401") && !e.contains("403"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }

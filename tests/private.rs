@@ -261,3 +261,59 @@ fn publisher_tokens_may_publish_only_to_their_topics() {
     );
     assert_eq!(r.status, 401);
 }
+
+/// The raw text received within `wait`.
+fn raw(st: &mut Stream, wait: Duration) -> String {
+    let end = Instant::now() + wait;
+    let mut got = std::mem::take(&mut st.1);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < end {
+        st.0.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        match st.0.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `markPrivate=1`: a subscriber (the page) is told which events are private, by a `private`
+/// event naming the id just before each; never a public one, never to a stream that did not
+/// ask, and nothing private to a token that may not read it. No publisher may forge one.
+#[test]
+fn private_events_are_marked_for_subscribers_that_ask() {
+    let server = server();
+    let right = sub_token(r#"["chat/*"]"#, now_s() + 600);
+    let auth = format!("Authorization: Bearer {right}\r\n");
+    let (_, marked, _) = open(&server, "topic=chat/1&markPrivate=1", &auth);
+    let (_, plain, _) = open(&server, "topic=chat/1", &auth);
+    let (_, anon, _) = open(&server, "topic=chat/1&markPrivate=1", "");
+    let (mut marked, mut plain, mut anon) = (marked.unwrap(), plain.unwrap(), anon.unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    let (st, public) = publish(&server, "pub", "topic=chat/1&data=open");
+    assert_eq!(st, 200);
+    let (st, secret) = publish(&server, "pub", "topic=chat/1&data=closed&private=on");
+    assert_eq!(st, 200);
+    let (public, secret) = (public.trim_end(), secret.trim_end());
+    let wait = Duration::from_millis(300);
+    assert_eq!(
+        raw(&mut marked, wait),
+        format!(
+            "id: {public}\ndata: open\n\nevent: private\ndata: {secret}\n\nid: {secret}\ndata: closed\n\n"
+        )
+    );
+    assert_eq!(
+        raw(&mut plain, wait),
+        format!("id: {public}\ndata: open\n\nid: {secret}\ndata: closed\n\n")
+    );
+    assert_eq!(
+        raw(&mut anon, wait),
+        format!("id: {public}\ndata: open\n\n")
+    );
+    // The marker's type is the server's alone.
+    let (st, why) = publish(&server, "pub", "topic=chat/1&data=x&type=private");
+    assert_eq!(st, 400, "{why}");
+    assert!(why.contains("\"private\" is reserved"), "{why}");
+}

@@ -19,10 +19,11 @@ const ui = {
 let sse = null;
 let received = 0;
 
-// One of: idle, connecting, open, reconnecting, closed, failed.
-function show(state, text) {
+// One of: idle, connecting, open, reconnecting, closed, failed. The text is a pair, Chinese
+// (the seed's words) and English, arranged by i18n.js.
+function show(state, zh, en) {
   ui.status.dataset.state = state;
-  ui.state.textContent = text;
+  window.I18N.set(ui.state, zh, en);
   const live = state === "connecting" || state === "open" || state === "reconnecting";
   ui.connect.setAttribute("aria-disabled", String(live));
   ui.close.setAttribute("aria-disabled", String(!live));
@@ -58,18 +59,18 @@ function connect() {
   if (sse && sse.readyState !== EventSource.CLOSED) return;
   const source = new EventSource("/sse"); // same origin, never a fixed address
   sse = source;
-  show("connecting", `SSE 连接中,状态${source.readyState} · Connecting…`);
+  show("connecting", `SSE 连接中,状态${source.readyState}`, "Connecting…");
   source.onopen = () => {
-    show("open", `SSE 连接成功,状态${source.readyState} · Connected`);
+    show("open", `SSE 连接成功,状态${source.readyState}`, "Connected");
   };
   source.addEventListener("sseEvent", onEvent);
   source.onerror = () => {
     if (source !== sse) return;
     console.warn("SSE error, readyState", source.readyState);
     if (source.readyState === EventSource.CONNECTING) {
-      show("reconnecting", `SSE 连接出错,正在重连,状态${source.readyState} · Error, reconnecting…`);
+      show("reconnecting", `SSE 连接出错,正在重连,状态${source.readyState}`, "Error, reconnecting…");
     } else {
-      show("failed", `SSE 连接失败,状态${source.readyState} · Error, closed`);
+      show("failed", `SSE 连接失败,状态${source.readyState}`, "Error, closed");
     }
   };
 }
@@ -77,7 +78,7 @@ function connect() {
 function close() {
   if (!sse || sse.readyState === EventSource.CLOSED) return;
   sse.close();
-  show("closed", `SSE 连接已关闭,状态${sse.readyState} · Closed`);
+  show("closed", `SSE 连接已关闭,状态${sse.readyState}`, "Closed");
 }
 
 ui.connect.addEventListener("click", connect);

@@ -44,6 +44,8 @@
   const $ = (id) => document.getElementById(id);
   const SVG = "http://www.w3.org/2000/svg";
   const ui = { status: $("dash-status"), state: $("dash-state"), time: $("dash-time"), charts: $("charts") };
+  // The page's two languages (i18n.js): `T.set(el, zh, en)`, `T.text(zh, en)`.
+  const T = window.I18N;
 
   let samples = []; // oldest first, each the parsed JSON object
   let dirty = false;
@@ -66,14 +68,15 @@
     const fig = node("figure", "chart");
     fig.dataset.key = c.key;
     const cap = node("figcaption");
-    const title = node("span", "chart-title", c.zh + " ");
-    title.append(node("span", "en", c.en));
+    const title = node("span", "chart-title");
+    T.set(title, c.zh, c.en);
     const legend = node("ul", "legend");
     const values = c.series.map((s, i) => {
       const li = node("li");
       li.dataset.series = String(i);
       li.append(node("span", "swatch"));
-      const label = node("span", "legend-label", c.series.length > 1 ? `${s.zh} ${s.en}` : "");
+      const label = node("span", "legend-label");
+      if (c.series.length > 1) T.set(label, s.zh, s.en);
       const value = node("span", "legend-value", "–");
       li.append(label, value);
       legend.append(li);
@@ -88,7 +91,7 @@
       viewBox: `0 0 ${W} ${H}`,
       preserveAspectRatio: "none",
       role: "img",
-      "aria-label": `${c.zh} ${c.en}`,
+      "aria-label": T.text(c.zh, c.en),
     });
     for (const y of [0, H / 2, H]) {
       svg.append(svgNode("line", { x1: 0, x2: W, y1: y, y2: y, class: y === H ? "axis" : "grid" }));
@@ -104,7 +107,9 @@
     const yZero = node("span", "y-zero", "0");
     const xAxis = node("div", "x-axis");
     const xFrom = node("span", "", "");
-    xAxis.append(xFrom, node("span", "", "现在 now"));
+    const now = node("span");
+    T.set(now, "现在", "now");
+    xAxis.append(xFrom, now);
     plot.append(svg, yMax, yZero);
     fig.append(cap, plot, xAxis);
     ui.charts.append(fig);
@@ -150,7 +155,8 @@
     const from = now - span;
     const x = (t) => (((t - from) / span) * W).toFixed(1);
     const secs = Math.round(span / 1000);
-    const fromLabel = secs < 120 ? `−${secs} 秒 s` : `−${Math.round(secs / 60)} 分钟 min`;
+    const fromLabel =
+      secs < 120 ? `−${secs} ${T.text("秒", "s")}` : `−${Math.round(secs / 60)} ${T.text("分钟", "min")}`;
     for (const ch of charts) {
       const series = ch.c.series.map((s) => samples.map((_, i) => valueAt(s, i)));
       let max = 0;
@@ -189,11 +195,11 @@
       });
       if (ch.total) {
         const last = samples[samples.length - 1];
-        ch.total.textContent = `累计 total: ${ch.c.series.map((s) => `${s.en} ${fmt(last[s.rate])}`).join(", ")}`;
+        ch.total.textContent = `${T.text("累计", "total")}: ${ch.c.series.map((s) => `${s.en} ${fmt(last[s.rate])}`).join(", ")}`;
       }
       const latest = series.map((vs) => vs[vs.length - 1]);
       ch.fig.dataset.latest = JSON.stringify(latest);
-      ch.svg.setAttribute("aria-label", `${ch.c.zh} ${ch.c.en}: ${latest.map(fmt).join(", ")}${ch.c.unit || ""}`);
+      ch.svg.setAttribute("aria-label", `${T.text(ch.c.zh, ch.c.en)}: ${latest.map(fmt).join(", ")}${ch.c.unit || ""}`);
     }
     ui.charts.dataset.samples = String(samples.length);
   }
@@ -225,25 +231,28 @@
     while (cut < samples.length && samples[cut].t < s.t - WINDOW_MS) cut += 1;
     if (cut > 0) samples = samples.slice(cut);
     const at = new Date(s.t).toLocaleTimeString("zh-CN", { hour12: false });
-    show("open", "实时 · Live");
-    ui.time.textContent = `最新数据 last sample ${at}`; // outside the live region: not read out each second
+    show("open", "实时", "Live");
+    ui.time.textContent = `${T.text("最新数据", "last sample")} ${at}`; // outside the live region: not read out each second
     schedule();
   }
 
-  function show(state, text) {
+  function show(state, zh, en) {
     ui.status.dataset.state = state;
-    if (ui.state.textContent !== text) ui.state.textContent = text;
+    if (ui.state.dataset.shown !== en) {
+      ui.state.dataset.shown = en;
+      T.set(ui.state, zh, en);
+    }
   }
 
   const source = new EventSource("/metrics/stream");
-  show("connecting", "连接中… · Connecting…");
+  show("connecting", "连接中…", "Connecting…");
   source.addEventListener("figures", onFigures);
   source.onerror = () => {
     if (source.readyState === EventSource.CONNECTING) {
-      show("reconnecting", "连接中断，正在重连… · Connection lost, reconnecting…");
+      show("reconnecting", "连接中断，正在重连…", "Connection lost, reconnecting…");
     } else {
       console.warn("dashboard: /metrics/stream refused");
-      show("failed", "无法连接 /metrics/stream · Cannot connect to /metrics/stream");
+      show("failed", "无法连接 /metrics/stream", "Cannot connect to /metrics/stream");
     }
   };
 })();

@@ -16,8 +16,13 @@
   const MAX_SEEN = 5000; // ids remembered for de-duplication
   const MAX_TOPICS = 32;
   // EventSource has no wildcard listener: these event types are shown, plus any `type=` named
-  // in the page's address (`/?topic=alerts&type=alert`).
+  // in the page's address (`/?topic=alerts&type=alert`) or added with the types form (which
+  // puts it in the address too).
   const BASE_TYPES = ["message", "token", "done", "reset"];
+  // The server's marker before each private event (asked for with `markPrivate=1`); its data
+  // is the private event's id. Never shown as an event.
+  const PRIVATE_MARK = "private";
+  const T = window.I18N;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -34,9 +39,14 @@
     pubType: $("pub-type"),
     pubData: $("pub-data"),
     pubPrivate: $("pub-private"),
-    token: $("token"),
+    subToken: $("sub-token"),
+    pubToken: $("pub-token"),
+    pubHint: $("pub-hint"),
     demo: $("demo"),
     pubResult: $("pub-result"),
+    typesList: $("types-list"),
+    typeForm: $("type-form"),
+    typeInput: $("type-input"),
   };
 
   const shareable =
@@ -46,11 +56,34 @@
     typeof navigator.locks.request === "function";
 
   const address = new URLSearchParams(location.search);
-  const types = [...new Set([...BASE_TYPES, ...address.getAll("type").filter(validType)])];
+  const types = new Set([...BASE_TYPES, ...address.getAll("type").filter(validType)]);
 
   function validType(t) {
-    // "error" would reach EventSource's own error handler; "open" its open handler.
-    return t.length > 0 && t.length <= 64 && t !== "error" && t !== "open" && !/[\r\n]/.test(t);
+    // "error" would reach EventSource's own error handler; "open" its open handler; the
+    // private marker is the page's own business.
+    return (
+      t.length > 0 && t.length <= 64 && t !== "error" && t !== "open" && t !== PRIVATE_MARK &&
+      !/[\u0000-\u001f\u007f]/.test(t)
+    );
+  }
+
+  function renderTypes() {
+    ui.typesList.replaceChildren(...[...types].map((t) => el("code", "type-name", t)));
+    ui.typesList.dataset.types = [...types].join(" ");
+  }
+
+  /** Shows events of type `t` from now on, in this tab and (unless it came from there) the
+   *  page's other tabs; the address keeps it for a reload. */
+  function addType(t, fromChannel) {
+    if (!validType(t) || types.has(t)) return false;
+    types.add(t);
+    renderTypes();
+    if (current && current.source) current.listen(current.source, t);
+    if (!fromChannel && current && current.channel) current.channel.postMessage({ t: "type", type: t });
+    const q = new URLSearchParams(location.search);
+    if (!q.getAll("type").includes(t)) q.append("type", t);
+    history.replaceState(null, "", `?${q}`);
+    return true;
   }
 
   /** Sorted, unique topic names from free text ("chat, news" or "chat news"). */
@@ -71,11 +104,18 @@
   // ---- What this tab has shown: ids seen (insertion order = arrival order), the last id. ----
 
   const seen = new Set();
+  // Ids the server marked private (bounded like `seen`).
+  const privateIds = new Set();
   let lastId = "";
   let bubble = null; // the open reply: { li, text, meta, count, first }
 
   /** Shows an event unless its id was shown already; from this tab's stream or the holder's. */
   function deliver(ev) {
+    if (ev.type === PRIVATE_MARK) {
+      privateIds.add(ev.data);
+      if (privateIds.size > MAX_SEEN) privateIds.delete(privateIds.values().next().value);
+      return;
+    }
     if (ev.id) {
       // A reset carries the newest id of that moment, which can also be an event's id.
       const key = ev.type === "reset" ? `reset ${ev.id}` : ev.id;
@@ -109,6 +149,14 @@
     if (stick) ui.feed.scrollTop = ui.feed.scrollHeight;
   }
 
+  /** The badge of a private event (only its subscriber's token let it through). */
+  function privateBadge() {
+    const b = el("span", "ev-private");
+    T.set(b, "私有", "private");
+    b.title = T.text("只有令牌允许的订阅者能收到", "only subscribers whose token may read it receive it");
+    return b;
+  }
+
   function render(ev) {
     if (ev.type === "token") return token(ev);
     if (ev.type === "done" && bubble) return finish(bubble, ev);
@@ -116,7 +164,13 @@
     const li = el("li", "ev");
     li.dataset.id = ev.id;
     li.dataset.type = ev.type;
-    li.append(idLabel(ev.id), el("span", "ev-type", ev.type), el("span", "ev-data", ev.data));
+    const type = el("span", "ev-type", ev.type);
+    if (privateIds.has(ev.id)) {
+      li.classList.add("private");
+      li.dataset.private = "true";
+      type.append(privateBadge());
+    }
+    li.append(idLabel(ev.id), type, el("span", "ev-data", ev.data));
     append(li);
   }
 
@@ -134,6 +188,15 @@
     const span = el("span", "tok", ev.data);
     span.dataset.id = ev.id;
     span.title = `#${ev.id} token`;
+    if (privateIds.has(ev.id)) {
+      span.dataset.private = "true";
+      span.title += " (private)";
+      if (!bubble.li.dataset.private) {
+        bubble.li.dataset.private = "true";
+        bubble.li.classList.add("private");
+        bubble.meta.before(privateBadge());
+      }
+    }
     const stick = ui.feed.scrollHeight - ui.feed.scrollTop - ui.feed.clientHeight < 40;
     bubble.text.append(span);
     bubble.count += 1;
@@ -163,7 +226,7 @@
       // The reply's missing tokens will not come: close it as cut off.
       bubble.li.setAttribute("aria-busy", "false");
       bubble.li.classList.add("cut");
-      bubble.meta.append(el("span", "reply-cut", " · 中断 cut off"));
+      bubble.meta.append(el("span", "reply-cut", ` · ${T.text("中断", "cut off")}`));
       bubble = null;
     }
     const li = el("li", "ev reset");
@@ -172,11 +235,11 @@
     li.dataset.reason = info.reason || "";
     const why =
       info.reason === "gap"
-        ? "错过了一些事件（已不在服务器的历史中） · Events were missed (no longer in the server's history)."
-        : "服务器不认识上次的事件 ID（可能已重启） · The server does not know the last event id (it may have restarted).";
+        ? T.text("错过了一些事件（已不在服务器的历史中）", "Events were missed (no longer in the server's history).")
+        : T.text("服务器不认识上次的事件 ID（可能已重启）", "The server does not know the last event id (it may have restarted).");
     const text = el("span", "ev-data");
-    text.append(el("strong", "", "⚠ 重置 · reset"), document.createTextNode(" " + why + " "));
-    const reload = el("button", "btn btn-secondary btn-small", "重新加载 Reload");
+    text.append(el("strong", "", `⚠ ${T.text("重置", "reset")}`), document.createTextNode(" " + why + " "));
+    const reload = el("button", "btn btn-secondary btn-small", T.text("重新加载", "Reload"));
     reload.type = "button";
     reload.addEventListener("click", () => location.reload());
     text.append(reload);
@@ -186,19 +249,26 @@
 
   // ---- The subscription: this tab holds the stream, follows the holder, or goes it alone. ----
 
+  // Each text a pair: Chinese, English (arranged by i18n.js).
   const STATE_TEXT = {
-    waiting: "等待共享连接… · Waiting for the shared connection…",
-    connecting: "连接中… · Connecting…",
-    open: "已连接 · Connected",
-    reconnecting: "连接中断，正在重连（会从上次的事件继续） · Connection lost, reconnecting (resumes after the last event)…",
-    failed: "连接失败（服务器拒绝了这个订阅） · Failed: the server refused this subscription",
-    closed: "已退订 · Unsubscribed",
+    waiting: ["等待共享连接…", "Waiting for the shared connection…"],
+    connecting: ["连接中…", "Connecting…"],
+    open: ["已连接", "Connected"],
+    reconnecting: ["连接中断，正在重连（会从上次的事件继续）", "Connection lost, reconnecting (resumes after the last event)…"],
+    failed: ["连接失败（服务器拒绝了这个订阅）", "Failed: the server refused this subscription"],
+    // The server's 401 for the subscription (learnt with a HEAD of the same address).
+    refused: ["订阅令牌被拒绝（401）：令牌无效或已过期", "The subscribe token was refused (401): invalid or expired"],
+    closed: ["已退订", "Unsubscribed"],
   };
   const ROLE_TEXT = {
-    holder: "本标签页持有连接，并转发给本页的其他标签页 · This tab holds the connection and relays it to the page's other tabs",
-    follower: "通过另一个标签页的连接接收 · Receiving through another tab's connection",
-    solo: "本标签页独自连接（浏览器不支持共享） · This tab has its own connection (no sharing in this browser)",
+    holder: ["本标签页持有连接，并转发给本页的其他标签页", "This tab holds the connection and relays it to the page's other tabs"],
+    follower: ["通过另一个标签页的连接接收", "Receiving through another tab's connection"],
+    solo: ["本标签页独自连接（浏览器不支持共享）", "This tab has its own connection (no sharing in this browser)"],
   };
+  function say(target, pair) {
+    if (pair) T.set(target, pair[0], pair[1]);
+    else target.replaceChildren();
+  }
 
   class Subscription {
     constructor(topics) {
@@ -244,8 +314,11 @@
       const q = topicQuery(this.topics);
       // Resume after what this tab has shown (the previous holder's last relayed event).
       if (lastId) q.set("lastEventID", lastId);
+      // Ask the server to mark private events, so the feed can say which are.
+      q.set("markPrivate", "1");
       ui.status.dataset.resumedFrom = lastId;
-      const es = new EventSource(`/sse?${q}`);
+      const url = `/sse?${q}`;
+      const es = new EventSource(url);
       this.source = es;
       this.show("connecting");
       es.onopen = () => {
@@ -260,21 +333,34 @@
         } else {
           console.warn("hub: the subscription was refused", this.topics);
           this.show("failed");
+          // EventSource does not say why; the same request's HEAD does (a bad subscribe
+          // token is a 401 before anything else).
+          fetch(url, { method: "HEAD", credentials: "same-origin", cache: "no-store" })
+            .then((r) => {
+              if (es !== this.source || this.stopped) return;
+              ui.status.dataset.refused = String(r.status);
+              if (r.status === 401) this.show("refused");
+            })
+            .catch(() => {});
         }
       };
-      for (const type of types) {
-        es.addEventListener(type, (e) => {
-          if (es !== this.source) return;
-          const ev = { id: e.lastEventId, type: e.type, data: e.data };
-          if (this.channel) this.channel.postMessage({ t: "event", ev });
-          deliver(ev);
-        });
-      }
+      for (const type of [...types, PRIVATE_MARK]) this.listen(es, type);
+    }
+
+    /** Shows (and relays) events of `type` from `es`. */
+    listen(es, type) {
+      es.addEventListener(type, (e) => {
+        if (es !== this.source) return;
+        const ev = { id: e.lastEventId, type: e.type, data: e.data };
+        if (this.channel) this.channel.postMessage({ t: "event", ev });
+        deliver(ev);
+      });
     }
 
     onMessage(m) {
       if (this.stopped || !m) return;
       if (m.t === "event") deliver(m.ev);
+      else if (m.t === "type") addType(m.type, true);
       else if (m.t === "state" && this.role === "follower") this.show(m.state);
       else if (m.t === "hello" && this.role === "holder") this.channel.postMessage({ t: "state", state: this.state });
     }
@@ -284,8 +370,8 @@
       if (this.role === "holder") this.channel.postMessage({ t: "state", state });
       ui.status.dataset.state = state;
       ui.status.dataset.role = this.role;
-      ui.state.textContent = STATE_TEXT[state] || state;
-      ui.role.textContent = ROLE_TEXT[this.role] || "";
+      say(ui.state, STATE_TEXT[state] || [state, state]);
+      say(ui.role, ROLE_TEXT[this.role]);
       ui.unsubscribe.setAttribute("aria-disabled", "false");
     }
 
@@ -294,8 +380,8 @@
       this.releaseAll();
       ui.status.dataset.state = "closed";
       ui.status.dataset.role = "none";
-      ui.state.textContent = STATE_TEXT.closed;
-      ui.role.textContent = "";
+      say(ui.state, STATE_TEXT.closed);
+      say(ui.role, null);
       ui.unsubscribe.setAttribute("aria-disabled", "true");
     }
 
@@ -317,7 +403,7 @@
   const TOKEN_COOKIE = "mercureAuthorization";
 
   function applyToken() {
-    const t = ui.token.value.trim();
+    const t = ui.subToken.value.trim();
     if (t && /^[A-Za-z0-9_.-]+$/.test(t)) {
       document.cookie = `${TOKEN_COOKIE}=${t}; path=/; SameSite=Strict`;
       return t;
@@ -333,6 +419,7 @@
     current = null;
     // Another subscription is another cursor: forget what the previous one showed.
     seen.clear();
+    privateIds.clear();
     lastId = "";
     bubble = null;
     ui.topics.value = topics.join(" ");
@@ -362,25 +449,73 @@
     history.replaceState(null, "", location.pathname);
   });
 
-  // ---- Publishing (POST /publish; from this machine no token is needed). ----
+  // ---- Publishing (POST /publish, with the publish token if one is given). ----
+
+  /** A refused publish, with what the answer was about. */
+  class PublishError extends Error {
+    constructor(status, text) {
+      super(text || `HTTP ${status}`);
+      this.status = status;
+    }
+  }
 
   async function publish(topic, type, data) {
     const body = new URLSearchParams({ topic, data });
     if (type) body.set("type", type);
     if (ui.pubPrivate.checked) body.set("private", "on");
     const headers = {};
-    const token = ui.token.value.trim();
+    // Only the publish token: a subscribe token pasted for a private topic is not a
+    // publisher's (it would get 403).
+    const token = ui.pubToken.value.trim();
     if (token) headers.Authorization = `Bearer ${token}`;
     const res = await fetch("/publish", { method: "POST", body, headers });
     const text = (await res.text()).trim();
-    if (!res.ok) throw new Error(text || `HTTP ${res.status}`);
+    if (!res.ok) throw new PublishError(res.status, text);
     return text;
   }
 
-  function said(text, ok) {
-    ui.pubResult.textContent = text;
+  function said(zh, en, ok, about) {
+    T.set(ui.pubResult, zh, en);
     ui.pubResult.dataset.ok = String(ok);
+    if (about) ui.pubResult.dataset.about = about;
+    else delete ui.pubResult.dataset.about;
   }
+
+  /** Says why a publish failed, naming the token a 401 or 403 is about. */
+  function failed(err) {
+    const why = err.message;
+    if (err.status === 401 || err.status === 403) {
+      const given = ui.pubToken.value.trim() !== "";
+      if (!given) {
+        return said(`发布需要发布令牌（订阅令牌不用于发布）：${why}`, `publishing needs a publish token (the subscribe token is not sent): ${why}`, false, "publish-token");
+      }
+      if (err.status === 401) {
+        return said(`发布令牌被拒绝：${why}`, `the publish token was refused: ${why}`, false, "publish-token");
+      }
+      return said(`发布令牌不允许发布到这个主题：${why}`, `the publish token may not publish here: ${why}`, false, "publish-token");
+    }
+    said(`发布失败：${why}`, `not published: ${why}`, false, null);
+  }
+
+  // What the server requires to publish (GET /publish), said next to the form.
+  const POLICY_TEXT = {
+    tokenless: ["本机无需令牌即可发布", "from this machine no token is needed"],
+    "none": ["只有服务器本机可以发布（未配置令牌）", "only the server's own machine may publish (no token is configured)"],
+    "publish-token": ["发布需要发布令牌（--publish-token）", "publishing needs the publish token (--publish-token)"],
+    "jwt": ["发布需要发布者 JWT（mercure.publish），本机也一样", "publishing needs a publisher JWT (mercure.publish), from this machine too"],
+    "publish-token or jwt": ["发布需要发布令牌或发布者 JWT", "publishing needs the publish token or a publisher JWT"],
+  };
+  fetch("/publish", { cache: "no-store" })
+    .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))))
+    .then((p) => {
+      const key = p.tokenless ? "tokenless" : p.token;
+      const text = POLICY_TEXT[key];
+      if (!text) return;
+      T.set(ui.pubHint, text[0], text[1]);
+      ui.pubHint.dataset.token = p.token;
+      ui.pubHint.dataset.tokenless = String(p.tokenless);
+    })
+    .catch((err) => console.warn("hub: no publish policy", err));
 
   ui.pubForm.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -388,11 +523,20 @@
     if (!topic) return;
     try {
       const id = await publish(topic, ui.pubType.value.trim(), ui.pubData.value);
-      said(`已发布 · published #${id}`, true);
+      said(`已发布 #${id}`, `published #${id}`, true, null);
     } catch (err) {
-      said(`发布失败 · not published: ${err.message}`, false);
+      failed(err);
     }
   });
+
+  ui.typeForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const t = ui.typeInput.value.trim();
+    if (addType(t, false) || types.has(t)) ui.typeInput.value = "";
+    else ui.typeInput.setAttribute("aria-invalid", "true");
+  });
+  ui.typeInput.addEventListener("input", () => ui.typeInput.removeAttribute("aria-invalid"));
+  renderTypes();
 
   const SAMPLE = [
     "服务器推送事件", "（SSE）", "让服务器", "沿着一个", "普通的 HTTP 响应", "逐条推送数据。",
@@ -411,9 +555,9 @@
         await new Promise((r) => setTimeout(r, 60));
       }
       const id = await publish(topic, "done", "");
-      said(`已发布 ${SAMPLE.length + 1} 个事件 · published ${SAMPLE.length + 1} events, last #${id}`, true);
+      said(`已发布 ${SAMPLE.length + 1} 个事件，最后 #${id}`, `published ${SAMPLE.length + 1} events, last #${id}`, true, null);
     } catch (err) {
-      said(`发布失败 · not published: ${err.message}`, false);
+      failed(err);
     } finally {
       demoRunning = false;
       ui.demo.setAttribute("aria-disabled", "false");

@@ -27,6 +27,16 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// How a session's browser differs from the default one.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The browser's languages (`--lang` and the `intl.accept_languages` preference, so
+    /// `navigator.languages` says them), e.g. `"zh-CN,zh"`; `None`: Chromium's default.
+    pub languages: Option<String>,
+    /// A fontconfig file for the browser (`FONTCONFIG_FILE`), e.g. one without any CJK font.
+    pub fontconfig: Option<PathBuf>,
+}
+
 /// A running `chromedriver` with one headless Chromium session.
 pub struct Browser {
     child: Child,
@@ -39,6 +49,11 @@ impl Browser {
     /// Starts `chromedriver` (path given) on a free local port and opens a headless session of
     /// the Chromium binary given, with a fresh profile and the browser console log enabled.
     pub fn start(chromedriver: &str, chromium: &str) -> Browser {
+        Self::start_with(chromedriver, chromium, &Options::default())
+    }
+
+    /// Like [`start`](Self::start), with the languages and fonts of `opts`.
+    pub fn start_with(chromedriver: &str, chromium: &str, opts: &Options) -> Browser {
         let port = free_port();
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -47,7 +62,12 @@ impl Browser {
         let profile =
             std::env::temp_dir().join(format!("sse-browser-test-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&profile).expect("create the profile directory");
-        let child = Command::new(chromedriver)
+        let mut cmd = Command::new(chromedriver);
+        // The browser is chromedriver's child and inherits its environment.
+        if let Some(conf) = &opts.fontconfig {
+            cmd.env("FONTCONFIG_FILE", conf);
+        }
+        let child = cmd
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -79,6 +99,28 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
 
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--no-default-browser-check".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-extensions".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--user-data-dir={}", browser.profile.display()),
+        ];
+        let mut prefs = json!({});
+        if let Some(langs) = &opts.languages {
+            args.push(format!(
+                "--lang={}",
+                langs.split(',').next().unwrap_or(langs)
+            ));
+            prefs = json!({ "intl.accept_languages": langs });
+        }
         let caps = json!({
             "capabilities": {
                 "alwaysMatch": {
@@ -87,20 +129,8 @@ impl Browser {
                     "timeouts": { "pageLoad": 10_000, "script": 5_000, "implicit": 0 },
                     "goog:chromeOptions": {
                         "binary": chromium,
-                        "args": [
-                            "--headless=new",
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-quic",
-                            "--no-first-run",
-                            "--no-default-browser-check",
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-sync",
-                            "--disable-extensions",
-                            "--disable-dev-shm-usage",
-                            format!("--user-data-dir={}", browser.profile.display()),
-                        ],
+                        "args": args,
+                        "prefs": prefs,
                     },
                 },
             },
