@@ -15,6 +15,10 @@ pub trait Backend: Send + Sync {
     fn submit(&self, p: Publish, done: Done);
     /// What the store is called in a `503`'s text.
     fn name(&self) -> &'static str;
+    /// Stores no more: every publish still queued, and every one submitted from now on, is
+    /// answered `Err` (so a publisher told `503` at shutdown is never stored later); a batch
+    /// already being written gets its answer. Called when the server stops for good.
+    fn stop_writes(&self);
 }
 
 impl Backend for crate::redis_bridge::Bridge {
@@ -24,6 +28,9 @@ impl Backend for crate::redis_bridge::Bridge {
     fn name(&self) -> &'static str {
         "Redis"
     }
+    fn stop_writes(&self) {
+        crate::redis_bridge::Bridge::stop_writes(self);
+    }
 }
 
 impl Backend for crate::durable::writer::DurableLog {
@@ -32,5 +39,8 @@ impl Backend for crate::durable::writer::DurableLog {
     }
     fn name(&self) -> &'static str {
         "the data dir"
+    }
+    fn stop_writes(&self) {
+        crate::durable::writer::DurableLog::stop_writes(self);
     }
 }

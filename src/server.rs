@@ -908,8 +908,8 @@ impl EventLoop {
     /// is never stored later), and every request still waiting for its answer, or still
     /// arriving, is answered `503` with `Retry-After`, written once before the loop ends.
     fn abandon_all(&mut self, now: Now) {
-        if let Some(log) = &self.shared.app.log {
-            log.stop_writes();
+        if let Some(store) = &self.shared.app.store {
+            store.stop_writes();
         }
         let keys: Vec<usize> = self.slab.keys().collect();
         for k in keys {

@@ -130,6 +130,8 @@ struct Shared {
     stored: AtomicU64,
     errors: AtomicU64,
     queued: AtomicU64,
+    /// See [`DurableLog::stop_writes`].
+    writes_stopped: std::sync::atomic::AtomicBool,
 }
 
 /// What start-up found, for the start-up lines.
@@ -250,6 +252,13 @@ impl DurableLog {
         }
     }
 
+    /// Writes no more: every publish still queued, and every one submitted from now on, is
+    /// answered `Err` (so a publisher told `503` at shutdown is never stored later); a batch
+    /// already being written gets its answer. Called when the server stops for good.
+    pub fn stop_writes(&self) {
+        self.shared.writes_stopped.store(true, Ordering::Release);
+    }
+
     /// The counters now.
     pub fn stats(&self) -> LogStats {
         let s = &self.shared;
@@ -309,6 +318,10 @@ fn run(mut store: Store, rx: Receiver<Msg>, shared: &Shared, sink: &dyn Sink, cf
         shared
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        if shared.writes_stopped.load(Ordering::Acquire) {
+            fail_all(&mut batch, shared, "the server is stopping");
+            continue;
+        }
         commit(&mut store, &mut batch, &mut buf, shared, sink, cfg);
         if buf.capacity() > 4 << 20 {
             buf = Vec::new();
@@ -675,6 +688,35 @@ mod tests {
         let r = rx.try_recv().expect("answered inside submit");
         assert_eq!(r, Err("the event log is stopping".into()));
         assert_eq!(log.stats().errors, 1);
+    }
+
+    #[test]
+    fn after_stop_writes_nothing_is_stored_and_everything_is_answered() {
+        let d = TempDir::new("stop-writes");
+        let sink = Arc::new(Memory {
+            keep: 10,
+            ..Memory::default()
+        });
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
+            .unwrap()
+            .start(sink.clone())
+            .unwrap();
+        assert_eq!(publish_all(&log, 1), [Ok("e-1".to_string())]);
+        log.stop_writes();
+        let refused = publish_all(&log, 3);
+        assert!(
+            refused
+                .iter()
+                .all(|r| r == &Err("the server is stopping".to_string())),
+            "{refused:?}"
+        );
+        assert_eq!(sink.items.lock().unwrap().len(), 1);
+        log.stop();
+        let (_, report) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
+            .unwrap()
+            .start(sink)
+            .unwrap();
+        assert_eq!(report.recovered_events, 1);
     }
 
     #[test]
