@@ -317,3 +317,76 @@ fn private_events_are_marked_for_subscribers_that_ask() {
     assert_eq!(st, 400, "{why}");
     assert!(why.contains("\"private\" is reserved"), "{why}");
 }
+
+/// README's private-topics walk-through, run as written (from a shell, with `openssl`,
+/// `python3` and `curl`): only the binary's path, the port and the listening address differ
+/// (the server binds 127.0.0.1 on a free port here, through `SSE_BIND` and `SSE_PORT`).
+#[test]
+fn the_readme_private_topics_sequence_works_as_written() {
+    for tool in ["bash", "openssl", "python3", "curl", "sed"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(
+                std::env::var("REQUIRE_CLIENTS").as_deref() != Ok("1"),
+                "REQUIRE_CLIENTS=1 but {tool} is missing"
+            );
+            eprintln!("SKIPPED: the README sequence needs {tool}");
+            return;
+        }
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("## Private topics").expect("the section")..];
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a sh block in the section");
+    assert!(
+        block.contains("mint()") && block.contains("kill $SERVER"),
+        "{block}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = block
+        .replace(
+            "target/release/sse-server",
+            env!("CARGO_BIN_EXE_sse-server"),
+        )
+        .replace("localhost:3000", &format!("127.0.0.1:{port}"));
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("SSE_BIND", "127.0.0.1")
+        .env("SSE_PORT", port.to_string())
+        .env("SSE_QUIET", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let mut lines = stdout.lines();
+    let id = lines
+        .find(|l| {
+            !l.starts_with("with token:")
+                && !l.starts_with("anonymous:")
+                && !l.starts_with("sse-server ")
+        })
+        .unwrap_or_else(|| panic!("no id printed:\n{stdout}"))
+        .trim()
+        .to_string();
+    assert!(!id.is_empty() && !id.contains(' '), "{stdout}");
+    assert!(
+        stdout.contains(&format!("with token: id: {id}\nwith token: data: hello\n")),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("anonymous:"),
+        "an anonymous subscriber gets nothing:\n{stdout}"
+    );
+}
