@@ -151,58 +151,58 @@ URL defaults to {url}; its host must be a loopback address (127.0.0.0/8, ::1 or
 localhost). http only.
 
 FLAGS (each also accepted as --flag=value):
-  -c, --connections N        concurrent streams to open (default {c})
-  -d, --duration SECONDS     length of the run from the first connect, fractions allowed
-                             (default {d})
-  -r, --rate N               new connects per second, 0 = no limit but --max-inflight
-                             (default {rate})
-      --max-inflight N       most streams between connect and response head at once
-                             (default {inflight})
-      --connect-timeout-ms N TCP handshake timeout (default {ct})
-      --headers-timeout-ms N time allowed from handshake to the complete response head
-                             (default {ht})
-      --warmup SECONDS       measure frame interval and lateness only after this much of the
-                             run, to leave the ramp out (default 0: the whole run)
-      --last-event-id ID     send Last-Event-ID: ID with every request (default: none)
-      --source-addrs N|LIST  spread connections over local addresses 127.0.0.1..127.0.0.N, or
-                             over the comma-separated 127.x.y.z LIST, to get past the
-                             ephemeral-port limit (default: one, picked by the kernel)
-      --threads N            event loops, one thread each (default {threads})
-      --json                 print the final report as JSON (default: text)
-      --html FILE            also write a self-contained HTML report (charts, no scripts)
-      --csv FILE             also write the per-second series as CSV
-  -q, --quiet                no progress line each second (progress goes to stderr)
-  -h, --help                 this text
-  -V, --version              the version
+  -c, --connections N         concurrent streams to open (default {c})
+  -d, --duration SECONDS      length of the run from the first connect, fractions allowed
+                              (default {d})
+  -r, --rate N                new connects per second, 0 = no limit but --max-inflight
+                              (default {rate})
+      --max-inflight N        most streams between connect and response head at once
+                              (default {inflight})
+      --connect-timeout-ms N  TCP handshake timeout (default {ct})
+      --headers-timeout-ms N  time allowed from handshake to the complete response head
+                              (default {ht})
+      --warmup SECONDS        measure frame interval and lateness only after this much of the
+                              run, to leave the ramp out (default 0: the whole run)
+      --last-event-id ID      send Last-Event-ID: ID with every request (default: none)
+      --source-addrs N|LIST   spread connections over local addresses 127.0.0.1..127.0.0.N, or
+                              over the comma-separated 127.x.y.z LIST, to get past the
+                              ephemeral-port limit (default: one, picked by the kernel)
+      --threads N             event loops, one thread each (default {threads})
+      --json                  print the final report as JSON (default: text)
+      --html FILE             also write a self-contained HTML report (charts, no scripts)
+      --csv FILE              also write the per-second series as CSV
+  -q, --quiet                 no progress line each second (progress goes to stderr)
+  -h, --help                  this text
+  -V, --version               the version
 
 HUB MODE (subscribe to topics while a publisher publishes timestamped events):
-      --topic NAME           subscribe to NAME: appends topic=NAME to the URL's query;
-                             repeatable (a URL with its own query, or nchan's /sub/CHANNEL,
-                             works as given)
-      --publish-url URL      POST events there (loopback only), one keep-alive connection
-      --publish-rate N       publishes per second (default 1)
-      --publish-format F     form (topic=..&data=..), json ({{\"topic\":..,\"data\":..}}) or
-                             raw (the payload alone: nchan's /pub/CHANNEL) (default form)
-      --publish-topic NAME   topic to publish to, repeatable (default: the --topic names)
-      --publish-token T      send Authorization: Bearer T
-      --publish-timeout-ms N an answer must come within this (default 5000)
-      --drain SECONDS        stop publishing this long before the end, so the last events
-                             arrive (default 1, at most half the run)
+      --topic NAME            subscribe to NAME: appends topic=NAME to the URL's query;
+                              repeatable (a URL with its own query, or nchan's /sub/CHANNEL,
+                              works as given)
+      --publish-url URL       POST events there (loopback only), one keep-alive connection
+      --publish-rate N        publishes per second (default 1)
+      --publish-format F      form (topic=..&data=..), json ({{\"topic\":..,\"data\":..}}) or
+                              raw (the payload alone: nchan's /pub/CHANNEL) (default form)
+      --publish-topic NAME    topic to publish to, repeatable (default: the --topic names)
+      --publish-token T       send Authorization: Bearer T
+      --publish-timeout-ms N  an answer must come within this (default 5000)
+      --drain SECONDS         stop publishing this long before the end, so the last events
+                              arrive (default 1, at most half the run)
   Each event's data is {{\"seq\":N,\"t_us\":SEND_TIME_US,\"run\":NONCE}}. Publishing
   starts once every stream has opened or failed, and not before --warmup.
 
 CHECKS (exit code 3 when one fails; the report says which):
-      --max-failed N         streams allowed to fail to open, including those still opening
-                             at the end (default 0)
-      --max-dropped N        open streams allowed to end early (default 0)
-      --min-established N    streams that must open (default 0)
-      --max-p99-ms X         highest delivery lateness p99
-      --max-connect-p99-ms X highest connect time p99
-      --max-deliver-p99-ms X hub mode: highest publish-to-deliver p99
-      --max-publish-p99-ms X hub mode: highest publish answer time p99
-      --max-missing N        hub mode: deliveries allowed to be missing (default 0; a large
-                             N allows loss)
-      --max-publish-errors N hub mode: publishes allowed to fail (default 0)
+      --max-failed N          streams allowed to fail to open, including those still opening
+                              at the end (default 0)
+      --max-dropped N         open streams allowed to end early (default 0)
+      --min-established N     streams that must open (default 0)
+      --max-p99-ms X          highest delivery lateness p99
+      --max-connect-p99-ms X  highest connect time p99
+      --max-deliver-p99-ms X  hub mode: highest publish-to-deliver p99
+      --max-publish-p99-ms X  hub mode: highest publish answer time p99
+      --max-missing N         hub mode: deliveries allowed to be missing (default 0; a large
+                              N allows loss)
+      --max-publish-errors N  hub mode: publishes allowed to fail (default 0)
 
 The report: streams established, failed (never opened) and dropped (ended early) by reason;
 connect time and time to headers; frames and bytes; frame interval; delivery lateness
@@ -697,6 +697,34 @@ mod tests {
         }
         assert_eq!(parse_args(["--help".to_string()]), Ok(LoadCommand::Help));
         assert_eq!(parse_args(["-V".to_string()]), Ok(LoadCommand::Version));
+    }
+
+    /// Every flag row: the flag and its value, at least two spaces, then the description, all
+    /// descriptions in one column (`--connect-timeout-ms N TCP` ran into its text).
+    #[test]
+    fn help_descriptions_share_one_column() {
+        let h = help();
+        let rows: Vec<&str> = h
+            .lines()
+            .filter(|l| l.starts_with("  -") || l.starts_with("      --"))
+            .collect();
+        assert!(rows.len() > 30, "{h}");
+        let widest = rows
+            .iter()
+            .map(|l| {
+                let flag = l.trim_start();
+                let end = flag
+                    .find("  ")
+                    .unwrap_or_else(|| panic!("{l:?} runs into its text"));
+                l.len() - flag.len() + end
+            })
+            .max()
+            .unwrap();
+        for l in &rows {
+            let at = l.len() - l[widest..].trim_start().len();
+            assert!(l[..at].ends_with("  "), "{l:?}");
+            assert_eq!(at, widest + 2, "{l:?} is out of column");
+        }
     }
 
     #[test]
