@@ -311,12 +311,19 @@ impl Hub {
                 continue;
             }
             if backfill && added == 0 {
-                h.evicted = h.evicted.max(seq - 1);
+                h.evicted = h.evicted.max(seq.saturating_sub(1));
             }
+            // An entry without topics is the log's own mark that it was deleted and started
+            // again (see `redis_bridge`): a `reset` for every subscriber it reaches.
+            let frame = if p.topics.is_empty() {
+                self.log_reset_frame(h.next - 1, seq)
+            } else {
+                self.encode(seq, &p)
+            };
             let ev = Arc::new(Event {
                 seq,
                 topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
-                frame: self.encode(seq, &p).into_boxed_slice(),
+                frame: frame.into_boxed_slice(),
                 published_us: now_us,
                 private: p.private,
             });
@@ -411,6 +418,24 @@ impl Hub {
             "reason": ResetReason::Gap.as_str(),
             "lastEventId": self.id(after),
             "oldest": self.id(through + 1),
+        });
+        f.extend_from_slice(data.to_string().as_bytes());
+        f.extend_from_slice(b"\n\n");
+        f
+    }
+
+    /// The `reset` of a log that was deleted and started again under the server (`DEL`,
+    /// `FLUSHALL`, eviction), at the mark `seq` the new log starts with: events between
+    /// `before` (the last one this instance had) and the mark may be lost.
+    pub fn log_reset_frame(&self, before: u64, seq: u64) -> Vec<u8> {
+        let mut f = Vec::with_capacity(160);
+        f.extend_from_slice(b"id: ");
+        self.push_id(&mut f, seq);
+        f.extend_from_slice(b"\nevent: reset\ndata: ");
+        let data = serde_json::json!({
+            "reason": "log-reset",
+            "lastEventId": self.id(before),
+            "oldest": self.id(seq),
         });
         f.extend_from_slice(data.to_string().as_bytes());
         f.extend_from_slice(b"\n\n");

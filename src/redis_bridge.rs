@@ -9,18 +9,23 @@
 //! ```text
 //! Bridge::start(BridgeConfig { url, stream_key, maxlen, backfill }, sink) -> Result<Bridge, String>
 //! bridge.submit(publish, done)   // done(Ok(redis id)) once stored, done(Err(reason)) if not
+//! bridge.range(after, until, count, done)  // one replay page, read on the range thread
+//! bridge.stop_writes()           // no more XADDs (the server is stopping)
 //! bridge.stats() -> BridgeStats  // up, reconnects, events read, publishes stored, lag, ...
 //! bridge.stop()                  // the threads end within about a second
 //! Sink::on_events(Vec<(id, Publish)>)  // the backfill first, then every XREAD batch, in order
 //! Sink::on_state(up, reason)           // both connections usable, or not (and why)
 //! ```
 //!
-//! Two threads, each with its own connection, talk to Redis; nothing here is ever called on an
+//! Three threads, each with its own connection, talk to Redis; nothing here is ever called on an
 //! event loop's thread except [`Bridge::submit`] and [`Bridge::stats`], which never block:
 //! - the **writer** blocks on its job queue, drains what else is queued (up to
 //!   [`MAX_BATCH`]), sends the whole batch as one pipeline of
-//!   `XADD key MAXLEN ~ N * t <topics joined by \n> d <data> [y <type>] [r <retry>]` and
-//!   answers each job with its own reply;
+//!   `XADD key MAXLEN ~ N * t <topics joined by \n> d <data> [y <type>] [r <retry>]` (each
+//!   through `XADD_SCRIPT`, which restarts a deleted stream above every earlier id, with a
+//!   mark) and answers each job with its own reply;
+//! - the **range** thread reads replay pages (`XRANGE`) for deep resumes, one at a time,
+//!   within the replay budget;
 //! - the **reader** loops on `XREAD BLOCK 500 COUNT 1000 STREAMS key <last id>` (its socket's
 //!   read timeout is longer than the block, so a Redis that stops answering is noticed), and
 //!   once a second asks `XINFO STREAM` how far the log has gone (the lag).
@@ -159,6 +164,9 @@ pub struct BridgeStats {
     pub replay_waits: u64,
     /// Page reads refused (the range thread's queue was full): those replays got `reset`.
     pub replay_refused: u64,
+    /// Times the log was found deleted or recreated under the server (subscribers were told
+    /// with `reset`, reason `log-reset`).
+    pub log_resets: u64,
 }
 
 /// A publish waiting for the writer.
@@ -174,6 +182,11 @@ struct Shared {
     /// No more `XADD`s: what is queued or submitted is answered `Err` (see
     /// [`Bridge::stop_writes`]).
     writes_stopped: AtomicBool,
+    /// The greatest millisecond seen in an id (read or stored): a recreated log starts above
+    /// it (see [`XADD_SCRIPT`]).
+    floor_ms: AtomicU64,
+    /// Times the log was found deleted or recreated (a mark read after other entries).
+    log_resets: AtomicU64,
     writer_up: AtomicBool,
     reader_up: AtomicBool,
     /// Bumped whenever the reader loses its connection, so the writer knows its own connection
@@ -264,6 +277,8 @@ impl Bridge {
             sink,
             stop: AtomicBool::new(false),
             writes_stopped: AtomicBool::new(false),
+            floor_ms: AtomicU64::new(id_ms(&last_id)),
+            log_resets: AtomicU64::new(0),
             writer_up: AtomicBool::new(true),
             reader_up: AtomicBool::new(false),
             reader_losses: AtomicU64::new(0),
@@ -415,6 +430,7 @@ impl Bridge {
             replay_bytes: self.budget.held(),
             replay_waits: self.budget.waits.load(Ordering::Relaxed),
             replay_refused: self.budget.refused.load(Ordering::Relaxed),
+            log_resets: s.log_resets.load(Ordering::Relaxed),
         }
     }
 
@@ -635,7 +651,8 @@ impl Writer {
             };
             packed.clear();
             for job in &batch {
-                xadd(&self.key, self.maxlen, &job.publish).write_packed_command(&mut packed);
+                let floor = self.shared.floor_ms.load(Ordering::Acquire);
+                xadd(&self.key, self.maxlen, floor, &job.publish).write_packed_command(&mut packed);
             }
             match conn.req_packed_commands(&packed, 0, batch.len()) {
                 Ok(replies) if replies.len() == batch.len() => {
@@ -648,6 +665,9 @@ impl Writer {
                             Value::ServerError(e) => Err(redis::RedisError::from(e).to_string()),
                             other => Err(format!("unexpected XADD reply {other:?}")),
                         };
+                        if let Ok(id) = &answer {
+                            self.shared.floor_ms.fetch_max(id_ms(id), Ordering::AcqRel);
+                        }
                         let counter = match answer {
                             Ok(_) => &self.shared.publishes_stored,
                             Err(_) => &self.shared.publish_errors,
@@ -707,21 +727,67 @@ impl Writer {
     }
 }
 
-/// `XADD key MAXLEN ~ N * t <topics> d <data> [y <type>] [r <retry>] [p 1]`.
-fn xadd(key: &str, maxlen: usize, p: &Publish) -> redis::Cmd {
-    let mut c = redis::cmd("XADD");
-    c.arg(key).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
-    c.arg("t").arg(p.topics.join("\n")).arg("d").arg(&p.data);
-    if let Some(t) = &p.event_type {
-        c.arg("y").arg(t);
-    }
-    if let Some(r) = p.retry {
-        c.arg("r").arg(r);
-    }
-    if p.private {
-        c.arg("p").arg("1");
+/// Every `XADD` goes through this script, so that one id never names two events, even when
+/// the stream is deleted or recreated under the servers (`DEL`, `FLUSHALL`, eviction): Redis
+/// numbers the entries of a new stream from its clock again, which gave ids that earlier
+/// events had. When the stream does not exist, the script first starts it with a mark entry
+/// (`x log-reset`) whose id is above Redis's clock now and above the greatest millisecond this
+/// instance has seen in an id (`ARGV[2]`), so every id of the new log is above every id issued
+/// before; every reader that meets the mark tells its subscribers (`reset`, `log-reset`).
+/// `ARGV[1]` is the approximate `MAXLEN`, `ARGV[3..]` the entry's fields; with no fields the
+/// script only makes sure the stream exists (a reader that found it gone) and returns 1 if it
+/// started it.
+const XADD_SCRIPT: &str = r"
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ms = math.max(now, tonumber(ARGV[2])) + 1
+  redis.call('XADD', KEYS[1], string.format('%.0f', ms) .. '-0', 'x', 'log-reset')
+  created = 1
+end
+if #ARGV < 3 then
+  return created
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+";
+
+/// The mark entry's field and value (see [`XADD_SCRIPT`]).
+const MARK_FIELD: &str = "x";
+const MARK_VALUE: &str = "log-reset";
+
+/// The `XADD` of `p` through [`XADD_SCRIPT`]: `EVAL script 1 key N floor_ms t <topics> d
+/// <data> [y <type>] [r <retry>] [p 1]`.
+fn xadd(key: &str, maxlen: usize, floor_ms: u64, p: &Publish) -> redis::Cmd {
+    let mut c = redis::cmd("EVAL");
+    c.arg(XADD_SCRIPT).arg(1).arg(key).arg(maxlen).arg(floor_ms);
+    for f in fields(p) {
+        c.arg(f);
     }
     c
+}
+
+/// An entry's fields: `t <topics joined by \n> d <data> [y <type>] [r <retry>] [p 1]`.
+fn fields(p: &Publish) -> Vec<String> {
+    let mut f = vec!["t".into(), p.topics.join("\n"), "d".into(), p.data.clone()];
+    if let Some(t) = &p.event_type {
+        f.extend(["y".into(), t.clone()]);
+    }
+    if let Some(r) = p.retry {
+        f.extend(["r".into(), r.to_string()]);
+    }
+    if p.private {
+        f.extend(["p".into(), "1".into()]);
+    }
+    f
+}
+
+/// The millisecond part of an id (`0` if it is not one).
+fn id_ms(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Entries read and parsed.
@@ -966,6 +1032,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         _ => return None,
     };
     let (mut topics, mut data, mut ty, mut retry, mut private) = (None, None, None, None, None);
+    let mut mark = None;
     for (k, v) in pairs {
         let k = text(k)?;
         let v = text(v)?;
@@ -975,11 +1042,16 @@ fn parse_fields(fields: Value) -> Option<Publish> {
             "y" => &mut ty,
             "r" => &mut retry,
             "p" => &mut private,
+            MARK_FIELD => &mut mark,
             _ => continue,
         };
         if slot.replace(v).is_some() {
             return None;
         }
+    }
+    if mark.as_deref() == Some(MARK_VALUE) {
+        // The log's mark that it was (re)created: an event without topics (see `Hub::append_log`).
+        return Some(Publish::default());
     }
     let retry = match retry {
         Some(r) => Some(crate::publish::parse_retry(&r).ok()?),
@@ -1156,17 +1228,53 @@ impl Reader {
         self.shared
             .entries_skipped
             .fetch_add(b.skipped, Ordering::Relaxed);
+        self.lag.since += b.seen as u64;
+        // A mark (the log started again) after anything this reader has read: the log was
+        // deleted or recreated under the server, and what it had not read yet is lost. The
+        // mark that starts a log this reader never read anything of is no loss: dropped.
+        let mut read_before = self.last_id != "0-0";
+        b.events.retain(|(id, p)| {
+            let mark = p.topics.is_empty();
+            let keep = !mark || read_before;
+            if mark && read_before {
+                self.shared.log_resets.fetch_add(1, Ordering::Relaxed);
+                crate::log::line(
+                    "redis",
+                    &[
+                        ("state", crate::log::V::S("log-reset")),
+                        ("mark", crate::log::V::S(id)),
+                        ("after", crate::log::V::S(&self.last_id)),
+                    ],
+                );
+            }
+            read_before = true;
+            keep
+        });
         self.shared
             .events_read
             .fetch_add(b.events.len() as u64, Ordering::Relaxed);
-        self.lag.since += b.seen as u64;
         if let Some(id) = b.last_id {
+            self.shared.floor_ms.fetch_max(id_ms(&id), Ordering::AcqRel);
             self.last_id = id;
         }
         if !b.events.is_empty() {
             self.shared.sink.on_events(b.events);
         }
         Ok(b.seen)
+    }
+
+    /// The log is gone (`DEL`, `FLUSHALL`, eviction) though this reader had read from it:
+    /// start it again with its mark now (unless a writer already did), so that every reader
+    /// tells its subscribers even if nothing is published for a while.
+    fn restart_log(&mut self) -> Result<(), String> {
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        let floor = self.shared.floor_ms.load(Ordering::Acquire);
+        let mut c = redis::cmd("EVAL");
+        c.arg(XADD_SCRIPT).arg(1).arg(&self.key).arg(0).arg(floor);
+        match conn.req_command(&c).map_err(|e| e.to_string())? {
+            Value::ServerError(e) => Err(redis::RedisError::from(e).to_string()),
+            _ => Ok(()),
+        }
     }
 
     fn check_lag(&mut self) -> Result<(), String> {
@@ -1182,6 +1290,9 @@ impl Reader {
                 None => return Ok(()),
             },
         };
+        if info.is_none() && self.last_id != "0-0" {
+            self.restart_log()?;
+        }
         let lag = self.lag.update(info, &self.last_id);
         self.shared.lag.store(lag, Ordering::Relaxed);
         Ok(())
@@ -1248,21 +1359,39 @@ mod tests {
             retry: Some(1500),
             private: true,
         };
-        let args: Vec<String> = xadd("k", 10, &p)
+        let args: Vec<String> = xadd("k", 10, 1_700_000_000_000, &p)
             .args_iter()
             .filter_map(|a| match a {
                 redis::Arg::Simple(b) => Some(String::from_utf8(b.to_vec()).unwrap()),
                 _ => None,
             })
             .collect();
+        // Through the script (so that ids stay unique across a log deleted under the server).
+        assert_eq!(args[..2], ["EVAL", XADD_SCRIPT]);
         assert_eq!(
-            args,
+            args[2..],
             [
-                "XADD", "k", "MAXLEN", "~", "10", "*", "t", "a\nb/c", "d", "x\ny", "y", "note",
-                "r", "1500", "p", "1"
+                "1",
+                "k",
+                "10",
+                "1700000000000",
+                "t",
+                "a\nb/c",
+                "d",
+                "x\ny",
+                "y",
+                "note",
+                "r",
+                "1500",
+                "p",
+                "1"
             ]
         );
         let fields: Vec<&str> = args[6..].iter().map(String::as_str).collect();
+        // The log's mark reads as an event without topics (a `reset` for every subscriber).
+        let mut m = Batch::default();
+        parse_entries(vec![entry("1-0", &[MARK_FIELD, MARK_VALUE])], &mut m);
+        assert_eq!(m.events, vec![("1-0".to_string(), Publish::default())]);
         let mut b = Batch::default();
         parse_entries(vec![entry("1-1", &fields)], &mut b);
         assert_eq!(b.events, vec![("1-1".to_string(), p)]);

@@ -248,6 +248,12 @@ pub fn render_log(out: &mut String, s: &BridgeStats) {
         s.lag,
     );
     line(
+        "sse_redis_log_resets_total",
+        "counter",
+        "Times the event log was found deleted or recreated under the server (DEL, FLUSHALL, eviction); subscribers got a reset.",
+        s.log_resets,
+    );
+    line(
         "sse_replay_bytes",
         "gauge",
         "Bytes held by replay pages read back from the log and not yet written.",

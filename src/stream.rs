@@ -273,7 +273,11 @@ impl Source {
             if seq <= r.after || seq > r.until {
                 continue;
             }
-            if hub.visible(filter, *private, &p.topics, p.private) {
+            if p.topics.is_empty() {
+                // The log's mark that it was deleted and started again: what this replay
+                // read before it and what follows are from two logs.
+                out.extend_from_slice(&hub.hub.log_reset_frame(r.after, seq));
+            } else if hub.visible(filter, *private, &p.topics, p.private) {
                 if *mark && p.private {
                     encode_private_mark(&mut out, id);
                 }

@@ -159,3 +159,227 @@ fn sigterm_with_redis_frozen_answers_503_within_the_grace() {
     eprintln!("exited {:?} after SIGTERM", start.elapsed());
     redis.resume();
 }
+
+/// A subscription's events as (id, kind, data), read with the crate's event-stream parser
+/// until `stop` is set; then the events so far.
+fn collect_events(
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(String, String, String)>> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::spawn(move || {
+        use sse_server::event_stream::{Item, Parser};
+        let mut parser = Parser::new();
+        let mut events = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut head: Option<Vec<u8>> = Some(Vec::new());
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let n = match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            let mut chunk = &buf[..n];
+            let mut owned = Vec::new();
+            if let Some(h) = head.as_mut() {
+                h.extend_from_slice(chunk);
+                let Some(at) = h.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                owned = h[at + 4..].to_vec();
+                head = None;
+                chunk = &owned;
+            }
+            parser
+                .feed(chunk, &mut |item| {
+                    if let Item::Event(e) = item {
+                        events.push((
+                            String::from_utf8_lossy(e.last_event_id).into_owned(),
+                            String::from_utf8_lossy(e.event_type).into_owned(),
+                            e.data_lossy().into_owned(),
+                        ));
+                    }
+                })
+                .unwrap();
+            drop(owned);
+        }
+        events
+    })
+}
+
+fn id_key(id: &str) -> (u64, u64) {
+    let (a, b) = id.split_once('-').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// The stream deleted under two running instances during a flood of publishes: no id is
+/// ever given to two events, and every publish answered 200 reaches every subscriber of both
+/// instances, unless that subscriber was told it may have missed it (`reset`, `log-reset`,
+/// at a later id).
+#[test]
+fn a_log_deleted_under_two_instances_never_reuses_an_id_and_says_log_reset() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let servers = [
+        Server::start(&["--redis", &url, "--threads", "2"]),
+        Server::start(&["--redis", &url, "--threads", "2"]),
+    ];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let subs: Vec<_> = servers
+        .iter()
+        .flat_map(|s| (0..2).map(|_| collect_events(s.addr, stop.clone())))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            let addr = servers[p % 2].addr;
+            let flooding = flooding.clone();
+            std::thread::spawn(move || {
+                let mut answered = Vec::new();
+                let mut i = 0;
+                // Keep-alive publishes, as fast as they are answered.
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                while flooding.load(std::sync::atomic::Ordering::Acquire) {
+                    let data = format!("p{p}-{i}");
+                    i += 1;
+                    let body = format!("topic=t&data={data}");
+                    let req = format!(
+                        "POST /publish HTTP/1.1\r\nHost: x\r\n\
+                         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    c.write_all(req.as_bytes()).unwrap();
+                    let r = common::read_response(&mut c);
+                    if r.status == 200 {
+                        answered.push((r.text().trim_end().to_string(), data));
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let mut c = redis.conn(&url);
+    let _: () = redis::cmd("DEL").arg("sse:events").query(&mut c).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    flooding.store(false, std::sync::atomic::Ordering::Release);
+    let answered: Vec<(String, String)> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    assert!(answered.len() > 100, "a flood: {}", answered.len());
+    // Everything answered has had time to arrive.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let seen: Vec<Vec<(String, String, String)>> =
+        subs.into_iter().map(|s| s.join().unwrap()).collect();
+    // One id, one event: across answers and every subscriber of both instances.
+    let mut by_id: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let events = seen
+        .iter()
+        .flatten()
+        .filter(|e| e.1 != "reset")
+        .map(|e| (e.0.clone(), e.2.clone()));
+    for (id, data) in answered.iter().cloned().chain(events) {
+        if let Some(before) = by_id.insert(id.clone(), data.clone()) {
+            assert_eq!(before, data, "id {id} names two events");
+        }
+    }
+    for (n, events) in seen.iter().enumerate() {
+        let resets: Vec<&(String, String, String)> =
+            events.iter().filter(|e| e.1 == "reset").collect();
+        let got: std::collections::HashSet<&str> = events.iter().map(|e| e.0.as_str()).collect();
+        for (id, data) in &answered {
+            if got.contains(id.as_str()) {
+                continue;
+            }
+            // Missed: only if a log-reset at a later id said events may be missing.
+            assert!(
+                resets
+                    .iter()
+                    .any(|r| { r.2.contains("\"log-reset\"") && id_key(&r.0) > id_key(id) }),
+                "subscriber {n} never got {id} ({data}), and no log-reset after it: {resets:?}"
+            );
+        }
+        // Ids only go up.
+        for w in events.windows(2) {
+            assert!(id_key(&w[0].0) < id_key(&w[1].0), "{w:?}");
+        }
+    }
+    for s in &servers {
+        assert!(s.metric("sse_redis_log_resets_total") >= 1.0);
+    }
+    eprintln!(
+        "{} publishes answered; resets seen: {:?}",
+        answered.len(),
+        seen.iter()
+            .map(|e| e.iter().filter(|e| e.1 == "reset").count())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// `FLUSHALL` with nothing published after it: the instances' readers notice the log is gone
+/// (within their once-a-second check), start it again with its mark, and every subscriber is
+/// told (`log-reset`); the next publish gets an id above every earlier one.
+#[test]
+fn a_flushed_log_is_noticed_without_a_publish_and_ids_keep_going_up() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let servers = [
+        Server::start(&["--redis", &url]),
+        Server::start(&["--redis", &url]),
+    ];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let subs: Vec<_> = servers
+        .iter()
+        .map(|s| collect_events(s.addr, stop.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let publish = |addr: SocketAddr, data: &str| {
+        let a = read_answer({
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(&publish_request("t", data)).unwrap();
+            c
+        });
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body
+    };
+    let before: Vec<String> = (0..20)
+        .map(|i| publish(servers[i % 2].addr, &format!("b{i}")))
+        .collect();
+    let mut c = redis.conn(&url);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    for s in &servers {
+        let resets = s.wait_metric("sse_redis_log_resets_total", 1.0, Duration::from_secs(5));
+        assert_eq!(resets, 1.0, "the flush was noticed once");
+    }
+    let after = publish(servers[0].addr, "a0");
+    assert!(id_key(&after) > id_key(before.last().unwrap()));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for sub in subs {
+        let events = sub.join().unwrap();
+        let ids: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(ids.len(), 22, "{events:?}");
+        assert_eq!(
+            ids[..20],
+            before.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        assert_eq!(kinds[20], "reset", "{events:?}");
+        assert!(
+            events[20].2.contains("\"reason\":\"log-reset\""),
+            "{events:?}"
+        );
+        assert_eq!(ids[21], after);
+    }
+}
