@@ -1474,6 +1474,14 @@ fn the_page_speaks_the_browsers_language_and_draws_no_boxes_without_a_cjk_font()
         ("zh", "zh-CN"),
         "{l:?}"
     );
+    // Boxes hold their place: the layout still fits a phone.
+    save_one(&b, "index-zh-no-cjk-phone", 390, 844, 2.0, true);
+    assert!(
+        langs(&b).overflow <= 0.0,
+        "sideways overflow at 390 px: {:?}",
+        langs(&b)
+    );
+    b.emulate_viewport(None);
     assert!(console_errors(&b).is_empty(), "{:?}", console_errors(&b));
     drop(b);
 
