@@ -11,6 +11,7 @@
 //! - [`testing`]: a connection's surroundings without a loop, for tests and fuzzing;
 //! - [`timer`]: the timing wheel that holds every connection's next deadline;
 //! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs, Mercure claims), sans-IO;
+//! - [`selector`]: topic selectors of both Mercure drafts (URI Templates, URL Patterns), sans-IO;
 //! - [`redis_bridge`]: the shared event log in a Redis Stream (writer and reader threads);
 //! - [`durable`]: the embedded event log in segment files (`--data-dir`), on its own thread;
 //! - [`backend`]: the one interface the route stores publishes through (Redis or the data dir);
@@ -35,6 +36,7 @@ pub mod publish;
 pub mod redis_bridge;
 pub mod response;
 pub mod routes;
+pub mod selector;
 pub mod server;
 pub mod setup;
 pub mod slab;
