@@ -1,7 +1,19 @@
 //! Subscriber and publisher tokens: a verifier for JWTs (RFC 7519) signed with HS256 in the
-//! compact JWS serialization (RFC 7515), carrying Mercure's claims
-//! `{"mercure": {"subscribe": [..], "publish": [..]}, "exp": ..}`, and the topic selectors
-//! those claims hold.
+//! compact JWS serialization (RFC 7515), carrying the claims of either Mercure draft, and what
+//! they allow as sets of topic selectors ([`crate::selector`]):
+//! - draft-07: `{"mercure": {"subscribe": [..], "publish": [..], "payload": ..}, "exp": ..}`,
+//!   each selector an exact topic, `*`, a URI Template, or (ours) `prefix/*`;
+//! - draft-08: an access token (RFC 9068, header `typ: at+jwt`) whose
+//!   `authorization_details` (RFC 9396) hold Mercure details: `{"type": "mercure", "actions":
+//!   ["publish", "subscribe"], "topics": [{"match": .., "matchType": "Exact" | "URLPattern"}],
+//!   "payload": {..}}`. The type `https://mercure.rocks/authorization-detail`, and the member
+//!   `match_type` with `exact` / `urlpattern`, are read too: the reference hub and its clients
+//!   used them (Mercure's conformance suite still mints that shape). Details of other types are
+//!   ignored (RFC 9396 lets one token carry several resources' details).
+//!
+//! Both become the same [`Claims`]: the `subscribe` and `publish` selectors, the payloads and
+//! the expiry. That is the one thing the rest of the server reads, so one code path decides
+//! what any token may read and publish, whatever its draft.
 //!
 //! What is accepted, in the order it is checked (the first failure is the reason reported):
 //! 1. at most [`MAX_TOKEN_BYTES`] bytes, else [`JwtError::TooLarge`];
@@ -16,16 +28,24 @@
 //!    `BadSignature`;
 //! 5. only then the claims: a JSON object; `exp` and `nbf` NumericDates (seconds, possibly
 //!    fractional), `mercure.subscribe` and `mercure.publish` arrays of strings; each may be
-//!    absent or `null` (Go's encoder writes `null` for an empty list). Anything else there is
-//!    `Malformed`, the whole token: a selector list is never half accepted;
-//! 6. `now < exp + leeway`, else `Expired`; `now + leeway >= nbf`, else `NotYetValid`.
+//!    absent or `null` (Go's encoder writes `null` for an empty list). `authorization_details`
+//!    only with `typ: at+jwt` and an `exp`, never beside a `mercure` claim (which of the two
+//!    would speak?), every Mercure detail well formed (non-empty `actions` of `publish` and
+//!    `subscribe` only, non-empty `topics` of objects with a non-empty `match` and a known
+//!    matcher type), at most [`MAX_DETAILS`] details and [`MAX_DETAIL_TOPICS`] topics in all.
+//!    Every selector must compile (see [`crate::selector`]); at most [`MAX_CLAIM_PATTERNS`] of
+//!    a draft-07 token's selectors may be templates. Anything else there is `Malformed`, the
+//!    whole token: a selector list is never half accepted (draft-08 says the same);
+//! 6. with an audience configured ([`Verifier::with_audience`]), an access token whose `aud`
+//!    (a string or an array of strings) does not name it is `WrongAudience`;
+//! 7. `now < exp + leeway`, else `Expired`; `now + leeway >= nbf`, else `NotYetValid`.
 //!
 //! The key is never chosen by the token: `kid`, `jwk`, `jku` and the like are ignored. A
 //! member named twice in the header or the claims counts with its last value, which RFC 7515
 //! section 5.2 allows (serde_json keeps the last).
 //!
-//! `aud`, `iss` and `iat` are not checked: the hub has one key of its own and no resource
-//! identifier to compare with, as in Mercure's own hub with `mercure` claims.
+//! `iss` and `iat` are not checked, nor `aud` without a configured audience: the hub has one
+//! key of its own, as Mercure's own hub with self-issued tokens.
 //!
 //! **Invariant:** no IO and no clock here: `now` is an argument.
 //! **Invariant:** no input panics or makes memory grow past a small multiple of
@@ -41,6 +61,8 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use std::fmt;
 
+use crate::selector::{Kind, Selector};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Tokens longer than this are refused before any decoding ([`JwtError::TooLarge`]).
@@ -54,6 +76,19 @@ pub const DEFAULT_LEEWAY_MS: u64 = 5_000;
 /// verifier takes shorter keys (Mercure's examples use `!ChangeMe!`); the configuration may
 /// warn or refuse below this.
 pub const MIN_KEY_BYTES: usize = 32;
+
+/// The most Mercure authorization details one access token may carry.
+pub const MAX_DETAILS: usize = 100;
+
+/// The most topic matchers all the Mercure details of one access token may carry together.
+pub const MAX_DETAIL_TOPICS: usize = 100;
+
+/// The most selectors of a draft-07 token that may be URI Templates (each is compiled when the
+/// token is verified).
+pub const MAX_CLAIM_PATTERNS: usize = 100;
+
+/// The authorization detail types read as Mercure's.
+pub const DETAIL_TYPES: [&str; 2] = ["mercure", "https://mercure.rocks/authorization-detail"];
 
 /// The cookie Mercure's hubs and client libraries use for browsers, which cannot set an
 /// `Authorization` header on an `EventSource`.
@@ -76,6 +111,8 @@ pub enum JwtError {
     Expired,
     /// `nbf` minus the leeway is still in the future.
     NotYetValid,
+    /// An access token whose `aud` does not name the configured audience.
+    WrongAudience,
 }
 
 impl fmt::Display for JwtError {
@@ -87,6 +124,7 @@ impl fmt::Display for JwtError {
             JwtError::BadSignature => "bad token signature",
             JwtError::Expired => "token expired",
             JwtError::NotYetValid => "token not yet valid",
+            JwtError::WrongAudience => "token for another audience",
         })
     }
 }
@@ -95,16 +133,39 @@ impl std::error::Error for JwtError {}
 
 pub use crate::selector::Selectors;
 
-/// What a verified token allows.
+/// What a verified token allows, whichever draft it was written for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Claims {
-    /// `mercure.subscribe`: the private topics the bearer may receive.
+    /// The private topics the bearer may receive: `mercure.subscribe`, or the topics of the
+    /// details whose `actions` hold `subscribe`.
     pub subscribe: Selectors,
-    /// `mercure.publish`: the topics the bearer may publish to.
+    /// The topics the bearer may publish to: `mercure.publish`, or the topics of the details
+    /// whose `actions` hold `publish`.
     pub publish: Selectors,
     /// `exp` in Unix milliseconds (rounded down), if the token has one: a stream opened with
     /// this token ends then. No leeway is added here; the leeway only decides acceptance.
     pub exp_unix_ms: Option<i64>,
+    /// The payloads to show with a subscription, in the token's order, each with the
+    /// subscriptions it is for: draft-07's `mercure.payload` is for every subscription;
+    /// draft-08's are those of `subscribe` details, for the subscriptions whose own selector
+    /// text their topics match. See [`Claims::payload_for`].
+    pub payloads: Box<[(Selectors, Value)]>,
+    /// `sub`, when it is a string: who the bearer is.
+    pub subject: Option<Box<str>>,
+    /// Whether this was a draft-08 access token (`authorization_details`).
+    pub access_token: bool,
+}
+
+impl Claims {
+    /// The payload for a subscription whose selector reads `selector`: the first whose
+    /// selectors match that text as if it were a topic (draft-08 section "Payloads"; a draft-07
+    /// `mercure.payload` is for every subscription).
+    pub fn payload_for(&self, selector: &str) -> Option<&Value> {
+        self.payloads
+            .iter()
+            .find(|(sel, _)| sel.matches(selector))
+            .map(|(_, v)| v)
+    }
 }
 
 /// Verifies HS256 tokens with one key. Cheap to clone; the key's HMAC pads are computed once.
@@ -113,6 +174,8 @@ pub struct Verifier {
     /// HMAC-SHA-256 already keyed: cloning it skips hashing the key's two pads per token.
     mac: HmacSha256,
     leeway_ms: i64,
+    /// The resource identifier an access token's `aud` must name, when configured.
+    audience: Option<Box<str>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -120,6 +183,7 @@ impl fmt::Debug for Verifier {
         // Never the key, not even in a debug log.
         f.debug_struct("Verifier")
             .field("leeway_ms", &self.leeway_ms)
+            .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
 }
@@ -130,7 +194,15 @@ impl Verifier {
         Verifier {
             mac: keyed(key),
             leeway_ms: i64::try_from(leeway_ms).unwrap_or(i64::MAX),
+            audience: None,
         }
+    }
+
+    /// This verifier, requiring draft-08 access tokens to name `audience` (the hub's resource
+    /// identifier, draft-08 section "Token Validation") in their `aud`.
+    pub fn with_audience(mut self, audience: Option<&str>) -> Verifier {
+        self.audience = audience.map(Box::from);
+        self
     }
 
     /// Verifies a compact JWS (HS256 only) and returns its claims. See the module docs for
@@ -145,7 +217,8 @@ impl Verifier {
         else {
             return Err(JwtError::Malformed);
         };
-        check_header(&decode_object(header)?)?;
+        let head = decode_object(header)?;
+        check_header(&head)?;
 
         // The signing input is the first two segments as sent, dot included (RFC 7515 5.2).
         let signing_input = &token[..header.len() + 1 + payload.len()];
@@ -161,12 +234,33 @@ impl Verifier {
         let claims = decode_object(payload)?;
         let exp = numeric_date_ms(claims.get("exp"), false)?;
         let nbf = numeric_date_ms(claims.get("nbf"), true)?;
-        let (subscribe, publish) = match claims.get("mercure") {
-            None | Some(Value::Null) => (Selectors::default(), Selectors::default()),
-            Some(Value::Object(m)) => {
-                (selectors(m.get("subscribe"))?, selectors(m.get("publish"))?)
+        let legacy = claims.get("mercure").filter(|v| !v.is_null());
+        let details = claims.get("authorization_details").filter(|v| !v.is_null());
+        let mut access_token = false;
+        let (subscribe, publish, payloads) = match (legacy, details) {
+            (None, None) => (Selectors::default(), Selectors::default(), Vec::new()),
+            (Some(Value::Object(m)), None) => draft_07(m)?,
+            (Some(_), None) => return Err(JwtError::Malformed),
+            (None, Some(details)) => {
+                // RFC 9068 section 4: an access token says so in its header, and expires.
+                let typed = matches!(head.get("typ"), Some(Value::String(t)) if is_at_jwt(t));
+                if !typed || exp.is_none() {
+                    return Err(JwtError::Malformed);
+                }
+                let parsed = draft_08(details)?;
+                if let Some(audience) = &self.audience {
+                    if !names_audience(claims.get("aud"), audience) {
+                        return Err(JwtError::WrongAudience);
+                    }
+                }
+                access_token = true;
+                parsed
             }
-            Some(_) => return Err(JwtError::Malformed),
+            (Some(_), Some(_)) => return Err(JwtError::Malformed),
+        };
+        let subject = match claims.get("sub") {
+            Some(Value::String(s)) => Some(s.as_str().into()),
+            _ => None,
         };
         if let Some(exp) = exp {
             if now_unix_ms >= exp.saturating_add(self.leeway_ms) {
@@ -182,7 +276,127 @@ impl Verifier {
             subscribe,
             publish,
             exp_unix_ms: exp,
+            payloads: payloads.into_boxed_slice(),
+            subject,
+            access_token,
         })
+    }
+}
+
+/// What a token's claims say, read: subscribe, publish, payloads.
+type Grants = (Selectors, Selectors, Vec<(Selectors, Value)>);
+
+/// Draft-07's `mercure` claim.
+fn draft_07(m: &Map<String, Value>) -> Result<Grants, JwtError> {
+    let patterns = [m.get("subscribe"), m.get("publish")]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter(|v| v.as_str().is_some_and(|s| s.contains('{')))
+        .count();
+    if patterns > MAX_CLAIM_PATTERNS {
+        return Err(JwtError::Malformed);
+    }
+    let subscribe = selectors(m.get("subscribe"))?;
+    let publish = selectors(m.get("publish"))?;
+    let payloads = match m.get("payload") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => vec![(Selectors::any(), v.clone())],
+    };
+    Ok((subscribe, publish, payloads))
+}
+
+/// Draft-08's `authorization_details` (RFC 9396): the Mercure details, all well formed, or the
+/// token is refused.
+fn draft_08(details: &Value) -> Result<Grants, JwtError> {
+    let Value::Array(details) = details else {
+        return Err(JwtError::Malformed);
+    };
+    let (mut subscribe, mut publish) = (Selectors::default(), Selectors::default());
+    let mut payloads = Vec::new();
+    let (mut count, mut topics) = (0usize, 0usize);
+    for detail in details {
+        // RFC 9396 section 2: every detail is an object with a string `type`.
+        let Some(Value::String(kind)) = detail.get("type") else {
+            return Err(JwtError::Malformed);
+        };
+        if !DETAIL_TYPES.contains(&kind.as_str()) {
+            continue;
+        }
+        count += 1;
+        if count > MAX_DETAILS {
+            return Err(JwtError::Malformed);
+        }
+        let (mut may_publish, mut may_subscribe) = (false, false);
+        match detail.get("actions") {
+            Some(Value::Array(actions)) if !actions.is_empty() => {
+                for action in actions {
+                    match action.as_str() {
+                        Some("publish") => may_publish = true,
+                        Some("subscribe") => may_subscribe = true,
+                        _ => return Err(JwtError::Malformed),
+                    }
+                }
+            }
+            _ => return Err(JwtError::Malformed),
+        }
+        let matchers = match detail.get("topics") {
+            Some(Value::Array(t)) if !t.is_empty() => t,
+            _ => return Err(JwtError::Malformed),
+        };
+        topics += matchers.len();
+        if topics > MAX_DETAIL_TOPICS {
+            return Err(JwtError::Malformed);
+        }
+        let compiled: Result<Vec<Selector>, JwtError> = matchers.iter().map(matcher).collect();
+        let selectors = Selectors::from_compiled(compiled?);
+        if may_publish {
+            publish = publish.union(&selectors);
+        }
+        if may_subscribe {
+            subscribe = subscribe.union(&selectors);
+            match detail.get("payload") {
+                None | Some(Value::Null) => {}
+                Some(p) => payloads.push((selectors, p.clone())),
+            }
+        }
+    }
+    Ok((subscribe, publish, payloads))
+}
+
+/// One topic matcher of a detail: `{"match": "..", "matchType": "Exact" | "URLPattern"}`
+/// (`match_type` and the lower-case names as the reference hub reads them too; both members
+/// at once must agree).
+fn matcher(m: &Value) -> Result<Selector, JwtError> {
+    let Value::Object(m) = m else {
+        return Err(JwtError::Malformed);
+    };
+    let Some(Value::String(text)) = m.get("match") else {
+        return Err(JwtError::Malformed);
+    };
+    let kind_of = |member: &str| match m.get(member) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) => match t.as_str() {
+            "Exact" | "exact" => Ok(Some(Kind::Exact)),
+            "URLPattern" | "urlpattern" => Ok(Some(Kind::UrlPattern)),
+            _ => Err(JwtError::Malformed),
+        },
+        Some(_) => Err(JwtError::Malformed),
+    };
+    let kind = match (kind_of("matchType")?, kind_of("match_type")?) {
+        (Some(a), Some(b)) if a != b => return Err(JwtError::Malformed),
+        (a, b) => a.or(b).unwrap_or(Kind::Exact),
+    };
+    Selector::parse(kind, text).map_err(|_| JwtError::Malformed)
+}
+
+/// Whether `aud` (a string or an array of strings, RFC 7519 section 4.1.3) names `audience`.
+fn names_audience(aud: Option<&Value>, audience: &str) -> bool {
+    match aud {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(all)) => all.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
     }
 }
 
@@ -190,7 +404,17 @@ impl Verifier {
 /// `{"alg":"HS256","typ":"JWT"}`. For tests, benchmarks and tools that mint tokens; the
 /// server itself only verifies.
 pub fn sign_hs256(key: &[u8], claims_json: &str) -> String {
-    let mut token = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    sign_with_header(key, r#"{"alg":"HS256","typ":"JWT"}"#, claims_json)
+}
+
+/// Signs `claims_json` as a draft-08 access token: the header `{"alg":"HS256","typ":"at+jwt"}`
+/// (RFC 9068). For tests and tools, as [`sign_hs256`].
+pub fn sign_access_token(key: &[u8], claims_json: &str) -> String {
+    sign_with_header(key, r#"{"alg":"HS256","typ":"at+jwt"}"#, claims_json)
+}
+
+fn sign_with_header(key: &[u8], header_json: &str, claims_json: &str) -> String {
+    let mut token = URL_SAFE_NO_PAD.encode(header_json);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
     let mut mac = keyed(key);
@@ -294,6 +518,16 @@ fn is_jwt_type(typ: &str) -> bool {
     subtype.eq_ignore_ascii_case(b"jwt") || subtype.eq_ignore_ascii_case(b"at+jwt")
 }
 
+/// `at+jwt` (RFC 9068 section 2.1), compared as [`is_jwt_type`] does.
+fn is_at_jwt(typ: &str) -> bool {
+    let bytes = typ.as_bytes();
+    let subtype = match bytes.split_at_checked(12) {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case(b"application/") => rest,
+        _ => bytes,
+    };
+    subtype.eq_ignore_ascii_case(b"at+jwt")
+}
+
 /// A NumericDate claim (seconds since the epoch, RFC 7519 section 2) in milliseconds,
 /// saturating. Fractions round towards refusal: `exp` down, `nbf` (`round_up`) up.
 fn numeric_date_ms(claim: Option<&Value>, round_up: bool) -> Result<Option<i64>, JwtError> {
@@ -321,7 +555,12 @@ fn selectors(claim: Option<&Value>) -> Result<Selectors, JwtError> {
             if !items.iter().all(Value::is_string) {
                 return Err(JwtError::Malformed);
             }
-            Ok(Selectors::new(items.iter().filter_map(Value::as_str)))
+            // An empty name selects no topic (topics are never empty); it was always accepted.
+            let names = items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|s| !s.is_empty());
+            Selectors::claims(names).map_err(|_| JwtError::Malformed)
         }
         Some(_) => Err(JwtError::Malformed),
     }
@@ -346,16 +585,25 @@ mod tests {
             "BadSignature" => JwtError::BadSignature,
             "Expired" => JwtError::Expired,
             "NotYetValid" => JwtError::NotYetValid,
+            "WrongAudience" => JwtError::WrongAudience,
             other => panic!("unknown expectation {other}"),
         }
     }
 
-    fn strings(v: &Value) -> Vec<&str> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect()
+    /// A fixture's selectors: a draft-07 claim's strings, or `[matchType, match]` pairs.
+    fn expected_selectors(v: &Value) -> Selectors {
+        Selectors::from_compiled(v.as_array().unwrap().iter().map(|s| match s {
+            Value::String(s) => crate::selector::Selector::claim(s).unwrap(),
+            Value::Array(pair) => {
+                let kind = match pair[0].as_str().unwrap() {
+                    "Exact" => Kind::Exact,
+                    "URLPattern" => Kind::UrlPattern,
+                    other => panic!("unknown matcher type {other}"),
+                };
+                Selector::parse(kind, pair[1].as_str().unwrap()).unwrap()
+            }
+            other => panic!("not a selector: {other}"),
+        }))
     }
 
     /// Verifies every case of a fixture document against its expectation; returns how many.
@@ -367,14 +615,23 @@ mod tests {
         for case in cases {
             let name = case["name"].as_str().unwrap();
             let token = case["token"].as_str().unwrap();
+            let v = v.clone().with_audience(case["audience"].as_str());
             let got = v.verify(token.as_bytes(), case["now_ms"].as_i64().unwrap());
             let want = match case["expect"].as_str().unwrap() {
                 "ok" => {
                     let c = &case["claims"];
+                    let payloads = c["payloads"].as_array().map_or(Vec::new(), |p| {
+                        p.iter()
+                            .map(|pair| (expected_selectors(&pair[0]), pair[1].clone()))
+                            .collect()
+                    });
                     Ok(Claims {
-                        subscribe: Selectors::new(strings(&c["subscribe"])),
-                        publish: Selectors::new(strings(&c["publish"])),
+                        subscribe: expected_selectors(&c["subscribe"]),
+                        publish: expected_selectors(&c["publish"]),
                         exp_unix_ms: c["exp_ms"].as_i64(),
+                        payloads: payloads.into_boxed_slice(),
+                        subject: c["subject"].as_str().map(Box::from),
+                        access_token: c["access_token"].as_bool().unwrap_or(false),
                     })
                 }
                 err => Err(expected_error(err)),
@@ -384,9 +641,31 @@ mod tests {
         cases.len()
     }
 
+    /// The caps on details and topics, below the token's size cap (8 KiB holds about 95
+    /// minimal details: the size cap refuses first on the wire).
+    #[test]
+    fn detail_caps() {
+        let detail = |n: usize| {
+            serde_json::json!({"type": "mercure", "actions": ["subscribe"],
+                               "topics": vec![serde_json::json!({"match": "a"}); n]})
+        };
+        let ok = |d: Vec<Value>| draft_08(&Value::Array(d)).is_ok();
+        assert!(ok(vec![detail(1); MAX_DETAILS]));
+        assert!(!ok(vec![detail(1); MAX_DETAILS + 1]));
+        assert!(ok(vec![detail(MAX_DETAIL_TOPICS)]));
+        assert!(!ok(vec![
+            detail(MAX_DETAIL_TOPICS / 2),
+            detail(MAX_DETAIL_TOPICS / 2 + 1)
+        ]));
+        // Other types do not count.
+        let mut many = vec![serde_json::json!({"type": "other"}); 1000];
+        many.push(detail(1));
+        assert!(ok(many));
+    }
+
     #[test]
     fn known_answers_from_python() {
-        assert!(check_fixture(FIXTURE) >= 40);
+        assert!(check_fixture(FIXTURE) >= 80);
     }
 
     /// Where python3 exists: the script still produces the checked-in tokens byte for byte,
@@ -471,6 +750,121 @@ mod tests {
         assert_eq!(
             with_header(r#"{"alg":"HS256"}"#, r#"{"exp":9999999999,"exp":1}"#),
             Err(JwtError::Expired)
+        );
+    }
+
+    /// The tokens Mercure's conformance suite sends (both versions: its claims minted here
+    /// again under its demo key) grant the same thing through the one `Claims`.
+    #[test]
+    fn both_drafts_grant_through_one_path() {
+        let key = b"!ChangeThisMercureHubJWTSecretKey!";
+        let v = Verifier::new(key, 0).with_audience(Some("https://localhost/.well-known/mercure"));
+        let draft_07 = sign_with_header(
+            key,
+            r#"{"alg":"HS256"}"#,
+            r#"{"mercure":{"publish":["*"],"subscribe":["*"]}}"#,
+        );
+        let draft_08 = sign_access_token(
+            key,
+            r#"{"aud":"https://localhost/.well-known/mercure","iss":"https://localhost","authorization_details":[{"type":"https://mercure.rocks/authorization-detail","actions":["publish"],"topics":[{"match":"*"}]},{"type":"https://mercure.rocks/authorization-detail","actions":["subscribe"],"topics":[{"match":"*"}]}],"exp":4102444800}"#,
+        );
+        let a = v.verify(draft_07.as_bytes(), NOW).unwrap();
+        let b = v.verify(draft_08.as_bytes(), NOW).unwrap();
+        assert_eq!((&a.subscribe, &a.publish), (&b.subscribe, &b.publish));
+        assert_eq!(a.publish, Selectors::any());
+        assert!(!a.access_token && b.access_token);
+
+        // Draft-08's example: routing to every book, reading two private ones.
+        let c = v
+            .verify(
+                sign_access_token(
+                    key,
+                    r#"{"aud":"https://localhost/.well-known/mercure","exp":4102444800,"authorization_details":[{"type":"mercure","actions":["subscribe"],"topics":[{"match":"https://example.com/books/1","matchType":"Exact"},{"match":"https://example.com/books/7","matchType":"Exact"}]}]}"#,
+                )
+                .as_bytes(),
+                NOW,
+            )
+            .unwrap();
+        assert!(c.subscribe.matches("https://example.com/books/1"));
+        assert!(c.subscribe.matches("https://example.com/books/7"));
+        assert!(!c.subscribe.matches("https://example.com/books/2"));
+        assert!(c.publish.is_empty());
+
+        // Draft-07 with templates: subscribe to a family, publish under a prefix template.
+        let d = v
+            .verify(
+                sign_hs256(
+                    key,
+                    r#"{"mercure":{"subscribe":["https://example.com/books/{id}"],"publish":["https://example.com/books/{id}","news/*"]}}"#,
+                )
+                .as_bytes(),
+                NOW,
+            )
+            .unwrap();
+        assert!(d.subscribe.matches("https://example.com/books/2"));
+        assert!(!d.subscribe.matches("https://example.com/books/2/reviews"));
+        assert!(d
+            .publish
+            .matches_all(["https://example.com/books/9", "news/1"]));
+        assert!(!d
+            .publish
+            .matches_all(["https://example.com/books/9", "sport/1"]));
+    }
+
+    /// Draft-08's payload example: the first `subscribe` detail whose topics match the
+    /// subscription's own selector text gives its payload; draft-07's is for every one.
+    #[test]
+    fn payloads_per_subscription() {
+        let v = Verifier::new(KEY, 0);
+        let c = v
+            .verify(
+                sign_access_token(
+                    KEY,
+                    r#"{"exp":1795000600,"authorization_details":[
+                        {"type":"mercure","actions":["subscribe"],"topics":[{"match":"https://example.com/foo"}],"payload":{"custom1":"foo"}},
+                        {"type":"mercure","actions":["subscribe"],"topics":[{"match":"https://example.com/bar/:id","matchType":"URLPattern"}],"payload":{"custom2":"bar"}},
+                        {"type":"mercure","actions":["publish"],"topics":[{"match":"*"}],"payload":{"never":"publish"}},
+                        {"type":"mercure","actions":["subscribe"],"topics":[{"match":"*"}],"payload":{"custom3":"default"}}]}"#,
+                )
+                .as_bytes(),
+                NOW,
+            )
+            .unwrap();
+        let p = |s: &str| c.payload_for(s).map(|v| v.to_string());
+        assert_eq!(
+            p("https://example.com/foo").as_deref(),
+            Some(r#"{"custom1":"foo"}"#)
+        );
+        // A URL Pattern subscription's own text matched as a topic by the pattern detail.
+        assert_eq!(
+            p("https://example.com/bar/:id").as_deref(),
+            Some(r#"{"custom2":"bar"}"#)
+        );
+        assert_eq!(
+            p("https://example.com/bar/42").as_deref(),
+            Some(r#"{"custom2":"bar"}"#)
+        );
+        assert_eq!(p("other").as_deref(), Some(r#"{"custom3":"default"}"#));
+
+        let legacy = v
+            .verify(
+                sign_hs256(
+                    KEY,
+                    r#"{"mercure":{"subscribe":["a"],"payload":[1,"two"]}}"#,
+                )
+                .as_bytes(),
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(
+            legacy.payload_for("anything").unwrap().to_string(),
+            r#"[1,"two"]"#
+        );
+        assert_eq!(
+            v.verify(token("{}").as_bytes(), NOW)
+                .unwrap()
+                .payload_for("a"),
+            None
         );
     }
 
@@ -716,6 +1110,46 @@ mod tests {
             ) {
                 let t = format!("{h}.{p}.{s}");
                 prop_assert!(Verifier::new(KEY, 5_000).verify(t.as_bytes(), NOW).is_err());
+            }
+
+            /// Signed access tokens with arbitrary details never panic, and a token is accepted
+            /// only when every Mercure detail in it is well formed.
+            #[test]
+            fn arbitrary_details_never_panic(
+                details in proptest::collection::vec((
+                    prop_oneof![Just("mercure".to_string()), Just("https://mercure.rocks/authorization-detail".to_string()), Just("other".to_string()), "[a-z]{0,3}"],
+                    proptest::collection::vec(prop_oneof![Just("publish".to_string()), Just("subscribe".to_string()), "[a-z]{0,4}"], 0..3),
+                    proptest::collection::vec((
+                        "[a-z:/{}()*+?.#\\ %-]{0,24}",
+                        prop_oneof![Just(None), Just(Some("Exact")), Just(Some("URLPattern")), Just(Some("urlpattern")), Just(Some("x"))],
+                    ), 0..4),
+                ), 0..4),
+            ) {
+                let json = serde_json::json!({
+                    "exp": 1795003600,
+                    "authorization_details": details.iter().map(|(t, actions, topics)| serde_json::json!({
+                        "type": t,
+                        "actions": actions,
+                        "topics": topics.iter().map(|(m, k)| match k {
+                            Some(k) => serde_json::json!({"match": m, "matchType": k}),
+                            None => serde_json::json!({"match": m}),
+                        }).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                });
+                let t = sign_access_token(KEY, &json.to_string());
+                let got = Verifier::new(KEY, 5_000).verify(t.as_bytes(), NOW);
+                let ours = details.iter().filter(|(t, ..)| DETAIL_TYPES.contains(&t.as_str()));
+                let sound = ours.clone().all(|(_, actions, topics)| {
+                    !actions.is_empty()
+                        && actions.iter().all(|a| a == "publish" || a == "subscribe")
+                        && !topics.is_empty()
+                        && topics.iter().all(|(m, k)| !m.is_empty() && *k != Some("x"))
+                });
+                if !sound {
+                    prop_assert_eq!(got, Err(JwtError::Malformed));
+                } else if let Ok(c) = got {
+                    prop_assert!(c.access_token);
+                }
             }
 
             #[test]
