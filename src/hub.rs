@@ -23,7 +23,9 @@
 //! times are arguments.
 
 use crate::http::push_decimal;
+use crate::selector::{Kind, MatchCache, Selector, Selectors};
 use crate::slab::Slab;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -523,10 +525,30 @@ impl Filter {
             (Filter::All(_), None) => true,
             (Filter::One(a), Some(b)) => *a == b,
             (Filter::Many(ids), Some(b)) => ids.contains(&b),
+            (Filter::Patterns(p), Some(b)) => p.ids.contains(&b),
             _ => false,
         }
     }
 }
+
+/// A subscription some of whose topics are patterns (draft-07 URI Templates): which events
+/// are for it is decided by matching each event's topics, and a private event needs the
+/// token's selectors to allow a topic that one of the subscription's names or patterns
+/// selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patterns {
+    /// Local topic ids, of names and patterns alike.
+    pub ids: Vec<u32>,
+    /// The token's `subscribe` selectors, if it has any.
+    pub claims: Option<Selectors>,
+}
+
+// A subscriber holds its `Filter`: patterns must not make every subscriber bigger.
+const _: () = assert!(std::mem::size_of::<Filter>() <= 16);
+
+/// How many (pattern, topic) results a loop keeps ([`MatchCache`]): about 100 bytes each
+/// with the topic's name, so at most a few MiB per loop.
+pub const MATCH_CACHE_ENTRIES: usize = 32 * 1024;
 
 /// A subscription's topics, as the loop's local topic ids, and which private events it may
 /// read: for `*`, those whose topics its token's selectors match; otherwise those of the
@@ -537,6 +559,8 @@ pub enum Filter {
     One(u32),
     /// Boxed twice so that the enum, and so every subscriber, stays two words.
     Many(Box<Vec<u32>>),
+    /// Topics among which are patterns (see [`Patterns`]); boxed for the same reason.
+    Patterns(Box<Patterns>),
 }
 
 /// Where a new subscriber starts.
@@ -685,6 +709,8 @@ pub struct Mark {
 
 struct TopicEntry {
     name: Box<str>,
+    /// A topic whose name is a URI Template selects the topics it matches (and its own name).
+    pattern: Option<Arc<Selector>>,
     /// Slab keys of the loop's subscribers; keys whose connection left (or that now hold
     /// another connection not subscribed here) are dropped lazily, repeats by the sweep.
     members: Vec<u32>,
@@ -701,6 +727,11 @@ pub struct LocalHub {
     evicted: u64,
     ids: HashMap<Box<str>, u32>,
     topics: Slab<TopicEntry>,
+    /// The ids of the topics that are patterns, which fan-out asks of every new event.
+    patterns: Vec<u32>,
+    /// What patterns gave for which topics (bounded), so fan-out and every subscriber's
+    /// poll do not run a pattern each.
+    match_cache: RefCell<MatchCache>,
     star: Vec<u32>,
     registered_since_sweep: usize,
     sweep_every: usize,
@@ -720,6 +751,8 @@ impl LocalHub {
             evicted: 0,
             ids: HashMap::new(),
             topics: Slab::default(),
+            patterns: Vec::new(),
+            match_cache: RefCell::new(MatchCache::new(MATCH_CACHE_ENTRIES)),
             star: Vec::new(),
             registered_since_sweep: 0,
             sweep_every: 4096,
@@ -814,12 +847,17 @@ impl LocalHub {
                 }
             }
         }
+        let patterned = ids.iter().any(|&id| self.is_pattern(id));
         let filter = match (all, ids.len()) {
             (true, _) => Filter::All(
                 claims
                     .filter(|c| !c.is_empty())
                     .map(|c| Box::new(c.clone())),
             ),
+            (false, _) if patterned => Filter::Patterns(Box::new(Patterns {
+                ids,
+                claims: claims.filter(|c| !c.is_empty()).cloned(),
+            })),
             (false, 1) => Filter::One(ids[0]),
             _ => Filter::Many(Box::new(ids)),
         };
@@ -875,12 +913,49 @@ impl LocalHub {
         if let Some(&id) = self.ids.get(topic) {
             return Some(id);
         }
+        // A name that reads as a URI Template selects what it matches; one that does not
+        // (or cannot be compiled) is a name, as in Mercure's hub.
+        let pattern = topic
+            .contains('{')
+            .then(|| Selector::parse(Kind::Template, topic).ok())
+            .flatten()
+            .filter(Selector::is_pattern)
+            .map(Arc::new);
+        let is_pattern = pattern.is_some();
         let id = self.topics.insert(TopicEntry {
             name: topic.into(),
+            pattern,
             members: Vec::new(),
         }) as u32;
         self.ids.insert(topic.into(), id);
+        if is_pattern {
+            self.patterns.push(id);
+        }
         Some(id)
+    }
+
+    /// Whether local topic `id` is a pattern.
+    fn is_pattern(&self, id: u32) -> bool {
+        self.topics
+            .get(id as usize)
+            .is_some_and(|t| t.pattern.is_some())
+    }
+
+    /// Whether local topic `id` selects `topic`: its name, or what its pattern matches (from
+    /// the cache when asked before).
+    fn selects(&self, id: u32, topic: &str) -> bool {
+        match self.topics.get(id as usize) {
+            None => false,
+            Some(TopicEntry {
+                pattern: Some(p), ..
+            }) => self.match_cache.borrow_mut().matches(p, topic),
+            Some(t) => *t.name == *topic,
+        }
+    }
+
+    /// Hits, misses and evictions of this loop's pattern cache.
+    pub fn match_stats(&self) -> crate::selector::CacheStats {
+        self.match_cache.borrow().stats()
     }
 
     /// Whether event `ev` is for a subscription with `filter` whose private mask is
@@ -916,6 +991,16 @@ impl LocalHub {
             }
             Filter::One(id) => may(0) && named(id),
             Filter::Many(ids) => ids.iter().enumerate().any(|(i, id)| may(i) && named(id)),
+            // The same rule, decided per topic of the event: one that the subscription
+            // selects and, for a private event, the token may read.
+            Filter::Patterns(p) => topics.iter().any(|t| {
+                let t = t.as_ref();
+                p.ids.iter().any(|&id| self.selects(id, t))
+                    && (!is_private
+                        || p.claims.as_ref().is_some_and(|c| {
+                            c.matches_cached(t, &mut self.match_cache.borrow_mut())
+                        }))
+            }),
         }
     }
 
@@ -937,6 +1022,7 @@ impl LocalHub {
             Filter::All(_) => self.star.push(member),
             Filter::One(id) => add(*id),
             Filter::Many(ids) => ids.iter().copied().for_each(add),
+            Filter::Patterns(p) => p.ids.iter().copied().for_each(add),
         }
         self.registered_since_sweep += 1;
     }
@@ -973,6 +1059,12 @@ impl LocalHub {
                 self.ids.remove(&t.name);
             }
         }
+        let topics = &self.topics;
+        self.patterns
+            .retain(|&id| topics.get(id as usize).is_some_and(|t| t.pattern.is_some()));
+        // An id freed and given to another pattern is listed twice until now.
+        self.patterns.sort_unstable();
+        self.patterns.dedup();
     }
 
     /// The live subscribers of the events in `first..=last` (a member may appear more than
@@ -993,6 +1085,17 @@ impl LocalHub {
                 if let Some(&id) = self.ids.get(&**t) {
                     seen.push(id);
                 }
+            }
+        }
+        // Patterns: each asked once per new event's topic (the cache answers repeats), never
+        // once per subscriber.
+        for &id in &self.patterns {
+            let selected = self
+                .after(first - 1)
+                .take_while(|e| e.seq <= last)
+                .any(|ev| ev.is_gap() || ev.topics.iter().any(|t| self.selects(id, t)));
+            if selected {
+                seen.push(id);
             }
         }
         seen.sort_unstable();
@@ -1262,6 +1365,86 @@ mod tests {
             &*l.after(0).next().unwrap().frame,
             b"id: 100-1\ndata: 100-1\n\n"
         );
+    }
+
+    /// Draft-07 URI Templates as subscription topics: the index finds their subscribers by
+    /// matching each new event's topics once per pattern (not per subscriber), the visibility
+    /// rule matches them per event, and the private rule asks the token about the topic the
+    /// pattern selected.
+    #[test]
+    fn template_topics_select_what_they_match() {
+        let h = hub(100, 1 << 20);
+        let mut l = LocalHub::new(h.clone(), 0);
+        let books = "https://example.com/books/{id}".to_string();
+        let plain = "chat/1".to_string();
+        let sub = |l: &mut LocalHub, topics: &[String], claims: Option<&Selectors>| {
+            l.subscribe(topics, claims, None).filter
+        };
+        let only_books = sub(&mut l, std::slice::from_ref(&books), None);
+        let mixed = sub(&mut l, &[plain.clone(), books.clone()], None);
+        let allowed = Selectors::new(["https://example.com/books/1"]);
+        let with_token = sub(&mut l, std::slice::from_ref(&books), Some(&allowed));
+        assert!(matches!(only_books, Filter::Patterns(_)));
+        assert_eq!(
+            sub(&mut l, std::slice::from_ref(&plain), None),
+            Filter::One(l.intern("chat/1").unwrap())
+        );
+        l.register(&only_books, 1);
+        l.register(&mixed, 2);
+        l.register(&with_token, 3);
+        let topic = |t: &str, private: bool| Publish {
+            topics: vec![t.into()],
+            data: "x".into(),
+            private,
+            ..Publish::default()
+        };
+        for (t, private) in [
+            ("https://example.com/books/1", false),
+            ("https://example.com/books/1/chapters/2", false),
+            ("chat/1", false),
+            ("https://example.com/books/2", true),
+            ("https://example.com/books/1", true),
+            ("https://example.com/books/{id}", false),
+        ] {
+            h.publish(&topic(t, private), 0);
+        }
+        let (first, last) = l.sync().unwrap();
+        let mut out = Vec::new();
+        l.audience(first, last, |_, _| true, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        assert_eq!(out, [1, 2, 3]);
+        let seen = |f: &Filter| -> Vec<u64> {
+            l.after(0)
+                .filter(|e| l.matches(f, 0, e))
+                .map(|e| e.seq)
+                .collect()
+        };
+        // books/1, the template's own name; never the chapter, never a private event
+        // without a token.
+        assert_eq!(seen(&only_books), [1, 6]);
+        assert_eq!(seen(&mixed), [1, 3, 6]);
+        // The token may read books/1 only: its private event, not books/2's.
+        assert_eq!(seen(&with_token), [1, 5, 6]);
+        // Asked again, every pattern answer comes from the cache.
+        let before = l.match_stats();
+        assert_eq!(seen(&only_books), [1, 6]);
+        let after = l.match_stats();
+        assert_eq!(after.misses, before.misses);
+        assert!(after.hits > before.hits);
+
+        // Fan-out of an event no pattern selects reaches nobody.
+        h.publish(&topic("https://example.com/movies/1", false), 0);
+        let (first, last) = l.sync().unwrap();
+        l.audience(first, last, |_, _| true, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // Swept when its subscribers leave; a new template may take its id.
+        l.sweep(|_, _| false);
+        assert_eq!(l.members(), 0);
+        assert!(l.patterns.is_empty());
+        let again = sub(&mut l, &["x/{y}".to_string()], None);
+        l.register(&again, 4);
+        assert_eq!(l.patterns.len(), 1);
     }
 
     #[test]

@@ -182,6 +182,14 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
             "topic" => {
                 any_topic = true;
                 check_topic(&v)?;
+                // A URI Template selects what it matches (src/selector.rs); one too complex to
+                // compile is refused here rather than read as a plain name.
+                if v.matches('{').count() > crate::selector::MAX_EXPRESSIONS {
+                    return Err(invalid(format!(
+                        "more than {} expressions in a URI template",
+                        crate::selector::MAX_EXPRESSIONS
+                    )));
+                }
                 // Distinct names count, as for a publish: a repeated topic is kept once.
                 if sub.topics.contains(&v) {
                     continue;
