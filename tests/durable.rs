@@ -556,15 +556,20 @@ fn sigkill_during_a_publish_flood_loses_no_answered_publish() {
         args.extend_from_slice(&history);
         let mut server = start(&dir, &args);
         let addr = server.addr;
+        let flowing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let publishers: Vec<_> = (0..4)
             .map(|p| {
                 let answered = answered.clone();
+                let flowing = flowing.clone();
                 std::thread::spawn(move || {
                     let mut mine = Vec::new();
                     for i in 0.. {
                         let data = format!("r{round}-p{p}-{i}");
                         match try_publish(addr, "flood", &data) {
-                            Some((200, id)) => mine.push((id, data)),
+                            Some((200, id)) => {
+                                mine.push((id, data));
+                                flowing.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                             Some((status, body)) => panic!("{status} {body}"),
                             None => break,
                         }
@@ -574,7 +579,16 @@ fn sigkill_during_a_publish_flood_loses_no_answered_publish() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(30 + rng.below(400)));
+        // The flood is under way (however slow the machine is today), then a random moment.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while flowing.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no publish answered"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
         server.child.kill().unwrap();
         let _ = server.child.wait();
         let per_publisher: Vec<Vec<(String, String)>> =
