@@ -26,6 +26,9 @@ use std::time::Instant;
 
 /// Publishes that may wait for the log; more are refused at once.
 pub const QUEUE_CAPACITY: usize = 65_536;
+/// Bytes of publishes (data and topics) that may wait for the log; past it a publish is
+/// refused at once, so a slow disk cannot make waiting publishes grow memory without bound.
+pub const QUEUE_BYTES: u64 = 64 << 20;
 /// The most publishes written (and synced) together.
 const MAX_BATCH: usize = 1024;
 /// Upper bounds of the sync latency histogram, in microseconds.
@@ -130,6 +133,8 @@ struct Shared {
     stored: AtomicU64,
     errors: AtomicU64,
     queued: AtomicU64,
+    /// Bytes of the publishes queued (see [`QUEUE_BYTES`]).
+    queued_bytes: AtomicU64,
     /// See [`DurableLog::stop_writes`].
     writes_stopped: std::sync::atomic::AtomicBool,
 }
@@ -239,14 +244,25 @@ impl DurableLog {
     /// the log is stopping is `done(Err(..))` called at once, from inside `submit`. Never
     /// blocks.
     pub fn submit(&self, publish: Publish, done: Done) {
-        self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        let refused = match self.jobs.try_send(Msg::Job(Job { publish, done })) {
-            Ok(()) => return,
-            Err(TrySendError::Full(m)) => (m, "the event log's queue is full"),
-            Err(TrySendError::Disconnected(m)) => (m, "the event log is stopping"),
+        let size = job_bytes(&publish);
+        let s = &self.shared;
+        let before = s.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        s.queued.fetch_add(1, Ordering::Relaxed);
+        let refused = if before > 0 && before + size > QUEUE_BYTES {
+            (
+                Msg::Job(Job { publish, done }),
+                "the event log's queue is full",
+            )
+        } else {
+            match self.jobs.try_send(Msg::Job(Job { publish, done })) {
+                Ok(()) => return,
+                Err(TrySendError::Full(m)) => (m, "the event log's queue is full"),
+                Err(TrySendError::Disconnected(m)) => (m, "the event log is stopping"),
+            }
         };
-        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-        self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        s.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        s.queued.fetch_sub(1, Ordering::Relaxed);
+        s.errors.fetch_add(1, Ordering::Relaxed);
         if let (Msg::Job(job), why) = refused {
             (job.done)(Err(why.to_string()));
         }
@@ -287,6 +303,11 @@ impl DurableLog {
     }
 }
 
+/// What a queued publish counts against [`QUEUE_BYTES`].
+fn job_bytes(p: &Publish) -> u64 {
+    (p.data.len() + p.topics.iter().map(|t| t.len() + 16).sum::<usize>() + 64) as u64
+}
+
 fn publish_sizes(shared: &Shared, store: &Store) {
     shared.bytes.store(store.bytes(), Ordering::Relaxed);
     shared
@@ -318,6 +339,8 @@ fn run(mut store: Store, rx: Receiver<Msg>, shared: &Shared, sink: &dyn Sink, cf
         shared
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        let bytes: u64 = batch.iter().map(|j| job_bytes(&j.publish)).sum();
+        shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         if shared.writes_stopped.load(Ordering::Acquire) {
             fail_all(&mut batch, shared, "the server is stopping");
             continue;
@@ -717,6 +740,35 @@ mod tests {
             .start(sink)
             .unwrap();
         assert_eq!(report.recovered_events, 1);
+    }
+
+    /// Publishes waiting for a slow disk cannot hold more than `QUEUE_BYTES`: past it they
+    /// are refused at once, and the queue takes more once it drains.
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let d = TempDir::new("queue-bytes");
+        let sink = Arc::new(Memory {
+            keep: 10,
+            ..Memory::default()
+        });
+        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Off, 1 << 20), "e")
+            .unwrap()
+            .start(sink)
+            .unwrap();
+        // The writer is held up as a slow disk would hold it: the queue's bytes are taken.
+        log.shared
+            .queued_bytes
+            .store(QUEUE_BYTES - 100, Ordering::Release);
+        let (tx, rx) = channel();
+        log.submit(ev("x".repeat(200)), Box::new(move |r| tx.send(r).unwrap()));
+        assert_eq!(
+            rx.try_recv().expect("answered at once"),
+            Err("the event log's queue is full".to_string())
+        );
+        log.shared.queued_bytes.store(0, Ordering::Release);
+        assert_eq!(publish_all(&log, 1), [Ok("e-1".to_string())]);
+        assert_eq!(log.shared.queued_bytes.load(Ordering::Acquire), 0);
+        log.stop();
     }
 
     #[test]
