@@ -602,6 +602,9 @@ pub struct LogPage {
     pub oldest: Option<String>,
     /// Nothing more up to the end of the range asked for.
     pub end: bool,
+    /// The id of the last entry read, readable or not (the cursor moves past entries that
+    /// cannot be read, which are skipped).
+    pub last: Option<String>,
     /// How many entries to ask for next, so that a page stays near [`PAGE_BYTES`].
     pub next_count: u32,
     /// The page's memory, counted against the replay budget while it is held.

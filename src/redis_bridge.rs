@@ -969,6 +969,7 @@ impl Ranger {
         };
         Ok(LogPage {
             hold: self.budget.hold(bytes as u64),
+            last: b.last_id,
             entries: b.events,
             follows,
             oldest,

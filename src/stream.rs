@@ -286,6 +286,14 @@ impl Source {
             }
             r.after = seq;
         }
+        // Past entries that could not be read too (skipped, and counted by the bridge).
+        if let Some(last) = page
+            .last
+            .as_deref()
+            .and_then(|l| hub.hub.parse_id(l.as_bytes()))
+        {
+            r.after = r.after.max(last.min(r.until));
+        }
         *sent = sent.saturating_add(delivered.min(u64::from(u16::MAX)) as u16);
         ctx.shard.deliveries.add(delivered);
         r.count = page.next_count.max(1);
@@ -732,6 +740,46 @@ mod tests {
             "{got}"
         );
         assert_eq!(got.matches("event: private\n").count(), 3, "{got}");
+    }
+
+    /// A page of entries that could not be read (skipped by the bridge) still moves the
+    /// replay's cursor past them: the next page starts after them, never asks for them again.
+    #[test]
+    fn a_page_of_unreadable_entries_moves_the_cursor_on() {
+        let mut h = Env::new(ConnConfig::default(), 100);
+        let hub = Arc::new(Hub::with_ids(
+            HubConfig {
+                history_events: 2,
+                ..HubConfig::default()
+            },
+            Ids::Log,
+            1,
+            Box::new(|_| {}),
+        ));
+        h.hub = LocalHub::new(hub.clone(), 0);
+        let log: Vec<_> = (0..6)
+            .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
+            .collect();
+        hub.append_log(log, 0, true);
+        h.hub.sync();
+        let mut a = h.conn();
+        h.input(
+            &mut a,
+            b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 100-0\r\n\r\n",
+        );
+        h.flush(&mut a);
+        let want = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
+        let page = LogPage {
+            follows: true,
+            last: Some("100-1".into()),
+            next_count: 1,
+            ..LogPage::default()
+        };
+        h.later.send_page(0, want.ticket, Ok(page));
+        h.complete(&mut a);
+        assert_eq!(text(&h.flush(&mut a)), "");
+        let next = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
+        assert_eq!(hub.id(next.after), "100-1");
     }
 
     /// A page that does not follow the resume id (trimmed from the log) gives `reset` with the
