@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Three threads, each with its own connection, talk to Redis; nothing here is ever called on an
-//! event loop's thread except [`Bridge::submit`] and [`Bridge::stats`], which never block:
+//! event loop's thread except [`Bridge::submit`], [`Bridge::range`], [`Bridge::stop_writes`]
+//! and [`Bridge::stats`], which never block:
 //! - the **writer** blocks on its job queue, drains what else is queued (up to
 //!   [`MAX_BATCH`]), sends the whole batch as one pipeline of
 //!   `XADD key MAXLEN ~ N * t <topics joined by \n> d <data> [y <type>] [r <retry>]` (each
