@@ -138,8 +138,19 @@ fn with_redis_the_same_fields_are_refused_before_they_are_stored() {
     let (st, id) = publish(&server, FORM, "topic=a&data=ok");
     assert_eq!(st, 200, "{id}");
     let mut c = redis.conn(&redis.url());
-    let len: usize = redis::cmd("XLEN").arg("sse:events").query(&mut c).unwrap();
-    assert_eq!(len, 1);
+    // The log as Redis holds it: the mark that starts every log (`x log-reset`, see the
+    // Redis section of the README), then the one event that was accepted.
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("sse:events")
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let fields: Vec<&Vec<(String, String)>> = entries.iter().map(|e| &e.1).collect();
+    assert_eq!(fields.len(), 2, "{entries:?}");
+    assert_eq!(fields[0], &[("x".to_string(), "log-reset".to_string())]);
+    assert_eq!(fields[1][..2], [("t".into(), "a".into()), ("d".into(), "ok".into())]);
+    assert_eq!(entries[1].0, id);
     assert_eq!(server.metric("sse_redis_entries_skipped_total"), 0.0);
 }
 
