@@ -462,7 +462,7 @@ impl Source {
                     return false;
                 }
                 ctx.hub.marks.clear();
-                out.extend_from_slice(b":\n\n");
+                out.extend_from_slice(sse::HEARTBEAT);
                 *heartbeat_s = seconds(now.ms + ctx.hub.hub.config().heartbeat_ms);
                 true
             }
@@ -740,6 +740,39 @@ mod tests {
             "{got}"
         );
         assert_eq!(got.matches("event: private\n").count(), 3, "{got}");
+    }
+
+    /// A replay waiting for its page (Redis slow, the replay budget full) keeps the connection
+    /// alive with the same heartbeat as a live stream.
+    #[test]
+    fn a_replay_waiting_for_its_page_sends_heartbeats() {
+        let mut h = Env::new(ConnConfig::default(), 100);
+        let hub = Arc::new(Hub::with_ids(
+            HubConfig {
+                history_events: 2,
+                heartbeat_ms: 1_000,
+                ..HubConfig::default()
+            },
+            Ids::Log,
+            1,
+            Box::new(|_| {}),
+        ));
+        h.hub = LocalHub::new(hub.clone(), 0);
+        let log: Vec<_> = (0..6)
+            .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
+            .collect();
+        hub.append_log(log, 0, true);
+        h.hub.sync();
+        let mut a = h.conn();
+        h.input(
+            &mut a,
+            b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 100-0\r\n\r\n",
+        );
+        h.flush(&mut a);
+        assert!(h.with(|ctx, _, _, _| a.page_request(ctx)).is_some());
+        h.advance(2_000);
+        assert_eq!(h.tick(&mut a), crate::sse::HEARTBEAT);
+        assert!(a.filter().is_some(), "still a subscriber, still waiting");
     }
 
     /// A page of entries that could not be read (skipped by the bridge) still moves the

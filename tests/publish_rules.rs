@@ -149,7 +149,10 @@ fn with_redis_the_same_fields_are_refused_before_they_are_stored() {
     let fields: Vec<&Vec<(String, String)>> = entries.iter().map(|e| &e.1).collect();
     assert_eq!(fields.len(), 2, "{entries:?}");
     assert_eq!(fields[0], &[("x".to_string(), "log-reset".to_string())]);
-    assert_eq!(fields[1][..2], [("t".into(), "a".into()), ("d".into(), "ok".into())]);
+    assert_eq!(
+        fields[1][..2],
+        [("t".into(), "a".into()), ("d".into(), "ok".into())]
+    );
     assert_eq!(entries[1].0, id);
     assert_eq!(server.metric("sse_redis_entries_skipped_total"), 0.0);
 }
