@@ -327,6 +327,7 @@ impl Bridge {
                 last_id,
                 backoff: Backoff::new(),
                 lag: LagTracker::default(),
+                mark_read: false,
             };
             let ended = ended_tx.clone();
             thread::Builder::new()
@@ -737,17 +738,22 @@ impl Writer {
 /// before; every reader that meets the mark tells its subscribers (`reset`, `log-reset`).
 /// `ARGV[1]` is the approximate `MAXLEN`, `ARGV[3..]` the entry's fields; with no fields the
 /// script only makes sure the stream exists (a reader that found it gone) and returns 1 if it
-/// started it.
+/// started it; with `ARGV[3] == "!"` it adds the mark to a stream that exists (a reader that
+/// found it recreated by someone else, without a mark), so that the ids after it are above
+/// every earlier one again and every reader tells its subscribers.
 const XADD_SCRIPT: &str = r"
 local created = 0
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local force = ARGV[3] == '!'
+if force or redis.call('EXISTS', KEYS[1]) == 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local ms = math.max(now, tonumber(ARGV[2])) + 1
-  redis.call('XADD', KEYS[1], string.format('%.0f', ms) .. '-0', 'x', 'log-reset')
-  created = 1
+  local ok = redis.pcall('XADD', KEYS[1], string.format('%.0f', ms) .. '-0', 'x', 'log-reset')
+  if type(ok) == 'string' then
+    created = 1
+  end
 end
-if #ARGV < 3 then
+if #ARGV < 3 or force then
   return created
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
@@ -781,6 +787,12 @@ fn fields(p: &Publish) -> Vec<String> {
         f.extend(["p".into(), "1".into()]);
     }
     f
+}
+
+/// An id as numbers, to compare ids (`(0, 0)` if it is not one).
+fn id_order(id: &str) -> (u64, u64) {
+    let (ms, n) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), n.parse().unwrap_or(0))
 }
 
 /// The millisecond part of an id (`0` if it is not one).
@@ -1153,6 +1165,8 @@ struct Reader {
     last_id: String,
     backoff: Backoff,
     lag: LagTracker,
+    /// A mark was read since the last `XINFO` check (which explains a counter gone back).
+    mark_read: bool,
 }
 
 impl Reader {
@@ -1235,9 +1249,13 @@ impl Reader {
         // deleted or recreated under the server, and what it had not read yet is lost. The
         // mark that starts a log this reader never read anything of is no loss: dropped.
         let mut read_before = self.last_id != "0-0";
+        let mut mark_read = false;
         b.events.retain(|(id, p)| {
             let mark = p.topics.is_empty();
             let keep = !mark || read_before;
+            if mark {
+                mark_read = true;
+            }
             if mark && read_before {
                 self.shared.log_resets.fetch_add(1, Ordering::Relaxed);
                 crate::log::line(
@@ -1252,6 +1270,7 @@ impl Reader {
             read_before = true;
             keep
         });
+        self.mark_read |= mark_read;
         self.shared
             .events_read
             .fetch_add(b.events.len() as u64, Ordering::Relaxed);
@@ -1267,12 +1286,18 @@ impl Reader {
 
     /// The log is gone (`DEL`, `FLUSHALL`, eviction) though this reader had read from it:
     /// start it again with its mark now (unless a writer already did), so that every reader
-    /// tells its subscribers even if nothing is published for a while.
-    fn restart_log(&mut self) -> Result<(), String> {
+    /// tells its subscribers even if nothing is published for a while. Or (`force`) it was
+    /// recreated without a mark.
+    /// `force`: the stream exists but was recreated without a mark (by another writer): add
+    /// one anyway.
+    fn restart_log(&mut self, force: bool) -> Result<(), String> {
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let floor = self.shared.floor_ms.load(Ordering::Acquire);
         let mut c = redis::cmd("EVAL");
         c.arg(XADD_SCRIPT).arg(1).arg(&self.key).arg(0).arg(floor);
+        if force {
+            c.arg("!");
+        }
         match conn.req_command(&c).map_err(|e| e.to_string())? {
             Value::ServerError(e) => Err(redis::RedisError::from(e).to_string()),
             _ => Ok(()),
@@ -1292,8 +1317,22 @@ impl Reader {
                 None => return Ok(()),
             },
         };
-        if info.is_none() && self.last_id != "0-0" {
-            self.restart_log()?;
+        // The log was recreated under us without a mark (by a writer other than sse-server):
+        // its `entries-added` went back below what we have read since we last knew it, or its
+        // last id went back below ours.
+        let went_back = match (&info, self.lag.base) {
+            (Some((added, last)), Some(base)) => {
+                base + self.lag.since > *added || id_order(last) < id_order(&self.last_id)
+            }
+            _ => false,
+        };
+        let explained = std::mem::take(&mut self.mark_read);
+        if self.last_id != "0-0" {
+            if info.is_none() {
+                self.restart_log(false)?;
+            } else if went_back && !explained {
+                self.restart_log(true)?;
+            }
         }
         let lag = self.lag.update(info, &self.last_id);
         self.shared.lag.store(lag, Ordering::Relaxed);

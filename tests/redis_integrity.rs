@@ -383,3 +383,56 @@ fn a_flushed_log_is_noticed_without_a_publish_and_ids_keep_going_up() {
         assert_eq!(ids[21], after);
     }
 }
+
+/// The stream deleted and recreated by another writer (no mark of ours): the reader's
+/// once-a-second check sees the log's counter and last id go back, adds the mark itself, and
+/// subscribers are told (`log-reset`); the ids after the mark are above every earlier one.
+#[test]
+fn a_log_recreated_by_another_writer_is_noticed_and_said() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let server = Server::start(&["--redis", &url]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sub = collect_events(server.addr, stop.clone());
+    std::thread::sleep(Duration::from_millis(100));
+    let publish = |data: &str| {
+        let a = read_answer({
+            let mut c = TcpStream::connect(server.addr).unwrap();
+            c.write_all(&publish_request("t", data)).unwrap();
+            c
+        });
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body
+    };
+    let before: Vec<String> = (0..10).map(|i| publish(&format!("b{i}"))).collect();
+    // Let the reader's check know the log as it is (caught up) before it changes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = redis.conn(&url);
+    let _: () = redis::cmd("DEL").arg("sse:events").query(&mut c).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("sse:events")
+        .arg("*")
+        .arg("t")
+        .arg("t")
+        .arg("d")
+        .arg("other")
+        .query(&mut c)
+        .unwrap();
+    let resets = server.wait_metric("sse_redis_log_resets_total", 1.0, Duration::from_secs(5));
+    assert_eq!(resets, 1.0);
+    let after = publish("a0");
+    assert!(id_key(&after) > id_key(before.last().unwrap()));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let events = sub.join().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+    let at = kinds.iter().position(|k| *k == "reset").expect("a reset");
+    assert!(
+        events[at].2.contains("\"reason\":\"log-reset\""),
+        "{events:?}"
+    );
+    assert_eq!(events.last().unwrap().0, after, "{events:?}");
+    assert!(at >= 10, "after what was read before: {events:?}");
+}
