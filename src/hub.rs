@@ -864,15 +864,31 @@ impl LocalHub {
             (false, 1) => Filter::One(ids[0]),
             _ => Filter::Many(Box::new(ids)),
         };
-        let start = match self.start(last_id) {
-            Start::Reset {
-                reason: ResetReason::Gap,
-                ..
-            } if self.hub.is_log() => Start::Log {
-                after: last_id.and_then(|l| self.hub.parse_id(l)).unwrap_or(0),
+        let parsed = last_id.and_then(|l| self.hub.parse_id(l));
+        let start = match (self.start(last_id), parsed) {
+            (
+                Start::Reset {
+                    reason: ResetReason::Gap,
+                    ..
+                },
+                _,
+            ) if self.hub.is_log() => Start::Log {
+                after: parsed.unwrap_or(0),
                 until: self.evicted,
             },
-            start => start,
+            // Newer than anything this instance has read: another instance may have given it
+            // a moment ago. The log says whether it exists (then live from it) or not (`reset`).
+            (
+                Start::Reset {
+                    reason: ResetReason::UnknownId,
+                    ..
+                },
+                Some(seq),
+            ) if self.hub.is_log() && seq > self.head => Start::Log {
+                after: seq,
+                until: seq,
+            },
+            (start, _) => start,
         };
         Subscribed {
             filter,

@@ -268,7 +268,7 @@ impl Bridge {
             connect(&client).map_err(|e| format!("Redis at {shown} ({what} connection): {e}"))
         };
         let mut reader_conn = connect("reader")?;
-        let writer_conn = connect("writer")?;
+        let mut writer_conn = connect("writer")?;
         let key = cfg.stream_key.clone();
         let (backfill, last_id) =
             load_backfill(&mut reader_conn, &key, cfg.backfill, cfg.backfill_bytes)
@@ -303,6 +303,7 @@ impl Bridge {
                 client: client.clone(),
                 key: key.clone(),
                 maxlen: cfg.maxlen.max(1),
+                sha: load_script(&mut writer_conn),
                 conn: Some(writer_conn),
                 seen_losses: 0,
                 seen_recoveries: 0,
@@ -581,6 +582,8 @@ struct Writer {
     key: String,
     maxlen: usize,
     conn: Option<redis::Connection>,
+    /// The hash of [`XADD_SCRIPT`] in this connection's Redis (`None`: send the script).
+    sha: Option<String>,
     /// `Shared::reader_losses` when this connection was made.
     seen_losses: u64,
     /// `Shared::reader_recoveries` when this writer last looked.
@@ -652,37 +655,75 @@ impl Writer {
                 continue;
             };
             packed.clear();
+            let floor = self.shared.floor_ms.load(Ordering::Acquire);
             for job in &batch {
-                let floor = self.shared.floor_ms.load(Ordering::Acquire);
+                match &self.sha {
+                    Some(sha) => xadd_sha(&self.key, self.maxlen, floor, &job.publish, sha),
+                    None => xadd(&self.key, self.maxlen, floor, &job.publish),
+                }
+                .write_packed_command(&mut packed);
+            }
+            let replies = match conn.req_packed_commands(&packed, 0, batch.len()) {
+                Ok(replies) if replies.len() == batch.len() => replies,
+                Ok(_) => {
+                    self.lost(&mut batch, "wrong number of replies to a pipeline".into());
+                    continue;
+                }
+                Err(e) => {
+                    self.lost(&mut batch, e.to_string());
+                    continue;
+                }
+            };
+            // The script is sent by its hash; a Redis that does not have it cached (its
+            // scripts flushed) ran nothing of those: they are sent again with the script.
+            let mut again = Vec::new();
+            for (job, reply) in batch.drain(..).zip(replies) {
+                match reply {
+                    Value::ServerError(e) if e.code() == "NOSCRIPT" => again.push(job),
+                    reply => self.answer(job, reply),
+                }
+            }
+            if again.is_empty() {
+                continue;
+            }
+            packed.clear();
+            for job in &again {
                 xadd(&self.key, self.maxlen, floor, &job.publish).write_packed_command(&mut packed);
             }
-            match conn.req_packed_commands(&packed, 0, batch.len()) {
-                Ok(replies) if replies.len() == batch.len() => {
-                    for (job, reply) in batch.drain(..).zip(replies) {
-                        let answer = match reply {
-                            Value::BulkString(id) => {
-                                String::from_utf8(id).map_err(|_| "bad id from Redis".into())
-                            }
-                            Value::SimpleString(id) => Ok(id),
-                            Value::ServerError(e) => Err(redis::RedisError::from(e).to_string()),
-                            other => Err(format!("unexpected XADD reply {other:?}")),
-                        };
-                        if let Ok(id) = &answer {
-                            self.shared.floor_ms.fetch_max(id_ms(id), Ordering::AcqRel);
-                        }
-                        let counter = match answer {
-                            Ok(_) => &self.shared.publishes_stored,
-                            Err(_) => &self.shared.publish_errors,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        (job.done)(answer);
+            let Some(conn) = self.conn.as_mut() else {
+                self.fail(&mut again, "Redis down");
+                continue;
+            };
+            match conn.req_packed_commands(&packed, 0, again.len()) {
+                Ok(replies) if replies.len() == again.len() => {
+                    for (job, reply) in again.drain(..).zip(replies) {
+                        self.answer(job, reply);
                     }
                 }
-                Ok(_) => self.lost(&mut batch, "wrong number of replies to a pipeline".into()),
-                Err(e) => self.lost(&mut batch, e.to_string()),
+                Ok(_) => self.lost(&mut again, "wrong number of replies to a pipeline".into()),
+                Err(e) => self.lost(&mut again, e.to_string()),
             }
         }
         self.fail(&mut batch, "Redis bridge stopped");
+    }
+
+    /// Answers a job with Redis's reply to its `XADD`.
+    fn answer(&self, job: Job, reply: Value) {
+        let answer = match reply {
+            Value::BulkString(id) => String::from_utf8(id).map_err(|_| "bad id from Redis".into()),
+            Value::SimpleString(id) => Ok(id),
+            Value::ServerError(e) => Err(redis::RedisError::from(e).to_string()),
+            other => Err(format!("unexpected XADD reply {other:?}")),
+        };
+        if let Ok(id) = &answer {
+            self.shared.floor_ms.fetch_max(id_ms(id), Ordering::AcqRel);
+        }
+        let counter = match answer {
+            Ok(_) => &self.shared.publishes_stored,
+            Err(_) => &self.shared.publish_errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        (job.done)(answer);
     }
 
     fn try_connect(&mut self) {
@@ -691,7 +732,8 @@ impl Writer {
         }
         let losses = self.shared.reader_losses.load(Ordering::Acquire);
         match connect(&self.client) {
-            Ok(c) => {
+            Ok(mut c) => {
+                self.sha = load_script(&mut c);
                 self.conn = Some(c);
                 self.seen_losses = losses;
                 self.backoff.reset();
@@ -774,6 +816,18 @@ fn xadd(key: &str, maxlen: usize, floor_ms: u64, p: &Publish) -> redis::Cmd {
     c
 }
 
+/// [`xadd`] by the script's hash (`EVALSHA`, the hash `SCRIPT LOAD` gave when the writer
+/// connected): the script's text is not sent with every publish; a Redis without it cached
+/// answers `NOSCRIPT`, and the writer sends those again with [`xadd`].
+fn xadd_sha(key: &str, maxlen: usize, floor_ms: u64, p: &Publish, sha: &str) -> redis::Cmd {
+    let mut c = redis::cmd("EVALSHA");
+    c.arg(sha).arg(1).arg(key).arg(maxlen).arg(floor_ms);
+    for f in fields(p) {
+        c.arg(f);
+    }
+    c
+}
+
 /// An entry's fields: `t <topics joined by \n> d <data> [y <type>] [r <retry>] [p 1]`.
 fn fields(p: &Publish) -> Vec<String> {
     let mut f = vec!["t".into(), p.topics.join("\n"), "d".into(), p.data.clone()];
@@ -793,6 +847,15 @@ fn fields(p: &Publish) -> Vec<String> {
 fn id_order(id: &str) -> (u64, u64) {
     let (ms, n) = id.split_once('-').unwrap_or((id, "0"));
     (ms.parse().unwrap_or(0), n.parse().unwrap_or(0))
+}
+
+/// `SCRIPT LOAD` of [`XADD_SCRIPT`]: its hash, or `None` (then the script is sent whole).
+fn load_script(c: &mut redis::Connection) -> Option<String> {
+    match c.req_command(redis::cmd("SCRIPT").arg("LOAD").arg(XADD_SCRIPT)) {
+        Ok(Value::BulkString(b)) => String::from_utf8(b).ok(),
+        Ok(Value::SimpleString(s)) => Some(s),
+        _ => None,
+    }
 }
 
 /// The millisecond part of an id (`0` if it is not one).
@@ -919,7 +982,13 @@ impl Ranger {
                 (job.done)(Err("Redis bridge stopped".into()));
                 break;
             }
-            let page = self.read(&job);
+            let mut page = self.read(&job);
+            if page.is_err() && !self.shared.stopping() {
+                // Once more on a fresh connection (a timeout under load, a Redis that
+                // restarted) before the replay gives up with a `reset`.
+                self.conn = None;
+                page = self.read(&job);
+            }
             if page.is_err() {
                 self.conn = None;
             }

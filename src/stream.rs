@@ -742,6 +742,62 @@ mod tests {
         assert_eq!(got.matches("event: private\n").count(), 3, "{got}");
     }
 
+    /// With the shared log, a resume id newer than anything this instance has read (given by
+    /// another instance a moment ago) is checked in the log: there, the stream goes live from
+    /// it; not there (never issued), `reset`.
+    #[test]
+    fn a_resume_id_this_instance_has_not_read_yet_is_checked_in_the_log() {
+        for exists in [true, false] {
+            let mut h = Env::new(ConnConfig::default(), 100);
+            let hub = Arc::new(Hub::with_ids(
+                HubConfig::default(),
+                Ids::Log,
+                1,
+                Box::new(|_| {}),
+            ));
+            h.hub = LocalHub::new(hub.clone(), 0);
+            hub.append_log(vec![entry("100-0", "t", "0")], 0, true);
+            h.hub.sync();
+            let mut a = h.conn();
+            h.input(
+                &mut a,
+                b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 200-0\r\n\r\n",
+            );
+            h.flush(&mut a);
+            let want = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
+            assert_eq!(
+                (hub.id(want.after), hub.id(want.until)),
+                ("200-0".into(), "200-0".into())
+            );
+            let page = LogPage {
+                follows: exists,
+                end: true,
+                oldest: Some("100-0".into()),
+                ..LogPage::default()
+            };
+            h.later.send_page(0, want.ticket, Ok(page));
+            h.complete(&mut a);
+            let first = text(&h.flush(&mut a));
+            hub.append_log(
+                vec![entry("200-0", "t", "seen"), entry("200-1", "t", "new")],
+                0,
+                false,
+            );
+            h.hub.sync();
+            let then = text(&h.flush(&mut a));
+            if exists {
+                assert_eq!(first, "");
+                assert_eq!(then, "id: 200-1\ndata: new\n\n");
+            } else {
+                assert!(
+                    first.contains("event: reset") && first.contains("\"gap\""),
+                    "{first}"
+                );
+                assert_eq!(then, "id: 200-0\ndata: seen\n\nid: 200-1\ndata: new\n\n");
+            }
+        }
+    }
+
     /// A replay waiting for its page (Redis slow, the replay budget full) keeps the connection
     /// alive with the same heartbeat as a live stream.
     #[test]

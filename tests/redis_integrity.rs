@@ -436,3 +436,30 @@ fn a_log_recreated_by_another_writer_is_noticed_and_said() {
     assert_eq!(events.last().unwrap().0, after, "{events:?}");
     assert!(at >= 10, "after what was read before: {events:?}");
 }
+
+/// Publishes go to Redis by the script's hash; a Redis whose scripts were flushed
+/// (`SCRIPT FLUSH`) ran none of them, and they are sent again with the script: still `200`,
+/// each stored once.
+#[test]
+fn publishes_survive_a_script_flush() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let server = Server::start(&["--redis", &url]);
+    let publish = |data: &str| {
+        read_answer({
+            let mut c = TcpStream::connect(server.addr).unwrap();
+            c.write_all(&publish_request("t", data)).unwrap();
+            c
+        })
+    };
+    assert_eq!(publish("one").status, 200);
+    let mut c = redis.conn(&url);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let a = publish("two");
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(publish("three").status, 200);
+    let len: usize = redis::cmd("XLEN").arg("sse:events").query(&mut c).unwrap();
+    assert_eq!(len, 4, "the log's mark and the three events, once each");
+}
