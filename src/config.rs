@@ -53,8 +53,9 @@ pub struct Config {
     pub jwt_leeway_ms: u64,
     /// Topics whose events are private whatever the publisher says (selectors).
     pub private_topics: Vec<String>,
-    /// The origin allowed to read streams (default any) and to publish (default none).
-    pub cors_origin: Option<String>,
+    /// The origins (`https://app.example`) allowed to read streams (default any) and to
+    /// publish from a browser besides the server's own (default none).
+    pub cors_origins: Vec<String>,
     /// How log lines look.
     pub log_format: crate::log::Format,
     /// Only start-up, shutdown, overload and error lines.
@@ -82,7 +83,7 @@ impl Default for Config {
             jwt_key_file: None,
             jwt_leeway_ms: crate::jwt::DEFAULT_LEEWAY_MS,
             private_topics: Vec::new(),
-            cors_origin: None,
+            cors_origins: Vec::new(),
             log_format: crate::log::Format::Text,
             quiet: false,
         }
@@ -284,13 +285,13 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         name: "--cors-origin",
         value: "ORIGIN",
-        help: "the origin (https://app.example) allowed to read streams and to publish",
-        default: |_| "streams: any (*); publishing: none".into(),
+        help: "an origin (https://app.example) allowed to read streams and to publish from a browser; repeat or separate with commas for more",
+        default: |_| "streams: any (*); browser publishing: the server's own origin only".into(),
         set: |c, who, v| {
-            if v.is_empty() || v.bytes().any(|b| !b.is_ascii_graphic()) {
-                return Err(format!("{who} must be an origin like https://app.example"));
+            for o in v.split(',').map(str::trim) {
+                check_origin(o).map_err(|why| format!("{who}: {o:?} {why}"))?;
+                c.cors_origins.push(o.to_string());
             }
-            c.cors_origin = Some(v.to_string());
             Ok(())
         },
     },
@@ -440,6 +441,23 @@ ignored.
     out
 }
 
+/// Whether `o` is an origin as browsers send it: `http` or `https`, `://`, a host, an optional
+/// port, and nothing else (a trailing `/` or a path would never match any request's `Origin`).
+fn check_origin(o: &str) -> Result<(), &'static str> {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or("is not an origin: it must start with https:// or http://")?;
+    if rest.is_empty()
+        || rest
+            .bytes()
+            .any(|b| !b.is_ascii_graphic() || b"/?#@*,".contains(&b))
+    {
+        return Err("is not an origin: scheme://host[:port], no path, no trailing /");
+    }
+    Ok(())
+}
+
 /// Parses the arguments (without the program name) and the environment, read through `env`
 /// (a variable's value by name). Flags win over variables, `SSE_PORT` over `PORT`.
 pub fn parse_args<I: IntoIterator<Item = String>>(
@@ -505,6 +523,21 @@ impl Config {
     pub fn effective_max_streams(&self, fd_limit: u64) -> usize {
         self.max_streams
             .unwrap_or_else(|| fd_limit.saturating_sub(Self::fd_reserve(fd_limit)).max(1) as usize)
+    }
+
+    /// A start-up warning when anyone who reaches this machine's loopback may publish (no
+    /// `--publish-token`, no JWT key) while the server listens beyond loopback: deployed like
+    /// that, a local process or a proxy that does not say it forwards can publish unchecked.
+    pub fn publish_warning(&self) -> Option<String> {
+        let secured =
+            self.publish_token.is_some() || self.jwt_key.is_some() || self.jwt_key_file.is_some();
+        if secured || self.bind.is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "publishing is open to every loopback client (no --publish-token, no --jwt-key) while listening on {}, beyond loopback: set SSE_PUBLISH_TOKEN, e.g. to the output of `openssl rand -hex 32`",
+            self.bind
+        ))
     }
 
     /// A start-up warning when the descriptor limit cannot hold the streams asked for (or, by
@@ -683,6 +716,34 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn an_open_publisher_beyond_loopback_is_warned_about() {
+        let w = run(&[], None)
+            .unwrap()
+            .publish_warning()
+            .expect("default bind :: is open");
+        assert!(
+            w.contains("--publish-token") && w.contains("openssl rand -hex 32") && w.contains("::"),
+            "{w}"
+        );
+        assert!(run(&["--bind", "0.0.0.0"], None)
+            .unwrap()
+            .publish_warning()
+            .is_some());
+        for quiet in [
+            &["--bind", "127.0.0.1"][..],
+            &["--bind", "::1"],
+            &["--publish-token", "t0ken"],
+            &["--jwt-key", "0123456789abcdef0123456789abcdef"],
+        ] {
+            assert_eq!(
+                run(quiet, None).unwrap().publish_warning(),
+                None,
+                "{quiet:?}"
+            );
+        }
     }
 
     #[test]

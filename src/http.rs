@@ -69,6 +69,19 @@ pub struct Request<'a> {
     /// `100 Continue` (or the final answer) before it sends the body. Ignored on HTTP/1.0, as
     /// the RFC says; other expectations are ignored too.
     pub expect_continue: bool,
+    /// The `Host` value, trimmed, if sent.
+    pub host: Option<&'a [u8]>,
+    /// The raw `Origin` value, if sent (browsers send it on every `POST`).
+    pub origin: Option<&'a [u8]>,
+    /// The raw `Sec-Fetch-Site` value, if sent (`same-origin`, `same-site`, `cross-site`,
+    /// `none`).
+    pub sec_fetch_site: Option<&'a [u8]>,
+    /// The raw `X-Forwarded-Proto` value, if sent (the scheme a proxy in front was reached by).
+    pub forwarded_proto: Option<&'a [u8]>,
+    /// The request names a client behind a proxy: it carries `Forwarded`, `X-Real-IP` or any
+    /// `X-Forwarded-*` field. Such a request is never trusted as coming from loopback, even
+    /// when its connection does (a proxy on the same machine).
+    pub proxied: bool,
     /// Length of the head in the buffer, blank line included.
     pub head_len: usize,
 }
@@ -281,11 +294,17 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
     let mut authorization = None;
     let mut cookie = None;
     let mut expect_continue = false;
+    let mut host_value = None;
+    let mut origin = None;
+    let mut sec_fetch_site = None;
+    let mut forwarded_proto = None;
+    let mut proxied = false;
     let mut content_length: Option<&[u8]> = None;
     for h in fields.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             host += 1;
+            host_value = Some(h.value.trim_ascii());
             if !valid_host(h.value.trim_ascii()) {
                 return Err(HttpError::BadRequest("invalid Host"));
             }
@@ -318,6 +337,20 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         } else if name.eq_ignore_ascii_case("expect") {
             expect_continue |=
                 minor == 1 && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("origin") {
+            origin = Some(h.value);
+        } else if name.eq_ignore_ascii_case("sec-fetch-site") {
+            sec_fetch_site = Some(h.value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            forwarded_proto = Some(h.value);
+            proxied = true;
+        } else if name.eq_ignore_ascii_case("forwarded")
+            || name.eq_ignore_ascii_case("x-real-ip")
+            || name
+                .get(..12)
+                .is_some_and(|p| p.eq_ignore_ascii_case("x-forwarded-"))
+        {
+            proxied = true;
         }
     }
     if h_has_ctl(fields) {
@@ -348,6 +381,11 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         authorization,
         cookie,
         expect_continue,
+        host: host_value,
+        origin,
+        sec_fetch_site,
+        forwarded_proto,
+        proxied,
         head_len: skip + len,
     }))
 }

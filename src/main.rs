@@ -54,6 +54,9 @@ fn main() -> ExitCode {
     if let Some(w) = config.fd_warning(fd_limit) {
         eprintln!("sse-server: warning: {w}");
     }
+    if let Some(w) = config.publish_warning() {
+        eprintln!("sse-server: warning: {w}");
+    }
     // Before any thread starts, so that every thread inherits the blocked signals.
     let signals = match Signals::new() {
         Ok(s) => s,

@@ -34,9 +34,9 @@ pub struct App {
     pub jwt: Option<jwt::Verifier>,
     /// `--private-topics`: events on these topics are private whatever the publisher says.
     pub private_topics: jwt::Selectors,
-    /// `--cors-origin`: the origin allowed to read streams (default any) and to publish
-    /// (default none).
-    pub cors_origin: Option<String>,
+    /// `--cors-origin`: the origins allowed to read streams (default any) and to publish from
+    /// a browser besides the server's own (default none).
+    pub cors_origins: Vec<String>,
     /// Debug builds with `SSE_TEST_PANIC=1` only: `GET /__panic` panics in the loop, so a test
     /// can check that a loop's panic ends the whole process loudly.
     pub test_panic: bool,
@@ -53,7 +53,7 @@ impl App {
             store: None,
             jwt: None,
             private_topics: jwt::Selectors::default(),
-            cors_origin: None,
+            cors_origins: Vec::new(),
             test_panic: cfg!(debug_assertions) && std::env::var_os("SSE_TEST_PANIC").is_some(),
         }
     }
@@ -62,7 +62,8 @@ impl App {
 /// Who sent a request, as far as the application cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
-    /// The connection comes from 127.0.0.0/8 or ::1.
+    /// The connection comes from 127.0.0.0/8 or ::1 (a request it carries may still have been
+    /// forwarded by a proxy from anywhere: see [`Request::proxied`]).
     pub loopback: bool,
     /// The connection's slab key in its loop (for answers given later).
     pub key: usize,
@@ -88,7 +89,7 @@ pub fn route(
     }
     if req.method == Method::Post {
         return match req.path {
-            "/publish" => cors(app, publish(app, req, body, peer, now, ctx)),
+            "/publish" => cors(app, req, publish(app, req, body, peer, now, ctx)),
             _ => Reply::error(Status::MethodNotAllowed),
         };
     }
@@ -100,7 +101,7 @@ pub fn route(
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
         // GET and HEAD here (POST and OPTIONS are answered above).
-        "/publish" => publish_policy(app, peer),
+        "/publish" => publish_policy(app, req, peer),
         "/metrics" => {
             let mut text = String::with_capacity(4096);
             ctx.metrics.render(&mut text, &(app.process_stats)());
@@ -137,10 +138,12 @@ fn bearer_matches(presented: Option<&[u8]>, token: &str) -> bool {
     diff == 0
 }
 
-/// Whether this peer may publish without any token: a loopback client when neither
-/// `--publish-token` nor `--jwt-key` is set.
-fn tokenless(app: &App, peer: Peer) -> bool {
-    app.publish_token.is_none() && app.jwt.is_none() && peer.loopback
+/// Whether this request may publish without any token: from a loopback client when neither
+/// `--publish-token` nor `--jwt-key` is set. A loopback connection is trusted only for itself:
+/// a proxy on this machine (nginx) is a loopback peer too, and what it forwards comes from
+/// anywhere.
+fn tokenless(app: &App, req: &Request<'_>, peer: Peer) -> bool {
+    app.publish_token.is_none() && app.jwt.is_none() && peer.loopback && !req.proxied
 }
 
 /// `GET /publish`: what publishing needs here, as JSON, so a page can say it instead of
@@ -148,7 +151,7 @@ fn tokenless(app: &App, peer: Peer) -> bool {
 /// "tokenless":bool}`. `token` is what a publisher may present, `loopback` whether loopback
 /// clients may publish without one, `tokenless` whether the client asking may. No secret is
 /// in it: only which kinds of token are accepted.
-fn publish_policy(app: &App, peer: Peer) -> Reply {
+fn publish_policy(app: &App, req: &Request<'_>, peer: Peer) -> Reply {
     let token = match (app.publish_token.is_some(), app.jwt.is_some()) {
         (false, false) => "none",
         (true, false) => "publish-token",
@@ -158,7 +161,7 @@ fn publish_policy(app: &App, peer: Peer) -> Reply {
     let loopback = app.publish_token.is_none() && app.jwt.is_none();
     let body = format!(
         "{{\"token\":\"{token}\",\"loopback\":{loopback},\"tokenless\":{}}}\n",
-        tokenless(app, peer)
+        tokenless(app, req, peer)
     );
     Reply::with_body(
         Status::Ok,
@@ -175,16 +178,16 @@ fn before_body(app: &App, req: &Request<'_>, peer: Peer, now: Now, ctx: &mut Ctx
     match (req.method, req.path) {
         (Method::Post, "/publish") => {
             if let Err(refused) = publisher(app, req, peer, now, ctx) {
-                return cors(app, refused);
+                return cors(app, req, refused);
             }
             if publish::media(req.content_type).is_err() {
                 ctx.shard.rejected(Rejected::MediaType);
-                return cors(app, unsupported_media_type());
+                return cors(app, req, unsupported_media_type());
             }
             if let Some(store) = &app.store {
                 if let Err(why) = ctx.hub.hub.log_state() {
                     ctx.shard.rejected(Rejected::Unavailable);
-                    return cors(app, log_down(store.name(), &why));
+                    return cors(app, req, log_down(store.name(), &why));
                 }
             }
             Reply::proceed()
@@ -203,12 +206,16 @@ fn publisher(
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Result<Option<jwt::Claims>, Reply> {
+    if let Some(refused) = foreign_origin(app, req) {
+        ctx.shard.rejected(Rejected::Forbidden);
+        return Err(refused);
+    }
     let presented = req.authorization.and_then(jwt::bearer_token);
     let by_static = app
         .publish_token
         .as_deref()
         .is_some_and(|t| bearer_matches(req.authorization, t));
-    let open = tokenless(app, peer);
+    let open = tokenless(app, req, peer);
     // A token that is not the static one must be a publisher JWT (checked once the topics are
     // known); with neither configured, loopback clients may publish without one.
     match (&app.jwt, presented) {
@@ -226,6 +233,8 @@ fn publisher(
                 "401 Unauthorized: with --jwt-key a publisher token is needed, from loopback too\n"
             } else if app.publish_token.is_some() || app.jwt.is_some() {
                 "401 Unauthorized: a valid Authorization: Bearer token is needed to publish\n"
+            } else if peer.loopback {
+                "401 Unauthorized: a request forwarded by a proxy (Forwarded, X-Forwarded-*, X-Real-IP) is no loopback client; without --publish-token or --jwt-key only loopback clients may publish\n"
             } else {
                 "401 Unauthorized: without --publish-token only loopback clients may publish\n"
             };
@@ -327,9 +336,124 @@ fn published(id: String) -> Reply {
     )
 }
 
+/// CSRF: a publish from a web page (a request with `Origin`, or that the browser marks
+/// `Sec-Fetch-Site: cross-site`/`same-site`) is accepted only from the server's own origin or
+/// a `--cors-origin` one, else the `403` naming the origin. Requests without `Origin` (curl,
+/// backends) are not a browser's and pass. A form on any site can POST here, and in the default
+/// open mode, or with a cookie, the browser's position (loopback, a token cookie) would
+/// otherwise lend that site the right to publish.
+fn foreign_origin(app: &App, req: &Request<'_>) -> Option<Reply> {
+    let site = req.sec_fetch_site.map(<[u8]>::trim_ascii);
+    // The browser's own word that the page is this origin (forbidden for scripts to set, so
+    // no page can forge it); it holds even behind a proxy that rewrites Host.
+    if site == Some(b"same-origin") {
+        return None;
+    }
+    let refuse = |why: String| {
+        Some(Reply::text_owned(
+            Status::Forbidden,
+            format!("403 Forbidden: {why}\n"),
+            &[("Vary", "Origin")],
+        ))
+    };
+    let Some(origin) = req.origin.map(<[u8]>::trim_ascii) else {
+        let cross = site.is_some_and(|s| s == b"cross-site" || s == b"same-site");
+        return cross
+            .then(|| "a cross-site browser request without Origin may not publish".to_string())
+            .and_then(refuse);
+    };
+    let scheme = match req.forwarded_proto.map(|p| first_token(p)) {
+        Some(p) if p.eq_ignore_ascii_case(b"https") => "https",
+        _ => "http",
+    };
+    if origin != b"null"
+        && (req.host.is_some_and(|h| same_origin(origin, h, scheme))
+            || app
+                .cors_origins
+                .iter()
+                .any(|o| o.as_bytes().eq_ignore_ascii_case(origin)))
+    {
+        return None;
+    }
+    let shown: String = String::from_utf8_lossy(origin).chars().take(256).collect();
+    refuse(format!(
+        "origin {shown:?} may not publish: only this server's own origin{}",
+        if app.cors_origins.is_empty() {
+            " (allow another with --cors-origin)".to_string()
+        } else {
+            format!(" and {}", app.cors_origins.join(", "))
+        }
+    ))
+}
+
+/// The first element of a comma-separated field value (a proxy chain's first hop), trimmed.
+fn first_token(v: &[u8]) -> &[u8] {
+    v.split(|&b| b == b',').next().unwrap_or(v).trim_ascii()
+}
+
+/// The default port of `scheme`.
+fn default_port(scheme: &[u8]) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case(b"http") {
+        Some(80)
+    } else if scheme.eq_ignore_ascii_case(b"https") {
+        Some(443)
+    } else {
+        None
+    }
+}
+
+/// `host[:port]` (a `[v6]` literal included) as its host and port, the port defaulted; `None`
+/// when the port is not a number.
+fn authority(v: &[u8], default: u16) -> Option<(&[u8], u16)> {
+    let host_end = match v.first() {
+        Some(b'[') => v.iter().position(|&b| b == b']')? + 1,
+        _ => v.iter().position(|&b| b == b':').unwrap_or(v.len()),
+    };
+    let (host, rest) = v.split_at(host_end);
+    let port = match rest {
+        [] | [b':'] => default,
+        [b':', digits @ ..] => u16::try_from(crate::http::parse_u64(digits)?).ok()?,
+        _ => return None,
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is the origin a request with this `Host` reached
+/// on `scheme`: same scheme, host (ASCII case-insensitive) and port (defaults filled in).
+fn same_origin(origin: &[u8], host: &[u8], scheme: &str) -> bool {
+    let Some(sep) = origin.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    let (o_scheme, o_auth) = (&origin[..sep], &origin[sep + 3..]);
+    if !o_scheme.eq_ignore_ascii_case(scheme.as_bytes()) {
+        return false;
+    }
+    let Some(default) = default_port(o_scheme) else {
+        return false;
+    };
+    match (authority(o_auth, default), authority(host, default)) {
+        (Some((oh, op)), Some((hh, hp))) => oh.eq_ignore_ascii_case(hh) && op == hp,
+        _ => false,
+    }
+}
+
+/// The origin a CORS answer names: `*` without `--cors-origin`; else the request's `Origin`
+/// when it is one of them (so several can be allowed), or the first.
+fn allowed_origin<'a>(app: &'a App, req: &Request<'_>) -> &'a str {
+    let Some(first) = app.cors_origins.first() else {
+        return "*";
+    };
+    let sent = req.origin.map(<[u8]>::trim_ascii).unwrap_or_default();
+    app.cors_origins
+        .iter()
+        .find(|o| o.as_bytes().eq_ignore_ascii_case(sent))
+        .unwrap_or(first)
+}
+
 /// Lets the allowed origin's script read a publish answer.
-fn cors(app: &App, mut reply: Reply) -> Reply {
-    if let Some(o) = &app.cors_origin {
+fn cors(app: &App, req: &Request<'_>, mut reply: Reply) -> Reply {
+    if !app.cors_origins.is_empty() {
+        let o = allowed_origin(app, req);
         reply.head = reply
             .head
             .field("Access-Control-Allow-Origin", o)
@@ -493,7 +617,7 @@ fn admit(app: &App, req: &Request<'_>, ctx: &mut Ctx<'_>) -> Result<Head, Reply>
 /// An event stream's head: `Connection: close` when the client asked for it (the stream then
 /// ends with the connection), the allowed origin.
 fn stream_head(app: &App, req: &Request<'_>) -> Head {
-    let origin = app.cors_origin.as_deref().unwrap_or("*");
+    let origin = allowed_origin(app, req);
     Head::new(Status::Ok).event_stream_for(!req.keep_alive, origin)
 }
 
@@ -503,13 +627,17 @@ fn stream_head(app: &App, req: &Request<'_>) -> Head {
 fn preflight(app: &App, req: &Request<'_>) -> Reply {
     let (origin, methods, headers) = match req.path {
         "/sse" | "/metrics/stream" => (
-            app.cors_origin.as_deref().unwrap_or("*"),
+            allowed_origin(app, req),
             "GET, HEAD, OPTIONS",
             "Last-Event-ID, Authorization, Cache-Control, Accept",
         ),
-        "/publish" => match app.cors_origin.as_deref() {
-            Some(o) => (o, "POST, OPTIONS", "Authorization, Content-Type"),
-            None => {
+        "/publish" => match app.cors_origins.is_empty() {
+            false => (
+                allowed_origin(app, req),
+                "POST, OPTIONS",
+                "Authorization, Content-Type",
+            ),
+            true => {
                 return Reply::text(
                     Status::Forbidden,
                     "403 Forbidden: publishing from a browser needs --cors-origin\n",
@@ -563,4 +691,51 @@ fn file(app: &App, req: &Request<'_>, path: &str) -> Reply {
         };
     }
     Reply::with_body(Status::Ok, file.content_type, file.body, &extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn an_origin_is_the_host_on_the_scheme_with_default_ports() {
+        let yes = [
+            ("http://example.com", "example.com", "http"),
+            ("http://example.com", "example.com:80", "http"),
+            ("http://example.com:80", "example.com", "http"),
+            ("https://example.com", "example.com:443", "https"),
+            ("http://EXAMPLE.com:3000", "example.COM:3000", "http"),
+            ("http://127.0.0.1:3000", "127.0.0.1:3000", "http"),
+            ("http://[::1]:3000", "[::1]:3000", "http"),
+            ("http://example.com", "example.com:", "http"),
+        ];
+        for (origin, host, scheme) in yes {
+            assert!(
+                same_origin(origin.as_bytes(), host.as_bytes(), scheme),
+                "{origin} {host} {scheme}"
+            );
+        }
+        let no = [
+            ("https://example.com", "example.com", "http"),
+            ("http://example.com", "example.com", "https"),
+            ("http://example.com:3001", "example.com:3000", "http"),
+            ("http://example.com", "example.com:3000", "http"),
+            ("http://evil.example", "example.com", "http"),
+            ("http://example.com.evil.example", "example.com", "http"),
+            ("null", "example.com", "http"),
+            ("example.com", "example.com", "http"),
+            ("ftp://example.com", "example.com", "ftp"),
+            ("http://example.com:99999", "example.com:99999", "http"),
+            ("http://example.com:8x", "example.com:8x", "http"),
+            ("http://", "", "http"),
+            ("http://[::1]:3000", "[::2]:3000", "http"),
+            ("http://example.com/", "example.com", "http"),
+        ];
+        for (origin, host, scheme) in no {
+            assert!(
+                !same_origin(origin.as_bytes(), host.as_bytes(), scheme),
+                "{origin} {host} {scheme}"
+            );
+        }
+    }
 }

@@ -129,7 +129,7 @@ impl Server {
         let mut app = App::new(files);
         app.publish_token = config.publish_token.clone();
         app.jwt = jwt_verifier(config)?;
-        app.cors_origin = config.cors_origin.clone();
+        app.cors_origins = config.cors_origins.clone();
         app.private_topics =
             crate::jwt::Selectors::new(config.private_topics.iter().map(String::as_str));
         if let Some(url) = &config.redis {

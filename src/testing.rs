@@ -50,7 +50,7 @@ impl Env {
                 store: None,
                 jwt: None,
                 private_topics: Default::default(),
-                cors_origin: None,
+                cors_origins: Vec::new(),
                 test_panic: false,
             },
             dates: Dates::new(),

@@ -1,6 +1,8 @@
 //! The shipped deployment files, tested for real: Debian's nginx runs `deploy/nginx.conf` (only
 //! its two addresses rewritten) in front of the server, and `systemd-analyze verify` checks
-//! `deploy/sse-server.service`.
+//! `deploy/sse-server.service`. README's nginx steps run, as written, on a copy of Debian's
+//! stock `/etc/nginx` (and the step it used to give, `conf.d/` beside the default site, is
+//! shown not to work); publishing through nginx needs the token.
 //!
 //! Without nginx the test is skipped with a loud notice, unless `REQUIRE_NGINX=1` (CI sets it).
 
@@ -283,7 +285,14 @@ fn nginx_passes_frames_at_once_and_a_client_close_reaches_the_server() {
 #[test]
 fn the_systemd_unit_verifies() {
     let unit = std::fs::read_to_string(deploy("sse-server.service")).unwrap();
-    for needed in ["LimitNOFILE=", "Restart=on-failure", "KillSignal=SIGTERM"] {
+    for needed in [
+        "LimitNOFILE=",
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+        // The token file is required (no `-`): the unit never starts with publishing open.
+        "\nEnvironmentFile=/etc/default/sse-server\n",
+        "openssl rand -hex 32",
+    ] {
         assert!(unit.contains(needed), "{needed} missing from the unit");
     }
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
@@ -312,4 +321,369 @@ fn the_systemd_unit_verifies() {
         out.status.success() && !stderr.contains("sse-server.service"),
         "systemd-analyze verify: {stderr}"
     );
+}
+
+/// nginx on a copy of Debian's stock `/etc/nginx` tree in a temp prefix, set up by running a
+/// shell sequence (the README's steps) on the copy; killed (and its files removed) on drop.
+///
+/// The copy is the machine's tree with its absolute paths moved under the prefix: `include`s of
+/// `/etc/nginx`, the pid file, the logs, symbolic links into `/etc/nginx`; `modules/` (the
+/// dynamic modules `modules-enabled/` loads) points at Debian's. The steps run verbatim under
+/// `sh -e`, from the repository, with `/etc/nginx` in them naming the copy and with `sudo`
+/// (runs its arguments), `nginx` (this prefix's nginx) and `systemctl` (records what it was
+/// asked) first on `PATH`. Then, as a port below 1024 is not ours to take, every
+/// `listen 80` of the tree becomes `listen 127.0.0.1:<free port>` (the `[::]:80` ones are
+/// dropped) and the shipped upstream `127.0.0.1:3000` the server under test; nginx starts if
+/// the steps asked systemctl to (re)load or (re)start it.
+struct StockNginx {
+    child: Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+/// The `sh` block of README.md that sets up nginx: the one that names `sites-enabled/`.
+fn readme_nginx_steps() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("/etc/nginx/sites-enabled/"))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "README.md must have one sh block of nginx steps (naming /etc/nginx/sites-enabled/)"
+    );
+    blocks[0].to_string()
+}
+
+/// Copies the tree at `from` to `to`: files with `rewrite` applied to their text, symbolic
+/// links into `/etc/nginx` re-pointed at the copy (others kept).
+fn copy_tree(from: &Path, to: &Path, rewrite: &dyn Fn(&str) -> String) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src).unwrap();
+            let target = PathBuf::from(rewrite(&target.display().to_string()));
+            std::os::unix::fs::symlink(target, &dst).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst, rewrite);
+        } else {
+            let bytes = std::fs::read(&src).unwrap();
+            match String::from_utf8(bytes) {
+                Ok(text) => std::fs::write(&dst, rewrite(&text)).unwrap(),
+                Err(e) => std::fs::write(&dst, e.into_bytes()).unwrap(),
+            }
+        }
+    }
+}
+
+/// Every regular file under `dir` (symbolic links not followed).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            out.extend(files_under(&entry.path()));
+        } else if kind.is_file() {
+            out.push(entry.path());
+        }
+    }
+    out
+}
+
+impl StockNginx {
+    /// Sets up the copy, runs `steps` on it, points it at `upstream` and starts nginx; also
+    /// returns what `nginx -t` said of the final tree.
+    fn start(name: &str, steps: &str, upstream: SocketAddr) -> (StockNginx, String) {
+        let dir = std::env::temp_dir().join(format!("sse-stock-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let etc = dir.join("etc/nginx");
+        for sub in ["bin", "log", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let stock = Path::new("/etc/nginx");
+        assert!(
+            stock.join("sites-available/default").is_file()
+                && stock.join("sites-enabled/default").exists(),
+            "/etc/nginx is not Debian's stock tree (no enabled default site)"
+        );
+        let d = dir.display().to_string();
+        let moved = |text: &str| {
+            text.replace("/etc/nginx", &format!("{d}/etc/nginx"))
+                .replace("/run/nginx.pid", &format!("{d}/nginx.pid"))
+                .replace("/var/log/nginx", &format!("{d}/log"))
+        };
+        copy_tree(stock, &etc, &moved);
+        if Path::new("/usr/share/nginx/modules").exists() {
+            std::os::unix::fs::symlink("/usr/share/nginx/modules", dir.join("modules")).unwrap();
+        }
+        // Temporary files in the prefix, so that the test needs no root (http {} context, which
+        // conf.d/ is included in).
+        let temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+            .map(|t| format!("{t}_temp_path {d}/tmp/{t};\n"))
+            .concat();
+        std::fs::write(etc.join("conf.d/zz-test-temp-paths.conf"), temp).unwrap();
+        let conf = etc.join("nginx.conf");
+        let nginx_args = format!(
+            "-p {d}/ -e {d}/log/error.log -c {} -g 'daemon off; master_process off;'",
+            conf.display()
+        );
+        let script = |file: &str, body: String| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join("bin").join(file);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        script("sudo", "exec \"$@\"".into());
+        script("nginx", format!("exec {NGINX} {nginx_args} \"$@\""));
+        script("systemctl", format!("echo \"$@\" >> {d}/systemctl.log"));
+
+        let steps = moved(steps);
+        let path = format!(
+            "{d}/bin:{}",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        );
+        let out = Command::new("sh")
+            .args(["-ec", &steps])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the steps failed:\n{steps}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let asked = std::fs::read_to_string(dir.join("systemctl.log")).unwrap_or_default();
+        assert!(
+            ["reload nginx", "restart nginx", "start nginx"]
+                .iter()
+                .any(|a| asked.lines().any(|l| l.trim() == *a)),
+            "the steps never (re)load nginx: systemctl was asked {asked:?}"
+        );
+
+        // The port and the upstream.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for file in files_under(&etc) {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let mut changed = false;
+            let lines: Vec<String> = text
+                .lines()
+                .filter_map(|line| {
+                    let t = line.trim_start();
+                    let indent = &line[..line.len() - t.len()];
+                    if t.starts_with("listen [::]:80;") || t.starts_with("listen [::]:80 ") {
+                        changed = true;
+                        None
+                    } else if let Some(rest) = t
+                        .strip_prefix("listen 80;")
+                        .map(|r| format!(";{r}"))
+                        .or_else(|| t.strip_prefix("listen 80 ").map(|r| format!(" {r}")))
+                    {
+                        changed = true;
+                        Some(format!("{indent}listen 127.0.0.1:{port}{rest}"))
+                    } else if t.starts_with("server 127.0.0.1:3000;") {
+                        changed = true;
+                        Some(line.replace("127.0.0.1:3000", &upstream.to_string()))
+                    } else {
+                        Some(line.to_string())
+                    }
+                })
+                .collect();
+            if changed {
+                std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+            }
+        }
+        let check = Command::new(format!("{d}/bin/nginx"))
+            .arg("-t")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&check.stderr).into_owned();
+        assert!(check.status.success(), "nginx -t: {said}");
+        let child = Command::new(format!("{d}/bin/nginx"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.join("log/error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (StockNginx { child, dir, addr }, said)
+    }
+}
+
+impl Drop for StockNginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One request on a new connection to `addr`, read to its end.
+fn ask(addr: SocketAddr, raw: &str) -> common::Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    common::read_response(&mut s)
+}
+
+/// The first frame of `GET /sse` at `addr` (HTTP/1.0, so nginx sends the body as it is), with
+/// its date blanked out: the response's status line and `Content-Type`, and the frame's bytes.
+fn first_clock_frame(addr: SocketAddr) -> (String, Option<String>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /sse HTTP/1.0\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let got = common::read_until(&mut s, Duration::from_secs(5), |b| {
+        let t = String::from_utf8_lossy(b);
+        t.split_once("\r\n\r\n")
+            .is_some_and(|(_, body)| body.contains("\n\n"))
+    });
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let frame = body.split_inclusive("\n\n").next().unwrap_or_default();
+    let blank = match frame.find("\"content\":\"") {
+        Some(i) => format!("{}<date>{}", &frame[..i + 11], &frame[i + 11 + 24..]),
+        None => frame.to_string(),
+    };
+    let ct = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Type: ").map(str::to_owned));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        ct,
+        blank,
+    )
+}
+
+#[test]
+fn the_readme_steps_work_on_a_stock_debian_nginx() {
+    if !nginx_available() {
+        return;
+    }
+    let server = Server::start(&["--interval-ms", "200", "--threads", "1"]);
+    let steps = readme_nginx_steps();
+    for needed in ["sites-available", "sites-enabled", "nginx -t"] {
+        assert!(steps.contains(needed), "the steps miss {needed}:\n{steps}");
+    }
+    let (nginx, said) = StockNginx::start("readme", &steps, server.addr);
+    assert!(
+        !said.contains("conflicting server name"),
+        "nginx -t: {said}"
+    );
+
+    // The stream, byte for byte as the server sends it.
+    let direct = first_clock_frame(server.addr);
+    let proxied = first_clock_frame(nginx.addr);
+    assert_eq!(direct.0, "HTTP/1.1 200 OK");
+    assert_eq!(proxied.0, "HTTP/1.1 200 OK", "{proxied:?}");
+    assert_eq!(proxied.1, direct.1);
+    assert!(direct
+        .1
+        .as_deref()
+        .is_some_and(|ct| ct.starts_with("text/event-stream")));
+    assert_eq!(proxied.2, direct.2);
+    assert!(proxied.2.starts_with("event:sseEvent\n"), "{proxied:?}");
+    // The page is the server's, not nginx's Welcome page.
+    let page = ask(
+        nginx.addr,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(page.status, 200);
+    assert!(!page.text().contains("Welcome to nginx"), "{}", page.text());
+    assert_eq!(page.text(), server.get("/").text());
+}
+
+/// The step the README used to give: the site dropped into `conf.d/` beside the enabled
+/// default site. The harness above must see that it does not work (the Welcome page, `/sse`
+/// 404, nginx warning of the conflict), or it could not tell the README's steps work.
+#[test]
+fn the_old_conf_d_step_is_caught() {
+    if !nginx_available() {
+        return;
+    }
+    let server = Server::start(&["--threads", "1"]);
+    let steps = "sudo cp deploy/nginx.conf /etc/nginx/conf.d/sse-server.conf\n\
+                 sudo nginx -t && sudo systemctl reload nginx\n";
+    let (nginx, said) = StockNginx::start("conf-d", steps, server.addr);
+    assert!(said.contains("conflicting server name"), "nginx -t: {said}");
+    let (status, _, _) = first_clock_frame(nginx.addr);
+    assert!(status.contains(" 404 "), "/sse through it: {status}");
+    let page = ask(
+        nginx.addr,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.text().contains("Welcome to nginx"), "{}", page.text());
+}
+
+/// `POST /publish` of a form event through `addr`, with `extra` header lines.
+fn publish_via(addr: SocketAddr, extra: &str) -> common::Response {
+    let body = "topic=t&data=through+nginx";
+    ask(
+        addr,
+        &format!(
+            "POST /publish HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn publishing_through_nginx_needs_the_token() {
+    if !nginx_available() {
+        return;
+    }
+    let steps = readme_nginx_steps();
+    // Without a token the server trusts loopback clients, and nginx is one: what it forwards
+    // is refused all the same.
+    let open = Server::start(&["--threads", "1"]);
+    let (nginx, _) = StockNginx::start("open", &steps, open.addr);
+    let r = publish_via(nginx.addr, "");
+    assert_eq!(r.status, 401, "{} {}", r.head, r.text());
+    assert!(r.text().contains("proxy"), "{}", r.text());
+    assert_eq!(
+        publish_via(open.addr, "").status,
+        200,
+        "direct from loopback"
+    );
+    drop(nginx);
+
+    let token = "5f0c3e9a1b7d2c4e6f8a0b1c2d3e4f5a5f0c3e9a1b7d2c4e6f8a0b1c2d3e4f5a";
+    let server = Server::start(&["--threads", "1", "--publish-token", token]);
+    let (nginx, _) = StockNginx::start("token", &steps, server.addr);
+    let r = publish_via(nginx.addr, "");
+    assert_eq!(r.status, 401, "{}", r.text());
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let r = publish_via(nginx.addr, &auth);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The page's own publish through nginx (its Origin is nginx's address, which nginx passes
+    // on as Host), and a foreign page's.
+    let own = format!("{auth}Origin: http://{}\r\n", nginx.addr);
+    let r = publish_via(nginx.addr, &own);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = publish_via(
+        nginx.addr,
+        &format!("{auth}Origin: https://evil.example\r\n"),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
 }
