@@ -362,7 +362,7 @@ fn foreign_origin(app: &App, req: &Request<'_>) -> Option<Reply> {
             .then(|| "a cross-site browser request without Origin may not publish".to_string())
             .and_then(refuse);
     };
-    let scheme = match req.forwarded_proto.map(|p| first_token(p)) {
+    let scheme = match req.forwarded_proto.map(first_token) {
         Some(p) if p.eq_ignore_ascii_case(b"https") => "https",
         _ => "http",
     };
