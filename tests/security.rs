@@ -213,3 +213,25 @@ fn a_cors_origin_must_be_an_origin() {
         assert!(err.contains("--cors-origin") && err.contains(bad), "{err}");
     }
 }
+
+#[test]
+fn a_foreign_origin_is_refused_before_the_body() {
+    // With `Expect: 100-continue` the client waits for the server's word before sending the
+    // body: a foreign page's publish gets its 403 at once, never a 100.
+    let server = Server::start(&[]);
+    let mut s = server.connect();
+    std::io::Write::write_all(
+        &mut s,
+        b"POST /publish HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\
+          Expect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+          Content-Length: 16\r\n\r\n",
+    )
+    .unwrap();
+    let r = common::read_response(&mut s);
+    assert_eq!(r.status, 403, "{} {}", r.head, r.text());
+    assert!(
+        r.text().contains("\"https://evil.example\""),
+        "{}",
+        r.text()
+    );
+}
