@@ -936,10 +936,9 @@ impl LocalHub {
         // (or cannot be compiled) is a name, as in Mercure's hub.
         let pattern = topic
             .contains('{')
-            .then(|| Selector::parse(Kind::Template, topic).ok())
+            .then(|| crate::selector::shared(Kind::Template, topic, false).ok())
             .flatten()
-            .filter(Selector::is_pattern)
-            .map(Arc::new);
+            .filter(|s| s.is_pattern());
         let is_pattern = pattern.is_some();
         let id = self.topics.insert(TopicEntry {
             name: topic.into(),
@@ -1006,7 +1005,10 @@ impl LocalHub {
         match filter {
             Filter::All(None) => !is_private,
             Filter::All(Some(sel)) => {
-                !is_private || sel.matches_any(topics.iter().map(AsRef::as_ref))
+                !is_private
+                    || topics
+                        .iter()
+                        .any(|t| sel.matches_cached(t.as_ref(), &mut self.match_cache.borrow_mut()))
             }
             Filter::One(id) => may(0) && named(id),
             Filter::Many(ids) => ids.iter().enumerate().any(|(i, id)| may(i) && named(id)),
@@ -1464,6 +1466,40 @@ mod tests {
         let again = sub(&mut l, &["x/{y}".to_string()], None);
         l.register(&again, 4);
         assert_eq!(l.patterns.len(), 1);
+    }
+
+    /// A thousand subscribers whose tokens (each verified apart) name the same template:
+    /// their private event is matched against it once, not once per subscriber.
+    #[test]
+    fn one_template_in_many_tokens_is_matched_once_per_topic() {
+        let h = hub(100, 1 << 20);
+        let mut l = LocalHub::new(h.clone(), 0);
+        let filters: Vec<Filter> = (0..1000)
+            .map(|i| {
+                let claims = Selectors::new(["https://example.com/books/{id}"]);
+                let topics = if i % 2 == 0 {
+                    vec!["*".to_string()]
+                } else {
+                    vec!["https://example.com/{kind}/1".to_string()]
+                };
+                l.subscribe(&topics, Some(&claims), None).filter
+            })
+            .collect();
+        h.publish(
+            &Publish {
+                topics: vec!["https://example.com/books/1".into()],
+                data: "x".into(),
+                private: true,
+                ..Publish::default()
+            },
+            0,
+        );
+        l.sync();
+        let ev = l.after(0).next().unwrap().clone();
+        assert!(filters.iter().all(|f| l.matches(f, 0, &ev)));
+        // One miss for the claims' template, one for the subscribed one.
+        assert_eq!(l.match_stats().misses, 2);
+        assert_eq!(l.match_stats().hits, 1000 + 500 - 2);
     }
 
     #[test]

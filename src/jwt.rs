@@ -349,8 +349,8 @@ fn draft_08(details: &Value) -> Result<Grants, JwtError> {
         if topics > MAX_DETAIL_TOPICS {
             return Err(JwtError::Malformed);
         }
-        let compiled: Result<Vec<Selector>, JwtError> = matchers.iter().map(matcher).collect();
-        let selectors = Selectors::from_compiled(compiled?);
+        let compiled: Result<Vec<_>, JwtError> = matchers.iter().map(matcher).collect();
+        let selectors = Selectors::from_shared(compiled?);
         if may_publish {
             publish = publish.union(&selectors);
         }
@@ -368,7 +368,7 @@ fn draft_08(details: &Value) -> Result<Grants, JwtError> {
 /// One topic matcher of a detail: `{"match": "..", "matchType": "Exact" | "URLPattern"}`
 /// (`match_type` and the lower-case names as the reference hub reads them too; both members
 /// at once must agree).
-fn matcher(m: &Value) -> Result<Selector, JwtError> {
+fn matcher(m: &Value) -> Result<std::sync::Arc<Selector>, JwtError> {
     let Value::Object(m) = m else {
         return Err(JwtError::Malformed);
     };
@@ -388,7 +388,7 @@ fn matcher(m: &Value) -> Result<Selector, JwtError> {
         (Some(a), Some(b)) if a != b => return Err(JwtError::Malformed),
         (a, b) => a.or(b).unwrap_or(Kind::Exact),
     };
-    Selector::parse(kind, text).map_err(|_| JwtError::Malformed)
+    crate::selector::shared(kind, text, false).map_err(|_| JwtError::Malformed)
 }
 
 /// Whether `aud` (a string or an array of strings, RFC 7519 section 4.1.3) names `audience`.

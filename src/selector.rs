@@ -35,7 +35,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// The longest selector accepted, in bytes (a template or pattern is compiled at most once per
 /// distinct text, but its text is held and its automaton grows with it).
@@ -47,6 +47,11 @@ pub const MAX_EXPRESSIONS: usize = 32;
 /// The most memory one compiled regular expression may take (`regex`'s `size_limit`); a
 /// pattern whose automaton would be larger is refused.
 pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
+/// The most distinct selector texts [`shared`] remembers (weakly: it keeps none alive). Past
+/// it, texts nobody holds any more are forgotten first; if all are held, a new one is compiled
+/// apart (correct, only not shared).
+pub const MAX_SHARED: usize = 16 * 1024;
 
 /// What relative URL Patterns and relative topics are resolved against (draft-08 says: the
 /// hub's URL). A fixed origin under the reserved `.invalid` name: a relative pattern matches
@@ -238,6 +243,47 @@ fn check_text(text: &str) -> Result<(), SelectorError> {
         return Err(SelectorError::ControlCharacter);
     }
     Ok(())
+}
+
+/// What a selector's text was compiled as: its kind, and whether `prefix/*` was read.
+type SharedKey = (Kind, bool, Box<str>);
+
+fn shared_store() -> &'static Mutex<HashMap<SharedKey, Weak<Selector>>> {
+    static STORE: OnceLock<Mutex<HashMap<SharedKey, Weak<Selector>>>> = OnceLock::new();
+    STORE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// [`Selector::parse`] (or [`Selector::claim`] with `claim`), compiled once for every holder of
+/// the same text: every token and subscription that names `https://example.com/books/{id}`
+/// holds one compiled selector, so its results are cached once ([`MatchCache`] keys by
+/// selector) and its automaton exists once. The store holds weak references only.
+pub fn shared(kind: Kind, text: &str, claim: bool) -> Result<Arc<Selector>, SelectorError> {
+    check_text(text)?;
+    let key: SharedKey = (kind, claim, text.into());
+    // A poisoned lock only means another thread panicked while holding it; the map is still
+    // a valid cache (at worst missing an entry).
+    let lock = || {
+        shared_store()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(s) = lock().get(&key).and_then(Weak::upgrade) {
+        return Ok(s);
+    }
+    // Compiled outside the lock: two threads may compile the same text at once; the second
+    // to insert keeps the first's.
+    let compiled = Arc::new(Selector::compile(kind, text, claim)?);
+    let mut store = lock();
+    if let Some(s) = store.get(&key).and_then(Weak::upgrade) {
+        return Ok(s);
+    }
+    if store.len() >= MAX_SHARED {
+        store.retain(|_, w| w.strong_count() > 0);
+    }
+    if store.len() < MAX_SHARED {
+        store.insert(key, Arc::downgrade(&compiled));
+    }
+    Ok(compiled)
 }
 
 // ---- RFC 6570 URI Templates ----------------------------------------------------------------
@@ -524,10 +570,10 @@ impl Selectors {
     /// selector that cannot be compiled (too long, a control character, too many
     /// expressions) selects nothing; [`Selectors::claims`] reports it instead.
     pub fn new<'a>(selectors: impl IntoIterator<Item = &'a str>) -> Selectors {
-        Self::from_compiled(
+        Self::from_shared(
             selectors
                 .into_iter()
-                .filter_map(|s| Selector::claim(s).ok()),
+                .filter_map(|s| shared(Kind::Template, s, true).ok()),
         )
     }
 
@@ -535,12 +581,20 @@ impl Selectors {
     pub fn claims<'a>(
         selectors: impl IntoIterator<Item = &'a str>,
     ) -> Result<Selectors, SelectorError> {
-        let compiled: Result<Vec<_>, _> = selectors.into_iter().map(Selector::claim).collect();
-        Ok(Self::from_compiled(compiled?))
+        let compiled: Result<Vec<_>, _> = selectors
+            .into_iter()
+            .map(|s| shared(Kind::Template, s, true))
+            .collect();
+        Ok(Self::from_shared(compiled?))
     }
 
     /// The set of compiled selectors, of any kind.
     pub fn from_compiled(selectors: impl IntoIterator<Item = Selector>) -> Selectors {
+        Self::from_shared(selectors.into_iter().map(Arc::new))
+    }
+
+    /// The set of shared compiled selectors ([`shared`]), of any kind.
+    pub fn from_shared(selectors: impl IntoIterator<Item = Arc<Selector>>) -> Selectors {
         let mut exact = Vec::new();
         let mut prefixes = Vec::new();
         let mut patterns: Vec<Arc<Selector>> = Vec::new();
@@ -552,11 +606,11 @@ impl Selectors {
                         ..Selectors::default()
                     }
                 }
-                Matcher::Exact => exact.push(s.raw),
+                Matcher::Exact => exact.push(s.raw.clone()),
                 Matcher::Prefix(n) => prefixes.push(Box::from(&s.raw[..*n])),
                 Matcher::Template(_) | Matcher::UrlPattern(_) => {
-                    if !patterns.iter().any(|p| **p == s) {
-                        patterns.push(Arc::new(s));
+                    if !patterns.contains(&s) {
+                        patterns.push(s);
                     }
                 }
             }
@@ -1185,6 +1239,33 @@ mod tests {
         }
         assert_eq!(c.stats().misses, 2);
         assert_eq!(c.stats().hits, 8);
+    }
+
+    #[test]
+    fn one_text_is_compiled_once_while_held() {
+        let text = "https://example.com/shared-test/{id}";
+        let a = shared(Kind::Template, text, false).unwrap();
+        let b = shared(Kind::Template, text, false).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        // Another reading of the same text is another selector.
+        let c = shared(Kind::Exact, text, false).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c) && c.exact_topic().is_some());
+        let p = shared(Kind::Template, "shared-test/*", true).unwrap();
+        let q = shared(Kind::Template, "shared-test/*", false).unwrap();
+        assert!(p.matches("shared-test/x") && !q.matches("shared-test/x"));
+        // Two tokens naming one template: one cache entry serves both.
+        let one = Selectors::new([text]);
+        let two = Selectors::new([text]);
+        let mut cache = MatchCache::new(8);
+        assert!(one.matches_cached("https://example.com/shared-test/1", &mut cache));
+        assert!(two.matches_cached("https://example.com/shared-test/1", &mut cache));
+        assert_eq!((cache.stats().misses, cache.stats().hits), (1, 1));
+        // Held weakly: once nobody holds it, the next holder compiles it again.
+        let id = a.id;
+        drop((a, b, one, two));
+        assert_ne!(shared(Kind::Template, text, false).unwrap().id, id);
+        // Refusals are the compiler's.
+        assert_eq!(shared(Kind::Exact, "", false), Err(SelectorError::Empty));
     }
 
     #[test]
