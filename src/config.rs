@@ -51,6 +51,8 @@ pub struct Config {
     pub jwt_key_file: Option<PathBuf>,
     /// Clock leeway for `exp` and `nbf`.
     pub jwt_leeway_ms: u64,
+    /// `--jwt-audience`: the resource identifier a draft-08 access token's `aud` must name.
+    pub jwt_audience: Option<String>,
     /// Topics whose events are private whatever the publisher says (selectors).
     pub private_topics: Vec<String>,
     /// The origins (`https://app.example`) allowed to read streams (default any) and to
@@ -82,6 +84,7 @@ impl Default for Config {
             jwt_key: None,
             jwt_key_file: None,
             jwt_leeway_ms: crate::jwt::DEFAULT_LEEWAY_MS,
+            jwt_audience: None,
             private_topics: Vec::new(),
             cors_origins: Vec::new(),
             log_format: crate::log::Format::Text,
@@ -349,6 +352,16 @@ pub const FLAGS: &[Flag] = &[
         help: "clock leeway when checking a token's exp and nbf",
         default: |d| d.jwt_leeway_ms.to_string(),
         set: |c, who, v| num(who, v).map(|n| c.jwt_leeway_ms = n),
+    },
+    Flag {
+        name: "--jwt-audience",
+        value: "URI",
+        help: "the hub's resource identifier: an access token (at+jwt) must name it in aud",
+        default: |_| "none: aud is not checked".into(),
+        set: |c, _, v| {
+            c.jwt_audience = Some(v.to_string());
+            Ok(())
+        },
     },
     Flag {
         name: "--private-topics",
@@ -685,6 +698,7 @@ mod tests {
                         "--data-dir",
                         "--jwt-key",
                         "--jwt-key-file",
+                        "--jwt-audience",
                         "--private-topics",
                         "--cors-origin"
                     ]

@@ -735,6 +735,8 @@ pub struct LocalHub {
     /// What patterns gave for which topics (bounded), so fan-out and every subscriber's
     /// poll do not run a pattern each.
     match_cache: RefCell<MatchCache>,
+    /// The cache's figures as last reported ([`LocalHub::take_match_stats`]).
+    match_reported: crate::selector::CacheStats,
     star: Vec<u32>,
     registered_since_sweep: usize,
     sweep_every: usize,
@@ -756,6 +758,7 @@ impl LocalHub {
             topics: Slab::default(),
             patterns: Vec::new(),
             match_cache: RefCell::new(MatchCache::new(MATCH_CACHE_ENTRIES)),
+            match_reported: crate::selector::CacheStats::default(),
             star: Vec::new(),
             registered_since_sweep: 0,
             sweep_every: 4096,
@@ -974,6 +977,17 @@ impl LocalHub {
     /// Hits, misses and evictions of this loop's pattern cache.
     pub fn match_stats(&self) -> crate::selector::CacheStats {
         self.match_cache.borrow().stats()
+    }
+
+    /// What the pattern cache did since the last call (for the loop's metrics shard).
+    pub fn take_match_stats(&mut self) -> crate::selector::CacheStats {
+        let now = self.match_stats();
+        let before = std::mem::replace(&mut self.match_reported, now);
+        crate::selector::CacheStats {
+            hits: now.hits - before.hits,
+            misses: now.misses - before.misses,
+            evictions: now.evictions - before.evictions,
+        }
     }
 
     /// Whether event `ev` is for a subscription with `filter` whose private mask is
@@ -1500,6 +1514,107 @@ mod tests {
         // One miss for the claims' template, one for the subscribed one.
         assert_eq!(l.match_stats().misses, 2);
         assert_eq!(l.match_stats().hits, 1000 + 500 - 2);
+    }
+
+    /// Randomized interleavings of subscriptions (names, templates, `*`, tokens with
+    /// templates), departures with slab keys reused, sweeps and private or public events: the
+    /// index's audience and the visibility rule agree with a naive model that matches every
+    /// subscription's selectors against every event.
+    mod pattern_properties {
+        use super::*;
+        use crate::selector::Selector;
+        use proptest::prelude::*;
+
+        const NAMES: [&str; 8] = [
+            "a/1", "a/2", "b/1", "a/{x}", "{k}/1", "{+all}", "b/{x}", "*",
+        ];
+        const TOPICS: [&str; 6] = ["a/1", "a/2", "b/1", "b/2", "a/{x}", "c/x/y"];
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Subscribe(u32, Vec<usize>, Option<Vec<usize>>),
+            Leave(u32),
+            Sweep,
+            Publish(usize, bool),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                3 => (0..8u32, proptest::collection::vec(0..NAMES.len(), 1..4),
+                      proptest::option::of(proptest::collection::vec(0..NAMES.len(), 0..3)))
+                    .prop_map(|(k, t, c)| Op::Subscribe(k, t, c)),
+                1 => (0..8u32).prop_map(Op::Leave),
+                1 => Just(Op::Sweep),
+                3 => (0..TOPICS.len(), any::<bool>()).prop_map(|(t, p)| Op::Publish(t, p)),
+            ]
+        }
+
+        struct Live {
+            filter: Filter,
+            private: u32,
+            names: Vec<String>,
+            claims: Option<Selectors>,
+        }
+
+        /// Whether an event on `topic` is for `s`: a name selects it (`*`, itself, or as a
+        /// template), and a private one only if the token may read that topic.
+        fn model(s: &Live, topic: &str, private: bool) -> bool {
+            let selected = s
+                .names
+                .iter()
+                .any(|n| n == "*" || Selector::parse(Kind::Template, n).unwrap().matches(topic));
+            selected && (!private || s.claims.as_ref().is_some_and(|c| c.matches(topic)))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn audience_and_visibility_agree_with_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+                let h = hub(1000, 1 << 20);
+                let mut l = LocalHub::new(h.clone(), 0);
+                let mut live: HashMap<u32, Live> = HashMap::new();
+                for op in ops {
+                    match op {
+                        Op::Subscribe(k, names, claims) => {
+                            if live.contains_key(&k) {
+                                continue;
+                            }
+                            let mut names: Vec<String> = names.iter().map(|&i| NAMES[i].to_string()).collect();
+                            names.dedup();
+                            let claims = claims.map(|c| Selectors::new(c.iter().map(|&i| NAMES[i])));
+                            let sd = l.subscribe(&names, claims.as_ref(), None);
+                            l.register(&sd.filter, k as usize);
+                            live.insert(k, Live { filter: sd.filter, private: sd.private, names, claims });
+                        }
+                        Op::Leave(k) => {
+                            live.remove(&k);
+                        }
+                        Op::Sweep => {
+                            l.sweep(|k, g| live.get(&k).is_some_and(|s| s.filter.names(g)));
+                        }
+                        Op::Publish(t, private) => {
+                            let topic = TOPICS[t];
+                            h.publish(&Publish { topics: vec![topic.into()], data: "x".into(), private, ..Publish::default() }, 0);
+                            let (first, last) = l.sync().unwrap();
+                            let mut out = Vec::new();
+                            l.audience(first, last, |k, g| live.get(&k).is_some_and(|s| s.filter.names(g)), &mut out);
+                            let ev = l.after(last - 1).next().unwrap().clone();
+                            for k in &out {
+                                prop_assert!(live.contains_key(k), "dead {k} in the audience");
+                            }
+                            for (k, s) in &live {
+                                let want = model(s, topic, private);
+                                prop_assert_eq!(l.matches(&s.filter, s.private, &ev), want, "{} {:?} {}", k, s.names, topic);
+                                if want {
+                                    prop_assert!(out.contains(k), "{} {:?} missing for {}", k, s.names, topic);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

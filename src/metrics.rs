@@ -79,6 +79,10 @@ pub struct Shard {
     /// +Inf), and the sum in microseconds.
     pub latency_buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
     pub latency_sum_us: Counter,
+    /// Hub: the loop's cache of topic-pattern results (src/selector.rs `MatchCache`).
+    pub selector_cache_hits: Counter,
+    pub selector_cache_misses: Counter,
+    pub selector_cache_evictions: Counter,
 }
 
 /// Samples of the figures kept for `/metrics/stream` (five minutes at one a second).
@@ -378,6 +382,24 @@ impl Metrics {
                 r.label()
             );
         }
+        counter(
+            out,
+            "sse_selector_cache_hits_total",
+            "Topic-pattern results read from the loops' bounded caches.",
+            self.sum(|s| &s.selector_cache_hits),
+        );
+        counter(
+            out,
+            "sse_selector_cache_misses_total",
+            "Topic-pattern results computed (a URI Template or URL Pattern run).",
+            self.sum(|s| &s.selector_cache_misses),
+        );
+        counter(
+            out,
+            "sse_selector_cache_evictions_total",
+            "Topic-pattern results dropped from a full cache.",
+            self.sum(|s| &s.selector_cache_evictions),
+        );
         counter(
             out,
             "sse_hub_deliveries_total",

@@ -579,6 +579,13 @@ impl EventLoop {
             self.audience.clear();
             self.audience_at = 0;
         }
+        let cache = self.st.local.take_match_stats();
+        if cache != crate::selector::CacheStats::default() {
+            let shard = self.shared.metrics.shard(self.id);
+            shard.selector_cache_hits.add(cache.hits);
+            shard.selector_cache_misses.add(cache.misses);
+            shard.selector_cache_evictions.add(cache.evictions);
+        }
     }
 
     fn on_timer(&mut self, k: usize, now: Now) {

@@ -37,7 +37,10 @@ pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::jwt::Verifier>>
             crate::jwt::MIN_KEY_BYTES
         );
     }
-    Ok(Some(crate::jwt::Verifier::new(&key, config.jwt_leeway_ms)))
+    Ok(Some(
+        crate::jwt::Verifier::new(&key, config.jwt_leeway_ms)
+            .with_audience(config.jwt_audience.as_deref()),
+    ))
 }
 
 /// A start-up failure that is not about listening (the shared log, the token key), told apart

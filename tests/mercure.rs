@@ -285,3 +285,62 @@ fn draft_07_template_claims_decide_publish_and_private_reads() {
     assert_eq!(datas(&mut star, wait), ["b7"]);
     assert_eq!(datas(&mut named, wait), ["b7"]);
 }
+
+/// Ten subscribers of one template on one loop: each new topic runs the template once (a
+/// miss), every subscriber's delivery reads the cache (hits), and `/metrics` says so.
+#[test]
+fn a_template_runs_once_per_topic_not_per_subscriber() {
+    let server = Server::start(&["--publish-token", "pub", "--threads", "1"]);
+    let mut streams: Vec<Stream> = (0..10)
+        .map(|_| open(&server, &format!("topic={}", q(BOOKS)), "").1.unwrap())
+        .collect();
+    let n = 20;
+    for i in 0..n {
+        let topic = format!("https://example.com/books/{i}");
+        assert_eq!(
+            publish(&server, "pub", &topic, &format!("b{i}"), false).0,
+            200
+        );
+    }
+    let want: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    for s in &mut streams {
+        assert_eq!(datas(s, Duration::from_millis(300)), want);
+    }
+    assert_eq!(server.metric("sse_selector_cache_misses_total"), n as f64);
+    let hits = server.metric("sse_selector_cache_hits_total");
+    assert!(hits >= (10 * n) as f64, "{hits}");
+    assert_eq!(server.metric("sse_selector_cache_evictions_total"), 0.0);
+}
+
+/// With `--jwt-audience`, an access token must name the hub in `aud` (draft-08, "Token
+/// Validation"); draft-07 tokens have no audience to check.
+#[test]
+fn an_access_token_for_another_audience_is_refused() {
+    let hub = "https://hub.example/.well-known/mercure";
+    let server = Server::start(&["--jwt-key", KEY, "--jwt-audience", hub]);
+    let exp = now_s() + 600;
+    let details = r#"[{"type":"mercure","actions":["publish"],"topics":[{"match":"*"}]}]"#;
+    let with_aud = |aud: &str| {
+        sign_access_token(
+            KEY.as_bytes(),
+            &format!(r#"{{"exp":{exp},"aud":{aud},"authorization_details":{details}}}"#),
+        )
+    };
+    for (aud, want) in [
+        (format!("{hub:?}"), 200),
+        (format!(r#"["https://other.example/",{hub:?}]"#), 200),
+        (
+            r#""https://other.example/.well-known/mercure""#.to_string(),
+            401,
+        ),
+        ("null".to_string(), 401),
+    ] {
+        let (status, body) = publish(&server, &with_aud(&aud), "t", "x", false);
+        assert_eq!(status, want, "aud {aud}: {body}");
+    }
+    let legacy = sign_hs256(
+        KEY.as_bytes(),
+        &format!(r#"{{"mercure":{{"publish":["*"]}},"exp":{exp}}}"#),
+    );
+    assert_eq!(publish(&server, &legacy, "t", "x", false).0, 200);
+}
