@@ -531,6 +531,46 @@ impl Filter {
     }
 }
 
+/// One selector of a subscription, compiled: `*`, an exact name (the topic index's hash
+/// lookup), or a pattern.
+enum Wanted {
+    Any,
+    Name(Box<str>),
+    Pattern(Arc<Selector>),
+}
+
+impl Wanted {
+    /// A draft-07 `topic=`: `*`, a URI Template, else a name (never refused: a template that
+    /// cannot be compiled is a name, as in Mercure's hub).
+    fn template(text: &str) -> Wanted {
+        if text == "*" {
+            return Wanted::Any;
+        }
+        text.contains('{')
+            .then(|| crate::selector::shared(Kind::Template, text, false).ok())
+            .flatten()
+            .filter(|s| s.is_pattern())
+            .map_or_else(|| Wanted::Name(text.into()), Wanted::Pattern)
+    }
+
+    fn new(kind: Kind, text: &str) -> Result<Wanted, crate::selector::SelectorError> {
+        Ok(match kind {
+            Kind::Template => Wanted::template(text),
+            _ if text == "*" => Wanted::Any,
+            Kind::Exact => Wanted::Name(text.into()),
+            Kind::UrlPattern => Wanted::Pattern(crate::selector::shared(kind, text, false)?),
+        })
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Wanted::Any => "*",
+            Wanted::Name(n) => n,
+            Wanted::Pattern(p) => p.as_str(),
+        }
+    }
+}
+
 /// A subscription some of whose topics are patterns (draft-07 URI Templates): which events
 /// are for it is decided by matching each event's topics, and a private event needs the
 /// token's selectors to allow a topic that one of the subscription's names or patterns
@@ -728,8 +768,11 @@ pub struct LocalHub {
     head: u64,
     /// The largest sequence number the hub had dropped at the last sync.
     evicted: u64,
+    /// Exact topic names (found by hash for each new event's topics).
     ids: HashMap<Box<str>, u32>,
     topics: Slab<TopicEntry>,
+    /// Patterns by how they were read and their text.
+    pattern_ids: HashMap<(Kind, Box<str>), u32>,
     /// The ids of the topics that are patterns, which fan-out asks of every new event.
     patterns: Vec<u32>,
     /// What patterns gave for which topics (bounded), so fan-out and every subscriber's
@@ -756,6 +799,7 @@ impl LocalHub {
             evicted: 0,
             ids: HashMap::new(),
             topics: Slab::default(),
+            pattern_ids: HashMap::new(),
             patterns: Vec::new(),
             match_cache: RefCell::new(MatchCache::new(MATCH_CACHE_ENTRIES)),
             match_reported: crate::selector::CacheStats::default(),
@@ -836,19 +880,46 @@ impl LocalHub {
         claims: Option<&crate::jwt::Selectors>,
         last_id: Option<&[u8]>,
     ) -> Subscribed {
-        let mut ids: Vec<u32> = Vec::with_capacity(topics.len());
+        let wanted: Vec<Wanted> = topics.iter().map(|t| Wanted::template(t)).collect();
+        self.subscribe_wanted(&wanted, claims, last_id)
+    }
+
+    /// [`subscribe`](Self::subscribe) to selectors of any kind (draft-08's `match=` exact
+    /// topics and URL Patterns beside draft-07's names and templates): each is compiled
+    /// first, so a URL Pattern that does not compile refuses the whole subscription, before
+    /// anything is interned.
+    pub fn subscribe_selectors(
+        &mut self,
+        selectors: &[(Kind, &str)],
+        claims: Option<&crate::jwt::Selectors>,
+        last_id: Option<&[u8]>,
+    ) -> Result<Subscribed, crate::selector::SelectorError> {
+        let wanted: Result<Vec<Wanted>, _> = selectors
+            .iter()
+            .map(|&(kind, text)| Wanted::new(kind, text))
+            .collect();
+        Ok(self.subscribe_wanted(&wanted?, claims, last_id))
+    }
+
+    fn subscribe_wanted(
+        &mut self,
+        wanted: &[Wanted],
+        claims: Option<&crate::jwt::Selectors>,
+        last_id: Option<&[u8]>,
+    ) -> Subscribed {
+        let mut ids: Vec<u32> = Vec::with_capacity(wanted.len());
         let mut all = false;
-        for t in topics {
-            match self.intern(t) {
+        for w in wanted {
+            match self.intern_wanted(w) {
                 Some(id) => ids.push(id),
                 None => all = true,
             }
         }
         let mut private = 0u32;
         if let Some(c) = claims {
-            let named = topics.iter().filter(|t| *t != "*");
-            for (i, t) in named.enumerate().take(32) {
-                if c.matches(t) {
+            let named = wanted.iter().filter(|w| !matches!(w, Wanted::Any));
+            for (i, w) in named.enumerate().take(32) {
+                if c.matches(w.text()) {
                     private |= 1 << i;
                 }
             }
@@ -929,28 +1000,39 @@ impl LocalHub {
 
     /// The local id of `topic` (created when new), or `None` for `*`.
     pub fn intern(&mut self, topic: &str) -> Option<u32> {
-        if topic == "*" {
-            return None;
-        }
-        if let Some(&id) = self.ids.get(topic) {
-            return Some(id);
-        }
-        // A name that reads as a URI Template selects what it matches; one that does not
-        // (or cannot be compiled) is a name, as in Mercure's hub.
-        let pattern = topic
-            .contains('{')
-            .then(|| crate::selector::shared(Kind::Template, topic, false).ok())
-            .flatten()
-            .filter(|s| s.is_pattern());
-        let is_pattern = pattern.is_some();
+        self.intern_wanted(&Wanted::template(topic))
+    }
+
+    fn intern_wanted(&mut self, wanted: &Wanted) -> Option<u32> {
+        let (name, pattern): (Box<str>, _) = match wanted {
+            Wanted::Any => return None,
+            Wanted::Name(name) => {
+                if let Some(&id) = self.ids.get(&**name) {
+                    return Some(id);
+                }
+                (name.clone(), None)
+            }
+            Wanted::Pattern(p) => {
+                let key = (p.kind(), Box::from(p.as_str()));
+                if let Some(&id) = self.pattern_ids.get(&key) {
+                    return Some(id);
+                }
+                (key.1, Some(p.clone()))
+            }
+        };
         let id = self.topics.insert(TopicEntry {
-            name: topic.into(),
-            pattern,
+            name: name.clone(),
+            pattern: pattern.clone(),
             members: Vec::new(),
         }) as u32;
-        self.ids.insert(topic.into(), id);
-        if is_pattern {
-            self.patterns.push(id);
+        match pattern {
+            Some(p) => {
+                self.pattern_ids.insert((p.kind(), name), id);
+                self.patterns.push(id);
+            }
+            None => {
+                self.ids.insert(name, id);
+            }
         }
         Some(id)
     }
@@ -1091,7 +1173,10 @@ impl LocalHub {
         }
         for id in empty {
             if let Some(t) = self.topics.remove(id) {
-                self.ids.remove(&t.name);
+                match &t.pattern {
+                    Some(p) => self.pattern_ids.remove(&(p.kind(), t.name)),
+                    None => self.ids.remove(&t.name),
+                };
             }
         }
         let topics = &self.topics;
@@ -1482,6 +1567,81 @@ mod tests {
         assert_eq!(l.patterns.len(), 1);
     }
 
+    /// Draft-08's kinds beside draft-07's: `match=a/{x}` is the exact topic `a/{x}`, while
+    /// `topic=a/{x}` is a template; a URL Pattern selects by URL; each text and kind is one
+    /// entry; a pattern that does not compile refuses the subscription before anything is
+    /// interned.
+    #[test]
+    fn selectors_of_every_kind_share_one_index() {
+        let h = hub(100, 1 << 20);
+        let mut l = LocalHub::new(h.clone(), 0);
+        let sub = |l: &mut LocalHub, sel: &[(Kind, &str)]| {
+            l.subscribe_selectors(sel, None, None).unwrap().filter
+        };
+        let exact = sub(&mut l, &[(Kind::Exact, "a/{x}")]);
+        let template = sub(&mut l, &[(Kind::Template, "a/{x}")]);
+        let pattern = sub(&mut l, &[(Kind::UrlPattern, "https://e.com/books/:id")]);
+        let star = sub(&mut l, &[(Kind::UrlPattern, "*")]);
+        assert!(matches!(exact, Filter::One(_)));
+        assert!(matches!(template, Filter::Patterns(_)));
+        assert!(matches!(pattern, Filter::Patterns(_)));
+        assert!(matches!(star, Filter::All(None)));
+        // The same text and kind again is the same entry.
+        assert_eq!(sub(&mut l, &[(Kind::Exact, "a/{x}")]), exact);
+        let template_id = match &template {
+            Filter::Patterns(p) => p.ids[0],
+            _ => unreachable!(),
+        };
+        assert_eq!(l.intern("a/{x}"), Some(template_id));
+        for (k, f) in [&exact, &template, &pattern].into_iter().enumerate() {
+            l.register(f, k);
+        }
+        for t in [
+            "a/1",
+            "a/{x}",
+            "https://e.com/books/1",
+            "https://e.com/books/1/2",
+        ] {
+            h.publish(
+                &Publish {
+                    topics: vec![t.into()],
+                    data: "x".into(),
+                    ..Publish::default()
+                },
+                0,
+            );
+        }
+        l.sync();
+        let seen = |f: &Filter| -> Vec<u64> {
+            l.after(0)
+                .filter(|e| l.matches(f, 0, e))
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seen(&exact), [2]);
+        assert_eq!(seen(&template), [1, 2]);
+        assert_eq!(seen(&pattern), [3]);
+        // A URL Pattern that does not compile: refused, nothing interned.
+        let before = l.topics.len();
+        assert!(l
+            .subscribe_selectors(
+                &[
+                    (Kind::Exact, "new/name"),
+                    (Kind::UrlPattern, "https://e.com/:id(")
+                ],
+                None,
+                None
+            )
+            .is_err());
+        assert_eq!(l.topics.len(), before);
+        // Swept apart: the exact entry's name and the template's text are different keys.
+        l.sweep(|k, _| k == 1);
+        assert!(!l.ids.contains_key("a/{x}"));
+        assert!(l
+            .pattern_ids
+            .contains_key(&(Kind::Template, "a/{x}".into())));
+    }
+
     /// A thousand subscribers whose tokens (each verified apart) name the same template:
     /// their private event is matched against it once, not once per subscriber.
     #[test]
@@ -1525,10 +1685,30 @@ mod tests {
         use crate::selector::Selector;
         use proptest::prelude::*;
 
-        const NAMES: [&str; 8] = [
-            "a/1", "a/2", "b/1", "a/{x}", "{k}/1", "{+all}", "b/{x}", "*",
+        const NAMES: [(Kind, &str); 12] = [
+            (Kind::Template, "a/1"),
+            (Kind::Template, "a/2"),
+            (Kind::Exact, "b/1"),
+            (Kind::Template, "a/{x}"),
+            (Kind::Exact, "a/{x}"),
+            (Kind::Template, "{k}/1"),
+            (Kind::Template, "{+all}"),
+            (Kind::Template, "b/{x}"),
+            (Kind::Template, "*"),
+            (Kind::UrlPattern, "https://e.com/a/:x"),
+            (Kind::Template, "https://e.com/a/{x}"),
+            (Kind::Exact, "https://e.com/a/1"),
         ];
-        const TOPICS: [&str; 6] = ["a/1", "a/2", "b/1", "b/2", "a/{x}", "c/x/y"];
+        const TOPICS: [&str; 8] = [
+            "a/1",
+            "a/2",
+            "b/1",
+            "b/2",
+            "a/{x}",
+            "c/x/y",
+            "https://e.com/a/1",
+            "https://e.com/a/{x}",
+        ];
 
         #[derive(Debug, Clone)]
         enum Op {
@@ -1552,17 +1732,17 @@ mod tests {
         struct Live {
             filter: Filter,
             private: u32,
-            names: Vec<String>,
+            names: Vec<(Kind, &'static str)>,
             claims: Option<Selectors>,
         }
 
         /// Whether an event on `topic` is for `s`: a name selects it (`*`, itself, or as a
         /// template), and a private one only if the token may read that topic.
-        fn model(s: &Live, topic: &str, private: bool) -> bool {
-            let selected = s
-                .names
-                .iter()
-                .any(|n| n == "*" || Selector::parse(Kind::Template, n).unwrap().matches(topic));
+        fn model(s: &Live, compiled: &[Selector], topic: &str, private: bool) -> bool {
+            let selected = s.names.iter().any(|&(kind, n)| {
+                let i = NAMES.iter().position(|&x| x == (kind, n)).unwrap();
+                n == "*" || compiled[i].matches(topic)
+            });
             selected && (!private || s.claims.as_ref().is_some_and(|c| c.matches(topic)))
         }
 
@@ -1571,6 +1751,8 @@ mod tests {
 
             #[test]
             fn audience_and_visibility_agree_with_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+                let compiled: Vec<Selector> =
+                    NAMES.iter().map(|&(kind, n)| Selector::parse(kind, n).unwrap()).collect();
                 let h = hub(1000, 1 << 20);
                 let mut l = LocalHub::new(h.clone(), 0);
                 let mut live: HashMap<u32, Live> = HashMap::new();
@@ -1580,10 +1762,10 @@ mod tests {
                             if live.contains_key(&k) {
                                 continue;
                             }
-                            let mut names: Vec<String> = names.iter().map(|&i| NAMES[i].to_string()).collect();
+                            let mut names: Vec<(Kind, &'static str)> = names.iter().map(|&i| NAMES[i]).collect();
                             names.dedup();
-                            let claims = claims.map(|c| Selectors::new(c.iter().map(|&i| NAMES[i])));
-                            let sd = l.subscribe(&names, claims.as_ref(), None);
+                            let claims = claims.map(|c| Selectors::new(c.iter().map(|&i| NAMES[i].1)));
+                            let sd = l.subscribe_selectors(&names, claims.as_ref(), None).unwrap();
                             l.register(&sd.filter, k as usize);
                             live.insert(k, Live { filter: sd.filter, private: sd.private, names, claims });
                         }
@@ -1604,7 +1786,7 @@ mod tests {
                                 prop_assert!(live.contains_key(k), "dead {k} in the audience");
                             }
                             for (k, s) in &live {
-                                let want = model(s, topic, private);
+                                let want = model(s, &compiled, topic, private);
                                 prop_assert_eq!(l.matches(&s.filter, s.private, &ev), want, "{} {:?} {}", k, s.names, topic);
                                 if want {
                                     prop_assert!(out.contains(k), "{} {:?} missing for {}", k, s.names, topic);
