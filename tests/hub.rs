@@ -4,128 +4,51 @@
 
 mod common;
 
-use common::{read_until, Server};
-use std::io::{Read, Write};
+use common::{read_until, Publish, Server, FORM};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Publishes a form body; returns (status, body).
+/// Publishes with exactly these header lines; returns (status, body).
 fn publish_raw(server: &Server, headers: &str, body: &str) -> (u16, String) {
-    let r = server.request(&format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
+    let r = Publish::raw(headers, body).send(server.addr);
     (r.status, r.text())
 }
 
-fn form(server: &Server, body: &str) -> (u16, String) {
-    publish_raw(
-        server,
-        "Content-Type: application/x-www-form-urlencoded\r\n",
-        body,
-    )
-}
-
-/// Publishes `data` to `topic` and returns its id.
-fn publish(server: &Server, topic: &str, data: &str) -> String {
-    let (status, id) = form(server, &format!("topic={topic}&data={data}"));
-    assert_eq!(status, 200, "{id}");
-    // The answer is the id and a newline.
-    assert!(id.ends_with('\n'), "{id:?}");
-    id.trim_end().to_string()
-}
-
-/// Opens a subscription (the query after `/sse?`) with extra header lines; returns the socket
-/// after the response head.
-fn subscribe(server: &Server, query: &str, extra: &str) -> (TcpStream, Vec<u8>) {
-    let mut s = server.connect();
-    s.write_all(format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes())
-        .unwrap();
-    let got = read_until(&mut s, Duration::from_secs(5), |b| {
-        b.windows(4).any(|w| w == b"\r\n\r\n")
-    });
-    assert!(
-        got.starts_with(b"HTTP/1.1 200 OK\r\n"),
-        "{:?}",
-        String::from_utf8_lossy(&got)
-    );
-    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    (s, got[at..].to_vec())
-}
-
-/// One parsed event: (id, type, data).
-type Ev = (String, String, String);
-
-/// Reads from `s` (after `pending` bytes) until `n` events arrived (comments ignored).
-fn events(s: &mut TcpStream, pending: &mut Vec<u8>, n: usize) -> Vec<Ev> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-            let block: Vec<u8> = pending.drain(..end + 2).collect();
-            let text = String::from_utf8(block).unwrap();
-            let (mut id, mut ty, mut data) = (String::new(), String::from("message"), Vec::new());
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = v.into();
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    ty = v.into();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push(v.to_string());
-                }
-            }
-            if !id.is_empty() || !data.is_empty() {
-                out.push((id, ty, data.join("\n")));
-            }
-        }
-        if out.len() >= n {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "timed out with {out:?}");
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => panic!("closed after {out:?}"),
-            Ok(k) => pending.extend_from_slice(&buf[..k]),
-            Err(_) => {}
-        }
-    }
-}
+const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn a_publish_reaches_subscribers_on_every_loop_in_order() {
     let server = Server::start(&["--threads", "4"]);
     // Enough connections that the kernel spreads them over all four loops.
     let mut subs: Vec<_> = (0..16)
-        .map(|_| subscribe(&server, "topic=chat", ""))
+        .map(|_| server.subscribe("topic=chat", ""))
         .collect();
-    let mut other = subscribe(&server, "topic=news", "");
-    let mut star = subscribe(&server, "topic=*", "");
-    std::thread::sleep(Duration::from_millis(50));
+    let mut other = server.subscribe("topic=news", "");
+    let mut star = server.subscribe("topic=*", "");
     let ids: Vec<String> = (0..5)
-        .map(|i| publish(&server, "chat", &format!("m{i}")))
+        .map(|i| server.publish("chat", &format!("m{i}")))
         .collect();
-    let news = publish(&server, "news", "n");
-    for (s, pending) in subs.iter_mut() {
-        let got = events(s, pending, 5);
-        let got_ids: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    let news = server.publish("news", "n");
+    for s in subs.iter_mut() {
+        let got = s.take(5, WAIT);
+        let got_ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(got_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(got[4].2, "m4");
+        assert_eq!(got[4].data, "m4");
     }
-    assert_eq!(events(&mut other.0, &mut other.1, 1)[0].0, news);
-    let all = events(&mut star.0, &mut star.1, 6);
-    assert_eq!(all[5].0, news);
+    assert_eq!(other.take(1, WAIT)[0].id, news);
+    let all = star.take(6, WAIT);
+    assert_eq!(all[5].id, news);
     assert_eq!(server.metric("sse_hub_subscribers"), 18.0);
 }
 
 #[test]
 fn types_multiline_data_json_and_retry_arrive_as_published() {
     let server = Server::start(&[]);
-    let (mut s, mut p) = subscribe(&server, "topic=a&topic=b", "");
-    std::thread::sleep(Duration::from_millis(30));
-    form(
+    let mut s = server.subscribe("topic=a&topic=b", "");
+    publish_raw(
         &server,
+        &format!("Content-Type: {FORM}\r\n"),
         "topic=a&data=line1%0D%0Aline2%0Dline3&type=token&retry=1500",
     );
     let (st, _) = publish_raw(
@@ -134,13 +57,13 @@ fn types_multiline_data_json_and_retry_arrive_as_published() {
         r#"{"topic":["b","c"],"data":{"k":[1,2]},"type":"done"}"#,
     );
     assert_eq!(st, 200);
-    let got = events(&mut s, &mut p, 2);
+    let got = s.take(2, WAIT);
     assert_eq!(
-        (got[0].1.as_str(), got[0].2.as_str()),
+        (got[0].kind.as_str(), got[0].data.as_str()),
         ("token", "line1\nline2\nline3")
     );
     assert_eq!(
-        (got[1].1.as_str(), got[1].2.as_str()),
+        (got[1].kind.as_str(), got[1].data.as_str()),
         ("done", r#"{"k":[1,2]}"#)
     );
 }
@@ -148,74 +71,64 @@ fn types_multiline_data_json_and_retry_arrive_as_published() {
 #[test]
 fn resume_after_a_reconnect_gets_exactly_the_missed_events_while_publishes_continue() {
     let server = Server::start(&["--threads", "2"]);
-    let (mut s, mut p) = subscribe(&server, "topic=t", "");
-    std::thread::sleep(Duration::from_millis(30));
+    let mut s = server.subscribe("topic=t", "");
     let publisher = {
         let addr = server.addr;
         std::thread::spawn(move || {
             let mut ids = Vec::new();
             for i in 0..300 {
-                let mut c = TcpStream::connect(addr).unwrap();
-                c.set_nodelay(true).unwrap();
-                let body = format!("topic=t&data={i}");
-                write!(
-                    c,
-                    "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .unwrap();
-                let mut r = String::new();
-                c.read_to_string(&mut r).unwrap();
-                // The answer is the id and a newline.
-                ids.push(r.split("\r\n\r\n").nth(1).unwrap().trim_end().to_string());
+                ids.push(Publish::event("t", &i.to_string()).id(addr));
                 std::thread::sleep(Duration::from_millis(1));
             }
             ids
         })
     };
     // Take some, drop the connection mid-flow, come back with the last id seen.
-    let first = events(&mut s, &mut p, 40);
+    let first = s.take(40, WAIT);
     drop(s);
-    let last = first.last().unwrap().0.clone();
-    std::thread::sleep(Duration::from_millis(30));
-    let (mut s, mut p) = subscribe(&server, "topic=t", &format!("Last-Event-ID: {last}\r\n"));
+    let last = first.last().unwrap().id.clone();
+    // Events were published while it was away: the resume has missed ones to send.
+    let away = first.len() as f64 + 5.0;
+    let deadline = Instant::now() + WAIT;
+    while server.metric("sse_hub_publishes_total") < away {
+        assert!(Instant::now() < deadline, "the publisher stalled");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut s = server.subscribe("topic=t", &format!("Last-Event-ID: {last}\r\n"));
     let ids = publisher.join().unwrap();
-    let rest = events(&mut s, &mut p, 300 - 40);
-    let mut seen: Vec<String> = first.into_iter().chain(rest).map(|e| e.0).collect();
+    let rest = s.take(300 - first.len(), WAIT);
+    let mut seen: Vec<String> = first.into_iter().chain(rest).map(|e| e.id).collect();
     assert_eq!(seen, ids, "no gap, no duplicate at the seam");
     // And by query parameter, for clients that cannot set the header.
-    let (mut s, mut p) = subscribe(&server, &format!("topic=t&lastEventID={}", ids[289]), "");
-    seen = events(&mut s, &mut p, 10)
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
+    let mut s = server.subscribe(&format!("topic=t&lastEventID={}", ids[289]), "");
+    seen = s.take(10, WAIT).into_iter().map(|e| e.id).collect();
     assert_eq!(seen, ids[290..]);
 }
 
 #[test]
 fn an_evicted_or_foreign_id_gets_a_reset_then_live_events() {
     let server = Server::start(&["--history-events", "5"]);
-    let old = publish(&server, "t", "0");
+    let old = server.publish("t", "0");
     for i in 1..10 {
-        publish(&server, "t", &i.to_string());
+        server.publish("t", &i.to_string());
     }
-    let (mut s, mut p) = subscribe(&server, "topic=t", &format!("Last-Event-ID: {old}\r\n"));
-    let reset = &events(&mut s, &mut p, 1)[0];
-    assert_eq!(reset.1, "reset");
-    let v: serde_json::Value = serde_json::from_str(&reset.2).unwrap();
+    let mut s = server.subscribe("topic=t", &format!("Last-Event-ID: {old}\r\n"));
+    let reset = &s.take(1, WAIT)[0];
+    assert_eq!(reset.kind, "reset");
+    let v: serde_json::Value = serde_json::from_str(&reset.data).unwrap();
     assert_eq!(v["reason"], "gap");
     assert_eq!(v["lastEventId"], old.as_str());
-    let live = publish(&server, "t", "live");
-    let next = &events(&mut s, &mut p, 1)[0];
-    assert_eq!((next.0.as_str(), next.2.as_str()), (live.as_str(), "live"));
+    let live = server.publish("t", "live");
+    let next = &s.take(1, WAIT)[0];
+    assert_eq!((next.id.as_str(), next.data.as_str()), (live.as_str(), "live"));
     // An id from an earlier run of the server (another epoch), and junk.
     let other = Server::start(&[]);
-    let foreign = publish(&other, "t", "x");
+    let foreign = other.publish("t", "x");
     for bad in [foreign.as_str(), "junk", "999999999999999999999999"] {
-        let (mut s, mut p) = subscribe(&server, "topic=t", &format!("Last-Event-ID: {bad}\r\n"));
-        let e = &events(&mut s, &mut p, 1)[0];
-        assert_eq!(e.1, "reset");
-        assert!(e.2.contains("\"reason\":\"unknown-id\""), "{}", e.2);
+        let mut s = server.subscribe("topic=t", &format!("Last-Event-ID: {bad}\r\n"));
+        let e = &s.take(1, WAIT)[0];
+        assert_eq!(e.kind, "reset");
+        assert!(e.data.contains("\"reason\":\"unknown-id\""), "{}", e.data);
     }
     assert_eq!(
         server.metric("sse_hub_resets_total{reason=\"unknown-id\"}"),

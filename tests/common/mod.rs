@@ -2,6 +2,9 @@
 //! over real sockets.
 #![allow(dead_code)] // each test crate uses a different subset
 
+mod client;
+pub use client::*;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -109,12 +112,17 @@ impl Server {
     /// A new connection with read and write timeouts, so a broken server fails the test
     /// instead of hanging it.
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).expect("connect");
-        // A request written in pieces must not wait for a delayed ACK (Nagle).
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-        s
+        connect(self.addr)
+    }
+
+    /// `GET /sse?{query}` with `headers`: a subscription, registered once this returns.
+    pub fn subscribe(&self, query: &str, headers: &str) -> Stream {
+        subscribe(self.addr, query, headers)
+    }
+
+    /// Publishes `data` to `topic` (both sent as given, already form-encoded); the event's id.
+    pub fn publish(&self, topic: &str, data: &str) -> String {
+        Publish::event(topic, data).id(self.addr)
     }
 
     /// One request on a fresh connection, read to the end of the response (by Content-Length,
@@ -221,6 +229,38 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// Like [`read_response`], `None` where that panics (closed, reset or timed out before the
+/// end of the answer).
+pub fn try_read_response(s: &mut TcpStream) -> Option<Response> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let head = String::from_utf8(buf).ok()?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let mut resp = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    match resp.header("content-length") {
+        Some(n) => {
+            resp.body.resize(n.parse().ok()?, 0);
+            s.read_exact(&mut resp.body).ok()?;
+        }
+        None => {
+            s.read_to_end(&mut resp.body).ok()?;
+        }
+    }
+    Some(resp)
 }
 
 /// Reads one response head, then its body by Content-Length (or to the close if there is none).
