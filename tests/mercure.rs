@@ -4,11 +4,9 @@
 
 mod common;
 
-use common::{read_until, Server};
+use common::{form_escape, Publish, Server, Stream};
 use sse_server::jwt::{sign_access_token, sign_hs256};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
 
@@ -21,15 +19,7 @@ fn now_s() -> u64 {
 
 /// Percent-encodes a query value (what `URLSearchParams` would send).
 fn q(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    form_escape(v)
 }
 
 fn publish(server: &Server, auth: &str, topic: &str, data: &str, private: bool) -> (u16, String) {
@@ -37,60 +27,25 @@ fn publish(server: &Server, auth: &str, topic: &str, data: &str, private: bool) 
     if private {
         body.push_str("&private=on");
     }
-    let r = server.request(&format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
+    let r = Publish::form(&body).bearer(auth).send(server.addr);
     (r.status, r.text())
 }
-
-/// A stream and the bytes already read after its head.
-struct Stream(TcpStream, Vec<u8>);
 
 /// Opens `GET /sse?{query}`; the status and, for 200, the stream (registered in the hub
 /// once its head is read).
 fn open(server: &Server, query: &str, headers: &str) -> (u16, Option<Stream>) {
-    let mut s = server.connect();
-    s.write_all(format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
-        .unwrap();
-    let got = read_until(&mut s, Duration::from_secs(5), |b| {
-        b.windows(4).any(|w| w == b"\r\n\r\n")
-    });
-    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let status: u16 = String::from_utf8_lossy(&got[9..12]).parse().unwrap();
-    (
-        status,
-        (status == 200).then(|| Stream(s, got[at..].to_vec())),
-    )
+    let st = common::open(server.addr, &format!("/sse?{query}"), headers);
+    (st.status, (st.status == 200).then_some(st))
 }
 
-/// The data of every event received within `wait` (parsed by the crate's own event-stream
-/// parser).
+/// The data of every `message` event received within `wait` (and before it).
 fn datas(st: &mut Stream, wait: Duration) -> Vec<String> {
-    let end = Instant::now() + wait;
-    let mut got = std::mem::take(&mut st.1);
-    let mut buf = [0u8; 8192];
-    while Instant::now() < end {
-        st.0.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        match st.0.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    use sse_server::event_stream::{Item, Parser};
-    let mut out = Vec::new();
-    Parser::new()
-        .feed(&got, &mut |item| {
-            if let Item::Event(ev) = item {
-                if ev.event_type == b"message" {
-                    out.push(ev.data_lossy().into_owned());
-                }
-            }
-        })
-        .unwrap();
-    out
+    st.read_for(wait)
+        .events
+        .iter()
+        .filter(|e| e.kind == "message")
+        .map(|e| e.data.clone())
+        .collect()
 }
 
 const BOOKS: &str = "https://example.com/books/{id}";

@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{read_until, Server};
+use common::{Publish, Server, Stream};
 use sse_server::jwt::sign_hs256;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
@@ -40,53 +38,20 @@ fn server() -> Server {
     ])
 }
 
+/// Publishes a form `body` with `auth` as its bearer token; (status, body).
 fn publish(server: &Server, auth: &str, body: &str) -> (u16, String) {
-    let r = server.request(&format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
+    let r = Publish::form(body).bearer(auth).send(server.addr);
     (r.status, r.text())
 }
 
-/// A stream and the bytes already read after its head.
-struct Stream(TcpStream, Vec<u8>);
-
-/// Opens a stream; returns the status and, for 200, the stream.
-fn open(server: &Server, query: &str, headers: &str) -> (u16, Option<Stream>, String) {
-    let mut s = server.connect();
-    s.write_all(format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
-        .unwrap();
-    let got = read_until(&mut s, Duration::from_secs(5), |b| {
-        b.windows(4).any(|w| w == b"\r\n\r\n")
-    });
-    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&got[..at]).into_owned();
-    let status: u16 = head[9..12].parse().unwrap();
-    (
-        status,
-        (status == 200).then(|| Stream(s, got[at..].to_vec())),
-        head,
-    )
+/// Opens `GET /sse?{query}` with `headers`, whatever its status.
+fn open(server: &Server, query: &str, headers: &str) -> Stream {
+    common::open(server.addr, &format!("/sse?{query}"), headers)
 }
 
-/// The data of every event received within `wait`.
+/// The data of every event received within `wait` (and before it).
 fn datas(st: &mut Stream, wait: Duration) -> Vec<String> {
-    let end = Instant::now() + wait;
-    let mut got = std::mem::take(&mut st.1);
-    let s = &mut st.0;
-    let mut buf = [0u8; 8192];
-    while Instant::now() < end {
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    String::from_utf8_lossy(&got)
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: ").map(String::from))
-        .collect()
+    st.read_for(wait).datas()
 }
 
 #[test]
@@ -134,7 +99,7 @@ fn private_events_reach_only_tokens_that_may_read_them_live_and_on_resume() {
         ("alg none", &none_alg),
         ("bad signature", &bad_sig),
     ] {
-        let (status, _, head) = open(
+        let Stream { status, head, .. } = open(
             &server,
             "topic=secret/1",
             &format!("Authorization: Bearer {t}\r\n"),
@@ -147,25 +112,13 @@ fn private_events_reach_only_tokens_that_may_read_them_live_and_on_resume() {
     }
     // Live: three subscribers to secret/1 and chat/1, each token given another way.
     let q = "topic=secret/1&topic=chat/1";
-    let (_, anon, _) = open(&server, q, "");
-    let (_, wrong_s, _) = open(
-        &server,
+    let mut anon = server.subscribe(q, "");
+    let mut wrong_s = server.subscribe(
         q,
         &format!("Cookie: theme=dark; mercureAuthorization={wrong}\r\n"),
     );
-    let (_, right_s, _) = open(&server, &format!("{q}&authorization={right}"), "");
-    let (_, star, _) = open(
-        &server,
-        "topic=*",
-        &format!("Authorization: Bearer {right}\r\n"),
-    );
-    let (mut anon, mut wrong_s, mut right_s, mut star) = (
-        anon.unwrap(),
-        wrong_s.unwrap(),
-        right_s.unwrap(),
-        star.unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(50));
+    let mut right_s = server.subscribe(&format!("{q}&authorization={right}"), "");
+    let mut star = server.subscribe("topic=*", &format!("Authorization: Bearer {right}\r\n"));
     let (st, first_id) = publish(&server, "pub", "topic=chat/1&data=public");
     assert_eq!(st, 200);
     // Private by --private-topics, and by the publisher's flag.
@@ -184,8 +137,8 @@ fn private_events_reach_only_tokens_that_may_read_them_live_and_on_resume() {
     let (epoch, _) = first_id.trim_end().rsplit_once('-').unwrap();
     let before_all = format!("{epoch}-0");
     let replay = |headers: String| {
-        let (_, s, _) = open(&server, "topic=secret/1&topic=chat/1", &headers);
-        datas(&mut s.unwrap(), wait)
+        let mut s = server.subscribe("topic=secret/1&topic=chat/1", &headers);
+        datas(&mut s, wait)
     };
     assert_eq!(
         replay(format!("Last-Event-ID: {before_all}\r\n")),
@@ -210,25 +163,20 @@ fn a_stream_ends_at_its_tokens_expiry_with_a_retry() {
     let server = Server::start(&["--jwt-key", KEY, "--jwt-leeway-ms", "0"]);
     let exp = now_s() + 2;
     let t = sub_token(r#"["a"]"#, exp);
-    let (status, s, _) = open(
+    let mut s = open(
         &server,
         "topic=a",
         &format!("Authorization: Bearer {t}\r\n"),
     );
-    assert_eq!(status, 200);
-    let mut s = s.unwrap().0;
+    assert_eq!(s.status, 200);
     let start = Instant::now();
-    let got = read_until(&mut s, Duration::from_secs(5), |b| {
-        String::from_utf8_lossy(b).contains("retry: ")
-    });
-    let text = String::from_utf8_lossy(&got);
+    s.read_until_raw(Duration::from_secs(5), b"retry: ");
+    let text = s.text();
     assert!(text.contains("retry: "), "{text}");
     let elapsed = start.elapsed();
     assert!(elapsed <= Duration::from_millis(3100), "{elapsed:?}");
     // And then the server closes.
-    let mut rest = Vec::new();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let _ = s.read_to_end(&mut rest);
+    s.read_to_close(Duration::from_secs(3));
     assert_eq!(
         server.wait_metric("sse_streams_open", 0.0, Duration::from_secs(1)),
         0.0
@@ -262,21 +210,9 @@ fn publisher_tokens_may_publish_only_to_their_topics() {
     assert_eq!(r.status, 401);
 }
 
-/// The raw text received within `wait`.
+/// The raw text received within `wait` (and before it).
 fn raw(st: &mut Stream, wait: Duration) -> String {
-    let end = Instant::now() + wait;
-    let mut got = std::mem::take(&mut st.1);
-    let mut buf = [0u8; 8192];
-    while Instant::now() < end {
-        st.0.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        match st.0.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
+    st.read_for(wait).text()
 }
 
 /// `markPrivate=1`: a subscriber (the page) is told which events are private, by a `private`
@@ -287,11 +223,9 @@ fn private_events_are_marked_for_subscribers_that_ask() {
     let server = server();
     let right = sub_token(r#"["chat/*"]"#, now_s() + 600);
     let auth = format!("Authorization: Bearer {right}\r\n");
-    let (_, marked, _) = open(&server, "topic=chat/1&markPrivate=1", &auth);
-    let (_, plain, _) = open(&server, "topic=chat/1", &auth);
-    let (_, anon, _) = open(&server, "topic=chat/1&markPrivate=1", "");
-    let (mut marked, mut plain, mut anon) = (marked.unwrap(), plain.unwrap(), anon.unwrap());
-    std::thread::sleep(Duration::from_millis(50));
+    let mut marked = server.subscribe("topic=chat/1&markPrivate=1", &auth);
+    let mut plain = server.subscribe("topic=chat/1", &auth);
+    let mut anon = server.subscribe("topic=chat/1&markPrivate=1", "");
     let (st, public) = publish(&server, "pub", "topic=chat/1&data=open");
     assert_eq!(st, 200);
     let (st, secret) = publish(&server, "pub", "topic=chat/1&data=closed&private=on");
