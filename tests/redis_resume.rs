@@ -9,119 +9,17 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use common::{read_until, Server};
+use common::{open, subscribe, Publish, Server};
 use redis_server::RedisServer;
-use sse_server::event_stream::{Item, Parser};
 use sse_server::jwt::sign_hs256;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
 
-/// One event as a subscriber saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Ev {
-    id: String,
-    kind: String,
-    data: String,
-}
-
-/// Publishes `data` to `topic`; returns (status, body).
-fn publish(addr: SocketAddr, topic: &str, data: &str) -> (u16, String) {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let body = format!("topic={topic}&data={data}");
-    let req = format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer pub\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    c.write_all(req.as_bytes()).unwrap();
-    let mut r = String::new();
-    let _ = c.read_to_string(&mut r);
-    let status = r.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    // The answer's body is the id and a newline.
-    let body = r.split_once("\r\n\r\n").map_or("", |x| x.1);
-    (status, body.trim_end().to_string())
-}
-
 fn ok_publish(addr: SocketAddr, topic: &str, data: &str) -> String {
-    let (st, id) = publish(addr, topic, data);
-    assert_eq!(st, 200, "{id}");
-    id
-}
-
-/// A subscription's stream, read with the crate's own event-stream parser.
-struct Sub {
-    s: TcpStream,
-    parser: Parser,
-    events: Vec<Ev>,
-    pending: Vec<u8>,
-}
-
-fn subscribe(addr: SocketAddr, query: &str, extra: &str) -> Sub {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").as_bytes())
-        .unwrap();
-    let got = read_until(&mut s, Duration::from_secs(5), |b| {
-        b.windows(4).any(|w| w == b"\r\n\r\n")
-    });
-    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&got)
-    );
-    let mut sub = Sub {
-        s,
-        parser: Parser::new(),
-        events: Vec::new(),
-        pending: Vec::new(),
-    };
-    sub.feed(&got[at..]);
-    sub
-}
-
-impl Sub {
-    fn feed(&mut self, bytes: &[u8]) {
-        let events = &mut self.events;
-        self.parser
-            .feed(bytes, &mut |item| {
-                if let Item::Event(e) = item {
-                    events.push(Ev {
-                        id: String::from_utf8_lossy(e.last_event_id).into_owned(),
-                        kind: String::from_utf8_lossy(e.event_type).into_owned(),
-                        data: e.data_lossy().into_owned(),
-                    });
-                }
-            })
-            .unwrap();
-        self.pending.clear();
-    }
-
-    /// Reads until `done` holds for the events so far, or `within` passes (then `false`).
-    fn read_until(&mut self, within: Duration, done: impl Fn(&[Ev]) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        let mut buf = vec![0u8; 1 << 16];
-        while !done(&self.events) {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            self.s
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .unwrap();
-            match self.s.read(&mut buf) {
-                Ok(0) => return done(&self.events),
-                Ok(k) => {
-                    let chunk = buf[..k].to_vec();
-                    self.feed(&chunk);
-                }
-                Err(_) => {}
-            }
-        }
-        true
-    }
+    Publish::event(topic, data).bearer("pub").id(addr)
 }
 
 /// xorshift64*: a reproducible sequence from the seed printed by the test.
@@ -512,42 +410,25 @@ fn six_deep_resumes_that_never_read_keep_the_server_under_64_mb() {
     assert!(held <= (16 << 20) as f64, "{held}");
     // They are replays in progress, not refused: a client that reads gets the whole log,
     // while the six still hold theirs.
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    s.write_all(
-        format!("GET /sse?topic=big HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {first}\r\n\r\n")
-            .as_bytes(),
-    )
-    .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut s = open(
+        server.addr,
+        "/sse?topic=big",
+        &format!("Last-Event-ID: {first}\r\n"),
+    );
+    assert_eq!(s.status, 200, "{}", s.head);
     let mut events = 0;
-    let mut tail: Vec<u8> = Vec::new();
-    let mut scanned = 0;
-    let mut head_seen = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     while events < 199 && Instant::now() < deadline {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed after {events} events");
-        tail.extend_from_slice(&buf[..n]);
-        if !head_seen {
-            let Some(at) = tail.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            tail.drain(..at + 4);
-            head_seen = true;
-        }
-        // Frames end with a blank line; look only at what is new since the last look.
-        while let Some(at) = tail[scanned..].windows(2).position(|w| w == b"\n\n") {
-            let end = scanned + at + 2;
-            let frame = String::from_utf8_lossy(&tail[..end.min(200)]).into_owned();
-            assert!(!frame.contains("event: reset"), "{frame}");
-            if tail.starts_with(b"id: ") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        s.read_until(left, |e| !e.is_empty());
+        assert!(!s.closed, "closed after {events} events");
+        // Taken in turns, so that the test holds one turn of the 100 MB, not all of it.
+        for e in s.drain() {
+            assert_ne!(e.kind, "reset", "{e:?}");
+            if e.has_id {
                 events += 1;
             }
-            tail.drain(..end);
-            scanned = 0;
         }
-        scanned = tail.len().saturating_sub(1);
     }
     assert_eq!(events, 199, "every entry after the resume id");
     assert!(

@@ -235,6 +235,14 @@ impl Stream {
         self.events[from..].to_vec()
     }
 
+    /// Hands out every event so far and forgets them and the body bytes read (a long stream
+    /// read in turns holds only what came since the last turn).
+    pub fn drain(&mut self) -> Vec<Event> {
+        self.raw.clear();
+        self.taken = 0;
+        std::mem::take(&mut self.events)
+    }
+
     /// The data of every event so far, in order.
     pub fn datas(&self) -> Vec<String> {
         self.events.iter().map(|e| e.data.clone()).collect()
