@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::Server;
-use sse_server::event_stream::{Item, Parser};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use common::{subscribe, Event, Publish, Server, Stream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -88,115 +87,29 @@ fn stop(mut server: Server) {
 /// Publishes `data` to `topic` on a fresh connection: `Some((status, body))`, or `None` if
 /// the server went away before answering.
 fn try_publish(addr: SocketAddr, topic: &str, data: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let body = format!("topic={topic}&data={data}");
-    let req = format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).ok()?;
-    let text = String::from_utf8(got).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.get(9..12)?.parse().ok()?;
-    Some((status, body.trim_end().to_string()))
+    let r = Publish::event(topic, data).try_send(addr)?;
+    Some((r.status, r.text().trim_end().to_string()))
 }
 
-fn publish(server: &Server, topic: &str, data: &str) -> String {
-    let (status, body) = try_publish(server.addr, topic, data).expect("answered");
-    assert_eq!(status, 200, "{body}");
-    body
+/// A subscription to `topic`, resuming after `last_id` if given.
+fn open_sub(addr: SocketAddr, topic: &str, last_id: Option<&str>) -> Stream {
+    let resume = last_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+    subscribe(addr, &format!("topic={topic}"), &resume)
 }
 
-/// One event as a subscriber sees it: (id, type, data).
-type Ev = (String, String, String);
-
-/// A subscription read through the crate's own event-stream parser.
-struct Sub {
-    s: TcpStream,
-    parser: Parser,
-    events: Vec<Ev>,
+/// Reads until an event with id `id` arrived; returns everything so far.
+fn until_id(sub: &mut Stream, id: &str) -> Vec<Event> {
+    sub.expect_until(Duration::from_secs(20), |evs| evs.iter().any(|e| e.id == id))
+        .to_vec()
 }
 
-impl Sub {
-    fn open(addr: SocketAddr, topic: &str, last_id: Option<&str>) -> Sub {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let resume = last_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
-        s.write_all(
-            format!("GET /sse?topic={topic} HTTP/1.1\r\nHost: x\r\n{resume}\r\n").as_bytes(),
-        )
-        .unwrap();
-        // The head, byte by byte, so that no event is read with it.
-        let mut head = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !head.ends_with(b"\r\n\r\n") {
-            assert!(Instant::now() < deadline, "no head: {head:?}");
-            let mut b = [0u8; 1];
-            if let Ok(1) = s.read(&mut b) {
-                head.push(b[0]);
-            }
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 200 OK\r\n"),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        Sub {
-            s,
-            parser: Parser::new(),
-            events: Vec::new(),
-        }
-    }
-
-    /// Reads until `done(events)` holds (or panics after `timeout`).
-    fn until(&mut self, timeout: Duration, done: impl Fn(&[Ev]) -> bool) -> &[Ev] {
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 65536];
-        while !done(&self.events) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out with {:?}",
-                self.events
-            );
-            match self.s.read(&mut buf) {
-                Ok(0) => panic!("closed with {:?}", self.events),
-                Ok(n) => {
-                    let events = &mut self.events;
-                    self.parser
-                        .feed(&buf[..n], &mut |i| {
-                            if let Item::Event(e) = i {
-                                events.push((
-                                    String::from_utf8_lossy(e.last_event_id).into_owned(),
-                                    String::from_utf8_lossy(e.event_type).into_owned(),
-                                    e.data_lossy().into_owned(),
-                                ));
-                            }
-                        })
-                        .unwrap();
-                }
-                Err(_) => {}
-            }
-        }
-        &self.events
-    }
-
-    /// Reads until an event with id `id` arrived; returns everything so far.
-    fn until_id(&mut self, id: &str) -> Vec<Ev> {
-        self.until(Duration::from_secs(20), |evs| evs.iter().any(|e| e.0 == id))
-            .to_vec()
-    }
-
-    /// Reads for `d`, expecting nothing more.
-    fn quiet_for(&mut self, d: Duration) -> &[Ev] {
-        let n = self.events.len();
-        let end = Instant::now() + d;
-        let _ = self.until(d + Duration::from_secs(1), |_| Instant::now() >= end);
-        assert_eq!(self.events.len(), n, "unexpected {:?}", &self.events[n..]);
-        &self.events
+/// An event as the hub sends it.
+fn ev(id: &str, kind: &str, data: &str) -> Event {
+    Event {
+        id: id.into(),
+        kind: kind.into(),
+        data: data.into(),
+        has_id: true,
     }
 }
 
@@ -213,26 +126,26 @@ fn history_and_ids_survive_a_restart_exactly() {
     let dir = Dir::new("restart");
     let server = start(&dir, &[]);
     let ids: Vec<String> = (0..5)
-        .map(|i| publish(&server, "news", &format!("before-{i}")))
+        .map(|i| server.publish("news", &format!("before-{i}")))
         .collect();
     stop(server);
     let server = start(&dir, &[]);
     assert_eq!(server.metric("sse_data_log_recovered_events"), 5.0);
     // A resume from before the restart: exactly what followed, no reset, no duplicate.
-    let mut sub = Sub::open(server.addr, "news", Some(&ids[1]));
-    let got = sub.until_id(&ids[4]);
-    let want: Vec<Ev> = (2..5)
-        .map(|i| (ids[i].clone(), "message".into(), format!("before-{i}")))
+    let mut sub = open_sub(server.addr, "news", Some(&ids[1]));
+    let got = until_id(&mut sub, &ids[4]);
+    let want: Vec<Event> = (2..5)
+        .map(|i| ev(&ids[i], "message", &format!("before-{i}")))
         .collect();
     assert_eq!(got, want);
     // The ids continue the same sequence.
-    let next = publish(&server, "news", "after");
+    let next = server.publish("news", "after");
     assert_eq!(epoch(&next), epoch(&ids[0]));
     assert_eq!(seq(&next), seq(&ids[4]) + 1);
-    sub.until_id(&next);
+    until_id(&mut sub, &next);
     sub.quiet_for(Duration::from_millis(300));
     // A subscriber without an id starts live, as without --data-dir.
-    let mut live = Sub::open(server.addr, "news", None);
+    let mut live = open_sub(server.addr, "news", None);
     live.quiet_for(Duration::from_millis(300));
     let disk = server.metric("sse_data_log_bytes");
     assert!(disk > 0.0);
@@ -372,7 +285,7 @@ fn a_torn_tail_is_cut_counted_and_never_served() {
     let dir = Dir::new("torn");
     let server = start(&dir, &[]);
     let ids: Vec<String> = (0..3)
-        .map(|i| publish(&server, "t", &format!("event-{i}")))
+        .map(|i| server.publish("t", &format!("event-{i}")))
         .collect();
     stop(server);
     let path = segment(&dir);
@@ -393,15 +306,15 @@ fn a_torn_tail_is_cut_counted_and_never_served() {
     );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), whole.len() as u64);
     let zero = format!("{}-0", epoch(&ids[0]));
-    let mut sub = Sub::open(server.addr, "t", Some(&zero));
-    let got = sub.until_id(&ids[2]);
+    let mut sub = open_sub(server.addr, "t", Some(&zero));
+    let got = until_id(&mut sub, &ids[2]);
     assert_eq!(got.len(), 3, "{got:?}");
     // The torn record was never answered (nor shown): its id is the next one, no reset.
-    let next = publish(&server, "t", "next");
+    let next = server.publish("t", "next");
     assert_eq!(seq(&next), seq(&ids[2]) + 1);
-    let got = sub.until_id(&next);
+    let got = until_id(&mut sub, &next);
     assert_eq!(got.len(), 4, "{got:?}");
-    assert!(got.iter().all(|e| e.1 == "message"), "{got:?}");
+    assert!(got.iter().all(|e| e.kind == "message"), "{got:?}");
     stop(server);
 }
 
@@ -410,7 +323,7 @@ fn a_flipped_bit_is_logged_and_a_resume_across_it_gets_reset() {
     let dir = Dir::new("flip");
     let server = start(&dir, &[]);
     let ids: Vec<String> = (0..6)
-        .map(|i| publish(&server, "t", &format!("event-{i}")))
+        .map(|i| server.publish("t", &format!("event-{i}")))
         .collect();
     stop(server);
     let path = segment(&dir);
@@ -435,30 +348,32 @@ fn a_flipped_bit_is_logged_and_a_resume_across_it_gets_reset() {
         "{damage}"
     );
     // What precedes is served; then the reset; then what is published now.
-    let mut sub = Sub::open(server.addr, "t", Some(&ids[0]));
-    let got = sub.until(Duration::from_secs(5), |e| e.len() >= 2).to_vec();
-    assert_eq!(got[0], (ids[1].clone(), "message".into(), "event-1".into()));
-    assert_eq!(got[1].1, "reset", "{got:?}");
-    assert!(got[1].2.contains("\"reason\":\"gap\""), "{got:?}");
-    let reset_id = got[1].0.clone();
+    let mut sub = open_sub(server.addr, "t", Some(&ids[0]));
+    let got = sub
+        .expect_until(Duration::from_secs(5), |e| e.len() >= 2)
+        .to_vec();
+    assert_eq!(got[0], ev(&ids[1], "message", "event-1"));
+    assert_eq!(got[1].kind, "reset", "{got:?}");
+    assert!(got[1].data.contains("\"reason\":\"gap\""), "{got:?}");
+    let reset_id = got[1].id.clone();
     assert!(
         seq(&reset_id) >= seq(&ids[5]),
         "the lost ids are covered: {reset_id}"
     );
-    let next = publish(&server, "t", "next");
+    let next = server.publish("t", "next");
     assert_eq!(seq(&next), seq(&reset_id) + 1);
-    let got = sub.until_id(&next);
+    let got = until_id(&mut sub, &next);
     assert_eq!(got.len(), 3, "{got:?}");
     // Resuming from an event that was lost (a subscriber saw it before the damage): reset.
-    let mut lost = Sub::open(server.addr, "t", Some(&ids[3]));
-    let got = lost.until_id(&next);
+    let mut lost = open_sub(server.addr, "t", Some(&ids[3]));
+    let got = until_id(&mut lost, &next);
     assert_eq!(
-        got.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        got.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         ["reset", "message"]
     );
     // Resuming after the gap: no reset.
-    let mut after = Sub::open(server.addr, "t", Some(&reset_id));
-    let got = after.until_id(&next);
+    let mut after = open_sub(server.addr, "t", Some(&reset_id));
+    let got = until_id(&mut after, &next);
     assert_eq!(got.len(), 1, "{got:?}");
     stop(server);
 }
@@ -472,7 +387,7 @@ fn a_full_disk_answers_503_and_publishing_recovers_when_space_returns() {
     std::fs::create_dir(&data).unwrap();
     let dir_arg = data.to_str().unwrap().to_string();
     let server = Server::start(&["--data-dir", &dir_arg, "--threads", "2"]);
-    let mut stored = vec![publish(&server, "t", "before")];
+    let mut stored = vec![server.publish("t", "before")];
     // Fill the file system.
     let filler = fs.0.join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();
@@ -500,14 +415,14 @@ fn a_full_disk_answers_503_and_publishing_recovers_when_space_returns() {
     );
     assert!(server.metric("sse_data_log_errors_total") >= 1.0);
     std::fs::remove_file(&filler).unwrap();
-    stored.push(publish(&server, "t", "after"));
+    stored.push(server.publish("t", "after"));
     stop(server);
     // Nothing half-written is served: exactly the stored events, in order.
     let server = Server::start(&["--data-dir", &dir_arg, "--threads", "2"]);
     let zero = format!("{}-0", epoch(&stored[0]));
-    let mut sub = Sub::open(server.addr, "t", Some(&zero));
-    let got = sub.until_id(stored.last().unwrap());
-    let ids: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    let mut sub = open_sub(server.addr, "t", Some(&zero));
+    let got = until_id(&mut sub, stored.last().unwrap());
+    let ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, stored, "{got:?}");
     stop(server);
 }
@@ -597,25 +512,25 @@ fn sigkill_during_a_publish_flood_loses_no_answered_publish() {
         assert!(n > 0, "round {round}: nothing was answered before the kill");
 
         let server = start(&dir, &history);
-        let sentinel = publish(&server, "flood", &format!("sentinel-{round}"));
+        let sentinel = server.publish("flood", &format!("sentinel-{round}"));
         answered
             .lock()
             .unwrap()
             .push((sentinel.clone(), format!("sentinel-{round}")));
         let zero = format!("{}-0", epoch(&sentinel));
-        let mut sub = Sub::open(server.addr, "flood", Some(&zero));
-        let all = sub.until_id(&sentinel);
+        let mut sub = open_sub(server.addr, "flood", Some(&zero));
+        let all = until_id(&mut sub, &sentinel);
         // Ids strictly increasing.
         for w in all.windows(2) {
-            assert!(seq(&w[0].0) < seq(&w[1].0), "round {round}: {w:?}");
+            assert!(seq(&w[0].id) < seq(&w[1].id), "round {round}: {w:?}");
         }
         // Every answered publish exactly once, with its data (ids are unique, as they
         // strictly increase; no data twice either).
         let mut by_id = std::collections::HashMap::new();
         let mut datas = std::collections::HashSet::new();
         for (i, e) in all.iter().enumerate() {
-            by_id.insert(e.0.as_str(), (i, e.2.as_str()));
-            assert!(datas.insert(e.2.as_str()), "round {round}: {} twice", e.2);
+            by_id.insert(e.id.as_str(), (i, e.data.as_str()));
+            assert!(datas.insert(e.data.as_str()), "round {round}: {} twice", e.data);
         }
         let answered_now = answered.lock().unwrap().clone();
         for (id, data) in &answered_now {
@@ -637,17 +552,17 @@ fn sigkill_during_a_publish_flood_loses_no_answered_publish() {
         // A resume from any id seen gets exactly what follows it.
         for _ in 0..3 {
             let from = rng.below(all.len() as u64) as usize;
-            let mut resumed = Sub::open(server.addr, "flood", Some(&all[from].0));
+            let mut resumed = open_sub(server.addr, "flood", Some(&all[from].id));
             let got = if from + 1 == all.len() {
                 resumed.quiet_for(Duration::from_millis(200)).to_vec()
             } else {
-                resumed.until_id(&sentinel)
+                until_id(&mut resumed, &sentinel)
             };
             assert_eq!(
                 got,
                 all[from + 1..],
                 "round {round}: resume from {}",
-                all[from].0
+                all[from].id
             );
         }
         eprintln!(
@@ -668,7 +583,7 @@ fn the_history_bounds_delete_old_segments() {
     let payload = "y".repeat(400);
     let mut last = String::new();
     for i in 0..300 {
-        last = publish(&server, "t", &format!("{payload}{i}"));
+        last = server.publish("t", &format!("{payload}{i}"));
     }
     // Segments are 16 KiB here (the smallest); the disk holds at most the history's bytes
     // plus one segment.
@@ -693,8 +608,8 @@ fn the_history_bounds_delete_old_segments() {
         events > 0.0 && events <= 100.0 && bytes <= 20000.0,
         "{events} {bytes}"
     );
-    let mut sub = Sub::open(server.addr, "t", Some(&format!("{}-299", epoch(&last))));
-    let got = sub.until_id(&last);
+    let mut sub = open_sub(server.addr, "t", Some(&format!("{}-299", epoch(&last))));
+    let got = until_id(&mut sub, &last);
     assert_eq!(got.len(), 1);
     stop(server);
 }
@@ -766,7 +681,7 @@ fn start_up_with_a_full_default_history_takes_under_a_second() {
     if !cfg!(debug_assertions) {
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
-    let mut sub = Sub::open(server.addr, "bulk", Some("fullhist-9999"));
-    assert_eq!(sub.until_id("fullhist-10000").len(), 1);
+    let mut sub = open_sub(server.addr, "bulk", Some("fullhist-9999"));
+    assert_eq!(until_id(&mut sub, "fullhist-10000").len(), 1);
     stop(server);
 }

@@ -220,6 +220,15 @@ impl Stream {
         self
     }
 
+    /// Reads for `d` expecting nothing more: no event, no close. Every event so far.
+    pub fn quiet_for(&mut self, d: Duration) -> &[Event] {
+        let n = self.events.len();
+        self.read_for(d);
+        assert!(!self.closed, "closed with {:?}", self.events);
+        assert_eq!(self.events.len(), n, "unexpected {:?}", &self.events[n..]);
+        &self.events
+    }
+
     /// Reads until the server closes; true if it did within `within`.
     pub fn read_to_close(&mut self, within: Duration) -> bool {
         self.read_until_state(within, |st| st.closed)
