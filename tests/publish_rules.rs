@@ -6,51 +6,26 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use common::{read_until, Server};
+use common::{read_until, Publish, Server, Stream, FORM, JSON};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const FORM: &str = "application/x-www-form-urlencoded";
-const JSON: &str = "application/json";
-
 /// One publish on a fresh connection: (status, body without its final newline: the id of a
 /// stored event, or the one-line reason of a refusal).
 fn publish(server: &Server, content_type: &str, body: &str) -> (u16, String) {
-    let r = server.request(&format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    (r.status, r.text().trim_end().to_string())
+    Publish::typed(content_type, body).answer(server.addr)
 }
 
-/// A subscription's socket after its response head, and what followed the head.
-fn subscribe(server: &Server, query: &str) -> (TcpStream, Vec<u8>) {
-    let mut s = server.connect();
-    s.write_all(format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let got = read_until(&mut s, Duration::from_secs(5), |b| {
-        b.windows(4).any(|w| w == b"\r\n\r\n")
-    });
-    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+/// Reads until `want` appears in what the stream sent since the last `drain`; that text.
+fn read_for(s: &mut Stream, want: &[u8]) -> Vec<u8> {
     assert!(
-        got.starts_with(b"HTTP/1.1 200 "),
-        "{:?}",
-        String::from_utf8_lossy(&got)
+        s.read_until_raw(Duration::from_secs(10), want),
+        "no {:?} in {:?}",
+        String::from_utf8_lossy(want),
+        s.text()
     );
-    (s, got[at..].to_vec())
-}
-
-/// Reads until `want` appears in what the stream sent (after its head).
-fn read_for(s: &mut TcpStream, mut got: Vec<u8>, want: &[u8]) -> Vec<u8> {
-    let more = read_until(s, Duration::from_secs(10), |b| {
-        [&got[..], b]
-            .concat()
-            .windows(want.len())
-            .any(|w| w == want)
-    });
-    got.extend_from_slice(&more);
-    got
+    s.raw.clone()
 }
 
 /// The publishes every mode must refuse, each with a word its one-line answer must hold.
@@ -108,7 +83,7 @@ fn check_refusals(server: &Server) {
 #[test]
 fn a_type_with_any_control_character_or_the_reserved_type_is_refused() {
     let server = Server::start(&[]);
-    let (mut s, got) = subscribe(&server, "topic=a");
+    let mut s = server.subscribe("topic=a", "");
     check_refusals(&server);
     assert_eq!(
         server.metric("sse_hub_publishes_rejected_total{reason=\"invalid\"}"),
@@ -117,13 +92,14 @@ fn a_type_with_any_control_character_or_the_reserved_type_is_refused() {
     // Nothing refused was stored: the next event is the first the subscriber sees.
     let (st, id) = publish(&server, FORM, "topic=a&data=after&type=Reset");
     assert_eq!(st, 200, "{id}");
-    let got = read_for(&mut s, got, b"data: after\n\n");
+    let got = read_for(&mut s, b"data: after\n\n");
     let text = String::from_utf8_lossy(&got);
     assert_eq!(text, format!("id: {id}\nevent: Reset\ndata: after\n\n"));
     // Data may carry NUL and other control characters: the event-stream format passes them.
     let (st, id) = publish(&server, FORM, "topic=a&data=x%00y%1Bz");
     assert_eq!(st, 200, "{id}");
-    let got = read_for(&mut s, Vec::new(), b"z\n\n");
+    s.drain();
+    let got = read_for(&mut s, b"z\n\n");
     assert_eq!(got, format!("id: {id}\ndata: x\0y\x1bz\n\n").as_bytes());
 }
 
@@ -160,11 +136,11 @@ fn with_redis_the_same_fields_are_refused_before_they_are_stored() {
 #[test]
 fn json_data_is_sent_as_the_text_it_came_in() {
     let server = Server::start(&[]);
-    let (mut s, got) = subscribe(&server, "topic=j");
+    let mut s = server.subscribe("topic=j", "");
     let data = r#"{"z":1,"a":{"price":1.10,"big":123456789012345678901234567890},"k":1,"k":2}"#;
     let (st, id) = publish(&server, JSON, &format!(r#"{{"topic":"j","data":{data}}}"#));
     assert_eq!(st, 200, "{id}");
-    let got = read_for(&mut s, got, b"\n\n");
+    let got = read_for(&mut s, b"\n\n");
     assert_eq!(
         String::from_utf8_lossy(&got),
         format!("id: {id}\ndata: {data}\n\n")
@@ -177,8 +153,8 @@ fn distinct_topics_count_against_the_limit() {
     let names: Vec<String> = (0..32).map(|i| format!("topic=t{i}")).collect();
     // A subscription: 32 distinct names and a repeat, or 40 copies of one.
     let query = names.join("&") + "&topic=t3";
-    let (mut s, got) = subscribe(&server, &query);
-    let (_s2, _) = subscribe(&server, &"topic=t7&".repeat(40));
+    let mut s = server.subscribe(&query, "");
+    let _s2 = server.subscribe(&"topic=t7&".repeat(40), "");
     assert_eq!(
         server
             .get(&format!("/sse?{}&topic=t32", names.join("&")))
@@ -188,7 +164,7 @@ fn distinct_topics_count_against_the_limit() {
     // A publish: the same rule; a repeated topic is stored (and delivered) once.
     let (st, id) = publish(&server, FORM, &(names.join("&") + "&topic=t0&data=x"));
     assert_eq!(st, 200, "{id}");
-    let got = read_for(&mut s, got, b"data: x\n\n");
+    let got = read_for(&mut s, b"data: x\n\n");
     assert_eq!(
         String::from_utf8_lossy(&got),
         format!("id: {id}\ndata: x\n\n")
