@@ -22,7 +22,7 @@
 mod common;
 mod webdriver;
 
-use common::Server;
+use common::{form_escape, Publish, Server};
 use serde_json::json;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -370,20 +370,6 @@ fn iso_millis_shape() {
 
 // ---- the topics panel ----
 
-/// `application/x-www-form-urlencoded` escaping of one value.
-fn form_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// Publishes one event through `POST /publish` (from loopback, so no token); returns its id.
 fn publish(server: &Server, topic: &str, event_type: Option<&str>, data: &str) -> String {
     publish_to(server.addr, topic, event_type, data)
@@ -394,19 +380,7 @@ fn publish_to(addr: SocketAddr, topic: &str, event_type: Option<&str>, data: &st
     if let Some(t) = event_type {
         body.push_str(&format!("&type={}", form_escape(t)));
     }
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let r = common::read_response(&mut s);
-    assert_eq!(r.status, 200, "publish refused: {}", r.text());
-    // The answer is the id and a newline.
-    r.text().trim_end().to_string()
+    Publish::form(&body).id(addr)
 }
 
 /// What one tab's topics panel shows, read from the DOM.
@@ -1132,17 +1106,7 @@ fn publish_private(addr: SocketAddr, topic: &str, data: &str) {
         form_escape(topic),
         form_escape(data)
     );
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: Bearer pub\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let r = common::read_response(&mut s);
-    assert_eq!(r.status, 200, "publish refused: {}", r.text());
+    Publish::form(&body).bearer("pub").id(addr);
 }
 
 #[test]
@@ -1159,18 +1123,10 @@ fn a_pasted_token_shows_a_private_topic() {
     wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
     // Without a token the private event is not shown, a public one is.
     publish_private(server.addr, "chat/42", "secret one");
-    let public = {
-        let body = "topic=chat%2F42&data=public";
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        write!(
-            s,
-            "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: Bearer pub\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        common::read_response(&mut s).text().trim_end().to_string()
-    };
+    let public = Publish::form("topic=chat%2F42&data=public")
+        .bearer("pub")
+        .answer(server.addr)
+        .1;
     let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids.contains(&public));
     assert_eq!(v.ids, std::slice::from_ref(&public), "{v:?}");
     // Paste a token that may read chat/42 and subscribe again: the cookie carries it.
@@ -1537,20 +1493,11 @@ fn the_page_speaks_the_browsers_language_and_draws_no_boxes_without_a_cjk_font()
 
 /// Publishes `body` (a form) with `auth` (an `Authorization` value, or none); (status, text).
 fn publish_with(addr: SocketAddr, auth: Option<&str>, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let auth = auth
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "POST /publish HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let r = common::read_response(&mut s);
-    (r.status, r.text().trim_end().to_string())
+    let mut p = Publish::form(body);
+    if let Some(a) = auth {
+        p = p.header(&format!("Authorization: {a}"));
+    }
+    p.answer(addr)
 }
 
 /// The publish form's hint and answer, and the subscription's state, from the DOM.

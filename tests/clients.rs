@@ -172,17 +172,6 @@ impl Drop for Client {
     }
 }
 
-fn publish(server: &Server, data: &str) -> String {
-    let body = format!("topic=t&data={data}");
-    let r = server.request(&format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text().trim_end().to_string()
-}
-
 #[test]
 fn heartbeats_and_the_shutdown_retry_are_no_events_to_httpx_sse_or_node_eventsource() {
     if !clients_installed() {
@@ -191,9 +180,7 @@ fn heartbeats_and_the_shutdown_retry_are_no_events_to_httpx_sse_or_node_eventsou
     let server = Server::start(&["--heartbeat-ms", "1000", "--shutdown-grace-ms", "2000"]);
     let url = format!("http://{}/sse?topic=t", server.addr);
     // A raw subscriber beside them, to see the bytes the clients were given.
-    let mut raw = server.connect();
-    raw.write_all(b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let mut raw = server.subscribe("topic=t", "");
     let mut clients = [
         Client::start("httpx-sse", &url),
         Client::start("eventsource", &url),
@@ -201,11 +188,11 @@ fn heartbeats_and_the_shutdown_retry_are_no_events_to_httpx_sse_or_node_eventsou
     for c in &mut clients {
         c.wait_for("open", Duration::from_secs(15));
     }
-    let hello = publish(&server, "hello");
+    let hello = server.publish("t", "hello");
     // Heartbeats while the stream is idle (at least one: the deadline is kept in whole
     // seconds of the loop's clock, so a 1 s heartbeat comes 1 to 2 s after the last write).
     std::thread::sleep(Duration::from_millis(3_200));
-    publish(&server, "bye");
+    server.publish("t", "bye");
     std::thread::sleep(Duration::from_millis(200));
     server.signal("TERM");
     for c in &mut clients {
@@ -214,9 +201,8 @@ fn heartbeats_and_the_shutdown_retry_are_no_events_to_httpx_sse_or_node_eventsou
     for c in &clients {
         assert_eq!(c.datas(), ["hello", "bye"], "{}: {:?}", c.name, c.seen);
     }
-    let wire = common::read_until(&mut raw, Duration::from_secs(5), |_| false);
-    let wire = String::from_utf8_lossy(&wire).into_owned();
-    let body = wire.split_once("\r\n\r\n").map_or("", |x| x.1);
+    assert!(raw.read_to_close(Duration::from_secs(5)), "{}", raw.text());
+    let body = &raw.text();
     let after_hello = body
         .split_once(&format!("id: {hello}\ndata: hello\n\n"))
         .unwrap_or_else(|| panic!("no hello frame in {body:?}"))
@@ -244,12 +230,7 @@ fn a_refused_stream_is_no_event_to_httpx_sse_or_node_eventsource() {
         return;
     }
     let server = Server::start(&["--max-streams", "1"]);
-    let mut hold = server.connect();
-    hold.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    common::read_until(&mut hold, Duration::from_secs(5), |b| {
-        b.windows(4).any(|w| w == b"\r\n\r\n")
-    });
+    let _hold = common::open(server.addr, "/sse", "");
     server.wait_metric("sse_streams_open", 1.0, Duration::from_secs(5));
     let url = format!("http://{}/sse", server.addr);
     for name in ["httpx-sse", "eventsource"] {

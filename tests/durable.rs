@@ -99,8 +99,10 @@ fn open_sub(addr: SocketAddr, topic: &str, last_id: Option<&str>) -> Stream {
 
 /// Reads until an event with id `id` arrived; returns everything so far.
 fn until_id(sub: &mut Stream, id: &str) -> Vec<Event> {
-    sub.expect_until(Duration::from_secs(20), |evs| evs.iter().any(|e| e.id == id))
-        .to_vec()
+    sub.expect_until(Duration::from_secs(20), |evs| {
+        evs.iter().any(|e| e.id == id)
+    })
+    .to_vec()
 }
 
 /// An event as the hub sends it.
@@ -530,7 +532,11 @@ fn sigkill_during_a_publish_flood_loses_no_answered_publish() {
         let mut datas = std::collections::HashSet::new();
         for (i, e) in all.iter().enumerate() {
             by_id.insert(e.id.as_str(), (i, e.data.as_str()));
-            assert!(datas.insert(e.data.as_str()), "round {round}: {} twice", e.data);
+            assert!(
+                datas.insert(e.data.as_str()),
+                "round {round}: {} twice",
+                e.data
+            );
         }
         let answered_now = answered.lock().unwrap().clone();
         for (id, data) in &answered_now {

@@ -120,7 +120,10 @@ fn an_evicted_or_foreign_id_gets_a_reset_then_live_events() {
     assert_eq!(v["lastEventId"], old.as_str());
     let live = server.publish("t", "live");
     let next = &s.take(1, WAIT)[0];
-    assert_eq!((next.id.as_str(), next.data.as_str()), (live.as_str(), "live"));
+    assert_eq!(
+        (next.id.as_str(), next.data.as_str()),
+        (live.as_str(), "live")
+    );
     // An id from an earlier run of the server (another epoch), and junk.
     let other = Server::start(&[]);
     let foreign = other.publish("t", "x");

@@ -7,21 +7,15 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use common::Server;
+use common::{Publish, Server};
 use redis_server::RedisServer;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A publish request's bytes (form body, closing).
 fn publish_request(topic: &str, data: &str) -> Vec<u8> {
-    let body = format!("topic={topic}&data={data}");
-    format!(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    Publish::event(topic, data).bytes()
 }
 
 /// What a publisher got: the status (0: closed without an answer), whether `Retry-After` was
@@ -35,15 +29,17 @@ struct Answer {
 
 fn read_answer(mut c: TcpStream) -> Answer {
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut r = Vec::new();
-    let _ = c.read_to_end(&mut r);
-    let r = String::from_utf8_lossy(&r).into_owned();
-    let status = r.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
-    Answer {
-        status,
-        retry_after: head.to_ascii_lowercase().contains("\r\nretry-after:"),
-        body: body.trim_end().to_string(),
+    match common::try_read_response(&mut c) {
+        Some(r) => Answer {
+            status: r.status,
+            retry_after: r.header("retry-after").is_some(),
+            body: r.text().trim_end().to_string(),
+        },
+        None => Answer {
+            status: 0,
+            retry_after: false,
+            body: String::new(),
+        },
     }
 }
 
@@ -160,53 +156,22 @@ fn sigterm_with_redis_frozen_answers_503_within_the_grace() {
     redis.resume();
 }
 
-/// A subscription's events as (id, kind, data), read with the crate's event-stream parser
-/// until `stop` is set; then the events so far.
+/// A subscription's events as (id, kind, data), read with the common client (the crate's
+/// event-stream parser) until `stop` is set; then the events so far. It is registered once
+/// this returns.
 fn collect_events(
     addr: SocketAddr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<(String, String, String)>> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let mut s = common::subscribe(addr, "topic=t", "");
     std::thread::spawn(move || {
-        use sse_server::event_stream::{Item, Parser};
-        let mut parser = Parser::new();
-        let mut events = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut head: Option<Vec<u8>> = Some(Vec::new());
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        while !stop.load(std::sync::atomic::Ordering::Acquire) {
-            let n = match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(_) => continue,
-            };
-            let mut chunk = &buf[..n];
-            let mut owned = Vec::new();
-            if let Some(h) = head.as_mut() {
-                h.extend_from_slice(chunk);
-                let Some(at) = h.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    continue;
-                };
-                owned = h[at + 4..].to_vec();
-                head = None;
-                chunk = &owned;
-            }
-            parser
-                .feed(chunk, &mut |item| {
-                    if let Item::Event(e) = item {
-                        events.push((
-                            String::from_utf8_lossy(e.last_event_id).into_owned(),
-                            String::from_utf8_lossy(e.event_type).into_owned(),
-                            e.data_lossy().into_owned(),
-                        ));
-                    }
-                })
-                .unwrap();
-            drop(owned);
+        while !stop.load(std::sync::atomic::Ordering::Acquire) && !s.closed {
+            s.read_for(Duration::from_millis(50));
         }
-        events
+        s.events
+            .into_iter()
+            .map(|e| (e.id, e.kind, e.data))
+            .collect()
     })
 }
 
@@ -234,7 +199,6 @@ fn a_log_deleted_under_two_instances_never_reuses_an_id_and_says_log_reset() {
         .iter()
         .flat_map(|s| (0..2).map(|_| collect_events(s.addr, stop.clone())))
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let publishers: Vec<_> = (0..4)
         .map(|p| {
@@ -249,13 +213,8 @@ fn a_log_deleted_under_two_instances_never_reuses_an_id_and_says_log_reset() {
                 while flooding.load(std::sync::atomic::Ordering::Acquire) {
                     let data = format!("p{p}-{i}");
                     i += 1;
-                    let body = format!("topic=t&data={data}");
-                    let req = format!(
-                        "POST /publish HTTP/1.1\r\nHost: x\r\n\
-                         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    c.write_all(req.as_bytes()).unwrap();
+                    c.write_all(&Publish::event("t", &data).keep_alive_bytes())
+                        .unwrap();
                     let r = common::read_response(&mut c);
                     if r.status == 200 {
                         answered.push((r.text().trim_end().to_string(), data));
@@ -343,7 +302,6 @@ fn a_flushed_log_is_noticed_without_a_publish_and_ids_keep_going_up() {
         .iter()
         .map(|s| collect_events(s.addr, stop.clone()))
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
     let publish = |addr: SocketAddr, data: &str| {
         let a = read_answer({
             let mut c = TcpStream::connect(addr).unwrap();

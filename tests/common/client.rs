@@ -326,10 +326,19 @@ impl Publish {
         self
     }
 
-    /// The request's bytes.
+    /// The request's bytes (`Connection: close`).
     pub fn bytes(&self) -> Vec<u8> {
+        self.with_headers("Connection: close\r\n")
+    }
+
+    /// The request's bytes for a connection that stays open for the next request.
+    pub fn keep_alive_bytes(&self) -> Vec<u8> {
+        self.with_headers("")
+    }
+
+    fn with_headers(&self, connection: &str) -> Vec<u8> {
         format!(
-            "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}Content-Length: {}\r\n\r\n{}",
+            "POST /publish HTTP/1.1\r\nHost: x\r\n{connection}{}Content-Length: {}\r\n\r\n{}",
             self.headers,
             self.body.len(),
             self.body
