@@ -474,7 +474,21 @@ fn out_of_descriptors_sheds_without_spinning_and_recovers() {
     frame_times(last, 3);
     // ...and once descriptors free up, new streams are served again.
     streams.truncate(streams.len() - 10);
-    std::thread::sleep(Duration::from_millis(200));
+    // The server has seen the closes once `/metrics` is served again and counts the streams
+    // left; every try it sheds meanwhile is one more refusal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match server.try_metric("sse_streams_open") {
+            Ok(n) if n == streams.len() as f64 => break,
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status, 503);
+                refused += 1;
+            }
+        }
+        assert!(Instant::now() < deadline, "the closes were never seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(server.metric("sse_accept_fd_exhausted_total") > 0.0);
     assert_eq!(server.metric("sse_connections_shed_total"), refused as f64);
     let mut s = open_stream(&server);

@@ -4,18 +4,9 @@
 
 mod common;
 
-use common::{form_escape, Publish, Server, Stream};
+use common::{form_escape, now_s, Publish, Server, Stream, KEY};
 use sse_server::jwt::{sign_access_token, sign_hs256};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use std::time::Duration;
 
 /// Percent-encodes a query value (what `URLSearchParams` would send).
 fn q(v: &str) -> String {

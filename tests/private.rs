@@ -4,18 +4,9 @@
 
 mod common;
 
-use common::{Publish, Server, Stream};
+use common::{now_s, Publish, Server, Stream, KEY};
 use sse_server::jwt::sign_hs256;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use std::time::{Duration, Instant};
 
 fn token(claims: &str) -> String {
     sign_hs256(KEY.as_bytes(), claims)

@@ -9,14 +9,12 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use common::{open, subscribe, Publish, Server};
+use common::{open, subscribe, Publish, Server, KEY};
 use redis_server::RedisServer;
 use sse_server::jwt::sign_hs256;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-
-const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
 
 fn ok_publish(addr: SocketAddr, topic: &str, data: &str) -> String {
     Publish::event(topic, data).bearer("pub").id(addr)
@@ -320,21 +318,6 @@ fn a_resume_from_a_trimmed_or_never_issued_id_starts_with_a_gap_reset() {
     );
 }
 
-/// The process's peak resident set size (`VmHWM`), from /proc.
-fn peak_rss(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
-
 /// Six clients resume from the start of a 100 MB log and never read: the replays are cursors
 /// read in pages, so the server's memory stays bounded (the budget is counted in /metrics).
 #[test]
@@ -373,7 +356,7 @@ fn six_deep_resumes_that_never_read_keep_the_server_under_64_mb() {
     let after_start = server.rss_bytes();
     // The backfill read the newest entries within --history-bytes, page by page: the peak
     // at start-up never held the 100 MB log.
-    let peak = peak_rss(&server);
+    let peak = server.peak_rss_bytes();
     eprintln!("peak RSS at start {} MB", peak >> 20);
     assert!(peak < 64 << 20, "peak RSS at start {} MB", peak >> 20);
     let mut subs = Vec::new();
@@ -400,9 +383,9 @@ fn six_deep_resumes_that_never_read_keep_the_server_under_64_mb() {
     );
     assert!(rss < 64 << 20, "RSS {} MB", rss >> 20);
     assert!(
-        peak_rss(&server) < 64 << 20,
+        server.peak_rss_bytes() < 64 << 20,
         "peak RSS {} MB",
-        peak_rss(&server) >> 20
+        server.peak_rss_bytes() >> 20
     );
     let held = server.metric("sse_replay_bytes");
     eprintln!("replay pages held: {held} bytes");

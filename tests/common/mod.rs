@@ -10,6 +10,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The HS256 key token tests start servers with and sign their tokens with.
+pub const KEY: &str = "a-test-key-that-is-long-enough-for-hs256!";
+
+/// Seconds since the Unix epoch (for tokens' `exp`).
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// A running `sse-server` process, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -147,13 +158,18 @@ impl Server {
     /// The value of one metric line (without labels, or with the exact label text given).
     pub fn metric(&self, name: &str) -> f64 {
         let body = self.get("/metrics").text();
-        body.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
-            .trim()
-            .parse()
-            .unwrap()
+        metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
+    }
+
+    /// Like [`metric`](Self::metric), but `Err(status)` when `/metrics` is not answered `200`
+    /// (a server out of descriptors sheds it with `503`).
+    pub fn try_metric(&self, name: &str) -> Result<f64, u16> {
+        let r = self.get("/metrics");
+        if r.status != 200 {
+            return Err(r.status);
+        }
+        let body = r.text();
+        Ok(metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} missing from:\n{body}")))
     }
 
     /// Polls `metric` until it equals `want` or the timeout passes; returns the last value.
@@ -170,11 +186,21 @@ impl Server {
 
     /// The server process's resident set size, from /proc.
     pub fn rss_bytes(&self) -> u64 {
+        self.proc_status_bytes("VmRSS")
+    }
+
+    /// The server process's peak resident set size so far (`VmHWM`), from /proc.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.proc_status_bytes("VmHWM")
+    }
+
+    /// One `kB` field of the process's /proc status, in bytes.
+    fn proc_status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kb: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .unwrap()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
             .trim()
             .trim_end_matches(" kB")
             .trim()
@@ -207,6 +233,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of metric `name` (without labels, or with the exact label text given) in a
+/// `/metrics` text.
+pub fn metric_in(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
 }
 
 /// A parsed HTTP response.
