@@ -9,7 +9,7 @@ mod common;
 #[path = "common/redis.rs"]
 mod redis_server;
 
-use common::{open, subscribe, Publish, Server, KEY};
+use common::{open_within, subscribe, Publish, Server, KEY};
 use redis_server::RedisServer;
 use sse_server::jwt::sign_hs256;
 use std::io::Write;
@@ -393,18 +393,21 @@ fn six_deep_resumes_that_never_read_keep_the_server_under_64_mb() {
     assert!(held <= (16 << 20) as f64, "{held}");
     // They are replays in progress, not refused: a client that reads gets the whole log,
     // while the six still hold theirs.
-    let mut s = open(
+    let within = Duration::from_secs(20);
+    let mut s = open_within(
         server.addr,
         "/sse?topic=big",
         &format!("Last-Event-ID: {first}\r\n"),
+        within,
     );
     assert_eq!(s.status, 200, "{}", s.head);
     let mut events = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while events < 199 && Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        s.read_until(left, |e| !e.is_empty());
+        // Each turn brings an event within 20 s, or the replay stalled.
+        let got = s.read_until(within, |e| !e.is_empty());
         assert!(!s.closed, "closed after {events} events");
+        assert!(got, "no event within {within:?} after {events} events");
         // Taken in turns, so that the test holds one turn of the 100 MB, not all of it.
         for e in s.drain() {
             assert_ne!(e.kind, "reset", "{e:?}");

@@ -101,9 +101,15 @@ pub struct Stream {
 /// Sends `GET {target}` (with `headers`, each line ending in CRLF) on a new connection and reads
 /// the response head; whatever the status, the body that follows is read as an event stream.
 pub fn open(addr: SocketAddr, target: &str, headers: &str) -> Stream {
+    open_within(addr, target, headers, Duration::from_secs(5))
+}
+
+/// [`open`], waiting up to `head_within` for the response head (5 s there).
+pub fn open_within(addr: SocketAddr, target: &str, headers: &str, head_within: Duration) -> Stream {
     let mut sock = connect(addr);
     sock.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
         .unwrap();
+    sock.set_read_timeout(Some(head_within)).unwrap();
     let (head, rest) = read_head(&mut sock);
     let mut st = Stream {
         sock,
