@@ -222,13 +222,8 @@ fn bad_input_gets_a_clear_answer() {
     // Keep-alive: a publisher may reuse its connection.
     let mut c = server.connect();
     for i in 0..3 {
-        let body = format!("topic=a&data={i}");
-        write!(
-            c,
-            "POST /publish HTTP/1.1\r\nHost: x\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
+        c.write_all(&Publish::event("a", &i.to_string()).keep_alive_bytes())
+            .unwrap();
         assert_eq!(common::read_response(&mut c).status, 200);
     }
 }
@@ -259,17 +254,11 @@ fn a_flood_against_subscribers_that_do_not_read_keeps_memory_flat() {
         })
         .collect();
     let body_data = "x".repeat(900);
-    let ct = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let request = Publish::event("flood", &body_data).keep_alive_bytes();
     let mut c = server.connect();
     let mut flood = |n: usize| {
         for _ in 0..n {
-            let body = format!("topic=flood&data={body_data}");
-            write!(
-                c,
-                "POST /publish HTTP/1.1\r\nHost: x\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
+            c.write_all(&request).unwrap();
             assert_eq!(common::read_response(&mut c).status, 200);
         }
     };

@@ -637,15 +637,12 @@ fn the_old_conf_d_step_is_caught() {
 
 /// `POST /publish` of a form event through `addr`, with `extra` header lines.
 fn publish_via(addr: SocketAddr, extra: &str) -> common::Response {
-    let body = "topic=t&data=through+nginx";
-    ask(
-        addr,
-        &format!(
-            "POST /publish HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
+    common::Publish::raw(
+        &format!("Content-Type: {}\r\n{extra}", common::FORM),
+        "topic=t&data=through+nginx",
     )
+    .host(&addr.to_string())
+    .send(addr)
 }
 
 #[test]

@@ -6,17 +6,16 @@
 
 mod common;
 
-use common::{Response, Server};
+use common::{Publish, Response, Server, FORM};
 
 /// `POST /publish` of a form event on `topic`, with `extra` header lines (each ending CRLF).
 fn publish(server: &Server, topic: &str, extra: &str) -> Response {
-    let body = format!("topic={topic}&data=x");
-    server.request(&format!(
-        "POST /publish HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        server.addr,
-        body.len()
-    ))
+    Publish::raw(
+        &format!("Content-Type: {FORM}\r\n{extra}"),
+        &format!("topic={topic}&data=x"),
+    )
+    .host(&server.addr.to_string())
+    .send(server.addr)
 }
 
 fn published(server: &Server) -> f64 {

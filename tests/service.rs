@@ -60,9 +60,9 @@ fn one_line_per_request_and_per_ended_stream_without_queries_or_tokens() {
         .unwrap();
     assert!(frames >= 3, "{line}");
     // A refused publish names no token either.
-    let r = server.request(
-        "POST /publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer WRONGTOKEN\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\n\r\ntopic=a&data=x",
-    );
+    let r = common::Publish::event("a", "x")
+        .bearer("WRONGTOKEN")
+        .send(server.addr);
     assert_eq!(r.status, 401);
     let lines = lines_until(&log, |l| l.contains("status=401"));
     for l in &lines {

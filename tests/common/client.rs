@@ -290,6 +290,8 @@ pub fn form_escape(v: &str) -> String {
 /// One `POST /publish` request, on a connection of its own (`Connection: close`).
 #[derive(Clone, Debug)]
 pub struct Publish {
+    /// The `Host` field's value.
+    host: String,
     /// Header lines, each ending in CRLF (the content type among them, if any).
     headers: String,
     body: String,
@@ -300,6 +302,7 @@ impl Publish {
     /// unless given) and this body.
     pub fn raw(headers: &str, body: &str) -> Publish {
         Publish {
+            host: "x".to_owned(),
             headers: headers.to_owned(),
             body: body.to_owned(),
         }
@@ -318,6 +321,12 @@ impl Publish {
     /// `topic={topic}&data={data}`, both sent as given (already encoded).
     pub fn event(topic: &str, data: &str) -> Publish {
         Publish::form(&format!("topic={topic}&data={data}"))
+    }
+
+    /// Sends `Host: {host}` (`x` otherwise): the server's own origin is judged by it.
+    pub fn host(mut self, host: &str) -> Publish {
+        self.host = host.to_owned();
+        self
     }
 
     /// Adds `Authorization: Bearer {token}`.
@@ -344,7 +353,8 @@ impl Publish {
 
     fn with_headers(&self, connection: &str) -> Vec<u8> {
         format!(
-            "POST /publish HTTP/1.1\r\nHost: x\r\n{connection}{}Content-Length: {}\r\n\r\n{}",
+            "POST /publish HTTP/1.1\r\nHost: {}\r\n{connection}{}Content-Length: {}\r\n\r\n{}",
+            self.host,
             self.headers,
             self.body.len(),
             self.body
