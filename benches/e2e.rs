@@ -8,6 +8,8 @@
 //! cargo bench --bench e2e -- fanout throughput      # the hub scenarios
 //! cargo bench --bench e2e -- hub-small              # a few-second check of the hub rows
 //! cargo bench --bench e2e -- logging                # 10,000 x 100 ms with the log on and off
+//! SSE_BENCH_BASELINE=/tmp/old/sse-server SSE_BENCH_ROUNDS=3 cargo bench --bench e2e -- rate fanout
+//!                                                   # before/after: another build, rows alternated
 //! ```
 //!
 //! The hub scenarios (`fanout`: 19,000 subscribers of one topic, 1 publish/s; `throughput`:
@@ -396,7 +398,18 @@ fn main() {
     }
     let ours = Spec::ours("sse-server", &[]);
     let mut all = vec![ours.clone()];
+    if let Some(program) = baseline() {
+        all.push(Spec {
+            name: "sse-server (baseline)".into(),
+            program,
+            args: Vec::new(),
+            env_config: false,
+        });
+    }
     all.extend(peers.iter().cloned());
+    // Rows alternate (ours, baseline, peers, ours, ...) so a drift of the machine during the
+    // run falls on every server alike.
+    let all: Vec<Spec> = (0..rounds()).flat_map(|_| all.iter().cloned()).collect();
     if want("hold") {
         let case = Case {
             streams: 19_000,
@@ -536,6 +549,23 @@ fn nchan_run() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/nchan/run")
 }
 
+/// `SSE_BENCH_BASELINE`: another `sse-server` binary (say, a release build of an earlier
+/// commit) measured beside this one in the same run, for before/after comparisons.
+fn baseline() -> Option<String> {
+    std::env::var("SSE_BENCH_BASELINE")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// `SSE_BENCH_ROUNDS` (default 1): how many times each scenario's rows are run, alternated.
+fn rounds() -> usize {
+    std::env::var("SSE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
 fn hubs() -> (Vec<Hub>, Option<String>) {
     let mut found = vec![Hub {
         name: "sse-server",
@@ -548,6 +578,19 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         pub_path: "/publish",
         format: "form",
     }];
+    if baseline().is_some() {
+        found.push(Hub {
+            name: "sse-server (baseline)",
+            command: |port| {
+                let mut c = Command::new(baseline().unwrap_or_default());
+                c.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+                c
+            },
+            sub_path: "/sse?topic=bench",
+            pub_path: "/publish",
+            format: "form",
+        });
+    }
     if bench_redis().is_some() {
         found.push(Hub {
             name: "sse-server + Redis",
@@ -809,7 +852,10 @@ fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
         if let Some(m) = &missing {
             println!("Skipped hub: {m}");
         }
-        let rows: Vec<HubRow> = hubs.iter().map(|h| run_hub(h, &case)).collect();
+        let rows: Vec<HubRow> = (0..rounds())
+            .flat_map(|_| hubs.iter())
+            .map(|h| run_hub(h, &case))
+            .collect();
         print_hub_table(title, &case, &rows);
     }
 }
