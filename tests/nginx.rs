@@ -539,14 +539,6 @@ impl Drop for StockNginx {
     }
 }
 
-/// One request on a new connection to `addr`, read to its end.
-fn ask(addr: SocketAddr, raw: &str) -> common::Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    common::read_response(&mut s)
-}
-
 /// The first frame of `GET /sse` at `addr` (HTTP/1.0, so nginx sends the body as it is), with
 /// its date blanked out: the response's status line and `Content-Type`, and the frame's bytes.
 fn first_clock_frame(addr: SocketAddr) -> (String, Option<String>, String) {
@@ -604,7 +596,7 @@ fn the_readme_steps_work_on_a_stock_debian_nginx() {
     assert_eq!(proxied.2, direct.2);
     assert!(proxied.2.starts_with("event:sseEvent\n"), "{proxied:?}");
     // The page is the server's, not nginx's Welcome page.
-    let page = ask(
+    let page = common::request(
         nginx.addr,
         "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     );
@@ -628,7 +620,7 @@ fn the_old_conf_d_step_is_caught() {
     assert!(said.contains("conflicting server name"), "nginx -t: {said}");
     let (status, _, _) = first_clock_frame(nginx.addr);
     assert!(status.contains(" 404 "), "/sse through it: {status}");
-    let page = ask(
+    let page = common::request(
         nginx.addr,
         "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     );

@@ -139,13 +139,7 @@ impl Server {
     /// One request on a fresh connection, read to the end of the response (by Content-Length,
     /// or to the close).
     pub fn request(&self, raw: &str) -> Response {
-        let mut s = self.connect();
-        s.write_all(raw.as_bytes()).unwrap();
-        if raw.starts_with("HEAD ") {
-            read_head_response(&mut s)
-        } else {
-            read_response(&mut s)
-        }
+        request(self.addr, raw)
     }
 
     /// `GET path` with a Host header and `Connection: close`.
@@ -266,6 +260,18 @@ impl Response {
     }
 }
 
+/// One request on a fresh connection to `addr` (the server, or a proxy in front of it), read to
+/// the end of the response (by Content-Length, or to the close).
+pub fn request(addr: SocketAddr, raw: &str) -> Response {
+    let mut s = connect(addr);
+    s.write_all(raw.as_bytes()).unwrap();
+    if raw.starts_with("HEAD ") {
+        read_head_response(&mut s)
+    } else {
+        read_response(&mut s)
+    }
+}
+
 /// Like [`read_response`], `None` where that panics (closed, reset or timed out before the
 /// end of the answer).
 pub fn try_read_response(s: &mut TcpStream) -> Option<Response> {
@@ -366,7 +372,9 @@ pub fn read_until(s: &mut TcpStream, timeout: Duration, pred: impl Fn(&[u8]) -> 
     got
 }
 
-/// Counts complete frames (blocks ending in a blank line) after the response head.
+/// The complete frames (blocks ending in a blank line) after the response head, as raw text:
+/// for checks of the clock stream's exact bytes. What a client makes of a stream (events, ids,
+/// types, data) is read with [`Stream`], through the crate's own event-stream parser.
 pub fn frames(bytes: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(bytes);
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
