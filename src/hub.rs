@@ -531,6 +531,57 @@ impl Filter {
     }
 }
 
+/// The loop's pattern entries by the literal text every topic they select starts with
+/// ([`Selector::literal_prefix`]), cut after its last `/`: a new topic looks up each of its own
+/// prefixes that end in `/` (and the empty one, where URL Patterns and templates that begin
+/// with an expression are), so it is matched only against patterns that could select it.
+#[derive(Default)]
+struct PatternIndex {
+    by_prefix: HashMap<Box<str>, Vec<u32>>,
+}
+
+impl PatternIndex {
+    fn key(p: &Selector) -> &str {
+        let literal = p.literal_prefix().unwrap_or("");
+        &literal[..literal.rfind('/').map_or(0, |i| i + 1)]
+    }
+
+    fn insert(&mut self, id: u32, p: &Selector) {
+        self.by_prefix
+            .entry(Self::key(p).into())
+            .or_default()
+            .push(id);
+    }
+
+    fn remove(&mut self, id: u32, p: &Selector) {
+        let key = Self::key(p);
+        if let Some(ids) = self.by_prefix.get_mut(key) {
+            ids.retain(|&x| x != id);
+            if ids.is_empty() {
+                self.by_prefix.remove(key);
+            }
+        }
+    }
+
+    /// The patterns that could select `topic`.
+    fn candidates<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = u32> + 'a {
+        std::iter::once(0)
+            .chain(topic.match_indices('/').map(|(i, _)| i + 1))
+            .filter_map(move |end| self.by_prefix.get(&topic[..end]))
+            .flatten()
+            .copied()
+    }
+
+    fn all(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_prefix.values().flatten().copied()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_prefix.values().map(Vec::len).sum()
+    }
+}
+
 /// One selector of a subscription, compiled: `*`, an exact name (the topic index's hash
 /// lookup), or a pattern.
 enum Wanted {
@@ -773,8 +824,8 @@ pub struct LocalHub {
     topics: Slab<TopicEntry>,
     /// Patterns by how they were read and their text.
     pattern_ids: HashMap<(Kind, Box<str>), u32>,
-    /// The ids of the topics that are patterns, which fan-out asks of every new event.
-    patterns: Vec<u32>,
+    /// The ids of the topics that are patterns, by the text their topics start with.
+    patterns: PatternIndex,
     /// What patterns gave for which topics (bounded), so fan-out and every subscriber's
     /// poll do not run a pattern each.
     match_cache: RefCell<MatchCache>,
@@ -800,7 +851,7 @@ impl LocalHub {
             ids: HashMap::new(),
             topics: Slab::default(),
             pattern_ids: HashMap::new(),
-            patterns: Vec::new(),
+            patterns: PatternIndex::default(),
             match_cache: RefCell::new(MatchCache::new(MATCH_CACHE_ENTRIES)),
             match_reported: crate::selector::CacheStats::default(),
             star: Vec::new(),
@@ -1027,8 +1078,8 @@ impl LocalHub {
         }) as u32;
         match pattern {
             Some(p) => {
+                self.patterns.insert(id, &p);
                 self.pattern_ids.insert((p.kind(), name), id);
-                self.patterns.push(id);
             }
             None => {
                 self.ids.insert(name, id);
@@ -1174,17 +1225,14 @@ impl LocalHub {
         for id in empty {
             if let Some(t) = self.topics.remove(id) {
                 match &t.pattern {
-                    Some(p) => self.pattern_ids.remove(&(p.kind(), t.name)),
+                    Some(p) => {
+                        self.patterns.remove(id as u32, p);
+                        self.pattern_ids.remove(&(p.kind(), t.name))
+                    }
                     None => self.ids.remove(&t.name),
                 };
             }
         }
-        let topics = &self.topics;
-        self.patterns
-            .retain(|&id| topics.get(id as usize).is_some_and(|t| t.pattern.is_some()));
-        // An id freed and given to another pattern is listed twice until now.
-        self.patterns.sort_unstable();
-        self.patterns.dedup();
     }
 
     /// The live subscribers of the events in `first..=last` (a member may appear more than
@@ -1201,21 +1249,21 @@ impl LocalHub {
         out.extend_from_slice(&self.star);
         let mut seen: Vec<u32> = Vec::new();
         for ev in self.after(first - 1).take_while(|e| e.seq <= last) {
+            if ev.is_gap() {
+                // Every subscription matches a gap: every pattern's subscribers hear of it.
+                seen.extend(self.patterns.all());
+            }
             for t in ev.topics.iter() {
                 if let Some(&id) = self.ids.get(&**t) {
                     seen.push(id);
                 }
-            }
-        }
-        // Patterns: each asked once per new event's topic (the cache answers repeats), never
-        // once per subscriber.
-        for &id in &self.patterns {
-            let selected = self
-                .after(first - 1)
-                .take_while(|e| e.seq <= last)
-                .any(|ev| ev.is_gap() || ev.topics.iter().any(|t| self.selects(id, t)));
-            if selected {
-                seen.push(id);
+                // Patterns: only those whose literal start the topic has, each asked once per
+                // new topic (the cache answers repeats), never once per subscriber.
+                for id in self.patterns.candidates(t) {
+                    if self.selects(id, t) {
+                        seen.push(id);
+                    }
+                }
             }
         }
         seen.sort_unstable();
@@ -1561,7 +1609,7 @@ mod tests {
         // Swept when its subscribers leave; a new template may take its id.
         l.sweep(|_, _| false);
         assert_eq!(l.members(), 0);
-        assert!(l.patterns.is_empty());
+        assert_eq!(l.patterns.len(), 0);
         let again = sub(&mut l, &["x/{y}".to_string()], None);
         l.register(&again, 4);
         assert_eq!(l.patterns.len(), 1);
@@ -1640,6 +1688,46 @@ mod tests {
         assert!(l
             .pattern_ids
             .contains_key(&(Kind::Template, "a/{x}".into())));
+    }
+
+    /// Ten thousand distinct templates: a new topic runs only those whose literal start it
+    /// has, not all of them.
+    #[test]
+    fn a_new_topic_runs_only_the_templates_it_could_match() {
+        let h = hub(100, 1 << 20);
+        let mut l = LocalHub::new(h.clone(), 0);
+        for i in 0..10_000usize {
+            let f = l
+                .subscribe(&[format!("https://example.com/t{i}/{{id}}")], None, None)
+                .filter;
+            l.register(&f, i);
+        }
+        // And two that every topic must try: no literal start to go by.
+        let any_start = l.subscribe(&["{+whole}".to_string()], None, None).filter;
+        l.register(&any_start, 10_000);
+        let url = l
+            .subscribe_selectors(
+                &[(Kind::UrlPattern, "https://example.com/t5/:x")],
+                None,
+                None,
+            )
+            .unwrap()
+            .filter;
+        l.register(&url, 10_001);
+        h.publish(
+            &Publish {
+                topics: vec!["https://example.com/t5/1".into()],
+                data: "x".into(),
+                ..Publish::default()
+            },
+            0,
+        );
+        let (first, last) = l.sync().unwrap();
+        let mut out = Vec::new();
+        l.audience(first, last, |_, _| true, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, [5, 10_000, 10_001]);
+        assert_eq!(l.match_stats().misses, 3);
     }
 
     /// A thousand subscribers whose tokens (each verified apart) name the same template:

@@ -220,6 +220,17 @@ impl Selector {
         matches!(self.matcher, Matcher::Template(_) | Matcher::UrlPattern(_))
     }
 
+    /// Text every topic this pattern selects starts with, when there is one to say: a URI
+    /// Template's literal text before its first expression (its regular expression is anchored
+    /// there, and its own text starts with it too). `None` for URL Patterns (canonicalisation
+    /// may rewrite a topic's start, the host's case for one) and for what is not a pattern.
+    pub fn literal_prefix(&self) -> Option<&str> {
+        match &self.matcher {
+            Matcher::Template(_) => self.raw.split('{').next(),
+            _ => None,
+        }
+    }
+
     /// Whether `topic` is selected.
     pub fn matches(&self, topic: &str) -> bool {
         match &self.matcher {
@@ -954,6 +965,26 @@ mod tests {
         assert!(t("{a.b}").matches("v"));
         assert!(t("{a%20b}").matches("v"));
     }
+
+    #[test]
+    fn literal_prefixes() {
+        assert_eq!(
+            t(BOOKS_T).literal_prefix(),
+            Some("https://example.com/books/")
+        );
+        assert_eq!(t("{+all}").literal_prefix(), Some(""));
+        assert_eq!(t("a{#x}").literal_prefix(), Some("a"));
+        assert_eq!(t("plain").literal_prefix(), None);
+        assert_eq!(u("https://example.com/:x").literal_prefix(), None);
+        // Every topic a template selects starts with its prefix (spot checks; the hub's model
+        // test covers the index built on it).
+        for (template, topic) in [(BOOKS_T, "https://example.com/books/1"), ("a{#x}", "a#y")] {
+            let s = t(template);
+            assert!(s.matches(topic) && topic.starts_with(s.literal_prefix().unwrap()));
+        }
+    }
+
+    const BOOKS_T: &str = "https://example.com/books/{id}";
 
     #[test]
     fn anchored_and_escaped() {
