@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_until, Publish, Server, FORM};
+use common::{Publish, Server, FORM};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -284,23 +284,22 @@ fn a_flood_against_subscribers_that_do_not_read_keeps_memory_flat() {
 fn the_figures_stream_sends_what_it_kept_then_one_sample_a_second() {
     let server = Server::start(&[]);
     std::thread::sleep(Duration::from_millis(1100));
-    let mut s = server.connect();
-    s.write_all(b"GET /metrics/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
     let start = Instant::now();
-    let got = read_until(&mut s, Duration::from_secs(5), |b| {
-        String::from_utf8_lossy(b)
-            .matches("event: figures\n")
-            .count()
-            >= 3
-    });
+    let mut s = common::open(server.addr, "/metrics/stream", "");
+    let figures = |e: &[common::Event]| e.iter().filter(|e| e.kind == "figures").count();
+    s.expect_until(Duration::from_secs(5), |e| figures(e) >= 3);
     assert!(
         start.elapsed() >= Duration::from_millis(800),
         "a sample a second"
     );
-    let text = String::from_utf8(got).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"));
-    let first = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    assert!(
+        s.head
+            .starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"),
+        "{}",
+        s.head
+    );
+    assert!(std::str::from_utf8(&s.raw).is_ok(), "{}", s.text());
+    let first = &s.events[0].data;
     let v: serde_json::Value = serde_json::from_str(first).unwrap();
     for key in [
         "t",
