@@ -5,10 +5,11 @@
 //! `cargo bench --bench micro`. Under `cargo test --all-targets` each runs once as a smoke test.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use sse_server::http::{self, Limits};
-use sse_server::jwt::{self, Verifier};
-use sse_server::sse::{self, Dates};
-use sse_server::timer::TimerWheel;
+use sse_server::hub::jwt::{self, Verifier};
+use sse_server::util::date::Dates;
+use sse_server::util::timer::TimerWheel;
+use sse_server::wire::http::{self, Limits};
+use sse_server::wire::sse;
 use std::hint::black_box;
 
 const BROWSER_HEAD: &[u8] = b"GET /sse HTTP/1.1\r\nHost: localhost:3000\r\nConnection: keep-alive\r\n\

@@ -1,10 +1,10 @@
 //! `sse-server`: parse the flags, raise the descriptor limit, start the loops, wait for a signal.
 
-use sse_server::config::{self, Command};
-use sse_server::log::{self, V};
-use sse_server::server::Server;
-use sse_server::static_files::StaticFiles;
-use sse_server::sys::{self, Signal, Signals};
+use sse_server::app::static_files::StaticFiles;
+use sse_server::server::config::{self, Command};
+use sse_server::server::loops::Server;
+use sse_server::util::log::{self, V};
+use sse_server::util::sys::{self, Signal, Signals};
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             if e.get_ref()
-                .is_some_and(|i| i.is::<sse_server::server::LogError>())
+                .is_some_and(|i| i.is::<sse_server::server::loops::LogError>())
             {
                 eprintln!("sse-server: {e}");
             } else {

@@ -1131,7 +1131,7 @@ fn a_pasted_token_shows_a_private_topic() {
     assert_eq!(v.ids, std::slice::from_ref(&public), "{v:?}");
     // Paste a token that may read chat/42 and subscribe again: the cookie carries it.
     let exp = unix_ms() / 1000 + 600;
-    let token = sse_server::jwt::sign_hs256(
+    let token = sse_server::hub::jwt::sign_hs256(
         key.as_bytes(),
         &format!(r#"{{"mercure":{{"subscribe":["chat/*"],"publish":["chat/*"]}},"exp":{exp}}}"#),
     );
@@ -1599,7 +1599,7 @@ fn the_page_says_what_publishing_needs_which_token_was_refused_and_which_events_
 
     let exp = unix_ms() / 1000 + 600;
     let sign = |claims: &str| {
-        sse_server::jwt::sign_hs256(
+        sse_server::hub::jwt::sign_hs256(
             key.as_bytes(),
             &format!(r#"{{"mercure":{claims},"exp":{exp}}}"#),
         )

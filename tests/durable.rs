@@ -649,7 +649,7 @@ fn the_systemd_unit_turns_the_data_dir_on() {
 #[ignore = "a timing: run with --release on a quiet machine"]
 fn start_up_with_a_full_default_history_takes_under_a_second() {
     use sse_server::durable::format::{encode, segment_header};
-    use sse_server::hub::Publish;
+    use sse_server::hub::history::Publish;
     let dir = Dir::new("full-history");
     std::fs::write(
         dir.0.join("format"),

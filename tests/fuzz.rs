@@ -3,9 +3,9 @@
 //! well-formed response with a status this server knows, and input held stays under the limit.
 
 use proptest::prelude::*;
-use sse_server::conn::ConnConfig;
-use sse_server::http::{self, Limits};
-use sse_server::testing::Env;
+use sse_server::app::testing::Env;
+use sse_server::core::ctx::ConnConfig;
+use sse_server::wire::http::{self, Limits};
 
 const SEEDS: &[&[u8]] = &[
     b"GET /sse HTTP/1.1\r\nHost: localhost:3000\r\nAccept: text/event-stream\r\nLast-Event-ID: 7\r\n\r\n",

@@ -191,7 +191,7 @@ fn chunked_frame(id: u64) -> Vec<Vec<u8>> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let mut dates = sse_server::sse::Dates::new();
+    let mut dates = sse_server::util::date::Dates::new();
     let iso = String::from_utf8_lossy(dates.iso(now_ms)).into_owned();
     let frame = format!(
         ": keep-alive\r\nevent: tick\r\nid: {id}\r\ndata: {{\"content\":\"{iso}\"}}\r\ndata: second line\r\n\r\n"

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{form_escape, now_s, Publish, Server, Stream, KEY};
-use sse_server::jwt::{sign_access_token, sign_hs256};
+use sse_server::hub::jwt::{sign_access_token, sign_hs256};
 use std::time::Duration;
 
 /// Percent-encodes a query value (what `URLSearchParams` would send).

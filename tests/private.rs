@@ -5,7 +5,7 @@
 mod common;
 
 use common::{now_s, Publish, Server, Stream, KEY};
-use sse_server::jwt::sign_hs256;
+use sse_server::hub::jwt::sign_hs256;
 use std::time::{Duration, Instant};
 
 fn token(claims: &str) -> String {

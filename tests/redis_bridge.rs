@@ -5,8 +5,8 @@
 mod redis_server;
 
 use redis_server::RedisServer;
-use sse_server::hub::Publish;
-use sse_server::redis_bridge::{Bridge, BridgeConfig, Sink};
+use sse_server::hub::history::Publish;
+use sse_server::redis::bridge::{Bridge, BridgeConfig, Sink};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ mod redis_server;
 
 use common::{open_within, subscribe, Publish, Server, KEY};
 use redis_server::RedisServer;
-use sse_server::jwt::sign_hs256;
+use sse_server::hub::jwt::sign_hs256;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

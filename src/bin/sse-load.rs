@@ -2,7 +2,7 @@
 //! (and write the HTML and CSV ones), and exit 3 when a check failed.
 
 use sse_server::load::{self, LoadCommand};
-use sse_server::sys;
+use sse_server::util::sys;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

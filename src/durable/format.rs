@@ -20,7 +20,7 @@
 //! is there before it is used, and a bad record ends the scan of its segment (nothing after it
 //! in that segment is trusted, so a corrupted length can never make us read garbage as events).
 
-use crate::hub::Publish;
+use crate::hub::history::Publish;
 use std::collections::VecDeque;
 
 /// The version this build reads and writes.
@@ -147,7 +147,7 @@ fn le64(b: &[u8]) -> u64 {
 }
 
 /// Why an event cannot be written as a record (never for a publish that passed
-/// [`crate::publish`]'s checks).
+/// [`crate::hub::parse`]'s checks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TooLarge(pub &'static str);
 

@@ -8,8 +8,26 @@
 //! - [`writer`]: the thread that appends, syncs (group commit), rolls and deletes segments,
 //!   and answers each publish once its event is durable.
 //!
-//! Not to be confused with the operator log ([`crate::log`]): this one holds events.
+//! An event-log backend, beside [`crate::redis`]: it implements [`crate::hub::backend::Backend`]
+//! (below) and hands what it restores to the hub. Never imports the connection core, the
+//! application or the server loops. Not to be confused with the operator log: this one holds
+//! events.
 
 pub mod format;
 pub mod store;
 pub mod writer;
+
+use crate::hub::backend::{Backend, Done};
+use crate::hub::history::Publish;
+
+impl Backend for writer::DurableLog {
+    fn submit(&self, p: Publish, done: Done) {
+        writer::DurableLog::submit(self, p, done);
+    }
+    fn name(&self) -> &'static str {
+        "the data dir"
+    }
+    fn stop_writes(&self) {
+        writer::DurableLog::stop_writes(self);
+    }
+}

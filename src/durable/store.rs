@@ -431,7 +431,7 @@ pub fn describe(found: &Found) -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::durable::format::{encode, Item};
-    use crate::hub::Publish;
+    use crate::hub::history::Publish;
 
     /// A fresh directory under the system's temp dir, removed on drop.
     pub(crate) struct TempDir(pub PathBuf);

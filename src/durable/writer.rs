@@ -16,7 +16,7 @@
 
 use super::format::{self, Item};
 use super::store::{self, Store};
-use crate::hub::Publish;
+use crate::hub::history::Publish;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};

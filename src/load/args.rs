@@ -4,28 +4,16 @@
 //! **Invariant:** no IO: no name is resolved (only IP literals and `localhost`, which is taken
 //! to mean 127.0.0.1, are accepted), so a typo can never send load off this machine.
 
-use super::conn::ConnConfig;
-use super::publish::{percent_encode, Format, PublishConfig};
-use crate::cli::{num, positive, split_flag};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use super::conn::StreamConfig;
+use super::publish::{percent_encode, BodyFormat, PublishConfig};
+use super::target::{parse_url, Target};
+use crate::util::cli::{num, positive, split_flag};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The URL used when none is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3000/sse";
-
-/// Where the streams go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// The URL as given.
-    pub url: String,
-    /// The loopback address and port to connect to.
-    pub addr: SocketAddr,
-    /// The `Host` header value.
-    pub host: String,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
 
 /// The whole configuration of a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,7 +38,7 @@ pub struct LoadConfig {
     /// No progress lines.
     pub quiet: bool,
     /// Per-stream behaviour.
-    pub conn: ConnConfig,
+    pub conn: StreamConfig,
     /// Topics the streams subscribe to (`--topic`, already appended to the target's query).
     pub topics: Vec<String>,
     /// Hub mode: the publisher, when `--publish-url` is given.
@@ -100,7 +88,7 @@ impl Default for LoadConfig {
             threads: 1,
             json: false,
             quiet: false,
-            conn: ConnConfig::default(),
+            conn: StreamConfig::default(),
             topics: Vec::new(),
             publish: None,
             drain: Duration::from_secs(1),
@@ -230,7 +218,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
     let mut sources: Option<String> = None;
     let mut publish_url: Option<String> = None;
     let mut publish_rate = 1.0;
-    let mut publish_format = Format::Form;
+    let mut publish_format = BodyFormat::Form;
     let mut publish_topics: Vec<String> = Vec::new();
     let mut publish_token: Option<String> = None;
     let mut publish_timeout_ms = 5_000;
@@ -312,7 +300,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
             }
             "--publish-format" => {
                 let v = value()?;
-                publish_format = Format::parse(&v)
+                publish_format = BodyFormat::parse(&v)
                     .ok_or_else(|| format!("{flag} must be form, json or raw, not {v:?}"))?;
             }
             "--publish-topic" => publish_topics.push(topic(&flag, value()?)?),
@@ -359,7 +347,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
         if publish_topics.is_empty() {
             publish_topics = cfg.topics.clone();
         }
-        if publish_format != Format::Raw && publish_topics.is_empty() {
+        if publish_format != BodyFormat::Raw && publish_topics.is_empty() {
             return Err(
                 "--publish-format form and json need a topic: give --topic or --publish-topic"
                     .into(),
@@ -427,74 +415,6 @@ fn parse_sources(s: &str, target: IpAddr) -> Result<Vec<IpAddr>, String> {
             )),
         })
         .collect()
-}
-
-/// Parses `http://HOST[:PORT][/PATH]`, where HOST is a loopback IP literal (`[::1]` for IPv6)
-/// or `localhost`.
-pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
-        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-        None => (rest, "/".to_owned()),
-    };
-    let path = path.split('#').next().unwrap_or("/").to_owned();
-    if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(format!(
-            "{url:?}: the path must not contain spaces or controls"
-        ));
-    }
-    if authority.contains('@') {
-        return Err(format!("{url:?}: user info is not supported"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{url:?}: unclosed '[' in the host"))?;
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| format!("{url:?}: bad port"))?,
-            ),
-        };
-        (h, port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port: u16 = match port {
-        None => 80,
-        Some(p) => p
-            .parse()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
-    };
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse().map_err(|_| {
-            format!(
-                "{url:?}: the host must be a loopback IP address or localhost (no name lookups)"
-            )
-        })?
-    };
-    if !ip.is_loopback() {
-        return Err(format!(
-            "{url:?}: refusing to load {ip}: sse-load only targets this machine (127.0.0.0/8 or ::1)"
-        ));
-    }
-    Ok(Target {
-        url: url.to_owned(),
-        addr: SocketAddr::new(ip, port),
-        host: authority.to_owned(),
-        path,
-    })
 }
 
 #[cfg(test)]
@@ -596,7 +516,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.target.path, "/sse?topic=a%20b&topic=c%2Fd");
         let p = c.publish.unwrap();
-        assert_eq!((p.rate, p.format), (50.0, Format::Form));
+        assert_eq!((p.rate, p.format), (50.0, BodyFormat::Form));
         assert_eq!(p.topics, ["a b", "c/d"]);
         assert_eq!(p.token.as_deref(), Some("tok"));
         assert_eq!(p.target.path, "/publish");
@@ -617,7 +537,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.target.path, "/sub/bench?x=1&topic=t");
-        assert_eq!(c.publish.unwrap().format, Format::Raw);
+        assert_eq!(c.publish.unwrap().format, BodyFormat::Raw);
         for bad in [
             &["--publish-url", "http://127.0.0.1:1/publish"][..],
             &["--topic", "t", "--publish-url", "http://10.0.0.1:1/publish"],
@@ -637,40 +557,6 @@ mod tests {
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn urls() {
-        let t = parse_url("http://[::1]:3000/sse").unwrap();
-        assert_eq!(t.addr, "[::1]:3000".parse().unwrap());
-        let t = parse_url("http://localhost/").unwrap();
-        assert_eq!(
-            (t.addr, t.host.as_str()),
-            ("127.0.0.1:80".parse().unwrap(), "localhost")
-        );
-        let t = parse_url("http://127.9.9.9:1?q").unwrap();
-        assert_eq!(t.path, "/?q");
-        let t = parse_url("http://127.0.0.1:1/a#frag").unwrap();
-        assert_eq!(t.path, "/a");
-        for bad in [
-            "https://127.0.0.1/",
-            "127.0.0.1:3000/sse",
-            "http://10.0.0.1:3000/sse",
-            "http://8.8.8.8/",
-            "http://[2001:db8::1]:80/",
-            "http://example.com/sse",
-            "http://127.0.0.1.nip.io/",
-            "http://0.0.0.0:3000/",
-            "http://127.0.0.1:0/",
-            "http://127.0.0.1:99999/",
-            "http://[::1/",
-            "http://u@127.0.0.1/",
-            "http://127.0.0.1/a b",
-        ] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
-        let e = parse_url("http://192.168.1.10:3000/sse").unwrap_err();
-        assert!(e.contains("only targets this machine"), "{e}");
     }
 
     #[test]

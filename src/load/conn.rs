@@ -8,19 +8,19 @@
 //! [`Stream::handle_eof`]) ends the stream: the loop counts it with [`Stats::end`] and drops it.
 //!
 //! Memory: an open stream is this struct (about 200 bytes) plus the event parser's small
-//! buffers; the response head is kept (up to [`ConnConfig::max_head`]) only while it is
+//! buffers; the response head is kept (up to [`StreamConfig::max_head`]) only while it is
 //! incomplete. Reads go into the loop's shared buffer.
 //!
-//! **Invariant:** no socket, no clock: time comes in as [`Now`]; nothing panics on the peer's
+//! **Invariant:** no socket, no clock: time comes in as [`Time`]; nothing panics on the peer's
 //! bytes.
 
-use super::response::{self, BodyKind, BodyReader, Head};
+use super::response::{self, BodyKind, BodyReader, HeadScan};
 use super::stats::{content_timestamp_us, parse_id, Reason, Stats};
-use crate::event_stream::{self, Item, Parser};
+use crate::wire::event_stream::{self, Item, Parser};
 
 /// The knobs a stream obeys.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnConfig {
+pub struct StreamConfig {
     /// The TCP handshake must finish within this.
     pub connect_timeout_ms: u64,
     /// The complete response head must arrive this long after the handshake.
@@ -33,9 +33,9 @@ pub struct ConnConfig {
     pub last_event_id: Option<String>,
 }
 
-impl Default for ConnConfig {
+impl Default for StreamConfig {
     fn default() -> Self {
-        ConnConfig {
+        StreamConfig {
             connect_timeout_ms: 5_000,
             headers_timeout_ms: 10_000,
             max_head: 16 * 1024,
@@ -47,14 +47,14 @@ impl Default for ConnConfig {
 
 /// The time, read once by the loop per batch of work and handed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Now {
+pub struct Time {
     /// Monotonic microseconds since the run started.
     pub us: u64,
     /// Wall-clock microseconds since the Unix epoch (for frame timestamps).
     pub wall_us: i64,
 }
 
-impl Now {
+impl Time {
     /// Monotonic milliseconds, the unit of deadlines.
     pub fn ms(self) -> u64 {
         self.us / 1000
@@ -67,7 +67,7 @@ enum Phase {
     Connecting { deadline_ms: u64 },
     /// Sending the request (`sent` bytes so far) and reading the response head; `head` holds a
     /// partial head between reads.
-    Head {
+    HeadScan {
         sent: usize,
         head: Vec<u8>,
         deadline_ms: u64,
@@ -100,7 +100,7 @@ pub struct Stream {
 
 impl Stream {
     /// A stream whose connect starts now.
-    pub fn new(now: Now, cfg: &ConnConfig) -> Self {
+    pub fn new(now: Time, cfg: &StreamConfig) -> Self {
         let parser = match &cfg.last_event_id {
             Some(id) => Parser::with_last_event_id(cfg.limits, id.as_bytes()),
             None => Parser::with_limits(cfg.limits),
@@ -140,11 +140,11 @@ impl Stream {
     }
 
     /// The TCP handshake finished: the request may go out.
-    pub fn handle_connected(&mut self, now: Now, cfg: &ConnConfig, stats: &mut Stats) {
+    pub fn handle_connected(&mut self, now: Time, cfg: &StreamConfig, stats: &mut Stats) {
         if let Phase::Connecting { .. } = self.phase {
             stats.connect_us.record(now.us.saturating_sub(self.mark_us));
             self.mark_us = now.us;
-            self.phase = Phase::Head {
+            self.phase = Phase::HeadScan {
                 sent: 0,
                 head: Vec::new(),
                 deadline_ms: now.ms() + cfg.headers_timeout_ms,
@@ -155,14 +155,14 @@ impl Stream {
     /// The part of `request` not yet written.
     pub fn pending<'r>(&self, request: &'r [u8]) -> Option<&'r [u8]> {
         match self.phase {
-            Phase::Head { sent, .. } if sent < request.len() => Some(&request[sent..]),
+            Phase::HeadScan { sent, .. } if sent < request.len() => Some(&request[sent..]),
             _ => None,
         }
     }
 
     /// `n` more request bytes went out.
     pub fn on_sent(&mut self, n: usize) {
-        if let Phase::Head { sent, .. } = &mut self.phase {
+        if let Phase::HeadScan { sent, .. } = &mut self.phase {
             *sent += n;
         }
     }
@@ -174,9 +174,9 @@ impl Stream {
 
     /// Most bytes to read at once: while the head is incomplete, the room left under the cap
     /// (plus one, to notice going over); unbounded afterwards.
-    pub fn read_limit(&self, cfg: &ConnConfig) -> usize {
+    pub fn read_limit(&self, cfg: &StreamConfig) -> usize {
         match &self.phase {
-            Phase::Head { head, .. } => (cfg.max_head + 1).saturating_sub(head.len()).max(1),
+            Phase::HeadScan { head, .. } => (cfg.max_head + 1).saturating_sub(head.len()).max(1),
             _ => usize::MAX,
         }
     }
@@ -184,7 +184,7 @@ impl Stream {
     /// The next deadline, if any: an open stream has none (the run's end bounds it).
     pub fn timeout(&self) -> Option<u64> {
         match self.phase {
-            Phase::Connecting { deadline_ms } | Phase::Head { deadline_ms, .. } => {
+            Phase::Connecting { deadline_ms } | Phase::HeadScan { deadline_ms, .. } => {
                 Some(deadline_ms)
             }
             Phase::Stream { .. } => None,
@@ -192,12 +192,12 @@ impl Stream {
     }
 
     /// The deadline may have passed: the reason to end the stream, if it has.
-    pub fn handle_timeout(&self, now: Now) -> Option<Reason> {
+    pub fn handle_timeout(&self, now: Time) -> Option<Reason> {
         match self.phase {
             Phase::Connecting { deadline_ms } if now.ms() >= deadline_ms => {
                 Some(Reason::ConnectTimeout)
             }
-            Phase::Head { deadline_ms, .. } if now.ms() >= deadline_ms => {
+            Phase::HeadScan { deadline_ms, .. } if now.ms() >= deadline_ms => {
                 Some(Reason::HeadersTimeout)
             }
             _ => None,
@@ -216,14 +216,14 @@ impl Stream {
     pub fn handle_input(
         &mut self,
         data: &[u8],
-        now: Now,
-        cfg: &ConnConfig,
+        now: Time,
+        cfg: &StreamConfig,
         stats: &mut Stats,
     ) -> Result<(), Reason> {
         match &mut self.phase {
             Phase::Connecting { .. } => Ok(()),
-            Phase::Head { head, .. } if head.is_empty() => self.on_head(data, now, cfg, stats),
-            Phase::Head { head, .. } => {
+            Phase::HeadScan { head, .. } if head.is_empty() => self.on_head(data, now, cfg, stats),
+            Phase::HeadScan { head, .. } => {
                 let mut buf = std::mem::take(head);
                 buf.extend_from_slice(data);
                 self.on_head(&buf, now, cfg, stats)
@@ -237,19 +237,19 @@ impl Stream {
     fn on_head(
         &mut self,
         mut data: &[u8],
-        now: Now,
-        cfg: &ConnConfig,
+        now: Time,
+        cfg: &StreamConfig,
         stats: &mut Stats,
     ) -> Result<(), Reason> {
         let resp = loop {
             match response::parse_head(data) {
-                Ok(Head::Interim(len)) => data = &data[len..],
-                Ok(Head::Complete(resp)) => break resp,
-                Ok(Head::Partial) => {
+                Ok(HeadScan::Interim(len)) => data = &data[len..],
+                Ok(HeadScan::Complete(resp)) => break resp,
+                Ok(HeadScan::Partial) => {
                     if data.len() > cfg.max_head {
                         return Err(Reason::HeadTooLarge);
                     }
-                    if let Phase::Head { head, .. } = &mut self.phase {
+                    if let Phase::HeadScan { head, .. } = &mut self.phase {
                         head.clear();
                         head.extend_from_slice(data);
                     }
@@ -278,7 +278,7 @@ impl Stream {
         self.on_body(&data[resp.len..], now, stats)
     }
 
-    fn on_body(&mut self, data: &[u8], now: Now, stats: &mut Stats) -> Result<(), Reason> {
+    fn on_body(&mut self, data: &[u8], now: Time, stats: &mut Stats) -> Result<(), Reason> {
         let Stream {
             phase,
             parser,
@@ -307,7 +307,7 @@ impl Stream {
 }
 
 /// Counts one parsed item: O(1) per frame, no allocation.
-fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Now) {
+fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Time) {
     let ev = match item {
         Item::Event(ev) => ev,
         Item::Retry(_) => {
@@ -380,22 +380,22 @@ mod tests {
     const SEED_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n";
     const REQUEST: &[u8] = b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n";
 
-    fn at(ms: u64) -> Now {
-        Now {
+    fn at(ms: u64) -> Time {
+        Time {
             us: ms * 1000,
             wall_us: 1_795_460_982_000_000 + ms as i64 * 1000,
         }
     }
 
     fn frame(id: u64, ms: u64) -> Vec<u8> {
-        let mut dates = crate::sse::Dates::new();
+        let mut dates = crate::util::date::Dates::new();
         let mut out = Vec::new();
-        crate::sse::encode_frame(&mut out, id, dates.iso(1_795_460_982_000 + ms as i64));
+        crate::wire::sse::encode_frame(&mut out, id, dates.iso(1_795_460_982_000 + ms as i64));
         out
     }
 
     /// A stream connected at 0 ms with its request sent.
-    fn open(cfg: &ConnConfig, stats: &mut Stats) -> Stream {
+    fn open(cfg: &StreamConfig, stats: &mut Stats) -> Stream {
         let mut c = Stream::new(at(0), cfg);
         assert_eq!(c.timeout(), Some(cfg.connect_timeout_ms));
         c.handle_connected(at(1), cfg, stats);
@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_seed_stream_is_measured() {
-        let cfg = ConnConfig::default();
+        let cfg = StreamConfig::default();
         let mut stats = Stats::default();
         let mut c = open(&cfg, &mut stats);
         // The head arrives in two pieces, the second with the first frame.
@@ -457,7 +457,7 @@ mod tests {
 
     #[test]
     fn chunked_stream() {
-        let cfg = ConnConfig::default();
+        let cfg = StreamConfig::default();
         let mut stats = Stats::default();
         let mut c = open(&cfg, &mut stats);
         // Chunks split lines, and one splits a CRLF; the payload is
@@ -476,9 +476,9 @@ mod tests {
 
     #[test]
     fn failures_have_reasons() {
-        let cfg = ConnConfig {
+        let cfg = StreamConfig {
             max_head: 64,
-            ..ConnConfig::default()
+            ..StreamConfig::default()
         };
         let cases: &[(&[u8], Reason)] = &[
             (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", Reason::BadStatus(503)),
@@ -499,7 +499,7 @@ mod tests {
             );
             assert_eq!(stats.established, 0);
         }
-        let cfg = ConnConfig::default();
+        let cfg = StreamConfig::default();
         let mut stats = Stats::default();
         let mut c = open(&cfg, &mut stats);
         let bad_chunk = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\nzz";
@@ -517,12 +517,12 @@ mod tests {
         assert!(c.is_established());
         assert_eq!(c.read_limit(&cfg), usize::MAX);
         // A parser cap is a parse error.
-        let small = ConnConfig {
+        let small = StreamConfig {
             limits: event_stream::ParseLimits {
                 max_line: 8,
                 max_data: 8,
             },
-            ..ConnConfig::default()
+            ..StreamConfig::default()
         };
         let mut c = open(&small, &mut stats);
         let input = [SEED_HEAD, b"data: 0123456789\n"].concat();
@@ -534,7 +534,7 @@ mod tests {
 
     #[test]
     fn timeouts_and_early_close() {
-        let cfg = ConnConfig::default();
+        let cfg = StreamConfig::default();
         let c = Stream::new(at(0), &cfg);
         assert_eq!(c.handle_timeout(at(4_999)), None);
         assert_eq!(c.handle_timeout(at(5_000)), Some(Reason::ConnectTimeout));
@@ -549,9 +549,9 @@ mod tests {
 
     #[test]
     fn last_event_id_is_the_starting_id() {
-        let cfg = ConnConfig {
+        let cfg = StreamConfig {
             last_event_id: Some("41".into()),
-            ..ConnConfig::default()
+            ..StreamConfig::default()
         };
         let mut stats = Stats::default();
         let mut c = open(&cfg, &mut stats);

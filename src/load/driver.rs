@@ -17,15 +17,15 @@
 //! **Invariant:** after any call into a [`Stream`] the loop either drops the stream (counting its
 //! reason) or re-arms its timer from [`Stream::timeout`]; a handshake always has a deadline.
 //! **Invariant:** connections go only to the configured loopback target (checked by
-//! [`super::args::parse_url`]), from the configured loopback sources.
+//! [`super::target::parse_url`]), from the configured loopback sources.
 
 use super::args::LoadConfig;
-use super::conn::{ConnConfig, Now, Stream};
+use super::conn::{Stream, StreamConfig, Time};
 use super::publish::{PublishStats, Publisher};
 use super::report::{Report, Sample};
 use super::stats::{Reason, Stats};
-use crate::slab::Slab;
-use crate::timer::TimerWheel;
+use crate::util::slab::Slab;
+use crate::util::timer::TimerWheel;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
@@ -49,7 +49,7 @@ struct Setup {
     target: SocketAddr,
     sources: Vec<IpAddr>,
     request: Vec<u8>,
-    conn: ConnConfig,
+    conn: StreamConfig,
     start: Instant,
     /// The run ends this many microseconds after `start`.
     end_us: u64,
@@ -60,11 +60,11 @@ struct Setup {
 }
 
 impl Setup {
-    fn now(&self) -> Now {
+    fn now(&self) -> Time {
         let wall_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
-        Now {
+        Time {
             us: self.start.elapsed().as_micros() as u64,
             wall_us,
         }
@@ -426,7 +426,7 @@ fn drive_publisher(
     buf: &mut [u8],
     readable: &mut bool,
     writable: &mut bool,
-    now: Now,
+    now: Time,
     open: u64,
 ) -> bool {
     if p.is_connecting() {
@@ -477,7 +477,7 @@ fn drive_publisher(
 }
 
 /// One stream's socket, state and remembered readiness.
-struct Slot {
+struct Client {
     sock: TcpStream,
     conn: Stream,
     readable: bool,
@@ -491,7 +491,7 @@ struct Loop {
     setup: Arc<Setup>,
     plan: Plan,
     published: Arc<Published>,
-    slab: Slab<Slot>,
+    slab: Slab<Client>,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
     stats: Stats,
@@ -571,7 +571,7 @@ impl Loop {
         Some((self.started as f64 * 1e6 / self.plan.rate).ceil() as u64)
     }
 
-    fn poll_timeout(&self, now: Now) -> Duration {
+    fn poll_timeout(&self, now: Time) -> Duration {
         let mut next = self.setup.end_us.min(now.us + MAX_SLEEP_US);
         if let Some(t) = self.next_open_us() {
             next = next.min(t);
@@ -584,7 +584,7 @@ impl Loop {
 
     /// Starts the connects the rate and the in-flight budget allow; true when the budget per
     /// iteration ran out with more allowed (poll without sleeping, then come back).
-    fn open_more(&mut self, now: Now) -> bool {
+    fn open_more(&mut self, now: Time) -> bool {
         for _ in 0..OPEN_BUDGET {
             match self.next_open_us() {
                 Some(t) if t <= now.us => self.open_one(now),
@@ -594,7 +594,7 @@ impl Loop {
         self.next_open_us().is_some_and(|t| t <= now.us)
     }
 
-    fn open_one(&mut self, now: Now) {
+    fn open_one(&mut self, now: Time) {
         let index = self.plan.first + self.started * self.plan.stride;
         self.started += 1;
         self.stats.attempted += 1;
@@ -609,7 +609,7 @@ impl Loop {
         };
         let conn = Stream::new(now, &self.setup.conn);
         let deadline = conn.timeout();
-        let k = self.slab.insert(Slot {
+        let k = self.slab.insert(Client {
             sock,
             conn,
             readable: false,
@@ -635,7 +635,7 @@ impl Loop {
     }
 
     /// Moves a stream as far as its readiness allows; then re-arms its timer or drops it.
-    fn drive(&mut self, k: usize, now: Now) {
+    fn drive(&mut self, k: usize, now: Time) {
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
@@ -724,11 +724,11 @@ impl Loop {
 /// Connect check, request write and reads for one stream, until `WouldBlock` (or the short-read
 /// shortcut, see the module docs). `Err` ends the stream.
 fn drive_slot(
-    slot: &mut Slot,
+    slot: &mut Client,
     buf: &mut [u8],
     setup: &Setup,
     stats: &mut Stats,
-    now: Now,
+    now: Time,
 ) -> Result<(), Reason> {
     let conn = &mut slot.conn;
     if conn.is_connecting() {
@@ -823,12 +823,12 @@ fn set_bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
     }
 }
 
-use crate::sys::rusage;
+use crate::util::sys::rusage;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::args::parse_url;
+    use crate::load::target::parse_url;
 
     #[test]
     fn plans_split_the_work() {

@@ -10,8 +10,8 @@
 //!
 //! **Invariant:** no IO; formatting only; every text from the run (URLs, topics) is escaped.
 
+use super::histogram::Histogram;
 use super::report::{hist_text, Report, Sample};
-use super::stats::Histogram;
 use std::fmt::Write;
 
 const W: f64 = 640.0;

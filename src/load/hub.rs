@@ -12,7 +12,7 @@
 //! **Invariant:** no IO, no clock; O(1) per frame and no allocation (payload parsing scans the
 //! data once).
 
-use super::stats::Histogram;
+use super::histogram::Histogram;
 
 /// The fields of a published payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

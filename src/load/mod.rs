@@ -2,7 +2,7 @@
 //!
 //! It opens many concurrent `GET` streams over plain HTTP/1.1 (connect rate and in-flight
 //! handshakes bounded), reads each response as an event stream exactly as a browser would
-//! ([`crate::event_stream`]), and measures: streams established, failed and dropped by reason,
+//! ([`crate::wire::event_stream`]), and measures: streams established, failed and dropped by reason,
 //! connect time and time to headers, frames and bytes, the interval between frames, delivery
 //! lateness (receive time minus the frame's `content` timestamp), and id gaps and duplicates.
 //! In hub mode a publisher posts timestamped events while the streams listen, and the report
@@ -15,9 +15,9 @@
 //! - [`response`]: the response head and body framing (close-delimited, length, chunked);
 //! - [`publish`]: the hub-mode publisher, sans-IO (its loop is in the driver too);
 //! - [`hub`]: the published payload, and what each stream counts when one arrives;
-//! - [`stats`], [`report`], [`html`]: histograms and counters, the text, JSON and CSV reports,
-//!   the checks, and the HTML report;
-//! - [`args`]: the flags and the loopback-only target URL.
+//! - [`histogram`], [`stats`], [`report`], [`html`]: histograms and counters, the text, JSON
+//!   and CSV reports, the checks, and the HTML report;
+//! - [`args`]: the flags; [`target`]: the loopback-only target URL.
 //!
 //! Cost: an open stream is a few hundred bytes (its state and the parser's small buffers);
 //! reads go into one buffer per loop; a frame costs O(1) work and no allocation.
@@ -28,12 +28,14 @@
 pub mod args;
 pub mod conn;
 pub mod driver;
+pub mod histogram;
 pub mod html;
 pub mod hub;
 pub mod publish;
 pub mod report;
 pub mod response;
 pub mod stats;
+pub mod target;
 
 pub use args::{parse_args, LoadCommand, LoadConfig};
 pub use driver::{run, Progress};

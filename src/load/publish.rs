@@ -17,14 +17,14 @@
 //! Expected deliveries: each publish answered `2xx` should reach every subscriber that was open
 //! when it was sent (the driver passes that number to `poll_transmit`).
 //!
-//! **Invariant:** no socket, no clock: time comes in as [`Now`]; nothing panics on the peer's
+//! **Invariant:** no socket, no clock: time comes in as [`Time`]; nothing panics on the peer's
 //! bytes; the response head is capped at 16 KiB and a body is skipped, never stored.
 
-use super::args::Target;
-use super::conn::Now;
+use super::conn::Time;
+use super::histogram::Histogram;
 use super::hub::Payload;
-use super::response::{self, BodyKind, BodyReader, Head};
-use super::stats::Histogram;
+use super::response::{self, BodyKind, BodyReader, HeadScan};
+use super::target::Target;
 use std::collections::BTreeMap;
 
 /// Largest response head accepted from the hub.
@@ -34,7 +34,7 @@ const RECONNECT_US: u64 = 100_000;
 
 /// How a publish request carries the event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub enum BodyFormat {
     /// `application/x-www-form-urlencoded`: `topic=..&data=..` (the Mercure-style API).
     Form,
     /// `application/json`: `{"topic":[..],"data":".."}`.
@@ -43,21 +43,21 @@ pub enum Format {
     Raw,
 }
 
-impl Format {
-    pub fn parse(s: &str) -> Option<Format> {
+impl BodyFormat {
+    pub fn parse(s: &str) -> Option<BodyFormat> {
         match s {
-            "form" => Some(Format::Form),
-            "json" => Some(Format::Json),
-            "raw" => Some(Format::Raw),
+            "form" => Some(BodyFormat::Form),
+            "json" => Some(BodyFormat::Json),
+            "raw" => Some(BodyFormat::Raw),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Format::Form => "form",
-            Format::Json => "json",
-            Format::Raw => "raw",
+            BodyFormat::Form => "form",
+            BodyFormat::Json => "json",
+            BodyFormat::Raw => "raw",
         }
     }
 }
@@ -69,7 +69,7 @@ pub struct PublishConfig {
     pub target: Target,
     /// Publishes per second.
     pub rate: f64,
-    pub format: Format,
+    pub format: BodyFormat,
     /// Topics named in form and JSON publishes.
     pub topics: Vec<String>,
     /// Sent as `Authorization: Bearer <token>`.
@@ -188,12 +188,12 @@ impl Publisher {
     }
 
     /// Whether the driver should open a connection now.
-    pub fn wants_connect(&self, now: Now) -> bool {
+    pub fn wants_connect(&self, now: Time) -> bool {
         matches!(self.link, Link::Down { at_us } if now.us >= at_us) && !self.is_done(now)
     }
 
     /// A connect started (the driver opened a socket).
-    pub fn handle_connecting(&mut self, now: Now) {
+    pub fn handle_connecting(&mut self, now: Time) {
         self.stats.connections += 1;
         self.link = Link::Connecting {
             deadline_us: now.us + self.cfg.answer_timeout_ms * 1000,
@@ -213,7 +213,7 @@ impl Publisher {
     }
 
     /// Publishing may begin now.
-    pub fn start(&mut self, now: Now) {
+    pub fn start(&mut self, now: Time) {
         if self.start_us.is_none() {
             self.start_us = Some(now.us);
             self.next_due_us = now.us;
@@ -226,13 +226,13 @@ impl Publisher {
     }
 
     /// Publishing is over (past the stop time with nothing in flight).
-    pub fn is_done(&self, now: Now) -> bool {
+    pub fn is_done(&self, now: Time) -> bool {
         now.us >= self.stop_us && self.inflight.is_none()
     }
 
     /// The request bytes to write now, if any: the rest of the request in flight, or a new
     /// request when one is due. `subscribers` is the number of streams open now.
-    pub fn poll_transmit(&mut self, now: Now, subscribers: u64) -> Option<&[u8]> {
+    pub fn poll_transmit(&mut self, now: Time, subscribers: u64) -> Option<&[u8]> {
         if !matches!(self.link, Link::Up) || self.closing {
             return None;
         }
@@ -259,7 +259,7 @@ impl Publisher {
         (f.written < self.request.len()).then(|| &self.request[f.written..])
     }
 
-    fn build(&mut self, now: Now, subscribers: u64) {
+    fn build(&mut self, now: Time, subscribers: u64) {
         let mut payload = String::with_capacity(64);
         Payload {
             seq: self.next_seq,
@@ -269,7 +269,7 @@ impl Publisher {
         .write(&mut payload);
         self.next_seq += 1;
         let (ctype, body) = match self.cfg.format {
-            Format::Form => {
+            BodyFormat::Form => {
                 let mut b = String::new();
                 for t in &self.cfg.topics {
                     b.push_str("topic=");
@@ -280,11 +280,11 @@ impl Publisher {
                 percent_encode(&payload, &mut b);
                 ("application/x-www-form-urlencoded", b)
             }
-            Format::Json => {
+            BodyFormat::Json => {
                 let b = serde_json::json!({"topic": self.cfg.topics, "data": payload});
                 ("application/json", b.to_string())
             }
-            Format::Raw => ("application/json", payload),
+            BodyFormat::Raw => ("application/json", payload),
         };
         let t = &self.cfg.target;
         self.request.clear();
@@ -323,7 +323,7 @@ impl Publisher {
 
     /// Bytes from the hub. `Err` means the connection must be dropped (a malformed answer, or
     /// bytes nobody asked for); the driver then calls [`handle_close`](Self::handle_close).
-    pub fn handle_input(&mut self, data: &[u8], now: Now) -> Result<(), BadAnswer> {
+    pub fn handle_input(&mut self, data: &[u8], now: Time) -> Result<(), BadAnswer> {
         let Some(f) = &mut self.inflight else {
             return if data.is_empty() {
                 Ok(())
@@ -337,9 +337,9 @@ impl Publisher {
             let mut skip = 0;
             let resp = loop {
                 match response::parse_head(&f.head[skip..]) {
-                    Ok(Head::Interim(len)) => skip += len,
-                    Ok(Head::Complete(r)) => break r,
-                    Ok(Head::Partial) if f.head.len() <= MAX_HEAD => return Ok(()),
+                    Ok(HeadScan::Interim(len)) => skip += len,
+                    Ok(HeadScan::Complete(r)) => break r,
+                    Ok(HeadScan::Partial) if f.head.len() <= MAX_HEAD => return Ok(()),
                     _ => return Err(BadAnswer),
                 }
             };
@@ -366,7 +366,7 @@ impl Publisher {
         Ok(())
     }
 
-    fn answered(&mut self, now: Now) {
+    fn answered(&mut self, now: Time) {
         if let Some(f) = self.inflight.take() {
             *self.stats.by_status.entry(f.status).or_default() += 1;
             self.stats
@@ -387,7 +387,7 @@ impl Publisher {
     /// The connection closed or broke. A close-delimited answer ends here; a request without
     /// an answer is lost. After a clean close the next connection opens at once, after a
     /// failure a little later, so a hub that refuses connections is not hammered.
-    pub fn handle_close(&mut self, now: Now) {
+    pub fn handle_close(&mut self, now: Time) {
         let mut clean = self.closing;
         if let Some(f) = &self.inflight {
             if self.closing && f.body.is_some() {
@@ -408,7 +408,7 @@ impl Publisher {
     /// the handshake or the answer (whose passing it reports through
     /// [`handle_timeout`](Self::handle_timeout)). Microseconds of run time; `None` once
     /// publishing is over, or before it starts with the link up.
-    pub fn timeout(&self, now: Now) -> Option<u64> {
+    pub fn timeout(&self, now: Time) -> Option<u64> {
         if self.is_done(now) {
             return None;
         }
@@ -424,7 +424,7 @@ impl Publisher {
 
     /// Whether a handshake or an answer is overdue: the driver then drops the connection and
     /// calls [`handle_close`](Self::handle_close).
-    pub fn handle_timeout(&self, now: Now) -> bool {
+    pub fn handle_timeout(&self, now: Time) -> bool {
         match (&self.link, &self.inflight) {
             (Link::Connecting { deadline_us }, _) => now.us >= *deadline_us,
             (Link::Up, Some(f)) => now.us >= f.started_us + self.cfg.answer_timeout_ms * 1000,
@@ -474,16 +474,16 @@ pub fn percent_encode(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::args::parse_url;
+    use crate::load::target::parse_url;
 
-    fn at(ms: u64) -> Now {
-        Now {
+    fn at(ms: u64) -> Time {
+        Time {
             us: ms * 1000,
             wall_us: 1_795_460_982_000_000 + ms as i64 * 1000,
         }
     }
 
-    fn publisher(format: Format, rate: f64) -> Publisher {
+    fn publisher(format: BodyFormat, rate: f64) -> Publisher {
         let cfg = PublishConfig {
             target: parse_url("http://127.0.0.1:3000/publish").unwrap(),
             rate,
@@ -500,7 +500,7 @@ mod tests {
         p
     }
 
-    fn take(p: &mut Publisher, now: Now, subs: u64) -> Option<String> {
+    fn take(p: &mut Publisher, now: Time, subs: u64) -> Option<String> {
         let out = p.poll_transmit(now, subs)?.to_vec();
         p.on_sent(out.len());
         Some(String::from_utf8(out).unwrap())
@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn form_requests_on_schedule_and_expected_deliveries() {
-        let mut p = publisher(Format::Form, 10.0);
+        let mut p = publisher(BodyFormat::Form, 10.0);
         assert_eq!(take(&mut p, at(0), 5), None, "nothing before start");
         p.start(at(1000));
         let req = take(&mut p, at(1000), 5).unwrap();
@@ -546,7 +546,7 @@ mod tests {
 
     #[test]
     fn json_and_raw_bodies() {
-        let mut p = publisher(Format::Json, 1.0);
+        let mut p = publisher(BodyFormat::Json, 1.0);
         p.start(at(0));
         let req = take(&mut p, at(0), 1).unwrap();
         let body: serde_json::Value =
@@ -561,7 +561,7 @@ mod tests {
                 run: 42
             })
         );
-        let mut p = publisher(Format::Raw, 1.0);
+        let mut p = publisher(BodyFormat::Raw, 1.0);
         p.start(at(0));
         let req = take(&mut p, at(0), 1).unwrap();
         assert!(req.ends_with("\r\n\r\n{\"seq\":1,\"t_us\":1795460982000000,\"run\":42}"));
@@ -575,7 +575,7 @@ mod tests {
 
     #[test]
     fn lost_answers_reconnects_and_falling_behind() {
-        let mut p = publisher(Format::Raw, 100.0);
+        let mut p = publisher(BodyFormat::Raw, 100.0);
         p.start(at(0));
         take(&mut p, at(0), 3).unwrap();
         // The connection breaks before the answer: the publish is lost, nothing expected.
@@ -600,7 +600,7 @@ mod tests {
         assert!(!p.handle_timeout(at(5509)) && p.handle_timeout(at(5510)));
         assert!(p.handle_input(b"NOT HTTP\r\n\r\n", at(520)).is_err());
         // A close-delimited answer completes at the close, then the link reconnects.
-        let mut p = publisher(Format::Raw, 1.0);
+        let mut p = publisher(BodyFormat::Raw, 1.0);
         p.start(at(0));
         take(&mut p, at(0), 2).unwrap();
         p.handle_input(b"HTTP/1.0 200 OK\r\n\r\nid", at(1)).unwrap();
@@ -613,7 +613,7 @@ mod tests {
         assert_eq!((p.stats.ok(), p.stats.lost, p.stats.expected), (1, 0, 2));
         // An answer that says Connection: close: no more requests on it; the driver closes it
         // and the next connection opens at once.
-        let mut p = publisher(Format::Raw, 1.0);
+        let mut p = publisher(BodyFormat::Raw, 1.0);
         p.start(at(0));
         take(&mut p, at(0), 2).unwrap();
         p.handle_input(
@@ -627,7 +627,7 @@ mod tests {
         assert!(p.wants_connect(at(1000)));
         assert_eq!((p.stats.errors(), p.stats.lost), (1, 0));
         // Publishing stops at the stop time.
-        let mut p = publisher(Format::Raw, 1.0);
+        let mut p = publisher(BodyFormat::Raw, 1.0);
         p.stop_us = 1_500_000;
         p.start(at(0));
         take(&mut p, at(0), 1).unwrap();

@@ -9,8 +9,9 @@
 //! **Invariant:** no IO; formatting only.
 
 use super::args::{LoadConfig, Thresholds};
+use super::histogram::Histogram;
 use super::publish::PublishStats;
-use super::stats::{Histogram, Stats};
+use super::stats::Stats;
 use serde_json::{json, Map, Value};
 
 /// One point of the per-second series (cumulative counts, as the loops published them).

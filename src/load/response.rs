@@ -35,7 +35,7 @@ pub struct Response {
 
 /// What [`parse_head`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Head {
+pub enum HeadScan {
     /// Not all of the head is there yet.
     Partial,
     /// An interim (1xx) response of this many bytes, to skip.
@@ -49,17 +49,17 @@ pub enum Head {
 pub struct BadHead;
 
 /// Parses a response head at the start of `buf`.
-pub fn parse_head(buf: &[u8]) -> Result<Head, BadHead> {
+pub fn parse_head(buf: &[u8]) -> Result<HeadScan, BadHead> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {
-        Ok(httparse::Status::Partial) => return Ok(Head::Partial),
+        Ok(httparse::Status::Partial) => return Ok(HeadScan::Partial),
         Ok(httparse::Status::Complete(len)) => len,
         Err(_) => return Err(BadHead),
     };
     let status = resp.code.ok_or(BadHead)?;
     if (100..200).contains(&status) && status != 101 {
-        return Ok(Head::Interim(len));
+        return Ok(HeadScan::Interim(len));
     }
     let mut event_stream = false;
     let mut chunked = None;
@@ -90,7 +90,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Head, BadHead> {
         (None, Some(n)) => BodyKind::Length(n),
         (None, None) => BodyKind::Close,
     };
-    Ok(Head::Complete(Response {
+    Ok(HeadScan::Complete(Response {
         len,
         status,
         event_stream,
@@ -287,13 +287,13 @@ fn end_of_size(n: u64, line: &mut u32) -> Chunk {
 mod tests {
     use super::*;
 
-    fn head(s: &str) -> Result<Head, BadHead> {
+    fn head(s: &str) -> Result<HeadScan, BadHead> {
         parse_head(s.as_bytes())
     }
 
     fn complete(s: &str) -> Response {
         match head(s) {
-            Ok(Head::Complete(r)) => r,
+            Ok(HeadScan::Complete(r)) => r,
             other => panic!("{other:?} for {s:?}"),
         }
     }
@@ -328,12 +328,12 @@ mod tests {
         assert!(r.event_stream);
         assert_eq!(
             head("HTTP/1.1 200 OK\r\nContent-Type: text/event"),
-            Ok(Head::Partial)
+            Ok(HeadScan::Partial)
         );
-        assert_eq!(head(""), Ok(Head::Partial));
+        assert_eq!(head(""), Ok(HeadScan::Partial));
         assert_eq!(
             head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"),
-            Ok(Head::Interim(25))
+            Ok(HeadScan::Interim(25))
         );
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",

@@ -11,7 +11,7 @@
 //! [`subscribe`] returns once the head is in.
 
 use super::Response;
-use sse_server::event_stream::{Item, Parser};
+use sse_server::wire::event_stream::{Item, Parser};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ pub struct Event {
 }
 
 /// A response to a `GET` read as an event stream: its head, then everything its body brought
-/// so far, parsed by `sse_server::event_stream::Parser` as it arrives.
+/// so far, parsed by `sse_server::wire::event_stream::Parser` as it arrives.
 pub struct Stream {
     pub sock: TcpStream,
     pub status: u16,

@@ -3,7 +3,6 @@
 //!
 //! **Invariant:** every `unsafe` block here is a single libc call on values it fully owns.
 
-use crate::metrics::ProcessStats;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -152,6 +151,15 @@ pub fn start_fd_sampler() {
             OPEN_FDS.store(u64::MAX, Ordering::Relaxed);
         }
     });
+}
+
+/// Process-level figures read from the OS for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    pub rss_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+    pub cpu_seconds: f64,
 }
 
 /// Resident memory, open descriptors (as last sampled, at most a second old, once

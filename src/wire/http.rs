@@ -7,6 +7,7 @@
 //!
 //! **Invariant:** this module does no IO, reads no clock and never panics on any input.
 
+use crate::util::number::parse_u64;
 use std::fmt;
 
 /// Caps on a request head; each violation has its own status code.
@@ -97,7 +98,8 @@ pub enum HttpError {
     BodyNotAllowed,
     /// `Transfer-Encoding` is present: request bodies are not implemented. 501.
     TransferEncoding,
-    /// A well-known method other than GET or HEAD. 405 (with `Allow`).
+    /// A well-known method other than GET, HEAD, POST or OPTIONS (PUT, DELETE, ...). 405
+    /// (with `Allow`).
     MethodNotAllowed,
     /// A method this server does not know. 501.
     UnknownMethod,
@@ -582,31 +584,6 @@ fn parse_error_text(e: httparse::Error) -> &'static str {
     }
 }
 
-/// A decimal number of at most 20 digits that fits in a `u64`: no sign, no space, no empty.
-pub fn parse_u64(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Appends `n` in decimal without allocating.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -833,27 +810,6 @@ mod tests {
         for (i, s) in Status::ALL.iter().enumerate() {
             assert_eq!(s.index(), i);
             assert!(s.line().starts_with(&format!("HTTP/1.1 {} ", s.code())));
-        }
-    }
-
-    #[test]
-    fn decimals() {
-        for (v, want) in [
-            (&b"0"[..], Some(0)),
-            (b"18446744073709551615", Some(u64::MAX)),
-            (b"18446744073709551616", None),
-            (b"", None),
-            (b"+1", None),
-            (b" 1", None),
-            (b"000000000000000000001", None),
-        ] {
-            assert_eq!(parse_u64(v), want, "{v:?}");
-        }
-        let mut n = Vec::new();
-        for v in [0u64, 7, 10, 12345, u64::MAX] {
-            n.clear();
-            push_decimal(&mut n, v);
-            assert_eq!(n, v.to_string().as_bytes());
         }
     }
 }

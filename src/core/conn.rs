@@ -20,263 +20,13 @@
 //! **Invariant:** a connection counts in `sse_streams_open` exactly while its state is `Stream`;
 //! leaving that state always goes through `Conn::leave_stream`.
 
-use crate::http::{self, Limits, Method, Request, Status};
-use crate::hub::LocalHub;
-use crate::metrics::{Metrics, Shard, Timeout};
-use crate::response::{Body, Reply, Then};
-use crate::sse::{self, Dates};
-use crate::stream::Source;
-
-/// The timing and size knobs a connection obeys (from the command line).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnConfig {
-    /// Time between two frames of the seed's clock stream.
-    pub interval_ms: u64,
-    /// A request head must be complete this long after the connection (or the request) starts.
-    pub head_timeout_ms: u64,
-    /// A kept-alive connection with no new request is closed after this long.
-    pub idle_timeout_ms: u64,
-    /// A connection whose pending output makes no progress for this long is closed.
-    pub stall_timeout_ms: u64,
-    /// After the write side is shut down, how long to wait for the client's FIN.
-    pub linger_ms: u64,
-    /// Mean of the jittered `retry:` sent when a stream is refused or the server stops.
-    pub reconnect_ms: u64,
-    /// Request head limits.
-    pub limits: Limits,
-    /// The largest request body read (413 past it, decided from `Content-Length`).
-    pub max_body: usize,
-}
-
-impl Default for ConnConfig {
-    fn default() -> Self {
-        ConnConfig {
-            interval_ms: 2000,
-            head_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-            stall_timeout_ms: 30_000,
-            linger_ms: 2_000,
-            reconnect_ms: 5_000,
-            limits: Limits::default(),
-            max_body: 1 << 20,
-        }
-    }
-}
-
-/// Monotonic milliseconds (for deadlines) and wall-clock milliseconds (for dates), read once by
-/// the loop and handed in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Now {
-    pub ms: u64,
-    pub unix_ms: i64,
-    /// Monotonic microseconds on the same clock as `ms` (for latency figures).
-    pub us: u64,
-}
-
-/// A small, fast, non-cryptographic generator for retry jitter.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded generator; a zero seed is replaced (xorshift cannot leave zero).
-    pub fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-
-    /// A value in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-
-    /// A reconnection delay spread uniformly over `[mean/2, mean*3/2)`.
-    pub fn jitter(&mut self, mean_ms: u64) -> u64 {
-        let base = mean_ms.max(2);
-        base / 2 + self.below(base)
-    }
-}
-
-/// Why a stream ended (for the log).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    ClientClosed,
-    Error,
-    Stalled,
-    Timeout,
-    Shutdown,
-    TokenExpired,
-}
-
-impl End {
-    /// The word the log uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            End::ClientClosed => "client-closed",
-            End::Error => "write-error",
-            End::Stalled => "stalled",
-            End::Timeout => "timeout",
-            End::Shutdown => "shutdown",
-            End::TokenExpired => "token-expired",
-        }
-    }
-}
-
-/// A stream that just ended, for the loop to log (the loop adds who and how long).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StreamEnd {
-    pub kind: &'static str,
-    pub why: End,
-    pub opened_s: u32,
-    pub frames: u64,
-}
-
-/// A request as the log names it: its method and its path (never the query, which may carry
-/// a token). For a head that could not be parsed, what its request line seemed to say.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestLine {
-    pub method: Box<str>,
-    pub path: Box<str>,
-}
-
-impl RequestLine {
-    fn of(req: &Request<'_>) -> RequestLine {
-        let method = match req.method {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Options => "OPTIONS",
-        };
-        RequestLine {
-            method: method.into(),
-            path: req.path.into(),
-        }
-    }
-
-    /// The first two words of a head that was refused (at most 16 and 256 bytes, the path
-    /// without its query), `-` for what is missing; the log quotes whatever is odd in them.
-    fn guess(buf: &[u8]) -> RequestLine {
-        let start = buf
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(buf.len());
-        let line = &buf[start..];
-        let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
-        let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
-        let word = |w: Option<&[u8]>, max: usize| -> Box<str> {
-            match w {
-                Some(w) => String::from_utf8_lossy(&w[..w.len().min(max)])
-                    .trim_end_matches('\r')
-                    .into(),
-                None => "-".into(),
-            }
-        };
-        let method = word(words.next(), 16);
-        let path = words
-            .next()
-            .map(|t| &t[..t.iter().position(|&b| b == b'?').unwrap_or(t.len())]);
-        RequestLine {
-            method,
-            path: word(path, 256),
-        }
-    }
-}
-
-/// A request answered with its final status (for the loop's log line). A request that
-/// became a stream is not here: the stream's own line says how it went when it ends.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answered {
-    pub line: RequestLine,
-    pub status: Status,
-    /// Body bytes sent.
-    pub bytes: u64,
-}
-
-/// An answer given after the request's turn (see [`Then::Pending`]): which connection of the
-/// loop it is for, and the reply.
-#[derive(Debug)]
-pub struct Completion {
-    pub key: usize,
-    pub ticket: u32,
-    pub answer: Answer,
-}
-
-/// What an answer given later carries.
-#[derive(Debug)]
-pub enum Answer {
-    /// The reply to a request answered `Pending`.
-    Reply(Reply),
-    /// A page of the shared log for a replaying stream (see [`Conn::page_request`]).
-    Page(Result<crate::hub::LogPage, String>),
-}
-
-/// How an answer given later reaches its loop: the loop's queue, and its wake-up.
-#[derive(Clone)]
-pub struct Later {
-    tx: std::sync::mpsc::Sender<Completion>,
-    wake: std::sync::Arc<dyn Fn() + Send + Sync>,
-}
-
-impl Later {
-    /// A queue feeding `tx`'s receiver, with `wake` to rouse its loop.
-    pub fn new(
-        tx: std::sync::mpsc::Sender<Completion>,
-        wake: std::sync::Arc<dyn Fn() + Send + Sync>,
-    ) -> Later {
-        Later { tx, wake }
-    }
-
-    /// Delivers `reply` to the connection at `key` waiting under `ticket` (from any thread).
-    pub fn send(&self, key: usize, ticket: u32, reply: Reply) {
-        self.answer(key, ticket, Answer::Reply(reply));
-    }
-
-    /// Delivers a page of the shared log to the replaying stream at `key` (from any thread).
-    pub fn send_page(&self, key: usize, ticket: u32, page: Result<crate::hub::LogPage, String>) {
-        self.answer(key, ticket, Answer::Page(page));
-    }
-
-    fn answer(&self, key: usize, ticket: u32, answer: Answer) {
-        if self
-            .tx
-            .send(Completion {
-                key,
-                ticket,
-                answer,
-            })
-            .is_ok()
-        {
-            (self.wake)();
-        }
-    }
-}
-
-impl std::fmt::Debug for Later {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Later")
-    }
-}
-
-/// What a connection needs from its event loop, lent for the duration of one call. Built in
-/// one place by the loop (`server::ctx`) and in one by [`crate::testing::Env`] for tests.
-pub struct Ctx<'a> {
-    pub cfg: &'a ConnConfig,
-    pub metrics: &'a Metrics,
-    pub shard: &'a Shard,
-    pub dates: &'a mut Dates,
-    pub rng: &'a mut Rng,
-    /// The loop's view of the hub (what hub streams read from).
-    pub hub: &'a mut LocalHub,
-    /// Where answers given later go.
-    pub later: &'a Later,
-    /// Streams that ended during this call, for the loop's log.
-    pub ended: &'a mut Vec<StreamEnd>,
-    /// Requests answered during this call with their final status, for the loop's log.
-    pub answered: &'a mut Vec<Answered>,
-    /// The server is shutting down: no new streams, every answer closes.
-    pub draining: bool,
-}
+use crate::core::body::Body;
+use crate::core::ctx::{Answered, ConnConfig, Ctx, End, Now, RequestLine, StreamEnd};
+use crate::core::metrics::Timeout;
+use crate::core::reply::{Reply, Then};
+use crate::core::stream::Source;
+use crate::wire::http::{self, Method, Request, Status};
+use crate::wire::sse;
 
 /// Bytes accepted by the connection but not yet taken by the socket.
 #[derive(Debug)]
@@ -371,6 +121,10 @@ pub struct Conn {
     opened_s: u32,
 }
 
+// What ARCHITECTURE.md says a connection costs: 56 bytes at most, its source included (no
+// buffer until the kernel refuses part of a write).
+const _: () = assert!(std::mem::size_of::<Conn>() <= 56);
+
 impl Conn {
     /// A freshly accepted connection: waiting for its first request head.
     pub fn new(now: Now, cfg: &ConnConfig) -> Self {
@@ -424,7 +178,7 @@ impl Conn {
     }
 
     /// A hub stream's topics (for the loop's topic index).
-    pub fn filter(&self) -> Option<&crate::hub::Filter> {
+    pub fn filter(&self) -> Option<&crate::hub::history::Filter> {
         match &self.state {
             State::Stream(source) => source.filter(),
             _ => None,
@@ -434,7 +188,7 @@ impl Conn {
     /// The next page of the shared log a replaying stream needs, once what it has is written
     /// (so a replay holds one page at a time, however far back it starts); the loop asks the
     /// log for it and hands the answer to [`page`](Self::page).
-    pub fn page_request(&mut self, ctx: &mut Ctx<'_>) -> Option<crate::stream::PageRequest> {
+    pub fn page_request(&mut self, ctx: &mut Ctx<'_>) -> Option<crate::core::stream::PageRequest> {
         if self.out.is_some() {
             return None;
         }
@@ -449,7 +203,7 @@ impl Conn {
     pub fn page(
         &mut self,
         ticket: u32,
-        page: Result<crate::hub::LogPage, String>,
+        page: Result<crate::hub::history::LogPage, String>,
         now: Now,
         ctx: &mut Ctx<'_>,
     ) {
@@ -931,7 +685,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Env;
+    use crate::app::testing::Env;
 
     fn env() -> Env {
         Env::new(
@@ -996,34 +750,35 @@ mod tests {
                 c
             })
             .collect();
-        let mut wheel = crate::timer::TimerWheel::new(h.now.ms);
+        let mut wheel = crate::util::timer::TimerWheel::new(h.now.ms);
         for (k, c) in conns.iter().enumerate() {
             wheel.arm(k, c.timeout().unwrap());
         }
-        let round = |h: &mut Env, conns: &mut Vec<Conn>, wheel: &mut crate::timer::TimerWheel| {
-            h.advance(100);
-            let mut frames = 0;
-            while let Some(k) = wheel.pop_expired(h.now.ms) {
-                let c = &mut conns[k];
-                h.with(|ctx, _, now, scratch| {
-                    c.handle_timeout(now, ctx);
-                    while let Some([a, b]) = c.poll_transmit(now, ctx, scratch) {
-                        let n = a.len() + b.len();
-                        c.on_sent(n, scratch, now, ctx);
-                        frames += 1;
-                    }
-                });
-                wheel.arm(k, c.timeout().unwrap());
-            }
-            frames
-        };
+        let round =
+            |h: &mut Env, conns: &mut Vec<Conn>, wheel: &mut crate::util::timer::TimerWheel| {
+                h.advance(100);
+                let mut frames = 0;
+                while let Some(k) = wheel.pop_expired(h.now.ms) {
+                    let c = &mut conns[k];
+                    h.with(|ctx, _, now, scratch| {
+                        c.handle_timeout(now, ctx);
+                        while let Some([a, b]) = c.poll_transmit(now, ctx, scratch) {
+                            let n = a.len() + b.len();
+                            c.on_sent(n, scratch, now, ctx);
+                            frames += 1;
+                        }
+                    });
+                    wheel.arm(k, c.timeout().unwrap());
+                }
+                frames
+            };
         assert_eq!(round(&mut h, &mut conns, &mut wheel), 1000);
-        let before = crate::test_alloc::allocations();
+        let before = crate::util::test_alloc::allocations();
         for _ in 0..50 {
             assert_eq!(round(&mut h, &mut conns, &mut wheel), 1000);
         }
         assert_eq!(
-            crate::test_alloc::allocations() - before,
+            crate::util::test_alloc::allocations() - before,
             0,
             "50,000 frames in steady state"
         );
@@ -1287,7 +1042,7 @@ mod tests {
     }
 
     fn hub_env(history: usize) -> Env {
-        use crate::hub::{Hub, HubConfig, LocalHub};
+        use crate::hub::history::{Hub, HubConfig, LocalHub};
         let mut h = env();
         h.hub = LocalHub::new(
             std::sync::Arc::new(Hub::new(
@@ -1306,7 +1061,7 @@ mod tests {
     }
 
     fn publish(h: &mut Env, topic: &str, data: &str) {
-        let p = crate::hub::Publish {
+        let p = crate::hub::history::Publish {
             topics: vec![topic.into()],
             data: data.into(),
             ..Default::default()

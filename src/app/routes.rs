@@ -1,23 +1,27 @@
-//! The application: which request gets which answer. The connection core ([`crate::conn`])
+//! The application: which request gets which answer. The connection core ([`crate::core::conn`])
 //! hands each complete request here (through the loop) and queues the [`Reply`]; adding an
 //! endpoint means adding a match arm here, never touching the state machine.
 //!
-//! Endpoints: `GET /sse` (the seed's clock stream; with `?topic=` a hub subscription),
-//! `POST /publish`, `GET /metrics` (Prometheus text), `GET /healthz`, and the page's files for
+//! Endpoints: `GET /sse` (the seed's clock stream; with `?topic=` a hub subscription, resumed
+//! from `Last-Event-ID`), `POST /publish` (and `GET /publish`: which token publishing needs),
+//! `GET /metrics` (Prometheus text), `GET /metrics/stream` (the figures as an event stream),
+//! `GET /dashboard`, `GET /healthz`, `OPTIONS` preflights for CORS, and the page's files for
 //! everything else.
 //!
 //! **Invariant:** the only IO reachable from here is what the loop lends in [`App`]: the page's
 //! files (read from `--www` in that mode) and the process figures for `/metrics`.
 
-use crate::conn::{Ctx, Now};
-use crate::http::{Method, Request, Status};
-use crate::hub::Start;
-use crate::jwt;
-use crate::metrics::{ProcessStats, Rejected};
-use crate::publish::{self, Refusal};
-use crate::response::{Head, Reply, Then};
-use crate::static_files::{self, StaticFiles};
-use crate::stream::Source;
+use crate::app::static_files::{self, StaticFiles};
+use crate::core::ctx::{Ctx, Now};
+use crate::core::metrics::Rejected;
+use crate::core::reply::{Later, Reply, Then};
+use crate::core::stream::Source;
+use crate::hub::history::Start;
+use crate::hub::jwt;
+use crate::hub::parse::{self, Refusal};
+use crate::util::sys::ProcessStats;
+use crate::wire::head::Head;
+use crate::wire::http::{Method, Request, Status};
 
 /// What the application owns, shared by every loop.
 pub struct App {
@@ -27,9 +31,9 @@ pub struct App {
     /// The bearer token publishers must present; `None`: loopback peers only.
     pub publish_token: Option<String>,
     /// With `--redis`: the shared log (also read for deep resumes).
-    pub log: Option<std::sync::Arc<crate::redis_bridge::Bridge>>,
+    pub log: Option<std::sync::Arc<crate::redis::bridge::Bridge>>,
     /// With `--redis` or `--data-dir`: where publishes are stored, answered once they are.
-    pub store: Option<std::sync::Arc<dyn crate::backend::Backend>>,
+    pub store: Option<std::sync::Arc<dyn crate::hub::backend::Backend>>,
     /// With `--jwt-key`: subscriber and publisher tokens (HS256, Mercure claims).
     pub jwt: Option<jwt::Verifier>,
     /// `--private-topics`: events on these topics are private whatever the publisher says.
@@ -47,7 +51,7 @@ impl App {
     pub fn new(files: StaticFiles) -> Self {
         App {
             files,
-            process_stats: crate::sys::process_stats,
+            process_stats: crate::util::sys::process_stats,
             publish_token: None,
             log: None,
             store: None,
@@ -59,14 +63,17 @@ impl App {
     }
 }
 
-/// Who sent a request, as far as the application cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
+/// Who sent a request, as far as the application cares, and how to answer it later.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer<'a> {
     /// The connection comes from 127.0.0.0/8 or ::1 (a request it carries may still have been
     /// forwarded by a proxy from anywhere: see [`Request::proxied`]).
     pub loopback: bool,
     /// The connection's slab key in its loop (for answers given later).
     pub key: usize,
+    /// Where this connection's answers given later go: its loop's queue and waker. Lent here,
+    /// not in the connection's [`Ctx`], which names no reply.
+    pub later: &'a Later,
 }
 
 /// The answer to one request (its body, if any, in `body`).
@@ -74,7 +81,7 @@ pub fn route(
     app: &App,
     req: &Request<'_>,
     body: &[u8],
-    peer: Peer,
+    peer: Peer<'_>,
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Reply {
@@ -94,7 +101,7 @@ pub fn route(
         };
     }
     match req.path {
-        "/sse" => match publish::subscription(req.query) {
+        "/sse" => match parse::subscription(req.query) {
             Ok(None) => clock_stream(app, req, now, ctx),
             Ok(Some(sub)) => topic_stream(app, req, sub, now, ctx),
             Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
@@ -106,7 +113,7 @@ pub fn route(
             let mut text = String::with_capacity(4096);
             ctx.metrics.render(&mut text, &(app.process_stats)());
             let ct = "text/plain; version=0.0.4; charset=utf-8";
-            let body = crate::response::Body::Shared(text.into_bytes().into());
+            let body = crate::core::body::Body::Shared(text.into_bytes().into());
             Reply::with_body(Status::Ok, ct, body, &[("Cache-Control", "no-store")])
         }
         "/metrics/stream" => figures_stream(app, req, now, ctx),
@@ -125,7 +132,7 @@ pub fn route(
 
 /// Whether `presented` (an `Authorization` value) carries `token`, compared in constant time.
 fn bearer_matches(presented: Option<&[u8]>, token: &str) -> bool {
-    let Some(got) = presented.and_then(crate::jwt::bearer_token) else {
+    let Some(got) = presented.and_then(crate::hub::jwt::bearer_token) else {
         return false;
     };
     let want = token.as_bytes();
@@ -142,7 +149,7 @@ fn bearer_matches(presented: Option<&[u8]>, token: &str) -> bool {
 /// `--publish-token` nor `--jwt-key` is set. A loopback connection is trusted only for itself:
 /// a proxy on this machine (nginx) is a loopback peer too, and what it forwards comes from
 /// anywhere.
-fn tokenless(app: &App, req: &Request<'_>, peer: Peer) -> bool {
+fn tokenless(app: &App, req: &Request<'_>, peer: Peer<'_>) -> bool {
     app.publish_token.is_none() && app.jwt.is_none() && peer.loopback && !req.proxied
 }
 
@@ -151,7 +158,7 @@ fn tokenless(app: &App, req: &Request<'_>, peer: Peer) -> bool {
 /// "tokenless":bool}`. `token` is what a publisher may present, `loopback` whether loopback
 /// clients may publish without one, `tokenless` whether the client asking may. No secret is
 /// in it: only which kinds of token are accepted.
-fn publish_policy(app: &App, req: &Request<'_>, peer: Peer) -> Reply {
+fn publish_policy(app: &App, req: &Request<'_>, peer: Peer<'_>) -> Reply {
     let token = match (app.publish_token.is_some(), app.jwt.is_some()) {
         (false, false) => "none",
         (true, false) => "publish-token",
@@ -166,7 +173,7 @@ fn publish_policy(app: &App, req: &Request<'_>, peer: Peer) -> Reply {
     Reply::with_body(
         Status::Ok,
         "application/json",
-        crate::response::Body::Shared(body.into_bytes().into()),
+        crate::core::body::Body::Shared(body.into_bytes().into()),
         &[("Cache-Control", "no-store")],
     )
 }
@@ -174,13 +181,13 @@ fn publish_policy(app: &App, req: &Request<'_>, peer: Peer) -> Reply {
 /// A request whose client waits for `100 Continue` before it sends its body (`Expect:
 /// 100-continue`): the final answer now when the head alone decides it (the route, who may
 /// publish, the media type, the shared log being down), else [`Reply::proceed`].
-fn before_body(app: &App, req: &Request<'_>, peer: Peer, now: Now, ctx: &mut Ctx<'_>) -> Reply {
+fn before_body(app: &App, req: &Request<'_>, peer: Peer<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
     match (req.method, req.path) {
         (Method::Post, "/publish") => {
             if let Err(refused) = publisher(app, req, peer, now, ctx) {
                 return cors(app, req, refused);
             }
-            if publish::media(req.content_type).is_err() {
+            if parse::media(req.content_type).is_err() {
                 ctx.shard.rejected(Rejected::MediaType);
                 return cors(app, req, unsupported_media_type());
             }
@@ -202,7 +209,7 @@ fn before_body(app: &App, req: &Request<'_>, peer: Peer, now: Now, ctx: &mut Ctx
 fn publisher(
     app: &App,
     req: &Request<'_>,
-    peer: Peer,
+    peer: Peer<'_>,
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Result<Option<jwt::Claims>, Reply> {
@@ -261,7 +268,7 @@ fn publish(
     app: &App,
     req: &Request<'_>,
     body: &[u8],
-    peer: Peer,
+    peer: Peer<'_>,
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Reply {
@@ -269,7 +276,7 @@ fn publish(
         Ok(claims) => claims,
         Err(refused) => return refused,
     };
-    let mut p = match publish::publish(req.content_type, body) {
+    let mut p = match parse::publish(req.content_type, body) {
         Ok(p) => p,
         Err(Refusal::Invalid(why)) => {
             ctx.shard.rejected(Rejected::Invalid);
@@ -303,7 +310,7 @@ fn publish(
         }
         // Answered once the log has stored it (or could not): never a 200 for an event that
         // is not stored.
-        let later = ctx.later.clone();
+        let later = peer.later.clone();
         let (key, ticket) = (peer.key, ctx.hub.ticket());
         store.submit(
             p,
@@ -330,8 +337,8 @@ fn published(id: String) -> Reply {
     body.push(b'\n');
     Reply::with_body(
         Status::Ok,
-        crate::response::TEXT_PLAIN,
-        crate::response::Body::Shared(body.into()),
+        crate::core::reply::TEXT_PLAIN,
+        crate::core::body::Body::Shared(body.into()),
         &[("Cache-Control", "no-store")],
     )
 }
@@ -412,7 +419,7 @@ fn authority(v: &[u8], default: u16) -> Option<(&[u8], u16)> {
     let (host, rest) = v.split_at(host_end);
     let port = match rest {
         [] | [b':'] => default,
-        [b':', digits @ ..] => u16::try_from(crate::http::parse_u64(digits)?).ok()?,
+        [b':', digits @ ..] => u16::try_from(crate::util::number::parse_u64(digits)?).ok()?,
         _ => return None,
     };
     (!host.is_empty()).then_some((host, port))
@@ -485,7 +492,7 @@ fn invalid_token() -> Reply {
 
 /// A subscriber's token: `Authorization: Bearer`, the `mercureAuthorization` cookie, or the
 /// `authorization` query parameter, in that order.
-fn subscriber_token<'r>(req: &'r Request<'_>, sub: &'r publish::Subscription) -> Option<&'r [u8]> {
+fn subscriber_token<'r>(req: &'r Request<'_>, sub: &'r parse::Subscription) -> Option<&'r [u8]> {
     req.authorization
         .and_then(jwt::bearer_token)
         .or_else(|| {
@@ -499,7 +506,7 @@ fn subscriber_token<'r>(req: &'r Request<'_>, sub: &'r publish::Subscription) ->
 fn topic_stream(
     app: &App,
     req: &Request<'_>,
-    sub: publish::Subscription,
+    sub: parse::Subscription,
     now: Now,
     ctx: &mut Ctx<'_>,
 ) -> Reply {
@@ -553,7 +560,7 @@ fn topic_stream(
             ctx.shard.resets[reason as usize].inc();
             (
                 live(cursor),
-                Some(crate::response::Body::Shared(frame.into())),
+                Some(crate::core::body::Body::Shared(frame.into())),
             )
         }
     };

@@ -1,6 +1,6 @@
 //! Subscriber and publisher tokens: a verifier for JWTs (RFC 7519) signed with HS256 in the
 //! compact JWS serialization (RFC 7515), carrying the claims of either Mercure draft, and what
-//! they allow as sets of topic selectors ([`crate::selector`]):
+//! they allow as sets of topic selectors ([`crate::hub::selector`]):
 //! - draft-07: `{"mercure": {"subscribe": [..], "publish": [..], "payload": ..}, "exp": ..}`,
 //!   each selector an exact topic, `*`, a URI Template, or (ours) `prefix/*`;
 //! - draft-08: an access token (RFC 9068, header `typ: at+jwt`) whose
@@ -33,7 +33,7 @@
 //!    would speak?), every Mercure detail well formed (non-empty `actions` of `publish` and
 //!    `subscribe` only, non-empty `topics` of objects with a non-empty `match` and a known
 //!    matcher type), at most [`MAX_DETAILS`] details and [`MAX_DETAIL_TOPICS`] topics in all.
-//!    Every selector must compile (see [`crate::selector`]); at most [`MAX_CLAIM_PATTERNS`] of
+//!    Every selector must compile (see [`crate::hub::selector`]); at most [`MAX_CLAIM_PATTERNS`] of
 //!    a draft-07 token's selectors may be templates. Anything else there is `Malformed`, the
 //!    whole token: a selector list is never half accepted (draft-08 says the same);
 //! 6. with an audience configured ([`Verifier::with_audience`]), an access token whose `aud`
@@ -61,7 +61,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use std::fmt;
 
-use crate::selector::{Kind, Selector};
+use crate::hub::selector::{Kind, Selector};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -131,7 +131,7 @@ impl fmt::Display for JwtError {
 
 impl std::error::Error for JwtError {}
 
-pub use crate::selector::Selectors;
+pub use crate::hub::selector::Selectors;
 
 /// What a verified token allows, whichever draft it was written for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -388,7 +388,7 @@ fn matcher(m: &Value) -> Result<std::sync::Arc<Selector>, JwtError> {
         (Some(a), Some(b)) if a != b => return Err(JwtError::Malformed),
         (a, b) => a.or(b).unwrap_or(Kind::Exact),
     };
-    crate::selector::shared(kind, text, false).map_err(|_| JwtError::Malformed)
+    crate::hub::selector::shared(kind, text, false).map_err(|_| JwtError::Malformed)
 }
 
 /// Whether `aud` (a string or an array of strings, RFC 7519 section 4.1.3) names `audience`.
@@ -575,7 +575,7 @@ mod tests {
 
     /// Tokens minted by Python's `hmac`, `hashlib` and `base64` (tests/fixtures/mint_jwt.py),
     /// checked in so the tests need no Python.
-    const FIXTURE: &str = include_str!("../tests/fixtures/jwt_tokens.json");
+    const FIXTURE: &str = include_str!("../../tests/fixtures/jwt_tokens.json");
 
     fn expected_error(name: &str) -> JwtError {
         match name {
@@ -593,7 +593,7 @@ mod tests {
     /// A fixture's selectors: a draft-07 claim's strings, or `[matchType, match]` pairs.
     fn expected_selectors(v: &Value) -> Selectors {
         Selectors::from_compiled(v.as_array().unwrap().iter().map(|s| match s {
-            Value::String(s) => crate::selector::Selector::claim(s).unwrap(),
+            Value::String(s) => crate::hub::selector::Selector::claim(s).unwrap(),
             Value::Array(pair) => {
                 let kind = match pair[0].as_str().unwrap() {
                     "Exact" => Kind::Exact,

@@ -8,9 +8,9 @@
 //!
 //! **Invariant:** no IO here beyond what the caller passes in (arguments, a variable lookup).
 
-use crate::cli::{at_least, num, port, positive, split_flag};
-use crate::conn::ConnConfig;
-use crate::hub::HubConfig;
+use crate::core::ctx::ConnConfig;
+use crate::hub::history::HubConfig;
+use crate::util::cli::{at_least, num, port, positive, split_flag};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -59,7 +59,7 @@ pub struct Config {
     /// publish from a browser besides the server's own (default none).
     pub cors_origins: Vec<String>,
     /// How log lines look.
-    pub log_format: crate::log::Format,
+    pub log_format: crate::util::log::Format,
     /// Only start-up, shutdown, overload and error lines.
     pub quiet: bool,
 }
@@ -83,11 +83,11 @@ impl Default for Config {
             fsync: crate::durable::writer::Fsync::Batch,
             jwt_key: None,
             jwt_key_file: None,
-            jwt_leeway_ms: crate::jwt::DEFAULT_LEEWAY_MS,
+            jwt_leeway_ms: crate::hub::jwt::DEFAULT_LEEWAY_MS,
             jwt_audience: None,
             private_topics: Vec::new(),
             cors_origins: Vec::new(),
-            log_format: crate::log::Format::Text,
+            log_format: crate::util::log::Format::Text,
             quiet: false,
         }
     }
@@ -305,8 +305,8 @@ pub const FLAGS: &[Flag] = &[
         default: |_| "text".into(),
         set: |c, who, v| {
             c.log_format = match v {
-                "text" => crate::log::Format::Text,
-                "json" => crate::log::Format::Json,
+                "text" => crate::util::log::Format::Text,
+                "json" => crate::util::log::Format::Json,
                 _ => return Err(format!("{who} must be text or json, not {v:?}")),
             };
             Ok(())

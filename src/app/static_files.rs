@@ -17,7 +17,7 @@
 //! **Invariant:** the cache never holds more than [`CACHE_MAX_BYTES`] of file bodies nor more
 //! than [`CACHE_MAX_ENTRIES`] entries.
 
-pub use crate::response::Body;
+pub use crate::core::body::Body;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
@@ -26,14 +26,14 @@ use std::time::{Duration, SystemTime};
 
 /// The files compiled into the binary. A unit test below checks this list against `www/`.
 pub const EMBEDDED: &[(&str, &[u8])] = &[
-    ("index.html", include_bytes!("../www/index.html")),
-    ("app.js", include_bytes!("../www/app.js")),
-    ("style.css", include_bytes!("../www/style.css")),
-    ("favicon.svg", include_bytes!("../www/favicon.svg")),
-    ("hub.js", include_bytes!("../www/hub.js")),
-    ("i18n.js", include_bytes!("../www/i18n.js")),
-    ("dashboard.html", include_bytes!("../www/dashboard.html")),
-    ("dashboard.js", include_bytes!("../www/dashboard.js")),
+    ("index.html", include_bytes!("../../www/index.html")),
+    ("app.js", include_bytes!("../../www/app.js")),
+    ("style.css", include_bytes!("../../www/style.css")),
+    ("favicon.svg", include_bytes!("../../www/favicon.svg")),
+    ("hub.js", include_bytes!("../../www/hub.js")),
+    ("i18n.js", include_bytes!("../../www/i18n.js")),
+    ("dashboard.html", include_bytes!("../../www/dashboard.html")),
+    ("dashboard.js", include_bytes!("../../www/dashboard.js")),
 ];
 
 /// Files larger than this are not served from a `--www` folder (a response holds its whole

@@ -2,12 +2,15 @@
 //! the fuzz target: one constructor for the context, so a new field is one edit. Time is
 //! synthetic ([`Env::advance`]); "the socket" takes everything (or what a test says).
 
-use crate::conn::{Answer, Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
-use crate::hub::{Hub, HubConfig, LocalHub};
-use crate::metrics::{Metrics, ProcessStats};
-use crate::routes::{self, App, Peer};
-use crate::sse::Dates;
-use crate::static_files::StaticFiles;
+use crate::app::routes::{self, App, Peer};
+use crate::app::static_files::StaticFiles;
+use crate::core::conn::Conn;
+use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
+use crate::core::metrics::Metrics;
+use crate::core::reply::{Answer, Completion, Later};
+use crate::hub::history::{Hub, HubConfig, LocalHub};
+use crate::util::date::Dates;
+use crate::util::sys::ProcessStats;
 use std::sync::Arc;
 
 /// Everything a loop lends a connection, owned.
@@ -25,9 +28,9 @@ pub struct Env {
     pub later: Later,
     pub completions: std::sync::mpsc::Receiver<Completion>,
     /// Streams that ended (what the loop would log).
-    pub ended: Vec<crate::conn::StreamEnd>,
+    pub ended: Vec<crate::core::ctx::StreamEnd>,
     /// Requests answered with their final status (what the loop would log).
-    pub answered: Vec<crate::conn::Answered>,
+    pub answered: Vec<crate::core::ctx::Answered>,
     /// The loop's frame scratch.
     pub scratch: Vec<u8>,
 }
@@ -76,8 +79,8 @@ impl Env {
         }
     }
 
-    /// Runs `f` with the context and the application.
-    pub fn with<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>, &App, Now, &mut Vec<u8>) -> R) -> R {
+    /// Runs `f` with the context and what the loop lends the application.
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>, Lent<'_>, Now, &mut Vec<u8>) -> R) -> R {
         let mut ctx = Ctx {
             cfg: &self.cfg,
             metrics: &self.metrics,
@@ -85,12 +88,15 @@ impl Env {
             dates: &mut self.dates,
             rng: &mut self.rng,
             hub: &mut self.hub,
-            later: &self.later,
             ended: &mut self.ended,
             answered: &mut self.answered,
             draining: self.draining,
         };
-        f(&mut ctx, &self.app, self.now, &mut self.scratch)
+        let lent = Lent {
+            app: &self.app,
+            later: &self.later,
+        };
+        f(&mut ctx, lent, self.now, &mut self.scratch)
     }
 
     /// A new connection at the current time.
@@ -158,16 +164,25 @@ impl Env {
     }
 }
 
+/// What the loop lends the application besides the connection's context: the application
+/// itself and where answers given later go.
+#[derive(Clone, Copy)]
+pub struct Lent<'a> {
+    pub app: &'a App,
+    pub later: &'a Later,
+}
+
 /// The loop's request step: route what is complete.
-pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, app: &App, now: Now) -> bool {
+pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, lent: Lent<'_>, now: Now) -> bool {
     c.serve(now, ctx, |req, body, ctx| {
         routes::route(
-            app,
+            lent.app,
             req,
             body,
             Peer {
                 loopback: true,
                 key: 0,
+                later: lent.later,
             },
             now,
             ctx,

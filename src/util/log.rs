@@ -13,7 +13,7 @@
 //! ([`dropped`], `sse_log_lines_dropped_total` in `/metrics`). A stuck stderr thus stops the
 //! log, never a loop, a stream or a shutdown; [`flush`] waits a bounded time at exit.
 //!
-//! **Invariant:** no loop blocks on the log: [`line`] formats and `try_send`s, nothing more.
+//! **Invariant:** no loop blocks on the log: [`line()`] formats and `try_send`s, nothing more.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -133,8 +133,8 @@ pub fn line(event: &str, fields: &[(&str, V<'_>)]) {
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let mut ts = [0u8; crate::sse::ISO_LEN];
-    ts.copy_from_slice(crate::sse::Dates::new().iso(unix_ms));
+    let mut ts = [0u8; crate::util::date::ISO_LEN];
+    ts.copy_from_slice(crate::util::date::Dates::new().iso(unix_ms));
     let ts = std::str::from_utf8(&ts).unwrap_or("");
     let out = format(logger().format, ts, event, fields);
     // Counted before it is sent, so that `flush` never sees the writer ahead of the count.

@@ -5,7 +5,7 @@
 //! **Invariant:** no IO; nothing here panics or allocates more than a small multiple of its
 //! (already bounded) input.
 
-use crate::hub::{Publish, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES};
+use crate::hub::history::{Publish, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES};
 
 /// A publish refused: the status class and the line saying why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ fn code_point(c: char) -> String {
 /// The retry field's text: ASCII digits only (what the WHATWG event-stream format accepts for
 /// `retry:`), fitting in 64 bits.
 pub fn parse_retry(v: &str) -> Result<u64, Refusal> {
-    crate::http::parse_u64(v.as_bytes()).ok_or_else(|| invalid("retry must be digits"))
+    crate::util::number::parse_u64(v.as_bytes()).ok_or_else(|| invalid("retry must be digits"))
 }
 
 /// **The one rule for an event's fields**, wherever the event comes from: a publish (form or
@@ -182,12 +182,12 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
             "topic" => {
                 any_topic = true;
                 check_topic(&v)?;
-                // A URI Template selects what it matches (src/selector.rs); one too complex to
+                // A URI Template selects what it matches (src/hub/selector.rs); one too complex to
                 // compile is refused here rather than read as a plain name.
-                if v.matches('{').count() > crate::selector::MAX_EXPRESSIONS {
+                if v.matches('{').count() > crate::hub::selector::MAX_EXPRESSIONS {
                     return Err(invalid(format!(
                         "more than {} expressions in a URI template",
-                        crate::selector::MAX_EXPRESSIONS
+                        crate::hub::selector::MAX_EXPRESSIONS
                     )));
                 }
                 // Distinct names count, as for a publish: a repeated topic is kept once.

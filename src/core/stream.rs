@@ -1,4 +1,4 @@
-//! What feeds an event stream: a [`Source`]. The connection core ([`crate::conn`]) owns the
+//! What feeds an event stream: a [`Source`]. The connection core ([`crate::core::conn`]) owns the
 //! HTTP lifecycle and the output path; a source only says when it next needs the clock
 //! ([`Source::deadline`]), notes that its time came ([`Source::on_timeout`]) and encodes what is
 //! due into the loop's scratch buffer when the socket can take it ([`Source::poll`]).
@@ -6,8 +6,10 @@
 //! Kinds:
 //! - [`Source::Clock`]: the seed's timed stream, one frame per interval from the stream's start.
 //! - [`Source::Topics`]: a hub subscription, a cursor into the loop's mirror of the history
-//!   ([`crate::hub::LocalHub`]); everything after the cursor that matches its topics goes out
+//!   ([`crate::hub::history::LocalHub`]); everything after the cursor that matches its topics goes out
 //!   in one write (up to [`BATCH_BYTES`]), a comment line when idle for the heartbeat.
+//! - [`Source::Figures`]: the server's own figures (`GET /metrics/stream`), every sample after
+//!   its cursor, polled once a second.
 //! - [`Source::Replay`]: a hub subscription whose first part is read back from the shared log
 //!   (a resume older than this loop's history, with `--redis`): a cursor into the log, one
 //!   page asked for at a time and only once the previous one is written; it becomes the
@@ -16,10 +18,10 @@
 //! **Invariant:** no IO and no clock; a source keeps no bytes of its own (an unwritten tail is
 //! the connection's), so an idle stream costs the size of this enum.
 
-use crate::conn::{Ctx, Now};
-use crate::hub::{Filter, LogPage, Mark, ResetReason};
-use crate::response::{Body, HeldBytes};
-use crate::sse;
+use crate::core::body::{Body, HeldBytes};
+use crate::core::ctx::{Ctx, Now};
+use crate::hub::history::{Filter, LogPage, Mark, ResetReason};
+use crate::wire::sse;
 use std::sync::Arc;
 
 /// `ms` rounded up to whole seconds, saturating in a `u32` (136 years of loop clock).
@@ -69,6 +71,10 @@ pub enum Source {
     /// stays small).
     Replay(Box<Replay>),
 }
+
+// What ARCHITECTURE.md says a subscriber costs: a source is 40 bytes at most (the `Topics`
+// variant is the largest; a replay is boxed so that it never makes every stream bigger).
+const _: () = assert!(std::mem::size_of::<Source>() <= 40);
 
 /// The log's part of a subscription (see [`Source::Replay`]).
 #[derive(Debug)]
@@ -166,7 +172,7 @@ impl Source {
     }
 
     /// A hub subscription that marks private events (`markPrivate=1`, see
-    /// [`crate::publish::PRIVATE_MARK_TYPE`]); other sources are returned as they are.
+    /// [`crate::hub::parse::PRIVATE_MARK_TYPE`]); other sources are returned as they are.
     pub fn marking_private(mut self, on: bool) -> Source {
         if let Source::Topics { mark, .. } = &mut self {
             *mark = on;
@@ -557,9 +563,9 @@ fn encode_private_mark(out: &mut Vec<u8>, id: &str) {
 
 #[cfg(test)]
 mod tests {
-    use crate::conn::ConnConfig;
-    use crate::hub::{Hub, HubConfig, Ids, LocalHub, LogPage, Publish};
-    use crate::testing::Env;
+    use crate::app::testing::Env;
+    use crate::core::ctx::ConnConfig;
+    use crate::hub::history::{Hub, HubConfig, Ids, LocalHub, LogPage, Publish};
     use std::sync::Arc;
 
     const KEY: &[u8] = b"a-test-key-that-is-long-enough-for-hs256!";
@@ -598,13 +604,13 @@ mod tests {
         ));
         h.hub = LocalHub::new(hub.clone(), 0);
         h.hub.set_sweep_every(0);
-        h.app.jwt = Some(crate::jwt::Verifier::new(KEY, 0));
+        h.app.jwt = Some(crate::hub::jwt::Verifier::new(KEY, 0));
         let log: Vec<_> = (0..5)
             .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s1-{i}")))
             .collect();
         hub.append_log(log.clone(), 0, true);
         h.hub.sync();
-        let token = crate::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
+        let token = crate::hub::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
         // A resumes from 100-0: older than the history (100-3, 100-4), so from the log.
         let mut a = h.conn();
         h.input(
@@ -641,7 +647,7 @@ mod tests {
             !filter.names(Some(other)),
             "secret/2 got the resume's topic id"
         );
-        h.hub.register(&crate::hub::Filter::One(other), 8);
+        h.hub.register(&crate::hub::history::Filter::One(other), 8);
         hub.append_log(vec![entry("101-0", "secret/2", "not-for-a")], 0, false);
         h.hub.sync();
         // The pages arrive (the log as it is: one more page, since the history dropped 100-2
@@ -693,13 +699,13 @@ mod tests {
             Box::new(|_| {}),
         ));
         h.hub = LocalHub::new(hub.clone(), 0);
-        h.app.jwt = Some(crate::jwt::Verifier::new(KEY, 0));
+        h.app.jwt = Some(crate::hub::jwt::Verifier::new(KEY, 0));
         let log: Vec<_> = (0..4)
             .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s{i}")))
             .collect();
         hub.append_log(log.clone(), 0, true);
         h.hub.sync();
-        let token = crate::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
+        let token = crate::hub::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
         let mut a = h.conn();
         h.input(
             &mut a,
@@ -827,7 +833,7 @@ mod tests {
         h.flush(&mut a);
         assert!(h.with(|ctx, _, _, _| a.page_request(ctx)).is_some());
         h.advance(2_000);
-        assert_eq!(h.tick(&mut a), crate::sse::HEARTBEAT);
+        assert_eq!(h.tick(&mut a), crate::wire::sse::HEARTBEAT);
         assert!(a.filter().is_some(), "still a subscriber, still waiting");
     }
 

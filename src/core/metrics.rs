@@ -6,8 +6,9 @@
 //!
 //! **Invariant:** only the owning loop writes to a shard.
 
-use crate::admission::Admission;
-use crate::http::Status;
+use crate::core::admission::Admission;
+use crate::util::sys::ProcessStats;
+use crate::wire::http::Status;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -70,7 +71,7 @@ pub struct Shard {
     pub deliveries: Counter,
     /// Hub: answered events a stream had not received when the server stopped.
     pub undelivered: Counter,
-    /// Hub: `reset` events sent, by [`crate::hub::ResetReason`].
+    /// Hub: `reset` events sent, by [`crate::hub::history::ResetReason`].
     pub resets: [Counter; 2],
     /// Hub: topic streams opened and closed.
     pub topic_streams_opened: Counter,
@@ -271,7 +272,7 @@ impl Metrics {
             out,
             "sse_log_lines_dropped_total",
             "Log lines dropped because stderr was not taking them (the log never blocks a loop).",
-            crate::log::dropped(),
+            crate::util::log::dropped(),
         );
         counter(
             out,
@@ -526,15 +527,6 @@ impl Metrics {
     pub fn set_history_probe(&self, f: Box<dyn Fn() -> (usize, usize) + Send + Sync>) {
         let _ = self.history.set(f);
     }
-}
-
-/// Process-level figures the loop reads from the OS when `/metrics` is asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ProcessStats {
-    pub rss_bytes: u64,
-    pub open_fds: u64,
-    pub max_fds: u64,
-    pub cpu_seconds: f64,
 }
 
 #[cfg(test)]

@@ -22,9 +22,9 @@
 //! **Invariant:** no IO and no clock: waking the loops is a function handed in by the server,
 //! times are arguments.
 
-use crate::http::push_decimal;
-use crate::selector::{Kind, MatchCache, Selector, Selectors};
-use crate::slab::Slab;
+use crate::hub::selector::{Kind, MatchCache, Selector, Selectors};
+use crate::util::number::push_decimal;
+use crate::util::slab::Slab;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -286,12 +286,12 @@ impl Hub {
         match &self.ids {
             Ids::Local { epoch } => {
                 let rest = id.strip_prefix(epoch.as_bytes())?.strip_prefix(b"-")?;
-                crate::http::parse_u64(rest)
+                crate::util::number::parse_u64(rest)
             }
             Ids::Log => {
                 let dash = id.iter().position(|&b| b == b'-')?;
-                let ms = crate::http::parse_u64(&id[..dash])?;
-                let n = crate::http::parse_u64(&id[dash + 1..])?;
+                let ms = crate::util::number::parse_u64(&id[..dash])?;
+                let n = crate::util::number::parse_u64(&id[dash + 1..])?;
                 (ms < 1 << (64 - LOG_N_BITS) && n < 1 << LOG_N_BITS).then_some(ms << LOG_N_BITS | n)
             }
         }
@@ -598,18 +598,18 @@ impl Wanted {
             return Wanted::Any;
         }
         text.contains('{')
-            .then(|| crate::selector::shared(Kind::Template, text, false).ok())
+            .then(|| crate::hub::selector::shared(Kind::Template, text, false).ok())
             .flatten()
             .filter(|s| s.is_pattern())
             .map_or_else(|| Wanted::Name(text.into()), Wanted::Pattern)
     }
 
-    fn new(kind: Kind, text: &str) -> Result<Wanted, crate::selector::SelectorError> {
+    fn new(kind: Kind, text: &str) -> Result<Wanted, crate::hub::selector::SelectorError> {
         Ok(match kind {
             Kind::Template => Wanted::template(text),
             _ if text == "*" => Wanted::Any,
             Kind::Exact => Wanted::Name(text.into()),
-            Kind::UrlPattern => Wanted::Pattern(crate::selector::shared(kind, text, false)?),
+            Kind::UrlPattern => Wanted::Pattern(crate::hub::selector::shared(kind, text, false)?),
         })
     }
 
@@ -646,7 +646,7 @@ pub const MATCH_CACHE_ENTRIES: usize = 32 * 1024;
 /// subscribed topics whose bit is set in the stream's private mask (bit `i` for the `i`-th id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
-    All(Option<Box<crate::jwt::Selectors>>),
+    All(Option<Box<crate::hub::jwt::Selectors>>),
     One(u32),
     /// Boxed twice so that the enum, and so every subscriber, stays two words.
     Many(Box<Vec<u32>>),
@@ -830,7 +830,7 @@ pub struct LocalHub {
     /// poll do not run a pattern each.
     match_cache: RefCell<MatchCache>,
     /// The cache's figures as last reported ([`LocalHub::take_match_stats`]).
-    match_reported: crate::selector::CacheStats,
+    match_reported: crate::hub::selector::CacheStats,
     star: Vec<u32>,
     registered_since_sweep: usize,
     sweep_every: usize,
@@ -853,7 +853,7 @@ impl LocalHub {
             pattern_ids: HashMap::new(),
             patterns: PatternIndex::default(),
             match_cache: RefCell::new(MatchCache::new(MATCH_CACHE_ENTRIES)),
-            match_reported: crate::selector::CacheStats::default(),
+            match_reported: crate::hub::selector::CacheStats::default(),
             star: Vec::new(),
             registered_since_sweep: 0,
             sweep_every: 4096,
@@ -928,7 +928,7 @@ impl LocalHub {
     pub fn subscribe(
         &mut self,
         topics: &[String],
-        claims: Option<&crate::jwt::Selectors>,
+        claims: Option<&crate::hub::jwt::Selectors>,
         last_id: Option<&[u8]>,
     ) -> Subscribed {
         let wanted: Vec<Wanted> = topics.iter().map(|t| Wanted::template(t)).collect();
@@ -942,9 +942,9 @@ impl LocalHub {
     pub fn subscribe_selectors(
         &mut self,
         selectors: &[(Kind, &str)],
-        claims: Option<&crate::jwt::Selectors>,
+        claims: Option<&crate::hub::jwt::Selectors>,
         last_id: Option<&[u8]>,
-    ) -> Result<Subscribed, crate::selector::SelectorError> {
+    ) -> Result<Subscribed, crate::hub::selector::SelectorError> {
         let wanted: Result<Vec<Wanted>, _> = selectors
             .iter()
             .map(|&(kind, text)| Wanted::new(kind, text))
@@ -955,7 +955,7 @@ impl LocalHub {
     fn subscribe_wanted(
         &mut self,
         wanted: &[Wanted],
-        claims: Option<&crate::jwt::Selectors>,
+        claims: Option<&crate::hub::jwt::Selectors>,
         last_id: Option<&[u8]>,
     ) -> Subscribed {
         let mut ids: Vec<u32> = Vec::with_capacity(wanted.len());
@@ -1108,15 +1108,15 @@ impl LocalHub {
     }
 
     /// Hits, misses and evictions of this loop's pattern cache.
-    pub fn match_stats(&self) -> crate::selector::CacheStats {
+    pub fn match_stats(&self) -> crate::hub::selector::CacheStats {
         self.match_cache.borrow().stats()
     }
 
     /// What the pattern cache did since the last call (for the loop's metrics shard).
-    pub fn take_match_stats(&mut self) -> crate::selector::CacheStats {
+    pub fn take_match_stats(&mut self) -> crate::hub::selector::CacheStats {
         let now = self.match_stats();
         let before = std::mem::replace(&mut self.match_reported, now);
-        crate::selector::CacheStats {
+        crate::hub::selector::CacheStats {
             hits: now.hits - before.hits,
             misses: now.misses - before.misses,
             evictions: now.evictions - before.evictions,
@@ -1770,7 +1770,7 @@ mod tests {
     /// subscription's selectors against every event.
     mod pattern_properties {
         use super::*;
-        use crate::selector::Selector;
+        use crate::hub::selector::Selector;
         use proptest::prelude::*;
 
         const NAMES: [(Kind, &str); 12] = [
@@ -1913,7 +1913,7 @@ mod tests {
         assert!(!l.matches(&Filter::Many(Box::new(vec![b, a])), 0b01, &ev));
         assert!(l.matches(&Filter::Many(Box::new(vec![b, a])), 0b10, &ev));
         assert!(!l.matches(&Filter::All(None), u32::MAX, &ev));
-        let sel = |s: &str| Some(Box::new(crate::jwt::Selectors::new([s])));
+        let sel = |s: &str| Some(Box::new(crate::hub::jwt::Selectors::new([s])));
         assert!(l.matches(&Filter::All(sel("chat/*")), 0, &ev));
         assert!(!l.matches(&Filter::All(sel("news/*")), 0, &ev));
     }

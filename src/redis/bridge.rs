@@ -48,11 +48,11 @@
 //! **Invariant:** `Sink::on_state(true, _)` is reported only while both connections are up and
 //! the reader has caught up since its last reconnect; every loss of either is reported.
 //! **Invariant:** nothing here panics on what Redis sends: an entry the bridge cannot read
-//! (missing `t` or `d`, bad UTF-8, a bad `r`, or fields that [`crate::publish::check_event`],
+//! (missing `t` or `d`, bad UTF-8, a bad `r`, or fields that [`crate::hub::parse::check_event`],
 //! the publish path's one rule, refuses) is skipped and counted; an entry the publish path
 //! accepted is never skipped.
 
-use crate::hub::{LogPage, Publish, ReplayBudget, PAGE_BYTES};
+use crate::hub::history::{LogPage, Publish, ReplayBudget, PAGE_BYTES};
 use redis::{ConnectionLike, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -339,7 +339,7 @@ impl Bridge {
                 })
                 .map_err(|e| format!("cannot start the Redis reader thread: {e}"))?
         };
-        let budget = ReplayBudget::new(crate::hub::MAX_REPLAY_BYTES);
+        let budget = ReplayBudget::new(crate::hub::history::MAX_REPLAY_BYTES);
         let (ranges, range_rx) = mpsc::sync_channel::<RangeJob>(RANGE_QUEUE);
         let ranger = {
             let r = Ranger {
@@ -1137,7 +1137,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         return Some(Publish::default());
     }
     let retry = match retry {
-        Some(r) => Some(crate::publish::parse_retry(&r).ok()?),
+        Some(r) => Some(crate::hub::parse::parse_retry(&r).ok()?),
         None => None,
     };
     let mut p = Publish {
@@ -1149,7 +1149,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         private: private.is_some_and(|p| p != "0"),
     };
     // The publish path's own rule, so an entry it accepted is never skipped here.
-    crate::publish::check_event(&mut p).ok()?;
+    crate::hub::parse::check_event(&mut p).ok()?;
     Some(p)
 }
 
@@ -1327,12 +1327,12 @@ impl Reader {
             }
             if mark && read_before {
                 self.shared.log_resets.fetch_add(1, Ordering::Relaxed);
-                crate::log::line(
+                crate::util::log::line(
                     "redis",
                     &[
-                        ("state", crate::log::V::S("log-reset")),
-                        ("mark", crate::log::V::S(id)),
-                        ("after", crate::log::V::S(&self.last_id)),
+                        ("state", crate::util::log::V::S("log-reset")),
+                        ("mark", crate::util::log::V::S(id)),
+                        ("after", crate::util::log::V::S(&self.last_id)),
                     ],
                 );
             }

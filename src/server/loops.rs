@@ -18,22 +18,26 @@
 //! **Invariant:** every wait has a deadline: a connection without one is a bug, asserted in
 //! debug builds.
 
-use crate::config::Config;
-use crate::conn::{Answer, Completion, Conn, ConnConfig, Ctx, Later, Now, Rng};
-use crate::http::Status;
-use crate::hub::{Hub, Ids, LocalHub};
-use crate::listen::{bind, is_mapped_loopback};
-use crate::log::{self, V};
-use crate::metrics::Metrics;
-use crate::response::Reply;
-use crate::routes::{self, App, Peer};
-pub use crate::setup::LogError;
-use crate::setup::{epoch_tag, jwt_verifier, open_data_dir, render_log, start_data_log, start_log};
-use crate::slab::Slab;
-use crate::sse::Dates;
-use crate::static_files::StaticFiles;
-use crate::sys;
-use crate::timer::TimerWheel;
+use crate::app::routes::{self, App, Peer};
+use crate::app::static_files::StaticFiles;
+use crate::core::conn::Conn;
+use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
+use crate::core::metrics::Metrics;
+use crate::core::reply::Reply;
+use crate::core::reply::{Answer, Completion, Later};
+use crate::hub::history::{Hub, Ids, LocalHub};
+use crate::server::config::Config;
+use crate::server::listen::{bind, is_mapped_loopback};
+pub use crate::server::setup::LogError;
+use crate::server::setup::{
+    epoch_tag, jwt_verifier, open_data_dir, render_log, start_data_log, start_log,
+};
+use crate::util::date::Dates;
+use crate::util::log::{self, V};
+use crate::util::slab::Slab;
+use crate::util::sys;
+use crate::util::timer::TimerWheel;
+use crate::wire::http::Status;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::io::{self, IoSlice, Read, Write};
@@ -131,7 +135,7 @@ impl Server {
         app.jwt = jwt_verifier(config)?;
         app.cors_origins = config.cors_origins.clone();
         app.private_topics =
-            crate::jwt::Selectors::new(config.private_topics.iter().map(String::as_str));
+            crate::hub::jwt::Selectors::new(config.private_topics.iter().map(String::as_str));
         if let Some(url) = &config.redis {
             let bridge = start_log(url, config, &hub)?;
             let stats = bridge.clone();
@@ -264,18 +268,20 @@ struct Slot {
     loopback: bool,
 }
 
+// What ARCHITECTURE.md says an idle stream costs in the slab: a slot (socket, connection,
+// readiness flags), as the slab stores it, is 80 bytes at most.
+const _: () = assert!(std::mem::size_of::<Option<Slot>>() <= 80);
+
 /// The loop-owned things a connection borrows for one call.
 struct LoopState {
     dates: Dates,
     rng: Rng,
     /// This loop's view of the hub.
     local: LocalHub,
-    /// Where answers given later are sent (a sender to `completions`, and the waker).
-    later: Later,
     /// Streams ended during the last call, to log.
-    ended: Vec<crate::conn::StreamEnd>,
+    ended: Vec<crate::core::ctx::StreamEnd>,
     /// Requests answered during the last call, to log.
-    answered: Vec<crate::conn::Answered>,
+    answered: Vec<crate::core::ctx::Answered>,
 }
 
 struct EventLoop {
@@ -292,6 +298,9 @@ struct EventLoop {
     scratch: Vec<u8>,
     /// What the loop lends its connections (see [`ctx`]).
     st: LoopState,
+    /// Where answers given later are sent (a sender to `completions`, and the waker); lent to
+    /// the application with each request's [`Peer`].
+    later: Later,
     /// Overload counters last logged (streams refused, connections shed) and when to look
     /// again: one line a second at most, however hard the storm.
     overload_seen: (u64, u64),
@@ -346,10 +355,10 @@ impl EventLoop {
                     }
                     local
                 },
-                later,
                 ended: Vec::new(),
                 answered: Vec::new(),
             },
+            later,
             completions,
             overload_seen: (0, 0),
             overload_check_at: 0,
@@ -580,7 +589,7 @@ impl EventLoop {
             self.audience_at = 0;
         }
         let cache = self.st.local.take_match_stats();
-        if cache != crate::selector::CacheStats::default() {
+        if cache != crate::hub::selector::CacheStats::default() {
             let shard = self.shared.metrics.shard(self.id);
             shard.selector_cache_hits.add(cache.hits);
             shard.selector_cache_misses.add(cache.misses);
@@ -672,6 +681,7 @@ impl EventLoop {
             let peer = Peer {
                 loopback: slot.loopback,
                 key: k,
+                later: &self.later,
             };
             let was_stream = conn.is_stream();
             progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
@@ -701,7 +711,7 @@ impl EventLoop {
             conn.page_request(&mut self::ctx(shared, self.id, &mut self.st, draining))
         };
         if let Some(want) = want {
-            ask_page(shared, &self.st.local, &self.st.later, k, want);
+            ask_page(shared, &self.st.local, &self.later, k, want);
         }
         let conn = &mut slot.conn;
         if conn.is_closed() {
@@ -960,7 +970,6 @@ fn ctx<'a>(shared: &'a Shared, id: usize, st: &'a mut LoopState, draining: bool)
         dates: &mut st.dates,
         rng: &mut st.rng,
         hub: &mut st.local,
-        later: &st.later,
         ended: &mut st.ended,
         answered: &mut st.answered,
         draining,
@@ -992,7 +1001,7 @@ fn ask_page(
     hub: &LocalHub,
     later: &Later,
     key: usize,
-    want: crate::stream::PageRequest,
+    want: crate::core::stream::PageRequest,
 ) {
     let later = later.clone();
     let ticket = want.ticket;
@@ -1010,7 +1019,7 @@ fn ask_page(
 
 /// The log lines of requests answered with their final status (a stream's request is logged
 /// when the stream ends; an answer given later, when it is given).
-fn log_answered(answered: &mut Vec<crate::conn::Answered>, sock: &TcpStream) {
+fn log_answered(answered: &mut Vec<crate::core::ctx::Answered>, sock: &TcpStream) {
     if !log::connections() {
         answered.clear();
         return;
@@ -1035,7 +1044,7 @@ fn log_answered(answered: &mut Vec<crate::conn::Answered>, sock: &TcpStream) {
 }
 
 /// The log lines of streams that ended.
-fn log_ended(ended: &mut Vec<crate::conn::StreamEnd>, sock: &TcpStream, now: Now) {
+fn log_ended(ended: &mut Vec<crate::core::ctx::StreamEnd>, sock: &TcpStream, now: Now) {
     let connections = log::connections();
     for e in ended.drain(..) {
         if !connections {

@@ -3,7 +3,7 @@
 //! (`--data-dir`). One interface, so the route has one path for both: submit, then answer
 //! later through the loop's queue and waker (`Then::Pending`), with the backend's id.
 
-use crate::hub::Publish;
+use crate::hub::history::Publish;
 
 /// How a stored publish is answered: `Ok(id)` once stored, `Err(reason)` otherwise.
 pub type Done = Box<dyn FnOnce(Result<String, String>) + Send>;
@@ -19,28 +19,4 @@ pub trait Backend: Send + Sync {
     /// answered `Err` (so a publisher told `503` at shutdown is never stored later); a batch
     /// already being written gets its answer. Called when the server stops for good.
     fn stop_writes(&self);
-}
-
-impl Backend for crate::redis_bridge::Bridge {
-    fn submit(&self, p: Publish, done: Done) {
-        crate::redis_bridge::Bridge::submit(self, p, done);
-    }
-    fn name(&self) -> &'static str {
-        "Redis"
-    }
-    fn stop_writes(&self) {
-        crate::redis_bridge::Bridge::stop_writes(self);
-    }
-}
-
-impl Backend for crate::durable::writer::DurableLog {
-    fn submit(&self, p: Publish, done: Done) {
-        crate::durable::writer::DurableLog::submit(self, p, done);
-    }
-    fn name(&self) -> &'static str {
-        "the data dir"
-    }
-    fn stop_writes(&self) {
-        crate::durable::writer::DurableLog::stop_writes(self);
-    }
 }

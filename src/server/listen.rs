@@ -1,5 +1,5 @@
 //! Listening: the dual-stack listener group of the loops (`SO_REUSEPORT`), the one-instance
-//! lock, and what a peer address says. Called by [`crate::server`] at start-up and accept.
+//! lock, and what a peer address says. Called by [`crate::server::loops`] at start-up and accept.
 
 use mio::net::TcpListener;
 use std::io;

@@ -1,18 +1,18 @@
 //! Start-up wiring of the server's parts that are not the loops: the token verifier, the
 //! shared log (Redis) and its sink into the hub, the embedded log (`--data-dir`) and its
-//! sink, their figures for `/metrics`, this run's id epoch. Called once by [`crate::server::Server::start`].
+//! sink, their figures for `/metrics`, this run's id epoch. Called once by [`crate::server::loops::Server::start`].
 
-use crate::config::Config;
-use crate::hub::{Hub, Publish};
-use crate::log::{self, V};
-use crate::redis_bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink};
+use crate::hub::history::{Hub, Publish};
+use crate::redis::bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink};
+use crate::server::config::Config;
+use crate::util::log::{self, V};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The token verifier from `--jwt-key` or `--jwt-key-file`, if either is given.
-pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::jwt::Verifier>> {
+pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::hub::jwt::Verifier>> {
     let key = match (&config.jwt_key, &config.jwt_key_file) {
         (Some(k), _) => k.clone().into_bytes(),
         (None, Some(path)) => {
@@ -31,14 +31,14 @@ pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::jwt::Verifier>>
             "--jwt-key: the key is empty".into(),
         )));
     }
-    if key.len() < crate::jwt::MIN_KEY_BYTES {
+    if key.len() < crate::hub::jwt::MIN_KEY_BYTES {
         eprintln!(
             "sse-server: warning: the JWT key is shorter than {} bytes; HS256 keys should be at least that long",
-            crate::jwt::MIN_KEY_BYTES
+            crate::hub::jwt::MIN_KEY_BYTES
         );
     }
     Ok(Some(
-        crate::jwt::Verifier::new(&key, config.jwt_leeway_ms)
+        crate::hub::jwt::Verifier::new(&key, config.jwt_leeway_ms)
             .with_audience(config.jwt_audience.as_deref()),
     ))
 }
@@ -114,7 +114,7 @@ struct DataSink {
 impl crate::durable::writer::Sink for DataSink {
     fn restore(&self, items: Vec<crate::durable::format::Item>, evicted: u64, next: u64) {
         use crate::durable::format::Item;
-        use crate::hub::Restored;
+        use crate::hub::history::Restored;
         let items = items
             .into_iter()
             .map(|i| match i {
