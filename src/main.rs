@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             if e.get_ref()
-                .is_some_and(|i| i.is::<sse_server::server::loops::LogError>())
+                .is_some_and(|i| i.is::<sse_server::server::loops::StartError>())
             {
                 eprintln!("sse-server: {e}");
             } else {

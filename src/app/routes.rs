@@ -30,8 +30,8 @@ pub struct App {
     pub process_stats: fn() -> ProcessStats,
     /// The bearer token publishers must present; `None`: loopback peers only.
     pub publish_token: Option<String>,
-    /// With `--redis`: the shared log (also read for deep resumes).
-    pub log: Option<std::sync::Arc<crate::redis::bridge::Bridge>>,
+    /// With `--redis`: the bridge to the Redis event log (read for deep resumes).
+    pub bridge: Option<std::sync::Arc<crate::redis::bridge::Bridge>>,
     /// With `--redis` or `--data-dir`: where publishes are stored, answered once they are.
     pub store: Option<std::sync::Arc<dyn crate::hub::backend::Backend>>,
     /// With `--jwt-key`: subscriber and publisher tokens (HS256, Mercure claims).
@@ -53,7 +53,7 @@ impl App {
             files,
             process_stats: crate::util::sys::process_stats,
             publish_token: None,
-            log: None,
+            bridge: None,
             store: None,
             jwt: None,
             private_topics: jwt::Selectors::default(),
@@ -118,7 +118,7 @@ pub fn route(
         }
         "/metrics/stream" => figures_stream(app, req, now, ctx),
         "/dashboard" => file(app, req, "/dashboard.html"),
-        "/healthz" => match ctx.hub.hub.log_state() {
+        "/healthz" => match ctx.hub.hub.event_log_state() {
             Ok(()) => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
             Err(why) => Reply::text_owned(
                 Status::ServiceUnavailable,
@@ -192,7 +192,7 @@ fn before_body(app: &App, req: &Request<'_>, peer: Peer<'_>, now: Now, ctx: &mut
                 return cors(app, req, unsupported_media_type());
             }
             if let Some(store) = &app.store {
-                if let Err(why) = ctx.hub.hub.log_state() {
+                if let Err(why) = ctx.hub.hub.event_log_state() {
                     ctx.shard.rejected(Rejected::Unavailable);
                     return cors(app, req, log_down(store.name(), &why));
                 }
@@ -304,7 +304,7 @@ fn publish(
     let hub = &ctx.hub.hub;
     if let Some(store) = &app.store {
         let name = store.name();
-        if let Err(why) = hub.log_state() {
+        if let Err(why) = hub.event_log_state() {
             ctx.shard.rejected(Rejected::Unavailable);
             return log_down(name, &why);
         }

@@ -49,7 +49,7 @@ impl Env {
                 files: StaticFiles::embedded(),
                 process_stats: ProcessStats::default,
                 publish_token: None,
-                log: None,
+                bridge: None,
                 store: None,
                 jwt: None,
                 private_topics: Default::default(),

@@ -446,7 +446,7 @@ impl Source {
     /// Appends what is due to `out` (the loop's scratch); returns whether anything was.
     pub fn poll(&mut self, now: Now, ctx: &mut Ctx<'_>, out: &mut Vec<u8>) -> bool {
         if let Source::Topics { cursor, .. } = self {
-            if *cursor < ctx.hub.evicted() && ctx.hub.hub.is_log() {
+            if *cursor < ctx.hub.evicted() && ctx.hub.hub.is_redis() {
                 // Fell behind this loop's history, but the shared log keeps more: read what
                 // was dropped back from it (page by page), rather than skip it.
                 let (after, until) = (*cursor, ctx.hub.evicted());
@@ -598,7 +598,7 @@ mod tests {
                 history_events: 2,
                 ..HubConfig::default()
             },
-            Ids::Log,
+            Ids::Redis,
             1,
             Box::new(|_| {}),
         ));
@@ -694,7 +694,7 @@ mod tests {
                 history_events: 2,
                 ..HubConfig::default()
             },
-            Ids::Log,
+            Ids::Redis,
             1,
             Box::new(|_| {}),
         ));
@@ -757,7 +757,7 @@ mod tests {
             let mut h = Env::new(ConnConfig::default(), 100);
             let hub = Arc::new(Hub::with_ids(
                 HubConfig::default(),
-                Ids::Log,
+                Ids::Redis,
                 1,
                 Box::new(|_| {}),
             ));
@@ -815,7 +815,7 @@ mod tests {
                 heartbeat_ms: 1_000,
                 ..HubConfig::default()
             },
-            Ids::Log,
+            Ids::Redis,
             1,
             Box::new(|_| {}),
         ));
@@ -847,7 +847,7 @@ mod tests {
                 history_events: 2,
                 ..HubConfig::default()
             },
-            Ids::Log,
+            Ids::Redis,
             1,
             Box::new(|_| {}),
         ));
@@ -896,7 +896,7 @@ mod tests {
                     history_events: 2,
                     ..HubConfig::default()
                 },
-                Ids::Log,
+                Ids::Redis,
                 1,
                 Box::new(|_| {}),
             ));

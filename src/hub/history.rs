@@ -139,8 +139,8 @@ impl History {
 pub enum Ids {
     /// `<epoch>-<seq>`, sequence numbers assigned here.
     Local { epoch: String },
-    /// The shared log's ids, `<ms>-<n>`, assigned by Redis.
-    Log,
+    /// The Redis event log's ids, `<ms>-<n>`, assigned by Redis.
+    Redis,
 }
 
 /// Bits of a log id's `n` part in its sequence number.
@@ -148,7 +148,7 @@ const LOG_N_BITS: u32 = 22;
 
 /// The state of the shared log, as the bridge last reported it.
 #[derive(Debug, Default)]
-struct LogState {
+struct EventLogState {
     up: bool,
     reason: String,
 }
@@ -158,7 +158,7 @@ pub struct Hub {
     cfg: HubConfig,
     ids: Ids,
     history: Mutex<History>,
-    log_state: Mutex<LogState>,
+    event_log_state: Mutex<EventLogState>,
     /// The last sequence number stored (readable without the lock).
     head: AtomicU64,
     /// Per loop: a wake-up is pending and not yet acted on.
@@ -201,7 +201,7 @@ impl Hub {
                 next: 1,
                 evicted: 0,
             }),
-            log_state: Mutex::new(LogState {
+            event_log_state: Mutex::new(EventLogState {
                 up,
                 reason: if up {
                     String::new()
@@ -237,13 +237,16 @@ impl Hub {
     }
 
     /// Whether ids come from the shared log (`--redis`).
-    pub fn is_log(&self) -> bool {
-        self.ids == Ids::Log
+    pub fn is_redis(&self) -> bool {
+        self.ids == Ids::Redis
     }
 
     /// The shared log is reachable (always true alone); else why not.
-    pub fn log_state(&self) -> Result<(), String> {
-        let s = self.log_state.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn event_log_state(&self) -> Result<(), String> {
+        let s = self
+            .event_log_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if s.up {
             Ok(())
         } else {
@@ -252,8 +255,11 @@ impl Hub {
     }
 
     /// Records what the bridge says of the shared log.
-    pub fn set_log_state(&self, up: bool, reason: &str) {
-        let mut s = self.log_state.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn set_event_log_state(&self, up: bool, reason: &str) {
+        let mut s = self
+            .event_log_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         s.up = up;
         s.reason = reason.to_string();
     }
@@ -266,7 +272,7 @@ impl Hub {
                 out.push(b'-');
                 push_decimal(out, seq);
             }
-            Ids::Log => {
+            Ids::Redis => {
                 push_decimal(out, seq >> LOG_N_BITS);
                 out.push(b'-');
                 push_decimal(out, seq & ((1 << LOG_N_BITS) - 1));
@@ -288,7 +294,7 @@ impl Hub {
                 let rest = id.strip_prefix(epoch.as_bytes())?.strip_prefix(b"-")?;
                 crate::util::number::parse_u64(rest)
             }
-            Ids::Log => {
+            Ids::Redis => {
                 let dash = id.iter().position(|&b| b == b'-')?;
                 let ms = crate::util::number::parse_u64(&id[..dash])?;
                 let n = crate::util::number::parse_u64(&id[dash + 1..])?;
@@ -997,7 +1003,7 @@ impl LocalHub {
                     ..
                 },
                 _,
-            ) if self.hub.is_log() => Start::Log {
+            ) if self.hub.is_redis() => Start::Log {
                 after: parsed.unwrap_or(0),
                 until: self.evicted,
             },
@@ -1009,7 +1015,7 @@ impl LocalHub {
                     ..
                 },
                 Some(seq),
-            ) if self.hub.is_log() && seq > self.head => Start::Log {
+            ) if self.hub.is_redis() && seq > self.head => Start::Log {
                 after: seq,
                 until: seq,
             },
@@ -1462,7 +1468,7 @@ mod tests {
                 history_events: events,
                 ..HubConfig::default()
             },
-            Ids::Log,
+            Ids::Redis,
             1,
             Box::new(|_| {}),
         ))
@@ -1490,7 +1496,10 @@ mod tests {
         for bad in [&b"x-1"[..], b"17", b"1-", b"-1", b"1-99999999"] {
             assert_eq!(h.parse_id(bad), None, "{bad:?}");
         }
-        assert!(h.log_state().is_err(), "down until the bridge says up");
+        assert!(
+            h.event_log_state().is_err(),
+            "down until the bridge says up"
+        );
     }
 
     #[test]

@@ -28,9 +28,9 @@ use crate::core::reply::{Answer, Completion, Later};
 use crate::hub::history::{Hub, Ids, LocalHub};
 use crate::server::config::Config;
 use crate::server::listen::{bind, is_mapped_loopback};
-pub use crate::server::setup::LogError;
+pub use crate::server::setup::StartError;
 use crate::server::setup::{
-    epoch_tag, jwt_verifier, open_data_dir, render_log, start_data_log, start_log,
+    epoch_tag, jwt_verifier, open_data_dir, render_redis, start_data_dir, start_redis,
 };
 use crate::util::date::Dates;
 use crate::util::log::{self, V};
@@ -118,7 +118,7 @@ impl Server {
             None => None,
         };
         let ids = match (&config.redis, &data) {
-            (Some(_), _) => Ids::Log,
+            (Some(_), _) => Ids::Redis,
             (None, Some(d)) => Ids::Local {
                 epoch: d.epoch().to_string(),
             },
@@ -137,15 +137,15 @@ impl Server {
         app.private_topics =
             crate::hub::jwt::Selectors::new(config.private_topics.iter().map(String::as_str));
         if let Some(url) = &config.redis {
-            let bridge = start_log(url, config, &hub)?;
+            let bridge = start_redis(url, config, &hub)?;
             let stats = bridge.clone();
-            metrics.set_extra(Box::new(move |out| render_log(out, &stats.stats())));
+            metrics.set_extra(Box::new(move |out| render_redis(out, &stats.stats())));
             app.store = Some(bridge.clone());
-            app.log = Some(bridge);
+            app.bridge = Some(bridge);
         }
         let mut data_log = None;
         if let Some(opening) = data {
-            let log = start_data_log(opening, config, &hub)?;
+            let log = start_data_dir(opening, config, &hub)?;
             let stats = log.clone();
             metrics.set_extra(Box::new(move |out| {
                 crate::durable::writer::render(out, &stats.stats())
@@ -1006,7 +1006,7 @@ fn ask_page(
     let later = later.clone();
     let ticket = want.ticket;
     let done = Box::new(move |page| later.send_page(key, ticket, page));
-    match &shared.app.log {
+    match &shared.app.bridge {
         Some(log) => log.range(
             hub.hub.id(want.after),
             hub.hub.id(want.until),

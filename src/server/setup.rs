@@ -17,7 +17,10 @@ pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::hub::jwt::Verif
         (Some(k), _) => k.clone().into_bytes(),
         (None, Some(path)) => {
             let mut k = std::fs::read(path).map_err(|e| {
-                io::Error::other(LogError(format!("--jwt-key-file {}: {e}", path.display())))
+                io::Error::other(StartError(format!(
+                    "--jwt-key-file {}: {e}",
+                    path.display()
+                )))
             })?;
             while k.last().is_some_and(|b| b.is_ascii_whitespace()) {
                 k.pop();
@@ -27,7 +30,7 @@ pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::hub::jwt::Verif
         (None, None) => return Ok(None),
     };
     if key.is_empty() {
-        return Err(io::Error::other(LogError(
+        return Err(io::Error::other(StartError(
             "--jwt-key: the key is empty".into(),
         )));
     }
@@ -43,18 +46,18 @@ pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::hub::jwt::Verif
     ))
 }
 
-/// A start-up failure that is not about listening (the shared log, the token key), told apart
-/// by `main`.
+/// A start-up failure that is not about listening (an event-log backend, the token key), told
+/// apart by `main`.
 #[derive(Debug)]
-pub struct LogError(pub String);
+pub struct StartError(pub String);
 
-impl std::fmt::Display for LogError {
+impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for LogError {}
+impl std::error::Error for StartError {}
 
 /// What the bridge reads goes into the hub; what it says of Redis, to `/healthz`.
 struct HubSink {
@@ -72,7 +75,7 @@ impl Sink for HubSink {
     }
 
     fn on_state(&self, up: bool, reason: &str) {
-        self.hub.set_log_state(up, reason);
+        self.hub.set_event_log_state(up, reason);
         if up {
             log::line("redis", &[("state", V::S("up"))]);
         } else {
@@ -85,7 +88,7 @@ impl Sink for HubSink {
 }
 
 /// Connects the shared log (`--redis`) and feeds the hub from it.
-pub fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridge>> {
+pub fn start_redis(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridge>> {
     let mut cfg = BridgeConfig::new(url, config.hub.history_events);
     cfg.backfill_bytes = config.hub.history_bytes;
     let sink = Arc::new(HubSink {
@@ -95,11 +98,11 @@ pub fn start_log(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<B
     });
     let bridge = Bridge::start(cfg, sink)
         .map(Arc::new)
-        .map_err(|e| io::Error::other(LogError(format!("--redis {}: {e}", redact(url)))))?;
+        .map_err(|e| io::Error::other(StartError(format!("--redis {}: {e}", redact(url)))))?;
     // The bridge connected and read the backfill; its reader reports up a moment later. Wait
     // for that (bounded) so that the server does not start by refusing publishes.
     let deadline = Instant::now() + std::time::Duration::from_secs(2);
-    while hub.log_state().is_err() && Instant::now() < deadline {
+    while hub.event_log_state().is_err() && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     Ok(bridge)
@@ -150,12 +153,12 @@ pub fn open_data_dir(
         history_bytes: config.hub.history_bytes,
         segment_bytes: segment_bytes(config.hub.history_bytes),
     };
-    DurableLog::open(cfg, &epoch_tag()).map_err(|e| io::Error::other(LogError(e)))
+    DurableLog::open(cfg, &epoch_tag()).map_err(|e| io::Error::other(StartError(e)))
 }
 
 /// Hands the history read back to the hub and starts the log's thread; says what start-up
 /// found (events, a torn tail cut, damage with its segment and offset).
-pub fn start_data_log(
+pub fn start_data_dir(
     opening: crate::durable::writer::Opening,
     config: &Config,
     hub: &Arc<Hub>,
@@ -166,7 +169,7 @@ pub fn start_data_log(
     });
     let (log, report) = opening
         .start(sink)
-        .map_err(|e| io::Error::other(LogError(e)))?;
+        .map_err(|e| io::Error::other(StartError(e)))?;
     let dir = config
         .data_dir
         .as_deref()
@@ -200,7 +203,7 @@ pub fn start_data_log(
 }
 
 /// The bridge's figures in Prometheus text.
-pub fn render_log(out: &mut String, s: &BridgeStats) {
+pub fn render_redis(out: &mut String, s: &BridgeStats) {
     use std::fmt::Write as _;
     let mut line = |name: &str, kind: &str, help: &str, v: u64| {
         let _ = write!(
