@@ -8,7 +8,7 @@
 //! eight tabs sharing one stream, and the holder's tab closed while events are published (the
 //! next tab takes over within 1 s, no tab misses or repeats an event); a page in the
 //! back/forward cache holds no stream (`/metrics` says 0 while it is away) and, restored, resumes
-//! after its last id with no gap or repeat. The dashboard: its charts
+//! after its last id with no gap or repeat, also as a follower tab (from the holder). The dashboard: its charts
 //! change while load runs. Screenshots of both pages (desktop and phone, light and dark) are
 //! saved under `target/screenshots/` for people to look at.
 //!
@@ -1760,4 +1760,65 @@ fn the_page_says_what_publishing_needs_which_token_was_refused_and_which_events_
         .filter(|e| !e.contains("401") && !e.contains("403"))
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn a_follower_tab_back_from_the_cache_gets_what_it_missed_from_the_holder() {
+    if !browser_installed() {
+        return;
+    }
+    let _one = one_browser();
+    let server = Server::start(&[]);
+    let url = format!("http://{}/?topic=bf2", server.addr);
+    let b = Browser::start(CHROMEDRIVER, CHROMIUM);
+    b.set_window_size(1280, 800);
+    let holder = b.window_handle();
+    b.goto(&url);
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    assert_eq!(v.role, "holder", "{v:?}");
+    let follower = b.new_tab();
+    b.switch_to(&follower);
+    b.goto(&url);
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.state == "open");
+    assert_eq!(v.role, "follower", "{v:?}");
+    let mut published: Vec<String> = (0..2)
+        .map(|i| publish(&server, "bf2", None, &format!("before {i}")))
+        .collect();
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids == published);
+    assert_eq!(v.ids, published, "{v:?}");
+
+    // The follower goes away; the holder's stream stays, the only one.
+    b.goto("about:blank");
+    for i in 0..3 {
+        published.push(publish(&server, "bf2", None, &format!("while away {i}")));
+    }
+    b.switch_to(&holder);
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids == published);
+    assert_eq!(v.ids, published, "the holder: {v:?}");
+
+    // Back: still a follower (one stream), and the holder gives it what it missed, in order.
+    b.switch_to(&follower);
+    b.back();
+    assert_eq!(restored_from_cache(&b).as_deref(), Some("true"));
+    let v = wait_hub(&b, Duration::from_secs(5), |v| v.ids == published);
+    assert_eq!(
+        v.ids, published,
+        "a gap or a repeat after coming back: {v:?}"
+    );
+    assert_eq!(v.role, "follower", "{v:?}");
+    published.push(publish(&server, "bf2", None, "after"));
+    let v = wait_hub(&b, Duration::from_secs(3), |v| v.ids == published);
+    assert_eq!(v.ids, published, "{v:?}");
+    assert_eq!(
+        server.metric("sse_streams_open"),
+        1.0,
+        "one stream for both tabs"
+    );
+
+    let errors = console_errors(&b);
+    assert!(
+        errors.is_empty(),
+        "browser console errors:\n{}",
+        errors.join("\n")
+    );
 }

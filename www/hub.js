@@ -108,10 +108,25 @@
   const privateIds = new Set();
   let lastId = "";
   let bubble = null; // the open reply: { li, text, meta, count, first }
+  // The events this tab showed last, in order (bounded in count and bytes), so that as the
+  // holder it can give a tab coming back from the back/forward cache what it missed.
+  const MAX_RECENT = 1000;
+  const MAX_RECENT_BYTES = 4 << 20;
+  const recent = [];
+  let recentBytes = 0;
+
+  function remember(ev) {
+    recent.push(ev);
+    recentBytes += ev.data.length;
+    while (recent.length > MAX_RECENT || recentBytes > MAX_RECENT_BYTES) {
+      recentBytes -= recent.shift().data.length;
+    }
+  }
 
   /** Shows an event unless its id was shown already; from this tab's stream or the holder's. */
   function deliver(ev) {
     if (ev.type === PRIVATE_MARK) {
+      if (!privateIds.has(ev.data)) remember(ev);
       privateIds.add(ev.data);
       if (privateIds.size > MAX_SEEN) privateIds.delete(privateIds.values().next().value);
       return;
@@ -121,6 +136,7 @@
       const key = ev.type === "reset" ? `reset ${ev.id}` : ev.id;
       if (seen.has(key)) return;
       seen.add(key);
+      remember(ev);
       if (seen.size > MAX_SEEN) seen.delete(seen.values().next().value);
       lastId = ev.id;
     }
@@ -281,6 +297,9 @@
       this.abort = null;
       this.release = null;
       this.stopped = false;
+      // Back from the back/forward cache as a follower: what the holder relayed meanwhile
+      // is asked for (`since`); live events wait in `queue` until that replay is shown.
+      this.catchUp = null;
     }
 
     start() {
@@ -294,11 +313,15 @@
       this.role = "follower";
       this.show("waiting");
       this.channel.postMessage({ t: "hello" }); // the holder answers with its state
+      if (this.catchUp) this.askSince(10);
       this.abort = new AbortController();
       navigator.locks
         .request(this.name, { signal: this.abort.signal }, () => {
           if (this.stopped) return undefined;
           this.role = "holder";
+          // Holding the stream, this tab resumes from its own last id: what was queued comes
+          // again from the server, in order.
+          this.catchUp = null;
           this.open();
           // Held until this tab unsubscribes or goes away.
           return new Promise((resolve) => {
@@ -308,6 +331,22 @@
         .catch((err) => {
           if (err.name !== "AbortError") console.warn("hub: lock request failed", err);
         });
+    }
+
+    /** Asks the holder for what it showed after this tab's last id; again each second while
+     *  no answer comes (the holder may be changing hands), `tries` times, then gives up with
+     *  the missed-events notice. */
+    askSince(tries) {
+      const c = this.catchUp;
+      if (!c || this.stopped) return;
+      if (tries === 0) {
+        this.onMessage({ t: "replay", after: c.after, evs: null });
+        return;
+      }
+      this.channel.postMessage({ t: "since", id: c.after });
+      setTimeout(() => {
+        if (this.catchUp === c) this.askSince(tries - 1);
+      }, 1000);
     }
 
     open() {
@@ -359,7 +398,21 @@
 
     onMessage(m) {
       if (this.stopped || !m) return;
-      if (m.t === "event") deliver(m.ev);
+      if (m.t === "event" && this.catchUp) {
+        if (this.catchUp.queue.length < MAX_RECENT) this.catchUp.queue.push(m.ev);
+      } else if (m.t === "event") deliver(m.ev);
+      else if (m.t === "since" && this.role === "holder") {
+        // Everything shown after that id, or null when it is no longer remembered.
+        const i = recent.findIndex((ev) => ev.id === m.id && ev.type !== PRIVATE_MARK);
+        this.channel.postMessage({ t: "replay", after: m.id, evs: i < 0 ? null : recent.slice(i + 1) });
+      } else if (m.t === "replay" && this.catchUp && m.after === this.catchUp.after) {
+        const queue = this.catchUp.queue;
+        this.catchUp = null;
+        // Too long away for the holder's memory: say events were missed, as the server does.
+        if (m.evs === null) deliver({ id: "", type: "reset", data: JSON.stringify({ reason: "gap" }) });
+        for (const ev of m.evs || []) deliver(ev);
+        for (const ev of queue) deliver(ev);
+      }
       else if (m.t === "type") addType(m.type, true);
       else if (m.t === "state" && this.role === "follower") this.show(m.state);
       else if (m.t === "hello" && this.role === "holder") this.channel.postMessage({ t: "state", state: this.state });
@@ -568,8 +621,9 @@
   // A page kept in the browser's back/forward cache would keep its EventSource, and with it
   // the server's count of subscribers, the shared connection's lock (the other tabs could not
   // take over) and the channel. On `pagehide` the subscription lets go of all three; on
-  // `pageshow` from the cache it starts again, resuming after the last id this tab showed, so
-  // the feed goes on with no gap and no repeat.
+  // `pageshow` from the cache it starts again, resuming after the last id this tab showed (as
+  // the holder from the server; as a follower from the holder, which remembers what it showed
+  // last), so the feed goes on with no gap and no repeat.
   window.addEventListener("pagehide", () => {
     if (!current || current.stopped) return;
     current.releaseAll();
@@ -581,6 +635,7 @@
     const token = current.token;
     current = new Subscription(current.topics);
     current.token = token;
+    if (lastId) current.catchUp = { after: lastId, queue: [] };
     current.start();
   });
 
