@@ -76,15 +76,24 @@ pub struct Peer<'a> {
     pub later: &'a Later,
 }
 
+/// One request as the application sees it: the application, the parsed head, who sent it
+/// (and how to answer later), and the time its loop read.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub app: &'a App,
+    pub req: &'a Request<'a>,
+    pub peer: Peer<'a>,
+    pub now: Now,
+}
+
 /// The answer to one request (its body, if any, in `body`).
-pub fn route(
-    app: &App,
-    req: &Request<'_>,
-    body: &[u8],
-    peer: Peer<'_>,
-    now: Now,
-    ctx: &mut Ctx<'_>,
-) -> Reply {
+pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
+    let Call {
+        app,
+        req,
+        peer,
+        now,
+    } = call;
     if req.method == Method::Options {
         return preflight(app, req);
     }
@@ -92,18 +101,18 @@ pub fn route(
         panic!("GET /__panic (SSE_TEST_PANIC=1)");
     }
     if body.len() as u64 != req.content_length {
-        return before_body(app, req, peer, now, ctx);
+        return before_body(call, ctx);
     }
     if req.method == Method::Post {
         return match req.path {
-            "/publish" => cors(app, req, publish(app, req, body, peer, now, ctx)),
+            "/publish" => cors(app, req, publish(call, body, ctx)),
             _ => Reply::error(Status::MethodNotAllowed),
         };
     }
     match req.path {
         "/sse" => match parse::subscription(req.query) {
             Ok(None) => clock_stream(app, req, now, ctx),
-            Ok(Some(sub)) => topic_stream(app, req, sub, now, ctx),
+            Ok(Some(sub)) => topic_stream(call, sub, ctx),
             Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
@@ -181,10 +190,11 @@ fn publish_policy(app: &App, req: &Request<'_>, peer: Peer<'_>) -> Reply {
 /// A request whose client waits for `100 Continue` before it sends its body (`Expect:
 /// 100-continue`): the final answer now when the head alone decides it (the route, who may
 /// publish, the media type, the shared log being down), else [`Reply::proceed`].
-fn before_body(app: &App, req: &Request<'_>, peer: Peer<'_>, now: Now, ctx: &mut Ctx<'_>) -> Reply {
+fn before_body(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
+    let Call { app, req, .. } = call;
     match (req.method, req.path) {
         (Method::Post, "/publish") => {
-            if let Err(refused) = publisher(app, req, peer, now, ctx) {
+            if let Err(refused) = publisher(call, ctx) {
                 return cors(app, req, refused);
             }
             if parse::media(req.content_type).is_err() {
@@ -206,13 +216,13 @@ fn before_body(app: &App, req: &Request<'_>, peer: Peer<'_>, now: Now, ctx: &mut
 
 /// Who may publish, from the head alone: `Ok` with the publisher token's claims (`None` for
 /// the static token or an open loopback server), or the `401` answer.
-fn publisher(
-    app: &App,
-    req: &Request<'_>,
-    peer: Peer<'_>,
-    now: Now,
-    ctx: &mut Ctx<'_>,
-) -> Result<Option<jwt::Claims>, Reply> {
+fn publisher(call: Call<'_>, ctx: &mut Ctx<'_>) -> Result<Option<jwt::Claims>, Reply> {
+    let Call {
+        app,
+        req,
+        peer,
+        now,
+    } = call;
     if let Some(refused) = foreign_origin(app, req) {
         ctx.shard.rejected(Rejected::Forbidden);
         return Err(refused);
@@ -264,15 +274,14 @@ fn unsupported_media_type() -> Reply {
 }
 
 /// `POST /publish`: store an event, answer its id once it is stored.
-fn publish(
-    app: &App,
-    req: &Request<'_>,
-    body: &[u8],
-    peer: Peer<'_>,
-    now: Now,
-    ctx: &mut Ctx<'_>,
-) -> Reply {
-    let claims = match publisher(app, req, peer, now, ctx) {
+fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
+    let Call {
+        app,
+        req,
+        peer,
+        now,
+    } = call;
+    let claims = match publisher(call, ctx) {
         Ok(claims) => claims,
         Err(refused) => return refused,
     };
@@ -503,13 +512,8 @@ fn subscriber_token<'r>(req: &'r Request<'_>, sub: &'r parse::Subscription) -> O
 }
 
 /// `GET /sse?topic=...`: a hub subscription, replaying what followed the resume id first.
-fn topic_stream(
-    app: &App,
-    req: &Request<'_>,
-    sub: parse::Subscription,
-    now: Now,
-    ctx: &mut Ctx<'_>,
-) -> Reply {
+fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> Reply {
+    let Call { app, req, now, .. } = call;
     // The token is checked, not kept: what the stream keeps is which of its topics' private
     // events it may read, and when it ends.
     let claims = match (&app.jwt, subscriber_token(req, &sub)) {

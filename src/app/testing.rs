@@ -2,7 +2,7 @@
 //! the fuzz target: one constructor for the context, so a new field is one edit. Time is
 //! synthetic ([`Env::advance`]); "the socket" takes everything (or what a test says).
 
-use crate::app::routes::{self, App, Peer};
+use crate::app::routes::{self, App, Call, Peer};
 use crate::app::static_files::StaticFiles;
 use crate::core::conn::Conn;
 use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
@@ -175,17 +175,16 @@ pub struct Lent<'a> {
 /// The loop's request step: route what is complete.
 pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, lent: Lent<'_>, now: Now) -> bool {
     c.serve(now, ctx, |req, body, ctx| {
-        routes::route(
-            lent.app,
+        let call = Call {
+            app: lent.app,
             req,
-            body,
-            Peer {
+            peer: Peer {
                 loopback: true,
                 key: 0,
                 later: lent.later,
             },
             now,
-            ctx,
-        )
+        };
+        routes::route(call, body, ctx)
     })
 }

@@ -18,7 +18,7 @@
 //! **Invariant:** every wait has a deadline: a connection without one is a bug, asserted in
 //! debug builds.
 
-use crate::app::routes::{self, App, Peer};
+use crate::app::routes::{self, App, Call, Peer};
 use crate::app::static_files::StaticFiles;
 use crate::core::conn::Conn;
 use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
@@ -685,7 +685,13 @@ impl EventLoop {
             };
             let was_stream = conn.is_stream();
             progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
-                routes::route(app, req, body, peer, now, ctx)
+                let call = Call {
+                    app,
+                    req,
+                    peer,
+                    now,
+                };
+                routes::route(call, body, ctx)
             });
             if !was_stream {
                 if let Some(filter) = conn.filter() {
