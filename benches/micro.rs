@@ -8,8 +8,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use sse_server::hub::jwt::{self, Verifier};
 use sse_server::util::date::Dates;
 use sse_server::util::timer::TimerWheel;
+use sse_server::wire::frames;
 use sse_server::wire::http::{self, Limits};
-use sse_server::wire::sse;
 use std::hint::black_box;
 
 const BROWSER_HEAD: &[u8] = b"GET /sse HTTP/1.1\r\nHost: localhost:3000\r\nConnection: keep-alive\r\n\
@@ -43,7 +43,7 @@ fn encode(c: &mut Criterion) {
         let mut id = 0u64;
         b.iter(|| {
             out.clear();
-            sse::encode_frame(&mut out, black_box(id), &iso);
+            frames::encode_frame(&mut out, black_box(id), &iso);
             id += 1;
             out.len()
         })
@@ -54,7 +54,7 @@ fn encode(c: &mut Criterion) {
             ms += 1;
             out.clear();
             let iso = *dates.iso(black_box(ms));
-            sse::encode_frame(&mut out, id, &iso);
+            frames::encode_frame(&mut out, id, &iso);
             id += 1;
             out.len()
         })

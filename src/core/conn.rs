@@ -25,8 +25,8 @@ use crate::core::ctx::{Answered, ConnConfig, Ctx, End, Now, RequestLine, StreamE
 use crate::core::metrics::Timeout;
 use crate::core::reply::{Reply, Then};
 use crate::core::stream::Source;
+use crate::wire::frames;
 use crate::wire::http::{self, Method, Request, Status};
-use crate::wire::sse;
 
 /// Bytes accepted by the connection but not yet taken by the socket.
 #[derive(Debug)]
@@ -503,7 +503,7 @@ impl Conn {
         self.leave_stream(ctx, why);
         if self.out.is_none() {
             let mut frame = Vec::with_capacity(16);
-            sse::encode_retry(&mut frame, ctx.rng.jitter(ctx.cfg.reconnect_ms));
+            frames::encode_retry(&mut frame, ctx.rng.jitter(ctx.cfg.reconnect_ms));
             self.out = Some(Outbox::new(frame, None, now, ctx.cfg));
         }
         self.state = State::Finishing;

@@ -6,9 +6,9 @@
 //! **Invariant:** no IO and no clock: the date is an argument.
 
 use crate::core::body::Body;
+use crate::wire::frames;
 use crate::wire::head::Head;
 use crate::wire::http::Status;
-use crate::wire::sse;
 
 /// What a connection does once a reply's bytes are queued.
 #[derive(Debug)]
@@ -129,7 +129,7 @@ impl Reply {
     /// EventSource come back later, and the jitter spreads the returns.
     pub fn stream_refused(retry_ms: u64) -> Reply {
         let mut frame = Vec::with_capacity(16);
-        sse::encode_retry(&mut frame, retry_ms);
+        frames::encode_retry(&mut frame, retry_ms);
         Reply {
             status: Status::Ok,
             head: Head::new(Status::Ok).event_stream(true),

@@ -21,7 +21,7 @@
 use crate::core::body::{Body, HeldBytes};
 use crate::core::ctx::{Ctx, Now};
 use crate::hub::history::{Filter, LogPage, Mark, ResetReason};
-use crate::wire::sse;
+use crate::wire::frames;
 use std::sync::Arc;
 
 /// `ms` rounded up to whole seconds, saturating in a `u32` (136 years of loop clock).
@@ -104,11 +104,11 @@ pub struct PageRequest {
 
 impl Source {
     /// The seed's clock stream, starting one interval from `now`, at the id after
-    /// `last_event_id` (see [`sse::first_id`]).
+    /// `last_event_id` (see [`frames::first_id`]).
     pub fn clock(now: Now, interval_ms: u64, last_event_id: Option<&[u8]>) -> Source {
         Source::Clock {
             next_tick: now.ms + interval_ms,
-            next_id: sse::first_id(last_event_id),
+            next_id: frames::first_id(last_event_id),
             due: false,
             sent: 0,
         }
@@ -468,7 +468,7 @@ impl Source {
                     return false;
                 }
                 ctx.hub.marks.clear();
-                out.extend_from_slice(sse::HEARTBEAT);
+                out.extend_from_slice(frames::HEARTBEAT);
                 *heartbeat_s = seconds(now.ms + ctx.hub.hub.config().heartbeat_ms);
                 true
             }
@@ -480,7 +480,7 @@ impl Source {
                 }
                 *due = false;
                 *sent = sent.saturating_add(1);
-                sse::encode_frame(out, *next_id, ctx.dates.iso(now.unix_ms));
+                frames::encode_frame(out, *next_id, ctx.dates.iso(now.unix_ms));
                 // Saturating: a resumed id near the top of the range stays there rather than
                 // wrapping to 0 or overflowing.
                 *next_id = next_id.saturating_add(1);
@@ -494,7 +494,7 @@ impl Source {
                 *cursor = ctx.metrics.samples_after(*cursor, out);
                 if out.is_empty() {
                     // Nothing new this second: a comment keeps proxies from timing out.
-                    out.extend_from_slice(sse::HEARTBEAT);
+                    out.extend_from_slice(frames::HEARTBEAT);
                 }
                 true
             }
@@ -538,7 +538,7 @@ impl Source {
                         *cursor = ev.seq;
                     }
                     if out.is_empty() && *beat {
-                        out.extend_from_slice(sse::HEARTBEAT);
+                        out.extend_from_slice(frames::HEARTBEAT);
                     }
                 }
                 hub.marks = marks;
@@ -833,7 +833,7 @@ mod tests {
         h.flush(&mut a);
         assert!(h.with(|ctx, _, _, _| a.page_request(ctx)).is_some());
         h.advance(2_000);
-        assert_eq!(h.tick(&mut a), crate::wire::sse::HEARTBEAT);
+        assert_eq!(h.tick(&mut a), crate::wire::frames::HEARTBEAT);
         assert!(a.filter().is_some(), "still a subscriber, still waiting");
     }
 

@@ -390,7 +390,7 @@ mod tests {
     fn frame(id: u64, ms: u64) -> Vec<u8> {
         let mut dates = crate::util::date::Dates::new();
         let mut out = Vec::new();
-        crate::wire::sse::encode_frame(&mut out, id, dates.iso(1_795_460_982_000 + ms as i64));
+        crate::wire::frames::encode_frame(&mut out, id, dates.iso(1_795_460_982_000 + ms as i64));
         out
     }
 

@@ -5,8 +5,8 @@
 //! **Invariant:** no IO and no clock: the date is an argument.
 
 use crate::util::number::push_decimal;
+use crate::wire::frames;
 use crate::wire::http::Status;
-use crate::wire::sse;
 
 /// A response head under construction: the status line, then fields in the order given.
 /// [`finish`](Head::finish) adds `Date`, `Connection: close` when asked, and the blank line.
@@ -59,7 +59,7 @@ impl Head {
     /// [`event_stream`](Self::event_stream) for one allowed origin (`--cors-origin`).
     pub fn event_stream_for(self, closing: bool, origin: &str) -> Head {
         let head = self
-            .field("Content-Type", sse::CONTENT_TYPE)
+            .field("Content-Type", frames::CONTENT_TYPE)
             .field("Cache-Control", "no-cache")
             .field("Connection", if closing { "close" } else { "keep-alive" })
             .field("Access-Control-Allow-Origin", origin);

@@ -3,7 +3,8 @@
 //!
 //! - [`http`]: request heads (an `httparse` wrapper), status lines, percent and number helpers;
 //! - [`head`]: the one response-head builder (fields in order, then `Date` and `Connection`);
-//! - [`sse`]: the server side of the event-stream format (frames, `retry:`, the heartbeat);
+//! - [`frames`]: the event-stream frames the server writes (the seed's frame, `retry:`, the
+//!   heartbeat) and its media type;
 //! - [`event_stream`]: the client side, an event-stream parser that follows the WHATWG standard
 //!   (used by `sse-load` and by the tests).
 //!
@@ -11,6 +12,6 @@
 //! the server loops or a backend: what is on the wire does not know who sends it.
 
 pub mod event_stream;
+pub mod frames;
 pub mod head;
 pub mod http;
-pub mod sse;

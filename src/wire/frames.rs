@@ -1,5 +1,6 @@
-//! The event-stream wire format on the server side: the response head, the seed's frame and the
-//! `retry:`-only frame, and the date strings they carry.
+//! The frames the server writes: the event-stream format's server side (the seed's frame, the
+//! `retry:`-only frame, the heartbeat comment) and its media type. The client side is
+//! [`crate::wire::event_stream`]; what feeds a stream is [`crate::core::stream`].
 //!
 //! Frames are encoded into a caller-owned buffer with no allocation once it has grown to one
 //! frame; the date text is formatted at most once per millisecond by
