@@ -180,7 +180,7 @@ pub struct Answered {
 }
 
 /// What a connection needs from its event loop, lent for the duration of one call. Built in
-/// one place by the loop (`server::ctx`) and in one by [`crate::app::testing::Env`] for tests.
+/// one place by the loop (`server::loops::ctx`) and in one by [`crate::app::testing::Env`] for tests.
 pub struct Ctx<'a> {
     pub cfg: &'a ConnConfig,
     pub metrics: &'a Metrics,
