@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sse_server::app::testing::Env;
 use sse_server::core::ctx::ConnConfig;
 use sse_server::wire::http;
-use sse_server::app::testing::Env;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the read size, so the fuzzer explores splits too.
