@@ -8,6 +8,8 @@
 //! cargo bench --bench e2e -- fanout throughput      # the hub scenarios
 //! cargo bench --bench e2e -- hub-small              # a few-second check of the hub rows
 //! cargo bench --bench e2e -- logging                # 10,000 x 100 ms with the log on and off
+//! cargo bench --bench e2e -- durable                # the data dir against memory and Redis's AOF
+//! SSE_BENCH_QUICK=1 cargo bench --bench e2e -- durable   # a few-second check that it runs
 //! SSE_BENCH_BASELINE=/tmp/old/sse-server SSE_BENCH_ROUNDS=3 cargo bench --bench e2e -- rate fanout
 //!                                                   # before/after: another build, rows alternated
 //! ```
@@ -17,7 +19,21 @@
 //! `POST /publish`) and nchan (`../shared/peers/nchan/run`, when nginx and its nchan module are
 //! installed: `GET /sub/bench`, `POST /pub/bench`), with `sse-load`'s publisher, and print
 //! publish-to-deliver latency, deliveries, and the server's CPU and RSS per subscriber (nginx's
-//! master and workers summed).
+//! master and workers summed). Each hub scenario also has a `sse-server --data-dir` row (the
+//! default `--fsync batch`), to compare with the memory history in the same run.
+//!
+//! `durable` (issue: history that survives a restart) measures, rows alternated over
+//! `SSE_BENCH_ROUNDS`: the floor (a 128-byte append + `fdatasync`, 2,000 rounds, timed in
+//! Rust); per store (memory history, `--data-dir --fsync batch`, `--fsync always`, `--redis`
+//! with a fresh `redis-server` at `appendonly yes` + `appendfsync everysec`, then `always`) a
+//! fresh server, `sse-load`'s publisher at 100 publishes/s (answer latency below saturation),
+//! then `wrk -t1 -c16 -d10s --latency -s benches/publish.lua` (publishes/s); then start-up
+//! time (spawn to the first 200 of `/healthz`) with a full default history in the data dir
+//! (10,000 events, ~64 MiB), page cache warm and evicted; and prints the issue's ratios. It
+//! needs `wrk` (else no throughput column) and `redis-server` (else no Redis rows). Data dirs,
+//! the floor's file and Redis's AOF go in `$SSE_BENCH_DATA_DIR` (default: the temp dir), so
+//! point it at the file system to measure; the table names it. `SSE_BENCH_QUICK=1` shortens
+//! every window (2 s, 200 syncs, 1,000 events) for a check that the scenario runs.
 //!
 //! Peers are looked up in `$SSE_PEERS_TARGET` (default `/tmp/peers`, built with
 //! `cargo build --release --manifest-path ../shared/peers/<peer>/Cargo.toml --target-dir /tmp/peers`)
@@ -477,7 +493,11 @@ fn main() {
         print_table("Logging on and off", &case, &rows);
     }
     hub_scenarios(&want, &wanted);
+    if want("durable") {
+        durable_scenario();
+    }
     stop_bench_redis();
+    remove_bench_dir();
 }
 
 /// A hub to measure: how to start it, and where to subscribe and publish.
@@ -504,8 +524,7 @@ fn bench_redis() -> Option<u16> {
             .local_addr()
             .ok()?
             .port();
-        let dir = std::env::temp_dir().join(format!("sse-bench-redis-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
+        let dir = fresh_dir("redis");
         let child = Command::new(program)
             .args([
                 "--port",
@@ -578,6 +597,18 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         pub_path: "/publish",
         format: "form",
     }];
+    found.push(Hub {
+        name: "sse-server --data-dir",
+        command: |port| {
+            let mut c = Command::new(SSE_SERVER);
+            c.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+            c.arg("--data-dir").arg(fresh_dir(&format!("hub-{port}")));
+            c
+        },
+        sub_path: "/sse?topic=bench",
+        pub_path: "/publish",
+        format: "form",
+    });
     if baseline().is_some() {
         found.push(Hub {
             name: "sse-server (baseline)",
@@ -858,4 +889,635 @@ fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
             .collect();
         print_hub_table(title, &case, &rows);
     }
+}
+
+/// `SSE_BENCH_QUICK=1`: the `durable` scenario with short windows and a small start-up history,
+/// a few-second check that it still runs (its figures mean nothing).
+fn quick() -> bool {
+    std::env::var("SSE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Where the bench keeps data dirs and Redis's AOF: `$SSE_BENCH_DATA_DIR` (a directory on the
+/// file system to measure), else the temp dir; a fresh `sse-bench-<pid>` folder inside it,
+/// removed by [`remove_bench_dir`] at the end of `main`.
+fn bench_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let parent = std::env::var_os("SSE_BENCH_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = parent.join(format!("sse-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        dir.canonicalize().unwrap_or(dir)
+    })
+    .clone()
+}
+
+fn remove_bench_dir() {
+    let _ = std::fs::remove_dir_all(bench_dir());
+}
+
+/// An empty directory `name` in [`bench_dir`] (emptied if a previous row left one).
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = bench_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// The file system holding `path`, from `/proc/self/mounts` (the longest mount point above it).
+fn file_system_of(path: &std::path::Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && path.starts_with(f[1])).then(|| (f[1].len(), f[2], f[0], f[1]))
+        })
+        .max_by_key(|m| m.0)
+        .map_or("unknown file system".into(), |(_, kind, dev, at)| {
+            format!("{kind} on {dev}, mounted at {at}")
+        })
+}
+
+/// The value at quantile `q` of sorted samples.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The floor: `write` of 128 bytes appended to a file + `File::sync_data` (fdatasync), timed
+/// together, `rounds` times, in milliseconds, sorted. The file is created and synced first, so
+/// the loop pays what an append-only log pays per group commit.
+fn sync_floor(rounds: usize) -> Vec<f64> {
+    use std::io::Write;
+    let dir = fresh_dir("floor");
+    let mut file = std::fs::File::create(dir.join("sync")).expect("create the floor's file");
+    file.sync_all().expect("sync");
+    let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
+    let record = [0x5au8; 128];
+    let mut ms = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        file.write_all(&record).expect("write");
+        file.sync_data().expect("fdatasync");
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    sorted(ms)
+}
+
+/// Where a durable row keeps its history.
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    Memory,
+    DataDir(&'static str),
+    /// Redis with `appendonly yes` and this `appendfsync`.
+    Redis(&'static str),
+}
+
+impl Store {
+    const ALL: [Store; 5] = [
+        Store::Memory,
+        Store::DataDir("batch"),
+        Store::DataDir("always"),
+        Store::Redis("everysec"),
+        Store::Redis("always"),
+    ];
+
+    fn name(self) -> String {
+        match self {
+            Store::Memory => "sse-server (memory history)".into(),
+            Store::DataDir(f) => format!("sse-server --data-dir --fsync {f}"),
+            Store::Redis(f) => format!("sse-server --redis (appendfsync {f})"),
+        }
+    }
+}
+
+/// A `redis-server` of one durable row: AOF on (`appendonly yes`, `appendfsync` as given), RDB
+/// snapshots off, its files in a fresh directory of [`bench_dir`]; shut down when dropped.
+struct AofRedis {
+    child: Child,
+    port: u16,
+}
+
+impl AofRedis {
+    fn start(appendfsync: &str) -> Option<AofRedis> {
+        let program = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let port = free_port();
+        let dir = fresh_dir(&format!("redis-{appendfsync}"));
+        let child = Command::new(program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                appendfsync,
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = AofRedis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+}
+
+impl Drop for AofRedis {
+    fn drop(&mut self) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            use std::io::Write;
+            let _ = s.write_all(b"SHUTDOWN NOSAVE\r\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `wrk --latency` printed: requests/s, latency p50 / p99 in ms, requests, non-2xx
+/// answers, and its socket-errors line (empty when none).
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: f64,
+    non_2xx: f64,
+    errors: String,
+}
+
+/// `1.23ms`, `456.00us`, `1.01s`, `2.00m` as milliseconds.
+fn wrk_duration_ms(s: &str) -> f64 {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let scale = match unit {
+        "us" => 1e-3,
+        "ms" => 1.0,
+        "s" => 1e3,
+        "m" => 60e3,
+        _ => f64::NAN,
+    };
+    num.parse::<f64>().map_or(f64::NAN, |n| n * scale)
+}
+
+fn parse_wrk(out: &str) -> Wrk {
+    let after = |prefix: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::trim))
+    };
+    let number = |prefix: &str| after(prefix).and_then(|v| v.parse().ok());
+    Wrk {
+        rps: number("Requests/sec:").unwrap_or(f64::NAN),
+        p50_ms: after("50%").map_or(f64::NAN, wrk_duration_ms),
+        p99_ms: after("99%").map_or(f64::NAN, wrk_duration_ms),
+        requests: out
+            .lines()
+            .find(|l| l.contains(" requests in "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(f64::NAN),
+        non_2xx: number("Non-2xx or 3xx responses:").unwrap_or(0.0),
+        errors: after("Socket errors:").unwrap_or_default().to_string(),
+    }
+}
+
+fn wrk_installed() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// `wrk -t1 -c16 -dNs --latency -s benches/publish.lua`: publishes as fast as answers come.
+fn wrk_publish(port: u16, seconds: u64) -> Wrk {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/publish.lua");
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            "-c16",
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+            script,
+        ])
+        .arg(format!("http://127.0.0.1:{port}/publish"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("wrk runs");
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `sse-load`'s publisher at a fixed rate (one request at a time on one keep-alive connection)
+/// with 10 subscribers: answer and publish-to-deliver latency below saturation.
+fn rated_publish(port: u16, rate: f64, window_s: u64) -> Value {
+    let base = format!("http://127.0.0.1:{port}");
+    let out = Command::new(SSE_LOAD)
+        .args([&format!("{base}/sse?topic=bench"), "-c", "10"])
+        // Publishing runs from the end of the warm-up to the drain: `window_s` seconds.
+        .args([
+            "-d",
+            &(window_s + 2).to_string(),
+            "--warmup",
+            "1",
+            "--drain",
+            "1",
+        ])
+        .args(["--publish-url", &format!("{base}/publish")])
+        .args(["--publish-format", "form", "--publish-topic", "bench"])
+        .args(["--publish-rate", &rate.to_string(), "--json", "--quiet"])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("sse-load runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sse-load --json output: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Starts `sse-server` (flags `extra`) and waits until it listens.
+fn spawn_ours(port: u16, extra: &[String]) -> Child {
+    let child = Command::new(SSE_SERVER)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sse-server starts");
+    wait_listening(port);
+    child
+}
+
+/// SIGTERM (a clean stop, as systemd does) and reap.
+fn stop(mut child: Child) {
+    // SAFETY: kill(2) on a child this bench started and has not reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = child.wait();
+}
+
+struct DurableRow {
+    store: Store,
+    /// `None` when the store could not be started (no `redis-server`) or wrk is missing.
+    wrk: Option<Wrk>,
+    rated: Option<Value>,
+}
+
+/// One row: a fresh server (and a fresh Redis or data dir), the rated publisher, then wrk.
+fn run_store(store: Store, rate: f64, window_s: u64, wrk: bool) -> DurableRow {
+    let port = free_port();
+    let mut redis = None;
+    let extra: Vec<String> = match store {
+        Store::Memory => Vec::new(),
+        Store::DataDir(fsync) => {
+            let dir = fresh_dir(&format!("data-{fsync}"));
+            vec![
+                "--data-dir".into(),
+                dir.display().to_string(),
+                "--fsync".into(),
+                fsync.into(),
+            ]
+        }
+        Store::Redis(appendfsync) => {
+            let Some(r) = AofRedis::start(appendfsync) else {
+                return DurableRow {
+                    store,
+                    wrk: None,
+                    rated: None,
+                };
+            };
+            let url = format!("redis://127.0.0.1:{}", r.port);
+            redis = Some(r);
+            vec!["--redis".into(), url]
+        }
+    };
+    let server = spawn_ours(port, &extra);
+    let rated = rated_publish(port, rate, window_s);
+    let wrk = wrk.then(|| wrk_publish(port, window_s));
+    stop(server);
+    drop(redis);
+    DurableRow {
+        store,
+        wrk,
+        rated: Some(rated),
+    }
+}
+
+/// A keep-alive client that publishes `count` events of `size` bytes of data, sequentially,
+/// and checks each answer is 200.
+fn fill(port: u16, count: usize, size: usize) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to fill");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let body = format!("topic=fill&data={}", "x".repeat(size));
+    let request = format!(
+        "POST /publish HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for i in 0..count {
+        writer.write_all(request.as_bytes()).expect("publish");
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("answer");
+        assert!(status.starts_with("HTTP/1.1 200"), "fill {i}: {status}");
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("answer head");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut skip = vec![0; length];
+        reader.read_exact(&mut skip).expect("answer body");
+    }
+}
+
+/// Whether `GET /healthz` answers 200 now.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut text = String::new();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        .is_ok()
+        && s.read_to_string(&mut text).is_ok()
+        && text.starts_with("HTTP/1.1 200")
+}
+
+/// Evicts a directory's files from the page cache (`POSIX_FADV_DONTNEED`, after a sync so
+/// the pages are clean), so the next start reads them from the disk.
+fn evict(dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if let Ok(f) = std::fs::File::open(entry.path()) {
+            let _ = f.sync_all();
+            // SAFETY: posix_fadvise on a descriptor we own, whole file.
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            }
+        }
+    }
+}
+
+struct Startup {
+    events: f64,
+    history_bytes: f64,
+    disk_bytes: f64,
+    recovered: f64,
+    /// Spawn to the first 200 of `/healthz`, in ms, sorted: page cache warm, then evicted.
+    warm_ms: Vec<f64>,
+    cold_ms: Vec<f64>,
+}
+
+/// Fills a data dir past the default history (10,000 events, 64 MiB), then times starts.
+fn startup(events: usize, starts: usize) -> Startup {
+    let dir = fresh_dir("startup");
+    let flags = vec![
+        "--data-dir".to_string(),
+        dir.display().to_string(),
+        "--fsync".into(),
+        "off".into(),
+    ];
+    let port = free_port();
+    let server = spawn_ours(port, &flags);
+    // 6,500 bytes of data: 10,000 events cost ~66 MB of the 64 MiB (67.1 MB) history bytes,
+    // so both limits are nearly reached; 2 % more events so the oldest have been dropped.
+    fill(port, events + events / 50, 6_500);
+    let held = |p: u16, name: &str| metric(p, name).unwrap_or(f64::NAN);
+    let (held_events, history_bytes) = (
+        held(port, "sse_hub_history_events"),
+        held(port, "sse_hub_history_bytes"),
+    );
+    let disk_bytes = held(port, "sse_data_log_bytes");
+    stop(server);
+    let mut warm = Vec::new();
+    let mut cold = Vec::new();
+    let mut recovered = f64::NAN;
+    for i in 0..2 * starts {
+        let evicted = i % 2 == 1;
+        if evicted {
+            evict(&dir);
+        }
+        let port = free_port();
+        let t = Instant::now();
+        let mut child = Command::new(SSE_SERVER)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(&flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sse-server starts");
+        while !healthy(port) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60) && matches!(child.try_wait(), Ok(None)),
+                "sse-server did not answer /healthz with 200"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if evicted { &mut cold } else { &mut warm }.push(ms);
+        recovered = held(port, "sse_data_log_recovered_events");
+        stop(child);
+    }
+    Startup {
+        events: held_events,
+        history_bytes,
+        disk_bytes,
+        recovered,
+        warm_ms: sorted(warm),
+        cold_ms: sorted(cold),
+    }
+}
+
+/// The median over rounds of one store's figure.
+fn median_of(rows: &[DurableRow], store: Store, figure: impl Fn(&DurableRow) -> f64) -> f64 {
+    let v: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.store == store)
+        .map(figure)
+        .filter(|v| !v.is_nan())
+        .collect();
+    quantile(&sorted(v), 0.5)
+}
+
+fn json_f64(v: &Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, k| &v[k])
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+/// Issue's `Performance` section: the disk's sync floor, publishes against memory, the data
+/// dir (`batch`, `always`) and Redis's AOF (`everysec`, `always`), and start-up with a full
+/// history, rows alternated over `SSE_BENCH_ROUNDS`.
+fn durable_scenario() {
+    let quick = quick();
+    let (floor_rounds, window_s, rate, events, starts) = if quick {
+        (200, 2, 50.0, 1_000, 1)
+    } else {
+        (2_000, 10, 100.0, 10_000, 5)
+    };
+    let wrk = wrk_installed();
+    let dir = bench_dir();
+    println!(
+        "\n### Durable history: {floor_rounds} syncs; per row a fresh server, `sse-load` at {rate} publishes/s for {window_s} s (10 subscribers), then `wrk -t1 -c16 -d{window_s}s --latency -s benches/publish.lua`{}\n",
+        if quick { " (SSE_BENCH_QUICK: figures not meaningful)" } else { "" }
+    );
+    println!(
+        "Data dirs, the floor's file and Redis's AOF in {} ({}).",
+        dir.display(),
+        file_system_of(&dir)
+    );
+    if !wrk {
+        println!("Skipped: wrk (not installed): no throughput column.");
+    }
+    let mut floors = Vec::new();
+    let mut rows = Vec::new();
+    for _ in 0..rounds() {
+        floors.push(sync_floor(floor_rounds));
+        for store in Store::ALL {
+            rows.push(run_store(store, rate, window_s, wrk));
+        }
+    }
+    println!("\n| floor: 128-byte append + fdatasync | p50 | p90 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    for f in &floors {
+        println!(
+            "| {} rounds | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms |",
+            f.len(),
+            quantile(f, 0.5),
+            quantile(f, 0.9),
+            quantile(f, 0.99),
+            quantile(f, 1.0)
+        );
+    }
+    print_durable_rows(&rows, rate);
+    let s = startup(events, starts);
+    println!(
+        "\nStart-up with a full history: {} events, {:.1} MiB held (limits 10,000 events, 64 MiB), {:.1} MiB of segments, {} events recovered at the last start; spawn to the first `/healthz` 200:\n",
+        s.events,
+        s.history_bytes / 1048576.0,
+        s.disk_bytes / 1048576.0,
+        s.recovered
+    );
+    println!("| page cache | starts | min | median | max |");
+    println!("|---|---|---|---|---|");
+    for (label, v) in [
+        ("warm", &s.warm_ms),
+        ("segments evicted (POSIX_FADV_DONTNEED)", &s.cold_ms),
+    ] {
+        println!(
+            "| {label} | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+            v.len(),
+            quantile(v, 0.0),
+            quantile(v, 0.5),
+            quantile(v, 1.0)
+        );
+    }
+    let floor_p99 = quantile(
+        &sorted(floors.iter().map(|f| quantile(f, 0.99)).collect()),
+        0.5,
+    );
+    print_durable_ratios(&rows, floor_p99);
+}
+
+fn print_durable_rows(rows: &[DurableRow], rate: f64) {
+    println!("\n| store | wrk publishes/s | wrk non-2xx / requests | wrk answer p50 / p99 | wrk socket errors | at {rate}/s: ok / sent | at {rate}/s: answer p50 / p99 / max | at {rate}/s: publish→deliver p99 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let Some(rated) = &r.rated else {
+            println!(
+                "| {} | not run (no redis-server) | | | | | | |",
+                r.store.name()
+            );
+            continue;
+        };
+        let g = |p: &str| json_f64(rated, p);
+        let (rps, non2xx, lat, errors) = match &r.wrk {
+            Some(w) => (
+                format!("{:.0}", w.rps),
+                format!("{} / {}", w.non_2xx, w.requests),
+                format!("{:.2} / {:.2} ms", w.p50_ms, w.p99_ms),
+                if w.errors.is_empty() {
+                    "none".to_string()
+                } else {
+                    w.errors.clone()
+                },
+            ),
+            None => ("—".into(), "—".into(), "—".into(), "—".into()),
+        };
+        println!(
+            "| {} | {rps} | {non2xx} | {lat} | {errors} | {} / {} | {:.2} / {:.2} / {:.1} ms | {:.2} ms |",
+            r.store.name(),
+            g("hub.published.ok"),
+            g("hub.published.sent"),
+            g("hub.published.answer_ms.p50"),
+            g("hub.published.answer_ms.p99"),
+            g("hub.published.answer_ms.max"),
+            g("hub.deliver_ms.p99"),
+        );
+    }
+}
+
+/// The issue's goals, from the medians over rounds.
+fn print_durable_ratios(rows: &[DurableRow], floor_p99: f64) {
+    let rps = |s| median_of(rows, s, |r| r.wrk.as_ref().map_or(f64::NAN, |w| w.rps));
+    let rated_p99 = |s| {
+        median_of(rows, s, |r| {
+            r.rated
+                .as_ref()
+                .map_or(f64::NAN, |v| json_f64(v, "hub.published.answer_ms.p99"))
+        })
+    };
+    let wrk_p99 = |s| median_of(rows, s, |r| r.wrk.as_ref().map_or(f64::NAN, |w| w.p99_ms));
+    let batch = Store::DataDir("batch");
+    let always = Store::DataDir("always");
+    println!("\nGoals (medians over rounds):\n");
+    println!(
+        "- batch vs Redis everysec, wrk publishes/s: {:.2}× (goal ≥ 1)",
+        rps(batch) / rps(Store::Redis("everysec"))
+    );
+    println!(
+        "- batch answer p99 / floor sync p99 ({floor_p99:.3} ms): {:.2}× at the fixed rate, {:.2}× under wrk (goal ≤ 2)",
+        rated_p99(batch) / floor_p99,
+        wrk_p99(batch) / floor_p99
+    );
+    println!(
+        "- always vs Redis always, wrk publishes/s: {:.2}× (goal ≥ 0.9); answer p99 at the fixed rate {:.2} vs {:.2} ms",
+        rps(always) / rps(Store::Redis("always")),
+        rated_p99(always),
+        rated_p99(Store::Redis("always"))
+    );
 }
