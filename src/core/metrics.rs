@@ -7,6 +7,7 @@
 //! **Invariant:** only the owning loop writes to a shard.
 
 use crate::core::admission::Admission;
+use crate::util::latency;
 use crate::util::sys::ProcessStats;
 use crate::wire::http::Status;
 use std::fmt::Write as _;
@@ -76,9 +77,9 @@ pub struct Shard {
     /// Hub: topic streams opened and closed.
     pub topic_streams_opened: Counter,
     pub topic_streams_closed: Counter,
-    /// Hub: publish-to-write latency, counts per bucket of [`LATENCY_BUCKETS_US`] (the last is
+    /// Hub: publish-to-write latency, counts per bucket of [`latency::BUCKETS_US`] (the last is
     /// +Inf), and the sum in microseconds.
-    pub latency_buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
+    pub latency_buckets: [Counter; latency::SLOTS],
     pub latency_sum_us: Counter,
     /// Hub: the loop's cache of topic-pattern results (src/selector.rs `MatchCache`).
     pub selector_cache_hits: Counter,
@@ -91,11 +92,6 @@ pub const SAMPLES_KEPT: usize = 300;
 
 /// Renders more figures into the `/metrics` text.
 pub type Renderer = Box<dyn Fn(&mut String) + Send + Sync>;
-
-/// Upper bounds of the publish-to-write latency histogram, in microseconds.
-pub const LATENCY_BUCKETS_US: [u64; 12] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
-];
 
 /// Why a publish was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,11 +136,7 @@ impl Shard {
     /// Records one delivery's publish-to-write latency.
     #[inline]
     pub fn delivery_latency(&self, us: u64) {
-        let i = LATENCY_BUCKETS_US
-            .iter()
-            .position(|&b| us <= b)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.latency_buckets[i].inc();
+        self.latency_buckets[latency::bucket(us)].inc();
         self.latency_sum_us.add(us);
     }
 
@@ -447,28 +439,15 @@ impl Metrics {
                 bytes as u64,
             );
         }
-        let name = "sse_hub_delivery_latency_seconds";
-        let _ = write!(
+        let counts: [u64; latency::SLOTS] =
+            std::array::from_fn(|i| self.sum(|s| &s.latency_buckets[i]));
+        latency::render(
             out,
-            "# HELP {name} Publish to write of one delivery.\n# TYPE {name} histogram\n"
+            "sse_hub_delivery_latency_seconds",
+            "Publish to write of one delivery.",
+            &counts,
+            self.sum(|s| &s.latency_sum_us),
         );
-        let mut cumulative = 0;
-        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-            cumulative += self.sum(|s| &s.latency_buckets[i]);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {cumulative}",
-                *b as f64 / 1e6
-            );
-        }
-        cumulative += self.sum(|s| &s.latency_buckets[LATENCY_BUCKETS_US.len()]);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {:.6}",
-            self.sum(|s| &s.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {cumulative}");
         if let Some(extra) = self.extra.get() {
             extra(out);
         }

@@ -17,6 +17,7 @@
 use super::format::{self, Item};
 use super::store::{self, Store};
 use crate::hub::history::Publish;
+use crate::util::latency;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -31,10 +32,6 @@ pub const QUEUE_CAPACITY: usize = 65_536;
 pub const QUEUE_BYTES: u64 = 64 << 20;
 /// The most publishes written (and synced) together.
 const MAX_BATCH: usize = 1024;
-/// Upper bounds of the sync latency histogram, in microseconds.
-pub const SYNC_BUCKETS_US: [u64; 12] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
-];
 
 /// `--fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +109,7 @@ enum Msg {
 pub struct LogStats {
     pub bytes: u64,
     pub segments: u64,
-    /// Per bucket of [`SYNC_BUCKETS_US`] (the last is `+Inf`), not cumulative.
+    /// Per bucket of [`latency::BUCKETS_US`] (the last is `+Inf`), not cumulative.
     pub sync_buckets: Vec<u64>,
     pub sync_sum_us: u64,
     pub recovered_events: u64,
@@ -126,7 +123,7 @@ pub struct LogStats {
 struct Shared {
     bytes: AtomicU64,
     segments: AtomicU64,
-    sync_buckets: [AtomicU64; SYNC_BUCKETS_US.len() + 1],
+    sync_buckets: [AtomicU64; latency::SLOTS],
     sync_sum_us: AtomicU64,
     recovered_events: AtomicU64,
     truncated_bytes: AtomicU64,
@@ -398,11 +395,7 @@ fn commit(
         let t = Instant::now();
         written = store.sync(buf.len() as u64);
         let us = t.elapsed().as_micros() as u64;
-        let i = SYNC_BUCKETS_US
-            .iter()
-            .position(|&b| us <= b)
-            .unwrap_or(SYNC_BUCKETS_US.len());
-        shared.sync_buckets[i].fetch_add(1, Ordering::Relaxed);
+        shared.sync_buckets[latency::bucket(us)].fetch_add(1, Ordering::Relaxed);
         shared.sync_sum_us.fetch_add(us, Ordering::Relaxed);
         if written.is_err() {
             // The records were cut off again: their numbers are free.
@@ -492,28 +485,15 @@ pub fn render(out: &mut String, s: &LogStats) {
         "Publishes waiting for the event log.",
         s.queued,
     );
-    let name = "sse_data_log_sync_seconds";
-    let _ = write!(
+    let counts: [u64; latency::SLOTS] =
+        std::array::from_fn(|i| s.sync_buckets.get(i).copied().unwrap_or(0));
+    latency::render(
         out,
-        "# HELP {name} Time to make a batch of records durable (fdatasync).\n# TYPE {name} histogram\n"
+        "sse_data_log_sync_seconds",
+        "Time to make a batch of records durable (fdatasync).",
+        &counts,
+        s.sync_sum_us,
     );
-    let mut cumulative = 0;
-    for (i, b) in SYNC_BUCKETS_US.iter().enumerate() {
-        cumulative += s.sync_buckets.get(i).copied().unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"{}\"}} {cumulative}",
-            *b as f64 / 1e6
-        );
-    }
-    cumulative += s
-        .sync_buckets
-        .get(SYNC_BUCKETS_US.len())
-        .copied()
-        .unwrap_or(0);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-    let _ = writeln!(out, "{name}_sum {}", s.sync_sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 #[cfg(test)]
@@ -777,7 +757,7 @@ mod tests {
         let mut s = LogStats {
             bytes: 123,
             segments: 2,
-            sync_buckets: vec![0; SYNC_BUCKETS_US.len() + 1],
+            sync_buckets: vec![0; latency::SLOTS],
             ..LogStats::default()
         };
         s.sync_buckets[3] = 5;
@@ -791,7 +771,7 @@ mod tests {
             "sse_data_log_sync_seconds_bucket{le=\"0.0005\"} 0",
             "sse_data_log_sync_seconds_bucket{le=\"0.001\"} 5",
             "sse_data_log_sync_seconds_bucket{le=\"+Inf\"} 5",
-            "sse_data_log_sync_seconds_sum 0.004",
+            "sse_data_log_sync_seconds_sum 0.004000",
             "sse_data_log_sync_seconds_count 5",
         ] {
             assert!(out.contains(&format!("{line}\n")), "{line} in\n{out}");

@@ -9,6 +9,7 @@
 //!   bounded queue to one writer thread on stderr), written from the loops and the
 //!   backends' threads alike. Not the event log: that is a backend ([`crate::redis`],
 //!   [`crate::durable`]);
+//! - [`latency`]: the latency histogram's buckets and Prometheus text (`/metrics`);
 //! - [`number`]: decimal parse and print (ids, lengths, counts);
 //! - [`cli`]: `--flag value` / `--flag=value` and checked numbers, for both flag parsers;
 //! - [`sys`]: the operating-system calls std does not wrap (descriptor limit, signals,
@@ -18,6 +19,7 @@
 
 pub mod cli;
 pub mod date;
+pub mod latency;
 pub mod log;
 pub mod number;
 pub mod slab;
