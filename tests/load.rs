@@ -524,8 +524,11 @@ fn hub_mode_against_nchan() {
         "40",
         "--drain",
         "0.5",
+        // nchan now and then holds a delivery for about a second (p99 997-999.5 ms, seen in 3
+        // of some 10 runs on 2026-12-02, once on a quiet machine): the check's path is what
+        // this exercises, not nchan's latency, so the bound sits above that second.
         "--max-deliver-p99-ms",
-        "500",
+        "1500",
     ]);
     let hub = &r["hub"];
     assert_eq!(num(&r, &["streams", "established"]), 20.0, "{r:#}");
