@@ -19,6 +19,7 @@ use crate::core::stream::Source;
 use crate::hub::history::Start;
 use crate::hub::jwt;
 use crate::hub::parse::{self, Refusal};
+use crate::hub::presence;
 use crate::util::sys::ProcessStats;
 use crate::wire::head::Head;
 use crate::wire::http::{Method, Request, Status};
@@ -127,6 +128,9 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
         }
         "/metrics/stream" => figures_stream(app, req, now, ctx),
         "/dashboard" => file(app, req, "/dashboard.html"),
+        path if presence::is_presence_topic(path) && ctx.hub.hub.presence().is_some() => {
+            cors(app, req, subscriptions_api(call, ctx))
+        }
         "/healthz" => match ctx.hub.hub.event_log_state() {
             Ok(()) => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
             Err(why) => Reply::text_owned(
@@ -306,6 +310,18 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
                 &[],
             );
         }
+    }
+    // The presence namespace is the hub's own: a publisher there could forge subscription
+    // events (whatever its token, and with `--subscriptions` off too, so turning it on later
+    // never finds forged ones in the history).
+    if let Some(t) = p.topics.iter().find(|t| presence::is_presence_topic(t)) {
+        ctx.shard.rejected(Rejected::Forbidden);
+        let t: String = t.chars().take(256).collect();
+        return Reply::text_owned(
+            Status::Forbidden,
+            format!("403 Forbidden: topic {t:?} is the hub's own (subscription events)\n"),
+            &[],
+        );
     }
     p.private |= app
         .private_topics
@@ -527,6 +543,18 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
         Ok(head) => head,
         Err(answer) => return answer,
     };
+    if ctx.hub.hub.presence().is_some() {
+        // Its subscription events, published by the loop once the stream is registered.
+        let payload = |t: &str| {
+            claims
+                .as_ref()
+                .and_then(|c| c.payload_for(t))
+                .map(|v| v.to_string())
+        };
+        let selectors = sub.topics.iter().map(|t| (t.clone(), payload(t))).collect();
+        ctx.hub
+            .stage_presence(crate::hub::history::Joining { selectors });
+    }
     let hub = &mut *ctx.hub;
     let last = req
         .last_event_id
@@ -574,6 +602,120 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
         body,
         then: Then::Stream(source),
     }
+}
+
+/// `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]` (`--subscriptions`): the
+/// active subscriptions as Mercure's JSON-LD, with `lastEventID` from the same snapshot. Read
+/// with a token whose subscribe selectors match the path asked for (`401` without a valid one,
+/// `403` otherwise, as Mercure's hub); a collection lists only the subscriptions whose own
+/// topic the token may read too (stricter than Mercure: a subscription event's topic and its
+/// entry here are one thing, read under one rule). `404` for an unknown subscription.
+fn subscriptions_api(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
+    let Call { app, req, now, .. } = call;
+    let rest = &req.path[presence::PREFIX.len()..];
+    let segments: Vec<&str> = match rest {
+        "" => Vec::new(),
+        _ => rest[1..].split('/').collect(),
+    };
+    if segments.len() > 2 || segments.iter().any(|s| s.is_empty()) {
+        return Reply::text(Status::NotFound, "404 Not Found\n", &[]);
+    }
+    let decoded: Option<Vec<String>> = segments
+        .iter()
+        .map(|s| String::from_utf8(parse::percent_decode(s.as_bytes(), false)?).ok())
+        .collect();
+    let Some(decoded) = decoded else {
+        return Reply::text(
+            Status::BadRequest,
+            "400 Bad Request: a bad percent-encoding in the path\n",
+            &[],
+        );
+    };
+    let query = parse::pairs(req.query.as_bytes()).unwrap_or_default();
+    let from_query = query
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.as_bytes());
+    let token = req
+        .authorization
+        .and_then(jwt::bearer_token)
+        .or_else(|| {
+            req.cookie
+                .and_then(|c| jwt::cookie_token(c, jwt::COOKIE_NAME))
+        })
+        .or(from_query);
+    let claims = match (&app.jwt, token) {
+        (Some(verifier), Some(token)) => match verifier.verify(token, now.unix_ms) {
+            Ok(c) => c,
+            Err(_) => {
+                ctx.shard.rejected(Rejected::Unauthorized);
+                return invalid_token();
+            }
+        },
+        _ => {
+            ctx.shard.rejected(Rejected::Unauthorized);
+            return Reply::text(
+                Status::Unauthorized,
+                "401 Unauthorized: the subscriptions API needs a subscriber token\n",
+                &[("WWW-Authenticate", "Bearer")],
+            );
+        }
+    };
+    if !claims.subscribe.matches(req.path) {
+        ctx.shard.rejected(Rejected::Forbidden);
+        return Reply::text(
+            Status::Forbidden,
+            "403 Forbidden: this token's subscribe claims do not select this path\n",
+            &[],
+        );
+    }
+    let may_read = |id: &str| claims.subscribe.matches(id);
+    let answer = ctx.hub.hub.with_presence(|registry, last| {
+        let body = match &decoded[..] {
+            [topic, subscriber] => {
+                let id = presence::subscription_id(topic, subscriber);
+                if !may_read(&id) {
+                    return None;
+                }
+                registry.one(topic, subscriber, last)?
+            }
+            _ => {
+                let mut out = String::with_capacity(256 + 256 * registry.len().min(4096));
+                let topic = decoded.first().map(String::as_str);
+                registry.collection_into(&mut out, req.path, topic, last, may_read);
+                out
+            }
+        };
+        Some((body, format!("\"{last}\"")))
+    });
+    let Some(Some((body, etag))) = answer else {
+        return Reply::text(Status::NotFound, "404 Not Found\n", &[]);
+    };
+    let extra = [
+        ("ETag", etag.as_str()),
+        ("Cache-Control", "must-revalidate"),
+    ];
+    if req
+        .if_none_match
+        .is_some_and(|v| static_files::none_match(v, &etag))
+    {
+        let mut head = Head::new(Status::NotModified);
+        for (name, value) in extra {
+            head = head.field(name, value);
+        }
+        return Reply {
+            status: Status::NotModified,
+            head,
+            body: None,
+            then: Then::KeepAlive,
+        };
+    }
+    Reply::with_body(
+        Status::Ok,
+        "application/ld+json",
+        crate::core::body::Body::Shared(body.into_bytes().into()),
+        &extra,
+    )
 }
 
 /// `GET /metrics/stream`: the server's figures, one `figures` event a second, the last five

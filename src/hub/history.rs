@@ -115,6 +115,19 @@ struct History {
     next: u64,
     /// The largest sequence number dropped from the front (0: none).
     evicted: u64,
+    /// With `--subscriptions`: the active subscriptions, the fold of the subscription events
+    /// stored (see [`crate::hub::presence`]), under this lock so that the API's list and its
+    /// `lastEventID` are one snapshot.
+    presence: Option<crate::hub::presence::Registry>,
+}
+
+impl History {
+    /// Takes a stored event into the presence registry (when there is one).
+    fn fold(&mut self, p: &Publish) {
+        if let Some(r) = &mut self.presence {
+            r.fold(p);
+        }
+    }
 }
 
 impl History {
@@ -164,6 +177,9 @@ pub struct Hub {
     /// Per loop: a wake-up is pending and not yet acted on.
     pending: Box<[AtomicBool]>,
     notify: Box<dyn Fn(usize) + Send + Sync>,
+    /// `--subscriptions`: this instance's random tag for its subscriber ids, set once at
+    /// start-up ([`Hub::enable_presence`]); `None` when presence is off.
+    presence: std::sync::OnceLock<u64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -200,6 +216,7 @@ impl Hub {
                 bytes: 0,
                 next: 1,
                 evicted: 0,
+                presence: None,
             }),
             event_log_state: Mutex::new(EventLogState {
                 up,
@@ -212,7 +229,37 @@ impl Hub {
             head: AtomicU64::new(0),
             pending: (0..loops.max(1)).map(|_| AtomicBool::new(false)).collect(),
             notify,
+            presence: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Turns presence on (`--subscriptions`), before anything is stored: subscription events
+    /// stored from now on are folded into the registry; `instance` is this instance's random
+    /// tag for its subscriber ids.
+    pub fn enable_presence(&self, instance: u64) {
+        self.lock().presence = Some(crate::hub::presence::Registry::default());
+        let _ = self.presence.set(instance);
+    }
+
+    /// This instance's tag for its subscriber ids when presence is on.
+    pub fn presence(&self) -> Option<u64> {
+        self.presence.get().copied()
+    }
+
+    /// Calls `f` with the presence registry and the last event id (`earliest` before any),
+    /// one snapshot under the history's lock; `None` when presence is off. `f` must be quick
+    /// (it holds every publish): it writes the answer, nothing else.
+    pub fn with_presence<R>(
+        &self,
+        f: impl FnOnce(&crate::hub::presence::Registry, &str) -> R,
+    ) -> Option<R> {
+        let h = self.lock();
+        let registry = h.presence.as_ref()?;
+        let last = match h.next - 1 {
+            0 => "earliest".to_string(),
+            seq => self.id(seq),
+        };
+        Some(f(registry, &last))
     }
 
     /// The configuration.
@@ -336,6 +383,7 @@ impl Hub {
                 private: p.private,
             });
             h.push(ev, &self.cfg);
+            h.fold(&p);
             added += 1;
         }
         if added > 0 {
@@ -369,6 +417,7 @@ impl Hub {
             private: p.private,
         });
         h.push(ev, &self.cfg);
+        h.fold(p);
         self.head.store(seq, Ordering::Release);
         drop(h);
         self.wake_all();
@@ -467,6 +516,7 @@ impl Hub {
                 private: p.private,
             });
             h.push(ev, &self.cfg);
+            h.fold(&p);
             added += 1;
         }
         if added > 0 {
@@ -843,6 +893,28 @@ pub struct LocalHub {
     next_ticket: u32,
     /// The frames in the loop's scratch buffer, in order.
     pub marks: Vec<Mark>,
+    /// With `--subscriptions`: what the route that answered last said of its subscription,
+    /// until the loop sees its stream start ([`LocalHub::presence_started`]).
+    staged: Option<Box<Joining>>,
+    /// With `--subscriptions`: the subscriptions of this loop's streams, by slab key (empty,
+    /// and no cost to a stream, with presence off).
+    present: HashMap<u32, Present>,
+    /// Subscribers this loop has named (the count in their ids).
+    named: u64,
+}
+
+/// A subscription's presence as its route saw it: each selector's text with the token's
+/// payload for it (JSON text).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Joining {
+    pub selectors: Vec<(String, Option<String>)>,
+}
+
+/// A live stream's presence: its subscriber id and what it joined with.
+#[derive(Debug)]
+struct Present {
+    subscriber: Box<str>,
+    joined: Joining,
 }
 
 impl LocalHub {
@@ -865,7 +937,67 @@ impl LocalHub {
             sweep_every: 4096,
             next_ticket: 0,
             marks: Vec::new(),
+            staged: None,
+            present: HashMap::new(),
+            named: 0,
         }
+    }
+
+    /// Notes what a subscription about to start joins with (`--subscriptions`; the route
+    /// calls it, the loop takes it when it registers the stream).
+    pub fn stage_presence(&mut self, joining: Joining) {
+        self.staged = Some(Box::new(joining));
+    }
+
+    /// Forgets what was staged and not taken (a request that did not start a stream).
+    pub fn clear_staged(&mut self) {
+        self.staged = None;
+    }
+
+    /// The stream at slab key `key` has started: gives what was staged a subscriber id and
+    /// returns its `active: true` events, one per distinct selector.
+    pub fn presence_started(&mut self, key: usize) -> Vec<Publish> {
+        let (Some(instance), Some(mut joined)) = (self.hub.presence(), self.staged.take()) else {
+            return Vec::new();
+        };
+        let mut seen = std::collections::HashSet::new();
+        joined.selectors.retain(|(t, _)| seen.insert(t.clone()));
+        self.named += 1;
+        let subscriber: Box<str> =
+            crate::hub::presence::subscriber_id(instance, self.loop_id, self.named).into();
+        let events = joined
+            .selectors
+            .iter()
+            .map(|(t, p)| crate::hub::presence::event(t, &subscriber, true, p.as_deref()))
+            .collect();
+        let old = self.present.insert(
+            key as u32,
+            Present {
+                subscriber,
+                joined: *joined,
+            },
+        );
+        debug_assert!(old.is_none(), "a slab key holds one stream at a time");
+        events
+    }
+
+    /// Whether the stream at slab key `key` has a presence (to end when it ends).
+    pub fn is_present(&self, key: usize) -> bool {
+        !self.present.is_empty() && self.present.contains_key(&(key as u32))
+    }
+
+    /// The stream at slab key `key` has ended: its `active: false` events.
+    pub fn presence_ended(&mut self, key: usize) -> Vec<Publish> {
+        let Some(p) = self.present.remove(&(key as u32)) else {
+            return Vec::new();
+        };
+        p.joined
+            .selectors
+            .iter()
+            .map(|(t, payload)| {
+                crate::hub::presence::event(t, &p.subscriber, false, payload.as_deref())
+            })
+            .collect()
     }
 
     /// Mirrors what was published since the last call; returns the new events' range

@@ -9,6 +9,8 @@
 //!   backends apply to what they read back too;
 //! - [`selector`]: topic selectors of both Mercure drafts (URI Templates, URL Patterns) and a
 //!   bounded cache of their results;
+//! - [`presence`]: subscription events and the registry the subscriptions API reads
+//!   (`--subscriptions`);
 //! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs with Mercure claims);
 //! - [`backend`]: the [`backend::Backend`] trait that the event-log backends implement (the
 //!   Redis bridge, [`crate::redis`], and the data directory, [`crate::durable`]).
@@ -21,4 +23,5 @@ pub mod backend;
 pub mod history;
 pub mod jwt;
 pub mod parse;
+pub mod presence;
 pub mod selector;

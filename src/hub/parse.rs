@@ -67,16 +67,21 @@ pub const RESERVED_TYPE: &str = "reset";
 /// would mark another event private).
 pub const PRIVATE_MARK_TYPE: &str = "private";
 
-/// One topic name, for publishing or subscribing: non-empty, at most [`MAX_TOPIC_BYTES`], no
-/// control character (C0, DEL, C1 such as U+0085).
+/// One topic name, for publishing or subscribing: non-empty, at most [`MAX_TOPIC_BYTES`] (a
+/// subscription event's, [`crate::hub::presence::MAX_EVENT_TOPIC_BYTES`]), no control
+/// character (C0, DEL, C1 such as U+0085).
 pub fn check_topic(t: &str) -> Result<(), Refusal> {
     if t.is_empty() {
         return Err(invalid("empty topic"));
     }
-    if t.len() > MAX_TOPIC_BYTES {
-        return Err(invalid(format!(
-            "topic longer than {MAX_TOPIC_BYTES} bytes"
-        )));
+    // A subscription event's topic holds a whole percent-encoded selector.
+    let max = if crate::hub::presence::is_presence_topic(t) {
+        crate::hub::presence::MAX_EVENT_TOPIC_BYTES
+    } else {
+        MAX_TOPIC_BYTES
+    };
+    if t.len() > max {
+        return Err(invalid(format!("topic longer than {max} bytes")));
     }
     if t.chars().any(char::is_control) {
         return Err(invalid("control character in a topic"));

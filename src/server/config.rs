@@ -62,6 +62,8 @@ pub struct Config {
     pub log_format: crate::util::log::Format,
     /// Only start-up, shutdown, overload and error lines.
     pub quiet: bool,
+    /// `--subscriptions`: subscription events and the subscriptions API (presence).
+    pub subscriptions: bool,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             log_format: crate::util::log::Format::Text,
             quiet: false,
+            subscriptions: false,
         }
     }
 }
@@ -364,6 +367,20 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "--subscriptions",
+        value: "",
+        help: "presence: private subscription events and GET /.well-known/mercure/subscriptions (needs --jwt-key)",
+        default: |_| "off".into(),
+        set: |c, who, v| {
+            c.subscriptions = match v {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(format!("{who} is a switch: 1 or 0, not {v:?}")),
+            };
+            Ok(())
+        },
+    },
+    Flag {
         name: "--private-topics",
         value: "SELECTOR",
         help: "events on matching topics (a, a/*, *) are private; repeat for more",
@@ -519,6 +536,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(
         return Err(
             "--data-dir and --redis exclude each other: with --redis the event log is \
                     Redis's stream (turn on its persistence), so drop one of them"
+                .into(),
+        );
+    }
+    if cfg.subscriptions && cfg.jwt_key.is_none() && cfg.jwt_key_file.is_none() {
+        return Err(
+            "--subscriptions needs --jwt-key (or --jwt-key-file): subscription events are \
+                    private, read only with a subscriber token"
                 .into(),
         );
     }

@@ -125,6 +125,10 @@ impl Server {
             (None, None) => Ids::Local { epoch: epoch_tag() },
         };
         let hub = Arc::new(Hub::with_ids(config.hub, ids, threads, notify));
+        if config.subscriptions {
+            // Before the shared log's backfill is read: its subscription events count.
+            hub.enable_presence(crate::server::setup::instance_tag());
+        }
         let metrics = Metrics::new(threads, max_streams);
         {
             let hub = hub.clone();
@@ -697,7 +701,12 @@ impl EventLoop {
                 if let Some(filter) = conn.filter() {
                     ctx.hub.register(filter, k);
                     ctx.shard.topic_streams_opened.inc();
+                    // `--subscriptions`: the stream's subscription events, once it is
+                    // registered (so a subscriber to its own presence hears it too).
+                    let joined = ctx.hub.presence_started(k);
+                    publish_presence(shared, joined, now);
                 }
+                ctx.hub.clear_staged();
             }
             if conn.is_closed() || !progress {
                 break;
@@ -720,6 +729,12 @@ impl EventLoop {
             ask_page(shared, &self.st.local, &self.later, k, want);
         }
         let conn = &mut slot.conn;
+        // A stream with a presence that is no longer one (closed, drained, abandoned): its
+        // `active: false` events.
+        if !conn.is_stream() && self.st.local.is_present(k) {
+            let left = self.st.local.presence_ended(k);
+            publish_presence(shared, left, now);
+        }
         if conn.is_closed() {
             self.remove(k);
             return;
@@ -738,6 +753,11 @@ impl EventLoop {
 
     fn remove(&mut self, k: usize) {
         self.wheel.cancel(k);
+        if self.st.local.is_present(k) {
+            let left = self.st.local.presence_ended(k);
+            let now = self.now();
+            publish_presence(&self.shared, left, now);
+        }
         if let Some(mut slot) = self.slab.remove(k) {
             let _ = self.poll.registry().deregister(&mut slot.sock);
             self.shared.metrics.shard(self.id).connections_closed.inc();
@@ -1070,6 +1090,20 @@ fn log_ended(ended: &mut Vec<crate::core::ctx::StreamEnd>, sock: &TcpStream, now
                 ("end", V::S(e.why.as_str())),
             ],
         );
+    }
+}
+
+/// Publishes subscription events (`--subscriptions`) as any publish is stored: through the
+/// event log when there is one (answered on its thread; a refusal there is counted by the log
+/// like any failed write), else into the history. Never waits.
+fn publish_presence(shared: &Shared, events: Vec<crate::hub::history::Publish>, now: Now) {
+    for p in events {
+        match &shared.app.store {
+            Some(store) => store.submit(p, Box::new(|_| {})),
+            None => {
+                shared.hub.publish(&p, now.us);
+            }
+        }
     }
 }
 

@@ -298,3 +298,23 @@ pub fn epoch_tag() -> String {
     }
     tag
 }
+
+/// This instance's random tag for its subscriber ids (`--subscriptions`): 64 bits from the
+/// kernel's generator, else from the clock, the process id and a stack address mixed.
+pub fn instance_tag() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 40) ^ (&b as *const _ as u64);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}

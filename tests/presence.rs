@@ -1,0 +1,314 @@
+//! Presence (`--subscriptions`) over real sockets: subscription events when a subscriber comes
+//! and goes, read only by tokens whose subscribe claims select them (live and on resume), the
+//! subscriptions API (JSON-LD, `lastEventID` for a gapless fetch-then-subscribe, 401/403/404),
+//! and nothing of it with the flag off.
+
+mod common;
+
+use common::{form_escape, now_s, Publish, Server, Stream, KEY};
+use serde_json::Value;
+use sse_server::hub::jwt::sign_hs256;
+use std::time::{Duration, Instant};
+
+/// The selector that reads every subscription event (Mercure's documented claim).
+const ALL: &str = "/.well-known/mercure/subscriptions{/topic}{/subscriber}";
+
+fn token(claims: &str) -> String {
+    sign_hs256(KEY.as_bytes(), claims)
+}
+
+/// A subscriber token allowed `subscribe` (a JSON array), with `payload` if given.
+fn sub_token(subscribe: &str, payload: Option<&str>) -> String {
+    let payload = payload.map_or(String::new(), |p| format!(r#","payload":{p}"#));
+    token(&format!(
+        r#"{{"mercure":{{"subscribe":{subscribe}{payload}}},"exp":{}}}"#,
+        now_s() + 600
+    ))
+}
+
+fn watcher_token() -> String {
+    sub_token(&format!(r#"["{ALL}"]"#), None)
+}
+
+fn server(extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--jwt-key",
+        KEY,
+        "--subscriptions",
+        "--publish-token",
+        "pub",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+/// Subscribes to every subscription event (the template), with `token` if any and `headers`.
+fn watch(server: &Server, token: Option<&str>, headers: &str) -> Stream {
+    let auth = token.map_or(String::new(), bearer);
+    server.subscribe(
+        &format!("topic={}", form_escape(ALL)),
+        &format!("{auth}{headers}"),
+    )
+}
+
+/// `GET path` with `token` as bearer.
+fn api(server: &Server, path: &str, token: Option<&str>) -> common::Response {
+    let auth = token.map_or(String::new(), bearer);
+    server.request(&format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
+    ))
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s:?}"))
+}
+
+/// Percent-encodes as the spec's expansion does (unreserved kept).
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn id_of(topic: &str, subscriber: &str) -> String {
+    format!(
+        "/.well-known/mercure/subscriptions/{}/{}",
+        enc(topic),
+        enc(subscriber)
+    )
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(400);
+
+#[test]
+fn subscription_events_reach_only_tokens_that_may_read_them_live_and_on_resume() {
+    let server = server(&[]);
+    let mut watcher = watch(&server, Some(&watcher_token()), "");
+    let nosy_token = sub_token(r#"["books/1","books/2"]"#, None);
+    let mut nosy = watch(&server, Some(&nosy_token), "");
+    let mut anonymous = watch(&server, None, "");
+    // The three watchers' own subscriptions announce themselves to the watcher first.
+    let own = watcher.take(3, WAIT);
+    assert_eq!(own.len(), 3, "{own:?}");
+    assert!(own.iter().all(|e| json(&e.data)["topic"] == ALL), "{own:?}");
+
+    let joiner_token = sub_token(r#"["books/1"]"#, Some(r#"{"name":"ann"}"#));
+    let mut joiner = server.subscribe(
+        "topic=books/1&topic=books/2&topic=books/1",
+        &bearer(&joiner_token),
+    );
+    let joined = watcher.take(2, WAIT);
+    assert_eq!(
+        joined.len(),
+        2,
+        "one event per distinct selector: {joined:?}"
+    );
+    let docs: Vec<Value> = joined.iter().map(|e| json(&e.data)).collect();
+    let subscriber = docs[0]["subscriber"].as_str().unwrap().to_string();
+    assert!(
+        subscriber.starts_with("urn:uuid:") && subscriber.len() == 45,
+        "{subscriber}"
+    );
+    for (doc, topic) in docs.iter().zip(["books/1", "books/2"]) {
+        assert_eq!(doc["@context"], "https://mercure.rocks/");
+        assert_eq!(doc["type"], "Subscription");
+        assert_eq!(doc["topic"], topic);
+        assert_eq!(doc["subscriber"], subscriber.as_str());
+        assert_eq!(doc["active"], true);
+        assert_eq!(doc["payload"], json(r#"{"name":"ann"}"#));
+        assert_eq!(doc["id"], id_of(topic, &subscriber).as_str());
+    }
+    // An event published on the subscribed topic still reaches the joiner.
+    Publish::event("books/1", "hello")
+        .bearer("pub")
+        .id(server.addr);
+    joiner.expect_until(WAIT, |evs| evs.iter().any(|e| e.data == "hello"));
+    drop(joiner);
+    let left = watcher.take(2, WAIT);
+    for (e, topic) in left.iter().zip(["books/1", "books/2"]) {
+        let doc = json(&e.data);
+        assert_eq!(doc["active"], false, "{e:?}");
+        assert_eq!(doc["topic"], topic);
+        assert_eq!(doc["subscriber"], subscriber.as_str());
+        assert_eq!(doc["payload"], json(r#"{"name":"ann"}"#));
+    }
+    // Live: a token without the presence claims, and no token, saw none of it.
+    assert!(nosy.quiet_for(QUIET).is_empty(), "{:?}", nosy.events);
+    assert!(anonymous.quiet_for(QUIET).is_empty());
+    // On resume: from before the first join, the nosy token still reads nothing, the watcher's
+    // token reads them all again.
+    let first = &own[0].id;
+    let mut nosy_again = watch(
+        &server,
+        Some(&nosy_token),
+        &format!("Last-Event-ID: {first}\r\n"),
+    );
+    assert!(
+        nosy_again.quiet_for(QUIET).is_empty(),
+        "{:?}",
+        nosy_again.events
+    );
+    let mut anonymous_again = watch(&server, None, &format!("Last-Event-ID: {first}\r\n"));
+    assert!(anonymous_again.quiet_for(QUIET).is_empty());
+    let mut watcher_again = watch(
+        &server,
+        Some(&watcher_token()),
+        &format!("Last-Event-ID: {first}\r\n"),
+    );
+    let replayed = watcher_again.take(2 + 2 + 2 + 1, WAIT);
+    let actives: Vec<bool> = replayed
+        .iter()
+        .filter(|e| json(&e.data)["subscriber"] == subscriber.as_str())
+        .map(|e| json(&e.data)["active"].as_bool().unwrap())
+        .collect();
+    assert_eq!(actives, [true, true, false, false], "{replayed:?}");
+}
+
+#[test]
+fn the_subscriptions_api_lists_what_is_active_with_a_gapless_last_event_id() {
+    let server = server(&[]);
+    let watcher = watcher_token();
+    let joiner_token = sub_token(r#"["books/1"]"#, Some(r#"{"name":"bob"}"#));
+    let joiner = server.subscribe("topic=books/1", &bearer(&joiner_token));
+    let base = "/.well-known/mercure/subscriptions";
+
+    // Who may read it.
+    let r = api(&server, base, None);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.header("WWW-Authenticate").is_some());
+    assert_eq!(api(&server, base, Some("not.a.token")).status, 401);
+    let r = api(&server, base, Some(&sub_token(r#"["books/1"]"#, None)));
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // The collection.
+    let r = api(&server, base, Some(&watcher));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("application/ld+json"));
+    let all = json(&r.text());
+    assert_eq!(all["@context"], "https://mercure.rocks/");
+    assert_eq!(all["id"], base);
+    assert_eq!(all["type"], "Subscriptions");
+    let subs = all["subscriptions"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "{all}");
+    let subscriber = subs[0]["subscriber"].as_str().unwrap().to_string();
+    assert_eq!(subs[0]["topic"], "books/1");
+    assert_eq!(subs[0]["active"], true);
+    assert_eq!(subs[0]["payload"]["name"], "bob");
+    assert_eq!(subs[0]["id"], id_of("books/1", &subscriber).as_str());
+    let last = all["lastEventID"].as_str().unwrap().to_string();
+    assert_ne!(last, "earliest", "the join event was stored: {all}");
+
+    // One topic's, one subscription, an unknown one.
+    let by_topic = json(
+        &api(
+            &server,
+            &format!("{base}/{}", enc("books/1")),
+            Some(&watcher),
+        )
+        .text(),
+    );
+    assert_eq!(by_topic["subscriptions"].as_array().unwrap().len(), 1);
+    let none = json(
+        &api(
+            &server,
+            &format!("{base}/{}", enc("books/2")),
+            Some(&watcher),
+        )
+        .text(),
+    );
+    assert_eq!(none["subscriptions"].as_array().unwrap().len(), 0);
+    let one_path = id_of("books/1", &subscriber);
+    let one = api(&server, &one_path, Some(&watcher));
+    assert_eq!(one.status, 200);
+    let one = json(&one.text());
+    assert_eq!(one["type"], "Subscription");
+    assert_eq!(one["@context"], "https://mercure.rocks/");
+    assert_eq!(one["lastEventID"], last.as_str());
+    let unknown = id_of("books/1", "urn:uuid:00000000-0000-4000-8000-000000000000");
+    assert_eq!(api(&server, &unknown, Some(&watcher)).status, 404);
+
+    // A token that may read the collection's path but none of the subscriptions sees none.
+    let narrow = sub_token(&format!(r#"["{base}"]"#), None);
+    let r = api(&server, base, Some(&narrow));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        json(&r.text())["subscriptions"].as_array().unwrap().len(),
+        0
+    );
+    assert_eq!(api(&server, &one_path, Some(&narrow)).status, 403);
+
+    // Fetch, then subscribe from lastEventID: what happened in between arrives.
+    let newcomer = server.subscribe("topic=books/9", &bearer(&sub_token("[]", None)));
+    let mut stream = watch(
+        &server,
+        Some(&watcher),
+        &format!("Last-Event-ID: {last}\r\n"),
+    );
+    stream.expect_until(WAIT, |evs| {
+        evs.iter()
+            .any(|e| json(&e.data)["topic"] == "books/9" && json(&e.data)["active"] == true)
+    });
+    drop(newcomer);
+
+    // Gone: the list follows.
+    drop(joiner);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = json(&api(&server, base, Some(&watcher)).text());
+        let topics: Vec<&str> = all["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["topic"].as_str().unwrap())
+            .collect();
+        if topics == [ALL] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {all}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(api(&server, &one_path, Some(&watcher)).status, 404);
+}
+
+#[test]
+fn nobody_may_publish_in_the_presence_namespace() {
+    let server = server(&[]);
+    let forged = format!(
+        "topic={}&data=x",
+        form_escape(&id_of("books/1", "urn:uuid:x"))
+    );
+    let (status, body) = Publish::form(&forged).bearer("pub").answer(server.addr);
+    assert_eq!(status, 403, "{body}");
+    // Not with the flag off either.
+    let plain = Server::start(&["--publish-token", "pub"]);
+    let (status, _) = Publish::form(&forged).bearer("pub").answer(plain.addr);
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn presence_is_off_by_default_and_needs_a_key() {
+    let server = Server::start(&["--jwt-key", KEY]);
+    let base = "/.well-known/mercure/subscriptions";
+    assert_eq!(api(&server, base, Some(&watcher_token())).status, 404);
+    let mut w = watch(&server, Some(&watcher_token()), "");
+    let _joiner = server.subscribe("topic=books/1", "");
+    assert!(w.quiet_for(QUIET).is_empty());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-server"))
+        .args(["--subscriptions", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--subscriptions needs --jwt-key"), "{err}");
+}
