@@ -8,12 +8,12 @@
 //! - [`app`]: the application, request in, reply out;
 //! - [`core`]: one connection's HTTP/1.1 lifecycle and its stream sources, sans-IO (bytes and
 //!   `now` in, bytes and deadlines out);
-//! - [`redis`], [`durable`]: the two event-log backends (a Redis Stream; segment files in
+//! - [`redis`], [`durable`]: the two event-store backends (a Redis Stream; segment files in
 //!   `--data-dir`), each on its own threads;
 //! - [`hub`]: the history, what publishers and subscribers send, topic selectors, tokens, the
-//!   event-log backend interface, sans-IO;
+//!   event-store backend interface, sans-IO;
 //! - [`wire`]: HTTP heads, the event encoder, the event-stream parser, sans-IO;
-//! - [`util`]: the slab, the timing wheel, numbers and dates, flag helpers, the operator log,
+//! - [`util`]: the slab, the timing wheel, numbers and dates, flag helpers, the operator store,
 //!   the few raw syscalls;
 //! - [`load`]: `sse-load`, on [`util`] and [`wire`] only.
 

@@ -1,4 +1,4 @@
-//! The embedded event log (`--data-dir`) over real processes: history and ids across a
+//! The embedded event store (`--data-dir`) over real processes: history and ids across a
 //! restart, SIGKILL during a publish flood (a few rounds here; `SSE_CRASH_ROUNDS=50` for the
 //! full run), a torn tail and a flipped bit in the files, a full disk (a tmpfs the test
 //! mounts), one owner per directory, and the start-up errors.

@@ -139,7 +139,7 @@ fn a_publish_is_answered_with_the_id_the_sink_receives() {
 }
 
 #[test]
-fn two_instances_see_one_log_in_one_order() {
+fn two_instances_see_one_store_in_one_order() {
     let Some(r) = RedisServer::start(&[]) else {
         return;
     };

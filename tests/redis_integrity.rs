@@ -185,7 +185,7 @@ fn id_key(id: &str) -> (u64, u64) {
 /// instances, unless that subscriber was told it may have missed it (`reset`, `log-reset`,
 /// at a later id).
 #[test]
-fn a_log_deleted_under_two_instances_never_reuses_an_id_and_says_log_reset() {
+fn a_store_deleted_under_two_instances_never_reuses_an_id_and_says_log_reset() {
     let Some(redis) = RedisServer::start(&[]) else {
         return;
     };
@@ -288,7 +288,7 @@ fn a_log_deleted_under_two_instances_never_reuses_an_id_and_says_log_reset() {
 /// (within their once-a-second check), start it again with its mark, and every subscriber is
 /// told (`log-reset`); the next publish gets an id above every earlier one.
 #[test]
-fn a_flushed_log_is_noticed_without_a_publish_and_ids_keep_going_up() {
+fn a_flushed_store_is_noticed_without_a_publish_and_ids_keep_going_up() {
     let Some(redis) = RedisServer::start(&[]) else {
         return;
     };
@@ -346,7 +346,7 @@ fn a_flushed_log_is_noticed_without_a_publish_and_ids_keep_going_up() {
 /// once-a-second check sees the log's counter and last id go back, adds the mark itself, and
 /// subscribers are told (`log-reset`); the ids after the mark are above every earlier one.
 #[test]
-fn a_log_recreated_by_another_writer_is_noticed_and_said() {
+fn a_store_recreated_by_another_writer_is_noticed_and_said() {
     let Some(redis) = RedisServer::start(&[]) else {
         return;
     };

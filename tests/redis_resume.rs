@@ -1,5 +1,5 @@
 //! Deep resumes with `--redis`: a resume older than the instance's history is replayed from
-//! the shared log. Over real sockets against a real `redis-server`: no event of a topic outside
+//! the shared store. Over real sockets against a real `redis-server`: no event of a topic outside
 //! the subscription ever arrives (randomized interleavings of resumes, subscriptions coming and
 //! going, topic-index sweeps and publishes on both loops), a gap in the log is said with
 //! `reset`, and replays that are never read keep the server's memory bounded.

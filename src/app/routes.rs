@@ -31,7 +31,7 @@ pub struct App {
     pub process_stats: fn() -> ProcessStats,
     /// The bearer token publishers must present; `None`: loopback peers only.
     pub publish_token: Option<String>,
-    /// With `--redis`: the bridge to the Redis event log (read for deep resumes).
+    /// With `--redis`: the bridge to the Redis event store (read for deep resumes).
     pub bridge: Option<std::sync::Arc<crate::redis::bridge::Bridge>>,
     /// With `--redis` or `--data-dir`: where publishes are stored, answered once they are.
     pub store: Option<std::sync::Arc<dyn crate::hub::backend::Backend>>,
@@ -131,7 +131,7 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
         path if presence::is_presence_topic(path) && ctx.hub.hub.presence().is_some() => {
             cors(app, req, subscriptions_api(call, ctx))
         }
-        "/healthz" => match ctx.hub.hub.event_log_state() {
+        "/healthz" => match ctx.hub.hub.store_state() {
             Ok(()) => Reply::text(Status::Ok, "ok\n", &[("Cache-Control", "no-store")]),
             Err(why) => Reply::text_owned(
                 Status::ServiceUnavailable,
@@ -193,7 +193,7 @@ fn publish_policy(app: &App, req: &Request<'_>, peer: Peer<'_>) -> Reply {
 
 /// A request whose client waits for `100 Continue` before it sends its body (`Expect:
 /// 100-continue`): the final answer now when the head alone decides it (the route, who may
-/// publish, the media type, the shared log being down), else [`Reply::proceed`].
+/// publish, the media type, the shared store being down), else [`Reply::proceed`].
 fn before_body(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
     let Call { app, req, .. } = call;
     match (req.method, req.path) {
@@ -206,9 +206,9 @@ fn before_body(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
                 return cors(app, req, unsupported_media_type());
             }
             if let Some(store) = &app.store {
-                if let Err(why) = ctx.hub.hub.event_log_state() {
+                if let Err(why) = ctx.hub.hub.store_state() {
                     ctx.shard.rejected(Rejected::Unavailable);
-                    return cors(app, req, log_down(store.name(), &why));
+                    return cors(app, req, store_down(store.name(), &why));
                 }
             }
             Reply::proceed()
@@ -329,11 +329,11 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
     let hub = &ctx.hub.hub;
     if let Some(store) = &app.store {
         let name = store.name();
-        if let Err(why) = hub.event_log_state() {
+        if let Err(why) = hub.store_state() {
             ctx.shard.rejected(Rejected::Unavailable);
-            return log_down(name, &why);
+            return store_down(name, &why);
         }
-        // Answered once the log has stored it (or could not): never a 200 for an event that
+        // Answered once the store holds it (or could not): never a 200 for an event that
         // is not stored.
         let later = peer.later.clone();
         let (key, ticket) = (peer.key, ctx.hub.ticket());
@@ -342,7 +342,7 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
             Box::new(move |stored| {
                 let reply = match stored {
                     Ok(id) => published(id),
-                    Err(why) => log_down(name, &why),
+                    Err(why) => store_down(name, &why),
                 };
                 later.send(key, ticket, reply);
             }),
@@ -495,8 +495,8 @@ fn cors(app: &App, req: &Request<'_>, mut reply: Reply) -> Reply {
     reply
 }
 
-/// `503` for a publish the event log (`name`: Redis, the data dir) could not store.
-fn log_down(name: &str, why: &str) -> Reply {
+/// `503` for a publish the event store (`name`: Redis, the data dir) could not store.
+fn store_down(name: &str, why: &str) -> Reply {
     let why = why.replace(['\r', '\n'], " ");
     Reply::text_owned(
         Status::ServiceUnavailable,
@@ -580,10 +580,10 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
     };
     let (source, body) = match subscribed.start {
         Start::From(cursor) => (live(cursor), None),
-        // Older than this instance's history but maybe not the shared log's: the stream
-        // starts now and replays the log's part page by page (read on the bridge's thread,
+        // Older than this instance's history but maybe not the shared store's: the stream
+        // starts now and replays the store's part page by page (read on the bridge's thread,
         // encoded here on the loop), then goes live.
-        Start::Log { after, until } => (Source::replay(live(until), after, until), None),
+        Start::Store { after, until } => (Source::replay(live(until), after, until), None),
         Start::Reset {
             frame,
             cursor,

@@ -58,7 +58,7 @@ pub struct File {
     pub etag: Arc<str>,
 }
 
-enum Source {
+enum FileSource {
     Embedded(Vec<(&'static str, File)>),
     Dir { root: PathBuf, cache: Mutex<Cache> },
 }
@@ -160,7 +160,7 @@ impl Cache {
 
 /// The page's files. Shared by every event loop.
 pub struct StaticFiles {
-    source: Source,
+    source: FileSource,
 }
 
 impl StaticFiles {
@@ -178,7 +178,7 @@ impl StaticFiles {
             })
             .collect();
         StaticFiles {
-            source: Source::Embedded(files),
+            source: FileSource::Embedded(files),
         }
     }
 
@@ -192,7 +192,7 @@ impl StaticFiles {
             ));
         }
         Ok(StaticFiles {
-            source: Source::Dir {
+            source: FileSource::Dir {
                 root,
                 cache: Mutex::new(Cache::default()),
             },
@@ -203,11 +203,11 @@ impl StaticFiles {
     pub fn lookup(&self, path: &str) -> Option<File> {
         let name = sanitize(path)?;
         match &self.source {
-            Source::Embedded(files) => files
+            FileSource::Embedded(files) => files
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, f)| f.clone()),
-            Source::Dir { root, cache } => read_under(root, &name, cache),
+            FileSource::Dir { root, cache } => read_under(root, &name, cache),
         }
     }
 }

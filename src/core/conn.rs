@@ -185,9 +185,9 @@ impl Conn {
         }
     }
 
-    /// The next page of the shared log a replaying stream needs, once what it has is written
+    /// The next page of the shared store a replaying stream needs, once what it has is written
     /// (so a replay holds one page at a time, however far back it starts); the loop asks the
-    /// log for it and hands the answer to [`page`](Self::page).
+    /// store for it and hands the answer to [`page`](Self::page).
     pub fn page_request(&mut self, ctx: &mut Ctx<'_>) -> Option<crate::core::stream::PageRequest> {
         if self.out.is_some() {
             return None;
@@ -198,12 +198,12 @@ impl Conn {
         }
     }
 
-    /// A page of the shared log for the replay that asked under `ticket` (ignored otherwise:
+    /// A page of the shared store for the replay that asked under `ticket` (ignored otherwise:
     /// the stream ended, or another connection has its slab key now).
     pub fn page(
         &mut self,
         ticket: u32,
-        page: Result<crate::hub::history::LogPage, String>,
+        page: Result<crate::hub::history::StorePage, String>,
         now: Now,
         ctx: &mut Ctx<'_>,
     ) {
@@ -378,7 +378,7 @@ impl Conn {
         match &self.state {
             // A half-closed client may still be reading its last response: finish it first.
             State::Head(_) if self.out.is_some() => self.state = State::Finishing,
-            // A publish waiting for the log is still answered (then the connection closes).
+            // A publish waiting for the store is still answered (then the connection closes).
             State::Head(r) if r.waiting.is_some() => {}
             State::Finishing => {}
             _ => self.close(ctx, End::ClientClosed),
@@ -511,7 +511,7 @@ impl Conn {
 
     /// The server is stopping: a stream gets a jittered `retry:` and is closed, a response in
     /// flight is finished, an idle connection is closed; a request still arriving is read and
-    /// answered (with `Connection: close`), and one waiting for the event log gets its answer,
+    /// answered (with `Connection: close`), and one waiting for the event store gets its answer,
     /// until the grace ends ([`abandon`](Self::abandon)).
     pub fn drain(&mut self, now: Now, ctx: &mut Ctx<'_>) {
         match self.state {
@@ -534,7 +534,7 @@ impl Conn {
                 self.end_stream(now, ctx, End::Shutdown);
             }
             State::Head(_) if self.out.is_some() => self.state = State::Finishing,
-            // A publish waiting for the log gets its answer (or its timeout) first.
+            // A publish waiting for the store gets its answer (or its timeout) first.
             State::Head(ref r) if r.waiting.is_some() => {}
             // A request partly received (a publish's body still arriving) is answered too.
             State::Head(ref r) if !r.buf.is_empty() => {}
@@ -543,7 +543,7 @@ impl Conn {
         }
     }
 
-    /// The grace is over and the loop ends now: a request still waiting for the event log's
+    /// The grace is over and the loop ends now: a request still waiting for the event store's
     /// answer, or still arriving, is answered `503` with `Retry-After` (never closed without an
     /// answer); anything else is left as it is. The loop writes what this queued, once.
     pub fn abandon(&mut self, now: Now, ctx: &mut Ctx<'_>) {

@@ -101,7 +101,7 @@ pub enum Rejected {
     TooLarge,
     MediaType,
     Forbidden,
-    /// The shared log (Redis) could not store it.
+    /// The shared store (Redis) could not store it.
     Unavailable,
 }
 

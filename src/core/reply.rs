@@ -19,7 +19,7 @@ pub enum Then {
     /// Close after this reply.
     Close,
     /// The answer comes later, through [`crate::core::conn::Conn::complete`] with this ticket (a
-    /// publish waiting for the shared log to store it); this reply's head and body are not
+    /// publish waiting for the shared store to store it); this reply's head and body are not
     /// sent.
     Pending(u32),
     /// Only in answer to a head alone (`Expect: 100-continue`, the body not sent yet): the
@@ -156,8 +156,8 @@ pub struct Completion {
 pub enum Answer {
     /// The reply to a request answered `Pending`.
     Reply(Reply),
-    /// A page of the shared log for a replaying stream (see [`crate::core::conn::Conn::page_request`]).
-    Page(Result<crate::hub::history::LogPage, String>),
+    /// A page of the shared store for a replaying stream (see [`crate::core::conn::Conn::page_request`]).
+    Page(Result<crate::hub::history::StorePage, String>),
 }
 
 /// How an answer given later reaches its loop: the loop's queue, and its wake-up.
@@ -181,12 +181,12 @@ impl Later {
         self.answer(key, ticket, Answer::Reply(reply));
     }
 
-    /// Delivers a page of the shared log to the replaying stream at `key` (from any thread).
+    /// Delivers a page of the shared store to the replaying stream at `key` (from any thread).
     pub fn send_page(
         &self,
         key: usize,
         ticket: u32,
-        page: Result<crate::hub::history::LogPage, String>,
+        page: Result<crate::hub::history::StorePage, String>,
     ) {
         self.answer(key, ticket, Answer::Page(page));
     }

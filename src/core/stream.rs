@@ -10,17 +10,17 @@
 //!   in one write (up to [`BATCH_BYTES`]), a comment line when idle for the heartbeat.
 //! - [`Source::Figures`]: the server's own figures (`GET /metrics/stream`), every sample after
 //!   its cursor, polled once a second.
-//! - [`Source::Replay`]: a hub subscription whose first part is read back from the shared log
-//!   (a resume older than this loop's history, with `--redis`): a cursor into the log, one
+//! - [`Source::Replay`]: a hub subscription whose first part is read back from the shared store
+//!   (a resume older than this loop's history, with `--redis`): a cursor into the store, one
 //!   page asked for at a time and only once the previous one is written; it becomes the
-//!   `Topics` source it carries when the log's part is sent.
+//!   `Topics` source it carries when the store's part is sent.
 //!
 //! **Invariant:** no IO and no clock; a source keeps no bytes of its own (an unwritten tail is
 //! the connection's), so an idle stream costs the size of this enum.
 
 use crate::core::body::{Body, HeldBytes};
 use crate::core::ctx::{Ctx, Now};
-use crate::hub::history::{Filter, LogPage, Mark, ResetReason};
+use crate::hub::history::{Filter, Mark, ResetReason, StorePage};
 use crate::wire::frames;
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ pub enum Source {
         /// bytes).
         sent: u16,
     },
-    /// A hub subscription replaying the shared log first (boxed: rare, and every other stream
+    /// A hub subscription replaying the shared store first (boxed: rare, and every other stream
     /// stays small).
     Replay(Box<Replay>),
 }
@@ -76,13 +76,13 @@ pub enum Source {
 // variant is the largest; a replay is boxed so that it never makes every stream bigger).
 const _: () = assert!(std::mem::size_of::<Source>() <= 40);
 
-/// The log's part of a subscription (see [`Source::Replay`]).
+/// The store's part of a subscription (see [`Source::Replay`]).
 #[derive(Debug)]
 pub struct Replay {
     /// The `Topics` source it becomes; its cursor is set when it does. Its topics are
     /// registered from the start, so the topic ids it holds cannot be reused meanwhile.
     live: Source,
-    /// The last log position sent (a sequence number), and where the log's part ends (this
+    /// The last store position sent (a sequence number), and where the store's part ends (this
     /// loop's `evicted` when asked; moved on if the history dropped more meanwhile).
     after: u64,
     until: u64,
@@ -92,7 +92,7 @@ pub struct Replay {
     count: u32,
 }
 
-/// What a replaying stream asks the shared log for: entries in `(after, until]`, at most
+/// What a replaying stream asks the shared store for: entries in `(after, until]`, at most
 /// `count`, answered under `ticket`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageRequest {
@@ -159,7 +159,7 @@ impl Source {
         }
     }
 
-    /// A hub subscription that first replays the shared log's entries in `(after, until]`,
+    /// A hub subscription that first replays the shared store's entries in `(after, until]`,
     /// then goes on as `live` (a [`Source::topics`]).
     pub fn replay(live: Source, after: u64, until: u64) -> Source {
         Source::Replay(Box::new(Replay {
@@ -226,16 +226,16 @@ impl Source {
         })
     }
 
-    /// A page of the shared log arrived for a replay: the frames of its entries this
+    /// A page of the shared store arrived for a replay: the frames of its entries this
     /// subscription may read (the hub's one visibility rule), to write before anything else,
-    /// and the cursor moved past them. A page that does not follow the cursor (the log lost
+    /// and the cursor moved past them. A page that does not follow the cursor (the store lost
     /// entries), or no page at all (Redis unreachable), gives `reset` instead and the stream
-    /// goes live from the newest event, as for a gap in the local history. Once the log's part
+    /// goes live from the newest event, as for a gap in the local history. Once the store's part
     /// is sent, the source becomes its live `Topics` source. `None`: not this stream's page.
     pub fn on_page(
         &mut self,
         ticket: u32,
-        page: Result<LogPage, String>,
+        page: Result<StorePage, String>,
         ctx: &mut Ctx<'_>,
     ) -> Option<Body> {
         let Source::Replay(r) = self else {
@@ -280,9 +280,9 @@ impl Source {
                 continue;
             }
             if p.topics.is_empty() {
-                // The log's mark that it was deleted and started again: what this replay
-                // read before it and what follows are from two logs.
-                out.extend_from_slice(&hub.hub.log_reset_frame(r.after, seq));
+                // The store's mark that it was deleted and started again: what this replay
+                // read before it and what follows are from two stores.
+                out.extend_from_slice(&hub.hub.store_reset_frame(r.after, seq));
             } else if hub.visible(filter, *private, &p.topics, p.private) {
                 if *mark && p.private {
                     encode_private_mark(&mut out, id);
@@ -306,7 +306,7 @@ impl Source {
         if page.end || r.after >= r.until {
             r.after = r.after.max(r.until);
             if r.after < hub.evicted() {
-                // The history dropped more while the log's part was read: read on to there.
+                // The history dropped more while the store's part was read: read on to there.
                 r.until = hub.evicted();
             } else {
                 let after = r.after;
@@ -447,7 +447,7 @@ impl Source {
     pub fn poll(&mut self, now: Now, ctx: &mut Ctx<'_>, out: &mut Vec<u8>) -> bool {
         if let Source::Topics { cursor, .. } = self {
             if *cursor < ctx.hub.evicted() && ctx.hub.hub.is_redis() {
-                // Fell behind this loop's history, but the shared log keeps more: read what
+                // Fell behind this loop's history, but the shared store keeps more: read what
                 // was dropped back from it (page by page), rather than skip it.
                 let (after, until) = (*cursor, ctx.hub.evicted());
                 let live = std::mem::replace(self, Source::figures_placeholder());
@@ -457,7 +457,7 @@ impl Source {
         }
         match self {
             Source::Replay(r) => {
-                // Waiting for a page of the log: only a heartbeat goes out meanwhile.
+                // Waiting for a page of the store: only a heartbeat goes out meanwhile.
                 let Source::Topics {
                     heartbeat_s, beat, ..
                 } = &mut r.live
@@ -511,7 +511,7 @@ impl Source {
                 let mut marks = std::mem::take(&mut hub.marks);
                 marks.clear();
                 if *cursor < hub.evicted() {
-                    // Fell behind the retained history (and there is no shared log to read it
+                    // Fell behind the retained history (and there is no shared store to read it
                     // back from): say so, then go live.
                     let last = hub.hub.id(*cursor);
                     hub.encode_reset(out, ResetReason::Gap, &last);
@@ -565,7 +565,7 @@ fn encode_private_mark(out: &mut Vec<u8>, id: &str) {
 mod tests {
     use crate::app::testing::Env;
     use crate::core::ctx::ConnConfig;
-    use crate::hub::history::{Hub, HubConfig, Ids, LocalHub, LogPage, Publish};
+    use crate::hub::history::{Hub, HubConfig, Ids, LocalHub, Publish, StorePage};
     use std::sync::Arc;
 
     const KEY: &[u8] = b"a-test-key-that-is-long-enough-for-hs256!";
@@ -586,12 +586,12 @@ mod tests {
         String::from_utf8_lossy(b).into_owned()
     }
 
-    /// The interleaving that leaked a private event: a deep resume waits for the shared log;
+    /// The interleaving that leaked a private event: a deep resume waits for the shared store;
     /// meanwhile the topic index is swept (its topic had no other subscriber) and a new topic
     /// is created. The resume's topic id must not be dropped and handed to the new topic, and
     /// the new topic's private event must never reach it.
     #[test]
-    fn a_sweep_while_a_replay_waits_for_the_log_cannot_hand_its_topic_to_another() {
+    fn a_sweep_while_a_replay_waits_for_the_store_cannot_hand_its_topic_to_another() {
         let mut h = Env::new(ConnConfig::default(), 100);
         let hub = Arc::new(Hub::with_ids(
             HubConfig {
@@ -608,10 +608,10 @@ mod tests {
         let log: Vec<_> = (0..5)
             .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s1-{i}")))
             .collect();
-        hub.append_log(log.clone(), 0, true);
+        hub.append_redis_entries(log.clone(), 0, true);
         h.hub.sync();
         let token = crate::hub::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
-        // A resumes from 100-0: older than the history (100-3, 100-4), so from the log.
+        // A resumes from 100-0: older than the history (100-3, 100-4), so from the store.
         let mut a = h.conn();
         h.input(
             &mut a,
@@ -648,9 +648,9 @@ mod tests {
             "secret/2 got the resume's topic id"
         );
         h.hub.register(&crate::hub::history::Filter::One(other), 8);
-        hub.append_log(vec![entry("101-0", "secret/2", "not-for-a")], 0, false);
+        hub.append_redis_entries(vec![entry("101-0", "secret/2", "not-for-a")], 0, false);
         h.hub.sync();
-        // The pages arrive (the log as it is: one more page, since the history dropped 100-2
+        // The pages arrive (the store as it is: one more page, since the history dropped 100-2
         // meanwhile): the replay, then live, with only secret/1's events.
         let mut want = Some(want);
         let mut replay = String::new();
@@ -663,19 +663,19 @@ mod tests {
                 })
                 .cloned()
                 .collect();
-            let page = LogPage {
+            let page = StorePage {
                 entries,
                 follows: true,
                 end: true,
                 next_count: 2,
-                ..LogPage::default()
+                ..StorePage::default()
             };
             h.later.send_page(0, w.ticket, Ok(page));
             h.complete(&mut a);
             replay += &text(&h.flush(&mut a));
             want = h.with(|ctx, _, _, _| a.page_request(ctx));
         }
-        hub.append_log(vec![entry("102-0", "secret/1", "s1-live")], 0, false);
+        hub.append_redis_entries(vec![entry("102-0", "secret/1", "s1-live")], 0, false);
         h.hub.sync();
         let live = text(&h.flush(&mut a));
         let got = replay + &live;
@@ -684,10 +684,10 @@ mod tests {
         assert_eq!(ids, ["100-1", "100-2", "100-3", "100-4", "102-0"], "{got}");
     }
 
-    /// `markPrivate=1` on a resume read back from the shared log: each private event of the
-    /// log's part is preceded by its marker, as on the live path.
+    /// `markPrivate=1` on a resume read back from the shared store: each private event of the
+    /// store's part is preceded by its marker, as on the live path.
     #[test]
-    fn a_replay_from_the_log_marks_private_events_when_asked() {
+    fn a_replay_from_the_store_marks_private_events_when_asked() {
         let mut h = Env::new(ConnConfig::default(), 100);
         let hub = Arc::new(Hub::with_ids(
             HubConfig {
@@ -703,7 +703,7 @@ mod tests {
         let log: Vec<_> = (0..4)
             .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s{i}")))
             .collect();
-        hub.append_log(log.clone(), 0, true);
+        hub.append_redis_entries(log.clone(), 0, true);
         h.hub.sync();
         let token = crate::hub::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
         let mut a = h.conn();
@@ -729,12 +729,12 @@ mod tests {
                 })
                 .cloned()
                 .collect();
-            let page = LogPage {
+            let page = StorePage {
                 entries,
                 follows: true,
                 end: true,
                 next_count: 2,
-                ..LogPage::default()
+                ..StorePage::default()
             };
             h.later.send_page(0, w.ticket, Ok(page));
             h.complete(&mut a);
@@ -748,11 +748,11 @@ mod tests {
         assert_eq!(got.matches("event: private\n").count(), 3, "{got}");
     }
 
-    /// With the shared log, a resume id newer than anything this instance has read (given by
-    /// another instance a moment ago) is checked in the log: there, the stream goes live from
+    /// With the shared store, a resume id newer than anything this instance has read (given by
+    /// another instance a moment ago) is checked in the store: there, the stream goes live from
     /// it; not there (never issued), `reset`.
     #[test]
-    fn a_resume_id_this_instance_has_not_read_yet_is_checked_in_the_log() {
+    fn a_resume_id_this_instance_has_not_read_yet_is_checked_in_the_store() {
         for exists in [true, false] {
             let mut h = Env::new(ConnConfig::default(), 100);
             let hub = Arc::new(Hub::with_ids(
@@ -762,7 +762,7 @@ mod tests {
                 Box::new(|_| {}),
             ));
             h.hub = LocalHub::new(hub.clone(), 0);
-            hub.append_log(vec![entry("100-0", "t", "0")], 0, true);
+            hub.append_redis_entries(vec![entry("100-0", "t", "0")], 0, true);
             h.hub.sync();
             let mut a = h.conn();
             h.input(
@@ -775,16 +775,16 @@ mod tests {
                 (hub.id(want.after), hub.id(want.until)),
                 ("200-0".into(), "200-0".into())
             );
-            let page = LogPage {
+            let page = StorePage {
                 follows: exists,
                 end: true,
                 oldest: Some("100-0".into()),
-                ..LogPage::default()
+                ..StorePage::default()
             };
             h.later.send_page(0, want.ticket, Ok(page));
             h.complete(&mut a);
             let first = text(&h.flush(&mut a));
-            hub.append_log(
+            hub.append_redis_entries(
                 vec![entry("200-0", "t", "seen"), entry("200-1", "t", "new")],
                 0,
                 false,
@@ -823,7 +823,7 @@ mod tests {
         let log: Vec<_> = (0..6)
             .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
             .collect();
-        hub.append_log(log, 0, true);
+        hub.append_redis_entries(log, 0, true);
         h.hub.sync();
         let mut a = h.conn();
         h.input(
@@ -855,7 +855,7 @@ mod tests {
         let log: Vec<_> = (0..6)
             .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
             .collect();
-        hub.append_log(log, 0, true);
+        hub.append_redis_entries(log, 0, true);
         h.hub.sync();
         let mut a = h.conn();
         h.input(
@@ -864,11 +864,11 @@ mod tests {
         );
         h.flush(&mut a);
         let want = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
-        let page = LogPage {
+        let page = StorePage {
             follows: true,
             last: Some("100-1".into()),
             next_count: 1,
-            ..LogPage::default()
+            ..StorePage::default()
         };
         h.later.send_page(0, want.ticket, Ok(page));
         h.complete(&mut a);
@@ -877,16 +877,16 @@ mod tests {
         assert_eq!(hub.id(next.after), "100-1");
     }
 
-    /// A page that does not follow the resume id (trimmed from the log) gives `reset` with the
-    /// log's oldest id, and the stream goes live; no page (Redis unreachable) gives `reset` too.
+    /// A page that does not follow the resume id (trimmed from the store) gives `reset` with the
+    /// store's oldest id, and the stream goes live; no page (Redis unreachable) gives `reset` too.
     #[test]
     fn a_page_that_does_not_follow_or_no_page_gives_a_reset_then_live() {
         for page in [
-            Ok(LogPage {
+            Ok(StorePage {
                 entries: vec![entry("100-3", "t", "x")],
                 follows: false,
                 oldest: Some("100-3".into()),
-                ..LogPage::default()
+                ..StorePage::default()
             }),
             Err("Redis down".to_string()),
         ] {
@@ -904,7 +904,7 @@ mod tests {
             let log: Vec<_> = (0..5)
                 .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
                 .collect();
-            hub.append_log(log, 0, true);
+            hub.append_redis_entries(log, 0, true);
             h.hub.sync();
             let mut a = h.conn();
             h.input(
@@ -922,7 +922,7 @@ mod tests {
                     "id: 100-4\nevent: reset\ndata: {{\"lastEventId\":\"1-0\",\"oldest\":\"100-3\",\"reason\":\"gap\"}}\n\n"
                 )
             );
-            hub.append_log(vec![entry("101-0", "t", "live")], 0, false);
+            hub.append_redis_entries(vec![entry("101-0", "t", "live")], 0, false);
             h.hub.sync();
             assert_eq!(text(&h.flush(&mut a)), "id: 101-0\ndata: live\n\n");
         }

@@ -1,5 +1,5 @@
-//! The event log's bytes, sans-IO: the segment header, the record, CRC-32C, the scan of one
-//! segment and the recovery of a whole log, all pure functions over byte slices.
+//! The event store's bytes, sans-IO: the segment header, the record, CRC-32C, the scan of one
+//! segment and the recovery of a whole store, all pure functions over byte slices.
 //!
 //! A segment file is a 16-byte header (`\xffsse-log`, the format version as a little-endian
 //! `u32`, the CRC-32C of those 12 bytes) followed by records. A record is
@@ -11,7 +11,7 @@
 //! ```
 //!
 //! all integers little-endian. `0xff` never occurs in UTF-8, so no text a publisher sends can
-//! look like a header. Records in a log have strictly increasing sequence numbers; a jump
+//! look like a header. Records in a store have strictly increasing sequence numbers; a jump
 //! between two records, or between a record and the next segment's name (the first sequence
 //! number it was opened for), is a gap: those events are lost, and a resume across them is
 //! told so.
@@ -20,7 +20,7 @@
 //! is there before it is used, and a bad record ends the scan of its segment (nothing after it
 //! in that segment is trusted, so a corrupted length can never make us read garbage as events).
 
-use crate::hub::history::Publish;
+use crate::hub::history::{Publish, Restored};
 use std::collections::VecDeque;
 
 /// The version this build reads and writes.
@@ -114,7 +114,7 @@ pub fn segment_header() -> [u8; SEGMENT_HEADER_LEN] {
 pub enum Header {
     /// Ours, this version.
     Ok,
-    /// Ours, another version (the whole log is then refused at start-up).
+    /// Ours, another version (the whole store is then refused at start-up).
     Version(u32),
     /// Shorter than a header (a segment whose creation was cut short).
     Short,
@@ -205,9 +205,9 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, p: &Publish) -> Result<(), TooLarge> 
 }
 
 /// A cursor over a record body; every read is checked.
-struct Reader<'a>(&'a [u8]);
+struct ByteReader<'a>(&'a [u8]);
 
-impl<'a> Reader<'a> {
+impl<'a> ByteReader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
@@ -226,7 +226,7 @@ impl<'a> Reader<'a> {
 
 /// Decodes a record body whose checksum held.
 fn decode_body(body: &[u8]) -> Option<(u64, Publish)> {
-    let mut r = Reader(body);
+    let mut r = ByteReader(body);
     let seq = le64(r.take(8)?);
     let flags = r.u8()?;
     if flags & !(FLAG_PRIVATE | FLAG_TYPE | FLAG_RETRY) != 0 {
@@ -267,7 +267,7 @@ fn decode_body(body: &[u8]) -> Option<(u64, Publish)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Damage {
     /// The tail is a cut-short write: less than a header, a length past the end, zeros, or
-    /// a last record whose checksum fails. Truncated when it ends the log.
+    /// a last record whose checksum fails. Truncated when it ends the store.
     Torn,
     /// A record in the middle fails its checksum (or cannot be read, or does not follow
     /// the one before): the rest of the segment is not trusted.
@@ -338,27 +338,6 @@ pub fn scan_segment(bytes: &[u8], after: u64) -> SegmentScan {
     scan
 }
 
-/// What recovery hands the history, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
-    Event(u64, Publish),
-    /// Events `after + 1 ..= through` are lost: a resume from before `through` crosses it.
-    Gap {
-        after: u64,
-        through: u64,
-    },
-}
-
-impl Item {
-    /// The last sequence number the item covers.
-    pub fn seq(&self) -> u64 {
-        match self {
-            Item::Event(s, _) => *s,
-            Item::Gap { through, .. } => *through,
-        }
-    }
-}
-
 /// What one segment held, as [`Recovery::feed`] read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fed {
@@ -380,7 +359,7 @@ pub struct Found {
     pub damage: Damage,
 }
 
-/// A whole log read back, segment by segment, oldest first, keeping at most the newest
+/// A whole store read back, segment by segment, oldest first, keeping at most the newest
 /// `max_events` items and, roughly, `max_bytes` of records (a record's size on disk is less
 /// than what the history counts for it, so the history's own bounds are the exact ones).
 #[derive(Debug)]
@@ -388,7 +367,7 @@ pub struct Recovery {
     max_events: usize,
     max_bytes: usize,
     /// The retained items, with their size on disk.
-    pub items: VecDeque<(Item, usize)>,
+    pub items: VecDeque<(Restored, usize)>,
     bytes: usize,
     /// The largest sequence number of any item dropped here for the bounds (0: none).
     pub dropped: u64,
@@ -405,7 +384,7 @@ pub struct Recovery {
 }
 
 impl Recovery {
-    /// An empty log, bounded as the history is.
+    /// An empty store, bounded as the history is.
     pub fn new(max_events: usize, max_bytes: usize) -> Recovery {
         Recovery {
             max_events: max_events.max(1),
@@ -421,7 +400,7 @@ impl Recovery {
         }
     }
 
-    fn push(&mut self, item: Item, size: usize) {
+    fn push(&mut self, item: Restored, size: usize) {
         self.last = item.seq();
         self.items.push_back((item, size));
         self.bytes += size;
@@ -438,13 +417,13 @@ impl Recovery {
     fn gap_to(&mut self, through: u64) {
         if through > self.last {
             let after = self.last;
-            // A log's first segment may start anywhere (older ones were deleted): that is
+            // A store's first segment may start anywhere (older ones were deleted): that is
             // the history's start, not a gap.
             if self.last == 0 && self.items.is_empty() && self.found.is_empty() {
                 self.last = through;
                 self.dropped = through;
             } else {
-                self.push(Item::Gap { after, through }, MIN_RECORD_LEN);
+                self.push(Restored::Gap { after, through }, MIN_RECORD_LEN);
             }
         }
     }
@@ -479,7 +458,7 @@ impl Recovery {
         for (i, (offset, seq, p)) in scan.records.into_iter().enumerate() {
             let size = ends.get(i).copied().unwrap_or(scan.end) - offset;
             self.gap_to(seq - 1);
-            self.push(Item::Event(seq, p), size);
+            self.push(Restored::Event(seq, p), size);
             self.events += 1;
         }
         if let Some(damage) = scan.damage {
@@ -704,7 +683,7 @@ mod tests {
                 assert_eq!(seqs(&r), [1, 2, 5, 6], "byte {byte} bit {bit}");
                 assert_eq!(
                     r.items[2].0,
-                    Item::Gap {
+                    Restored::Gap {
                         after: 2,
                         through: 5
                     }
@@ -761,7 +740,7 @@ mod tests {
         r.feed(9, &segment(9, &[ev("a", "9")]), true).unwrap();
         assert_eq!(
             r.items[1].0,
-            Item::Gap {
+            Restored::Gap {
                 after: 1,
                 through: 8
             }

@@ -430,8 +430,9 @@ pub fn describe(found: &Found) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::durable::format::{encode, Item};
+    use crate::durable::format::encode;
     use crate::hub::history::Publish;
+    use crate::hub::history::Restored;
 
     /// A fresh directory under the system's temp dir, removed on drop.
     pub(crate) struct TempDir(pub PathBuf);
@@ -476,8 +477,8 @@ pub(crate) mod tests {
         r.items
             .iter()
             .filter_map(|(i, _)| match i {
-                Item::Event(s, p) => Some((*s, p.data.clone())),
-                Item::Gap { .. } => None,
+                Restored::Event(s, p) => Some((*s, p.data.clone())),
+                Restored::Gap { .. } => None,
             })
             .collect()
     }
@@ -611,7 +612,7 @@ pub(crate) mod tests {
             [(1, "one".into()), (next, "four".into())]
         );
         assert!(o.recovery.items.iter().any(|(i, _)| *i
-            == Item::Gap {
+            == Restored::Gap {
                 after: 1,
                 through: next - 1
             }));

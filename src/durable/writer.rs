@@ -1,4 +1,4 @@
-//! The event log's thread: publishes queue here (bounded, never blocking a loop), are written
+//! The event store's thread: publishes queue here (bounded, never blocking a loop), are written
 //! as records, made durable under the `--fsync` policy, handed to the history (the [`Sink`])
 //! and only then answered. Segments roll at a size derived from `--history-bytes` and are
 //! deleted once the history has dropped every event in them.
@@ -11,12 +11,13 @@
 //!
 //! **Invariant:** a publish is answered `Ok` only after its record is written (and, unless
 //! `off`, synced) and its event is in the history; every other outcome answers `Err` with a
-//! one-line reason. Nothing here runs on a loop's thread but [`DurableLog::submit`] and
-//! [`DurableLog::stats`], which do not block.
+//! one-line reason. Nothing here runs on a loop's thread but [`DurableStore::submit`] and
+//! [`DurableStore::stats`], which do not block.
 
-use super::format::{self, Item};
+use super::format;
 use super::store::{self, Store};
-use crate::hub::history::Publish;
+use crate::hub::backend::Done;
+use crate::hub::history::{Publish, Restored};
 use crate::util::latency;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// Publishes that may wait for the log; more are refused at once.
+/// Publishes that may wait for the store; more are refused at once.
 pub const QUEUE_CAPACITY: usize = 65_536;
-/// Bytes of publishes (data and topics) that may wait for the log; past it a publish is
+/// Bytes of publishes (data and topics) that may wait for the store; past it a publish is
 /// refused at once, so a slow disk cannot make waiting publishes grow memory without bound.
 pub const QUEUE_BYTES: u64 = 64 << 20;
 /// The most publishes written (and synced) together.
@@ -62,9 +63,9 @@ impl Fsync {
     }
 }
 
-/// What the log is opened with.
+/// What the store is opened with.
 #[derive(Debug, Clone)]
-pub struct LogConfig {
+pub struct StoreConfig {
     pub dir: PathBuf,
     pub fsync: Fsync,
     pub history_events: usize,
@@ -79,20 +80,17 @@ pub fn segment_bytes(history_bytes: usize) -> u64 {
     (history_bytes as u64 / 8).clamp(16 << 10, 8 << 20)
 }
 
-/// Where the log delivers what it stored (called from the log's thread, and once from
+/// Where the store delivers what it stored (called from the store's thread, and once from
 /// [`Opening::start`]).
 pub trait Sink: Send + Sync + 'static {
     /// The history read back at start-up, oldest first; `evicted`: the last sequence number
     /// before it; `next`: the next to give. Called once, before any `on_events`.
-    fn restore(&self, items: Vec<Item>, evicted: u64, next: u64);
+    fn restore(&self, items: Vec<Restored>, evicted: u64, next: u64);
     /// Events just made durable, oldest first, numbered.
     fn on_events(&self, events: Vec<(u64, Publish)>);
     /// The largest sequence number the history has dropped.
     fn evicted(&self) -> u64;
 }
-
-/// How a publish is answered: `Ok(id)` once durable, `Err(reason)` otherwise.
-pub type Done = Box<dyn FnOnce(Result<String, String>) + Send>;
 
 struct Job {
     publish: Publish,
@@ -106,7 +104,7 @@ enum Msg {
 
 /// Counters for the metrics page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogStats {
+pub struct StoreStats {
     pub bytes: u64,
     pub segments: u64,
     /// Per bucket of [`latency::BUCKETS_US`] (the last is `+Inf`), not cumulative.
@@ -120,7 +118,7 @@ pub struct LogStats {
 }
 
 #[derive(Default)]
-struct Shared {
+struct WriterState {
     bytes: AtomicU64,
     segments: AtomicU64,
     sync_buckets: [AtomicU64; latency::SLOTS],
@@ -132,7 +130,7 @@ struct Shared {
     queued: AtomicU64,
     /// Bytes of the publishes queued (see [`QUEUE_BYTES`]).
     queued_bytes: AtomicU64,
-    /// See [`DurableLog::stop_writes`].
+    /// See [`DurableStore::stop_writes`].
     writes_stopped: std::sync::atomic::AtomicBool,
 }
 
@@ -148,17 +146,17 @@ pub struct StartReport {
     pub next: u64,
 }
 
-/// The running log. See the module docs.
-pub struct DurableLog {
+/// The running store. See the module docs.
+pub struct DurableStore {
     jobs: SyncSender<Msg>,
-    shared: Arc<Shared>,
+    shared: Arc<WriterState>,
     thread: Mutex<Option<JoinHandle<()>>>,
     epoch: String,
 }
 
-impl std::fmt::Debug for DurableLog {
+impl std::fmt::Debug for DurableStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurableLog")
+        f.debug_struct("DurableStore")
             .field("epoch", &self.epoch)
             .finish()
     }
@@ -168,7 +166,7 @@ impl std::fmt::Debug for DurableLog {
 /// with [`Opening::epoch`] for its ids, then [`Opening::start`] hands it the history.
 #[derive(Debug)]
 pub struct Opening {
-    cfg: LogConfig,
+    cfg: StoreConfig,
     opened: store::Opened,
 }
 
@@ -179,8 +177,8 @@ impl Opening {
     }
 
     /// Hands the recovered history to `sink`, deletes the segments it no longer needs, and
-    /// starts the log's thread.
-    pub fn start(self, sink: Arc<dyn Sink>) -> Result<(DurableLog, StartReport), String> {
+    /// starts the store's thread.
+    pub fn start(self, sink: Arc<dyn Sink>) -> Result<(DurableStore, StartReport), String> {
         let Opening { cfg, opened } = self;
         let mut store = opened.store;
         let recovery = opened.recovery;
@@ -195,7 +193,7 @@ impl Opening {
         let items = recovery.items.into_iter().map(|(i, _)| i).collect();
         sink.restore(items, recovery.dropped, store.next);
         store.retain(sink.evicted());
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(WriterState::default());
         shared
             .recovered_events
             .store(report.recovered_events, Ordering::Relaxed);
@@ -212,7 +210,7 @@ impl Opening {
                 .map_err(|e| format!("--data-dir: cannot start the log's thread: {e}"))?
         };
         Ok((
-            DurableLog {
+            DurableStore {
                 jobs: tx,
                 shared,
                 thread: Mutex::new(Some(thread)),
@@ -223,10 +221,10 @@ impl Opening {
     }
 }
 
-impl DurableLog {
+impl DurableStore {
     /// Opens the directory and reads it back (see [`store::open`]); `epoch` names the ids
     /// only if the directory is new. The error is one line for the start-up message.
-    pub fn open(cfg: LogConfig, epoch: &str) -> Result<Opening, String> {
+    pub fn open(cfg: StoreConfig, epoch: &str) -> Result<Opening, String> {
         let opened = store::open(&cfg.dir, cfg.history_events, cfg.history_bytes, epoch)?;
         Ok(Opening { cfg, opened })
     }
@@ -236,9 +234,9 @@ impl DurableLog {
         &self.epoch
     }
 
-    /// Queues a publish; `done` is called once, from the log's thread, with `Ok(id)` once the
+    /// Queues a publish; `done` is called once, from the store's thread, with `Ok(id)` once the
     /// event is durable and in the history, or `Err(reason)`. Only when the queue is full or
-    /// the log is stopping is `done(Err(..))` called at once, from inside `submit`. Never
+    /// the store is stopping is `done(Err(..))` called at once, from inside `submit`. Never
     /// blocks.
     pub fn submit(&self, publish: Publish, done: Done) {
         let size = job_bytes(&publish);
@@ -273,10 +271,10 @@ impl DurableLog {
     }
 
     /// The counters now.
-    pub fn stats(&self) -> LogStats {
+    pub fn stats(&self) -> StoreStats {
         let s = &self.shared;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        LogStats {
+        StoreStats {
             bytes: get(&s.bytes),
             segments: get(&s.segments),
             sync_buckets: s.sync_buckets.iter().map(get).collect(),
@@ -305,14 +303,20 @@ fn job_bytes(p: &Publish) -> u64 {
     (p.data.len() + p.topics.iter().map(|t| t.len() + 16).sum::<usize>() + 64) as u64
 }
 
-fn publish_sizes(shared: &Shared, store: &Store) {
+fn publish_sizes(shared: &WriterState, store: &Store) {
     shared.bytes.store(store.bytes(), Ordering::Relaxed);
     shared
         .segments
         .store(store.segments().len() as u64, Ordering::Relaxed);
 }
 
-fn run(mut store: Store, rx: Receiver<Msg>, shared: &Shared, sink: &dyn Sink, cfg: &LogConfig) {
+fn run(
+    mut store: Store,
+    rx: Receiver<Msg>,
+    shared: &WriterState,
+    sink: &dyn Sink,
+    cfg: &StoreConfig,
+) {
     let mut batch: Vec<Job> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut stopping = false;
@@ -363,9 +367,9 @@ fn commit(
     store: &mut Store,
     batch: &mut Vec<Job>,
     buf: &mut Vec<u8>,
-    shared: &Shared,
+    shared: &WriterState,
     sink: &dyn Sink,
-    cfg: &LogConfig,
+    cfg: &StoreConfig,
 ) {
     // Roll first, so that the new segment is named after the first record it holds.
     if let Err(e) = store.roll_if_due(cfg.segment_bytes) {
@@ -425,7 +429,7 @@ fn commit(
     }
 }
 
-fn fail_all(jobs: &mut Vec<Job>, shared: &Shared, why: &str) {
+fn fail_all(jobs: &mut Vec<Job>, shared: &WriterState, why: &str) {
     shared
         .errors
         .fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -434,8 +438,8 @@ fn fail_all(jobs: &mut Vec<Job>, shared: &Shared, why: &str) {
     }
 }
 
-/// The log's figures in Prometheus text.
-pub fn render(out: &mut String, s: &LogStats) {
+/// The store's figures in Prometheus text.
+pub fn render(out: &mut String, s: &StoreStats) {
     use std::fmt::Write as _;
     let mut one = |name: &str, kind: &str, help: &str, v: u64| {
         let _ = write!(
@@ -446,43 +450,43 @@ pub fn render(out: &mut String, s: &LogStats) {
     one(
         "sse_data_log_bytes",
         "gauge",
-        "Bytes of event log segments on disk.",
+        "Bytes of event store segments on disk.",
         s.bytes,
     );
     one(
         "sse_data_log_segments",
         "gauge",
-        "Event log segment files.",
+        "Event store segment files.",
         s.segments,
     );
     one(
         "sse_data_log_recovered_events",
         "gauge",
-        "Events read back from the event log at start-up.",
+        "Events read back from the event store at start-up.",
         s.recovered_events,
     );
     one(
         "sse_data_log_truncated_bytes",
         "gauge",
-        "Bytes of torn tail cut off the event log at start-up.",
+        "Bytes of torn tail cut off the event store at start-up.",
         s.truncated_bytes,
     );
     one(
         "sse_data_log_stored_total",
         "counter",
-        "Publishes made durable by the event log.",
+        "Publishes made durable by the event store.",
         s.stored,
     );
     one(
         "sse_data_log_errors_total",
         "counter",
-        "Publishes the event log could not store (answered 503).",
+        "Publishes the event store could not store (answered 503).",
         s.errors,
     );
     one(
         "sse_data_log_queued",
         "gauge",
-        "Publishes waiting for the event log.",
+        "Publishes waiting for the event store.",
         s.queued,
     );
     let counts: [u64; latency::SLOTS] =
@@ -506,19 +510,19 @@ mod tests {
     /// A history stand-in: what was restored and appended, bounded by events.
     #[derive(Default)]
     struct Memory {
-        items: Mutex<Vec<Item>>,
+        items: Mutex<Vec<Restored>>,
         evicted: AtomicU64,
         keep: usize,
     }
 
     impl Sink for Memory {
-        fn restore(&self, items: Vec<Item>, evicted: u64, _next: u64) {
+        fn restore(&self, items: Vec<Restored>, evicted: u64, _next: u64) {
             *self.items.lock().unwrap() = items;
             self.evicted.store(evicted, Ordering::Relaxed);
         }
         fn on_events(&self, events: Vec<(u64, Publish)>) {
             let mut items = self.items.lock().unwrap();
-            items.extend(events.into_iter().map(|(s, p)| Item::Event(s, p)));
+            items.extend(events.into_iter().map(|(s, p)| Restored::Event(s, p)));
             while items.len() > self.keep {
                 let old = items.remove(0);
                 self.evicted.store(old.seq(), Ordering::Relaxed);
@@ -529,8 +533,8 @@ mod tests {
         }
     }
 
-    fn cfg(dir: &std::path::Path, fsync: Fsync, segment_bytes: u64) -> LogConfig {
-        LogConfig {
+    fn cfg(dir: &std::path::Path, fsync: Fsync, segment_bytes: u64) -> StoreConfig {
+        StoreConfig {
             dir: dir.to_path_buf(),
             fsync,
             history_events: 1000,
@@ -547,11 +551,11 @@ mod tests {
         }
     }
 
-    fn publish_all(log: &DurableLog, n: usize) -> Vec<Result<String, String>> {
+    fn publish_all(store: &DurableStore, n: usize) -> Vec<Result<String, String>> {
         let (tx, rx) = channel();
         for i in 0..n {
             let tx = tx.clone();
-            log.submit(
+            store.submit(
                 ev(format!("event {i}")),
                 Box::new(move |r| tx.send((i, r)).unwrap()),
             );
@@ -571,16 +575,16 @@ mod tests {
                 keep: 1000,
                 ..Memory::default()
             });
-            let (log, report) = DurableLog::open(cfg(&d.0, fsync, 1 << 20), "ep0")
+            let (store, report) = DurableStore::open(cfg(&d.0, fsync, 1 << 20), "ep0")
                 .unwrap()
                 .start(sink.clone())
                 .unwrap();
             assert_eq!((report.epoch.as_str(), report.next), ("ep0", 1));
-            let ids = publish_all(&log, 300);
+            let ids = publish_all(&store, 300);
             let want: Vec<Result<String, String>> =
                 (1..=300).map(|s| Ok(format!("ep0-{s}"))).collect();
             assert_eq!(ids, want, "{fsync:?}");
-            let st = log.stats();
+            let st = store.stats();
             assert_eq!((st.stored, st.errors, st.queued), (300, 0, 0));
             let syncs: u64 = st.sync_buckets.iter().sum();
             match fsync {
@@ -588,12 +592,12 @@ mod tests {
                 Fsync::Batch => assert!((1..=300).contains(&syncs), "{syncs}"),
                 Fsync::Off => assert_eq!(syncs, 0),
             }
-            log.stop();
+            store.stop();
             let sink2 = Arc::new(Memory {
                 keep: 1000,
                 ..Memory::default()
             });
-            let (log, report) = DurableLog::open(cfg(&d.0, fsync, 1 << 20), "new")
+            let (store, report) = DurableStore::open(cfg(&d.0, fsync, 1 << 20), "new")
                 .unwrap()
                 .start(sink2.clone())
                 .unwrap();
@@ -602,8 +606,8 @@ mod tests {
                 ("ep0", 301, 300)
             );
             assert_eq!(*sink2.items.lock().unwrap(), *sink.items.lock().unwrap());
-            assert_eq!(publish_all(&log, 1), [Ok("ep0-301".to_string())]);
-            log.stop();
+            assert_eq!(publish_all(&store, 1), [Ok("ep0-301".to_string())]);
+            store.stop();
         }
     }
 
@@ -615,17 +619,17 @@ mod tests {
             keep: 10_000,
             ..Memory::default()
         });
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 8 << 20), "e")
+        let (store, _) = DurableStore::open(cfg(&d.0, Fsync::Batch, 8 << 20), "e")
             .unwrap()
             .start(sink)
             .unwrap();
-        assert!(publish_all(&log, 2000).iter().all(|r| r.is_ok()));
-        let syncs: u64 = log.stats().sync_buckets.iter().sum();
+        assert!(publish_all(&store, 2000).iter().all(|r| r.is_ok()));
+        let syncs: u64 = store.stats().sync_buckets.iter().sum();
         assert!(
             syncs < 2000,
             "2000 publishes queued at once took {syncs} syncs"
         );
-        log.stop();
+        store.stop();
     }
 
     #[test]
@@ -636,19 +640,19 @@ mod tests {
             ..Memory::default()
         });
         let seg = 2048;
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Off, seg), "e")
+        let (store, _) = DurableStore::open(cfg(&d.0, Fsync::Off, seg), "e")
             .unwrap()
             .start(sink.clone())
             .unwrap();
         let mut most = 0;
         for _ in 0..40 {
-            publish_all(&log, 25);
-            let st = log.stats();
+            publish_all(&store, 25);
+            let st = store.stats();
             let retained: u64 = {
                 let items = sink.items.lock().unwrap();
                 let mut b = Vec::new();
                 for i in items.iter() {
-                    if let Item::Event(s, p) = i {
+                    if let Restored::Event(s, p) = i {
                         format::encode(&mut b, *s, p).unwrap();
                     }
                 }
@@ -671,26 +675,26 @@ mod tests {
             most = most.max(st.segments);
         }
         assert!(most >= 2, "segments rolled");
-        log.stop();
+        store.stop();
     }
 
     #[test]
-    fn a_full_queue_and_a_stopped_log_answer_at_once() {
+    fn a_full_queue_and_a_stopped_store_answer_at_once() {
         let d = TempDir::new("stop");
         let sink = Arc::new(Memory {
             keep: 10,
             ..Memory::default()
         });
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
+        let (store, _) = DurableStore::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
             .unwrap()
             .start(sink)
             .unwrap();
-        log.stop();
+        store.stop();
         let (tx, rx) = channel();
-        log.submit(ev("late".into()), Box::new(move |r| tx.send(r).unwrap()));
+        store.submit(ev("late".into()), Box::new(move |r| tx.send(r).unwrap()));
         let r = rx.try_recv().expect("answered inside submit");
         assert_eq!(r, Err("the event log is stopping".into()));
-        assert_eq!(log.stats().errors, 1);
+        assert_eq!(store.stats().errors, 1);
     }
 
     #[test]
@@ -700,13 +704,13 @@ mod tests {
             keep: 10,
             ..Memory::default()
         });
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
+        let (store, _) = DurableStore::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
             .unwrap()
             .start(sink.clone())
             .unwrap();
-        assert_eq!(publish_all(&log, 1), [Ok("e-1".to_string())]);
-        log.stop_writes();
-        let refused = publish_all(&log, 3);
+        assert_eq!(publish_all(&store, 1), [Ok("e-1".to_string())]);
+        store.stop_writes();
+        let refused = publish_all(&store, 3);
         assert!(
             refused
                 .iter()
@@ -714,8 +718,8 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(sink.items.lock().unwrap().len(), 1);
-        log.stop();
-        let (_, report) = DurableLog::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
+        store.stop();
+        let (_, report) = DurableStore::open(cfg(&d.0, Fsync::Batch, 1 << 20), "e")
             .unwrap()
             .start(sink)
             .unwrap();
@@ -731,34 +735,35 @@ mod tests {
             keep: 10,
             ..Memory::default()
         });
-        let (log, _) = DurableLog::open(cfg(&d.0, Fsync::Off, 1 << 20), "e")
+        let (store, _) = DurableStore::open(cfg(&d.0, Fsync::Off, 1 << 20), "e")
             .unwrap()
             .start(sink)
             .unwrap();
         // The writer is held up as a slow disk would hold it: the queue's bytes are taken.
-        log.shared
+        store
+            .shared
             .queued_bytes
             .store(QUEUE_BYTES - 100, Ordering::Release);
         let (tx, rx) = channel();
-        log.submit(ev("x".repeat(200)), Box::new(move |r| tx.send(r).unwrap()));
+        store.submit(ev("x".repeat(200)), Box::new(move |r| tx.send(r).unwrap()));
         assert_eq!(
             rx.try_recv().expect("answered at once"),
             Err("the event log's queue is full".to_string())
         );
-        log.shared.queued_bytes.store(0, Ordering::Release);
-        assert_eq!(publish_all(&log, 1), [Ok("e-1".to_string())]);
-        assert_eq!(log.shared.queued_bytes.load(Ordering::Acquire), 0);
-        log.stop();
+        store.shared.queued_bytes.store(0, Ordering::Release);
+        assert_eq!(publish_all(&store, 1), [Ok("e-1".to_string())]);
+        assert_eq!(store.shared.queued_bytes.load(Ordering::Acquire), 0);
+        store.stop();
     }
 
     #[test]
     fn metrics_text_names_every_figure() {
         let mut out = String::new();
-        let mut s = LogStats {
+        let mut s = StoreStats {
             bytes: 123,
             segments: 2,
             sync_buckets: vec![0; latency::SLOTS],
-            ..LogStats::default()
+            ..StoreStats::default()
         };
         s.sync_buckets[3] = 5;
         s.sync_sum_us = 4000;

@@ -1,5 +1,5 @@
 //! Where a publish is stored before it is answered, when the history is not its only copy:
-//! the shared log in Redis (`--redis`) or the embedded log in a data directory
+//! the shared store in Redis (`--redis`) or the embedded store in a data directory
 //! (`--data-dir`). One interface, so the route has one path for both: submit, then answer
 //! later through the loop's queue and waker (`Then::Pending`), with the backend's id.
 

@@ -13,7 +13,7 @@
 //!
 //! Ids come from one of two schemes ([`Ids`]): alone, `<epoch>-<seq>` with the epoch drawn at
 //! start, so an id from an earlier run is unknown, never another event; with `--redis`, the
-//! shared log's own ids (`<ms>-<n>`), mapped to a sequence number that keeps their order
+//! shared store's own ids (`<ms>-<n>`), mapped to a sequence number that keeps their order
 //! (`ms << 22 | n`), so every instance and every restart agrees on them.
 //!
 //! **Invariant:** `History::events` holds increasing sequence numbers, oldest first;
@@ -57,7 +57,7 @@ impl Default for HubConfig {
 
 /// One published event, encoded once.
 #[derive(Debug)]
-pub struct Event {
+pub struct EncodedEvent {
     pub seq: u64,
     pub topics: Box<[Box<str>]>,
     /// The whole frame: `id:`, `event:`, `retry:`, `data:` lines and the blank line.
@@ -68,7 +68,7 @@ pub struct Event {
     pub private: bool,
 }
 
-impl Event {
+impl EncodedEvent {
     fn cost(&self) -> usize {
         self.frame.len() + self.topics.iter().map(|t| t.len() + 16).sum::<usize>() + 64
     }
@@ -96,6 +96,16 @@ pub enum Restored {
     },
 }
 
+impl Restored {
+    /// The last sequence number it covers.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Restored::Event(s, _) => *s,
+            Restored::Gap { through, .. } => *through,
+        }
+    }
+}
+
 /// What a publisher sends.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Publish {
@@ -109,7 +119,7 @@ pub struct Publish {
 
 #[derive(Debug)]
 struct History {
-    events: VecDeque<Arc<Event>>,
+    events: VecDeque<Arc<EncodedEvent>>,
     bytes: usize,
     /// The next sequence number at least (the first is 1; cursor 0 is "before everything").
     next: u64,
@@ -132,7 +142,7 @@ impl History {
 
 impl History {
     /// Appends an event and drops the oldest past the bounds.
-    fn push(&mut self, ev: Arc<Event>, cfg: &HubConfig) {
+    fn push(&mut self, ev: Arc<EncodedEvent>, cfg: &HubConfig) {
         self.next = ev.seq + 1;
         self.bytes += ev.cost();
         self.events.push_back(ev);
@@ -152,16 +162,16 @@ impl History {
 pub enum Ids {
     /// `<epoch>-<seq>`, sequence numbers assigned here.
     Local { epoch: String },
-    /// The Redis event log's ids, `<ms>-<n>`, assigned by Redis.
+    /// The Redis event store's ids, `<ms>-<n>`, assigned by Redis.
     Redis,
 }
 
-/// Bits of a log id's `n` part in its sequence number.
-const LOG_N_BITS: u32 = 22;
+/// Bits of a store id's `n` part in its sequence number.
+const REDIS_N_BITS: u32 = 22;
 
-/// The state of the shared log, as the bridge last reported it.
+/// The state of the shared store, as the bridge last reported it.
 #[derive(Debug, Default)]
-struct EventLogState {
+struct StoreState {
     up: bool,
     reason: String,
 }
@@ -171,7 +181,7 @@ pub struct Hub {
     cfg: HubConfig,
     ids: Ids,
     history: Mutex<History>,
-    event_log_state: Mutex<EventLogState>,
+    store_state: Mutex<StoreState>,
     /// The last sequence number stored (readable without the lock).
     head: AtomicU64,
     /// Per loop: a wake-up is pending and not yet acted on.
@@ -218,7 +228,7 @@ impl Hub {
                 evicted: 0,
                 presence: None,
             }),
-            event_log_state: Mutex::new(EventLogState {
+            store_state: Mutex::new(StoreState {
                 up,
                 reason: if up {
                     String::new()
@@ -283,17 +293,14 @@ impl Hub {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether ids come from the shared log (`--redis`).
+    /// Whether ids come from the shared store (`--redis`).
     pub fn is_redis(&self) -> bool {
         self.ids == Ids::Redis
     }
 
-    /// The shared log is reachable (always true alone); else why not.
-    pub fn event_log_state(&self) -> Result<(), String> {
-        let s = self
-            .event_log_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    /// The shared store is reachable (always true alone); else why not.
+    pub fn store_state(&self) -> Result<(), String> {
+        let s = self.store_state.lock().unwrap_or_else(|e| e.into_inner());
         if s.up {
             Ok(())
         } else {
@@ -301,12 +308,9 @@ impl Hub {
         }
     }
 
-    /// Records what the bridge says of the shared log.
-    pub fn set_event_log_state(&self, up: bool, reason: &str) {
-        let mut s = self
-            .event_log_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    /// Records what the bridge says of the shared store.
+    pub fn set_store_state(&self, up: bool, reason: &str) {
+        let mut s = self.store_state.lock().unwrap_or_else(|e| e.into_inner());
         s.up = up;
         s.reason = reason.to_string();
     }
@@ -320,9 +324,9 @@ impl Hub {
                 push_decimal(out, seq);
             }
             Ids::Redis => {
-                push_decimal(out, seq >> LOG_N_BITS);
+                push_decimal(out, seq >> REDIS_N_BITS);
                 out.push(b'-');
-                push_decimal(out, seq & ((1 << LOG_N_BITS) - 1));
+                push_decimal(out, seq & ((1 << REDIS_N_BITS) - 1));
             }
         }
     }
@@ -345,17 +349,23 @@ impl Hub {
                 let dash = id.iter().position(|&b| b == b'-')?;
                 let ms = crate::util::number::parse_u64(&id[..dash])?;
                 let n = crate::util::number::parse_u64(&id[dash + 1..])?;
-                (ms < 1 << (64 - LOG_N_BITS) && n < 1 << LOG_N_BITS).then_some(ms << LOG_N_BITS | n)
+                (ms < 1 << (64 - REDIS_N_BITS) && n < 1 << REDIS_N_BITS)
+                    .then_some(ms << REDIS_N_BITS | n)
             }
         }
     }
 
-    /// Stores events read from the shared log (oldest first), skipping any not after the
+    /// Stores events read from the shared store (oldest first), skipping any not after the
     /// last one stored (a repeat) or whose id cannot be read; wakes every loop. `backfill`:
-    /// these are the log's last entries loaded at start, so whatever came before the first of
-    /// them is not here (a resume from before it is a gap); an empty backfill means the log
+    /// these are the store's last entries loaded at start, so whatever came before the first of
+    /// them is not here (a resume from before it is a gap); an empty backfill means the store
     /// was empty, and nothing came before.
-    pub fn append_log(&self, events: Vec<(String, Publish)>, now_us: u64, backfill: bool) -> usize {
+    pub fn append_redis_entries(
+        &self,
+        events: Vec<(String, Publish)>,
+        now_us: u64,
+        backfill: bool,
+    ) -> usize {
         let mut h = self.lock();
         let mut added = 0;
         for (id, p) in events {
@@ -368,14 +378,14 @@ impl Hub {
             if backfill && added == 0 {
                 h.evicted = h.evicted.max(seq.saturating_sub(1));
             }
-            // An entry without topics is the log's own mark that it was deleted and started
+            // An entry without topics is the store's own mark that it was deleted and started
             // again (see `redis_bridge`): a `reset` for every subscriber it reaches.
             let frame = if p.topics.is_empty() {
-                self.log_reset_frame(h.next - 1, seq)
+                self.store_reset_frame(h.next - 1, seq)
             } else {
                 self.encode(seq, &p)
             };
-            let ev = Arc::new(Event {
+            let ev = Arc::new(EncodedEvent {
                 seq,
                 topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
                 frame: frame.into_boxed_slice(),
@@ -409,7 +419,7 @@ impl Hub {
     pub fn publish(&self, p: &Publish, now_us: u64) -> u64 {
         let mut h = self.lock();
         let seq = h.next;
-        let ev = Arc::new(Event {
+        let ev = Arc::new(EncodedEvent {
             seq,
             topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
             frame: self.encode(seq, p).into_boxed_slice(),
@@ -439,7 +449,7 @@ impl Hub {
         h.evicted = h.evicted.max(evicted);
         for item in items {
             let ev = match item {
-                Restored::Event(seq, p) if !p.topics.is_empty() => Event {
+                Restored::Event(seq, p) if !p.topics.is_empty() => EncodedEvent {
                     seq,
                     topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
                     frame: self.encode(seq, &p).into_boxed_slice(),
@@ -447,7 +457,7 @@ impl Hub {
                     private: p.private,
                 },
                 Restored::Event(..) => continue,
-                Restored::Gap { after, through } => Event {
+                Restored::Gap { after, through } => EncodedEvent {
                     seq: through,
                     topics: Box::new([]),
                     frame: self.gap_frame(after, through).into_boxed_slice(),
@@ -481,10 +491,10 @@ impl Hub {
         f
     }
 
-    /// The `reset` of a log that was deleted and started again under the server (`DEL`,
-    /// `FLUSHALL`, eviction), at the mark `seq` the new log starts with: events between
+    /// The `reset` of a store that was deleted and started again under the server (`DEL`,
+    /// `FLUSHALL`, eviction), at the mark `seq` the new store starts with: events between
     /// `before` (the last one this instance had) and the mark may be lost.
-    pub fn log_reset_frame(&self, before: u64, seq: u64) -> Vec<u8> {
+    pub fn store_reset_frame(&self, before: u64, seq: u64) -> Vec<u8> {
         let mut f = Vec::with_capacity(160);
         f.extend_from_slice(b"id: ");
         self.push_id(&mut f, seq);
@@ -508,7 +518,7 @@ impl Hub {
             if seq < h.next {
                 continue;
             }
-            let ev = Arc::new(Event {
+            let ev = Arc::new(EncodedEvent {
                 seq,
                 topics: p.topics.iter().map(|t| t.as_str().into()).collect(),
                 frame: self.encode(seq, &p).into_boxed_slice(),
@@ -721,10 +731,10 @@ pub enum Start {
         cursor: u64,
         reason: ResetReason,
     },
-    /// Older than this loop's history, but the shared log (`--redis`) may still hold what
-    /// followed: replay the log's entries in `(after, until]` (page by page, see
-    /// [`LogPage`]), then go live from `until`.
-    Log { after: u64, until: u64 },
+    /// Older than this loop's history, but the shared store (`--redis`) may still hold what
+    /// followed: replay the store's entries in `(after, until]` (page by page, see
+    /// [`StorePage`]), then go live from `until`.
+    Store { after: u64, until: u64 },
 }
 
 /// A subscription as the hub decided it: its topics (interned by name, registered in the
@@ -737,15 +747,15 @@ pub struct Subscribed {
     pub start: Start,
 }
 
-/// One page of the shared log read back for a replay (see [`Start::Log`]).
+/// One page of the shared store read back for a replay (see [`Start::Store`]).
 #[derive(Debug, Default)]
-pub struct LogPage {
-    /// The entries after the position asked for, oldest first, with their log ids.
+pub struct StorePage {
+    /// The entries after the position asked for, oldest first, with their store ids.
     pub entries: Vec<(String, Publish)>,
-    /// The position read from is still in the log, so the entries follow it directly; when
-    /// not (trimmed by `MAXLEN`, never issued, the log deleted), entries were lost: a gap.
+    /// The position read from is still in the store, so the entries follow it directly; when
+    /// not (trimmed by `MAXLEN`, never issued, the store deleted), entries were lost: a gap.
     pub follows: bool,
-    /// The log's first id now, for the `reset`'s `oldest`.
+    /// The store's first id now, for the `reset`'s `oldest`.
     pub oldest: Option<String>,
     /// Nothing more up to the end of the range asked for.
     pub end: bool,
@@ -760,7 +770,7 @@ pub struct LogPage {
 
 /// The bytes a replay page aims at (entries are asked for by count, sized from the last page).
 pub const PAGE_BYTES: usize = 256 * 1024;
-/// The most memory all replay pages together hold (read from the log and not yet written):
+/// The most memory all replay pages together hold (read from the store and not yet written):
 /// past it, the next page is read only when earlier ones have been written (counted as a
 /// wait). A page is about [`PAGE_BYTES`], so this is at least 64 replays in progress at once.
 pub const MAX_REPLAY_BYTES: u64 = 16 << 20;
@@ -870,7 +880,7 @@ struct TopicEntry {
 pub struct LocalHub {
     pub hub: Arc<Hub>,
     loop_id: usize,
-    events: VecDeque<Arc<Event>>,
+    events: VecDeque<Arc<EncodedEvent>>,
     /// The last sequence number mirrored.
     head: u64,
     /// The largest sequence number the hub had dropped at the last sync.
@@ -1031,7 +1041,7 @@ impl LocalHub {
 
     /// The mirrored events after `cursor`, oldest first (a binary search finds the first, so
     /// a resume costs what it replays, not the history's size).
-    pub fn after(&self, cursor: u64) -> impl Iterator<Item = &Arc<Event>> {
+    pub fn after(&self, cursor: u64) -> impl Iterator<Item = &Arc<EncodedEvent>> {
         let start = self.events.partition_point(|e| e.seq <= cursor);
         self.events.range(start..)
     }
@@ -1061,7 +1071,7 @@ impl LocalHub {
     /// A subscription to `topics` (names; `*` for every topic) by a subscriber whose token
     /// allows `claims` (its `mercure.subscribe` selectors), resuming after `last_id` if given:
     /// the one place where a subscription is decided, for live streams, resumes and replays
-    /// from the shared log alike. The loop registers the subscriber (see
+    /// from the shared store alike. The loop registers the subscriber (see
     /// [`register`](Self::register)) in the same step, before any sweep can run.
     pub fn subscribe(
         &mut self,
@@ -1135,19 +1145,19 @@ impl LocalHub {
                     ..
                 },
                 _,
-            ) if self.hub.is_redis() => Start::Log {
+            ) if self.hub.is_redis() => Start::Store {
                 after: parsed.unwrap_or(0),
                 until: self.evicted,
             },
             // Newer than anything this instance has read: another instance may have given it
-            // a moment ago. The log says whether it exists (then live from it) or not (`reset`).
+            // a moment ago. The store says whether it exists (then live from it) or not (`reset`).
             (
                 Start::Reset {
                     reason: ResetReason::UnknownId,
                     ..
                 },
                 Some(seq),
-            ) if self.hub.is_redis() && seq > self.head => Start::Log {
+            ) if self.hub.is_redis() && seq > self.head => Start::Store {
                 after: seq,
                 until: seq,
             },
@@ -1167,7 +1177,7 @@ impl LocalHub {
     }
 
     /// [`encode_reset`](Self::encode_reset) naming `oldest` as the oldest id still held (the
-    /// shared log's, for a replay that found a gap).
+    /// shared store's, for a replay that found a gap).
     pub fn encode_reset_oldest(
         &self,
         out: &mut Vec<u8>,
@@ -1263,7 +1273,7 @@ impl LocalHub {
 
     /// Whether event `ev` is for a subscription with `filter` whose private mask is
     /// `private` (see [`Filter`]).
-    pub fn matches(&self, filter: &Filter, private: u32, ev: &Event) -> bool {
+    pub fn matches(&self, filter: &Filter, private: u32, ev: &EncodedEvent) -> bool {
         if ev.is_gap() {
             return true;
         }
@@ -1271,7 +1281,7 @@ impl LocalHub {
     }
 
     /// The visibility rule, for events in the history and entries read back from the shared
-    /// log alike: whether an event on `topics` (private if `is_private`) is for a subscription
+    /// store alike: whether an event on `topics` (private if `is_private`) is for a subscription
     /// with `filter` whose private mask is `private` (see [`Filter`]). The filter's topic ids
     /// are this loop's, held by the subscriber's registration.
     pub fn visible<T: AsRef<str>>(
@@ -1310,7 +1320,7 @@ impl LocalHub {
         }
     }
 
-    /// A number naming one answer given later on this loop (a publish waiting for the log).
+    /// A number naming one answer given later on this loop (a publish waiting for the store).
     pub fn ticket(&mut self) -> u32 {
         self.next_ticket = self.next_ticket.wrapping_add(1);
         self.next_ticket
@@ -1594,7 +1604,7 @@ mod tests {
         assert!(l.intern("a").is_some());
     }
 
-    fn log_hub(events: usize) -> Arc<Hub> {
+    fn redis_hub(events: usize) -> Arc<Hub> {
         Arc::new(Hub::with_ids(
             HubConfig {
                 history_events: events,
@@ -1618,8 +1628,8 @@ mod tests {
     }
 
     #[test]
-    fn log_ids_are_the_logs_own_and_keep_its_order() {
-        let h = log_hub(100);
+    fn redis_ids_are_the_stores_own_and_keep_its_order() {
+        let h = redis_hub(100);
         for id in ["1700000000000-0", "1700000000000-1", "1700000000001-0"] {
             let seq = h.parse_id(id.as_bytes()).unwrap();
             assert_eq!(h.id(seq), id);
@@ -1628,20 +1638,17 @@ mod tests {
         for bad in [&b"x-1"[..], b"17", b"1-", b"-1", b"1-99999999"] {
             assert_eq!(h.parse_id(bad), None, "{bad:?}");
         }
-        assert!(
-            h.event_log_state().is_err(),
-            "down until the bridge says up"
-        );
+        assert!(h.store_state().is_err(), "down until the bridge says up");
     }
 
     #[test]
-    fn log_entries_are_stored_once_in_order_and_resume_by_their_ids() {
-        let h = log_hub(3);
+    fn redis_entries_are_stored_once_in_order_and_resume_by_their_ids() {
+        let h = redis_hub(3);
         // The backfill: what came before it is not here.
-        h.append_log(vec![entry("100-0", "a"), entry("100-1", "a")], 0, true);
+        h.append_redis_entries(vec![entry("100-0", "a"), entry("100-1", "a")], 0, true);
         // A repeat (a reconnect that read an entry again) is ignored.
         assert_eq!(
-            h.append_log(vec![entry("100-1", "a"), entry("105-0", "a")], 0, false),
+            h.append_redis_entries(vec![entry("100-1", "a"), entry("105-0", "a")], 0, false),
             1
         );
         let mut l = LocalHub::new(h.clone(), 0);
@@ -1667,7 +1674,7 @@ mod tests {
                 ..
             }
         ));
-        h.append_log(vec![entry("106-0", "a")], 0, false);
+        h.append_redis_entries(vec![entry("106-0", "a")], 0, false);
         l.sync();
         assert_eq!(l.evicted(), h.parse_id(b"100-0").unwrap());
         assert_eq!(
@@ -2060,12 +2067,12 @@ mod tests {
     }
 
     #[test]
-    fn the_first_entries_of_an_empty_log_are_not_a_gap() {
-        let h = log_hub(100);
-        h.append_log(Vec::new(), 0, true);
+    fn the_first_entries_of_an_empty_store_are_not_a_gap() {
+        let h = redis_hub(100);
+        h.append_redis_entries(Vec::new(), 0, true);
         let mut l = LocalHub::new(h.clone(), 0);
         assert_eq!(l.start(None), Start::From(0));
-        h.append_log(vec![entry("100-0", "a")], 0, false);
+        h.append_redis_entries(vec![entry("100-0", "a")], 0, false);
         l.sync();
         assert_eq!(
             l.evicted(),

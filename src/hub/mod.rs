@@ -1,18 +1,18 @@
 //! Publish and subscribe, sans-IO: the bounded history of events shared by the loops, each
 //! loop's mirror and topic index, topic selectors, tokens, and the one interface through
-//! which an event-log backend stores publishes.
+//! which an event-store backend stores publishes.
 //!
 //! - [`history`]: [`history::Hub`] (the shared history, ids, eviction) and
 //!   [`history::LocalHub`] (one loop's mirror, its subscribers by topic, who may see what);
 //! - [`parse`]: what publishers and subscribers send, read and checked (form and JSON publish
-//!   bodies, subscription queries) and the one rule for an event's fields, which the event-log
+//!   bodies, subscription queries) and the one rule for an event's fields, which the event-store
 //!   backends apply to what they read back too;
 //! - [`selector`]: topic selectors of both Mercure drafts (URI Templates, URL Patterns) and a
 //!   bounded cache of their results;
 //! - [`presence`]: subscription events and the registry the subscriptions API reads
 //!   (`--subscriptions`);
 //! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs with Mercure claims);
-//! - [`backend`]: the [`backend::Backend`] trait that the event-log backends implement (the
+//! - [`backend`]: the [`backend::Backend`] trait that the event-store backends implement (the
 //!   Redis bridge, [`crate::redis`], and the data directory, [`crate::durable`]).
 //!
 //! Imports only [`crate::util`]: the hub knows events, not HTTP. Never imports the wire, the

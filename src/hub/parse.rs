@@ -101,7 +101,7 @@ pub fn parse_retry(v: &str) -> Result<u64, Refusal> {
 }
 
 /// **The one rule for an event's fields**, wherever the event comes from: a publish (form or
-/// JSON) and an entry read back from the shared log (Redis) are checked by this function and
+/// JSON) and an entry read back from the shared store (Redis) are checked by this function and
 /// nothing else, so an event accepted at one end is never dropped at the other.
 ///
 /// - `topic`: 1 to [`MAX_TOPICS`] *distinct* names (a repeated name counts once and is kept

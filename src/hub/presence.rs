@@ -7,7 +7,7 @@
 //!   once, as RFC 6570's simple expansion does: everything but RFC 3986's unreserved
 //!   characters), one per selector of a subscription, published when its stream starts
 //!   (`"active":true`) and ends (`"active":false`), with the token's payload for that selector.
-//!   It goes through the hub like any publish (its id, the history, the shared log, the private
+//!   It goes through the hub like any publish (its id, the history, the shared store, the private
 //!   rule), so only a token whose subscribe claims select that topic ever reads it.
 //! - The subscriber id is `urn:uuid:` and a version-4-shaped UUID made of this instance's random
 //!   64-bit tag (drawn at start) and the loop's number and its count of subscriptions (handed in
@@ -18,7 +18,7 @@
 //!   (a `true` adds, a `false` removes), kept under the history's lock: the API's list and
 //!   its `lastEventID` are one snapshot, so a client that fetches the list, then subscribes
 //!   from `lastEventID`, misses nothing. With `--redis` every instance folds every instance's
-//!   events as it reads them from the shared log, so each one's API shows them all.
+//!   events as it reads them from the shared store, so each one's API shows them all.
 //!
 //! **Invariant:** no IO and no clock; nothing here allocates beyond the document it writes,
 //! and an event's data that is not a subscription document is ignored, never a panic.

@@ -1,7 +1,7 @@
-//! The Redis bridge: one event log for a whole deployment of `sse-server`s, kept in a Redis
+//! The Redis bridge: one event store for a whole deployment of `sse-server`s, kept in a Redis
 //! Stream. A publish is appended with `XADD` and answered with the id Redis gave it; every
 //! instance reads the stream with `XREAD BLOCK` from its last id and hands what it reads to a
-//! [`Sink`] (the hub), so ids and order are the log's, the same on every instance and across a
+//! [`Sink`] (the hub), so ids and order are the store's, the same on every instance and across a
 //! restart of any of them.
 //!
 //! The interface the server uses:
@@ -29,7 +29,7 @@
 //!   within the replay budget;
 //! - the **reader** loops on `XREAD BLOCK 500 COUNT 1000 STREAMS key <last id>` (its socket's
 //!   read timeout is longer than the block, so a Redis that stops answering is noticed), and
-//!   once a second asks `XINFO STREAM` how far the log has gone (the lag).
+//!   once a second asks `XINFO STREAM` how far the store has gone (the lag).
 //!
 //! Both reconnect forever with jittered exponential backoff (50 ms doubling to 2 s, ±50 %).
 //! After a reconnect the reader first catches up without blocking from its last id, and only
@@ -44,7 +44,7 @@
 //! and in stream order, across any number of reconnects: the reader's position (`last id`)
 //! only moves past entries it has handed to the sink (or skipped as unreadable, counted).
 //! Entries trimmed by `MAXLEN` before this instance read them are the exception (a reader
-//! more than `maxlen` entries behind), as in any capped log.
+//! more than `maxlen` entries behind), as in any capped store.
 //! **Invariant:** `Sink::on_state(true, _)` is reported only while both connections are up and
 //! the reader has caught up since its last reconnect; every loss of either is reported.
 //! **Invariant:** nothing here panics on what Redis sends: an entry the bridge cannot read
@@ -52,7 +52,8 @@
 //! the publish path's one rule, refuses) is skipped and counted; an entry the publish path
 //! accepted is never skipped.
 
-use crate::hub::history::{LogPage, Publish, ReplayBudget, PAGE_BYTES};
+use crate::hub::backend::Done;
+use crate::hub::history::{Publish, ReplayBudget, StorePage, PAGE_BYTES};
 use redis::{ConnectionLike, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -61,7 +62,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// What [`Bridge::range`] calls with the page read (or why not).
-pub type PageDone = Box<dyn FnOnce(Result<LogPage, String>) + Send>;
+pub type PageDone = Box<dyn FnOnce(Result<StorePage, String>) + Send>;
 
 /// The most page reads waiting for the range thread; past it a replay gets `reset` (counted
 /// as refused).
@@ -91,7 +92,7 @@ const STOP_WAIT: Duration = Duration::from_millis(900);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// Where the log is and how long it is kept.
+/// Where the store is and how long it is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeConfig {
     /// `redis://[user:password@]host:port[/db]` (or `redis+unix:///path`). `rediss://` is
@@ -152,42 +153,42 @@ pub struct BridgeStats {
     pub publishes_stored: u64,
     /// Publishes answered `Err`.
     pub publish_errors: u64,
-    /// Entries in the log that this instance has not read yet, as of the last `XINFO`
+    /// Entries in the store that this instance has not read yet, as of the last `XINFO`
     /// (at most a second old while the reader is up).
     pub lag: u64,
     /// Jobs waiting for the writer.
     pub queued: u64,
     /// The last connection or command error, empty if none yet.
     pub last_error: String,
-    /// Bytes held by replay pages (read from the log, not yet written to their streams).
+    /// Bytes held by replay pages (read from the store, not yet written to their streams).
     pub replay_bytes: u64,
     /// Page reads that waited for the replay budget.
     pub replay_waits: u64,
     /// Page reads refused (the range thread's queue was full): those replays got `reset`.
     pub replay_refused: u64,
-    /// Times the log was found deleted or recreated under the server (subscribers were told
+    /// Times the store was found deleted or recreated under the server (subscribers were told
     /// with `reset`, reason `log-reset`).
-    pub log_resets: u64,
+    pub store_resets: u64,
 }
 
 /// A publish waiting for the writer.
 struct Job {
     publish: Publish,
-    done: Box<dyn FnOnce(Result<String, String>) + Send>,
+    done: Done,
 }
 
 /// What both threads and the handle share.
-struct Shared {
+struct BridgeState {
     sink: Arc<dyn Sink>,
     stop: AtomicBool,
     /// No more `XADD`s: what is queued or submitted is answered `Err` (see
     /// [`Bridge::stop_writes`]).
     writes_stopped: AtomicBool,
-    /// The greatest millisecond seen in an id (read or stored): a recreated log starts above
+    /// The greatest millisecond seen in an id (read or stored): a recreated store starts above
     /// it (see [`XADD_SCRIPT`]).
     floor_ms: AtomicU64,
-    /// Times the log was found deleted or recreated (a mark read after other entries).
-    log_resets: AtomicU64,
+    /// Times the store was found deleted or recreated (a mark read after other entries).
+    store_resets: AtomicU64,
     writer_up: AtomicBool,
     reader_up: AtomicBool,
     /// Bumped whenever the reader loses its connection, so the writer knows its own connection
@@ -208,7 +209,7 @@ struct Shared {
     last_error: Mutex<String>,
 }
 
-impl Shared {
+impl BridgeState {
     /// Reports the combined state to the sink if it changed.
     fn report(&self, reason: &str) {
         if self.stopping() {
@@ -234,7 +235,7 @@ impl Shared {
 
 /// The running bridge. See the module docs.
 pub struct Bridge {
-    shared: Arc<Shared>,
+    shared: Arc<BridgeState>,
     /// For [`Bridge::range`]'s own short connections.
     /// Page reads for replays, served by the range thread.
     ranges: SyncSender<RangeJob>,
@@ -274,12 +275,12 @@ impl Bridge {
             load_backfill(&mut reader_conn, &key, cfg.backfill, cfg.backfill_bytes)
                 .map_err(|e| format!("Redis at {shown}: reading stream {key:?}: {e}"))?;
 
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(BridgeState {
             sink,
             stop: AtomicBool::new(false),
             writes_stopped: AtomicBool::new(false),
             floor_ms: AtomicU64::new(id_ms(&last_id)),
-            log_resets: AtomicU64::new(0),
+            store_resets: AtomicU64::new(0),
             writer_up: AtomicBool::new(true),
             reader_up: AtomicBool::new(false),
             reader_losses: AtomicU64::new(0),
@@ -370,7 +371,7 @@ impl Bridge {
         })
     }
 
-    /// Asks for one page of a replay: the log's entries after `after` up to and including
+    /// Asks for one page of a replay: the store's entries after `after` up to and including
     /// `until` (ids), at most `count`, read on the range thread (which exists from the start:
     /// nothing is spawned per request) and handed to `done` there, counted against the replay
     /// budget until dropped. `done(Err(..))` is called at once, from inside, when
@@ -397,7 +398,7 @@ impl Bridge {
     /// the publisher's answer is then `503`). Only when the queue is full
     /// ([`QUEUE_CAPACITY`]) or the bridge is stopping is `done(Err(..))` called at once,
     /// from inside `submit`. Never blocks.
-    pub fn submit(&self, p: Publish, done: Box<dyn FnOnce(Result<String, String>) + Send>) {
+    pub fn submit(&self, p: Publish, done: Done) {
         let job = Job { publish: p, done };
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         let refused = match self.jobs.try_send(job) {
@@ -433,7 +434,7 @@ impl Bridge {
             replay_bytes: self.budget.held(),
             replay_waits: self.budget.waits.load(Ordering::Relaxed),
             replay_refused: self.budget.refused.load(Ordering::Relaxed),
-            log_resets: s.log_resets.load(Ordering::Relaxed),
+            store_resets: s.store_resets.load(Ordering::Relaxed),
         }
     }
 
@@ -577,16 +578,16 @@ impl Backoff {
 
 /// The writer thread's state.
 struct Writer {
-    shared: Arc<Shared>,
+    shared: Arc<BridgeState>,
     client: redis::Client,
     key: String,
     maxlen: usize,
     conn: Option<redis::Connection>,
     /// The hash of [`XADD_SCRIPT`] in this connection's Redis (`None`: send the script).
     sha: Option<String>,
-    /// `Shared::reader_losses` when this connection was made.
+    /// `BridgeState::reader_losses` when this connection was made.
     seen_losses: u64,
-    /// `Shared::reader_recoveries` when this writer last looked.
+    /// `BridgeState::reader_recoveries` when this writer last looked.
     seen_recoveries: u64,
     backoff: Backoff,
     /// When a connection may be tried again (while `conn` is `None`).
@@ -776,7 +777,7 @@ impl Writer {
 /// numbers the entries of a new stream from its clock again, which gave ids that earlier
 /// events had. When the stream does not exist, the script first starts it with a mark entry
 /// (`x log-reset`) whose id is above Redis's clock now and above the greatest millisecond this
-/// instance has seen in an id (`ARGV[2]`), so every id of the new log is above every id issued
+/// instance has seen in an id (`ARGV[2]`), so every id of the new store is above every id issued
 /// before; every reader that meets the mark tells its subscribers (`reset`, `log-reset`).
 /// `ARGV[1]` is the approximate `MAXLEN`, `ARGV[3..]` the entry's fields; with no fields the
 /// script only makes sure the stream exists (a reader that found it gone) and returns 1 if it
@@ -955,7 +956,7 @@ struct RangeJob {
 /// The range thread's state: its own connection (made when first needed, again after an
 /// error), the replay budget.
 struct Ranger {
-    shared: Arc<Shared>,
+    shared: Arc<BridgeState>,
     client: redis::Client,
     key: String,
     conn: Option<redis::Connection>,
@@ -999,10 +1000,10 @@ impl Ranger {
         }
     }
 
-    /// One page: `XRANGE key (after until COUNT n`, then whether `after` is still in the log
+    /// One page: `XRANGE key (after until COUNT n`, then whether `after` is still in the store
     /// (`XRANGE key after after`: read after the page, so if it is there now, nothing after
-    /// it had been trimmed when the page was read), and the log's first id.
-    fn read(&mut self, job: &RangeJob) -> Result<LogPage, String> {
+    /// it had been trimmed when the page was read), and the store's first id.
+    fn read(&mut self, job: &RangeJob) -> Result<StorePage, String> {
         if self.conn.is_none() {
             self.conn = Some(connect(&self.client)?);
         }
@@ -1049,7 +1050,7 @@ impl Ranger {
             Some(l) => (PAGE_BYTES / l.max(1)) as u32,
             None => count,
         };
-        Ok(LogPage {
+        Ok(StorePage {
             hold: self.budget.hold(bytes as u64),
             last: b.last_id,
             entries: b.events,
@@ -1133,7 +1134,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         }
     }
     if mark.as_deref() == Some(MARK_VALUE) {
-        // The log's mark that it was (re)created: an event without topics (see `Hub::append_log`).
+        // The store's mark that it was (re)created: an event without topics (see `Hub::append_redis_entries`).
         return Some(Publish::default());
     }
     let retry = match retry {
@@ -1178,8 +1179,8 @@ fn parse_xread(reply: Value, b: &mut Batch) -> Result<(), String> {
     Ok(())
 }
 
-/// Entries behind the log, from `XINFO STREAM`'s `entries-added` (a counter that only grows,
-/// kept across restarts with persistence) and `last-generated-id`. Whenever the log's last id
+/// Entries behind the store, from `XINFO STREAM`'s `entries-added` (a counter that only grows,
+/// kept across restarts with persistence) and `last-generated-id`. Whenever the store's last id
 /// is ours, our position in `entries-added` is known exactly; between such moments it moves by
 /// the entries read.
 #[derive(Default)]
@@ -1227,7 +1228,7 @@ impl LagTracker {
 
 /// The reader thread's state.
 struct Reader {
-    shared: Arc<Shared>,
+    shared: Arc<BridgeState>,
     client: redis::Client,
     key: String,
     conn: Option<redis::Connection>,
@@ -1314,9 +1315,9 @@ impl Reader {
             .entries_skipped
             .fetch_add(b.skipped, Ordering::Relaxed);
         self.lag.since += b.seen as u64;
-        // A mark (the log started again) after anything this reader has read: the log was
+        // A mark (the store started again) after anything this reader has read: the store was
         // deleted or recreated under the server, and what it had not read yet is lost. The
-        // mark that starts a log this reader never read anything of is no loss: dropped.
+        // mark that starts a store this reader never read anything of is no loss: dropped.
         let mut read_before = self.last_id != "0-0";
         let mut mark_read = false;
         b.events.retain(|(id, p)| {
@@ -1326,7 +1327,7 @@ impl Reader {
                 mark_read = true;
             }
             if mark && read_before {
-                self.shared.log_resets.fetch_add(1, Ordering::Relaxed);
+                self.shared.store_resets.fetch_add(1, Ordering::Relaxed);
                 crate::util::log::line(
                     "redis",
                     &[
@@ -1353,13 +1354,13 @@ impl Reader {
         Ok(b.seen)
     }
 
-    /// The log is gone (`DEL`, `FLUSHALL`, eviction) though this reader had read from it:
+    /// The store is gone (`DEL`, `FLUSHALL`, eviction) though this reader had read from it:
     /// start it again with its mark now (unless a writer already did), so that every reader
     /// tells its subscribers even if nothing is published for a while. Or (`force`) it was
     /// recreated without a mark.
     /// `force`: the stream exists but was recreated without a mark (by another writer): add
     /// one anyway.
-    fn restart_log(&mut self, force: bool) -> Result<(), String> {
+    fn restart_store(&mut self, force: bool) -> Result<(), String> {
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let floor = self.shared.floor_ms.load(Ordering::Acquire);
         let mut c = redis::cmd("EVAL");
@@ -1386,7 +1387,7 @@ impl Reader {
                 None => return Ok(()),
             },
         };
-        // The log was recreated under us without a mark (by a writer other than sse-server):
+        // The store was recreated under us without a mark (by a writer other than sse-server):
         // its `entries-added` went back below what we have read since we last knew it, or its
         // last id went back below ours.
         let went_back = match (&info, self.lag.base) {
@@ -1398,9 +1399,9 @@ impl Reader {
         let explained = std::mem::take(&mut self.mark_read);
         if self.last_id != "0-0" {
             if info.is_none() {
-                self.restart_log(false)?;
+                self.restart_store(false)?;
             } else if went_back && !explained {
-                self.restart_log(true)?;
+                self.restart_store(true)?;
             }
         }
         let lag = self.lag.update(info, &self.last_id);
@@ -1476,7 +1477,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        // Through the script (so that ids stay unique across a log deleted under the server).
+        // Through the script (so that ids stay unique across a store deleted under the server).
         assert_eq!(args[..2], ["EVAL", XADD_SCRIPT]);
         assert_eq!(
             args[2..],
@@ -1498,7 +1499,7 @@ mod tests {
             ]
         );
         let fields: Vec<&str> = args[6..].iter().map(String::as_str).collect();
-        // The log's mark reads as an event without topics (a `reset` for every subscriber).
+        // The store's mark reads as an event without topics (a `reset` for every subscriber).
         let mut m = Batch::default();
         parse_entries(vec![entry("1-0", &[MARK_FIELD, MARK_VALUE])], &mut m);
         assert_eq!(m.events, vec![("1-0".to_string(), Publish::default())]);
@@ -1599,7 +1600,7 @@ mod tests {
     }
 
     #[test]
-    fn lag_counts_entries_behind_the_log() {
+    fn lag_counts_entries_behind_the_store() {
         let mut l = LagTracker::default();
         // Not yet caught up at a check: unknown beyond "behind".
         assert_eq!(l.update(Some((10, "1-9".into())), "1-5"), 1);

@@ -1,9 +1,9 @@
-//! The Redis event-log backend: one event log for a whole deployment of `sse-server`s, kept in
+//! The Redis event-store backend: one event store for a whole deployment of `sse-server`s, kept in
 //! a Redis Stream, with its writer, reader and range-read threads.
 //!
 //! - [`bridge`]: the threads, the entry format, and the [`bridge::Bridge`] the server holds.
 //!
-//! An event-log backend, beside [`crate::durable`] (the data directory): it implements
+//! An event-store backend, beside [`crate::durable`] (the data directory): it implements
 //! [`crate::hub::backend::Backend`] (below) and hands what it reads to the hub. Never imports the
 //! connection core or the server loops.
 

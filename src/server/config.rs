@@ -39,11 +39,11 @@ pub struct Config {
     pub hub: HubConfig,
     /// The bearer token publishers must present (`None`: loopback clients only).
     pub publish_token: Option<String>,
-    /// `redis://[user:password@]host:port[/db]`: share one event log with other instances.
+    /// `redis://[user:password@]host:port[/db]`: share one event store with other instances.
     pub redis: Option<String>,
-    /// The directory the hub's event log lives in (`None`: the history is in memory only).
+    /// The directory the hub's event store lives in (`None`: the history is in memory only).
     pub data_dir: Option<PathBuf>,
-    /// When the event log's writes are made durable.
+    /// When the event store's writes are made durable.
     pub fsync: crate::durable::writer::Fsync,
     /// The HS256 key for subscriber and publisher tokens, given inline...
     pub jwt_key: Option<String>,

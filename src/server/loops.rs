@@ -65,7 +65,7 @@ const FANOUT_CHUNK: usize = 64;
 const CLOCK_REFRESH_EVERY: u32 = 4;
 
 /// What every loop shares.
-struct Shared {
+struct ServerState {
     conn: ConnConfig,
     sndbuf: Option<usize>,
     app: App,
@@ -86,11 +86,11 @@ pub struct Server {
     addr: SocketAddr,
     /// Held while the server runs: see [`bind`].
     _lock: Option<std::os::unix::net::UnixDatagram>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
     /// With `--data-dir`: stopped once the loops are (queued publishes written, a last sync).
-    data_log: Option<Arc<crate::durable::writer::DurableLog>>,
+    data_store: Option<Arc<crate::durable::writer::DurableStore>>,
 }
 
 impl Server {
@@ -126,7 +126,7 @@ impl Server {
         };
         let hub = Arc::new(Hub::with_ids(config.hub, ids, threads, notify));
         if config.subscriptions {
-            // Before the shared log's backfill is read: its subscription events count.
+            // Before the shared store's backfill is read: its subscription events count.
             hub.enable_presence(crate::server::setup::instance_tag());
         }
         let metrics = Metrics::new(threads, max_streams);
@@ -147,17 +147,17 @@ impl Server {
             app.store = Some(bridge.clone());
             app.bridge = Some(bridge);
         }
-        let mut data_log = None;
+        let mut data_store = None;
         if let Some(opening) = data {
-            let log = start_data_dir(opening, config, &hub)?;
-            let stats = log.clone();
+            let store = start_data_dir(opening, config, &hub)?;
+            let stats = store.clone();
             metrics.set_extra(Box::new(move |out| {
                 crate::durable::writer::render(out, &stats.stats())
             }));
-            app.store = Some(log.clone());
-            data_log = Some(log);
+            app.store = Some(store.clone());
+            data_store = Some(store);
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             conn: config.conn.clone(),
             sndbuf: config.sndbuf,
             app,
@@ -204,7 +204,7 @@ impl Server {
             shared,
             wakers,
             threads,
-            data_log,
+            data_store,
         })
     }
 
@@ -236,8 +236,8 @@ impl Server {
         for t in self.threads {
             let _ = t.join();
         }
-        if let Some(log) = &self.data_log {
-            log.stop();
+        if let Some(store) = &self.data_store {
+            store.stop();
         }
     }
 }
@@ -293,7 +293,7 @@ struct EventLoop {
     poll: Poll,
     waker: Arc<Waker>,
     listener: Option<TcpListener>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     slab: Slab<Slot>,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
@@ -309,7 +309,7 @@ struct EventLoop {
     /// again: one line a second at most, however hard the storm.
     overload_seen: (u64, u64),
     overload_check_at: u64,
-    /// Answers given later (publishes stored by the shared log) come back through here.
+    /// Answers given later (publishes stored by the shared store) come back through here.
     completions: std::sync::mpsc::Receiver<Completion>,
     /// Slab keys of the subscribers new events concern, and how far the fan-out has gone.
     audience_at: usize,
@@ -328,7 +328,7 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn new(id: usize, mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Self> {
+    fn new(id: usize, mut listener: TcpListener, shared: Arc<ServerState>) -> io::Result<Self> {
         let hub = shared.hub.clone();
         let poll = Poll::new()?;
         poll.registry()
@@ -399,7 +399,7 @@ impl EventLoop {
 
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        // Events stored before this loop could be woken (the shared log's backfill arrives
+        // Events stored before this loop could be woken (the shared store's backfill arrives
         // while the loops are being built): take them now, which also re-arms the wake-up.
         self.fan_out();
         loop {
@@ -538,7 +538,7 @@ impl EventLoop {
     }
 
     /// Hands answers given later to their connections (if still there): replies to requests
-    /// answered `Pending`, and pages of the shared log for replaying streams.
+    /// answered `Pending`, and pages of the shared store for replaying streams.
     fn complete_later(&mut self, now: Now) {
         while let Ok(done) = self.completions.try_recv() {
             let shared = &*self.shared;
@@ -947,7 +947,7 @@ impl EventLoop {
         }
     }
 
-    /// The grace is over: the event log takes no more writes (so a publish answered `503` here
+    /// The grace is over: the event store takes no more writes (so a publish answered `503` here
     /// is never stored later), and every request still waiting for its answer, or still
     /// arriving, is answered `503` with `Retry-After`, written once before the loop ends.
     fn abandon_all(&mut self, now: Now) {
@@ -988,7 +988,7 @@ impl EventLoop {
 }
 
 /// The context lent to loop `id`'s connections.
-fn ctx<'a>(shared: &'a Shared, id: usize, st: &'a mut LoopState, draining: bool) -> Ctx<'a> {
+fn ctx<'a>(shared: &'a ServerState, id: usize, st: &'a mut LoopState, draining: bool) -> Ctx<'a> {
     Ctx {
         cfg: &shared.conn,
         metrics: &shared.metrics,
@@ -1021,9 +1021,9 @@ fn test_sweep_every() -> Option<usize> {
     std::env::var("SSE_TEST_SWEEP_EVERY").ok()?.parse().ok()
 }
 
-/// Asks the shared log for a replay's page (`Err` at once without one).
+/// Asks the shared store for a replay's page (`Err` at once without one).
 fn ask_page(
-    shared: &Shared,
+    shared: &ServerState,
     hub: &LocalHub,
     later: &Later,
     key: usize,
@@ -1033,13 +1033,13 @@ fn ask_page(
     let ticket = want.ticket;
     let done = Box::new(move |page| later.send_page(key, ticket, page));
     match &shared.app.bridge {
-        Some(log) => log.range(
+        Some(store) => store.range(
             hub.hub.id(want.after),
             hub.hub.id(want.until),
             want.count,
             done,
         ),
-        None => done(Err("no shared log".into())),
+        None => done(Err("no shared store".into())),
     }
 }
 
@@ -1094,9 +1094,9 @@ fn log_ended(ended: &mut Vec<crate::core::ctx::StreamEnd>, sock: &TcpStream, now
 }
 
 /// Publishes subscription events (`--subscriptions`) as any publish is stored: through the
-/// event log when there is one (answered on its thread; a refusal there is counted by the log
+/// event store when there is one (answered on its thread; a refusal there is counted by the store
 /// like any failed write), else into the history. Never waits.
-fn publish_presence(shared: &Shared, events: Vec<crate::hub::history::Publish>, now: Now) {
+fn publish_presence(shared: &ServerState, events: Vec<crate::hub::history::Publish>, now: Now) {
     for p in events {
         match &shared.app.store {
             Some(store) => store.submit(p, Box::new(|_| {})),

@@ -4,7 +4,7 @@
 //!
 //! - [`loops`]: [`loops::Server`], the event loops that drive connections, timers and fan-out;
 //! - [`listen`]: the listener group (`SO_REUSEPORT`), the one-instance lock, peer addresses;
-//! - [`setup`]: start-up wiring of the verifier and the event-log backends;
+//! - [`setup`]: start-up wiring of the verifier and the event-store backends;
 //! - [`config`]: every flag, parsed once into a [`config::Config`].
 //!
 //! The top floor: may import every other layer; nothing but the binaries imports it.

@@ -1,5 +1,5 @@
 //! Start-up wiring of the server's parts that are not the loops: the token verifier, the
-//! shared log (Redis) and its sink into the hub, the embedded log (`--data-dir`) and its
+//! shared store (Redis) and its sink into the hub, the embedded store (`--data-dir`) and its
 //! sink, their figures for `/metrics`, this run's id epoch. Called once by [`crate::server::loops::Server::start`].
 
 use crate::hub::history::{Hub, Publish};
@@ -46,7 +46,7 @@ pub fn jwt_verifier(config: &Config) -> io::Result<Option<crate::hub::jwt::Verif
     ))
 }
 
-/// A start-up failure that is not about listening (an event-log backend, the token key), told
+/// A start-up failure that is not about listening (an event-store backend, the token key), told
 /// apart by `main`.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -63,7 +63,7 @@ impl std::error::Error for StartError {}
 struct HubSink {
     hub: Arc<Hub>,
     epoch: Instant,
-    /// The first delivery is the backfill (see `Hub::append_log`).
+    /// The first delivery is the backfill (see `Hub::append_redis_entries`).
     backfilled: AtomicBool,
 }
 
@@ -71,11 +71,11 @@ impl Sink for HubSink {
     fn on_events(&self, events: Vec<(String, Publish)>) {
         let now_us = self.epoch.elapsed().as_micros() as u64;
         let backfill = !self.backfilled.swap(true, Ordering::AcqRel);
-        self.hub.append_log(events, now_us, backfill);
+        self.hub.append_redis_entries(events, now_us, backfill);
     }
 
     fn on_state(&self, up: bool, reason: &str) {
-        self.hub.set_event_log_state(up, reason);
+        self.hub.set_store_state(up, reason);
         if up {
             log::line("redis", &[("state", V::S("up"))]);
         } else {
@@ -87,7 +87,7 @@ impl Sink for HubSink {
     }
 }
 
-/// Connects the shared log (`--redis`) and feeds the hub from it.
+/// Connects the shared store (`--redis`) and feeds the hub from it.
 pub fn start_redis(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc<Bridge>> {
     let mut cfg = BridgeConfig::new(url, config.hub.history_events);
     cfg.backfill_bytes = config.hub.history_bytes;
@@ -102,29 +102,20 @@ pub fn start_redis(url: &str, config: &Config, hub: &Arc<Hub>) -> io::Result<Arc
     // The bridge connected and read the backfill; its reader reports up a moment later. Wait
     // for that (bounded) so that the server does not start by refusing publishes.
     let deadline = Instant::now() + std::time::Duration::from_secs(2);
-    while hub.event_log_state().is_err() && Instant::now() < deadline {
+    while hub.store_state().is_err() && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     Ok(bridge)
 }
 
-/// What the embedded log stored goes into the hub.
+/// What the embedded store stored goes into the hub.
 struct DataSink {
     hub: Arc<Hub>,
     epoch: Instant,
 }
 
 impl crate::durable::writer::Sink for DataSink {
-    fn restore(&self, items: Vec<crate::durable::format::Item>, evicted: u64, next: u64) {
-        use crate::durable::format::Item;
-        use crate::hub::history::Restored;
-        let items = items
-            .into_iter()
-            .map(|i| match i {
-                Item::Event(seq, p) => Restored::Event(seq, p),
-                Item::Gap { after, through } => Restored::Gap { after, through },
-            })
-            .collect();
+    fn restore(&self, items: Vec<crate::hub::history::Restored>, evicted: u64, next: u64) {
         let now_us = self.epoch.elapsed().as_micros() as u64;
         self.hub.restore(items, evicted, next, now_us);
     }
@@ -145,29 +136,29 @@ pub fn open_data_dir(
     dir: &std::path::Path,
     config: &Config,
 ) -> io::Result<crate::durable::writer::Opening> {
-    use crate::durable::writer::{segment_bytes, DurableLog, LogConfig};
-    let cfg = LogConfig {
+    use crate::durable::writer::{segment_bytes, DurableStore, StoreConfig};
+    let cfg = StoreConfig {
         dir: dir.to_path_buf(),
         fsync: config.fsync,
         history_events: config.hub.history_events,
         history_bytes: config.hub.history_bytes,
         segment_bytes: segment_bytes(config.hub.history_bytes),
     };
-    DurableLog::open(cfg, &epoch_tag()).map_err(|e| io::Error::other(StartError(e)))
+    DurableStore::open(cfg, &epoch_tag()).map_err(|e| io::Error::other(StartError(e)))
 }
 
-/// Hands the history read back to the hub and starts the log's thread; says what start-up
+/// Hands the history read back to the hub and starts the store's thread; says what start-up
 /// found (events, a torn tail cut, damage with its segment and offset).
 pub fn start_data_dir(
     opening: crate::durable::writer::Opening,
     config: &Config,
     hub: &Arc<Hub>,
-) -> io::Result<Arc<crate::durable::writer::DurableLog>> {
+) -> io::Result<Arc<crate::durable::writer::DurableStore>> {
     let sink = Arc::new(DataSink {
         hub: hub.clone(),
         epoch: Instant::now(),
     });
-    let (log, report) = opening
+    let (store, report) = opening
         .start(sink)
         .map_err(|e| io::Error::other(StartError(e)))?;
     let dir = config
@@ -199,7 +190,7 @@ pub fn start_data_dir(
              lose the last seconds"
         );
     }
-    Ok(Arc::new(log))
+    Ok(Arc::new(store))
 }
 
 /// The bridge's figures in Prometheus text.
@@ -214,7 +205,7 @@ pub fn render_redis(out: &mut String, s: &BridgeStats) {
     line(
         "sse_redis_up",
         "gauge",
-        "1 while the shared event log is reachable and read.",
+        "1 while the shared event store is reachable and read.",
         u64::from(s.up),
     );
     line(
@@ -226,43 +217,43 @@ pub fn render_redis(out: &mut String, s: &BridgeStats) {
     line(
         "sse_redis_events_read_total",
         "counter",
-        "Log entries read.",
+        "Store entries read.",
         s.events_read,
     );
     line(
         "sse_redis_entries_skipped_total",
         "counter",
-        "Log entries that could not be read.",
+        "Store entries that could not be read.",
         s.entries_skipped,
     );
     line(
         "sse_redis_publishes_stored_total",
         "counter",
-        "Publishes stored in the log.",
+        "Publishes stored in the store.",
         s.publishes_stored,
     );
     line(
         "sse_redis_publish_errors_total",
         "counter",
-        "Publishes the log could not store.",
+        "Publishes the store could not store.",
         s.publish_errors,
     );
     line(
         "sse_redis_lag_entries",
         "gauge",
-        "Log entries not read yet by this instance.",
+        "Store entries not read yet by this instance.",
         s.lag,
     );
     line(
         "sse_redis_log_resets_total",
         "counter",
-        "Times the event log was found deleted or recreated under the server (DEL, FLUSHALL, eviction); subscribers got a reset.",
-        s.log_resets,
+        "Times the event store was found deleted or recreated under the server (DEL, FLUSHALL, eviction); subscribers got a reset.",
+        s.store_resets,
     );
     line(
         "sse_replay_bytes",
         "gauge",
-        "Bytes held by replay pages read back from the log and not yet written.",
+        "Bytes held by replay pages read back from the store and not yet written.",
         s.replay_bytes,
     );
     line(

@@ -1,9 +1,9 @@
 //! One line per thing an operator wants to know, on stderr: start-up, shutdown, overload,
-//! the shared log going down and up, every answered request and every ended stream (never one
+//! the shared store (Redis) going down and up, every answered request and every ended stream (never one
 //! per frame). `--log-format text|json`; `--quiet` keeps only start-up, shutdown, overload and
 //! errors. Paths are logged without their query (it may carry a token), tokens never.
 //! A request's line carries its final status, always: an answer given later (a publish the
-//! shared log stores) is logged when it is given, and a request the HTTP layer refuses (400,
+//! shared store stores) is logged when it is given, and a request the HTTP layer refuses (400,
 //! 408, 413, 431, 501, 505) is logged with what its request line seemed to say.
 //!
 //! A line is built where it happens and handed to **one writer thread** through a bounded

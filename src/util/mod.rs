@@ -7,7 +7,7 @@
 //! - [`date`]: ISO and HTTP dates, formatted once per millisecond or second;
 //! - [`log`]: the operator log (one line per thing an operator wants to know, through a
 //!   bounded queue to one writer thread on stderr), written from the loops and the
-//!   backends' threads alike. Not the event log: that is a backend ([`crate::redis`],
+//!   backends' threads alike. Not the event store: that is a backend ([`crate::redis`],
 //!   [`crate::durable`]);
 //! - [`latency`]: the latency histogram's buckets and Prometheus text (`/metrics`);
 //! - [`number`]: decimal parse and print (ids, lengths, counts);

@@ -73,7 +73,7 @@ impl std::error::Error for Error {}
 
 /// A dispatched event, borrowing the parser's buffers for the duration of the callback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event<'a> {
+pub struct ParsedEvent<'a> {
     /// The event type: the last `event` field's value, or `message` when none (or an empty one)
     /// was given.
     pub event_type: &'a [u8],
@@ -86,7 +86,7 @@ pub struct Event<'a> {
     pub has_id: bool,
 }
 
-impl Event<'_> {
+impl ParsedEvent<'_> {
     /// The data as text, invalid UTF-8 replaced by U+FFFD as the standard's decoder does.
     pub fn data_lossy(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(self.data)
@@ -97,7 +97,7 @@ impl Event<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Item<'a> {
     /// An event was dispatched (a blank line ended a block with data).
-    Event(Event<'a>),
+    Event(ParsedEvent<'a>),
     /// A `retry` field set the reconnection time, in milliseconds (saturating at `u64::MAX`).
     Retry(u64),
     /// A comment line, without its leading colon (servers send these as keep-alives).
@@ -106,7 +106,7 @@ pub enum Item<'a> {
 
 /// Progress through a possible byte-order mark at the start of the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Start {
+enum BomState {
     /// `n` bytes of the stream so far, all matching the BOM's first `n` bytes.
     Bom(u8),
     /// Past the start: every byte is content.
@@ -117,7 +117,7 @@ enum Start {
 #[derive(Clone, Debug)]
 pub struct Parser {
     limits: ParseLimits,
-    start: Start,
+    start: BomState,
     /// The previous chunk ended in CR: an LF starting the next one belongs to that line end.
     after_cr: bool,
     /// A sticky error.
@@ -152,7 +152,7 @@ impl Parser {
     pub fn with_limits(limits: ParseLimits) -> Self {
         Parser {
             limits,
-            start: Start::Bom(0),
+            start: BomState::Bom(0),
             after_cr: false,
             error: None,
             carry: Vec::new(),
@@ -191,7 +191,7 @@ impl Parser {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if let Start::Bom(mut n) = self.start {
+        if let BomState::Bom(mut n) = self.start {
             while let Some((&b, rest)) = input.split_first() {
                 if n as usize == BOM.len() || b != BOM[n as usize] {
                     break;
@@ -200,14 +200,14 @@ impl Parser {
                 input = rest;
             }
             if n as usize == BOM.len() {
-                self.start = Start::Body;
+                self.start = BomState::Body;
             } else if input.is_empty() {
                 // Still a possible BOM prefix: decide when more bytes come.
-                self.start = Start::Bom(n);
+                self.start = BomState::Bom(n);
                 return Ok(());
             } else {
                 // Not a BOM after all: the bytes held back are content.
-                self.start = Start::Body;
+                self.start = BomState::Body;
                 let r = self.lines(&BOM[..n as usize], on);
                 self.fail_on(r)?;
             }
@@ -332,7 +332,7 @@ impl Parser {
             } else {
                 &self.event_type
             };
-            on(Item::Event(Event {
+            on(Item::Event(ParsedEvent {
                 event_type,
                 data,
                 last_event_id: &self.last_event_id,
