@@ -161,10 +161,20 @@ pub enum Answer {
 }
 
 /// How an answer given later reaches its loop: the loop's queue, and its wake-up.
+///
+/// Wake-ups are coalesced: a sender wakes the loop only if no other answer has woken it since
+/// the loop last called [`Later::rearm`], so a batch of answers given together (a group
+/// commit's) costs the loop one wake-up, not one per answer.
+///
+/// **Invariant:** an answer sent is never left in the queue unseen: the loop calls `rearm`
+/// before it drains the queue, and a sender pushes before it looks at the flag, so either the
+/// drain sees the answer or the sender finds the flag down and wakes the loop again.
 #[derive(Clone)]
 pub struct Later {
     tx: std::sync::mpsc::Sender<Completion>,
     wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    /// Raised by the sender that wakes the loop, lowered by the loop before it drains.
+    woken: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Later {
@@ -173,7 +183,19 @@ impl Later {
         tx: std::sync::mpsc::Sender<Completion>,
         wake: std::sync::Arc<dyn Fn() + Send + Sync>,
     ) -> Later {
-        Later { tx, wake }
+        Later {
+            tx,
+            wake,
+            woken: Default::default(),
+        }
+    }
+
+    /// Called by the loop just before it drains the queue: the next answer sent wakes it
+    /// again.
+    pub fn rearm(&self) {
+        // A swap, not a store: read-modify-writes of one flag are totally ordered, so the
+        // sender whose raise this lowers made its answer visible to the drain that follows.
+        self.woken.swap(false, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Delivers `reply` to the connection at `key` waiting under `ticket` (from any thread).
@@ -200,6 +222,7 @@ impl Later {
                 answer,
             })
             .is_ok()
+            && !self.woken.swap(true, std::sync::atomic::Ordering::AcqRel)
         {
             (self.wake)();
         }
@@ -209,5 +232,101 @@ impl Later {
 impl std::fmt::Debug for Later {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Later")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc, Condvar, Mutex};
+
+    fn ok() -> Reply {
+        Reply::text_owned(Status::Ok, String::new(), &[])
+    }
+
+    /// A group commit's answers wake the loop once, until the loop drains.
+    #[test]
+    fn answers_given_together_wake_the_loop_once() {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let later = {
+            let wakes = wakes.clone();
+            Later::new(
+                tx,
+                Arc::new(move || {
+                    wakes.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+        };
+        for k in 0..16 {
+            later.send(k, 0, ok());
+        }
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
+        later.rearm();
+        assert_eq!(rx.try_iter().count(), 16);
+        later.send(0, 1, ok());
+        later.send(1, 1, ok());
+        assert_eq!(wakes.load(Ordering::SeqCst), 2);
+    }
+
+    /// Senders on several threads against a loop that rearms and drains on each wake-up, in
+    /// random interleavings: every answer is drained, none waits for a wake-up that never
+    /// comes (the loop below blocks only on a wake-up, with a deadline that fails the test).
+    #[test]
+    fn no_answer_is_stranded_whatever_the_interleaving() {
+        for round in 0..50 {
+            let signal = Arc::new((Mutex::new(0u64), Condvar::new()));
+            let (tx, rx) = mpsc::channel();
+            let later = {
+                let signal = signal.clone();
+                Later::new(
+                    tx,
+                    Arc::new(move || {
+                        *signal.0.lock().unwrap() += 1;
+                        signal.1.notify_one();
+                    }),
+                )
+            };
+            let (senders, each) = (4, 500);
+            let threads: Vec<_> = (0..senders)
+                .map(|t| {
+                    let later = later.clone();
+                    std::thread::spawn(move || {
+                        let mut x = (round * 31 + t * 7 + 1) as u64;
+                        for i in 0..each {
+                            later.send(t * each + i, 0, ok());
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            if x % 4 == 0 {
+                                std::thread::yield_now();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut got = 0;
+            let mut seen = 0;
+            while got < senders * each {
+                let guard = signal.0.lock().unwrap();
+                let (guard, timeout) = signal
+                    .1
+                    .wait_timeout_while(guard, std::time::Duration::from_secs(10), |w| *w == seen)
+                    .unwrap();
+                assert!(
+                    !timeout.timed_out(),
+                    "round {round}: {got} answers, then no wake-up"
+                );
+                seen = *guard;
+                drop(guard);
+                later.rearm();
+                got += rx.try_iter().count();
+            }
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(got, senders * each);
+        }
     }
 }

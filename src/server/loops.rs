@@ -540,6 +540,7 @@ impl EventLoop {
     /// Hands answers given later to their connections (if still there): replies to requests
     /// answered `Pending`, and pages of the shared store for replaying streams.
     fn complete_later(&mut self, now: Now) {
+        self.later.rearm();
         while let Ok(done) = self.completions.try_recv() {
             let shared = &*self.shared;
             let Some(slot) = self.slab.get_mut(done.key) else {
