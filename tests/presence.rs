@@ -1,9 +1,12 @@
 //! Presence (`--subscriptions`) over real sockets: subscription events when a subscriber comes
 //! and goes, read only by tokens whose subscribe claims select them (live and on resume), the
 //! subscriptions API (JSON-LD, `lastEventID` for a gapless fetch-then-subscribe, 401/403/404),
-//! and nothing of it with the flag off.
+//! and nothing of it with the flag off; with `--redis`, presence across instances and a
+//! SIGKILLed instance's subscribers leaving within the bound.
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
 use common::{form_escape, now_s, Publish, Server, Stream, KEY};
 use serde_json::Value;
@@ -311,4 +314,129 @@ fn presence_is_off_by_default_and_needs_a_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--subscriptions needs --jwt-key"), "{err}");
+}
+
+/// Polls `path` on `server` until `done(the answer's JSON)`, within `WAIT`.
+fn api_until(server: &Server, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api(server, path, Some(token));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = json(&r.text());
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path}: still {v}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn topics_listed(v: &Value) -> Vec<String> {
+    let mut t: Vec<String> = v["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["topic"].as_str().unwrap().to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn presence_spans_instances_on_redis_and_a_killed_instance_leaves_within_the_bound() {
+    let Some(redis) = redis_server::RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let mut a = server(&["--redis", &url, "--threads", "2"]);
+    let b = server(&["--redis", &url, "--threads", "2"]);
+    let watcher = watcher_token();
+    let mut on_b = watch(&b, Some(&watcher), "");
+    let nosy_token = sub_token(r#"["room"]"#, None);
+    let mut nosy_on_b = watch(&b, Some(&nosy_token), "");
+    let joiner_token = sub_token(r#"["room"]"#, Some(r#"{"name":"cy"}"#));
+    let _joiner = a.subscribe("topic=room", &bearer(&joiner_token));
+    // The joiner on A is announced to the watcher on B, through the shared log.
+    let joined = on_b.expect_until(WAIT, |evs| {
+        evs.iter()
+            .any(|e| json(&e.data)["topic"] == "room" && json(&e.data)["active"] == true)
+    });
+    let doc = json(
+        &joined
+            .iter()
+            .find(|e| e.data.contains("\"room\""))
+            .unwrap()
+            .data,
+    );
+    let subscriber = doc["subscriber"].as_str().unwrap().to_string();
+    assert_eq!(doc["payload"]["name"], "cy");
+    // (The log's first entry is its start mark, a `reset` for whoever crosses it.)
+    let first_id = on_b
+        .events
+        .iter()
+        .find(|e| e.kind != "reset")
+        .unwrap()
+        .id
+        .clone();
+    // Each instance's API lists both instances' subscriptions.
+    let base = "/.well-known/mercure/subscriptions";
+    let want = |v: &Value| topics_listed(v) == [ALL, ALL, "room"];
+    api_until(&a, base, &watcher, want);
+    api_until(&b, base, &watcher, want);
+
+    // A dies without a word: B's API drops its subscriber and the event arrives, in time.
+    let killed = Instant::now();
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    on_b.expect_until(Duration::from_secs(15), |evs| {
+        evs.iter().any(|e| {
+            let d = json(&e.data);
+            d["subscriber"] == subscriber.as_str() && d["active"] == false
+        })
+    });
+    let took = killed.elapsed();
+    let left = on_b
+        .events
+        .iter()
+        .map(|e| json(&e.data))
+        .find(|d| d["subscriber"] == subscriber.as_str() && d["active"] == false)
+        .unwrap();
+    assert_eq!(left["topic"], "room");
+    assert_eq!(left["payload"]["name"], "cy");
+    eprintln!("a SIGKILLed instance's subscriber left after {took:?}");
+    assert!(
+        took <= Duration::from_secs(8),
+        "the bound is about 7 s (key TTL 5 s, a sweep a second, the log): {took:?}"
+    );
+    api_until(&b, base, &watcher, |v| topics_listed(v) == [ALL, ALL]);
+    // One active:false per subscription, whichever instance swept.
+    on_b.read_for(Duration::from_millis(1500));
+    let lefts = on_b
+        .events
+        .iter()
+        .filter(|e| e.data.contains(&subscriber) && e.data.contains("\"active\":false"))
+        .count();
+    assert_eq!(lefts, 1);
+
+    // The private rule on every Redis path: live, and a replay from the log (an instance whose
+    // own history holds two events, so a resume from the first is read back from Redis).
+    assert!(
+        nosy_on_b.quiet_for(QUIET).is_empty(),
+        "{:?}",
+        nosy_on_b.events
+    );
+    let c = server(&["--redis", &url, "--threads", "1", "--history-events", "2"]);
+    let from = format!("Last-Event-ID: {first_id}\r\n");
+    let mut nosy_on_c = watch(&c, Some(&nosy_token), &from);
+    assert!(
+        nosy_on_c.quiet_for(QUIET).is_empty(),
+        "{:?}",
+        nosy_on_c.events
+    );
+    let mut watcher_on_c = watch(&c, Some(&watcher), &from);
+    watcher_on_c.expect_until(WAIT, |evs| {
+        evs.iter()
+            .any(|e| e.data.contains(&subscriber) && e.data.contains("\"active\":false"))
+    });
+    assert!(watcher_on_c.events.iter().all(|e| e.kind != "reset"));
 }

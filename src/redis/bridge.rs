@@ -475,7 +475,7 @@ impl Bridge {
 }
 
 /// Parses the URL, refusing what this build cannot do with a message that says what to use.
-fn open_client(url: &str) -> Result<redis::Client, String> {
+pub(crate) fn open_client(url: &str) -> Result<redis::Client, String> {
     let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
     match scheme.as_str() {
         "redis" | "redis+unix" | "unix" => {}
@@ -518,7 +518,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// One connection, with timeouts, checked with `PING` (which also surfaces `NOAUTH`).
-fn connect(client: &redis::Client) -> Result<redis::Connection, String> {
+pub(crate) fn connect(client: &redis::Client) -> Result<redis::Connection, String> {
     let mut c = client
         .get_connection_with_timeout(CONNECT_TIMEOUT)
         .map_err(|e| match e.kind() {

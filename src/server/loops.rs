@@ -145,6 +145,11 @@ impl Server {
             let stats = bridge.clone();
             metrics.set_extra(Box::new(move |out| render_redis(out, &stats.stats())));
             app.store = Some(bridge.clone());
+            if config.subscriptions {
+                let key = crate::redis::bridge::BridgeConfig::DEFAULT_KEY;
+                crate::redis::presence::start(url, key, &hub, bridge.clone())
+                    .map_err(|e| io::Error::other(format!("--subscriptions with --redis: {e}")))?;
+            }
             app.bridge = Some(bridge);
         }
         let mut data_store = None;
