@@ -1,17 +1,17 @@
 //! Presence across instances (`--subscriptions` with `--redis`): each instance's liveness in
 //! Redis, and the sweep that ends the subscriptions of an instance that died without a word.
 //!
-//! Subscription events go through the shared log like any publish, so every instance folds
-//! every instance's events into its registry (see [`crate::hub::presence`]). What the log
-//! cannot say is that an instance is gone when it was killed (SIGKILL, a crash, a lost host):
+//! Subscription events go through the shared store (the Redis stream) like any publish, so
+//! every instance folds every instance's events into its registry (see
+//! [`crate::hub::presence`]). What the store cannot say is that an instance is gone when it was killed (SIGKILL, a crash, a lost host):
 //! its subscribers' `active: false` events are never published. So each instance keeps a key
 //! `<stream key>:presence:alive:<instance tag>` alive (`SET ... PX` [`ALIVE_TTL`], renewed
 //! every [`EVERY`]), and once every [`EVERY`] looks at the instances its registry names: one
 //! whose key has expired is dead; the first instance to claim it (`SET
 //! <stream key>:presence:swept:<tag> NX PX` [`CLAIM_TTL`], so exactly one does) publishes the
-//! `active: false` event of each of its subscriptions, through the log, and every instance's
+//! `active: false` event of each of its subscriptions, through the store, and every instance's
 //! registry drops them as it reads them. A dead instance's subscribers are gone from every
-//! API within [`ALIVE_TTL`] + [`EVERY`] and the log's round trip (about 7 s).
+//! API within [`ALIVE_TTL`] + [`EVERY`] and the store's round trip (about 7 s).
 //!
 //! One thread with its own connection (reconnecting every [`EVERY`] while Redis is away);
 //! nothing here runs on an event loop. The first `SET` is made before the loops start, so no
@@ -40,12 +40,12 @@ struct Keeper {
     swept_prefix: String,
     /// This instance's tag ([`presence::instance_tag`]).
     tag: String,
-    /// Where the `active: false` events go (weak: the log holds the hub, which this thread
+    /// Where the `active: false` events go (weak: the store holds the hub, which this thread
     /// must not keep alive).
     store: Weak<dyn Backend>,
 }
 
-/// Starts presence across instances for the hub (whose presence must be on) and the log
+/// Starts presence across instances for the hub (whose presence must be on) and the store
 /// `store`: makes this instance's key now (an error is left to the thread to retry), then
 /// renews it and sweeps on a thread of its own, until the hub is dropped.
 pub fn start(
