@@ -18,7 +18,7 @@ use crate::core::reply::{Later, Reply, Then};
 use crate::core::stream::Source;
 use crate::hub::history::Start;
 use crate::hub::jwt;
-use crate::hub::parse::{self, Refusal};
+use crate::hub::parse::{self, Dialect, Refusal};
 use crate::hub::presence;
 use crate::util::sys::ProcessStats;
 use crate::wire::head::Head;
@@ -106,7 +106,8 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
     }
     if req.method == Method::Post {
         return match req.path {
-            "/publish" => cors(app, req, publish(call, body, ctx)),
+            "/publish" => cors(app, req, publish(call, body, ctx, Dialect::Publish)),
+            HUB_PATH => cors(app, req, publish(call, body, ctx, Dialect::Mercure)),
             _ => Reply::error(Status::MethodNotAllowed),
         };
     }
@@ -115,6 +116,12 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
             Ok(None) => clock_stream(app, req, now, ctx),
             Ok(Some(sub)) => topic_stream(call, sub, ctx),
             Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
+            Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
+        },
+        // GET and HEAD: a Mercure subscription (POST publishes, above).
+        HUB_PATH => match parse::mercure_subscription(req.query) {
+            Ok(sub) => topic_stream(call, sub, ctx),
+            Err(Refusal::Invalid(why)) => invalid_request(&why),
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
         // GET and HEAD here (POST and OPTIONS are answered above).
@@ -141,6 +148,28 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
         },
         path => file(app, req, path),
     }
+}
+
+/// The Mercure hub's URL path (RFC 8615 well-known): `GET` subscribes, `POST` publishes, by
+/// Mercure's rules (see [`parse::mercure_subscription`], [`Dialect::Mercure`]).
+pub const HUB_PATH: &str = "/.well-known/mercure";
+
+/// What the hub's URL allows, for `Allow` and preflights.
+const HUB_METHODS: &str = "GET, HEAD, POST, OPTIONS";
+
+/// The discovery link (Mercure, RFC 8288) on the page's answers: a path-absolute reference,
+/// so it names this server on whatever origin the client reached it by (a proxy's included)
+/// without trusting `Host`.
+pub const HUB_LINK: &str = "</.well-known/mercure>; rel=\"mercure\"";
+
+/// A `400` of the hub's URL: the line saying why, and RFC 6750's `invalid_request`, as
+/// Mercure's error responses want.
+fn invalid_request(why: &str) -> Reply {
+    Reply::text_owned(
+        Status::BadRequest,
+        format!("400 Bad Request: {why}\n"),
+        &[("WWW-Authenticate", "Bearer error=\"invalid_request\"")],
+    )
 }
 
 /// Whether `presented` (an `Authorization` value) carries `token`, compared in constant time.
@@ -197,11 +226,12 @@ fn publish_policy(app: &App, req: &Request<'_>, peer: Peer<'_>) -> Reply {
 fn before_body(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
     let Call { app, req, .. } = call;
     match (req.method, req.path) {
-        (Method::Post, "/publish") => {
+        (Method::Post, "/publish" | HUB_PATH) => {
             if let Err(refused) = publisher(call, ctx) {
                 return cors(app, req, refused);
             }
-            if parse::media(req.content_type).is_err() {
+            let media = parse::media(req.content_type);
+            if media.is_err() || (req.path == HUB_PATH && media != Ok(parse::Media::Form)) {
                 ctx.shard.rejected(Rejected::MediaType);
                 return cors(app, req, unsupported_media_type());
             }
@@ -231,7 +261,22 @@ fn publisher(call: Call<'_>, ctx: &mut Ctx<'_>) -> Result<Option<jwt::Claims>, R
         ctx.shard.rejected(Rejected::Forbidden);
         return Err(refused);
     }
-    let presented = req.authorization.and_then(jwt::bearer_token);
+    // A browser may publish with its token cookie (Mercure), which it sends on its own: such
+    // a publish must say which page sent it (CSRF, the spec's security considerations).
+    let header = req.authorization.and_then(jwt::bearer_token);
+    let cookie = match (&app.jwt, header) {
+        (Some(_), None) => cookie_token(req),
+        _ => None,
+    };
+    if cookie.is_some() && !page_allowed(app, req) {
+        ctx.shard.rejected(Rejected::Forbidden);
+        return Err(Reply::text(
+            Status::Forbidden,
+            "403 Forbidden: a publish authorized by cookie needs an Origin or Referer of this server's origin or a --cors-origin one\n",
+            &[("Vary", "Origin")],
+        ));
+    }
+    let presented = header.or(cookie);
     let by_static = app
         .publish_token
         .as_deref()
@@ -277,29 +322,71 @@ fn unsupported_media_type() -> Reply {
     )
 }
 
-/// `POST /publish`: store an event, answer its id once it is stored.
-fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
+/// The `415` for a Mercure publish that is not a form.
+fn form_only() -> Reply {
+    Reply::text(
+        Status::UnsupportedMediaType,
+        "415 Unsupported Media Type: a Mercure publish is application/x-www-form-urlencoded\n",
+        &[("Accept-Post", "application/x-www-form-urlencoded")],
+    )
+}
+
+/// Whether `topic`, resolved against the hub's URL, addresses the hub's own namespace
+/// (`/.well-known/mercure` and below, whatever the scheme and host): Mercure keeps it for what
+/// the hub publishes itself (subscription events), so no publisher may forge those.
+pub fn reserved_topic(topic: &str) -> bool {
+    let base = url::Url::parse("https://hub.invalid/.well-known/mercure").expect("a URL");
+    let Ok(u) = base.join(topic) else {
+        return false;
+    };
+    let path = u.path();
+    path == HUB_PATH || path.starts_with("/.well-known/mercure/")
+}
+
+/// `POST /publish` and `POST /.well-known/mercure` (by `dialect`'s rules): store an event,
+/// answer its id once it is stored.
+fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>, dialect: Dialect) -> Reply {
     let Call {
         app,
         req,
         peer,
         now,
     } = call;
+    let mercure = dialect == Dialect::Mercure;
     let claims = match publisher(call, ctx) {
         Ok(claims) => claims,
         Err(refused) => return refused,
     };
-    let mut p = match parse::publish(req.content_type, body) {
+    let mut p = match parse::publish_as(dialect, req.content_type, body) {
         Ok(p) => p,
         Err(Refusal::Invalid(why)) => {
             ctx.shard.rejected(Rejected::Invalid);
+            if mercure {
+                return invalid_request(&why);
+            }
             return Reply::text_owned(Status::BadRequest, format!("400 Bad Request: {why}\n"), &[]);
         }
         Err(Refusal::MediaType) => {
             ctx.shard.rejected(Rejected::MediaType);
-            return unsupported_media_type();
+            return if mercure {
+                form_only()
+            } else {
+                unsupported_media_type()
+            };
         }
     };
+    let insufficient = [("WWW-Authenticate", "Bearer error=\"insufficient_scope\"")];
+    if let Some(t) = p.topics.iter().find(|t| reserved_topic(t)) {
+        ctx.shard.rejected(Rejected::Forbidden);
+        let t: String = t.chars().take(256).collect();
+        return Reply::text_owned(
+            Status::Forbidden,
+            format!(
+                "403 Forbidden: topic {t:?} is in the hub's own namespace ({HUB_PATH}/), which no publisher may use\n"
+            ),
+            &insufficient,
+        );
+    }
     if let Some(c) = claims {
         if let Some(t) = p.topics.iter().find(|t| !c.publish.matches(t)) {
             ctx.shard.rejected(Rejected::Forbidden);
@@ -307,7 +394,7 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
             return Reply::text_owned(
                 Status::Forbidden,
                 format!("403 Forbidden: this token may not publish to topic {t:?}\n"),
-                &[],
+                &insufficient,
             );
         }
     }
@@ -341,7 +428,7 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
             p,
             Box::new(move |stored| {
                 let reply = match stored {
-                    Ok(id) => published(id),
+                    Ok(id) => published(id, dialect),
                     Err(why) => store_down(name, &why),
                 };
                 later.send(key, ticket, reply);
@@ -352,14 +439,17 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
     }
     let seq = hub.publish(&p, now.us);
     ctx.shard.publishes.inc();
-    published(hub.id(seq))
+    published(hub.id(seq), dialect)
 }
 
-/// `200` with the stored event's id and a newline (after `curl -d … /publish` the id stands on
-/// its own line rather than running into the shell prompt; the body is the id and `\n`).
-fn published(id: String) -> Reply {
+/// `200` with the stored event's id: on `/publish` with a newline (after `curl -d … /publish`
+/// the id stands on its own line rather than running into the shell prompt); on the hub's
+/// URL the id alone, as Mercure's spec says ("the response body MUST be the id").
+fn published(id: String, dialect: Dialect) -> Reply {
     let mut body = id.into_bytes();
-    body.push(b'\n');
+    if dialect == Dialect::Publish {
+        body.push(b'\n');
+    }
     Reply::with_body(
         Status::Ok,
         crate::core::reply::TEXT_PLAIN,
@@ -416,6 +506,46 @@ fn foreign_origin(app: &App, req: &Request<'_>) -> Option<Reply> {
             format!(" and {}", app.cors_origins.join(", "))
         }
     ))
+}
+
+/// Whether the page that sent a request is known and allowed (for a publish authorized by
+/// cookie): the browser says it is this origin (`Sec-Fetch-Site: same-origin`), or its
+/// `Origin`, else the origin of its `Referer`, is this server's own or a `--cors-origin` one.
+/// A request naming no page is refused: the cookie alone proves nothing about who sent it.
+fn page_allowed(app: &App, req: &Request<'_>) -> bool {
+    if req.sec_fetch_site.map(<[u8]>::trim_ascii) == Some(b"same-origin") {
+        return true;
+    }
+    let origin = match (req.origin.map(<[u8]>::trim_ascii), req.referer) {
+        (Some(o), _) => o,
+        (None, Some(r)) => referer_origin(r.trim_ascii()),
+        (None, None) => return false,
+    };
+    let scheme = match req.forwarded_proto.map(first_token) {
+        Some(p) if p.eq_ignore_ascii_case(b"https") => "https",
+        _ => "http",
+    };
+    origin != b"null"
+        && !origin.is_empty()
+        && (req.host.is_some_and(|h| same_origin(origin, h, scheme))
+            || app
+                .cors_origins
+                .iter()
+                .any(|o| o.as_bytes().eq_ignore_ascii_case(origin)))
+}
+
+/// The origin part of a `Referer` URL (`scheme://authority`, before any path, query or
+/// fragment); empty when it has none.
+fn referer_origin(r: &[u8]) -> &[u8] {
+    let Some(sep) = r.windows(3).position(|w| w == b"://") else {
+        return b"";
+    };
+    let rest = &r[sep + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    &r[..sep + 3 + end]
 }
 
 /// The first element of a comma-separated field value (a proxy chain's first hop), trimmed.
@@ -515,16 +645,21 @@ fn invalid_token() -> Reply {
     )
 }
 
-/// A subscriber's token: `Authorization: Bearer`, the `mercureAuthorization` cookie, or the
-/// `authorization` query parameter, in that order.
+/// A subscriber's token, by Mercure's precedence (both drafts): `Authorization: Bearer`, else
+/// the query's (`authorization=`, `access_token=`), else the cookie (`mercureAuthorization`,
+/// draft-07's name, or `mercureAccessToken`, draft-08's).
 fn subscriber_token<'r>(req: &'r Request<'_>, sub: &'r parse::Subscription) -> Option<&'r [u8]> {
     req.authorization
         .and_then(jwt::bearer_token)
-        .or_else(|| {
-            req.cookie
-                .and_then(|c| jwt::cookie_token(c, jwt::COOKIE_NAME))
-        })
         .or(sub.authorization.as_deref().map(str::as_bytes))
+        .or_else(|| cookie_token(req))
+}
+
+/// The token of a Mercure cookie, if the request carries one.
+fn cookie_token<'r>(req: &'r Request<'_>) -> Option<&'r [u8]> {
+    let cookie = req.cookie?;
+    jwt::cookie_token(cookie, jwt::COOKIE_NAME)
+        .or_else(|| jwt::cookie_token(cookie, jwt::ACCESS_COOKIE_NAME))
 }
 
 /// `GET /sse?topic=...`: a hub subscription, replaying what followed the resume id first.
@@ -551,17 +686,43 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
                 .and_then(|c| c.payload_for(t))
                 .map(|v| v.to_string())
         };
-        let selectors = sub.topics.iter().map(|t| (t.clone(), payload(t))).collect();
+        let selectors = sub
+            .selectors
+            .iter()
+            .map(|(_, t)| (t.clone(), payload(t)))
+            .collect();
         ctx.hub
             .stage_presence(crate::hub::history::Joining { selectors });
     }
     let hub = &mut *ctx.hub;
+    // The header wins over the query (Mercure: "the HTTP header MUST take precedence").
     let last = req
         .last_event_id
         .or(sub.last_event_id.as_deref().map(str::as_bytes));
-    // The hub decides the subscription (topics by name, what it may read, where it starts);
-    // the loop registers it in the same step, whatever the start (a replay included).
-    let subscribed = hub.subscribe(&sub.topics, claims.as_ref().map(|c| &c.subscribe), last);
+    let selectors: Vec<_> = sub
+        .selectors
+        .iter()
+        .map(|(kind, text)| (*kind, text.as_str()))
+        .collect();
+    let reads = claims.as_ref().map(|c| &c.subscribe);
+    // The hub decides the subscription (selectors compiled, what it may read, where it
+    // starts); the loop registers it in the same step, whatever the start (a replay included).
+    let subscribed = match hub.subscribe_selectors(&selectors, reads, last) {
+        Ok(subscribed) => subscribed,
+        Err(why) => {
+            // Nothing was admitted to the hub; the stream's slot goes back.
+            ctx.metrics.admission().close();
+            return invalid_request(&format!("topic selector refused: {why}"));
+        }
+    };
+    // Mercure: a resumed subscription's answer says where it resumed from.
+    let head = match last {
+        Some(raw) => head.field(
+            "Last-Event-ID",
+            &hub.resume_anchor(&subscribed.start, raw, reads),
+        ),
+        None => head,
+    };
     let expires = claims.and_then(|c| c.exp_unix_ms).map(|exp| {
         let left = exp.saturating_sub(now.unix_ms).max(1) as u64;
         now.ms.saturating_add(left)
@@ -779,6 +940,13 @@ fn stream_head(app: &App, req: &Request<'_>) -> Head {
 /// `--cors-origin`.
 fn preflight(app: &App, req: &Request<'_>) -> Reply {
     let (origin, methods, headers) = match req.path {
+        // Subscribing from anywhere, as /sse; a browser's publish is then held to the
+        // origin check of the POST itself (`foreign_origin`).
+        HUB_PATH => (
+            allowed_origin(app, req),
+            HUB_METHODS,
+            "Last-Event-ID, Authorization, Cache-Control, Accept, Content-Type",
+        ),
         "/sse" | "/metrics/stream" => (
             allowed_origin(app, req),
             "GET, HEAD, OPTIONS",
@@ -827,6 +995,7 @@ fn file(app: &App, req: &Request<'_>, path: &str) -> Reply {
         ("ETag", &*file.etag),
         ("Cache-Control", "no-cache"),
         ("X-Content-Type-Options", "nosniff"),
+        ("Link", HUB_LINK),
     ];
     if req
         .if_none_match

@@ -30,6 +30,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The resume id that asks for everything retained (Mercure's reserved `earliest`): never an
+/// id of this hub's.
+pub const EARLIEST: &str = "earliest";
+
 /// The most topics one event or one subscription may name.
 pub const MAX_TOPICS: usize = 32;
 /// The longest topic name, in bytes.
@@ -1046,11 +1050,15 @@ impl LocalHub {
         self.events.range(start..)
     }
 
-    /// Where a subscriber resuming after `last_id` (if any) starts.
+    /// Where a subscriber resuming after `last_id` (if any) starts: Mercure's reserved
+    /// [`EARLIEST`] replays everything retained.
     pub fn start(&self, last_id: Option<&[u8]>) -> Start {
         let Some(raw) = last_id else {
             return Start::From(self.head);
         };
+        if raw == EARLIEST.as_bytes() {
+            return Start::From(self.evicted);
+        }
         let hub_head = self.hub.head();
         let (reason, cursor) = match self.hub.parse_id(raw) {
             Some(seq) if seq > hub_head => (ResetReason::UnknownId, self.head),
@@ -1167,6 +1175,41 @@ impl LocalHub {
             filter,
             private,
             start,
+        }
+    }
+
+    /// The `Last-Event-ID` field of a resumed subscription's answer (Mercure: the id of the
+    /// event just before the first one sent): the id it resumes after when it starts from
+    /// there, that event is retained here and `claims` may read it; else [`EARLIEST`] (asked
+    /// for, a `reset`, a replay from the shared log, an event dropped, or a private one it may
+    /// not read, whose id the header must not disclose).
+    pub fn resume_anchor(
+        &self,
+        start: &Start,
+        last_id: &[u8],
+        claims: Option<&crate::hub::jwt::Selectors>,
+    ) -> String {
+        let Start::From(cursor) = *start else {
+            return EARLIEST.to_string();
+        };
+        if last_id == EARLIEST.as_bytes() || self.hub.parse_id(last_id) != Some(cursor) {
+            return EARLIEST.to_string();
+        }
+        let i = self.events.partition_point(|e| e.seq < cursor);
+        match self.events.get(i) {
+            Some(ev)
+                if ev.seq == cursor
+                    && !ev.is_gap()
+                    && (!ev.private
+                        || claims.is_some_and(|c| {
+                            ev.topics
+                                .iter()
+                                .any(|t| c.matches_cached(t, &mut self.match_cache.borrow_mut()))
+                        })) =>
+            {
+                self.hub.id(ev.seq)
+            }
+            _ => EARLIEST.to_string(),
         }
     }
 

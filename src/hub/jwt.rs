@@ -94,6 +94,9 @@ pub const DETAIL_TYPES: [&str; 2] = ["mercure", "https://mercure.rocks/authoriza
 /// `Authorization` header on an `EventSource`.
 pub const COOKIE_NAME: &str = "mercureAuthorization";
 
+/// The cookie name draft-08 of Mercure recommends instead (read as well as [`COOKIE_NAME`]).
+pub const ACCESS_COOKIE_NAME: &str = "mercureAccessToken";
+
 /// Why a token is refused. Every variant is answered the same way on the wire (`401` with
 /// `WWW-Authenticate: Bearer error="invalid_token"`); the reason is for logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! (already bounded) input.
 
 use crate::hub::history::{Publish, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES};
+use crate::hub::selector::Kind;
 
 /// A publish refused: the status class and the line saying why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,20 +165,51 @@ pub fn check_event(p: &mut Publish) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// A subscription's topics and resume id from the query of `GET /sse`; `Ok(None)` when it
-/// names no topic (the seed's clock stream).
+/// A subscription's selectors and resume id, from the query of `GET /sse?topic=` or of `GET
+/// /.well-known/mercure`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Subscription {
-    pub topics: Vec<String>,
+    /// Each selector with how it is read (`topic=`: [`Kind::Template`]; `match=`:
+    /// [`Kind::Exact`]; `match_urlpattern=`: [`Kind::UrlPattern`]), distinct, in the order
+    /// given.
+    pub selectors: Vec<(Kind, String)>,
     pub last_event_id: Option<String>,
-    /// A subscriber token given as `authorization=` (for cross-origin EventSource).
+    /// A subscriber token given in the query (`authorization=`, draft-07; `access_token=`,
+    /// draft-08), for cross-origin EventSource.
     pub authorization: Option<String>,
     /// `markPrivate=1`: each private event is preceded by a `private` event naming its id
     /// (EventSource shows no other field a marker could ride on).
     pub mark_private: bool,
 }
 
-/// Reads `topic` (repeatable) and `lastEventID` from a query string.
+impl Subscription {
+    /// Adds one selector, checked: a topic's rules, a template not too complex, at most
+    /// [`MAX_TOPICS`] distinct ones (a repeat is kept once, as for a publish).
+    fn add(&mut self, kind: Kind, v: String) -> Result<(), Refusal> {
+        check_topic(&v)?;
+        // A URI Template selects what it matches (src/hub/selector.rs); one too complex to
+        // compile is refused here rather than read as a plain name.
+        if kind == Kind::Template && v.matches('{').count() > crate::hub::selector::MAX_EXPRESSIONS
+        {
+            return Err(invalid(format!(
+                "more than {} expressions in a URI template",
+                crate::hub::selector::MAX_EXPRESSIONS
+            )));
+        }
+        if self.selectors.iter().any(|(k, t)| *k == kind && *t == v) {
+            return Ok(());
+        }
+        if self.selectors.len() == MAX_TOPICS {
+            return Err(invalid(format!("more than {MAX_TOPICS} topics")));
+        }
+        self.selectors.push((kind, v));
+        Ok(())
+    }
+}
+
+/// `GET /sse`: reads `topic` (repeatable) and `lastEventID` from a query string; other
+/// parameters are ignored (as they always were here). `Ok(None)` when it names no topic (the
+/// seed's clock stream).
 pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
     let pairs = pairs(query.as_bytes()).ok_or_else(|| invalid("bad percent-encoding"))?;
     let mut sub = Subscription::default();
@@ -186,23 +218,7 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
         match k.as_str() {
             "topic" => {
                 any_topic = true;
-                check_topic(&v)?;
-                // A URI Template selects what it matches (src/hub/selector.rs); one too complex to
-                // compile is refused here rather than read as a plain name.
-                if v.matches('{').count() > crate::hub::selector::MAX_EXPRESSIONS {
-                    return Err(invalid(format!(
-                        "more than {} expressions in a URI template",
-                        crate::hub::selector::MAX_EXPRESSIONS
-                    )));
-                }
-                // Distinct names count, as for a publish: a repeated topic is kept once.
-                if sub.topics.contains(&v) {
-                    continue;
-                }
-                if sub.topics.len() == MAX_TOPICS {
-                    return Err(invalid(format!("more than {MAX_TOPICS} topics")));
-                }
-                sub.topics.push(v);
+                sub.add(Kind::Template, v)?;
             }
             "lastEventID" | "last-event-id" | "Last-Event-ID" => sub.last_event_id = Some(v),
             "authorization" => sub.authorization = Some(v),
@@ -211,6 +227,65 @@ pub fn subscription(query: &str) -> Result<Option<Subscription>, Refusal> {
         }
     }
     Ok(any_topic.then_some(sub))
+}
+
+/// The matcher type a `match…` query parameter names, by the spellings of both drafts and of
+/// Mercure's hub (`match`, `matchExact`, `match_exact`, `matchURLPattern`, `match_urlpattern`,
+/// `matchURITemplate`, `match_uritemplate`); `None` for any other name.
+fn matcher_kind(name: &str) -> Option<Kind> {
+    match name {
+        "match" | "matchExact" | "match_exact" => Some(Kind::Exact),
+        "matchURLPattern" | "match_urlpattern" => Some(Kind::UrlPattern),
+        "matchURITemplate" | "match_uritemplate" => Some(Kind::Template),
+        _ => None,
+    }
+}
+
+/// `GET /.well-known/mercure`: the Mercure hub's subscription query, strictly: selectors of
+/// both drafts (`topic=`, `match=`, `match_urlpattern=` and the other spellings of
+/// [`matcher_kind`]), the resume id (`lastEventID`, `last_event_id`, `Last-Event-ID`), a token
+/// (`authorization`, `access_token`) and `markPrivate`. Any other parameter is refused (a
+/// misspelt matcher would otherwise subscribe to less than asked, silently), and so is a
+/// query without any selector.
+pub fn mercure_subscription(query: &str) -> Result<Subscription, Refusal> {
+    let pairs = pairs(query.as_bytes()).ok_or_else(|| invalid("bad percent-encoding"))?;
+    let mut sub = Subscription::default();
+    for (k, v) in pairs {
+        if k == "topic" {
+            sub.add(Kind::Template, v)?;
+            continue;
+        }
+        if let Some(kind) = matcher_kind(&k) {
+            sub.add(kind, v)?;
+            continue;
+        }
+        match k.as_str() {
+            "lastEventID" | "last_event_id" | "last-event-id" | "Last-Event-ID" => {
+                sub.last_event_id = Some(v)
+            }
+            "authorization" | "access_token" => sub.authorization = Some(v),
+            "markPrivate" => sub.mark_private = v == "1",
+            _ => {
+                let shown: String = k.chars().take(64).collect();
+                let why = if k.to_ascii_lowercase().starts_with("match") {
+                    format!(
+                        "unknown matcher type {shown:?}: use match= (exact) or match_urlpattern= (URL Pattern), or topic= (exact or URI Template)"
+                    )
+                } else {
+                    format!(
+                        "unknown query parameter {shown:?}: a subscription takes topic=, match=, match_urlpattern=, lastEventID=, authorization= or access_token="
+                    )
+                };
+                return Err(invalid(why));
+            }
+        }
+    }
+    if sub.selectors.is_empty() {
+        return Err(invalid(
+            "no topic selector: give topic=, match= or match_urlpattern= at least once",
+        ));
+    }
+    Ok(sub)
 }
 
 /// The media types a publish may be sent as.
@@ -232,11 +307,34 @@ pub fn media(content_type: Option<&[u8]>) -> Result<Media, Refusal> {
     }
 }
 
-/// A publish body, by its media type.
+/// Which publish endpoint's form rules a body is read by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `POST /publish`, as it always was: `data` required, `private` an on/off value
+    /// (`private=off` is public), fields it does not know ignored (clients written for it
+    /// keep working), form or JSON.
+    Publish,
+    /// `POST /.well-known/mercure`, as Mercure's spec says: form only, `data` optional (an
+    /// empty `data:` line without it), `private` private by its presence whatever its value,
+    /// and any field the spec does not define refused, naming it.
+    Mercure,
+}
+
+/// A publish body, by its media type, read by `/publish`'s rules.
 pub fn publish(content_type: Option<&[u8]>, body: &[u8]) -> Result<Publish, Refusal> {
-    let mut p = match media(content_type)? {
-        Media::Form => form(body)?,
-        Media::Json => json(body)?,
+    publish_as(Dialect::Publish, content_type, body)
+}
+
+/// A publish body, by its media type and the endpoint's [`Dialect`].
+pub fn publish_as(
+    dialect: Dialect,
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<Publish, Refusal> {
+    let mut p = match (media(content_type)?, dialect) {
+        (Media::Form, _) => form(body, dialect)?,
+        (Media::Json, Dialect::Publish) => json(body)?,
+        (Media::Json, Dialect::Mercure) => return Err(Refusal::MediaType),
     };
     check_event(&mut p)?;
     Ok(p)
@@ -251,8 +349,12 @@ fn flag(v: &str) -> Option<bool> {
     }
 }
 
-fn form(body: &[u8]) -> Result<Publish, Refusal> {
+/// The fields of Mercure's publish form (draft-07 and draft-08 alike).
+const MERCURE_FIELDS: &str = "topic, data, private, id, type, retry";
+
+fn form(body: &[u8], dialect: Dialect) -> Result<Publish, Refusal> {
     let pairs = pairs(body).ok_or_else(|| invalid("bad percent-encoding or non-UTF-8 field"))?;
+    let mercure = dialect == Dialect::Mercure;
     let mut p = Publish::default();
     let mut data = None;
     for (k, v) in pairs {
@@ -260,14 +362,28 @@ fn form(body: &[u8]) -> Result<Publish, Refusal> {
             "topic" => p.topics.push(v),
             "data" => data = Some(v),
             "type" => p.event_type = Some(v),
+            // Mercure: "if this name is set, the update MUST NOT be dispatched to subscribers
+            // not authorized", whatever its value.
+            "private" if mercure => p.private = true,
             "private" => {
                 p.private = flag(&v).ok_or_else(|| invalid("private must be on or off"))?
             }
             "retry" => p.retry = Some(parse_retry(&v)?),
+            "id" => {}
+            _ if mercure => {
+                let shown: String = k.chars().take(64).collect();
+                return Err(invalid(format!(
+                    "unknown field {shown:?}: a Mercure publish takes {MERCURE_FIELDS}"
+                )));
+            }
             _ => {}
         }
     }
-    p.data = data.ok_or_else(|| invalid("missing data"))?;
+    p.data = match (data, dialect) {
+        (Some(d), _) => d,
+        (None, Dialect::Mercure) => String::new(),
+        (None, Dialect::Publish) => return Err(invalid("missing data")),
+    };
     Ok(p)
 }
 
@@ -435,7 +551,8 @@ mod tests {
         let s = subscription("topic=a&topic=b%2Fc&topic=a&lastEventID=ep-3")
             .unwrap()
             .unwrap();
-        assert_eq!(s.topics, ["a", "b/c"]);
+        let t = |x: &str| (Kind::Template, x.to_string());
+        assert_eq!(s.selectors, [t("a"), t("b/c")]);
         assert_eq!(s.last_event_id.as_deref(), Some("ep-3"));
         assert!(subscription("topic=").is_err());
         let many: String = (0..33).map(|i| format!("topic=t{i}&")).collect();
@@ -519,13 +636,13 @@ mod tests {
         );
         let mut sub: String = (0..32).map(|i| format!("topic=t{i}&")).collect();
         sub += "topic=t5";
-        assert_eq!(subscription(&sub).unwrap().unwrap().topics.len(), 32);
+        assert_eq!(subscription(&sub).unwrap().unwrap().selectors.len(), 32);
         assert_eq!(
             subscription(&"topic=a&".repeat(40))
                 .unwrap()
                 .unwrap()
-                .topics,
-            ["a"]
+                .selectors,
+            [(Kind::Template, "a".to_string())]
         );
     }
 

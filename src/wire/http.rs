@@ -74,6 +74,9 @@ pub struct Request<'a> {
     pub host: Option<&'a [u8]>,
     /// The raw `Origin` value, if sent (browsers send it on every `POST`).
     pub origin: Option<&'a [u8]>,
+    /// The raw `Referer` value, if sent (where a browser request's page is, when it sends no
+    /// `Origin`).
+    pub referer: Option<&'a [u8]>,
     /// The raw `Sec-Fetch-Site` value, if sent (`same-origin`, `same-site`, `cross-site`,
     /// `none`).
     pub sec_fetch_site: Option<&'a [u8]>,
@@ -298,6 +301,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
     let mut expect_continue = false;
     let mut host_value = None;
     let mut origin = None;
+    let mut referer = None;
     let mut sec_fetch_site = None;
     let mut forwarded_proto = None;
     let mut proxied = false;
@@ -341,6 +345,8 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
                 minor == 1 && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("origin") {
             origin = Some(h.value);
+        } else if name.eq_ignore_ascii_case("referer") {
+            referer = Some(h.value);
         } else if name.eq_ignore_ascii_case("sec-fetch-site") {
             sec_fetch_site = Some(h.value);
         } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
@@ -385,6 +391,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         expect_continue,
         host: host_value,
         origin,
+        referer,
         sec_fetch_site,
         forwarded_proto,
         proxied,
