@@ -678,8 +678,9 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
         Ok(head) => head,
         Err(answer) => return answer,
     };
-    if ctx.hub.hub.presence().is_some() {
-        // Its subscription events, published by the loop once the stream is registered.
+    // Its subscription events (`--subscriptions`), published by the loop once the stream is
+    // registered.
+    let joining = ctx.hub.hub.presence().is_some().then(|| {
         let payload = |t: &str| {
             claims
                 .as_ref()
@@ -691,9 +692,8 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
             .iter()
             .map(|(_, t)| (t.clone(), payload(t)))
             .collect();
-        ctx.hub
-            .stage_presence(crate::hub::history::Joining { selectors });
-    }
+        Box::new(crate::hub::history::Joining { selectors })
+    });
     let hub = &mut *ctx.hub;
     // The header wins over the query (Mercure: "the HTTP header MUST take precedence").
     let last = req
@@ -761,7 +761,7 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
         status: Status::Ok,
         head,
         body,
-        then: Then::Stream(source),
+        then: Then::Stream(source, joining),
     }
 }
 
@@ -887,7 +887,7 @@ fn figures_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> 
             status: Status::Ok,
             head,
             body: None,
-            then: Then::Stream(Source::figures(now)),
+            then: Then::Stream(Source::figures(now), None),
         },
         Err(answer) => answer,
     }
@@ -900,7 +900,10 @@ fn clock_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Re
             status: Status::Ok,
             head,
             body: None,
-            then: Then::Stream(Source::clock(now, ctx.cfg.interval_ms, req.last_event_id)),
+            then: Then::Stream(
+                Source::clock(now, ctx.cfg.interval_ms, req.last_event_id),
+                None,
+            ),
         },
         Err(answer) => answer,
     }

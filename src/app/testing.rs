@@ -4,7 +4,7 @@
 
 use crate::app::routes::{self, App, Call, Peer};
 use crate::app::static_files::StaticFiles;
-use crate::core::conn::Conn;
+use crate::core::conn::{Conn, Served};
 use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
 use crate::core::metrics::Metrics;
 use crate::core::reply::{Answer, Completion, Later};
@@ -108,7 +108,7 @@ impl Env {
     pub fn input(&mut self, c: &mut Conn, bytes: &[u8]) {
         self.with(|ctx, app, now, _| {
             c.handle_input(bytes, now, ctx);
-            serve(c, ctx, app, now);
+            let _ = serve(c, ctx, app, now);
         });
     }
 
@@ -132,7 +132,7 @@ impl Env {
                 if room == 0 || c.is_closed() {
                     break;
                 }
-                serve(c, ctx, app, now);
+                let _ = serve(c, ctx, app, now);
             }
             wire
         })
@@ -172,8 +172,9 @@ pub struct Lent<'a> {
     pub later: &'a Later,
 }
 
-/// The loop's request step: route what is complete.
-pub fn serve(c: &mut Conn, ctx: &mut Ctx<'_>, lent: Lent<'_>, now: Now) -> bool {
+/// The loop's request step: route what is complete (what the connection became is for the
+/// caller to register, as the loop does).
+pub fn serve<'c>(c: &'c mut Conn, ctx: &mut Ctx<'_>, lent: Lent<'_>, now: Now) -> Served<'c> {
     c.serve(now, ctx, |req, body, ctx| {
         let call = Call {
             app: lent.app,

@@ -28,6 +28,36 @@ use crate::core::stream::Source;
 use crate::wire::frames;
 use crate::wire::http::{self, Method, Request, Status};
 
+/// What one call to [`Conn::serve`] did: the one way the loop learns that a connection became
+/// a stream, and all it needs to register it.
+#[must_use]
+#[derive(Debug)]
+pub enum Served<'c> {
+    /// No complete request to answer (or an earlier answer is still being written).
+    Idle,
+    /// A request was answered (or `100 Continue` queued); the connection is what it was.
+    Answered,
+    /// The request made the connection a stream, which the loop registers now.
+    Stream(NewStream<'c>),
+}
+
+impl Served<'_> {
+    /// Whether anything was queued (the loop goes round again).
+    pub fn progress(&self) -> bool {
+        !matches!(self, Served::Idle)
+    }
+}
+
+/// A connection that just became a stream: what the loop registers.
+#[derive(Debug)]
+pub struct NewStream<'c> {
+    /// Its hub subscription's topics, for the loop's topic index (`None`: not a hub
+    /// subscription: the clock, the figures).
+    pub topics: Option<&'c crate::hub::history::Filter>,
+    /// What its presence joins with (`--subscriptions`).
+    pub joining: Option<Box<crate::hub::history::Joining>>,
+}
+
 /// Bytes accepted by the connection but not yet taken by the socket.
 #[derive(Debug)]
 struct Outbox {
@@ -82,6 +112,12 @@ struct Reading {
     /// The request was answered `Pending`: its reply comes through [`Conn::complete`] with
     /// this ticket, then the connection is kept alive if the flag says so.
     waiting: Option<Waiting>,
+}
+
+/// What a reply made of the connection (see [`Served`]).
+enum Became {
+    Same,
+    Stream(Option<Box<crate::hub::history::Joining>>),
 }
 
 /// How a reply is sent: whether the connection may be kept for another request, whether the
@@ -270,23 +306,24 @@ impl Conn {
     /// Answers the request at the start of the input once it is complete (head, and body when
     /// there is one) and nothing earlier is still being written: `route` turns it into a
     /// [`Reply`], which is queued. Malformed input is answered here with its status, and the
-    /// connection closes. Returns whether an answer was queued.
-    pub fn serve<F>(&mut self, now: Now, ctx: &mut Ctx<'_>, route: F) -> bool
+    /// connection closes. Returns what it did: [`Served::Stream`] when the connection became a
+    /// stream (the only way the loop learns it).
+    pub fn serve<F>(&mut self, now: Now, ctx: &mut Ctx<'_>, route: F) -> Served<'_>
     where
         F: FnOnce(&Request<'_>, &[u8], &mut Ctx<'_>) -> Reply,
     {
         if self.out.is_some() {
-            return false;
+            return Served::Idle;
         }
         let State::Head(r) = &mut self.state else {
-            return false;
+            return Served::Idle;
         };
         if r.waiting.is_some() || r.buf.is_empty() || (r.need > 0 && r.buf.len() < r.need) {
-            return false;
+            return Served::Idle;
         }
         let (reply, used, keep_alive, head_only, line) = match http::parse(&r.buf, &ctx.cfg.limits)
         {
-            Ok(None) => return false,
+            Ok(None) => return Served::Idle,
             Err(e) => (
                 Reply::error(e.status()),
                 r.buf.len(),
@@ -311,7 +348,7 @@ impl Conn {
                     if r.buf.len() < total {
                         r.need = total;
                         if !req.expect_continue {
-                            return false;
+                            return Served::Idle;
                         }
                         // The client waits for a word before it sends the body: the head
                         // alone is routed (`body` shorter than `Content-Length`), once.
@@ -323,7 +360,7 @@ impl Conn {
                                 now,
                                 ctx.cfg,
                             ));
-                            return true;
+                            return Served::Answered;
                         }
                         // Refused from its head: the body is never read, and what of it
                         // may already be on its way is discarded by the close.
@@ -348,8 +385,13 @@ impl Conn {
             head_only,
             line,
         };
-        self.respond(reply, how, now, ctx);
-        true
+        match self.respond(reply, how, now, ctx) {
+            Became::Same => Served::Answered,
+            Became::Stream(joining) => Served::Stream(NewStream {
+                topics: self.filter(),
+                joining,
+            }),
+        }
     }
 
     /// The answer to a request that was answered `Pending` under `ticket` (ignored otherwise:
@@ -598,7 +640,7 @@ impl Conn {
 
     /// Queues a reply. A stream reply holds an admission slot, released when the stream ends.
     /// A final answer (neither a stream nor one to come) is recorded for the log.
-    fn respond(&mut self, reply: Reply, how: How, now: Now, ctx: &mut Ctx<'_>) {
+    fn respond(&mut self, reply: Reply, how: How, now: Now, ctx: &mut Ctx<'_>) -> Became {
         let How {
             keep_alive,
             head_only,
@@ -615,12 +657,16 @@ impl Conn {
         }
         let date = ctx.dates.http(now.unix_ms);
         match then {
-            Then::Stream(source) if !head_only => {
+            Then::Stream(source, joining) if !head_only => {
                 let head = head.finish(date, false);
                 ctx.shard.streams_total.inc();
+                if source.filter().is_some() {
+                    ctx.shard.topic_streams_opened.inc();
+                }
                 self.state = State::Stream(source);
                 // A body here is the stream's first bytes (a hub's `reset`).
                 self.out = Some(Outbox::new(head, body, now, ctx.cfg));
+                return Became::Stream(joining);
             }
             Then::Pending(ticket) => {
                 if let State::Head(r) = &mut self.state {
@@ -633,7 +679,7 @@ impl Conn {
                 }
             }
             then => {
-                if matches!(then, Then::Stream(_)) {
+                if matches!(then, Then::Stream(..)) {
                     // A HEAD never becomes a stream: give the slot back.
                     ctx.metrics.admission().close();
                 }
@@ -651,6 +697,7 @@ impl Conn {
                 }
             }
         }
+        Became::Same
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>, why: End) {
@@ -707,6 +754,74 @@ mod tests {
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\n\
         Cache-Control: no-cache\r\nConnection: keep-alive\r\nAccess-Control-Allow-Origin: *\r\n\
         X-Accel-Buffering: no\r\nDate: ";
+
+    /// What `serve` did, as the loop reads it: `Stream` with its topics and its presence.
+    fn served(h: &mut Env, c: &mut Conn, bytes: &[u8]) -> String {
+        h.with(|ctx, lent, now, _| {
+            c.handle_input(bytes, now, ctx);
+            match crate::app::testing::serve(c, ctx, lent, now) {
+                Served::Idle => "idle".to_string(),
+                Served::Answered => "answered".to_string(),
+                Served::Stream(new) => format!(
+                    "stream topics={} joining={:?}",
+                    new.topics.is_some(),
+                    new.joining.map(|j| j.selectors)
+                ),
+            }
+        })
+    }
+
+    /// The loop learns that a connection became a stream from `serve`'s answer alone, once,
+    /// with what it registers: the subscription's topics (none for the clock) and, with
+    /// `--subscriptions`, its presence; a `HEAD` of a stream, an incomplete head and a running
+    /// stream are not new streams.
+    #[test]
+    fn serve_says_once_what_the_connection_became() {
+        let mut h = env();
+        let mut c = h.conn();
+        assert_eq!(served(&mut h, &mut c, b"GET /sse HTTP/1.1\r\n"), "idle");
+        assert_eq!(
+            served(&mut h, &mut c, b"Host: x\r\n\r\n"),
+            "stream topics=false joining=None"
+        );
+        h.flush(&mut c);
+        assert_eq!(served(&mut h, &mut c, b""), "idle");
+        assert!(c.is_stream());
+
+        let mut c = h.conn();
+        assert_eq!(
+            served(
+                &mut h,
+                &mut c,
+                b"HEAD /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n"
+            ),
+            "answered"
+        );
+        assert!(!c.is_stream());
+        assert_eq!(h.metrics.streams_open(), 1, "the HEAD gave its slot back");
+
+        let mut c = h.conn();
+        assert_eq!(
+            served(
+                &mut h,
+                &mut c,
+                b"GET /sse?topic=a&topic=b HTTP/1.1\r\nHost: x\r\n\r\n"
+            ),
+            "stream topics=true joining=None"
+        );
+        assert_eq!(h.metrics.shard(0).topic_streams_opened.get(), 1);
+
+        h.hub.hub.enable_presence(9);
+        let mut c = h.conn();
+        assert_eq!(
+            served(
+                &mut h,
+                &mut c,
+                b"GET /sse?topic=a HTTP/1.1\r\nHost: x\r\n\r\n"
+            ),
+            "stream topics=true joining=Some([(\"a\", None)])"
+        );
+    }
 
     #[test]
     fn stream_headers_at_once_then_frames_on_the_interval() {

@@ -26,9 +26,14 @@ pub enum Then {
     /// head is acceptable, so `100 Continue` is sent and the body read; the request is then
     /// routed again with it. This reply's status, head and body are not sent.
     Continue,
-    /// Become an event stream fed by this source. The reply holds one admission slot (see
-    /// [`crate::core::admission`]); the connection gives it back when the stream ends.
-    Stream(crate::core::stream::Source),
+    /// Become an event stream fed by this source, joining with this presence
+    /// (`--subscriptions`; `None` without). The reply holds one admission slot (see
+    /// [`crate::core::admission`]); the connection gives it back when the stream ends. The
+    /// loop registers the new stream from what [`crate::core::conn::Conn::serve`] returns.
+    Stream(
+        crate::core::stream::Source,
+        Option<Box<crate::hub::history::Joining>>,
+    ),
 }
 
 /// An answer from the application: a head, an optional body, and what happens next.

@@ -907,9 +907,6 @@ pub struct LocalHub {
     next_ticket: u32,
     /// The frames in the loop's scratch buffer, in order.
     pub marks: Vec<Mark>,
-    /// With `--subscriptions`: what the route that answered last said of its subscription,
-    /// until the loop sees its stream start ([`LocalHub::presence_started`]).
-    staged: Option<Box<Joining>>,
     /// With `--subscriptions`: the subscriptions of this loop's streams, by slab key (empty,
     /// and no cost to a stream, with presence off).
     present: HashMap<u32, Present>,
@@ -951,27 +948,16 @@ impl LocalHub {
             sweep_every: 4096,
             next_ticket: 0,
             marks: Vec::new(),
-            staged: None,
             present: HashMap::new(),
             named: 0,
         }
     }
 
-    /// Notes what a subscription about to start joins with (`--subscriptions`; the route
-    /// calls it, the loop takes it when it registers the stream).
-    pub fn stage_presence(&mut self, joining: Joining) {
-        self.staged = Some(Box::new(joining));
-    }
-
-    /// Forgets what was staged and not taken (a request that did not start a stream).
-    pub fn clear_staged(&mut self) {
-        self.staged = None;
-    }
-
-    /// The stream at slab key `key` has started: gives what was staged a subscriber id and
-    /// returns its `active: true` events, one per distinct selector.
-    pub fn presence_started(&mut self, key: usize) -> Vec<Publish> {
-        let (Some(instance), Some(mut joined)) = (self.hub.presence(), self.staged.take()) else {
+    /// The stream at slab key `key` has started with presence `joined` (what its route
+    /// answered with, see `Then::Stream`): gives it a subscriber id and returns its
+    /// `active: true` events, one per distinct selector.
+    pub fn presence_started(&mut self, key: usize, mut joined: Joining) -> Vec<Publish> {
+        let Some(instance) = self.hub.presence() else {
             return Vec::new();
         };
         let mut seen = std::collections::HashSet::new();
@@ -984,13 +970,9 @@ impl LocalHub {
             .iter()
             .map(|(t, p)| crate::hub::presence::event(t, &subscriber, true, p.as_deref()))
             .collect();
-        let old = self.present.insert(
-            key as u32,
-            Present {
-                subscriber,
-                joined: *joined,
-            },
-        );
+        let old = self
+            .present
+            .insert(key as u32, Present { subscriber, joined });
         debug_assert!(old.is_none(), "a slab key holds one stream at a time");
         events
     }

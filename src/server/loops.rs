@@ -20,7 +20,7 @@
 
 use crate::app::routes::{self, App, Call, Peer};
 use crate::app::static_files::StaticFiles;
-use crate::core::conn::Conn;
+use crate::core::conn::{Conn, Served};
 use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
 use crate::core::metrics::Metrics;
 use crate::core::reply::Reply;
@@ -693,8 +693,7 @@ impl EventLoop {
                 key: k,
                 later: &self.later,
             };
-            let was_stream = conn.is_stream();
-            progress |= conn.serve(now, &mut ctx, |req, body, ctx| {
+            let served = conn.serve(now, &mut ctx, |req, body, ctx| {
                 let call = Call {
                     app,
                     req,
@@ -703,16 +702,19 @@ impl EventLoop {
                 };
                 routes::route(call, body, ctx)
             });
-            if !was_stream {
-                if let Some(filter) = conn.filter() {
-                    ctx.hub.register(filter, k);
-                    ctx.shard.topic_streams_opened.inc();
-                    // `--subscriptions`: the stream's subscription events, once it is
-                    // registered (so a subscriber to its own presence hears it too).
-                    let joined = ctx.hub.presence_started(k);
+            progress |= served.progress();
+            // The one place a connection that became a stream is registered: its topics in
+            // this loop's index (in the step the hub decided them, so no sweep comes between),
+            // then its presence (`--subscriptions`), so a subscriber to its own presence hears
+            // it too.
+            if let Served::Stream(new) = served {
+                if let Some(topics) = new.topics {
+                    ctx.hub.register(topics, k);
+                }
+                if let Some(joining) = new.joining {
+                    let joined = ctx.hub.presence_started(k, *joining);
                     publish_presence(shared, joined, now);
                 }
-                ctx.hub.clear_staged();
             }
             if conn.is_closed() || !progress {
                 break;
