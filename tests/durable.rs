@@ -231,7 +231,7 @@ fn bad_directories_are_one_line_errors_at_start_up() {
     .unwrap();
     let err = start_error(&["--data-dir", other.to_str().unwrap()], false);
     assert!(
-        err.contains("holds an event log of format 9; this sse-server reads format 1"),
+        err.contains("holds an event log of format 9; this sse-server reads format 2"),
         "{err}"
     );
     let err = start_error(

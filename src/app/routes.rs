@@ -16,7 +16,7 @@ use crate::core::ctx::{Ctx, Now};
 use crate::core::metrics::Rejected;
 use crate::core::reply::{Later, Reply, Then};
 use crate::core::stream::Source;
-use crate::hub::history::Start;
+use crate::hub::history::{IdRefused, Start};
 use crate::hub::jwt;
 use crate::hub::parse::{self, Dialect, Refusal};
 use crate::hub::presence;
@@ -414,12 +414,30 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>, dialect: Dialect) -> 
         .private_topics
         .matches_any(p.topics.iter().map(String::as_str));
     let hub = &ctx.hub.hub;
+    if let Some(why) = p.id.as_deref().and_then(|id| hub.own_form(id)) {
+        ctx.shard.rejected(Rejected::Invalid);
+        return Reply::text_owned(Status::BadRequest, format!("400 Bad Request: {why}\n"), &[]);
+    }
     if let Some(store) = &app.store {
         let name = store.name();
         if let Err(why) = hub.store_state() {
             ctx.shard.rejected(Rejected::Unavailable);
             return store_down(name, &why);
         }
+        // A publisher id is taken here for the data dir's store (its writer stores in order,
+        // and the history indexes the id when the event arrives there); the shared store
+        // decides in Redis, atomically for every instance (the bridge's script).
+        let reserved = match &p.id {
+            Some(id) if !hub.is_redis() => {
+                if !hub.reserve_id(id) {
+                    ctx.shard.rejected(Rejected::Conflict);
+                    return id_taken(id);
+                }
+                Some((hub.clone(), id.clone()))
+            }
+            _ => None,
+        };
+        let own_id = p.id.clone();
         // Answered once the store holds it (or could not): never a 200 for an event that
         // is not stored.
         let later = peer.later.clone();
@@ -428,8 +446,16 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>, dialect: Dialect) -> 
             p,
             Box::new(move |stored| {
                 let reply = match stored {
-                    Ok(id) => published(id, dialect),
-                    Err(why) => store_down(name, &why),
+                    Ok(id) => published(own_id.unwrap_or(id), dialect),
+                    Err(why) => {
+                        if let Some((hub, id)) = &reserved {
+                            hub.release_id(id);
+                        }
+                        match &own_id {
+                            Some(id) if crate::hub::backend::is_id_taken(&why) => id_taken(id),
+                            _ => store_down(name, &why),
+                        }
+                    }
                 };
                 later.send(key, ticket, reply);
             }),
@@ -437,9 +463,31 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>, dialect: Dialect) -> 
         ctx.shard.publishes.inc();
         return Reply::pending(ticket);
     }
-    let seq = hub.publish(&p, now.us);
-    ctx.shard.publishes.inc();
-    published(hub.id(seq), dialect)
+    match hub.try_publish(&p, now.us) {
+        Ok(seq) => {
+            ctx.shard.publishes.inc();
+            published(p.id.unwrap_or_else(|| hub.id(seq)), dialect)
+        }
+        Err(IdRefused::Taken) => {
+            ctx.shard.rejected(Rejected::Conflict);
+            id_taken(p.id.as_deref().unwrap_or_default())
+        }
+        Err(IdRefused::OwnForm(why)) => {
+            ctx.shard.rejected(Rejected::Invalid);
+            Reply::text_owned(Status::BadRequest, format!("400 Bad Request: {why}\n"), &[])
+        }
+    }
+}
+
+/// `409`: a retained event already has the id a publisher gave (ids name one event within
+/// the history; once that event is dropped, the id may be given again).
+fn id_taken(id: &str) -> Reply {
+    let id: String = id.chars().take(256).collect();
+    Reply::text_owned(
+        Status::Conflict,
+        format!("409 Conflict: an event with id {id:?} is in the history\n"),
+        &[],
+    )
 }
 
 /// `200` with the stored event's id: on `/publish` with a newline (after `curl -d … /publish`

@@ -103,16 +103,19 @@ pub enum Rejected {
     Forbidden,
     /// The shared store (Redis) could not store it.
     Unavailable,
+    /// Its id is a retained event's (`409`).
+    Conflict,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 6] = [
+    pub const ALL: [Rejected; 7] = [
         Rejected::Unauthorized,
         Rejected::Invalid,
         Rejected::TooLarge,
         Rejected::MediaType,
         Rejected::Forbidden,
         Rejected::Unavailable,
+        Rejected::Conflict,
     ];
 
     fn label(self) -> &'static str {
@@ -123,6 +126,7 @@ impl Rejected {
             Rejected::MediaType => "media_type",
             Rejected::Forbidden => "forbidden",
             Rejected::Unavailable => "unavailable",
+            Rejected::Conflict => "conflict",
         }
     }
 }

@@ -285,7 +285,9 @@ impl Source {
                 out.extend_from_slice(&hub.hub.store_reset_frame(r.after, seq));
             } else if hub.visible(filter, *private, &p.topics, p.private) {
                 if *mark && p.private {
-                    encode_private_mark(&mut out, id);
+                    encode_private_mark(&mut out, |o| {
+                        o.extend_from_slice(p.id.as_deref().unwrap_or(id).as_bytes())
+                    });
                 }
                 out.extend_from_slice(&hub.hub.encode(seq, p));
                 delivered += 1;
@@ -526,7 +528,7 @@ impl Source {
                             if *mark && ev.private {
                                 // Part of the event's frame as far as a partial write goes
                                 // (its mark ends after both).
-                                encode_private_mark(out, &hub.hub.id(ev.seq));
+                                encode_private_mark(out, |o| hub.hub.push_event_id(o, ev));
                             }
                             out.extend_from_slice(&ev.frame);
                             marks.push(Mark {
@@ -555,9 +557,9 @@ impl Source {
 
 /// The marker before a private event for a subscriber that asked (`markPrivate=1`): an event
 /// of the reserved type `private` whose data is the event's id.
-fn encode_private_mark(out: &mut Vec<u8>, id: &str) {
+fn encode_private_mark(out: &mut Vec<u8>, id: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"event: private\ndata: ");
-    out.extend_from_slice(id.as_bytes());
+    id(out);
     out.extend_from_slice(b"\n\n");
 }
 

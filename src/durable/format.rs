@@ -6,9 +6,14 @@
 //!
 //! ```text
 //! magic [0xff, b'e', b'v', b'1'] | body length u32 | CRC-32C of (length, body) u32 | body
-//! body: seq u64 | flags u8 (1 private, 2 has type, 4 has retry) | [retry u64]
-//!       | topic count u8 | (topic length u16, topic)* | [type length u8, type] | data
+//! body: seq u64 | flags u8 (1 private, 2 has type, 4 has retry, 8 has id) | [retry u64]
+//!       | topic count u8 | (topic length u16, topic)* | [type length u8, type]
+//!       | [id length u16, id] | data
 //! ```
+//!
+//! Format 2 added the publisher's id (flag 8). A format 1 record is a format 2 record without
+//! it, so this build reads segments of both (and the store marks a format 1 directory as
+//! format 2 before it writes an id, so an older build refuses it rather than misread it).
 //!
 //! all integers little-endian. `0xff` never occurs in UTF-8, so no text a publisher sends can
 //! look like a header. Records in a store have strictly increasing sequence numbers; a jump
@@ -23,8 +28,10 @@
 use crate::hub::history::{Publish, Restored};
 use std::collections::VecDeque;
 
-/// The version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this build writes (and reads, with [`OLDEST_READ_VERSION`] and those between).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_READ_VERSION: u32 = 1;
 /// The first 8 bytes of a segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\xffsse-log";
 /// Bytes of a segment header.
@@ -40,6 +47,7 @@ pub const MIN_RECORD_LEN: usize = RECORD_HEADER_LEN + 8 + 1 + 1;
 const FLAG_PRIVATE: u8 = 1;
 const FLAG_TYPE: u8 = 2;
 const FLAG_RETRY: u8 = 4;
+const FLAG_ID: u8 = 8;
 
 /// The CRC-32C tables for slicing by 8: `T[0]` is the byte-at-a-time table, `T[k][i]` the
 /// CRC of byte `i` followed by `k` zero bytes (start-up reads the whole history through this,
@@ -131,7 +139,7 @@ pub fn read_header(bytes: &[u8]) -> Header {
         return Header::Bad;
     }
     match le32(&bytes[8..12]) {
-        FORMAT_VERSION => Header::Ok,
+        v if (OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&v) => Header::Ok,
         v => Header::Version(v),
     }
 }
@@ -161,12 +169,17 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, p: &Publish) -> Result<(), TooLarge> 
         Some(t) => Some(u8::try_from(t.len()).map_err(|_| TooLarge("type too long"))?),
         None => None,
     };
+    let id = match &p.id {
+        Some(id) => Some(u16::try_from(id.len()).map_err(|_| TooLarge("id too long"))?),
+        None => None,
+    };
     let body_len = 8
         + 1
         + p.retry.map_or(0, |_| 8)
         + 1
         + p.topics.iter().map(|t| 2 + t.len()).sum::<usize>()
         + ty.map_or(0, |n| 1 + usize::from(n))
+        + id.map_or(0, |n| 2 + usize::from(n))
         + p.data.len();
     let len = u32::try_from(body_len).map_err(|_| TooLarge("event too large"))?;
     let start = out.len();
@@ -185,6 +198,9 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, p: &Publish) -> Result<(), TooLarge> 
     if p.retry.is_some() {
         flags |= FLAG_RETRY;
     }
+    if id.is_some() {
+        flags |= FLAG_ID;
+    }
     out.push(flags);
     if let Some(r) = p.retry {
         out.extend_from_slice(&r.to_le_bytes());
@@ -197,6 +213,10 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, p: &Publish) -> Result<(), TooLarge> 
     if let (Some(n), Some(t)) = (ty, &p.event_type) {
         out.push(n);
         out.extend_from_slice(t.as_bytes());
+    }
+    if let (Some(n), Some(i)) = (id, &p.id) {
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(i.as_bytes());
     }
     out.extend_from_slice(p.data.as_bytes());
     let crc = crc32c(crc32c(0, &out[start + 4..start + 8]), &out[start + 12..]);
@@ -229,7 +249,7 @@ fn decode_body(body: &[u8]) -> Option<(u64, Publish)> {
     let mut r = ByteReader(body);
     let seq = le64(r.take(8)?);
     let flags = r.u8()?;
-    if flags & !(FLAG_PRIVATE | FLAG_TYPE | FLAG_RETRY) != 0 {
+    if flags & !(FLAG_PRIVATE | FLAG_TYPE | FLAG_RETRY | FLAG_ID) != 0 {
         return None;
     }
     let retry = if flags & FLAG_RETRY != 0 {
@@ -250,6 +270,12 @@ fn decode_body(body: &[u8]) -> Option<(u64, Publish)> {
     } else {
         None
     };
+    let id = if flags & FLAG_ID != 0 {
+        let b = r.take(2)?;
+        Some(r.text(usize::from(u16::from_le_bytes([b[0], b[1]])))?)
+    } else {
+        None
+    };
     let data = std::str::from_utf8(r.0).ok()?.to_string();
     Some((
         seq,
@@ -259,6 +285,7 @@ fn decode_body(body: &[u8]) -> Option<(u64, Publish)> {
             event_type,
             retry,
             private: flags & FLAG_PRIVATE != 0,
+            id,
         },
     ))
 }
@@ -569,6 +596,7 @@ mod tests {
             event_type: Some("token".into()),
             retry: Some(u64::MAX),
             private: true,
+            id: Some("urn:uuid:é-1".into()),
         };
         let bytes = segment(7, &[p.clone(), Publish::default()]);
         let scan = scan_segment(&bytes, 6);
@@ -595,6 +623,11 @@ mod tests {
             ..Publish::default()
         };
         assert!(encode(&mut out, 1, &long_type).is_err());
+        let long_id = Publish {
+            id: Some("x".repeat(65_536)),
+            ..Publish::default()
+        };
+        assert!(encode(&mut out, 1, &long_id).is_err());
         assert_eq!(out, [1, 2, 3]);
     }
 
@@ -603,16 +636,22 @@ mod tests {
         let h = segment_header();
         assert_eq!(read_header(&h), Header::Ok);
         assert_eq!(read_header(&h[..15]), Header::Short);
-        let mut v2 = h;
-        v2[8] = 2;
-        let crc = crc32c(0, &v2[..12]);
-        v2[12..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(read_header(&v2), Header::Version(2));
+        let version = |v: u8| {
+            let mut h = h;
+            h[8] = v;
+            let crc = crc32c(0, &h[..12]);
+            h[12..].copy_from_slice(&crc.to_le_bytes());
+            h
+        };
+        assert_eq!(read_header(&version(3)), Header::Version(3));
+        assert_eq!(read_header(&version(0)), Header::Version(0));
+        // Format 1 (before ids) is read: its records are format 2's without the id.
+        assert_eq!(read_header(&version(1)), Header::Ok);
         let mut bad = h;
         bad[9] ^= 1;
         assert_eq!(read_header(&bad), Header::Bad);
         let mut r = Recovery::new(10, 1 << 20);
-        assert_eq!(r.feed(1, &v2, true).unwrap_err(), 2);
+        assert_eq!(r.feed(1, &version(3), true).unwrap_err(), 3);
     }
 
     /// The file cut at every byte offset of its last record: the tail is torn, truncated at

@@ -7,7 +7,9 @@
 //! before the next append, or, if that fails too, appends move to a new segment; so a failed
 //! write never leaves half a record where a good one follows.
 
-use super::format::{self, Found, Recovery, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use super::format::{
+    self, Found, Recovery, FORMAT_VERSION, OLDEST_READ_VERSION, SEGMENT_HEADER_LEN,
+};
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Write as _};
@@ -110,7 +112,25 @@ fn lock(dir: &Path) -> Result<File, String> {
     Ok(f)
 }
 
-/// Reads the format file's epoch, or writes a new one (`epoch`) in a fresh directory.
+/// Writes the format file (this build's version, `epoch`) through a synced temporary file.
+fn write_format_file(dir: &Path, epoch: &str) -> Result<(), String> {
+    let path = dir.join(FORMAT_FILE);
+    let tmp = dir.join("format.tmp");
+    let text = format!("sse-server event log\nformat {FORMAT_VERSION}\nepoch {epoch}\n");
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        sync_dir(dir)
+    };
+    write().map_err(|e| fail(dir, format_args!("cannot write {}: {e}", path.display())))
+}
+
+/// Reads the format file's epoch, or writes a new one (`epoch`) in a fresh directory. A
+/// directory of an older format this build reads is marked as this format first (its
+/// records are read as they are; new ones may carry what the old format had no room for,
+/// so the older build must refuse the directory from now on rather than misread them).
 fn format_file(dir: &Path, fresh: bool, epoch: &str) -> Result<String, String> {
     let path = dir.join(FORMAT_FILE);
     match fs::read_to_string(&path) {
@@ -125,12 +145,17 @@ fn format_file(dir: &Path, fresh: bool, epoch: &str) -> Result<String, String> {
                 }
             }
             match (version, found) {
-                (Some(FORMAT_VERSION), Some(e))
-                    if !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+                (Some(v), Some(e))
+                    if (OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&v)
+                        && !e.is_empty()
+                        && e.bytes().all(|b| b.is_ascii_alphanumeric()) =>
                 {
+                    if v != FORMAT_VERSION {
+                        write_format_file(dir, &e)?;
+                    }
                     Ok(e)
                 }
-                (Some(v), _) if v != FORMAT_VERSION => Err(fail(
+                (Some(v), _) if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&v) => Err(fail(
                     dir,
                     format_args!(
                         "holds an event log of format {v}; this sse-server reads format \
@@ -144,16 +169,7 @@ fn format_file(dir: &Path, fresh: bool, epoch: &str) -> Result<String, String> {
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound && fresh => {
-            let tmp = dir.join("format.tmp");
-            let text = format!("sse-server event log\nformat {FORMAT_VERSION}\nepoch {epoch}\n");
-            let write = || -> io::Result<()> {
-                let mut f = File::create(&tmp)?;
-                f.write_all(text.as_bytes())?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                sync_dir(dir)
-            };
-            write().map_err(|e| fail(dir, format_args!("cannot write {}: {e}", path.display())))?;
+            write_format_file(dir, epoch)?;
             Ok(epoch.to_string())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(fail(
@@ -501,6 +517,36 @@ pub(crate) mod tests {
         assert_eq!(o.truncated, 0);
     }
 
+    /// A directory of format 1 (before publisher ids): its records are read as they are, and
+    /// the directory is marked format 2 before anything is written, so a build of format 1
+    /// refuses it from then on rather than misread a record with an id.
+    #[test]
+    fn a_format_1_dir_is_read_and_marked_format_2() {
+        let d = TempDir::new("v1");
+        let mut s = open(&d.0, 100, 1 << 20, "old1").unwrap().store;
+        write(&mut s, &["one", "two"]);
+        drop(s);
+        // Make it what a format 1 build wrote: the format file and the segment header say 1
+        // (the records of format 1 are those of format 2 without an id).
+        fs::write(
+            d.0.join(FORMAT_FILE),
+            "sse-server event log\nformat 1\nepoch old1\n",
+        )
+        .unwrap();
+        let seg = d.0.join(segment_name(1));
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = format::crc32c(0, &bytes[..12]);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+        fs::write(&seg, &bytes).unwrap();
+        let o = open(&d.0, 100, 1 << 20, "new").unwrap();
+        assert_eq!(o.store.epoch, "old1");
+        assert_eq!(events(&o.recovery), [(1, "one".into()), (2, "two".into())]);
+        assert_eq!(o.truncated, 0);
+        let text = fs::read_to_string(d.0.join(FORMAT_FILE)).unwrap();
+        assert_eq!(text, "sse-server event log\nformat 2\nepoch old1\n");
+    }
+
     #[test]
     fn a_second_owner_is_refused_naming_the_holder() {
         let d = TempDir::new("lock");
@@ -536,7 +582,7 @@ pub(crate) mod tests {
         .unwrap();
         let err = open(&other, 10, 1000, "e").unwrap_err();
         assert!(
-            err.contains("format 9; this sse-server reads format 1"),
+            err.contains("format 9; this sse-server reads format 2"),
             "{err}"
         );
         let orphan = d.0.join("orphan");

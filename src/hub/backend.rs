@@ -8,6 +8,15 @@ use crate::hub::history::Publish;
 /// How a stored publish is answered: `Ok(id)` once stored, `Err(reason)` otherwise.
 pub type Done = Box<dyn FnOnce(Result<String, String>) + Send>;
 
+/// The `Err` reason of a publish whose id a retained event of the store already has (the
+/// route's `409`); no other reason is this text.
+pub const ID_TAKEN: &str = "id taken";
+
+/// Whether a store's refusal is [`ID_TAKEN`].
+pub fn is_id_taken(why: &str) -> bool {
+    why == ID_TAKEN
+}
+
 /// An event store on its own threads. See the module docs.
 pub trait Backend: Send + Sync {
     /// Queues `p`; `done` is called once, with the stored event's id or why it was not

@@ -26,7 +26,7 @@ use crate::hub::selector::{Kind, MatchCache, Selector, Selectors};
 use crate::util::number::push_decimal;
 use crate::util::slab::Slab;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +40,8 @@ pub const MAX_TOPICS: usize = 32;
 pub const MAX_TOPIC_BYTES: usize = 256;
 /// The longest event type, in bytes.
 pub const MAX_TYPE_BYTES: usize = 64;
+/// The longest id a publisher may give an event, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
 
 /// History bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,11 +72,20 @@ pub struct EncodedEvent {
     pub published_us: u64,
     /// Only subscribers whose token may read one of its topics receive it.
     pub private: bool,
+    /// The id its publisher gave it (its frame's `id:`), shared with the history's index of
+    /// them; `None`: the hub's own id of `seq`.
+    pub id: Option<Arc<str>>,
 }
 
 impl EncodedEvent {
     fn cost(&self) -> usize {
-        self.frame.len() + self.topics.iter().map(|t| t.len() + 16).sum::<usize>() + 64
+        self.frame.len()
+            + self.topics.iter().map(|t| t.len() + 16).sum::<usize>()
+            + self
+                .id
+                .as_ref()
+                .map_or(0, |id| id.len() + ID_INDEX_ENTRY_BYTES)
+            + 64
     }
 
     /// A gap marker (no topic): the `reset` that lost events left in a restored history,
@@ -119,7 +130,17 @@ pub struct Publish {
     pub retry: Option<u64>,
     /// For subscribers whose token may read one of its topics only.
     pub private: bool,
+    /// The event's id, if its publisher names it (else the hub assigns one); checked by
+    /// `parse::check_id`, and free (see [`Hub::try_publish`]).
+    pub id: Option<String>,
 }
+
+/// What one publisher id costs the history's index beside its text (counted in
+/// [`EncodedEvent::cost`], so `--history-bytes` bounds the index too): the key (an `Arc<str>`
+/// shared with the event, 16 bytes), the sequence number (8), the table's control byte and
+/// its spare room (at most 1/8 free, then doubled: up to twice the entries); measured by
+/// `the_id_index_costs_what_it_says`.
+pub const ID_INDEX_ENTRY_BYTES: usize = 64;
 
 #[derive(Debug)]
 struct History {
@@ -133,6 +154,13 @@ struct History {
     /// stored (see [`crate::hub::presence`]), under this lock so that the API's list and its
     /// `lastEventID` are one snapshot.
     presence: Option<crate::hub::presence::Registry>,
+    /// Publisher ids of the retained events → their sequence numbers: an entry is added
+    /// with its event and removed when the event is dropped, so the index is bounded with
+    /// the history.
+    by_id: HashMap<Arc<str>, u64>,
+    /// Publisher ids of events a backend is storing (`--data-dir`), not yet in the history:
+    /// taken all the same, so two publishes of one id cannot both be stored.
+    reserved: HashSet<Box<str>>,
 }
 
 impl History {
@@ -142,13 +170,15 @@ impl History {
             r.fold(p);
         }
     }
-}
 
-impl History {
     /// Appends an event and drops the oldest past the bounds.
     fn push(&mut self, ev: Arc<EncodedEvent>, cfg: &HubConfig) {
         self.next = ev.seq + 1;
         self.bytes += ev.cost();
+        if let Some(id) = &ev.id {
+            self.reserved.remove(&**id);
+            self.by_id.insert(id.clone(), ev.seq);
+        }
         self.events.push_back(ev);
         while self.events.len() > cfg.history_events.max(1)
             || (self.bytes > cfg.history_bytes && self.events.len() > 1)
@@ -156,9 +186,32 @@ impl History {
             if let Some(old) = self.events.pop_front() {
                 self.bytes -= old.cost();
                 self.evicted = old.seq;
+                if let Some(id) = &old.id {
+                    // Unless a later event took the id again (a store recreated under us).
+                    if self.by_id.get(id) == Some(&old.seq) {
+                        self.by_id.remove(id);
+                    }
+                }
             }
         }
+        if self.by_id.capacity() > 64 && self.by_id.len() < self.by_id.capacity() / 4 {
+            self.by_id.shrink_to(self.by_id.len() * 2);
+        }
     }
+
+    /// Whether a publisher id is taken (by a retained event or one being stored).
+    fn taken(&self, id: &str) -> bool {
+        self.by_id.contains_key(id) || self.reserved.contains(id)
+    }
+}
+
+/// A publish refused by the hub itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdRefused {
+    /// `409`: a retained event (or one being stored) has this id.
+    Taken,
+    /// `400`: the hub would read this id as one of its own (see [`Hub::own_form`]).
+    OwnForm(String),
 }
 
 /// How event ids are made. See the module docs.
@@ -231,6 +284,8 @@ impl Hub {
                 next: 1,
                 evicted: 0,
                 presence: None,
+                by_id: HashMap::new(),
+                reserved: HashSet::new(),
             }),
             store_state: Mutex::new(StoreState {
                 up,
@@ -359,6 +414,65 @@ impl Hub {
         }
     }
 
+    /// Whether `id` has the form of this hub's own ids, which a publisher may not use (so a
+    /// resume id names one event whoever gave it): alone or with `--data-dir`,
+    /// `<epoch>-<digits>` with this run's (or the data directory's) epoch; with `--redis`,
+    /// `<digits>-<digits>`, the shared store's own ids. `Some(why)` for the `400`.
+    pub fn own_form(&self, id: &str) -> Option<String> {
+        self.parse_id(id.as_bytes()).map(|_| match &self.ids {
+            Ids::Local { epoch } => format!(
+                "id {id:?} has the form of this hub's own ids ({epoch}-<number>); choose another"
+            ),
+            Ids::Redis => format!(
+                "id {id:?} has the form of the shared store's ids (<number>-<number>); choose another"
+            ),
+        })
+    }
+
+    /// The sequence number a resume id names: one of the hub's own ids, or a retained
+    /// event's publisher id (looked up in the history's index).
+    pub fn resolve(&self, id: &[u8]) -> Option<u64> {
+        if let Some(seq) = self.parse_id(id) {
+            return Some(seq);
+        }
+        let id = std::str::from_utf8(id).ok()?;
+        self.lock().by_id.get(id).copied()
+    }
+
+    /// Appends the id of event `ev` to `out`: its publisher's, else the hub's own.
+    pub fn push_event_id(&self, out: &mut Vec<u8>, ev: &EncodedEvent) {
+        match &ev.id {
+            Some(id) => out.extend_from_slice(id.as_bytes()),
+            None => self.push_id(out, ev.seq),
+        }
+    }
+
+    /// The id of event `ev` (see [`push_event_id`](Self::push_event_id)).
+    pub fn event_id(&self, ev: &EncodedEvent) -> String {
+        match &ev.id {
+            Some(id) => id.to_string(),
+            None => self.id(ev.seq),
+        }
+    }
+
+    /// Takes publisher id `id` for an event a backend is about to store (`--data-dir`):
+    /// `false` if a retained event or another publish being stored has it. Given back by
+    /// [`release_id`](Self::release_id) if the event is not stored, and moved into the index
+    /// when it is appended.
+    pub fn reserve_id(&self, id: &str) -> bool {
+        let mut h = self.lock();
+        if h.taken(id) {
+            return false;
+        }
+        h.reserved.insert(id.into());
+        true
+    }
+
+    /// Gives back a reservation whose event was not stored.
+    pub fn release_id(&self, id: &str) {
+        self.lock().reserved.remove(id);
+    }
+
     /// Stores events read from the shared store (oldest first), skipping any not after the
     /// last one stored (a repeat) or whose id cannot be read; wakes every loop. `backfill`:
     /// these are the store's last entries loaded at start, so whatever came before the first of
@@ -395,6 +509,7 @@ impl Hub {
                 frame: frame.into_boxed_slice(),
                 published_us: now_us,
                 private: p.private,
+                id: p.id.as_deref().map(Arc::from),
             });
             h.push(ev, &self.cfg);
             h.fold(&p);
@@ -419,9 +534,36 @@ impl Hub {
         }
     }
 
-    /// Stores an event (already validated) and wakes every loop; returns its sequence number.
+    /// Stores an event (already validated) and wakes every loop; returns its sequence
+    /// number. A publisher id that is taken or of the hub's own form is dropped (the event
+    /// gets the hub's id): the publish path goes through [`try_publish`](Self::try_publish).
     pub fn publish(&self, p: &Publish, now_us: u64) -> u64 {
+        match self.try_publish(p, now_us) {
+            Ok(seq) => seq,
+            Err(_) => self
+                .try_publish(
+                    &Publish {
+                        id: None,
+                        ..p.clone()
+                    },
+                    now_us,
+                )
+                .unwrap_or(0),
+        }
+    }
+
+    /// Stores an event (already validated) and wakes every loop; returns its sequence number,
+    /// or why its publisher id cannot be had: taken by a retained event (checked under the
+    /// history's lock, so of two publishes of one id exactly one is stored), or of the hub's
+    /// own form.
+    pub fn try_publish(&self, p: &Publish, now_us: u64) -> Result<u64, IdRefused> {
+        if let Some(why) = p.id.as_deref().and_then(|id| self.own_form(id)) {
+            return Err(IdRefused::OwnForm(why));
+        }
         let mut h = self.lock();
+        if p.id.as_deref().is_some_and(|id| h.taken(id)) {
+            return Err(IdRefused::Taken);
+        }
         let seq = h.next;
         let ev = Arc::new(EncodedEvent {
             seq,
@@ -429,13 +571,14 @@ impl Hub {
             frame: self.encode(seq, p).into_boxed_slice(),
             published_us: now_us,
             private: p.private,
+            id: p.id.as_deref().map(Arc::from),
         });
         h.push(ev, &self.cfg);
         h.fold(p);
         self.head.store(seq, Ordering::Release);
         drop(h);
         self.wake_all();
-        seq
+        Ok(seq)
     }
 
     /// The largest sequence number dropped from the history (0: none).
@@ -459,6 +602,7 @@ impl Hub {
                     frame: self.encode(seq, &p).into_boxed_slice(),
                     published_us: now_us,
                     private: p.private,
+                    id: p.id.as_deref().map(Arc::from),
                 },
                 Restored::Event(..) => continue,
                 Restored::Gap { after, through } => EncodedEvent {
@@ -467,6 +611,7 @@ impl Hub {
                     frame: self.gap_frame(after, through).into_boxed_slice(),
                     published_us: now_us,
                     private: false,
+                    id: None,
                 },
             };
             if ev.seq >= h.next {
@@ -528,6 +673,7 @@ impl Hub {
                 frame: self.encode(seq, &p).into_boxed_slice(),
                 published_us: now_us,
                 private: p.private,
+                id: p.id.as_deref().map(Arc::from),
             });
             h.push(ev, &self.cfg);
             h.fold(&p);
@@ -543,11 +689,15 @@ impl Hub {
         added
     }
 
-    /// The frame of event `seq` with what `p` says (as stored events are encoded).
+    /// The frame of event `seq` with what `p` says (as stored events are encoded): its id is
+    /// the publisher's if it names one, else the hub's own of `seq`.
     pub fn encode(&self, seq: u64, p: &Publish) -> Vec<u8> {
         let mut f = Vec::with_capacity(p.data.len() + 64);
         f.extend_from_slice(b"id: ");
-        self.push_id(&mut f, seq);
+        match &p.id {
+            Some(id) => f.extend_from_slice(id.as_bytes()),
+            None => self.push_id(&mut f, seq),
+        }
         f.push(b'\n');
         if let Some(t) = &p.event_type {
             f.extend_from_slice(b"event: ");
@@ -1042,7 +1192,7 @@ impl LocalHub {
             return Start::From(self.evicted);
         }
         let hub_head = self.hub.head();
-        let (reason, cursor) = match self.hub.parse_id(raw) {
+        let (reason, cursor) = match self.hub.resolve(raw) {
             Some(seq) if seq > hub_head => (ResetReason::UnknownId, self.head),
             None => (ResetReason::UnknownId, self.head),
             // Everything after `seq` is still retained.
@@ -1197,7 +1347,7 @@ impl LocalHub {
 
     /// Appends the `reset` frame: its id is the newest event's, where the stream goes live.
     pub fn encode_reset(&self, out: &mut Vec<u8>, reason: ResetReason, last_id: &str) {
-        let oldest = self.events.front().map(|e| self.hub.id(e.seq));
+        let oldest = self.events.front().map(|e| self.hub.event_id(e));
         self.encode_reset_oldest(out, reason, last_id, oldest);
     }
 
@@ -1500,6 +1650,7 @@ mod tests {
                 event_type: Some("token".into()),
                 retry: Some(1500),
                 private: false,
+                id: None,
             },
             0,
         );
@@ -1627,6 +1778,208 @@ mod tests {
         l.sweep(|k, _| k == 4);
         assert_eq!(l.members(), 1);
         assert!(l.intern("a").is_some());
+    }
+
+    fn with_id(topic: &str, id: Option<&str>) -> Publish {
+        Publish {
+            topics: vec![topic.into()],
+            data: "x".into(),
+            id: id.map(str::to_string),
+            ..Publish::default()
+        }
+    }
+
+    /// A publisher's id is the event's: its frame's `id:`, resumable like the hub's own, the
+    /// private marker's data; a second event with it is refused while the first is retained,
+    /// and given once it is dropped; ids of the hub's own form are refused.
+    #[test]
+    fn publisher_ids_name_their_event_until_it_is_dropped() {
+        let h = hub(2, 1 << 20);
+        let a = h.try_publish(&with_id("t", Some("urn:a")), 0).unwrap();
+        assert_eq!(&*h.lock().events[0].frame, b"id: urn:a\ndata: x\n\n");
+        assert_eq!(
+            h.try_publish(&with_id("u", Some("urn:a")), 0),
+            Err(IdRefused::Taken)
+        );
+        assert!(matches!(
+            h.try_publish(&with_id("t", Some("ep-7")), 0),
+            Err(IdRefused::OwnForm(_))
+        ));
+        // Another epoch's form is a name like any other.
+        let b = h.try_publish(&with_id("t", Some("other-7")), 0).unwrap();
+        let l = LocalHub::new(h.clone(), 0);
+        assert_eq!(l.start(Some(b"urn:a")), Start::From(a));
+        assert_eq!(l.start(Some(b"other-7")), Start::From(b));
+        // The hub's own id of an event with a publisher id still names it.
+        assert_eq!(l.start(Some(format!("ep-{a}").as_bytes())), Start::From(a));
+        assert!(matches!(
+            l.start(Some(b"urn:unknown")),
+            Start::Reset {
+                reason: ResetReason::UnknownId,
+                ..
+            }
+        ));
+        // `a` dropped: its id is free again, and the index forgets it.
+        let c = h.try_publish(&with_id("t", None), 0).unwrap();
+        assert_eq!(h.lock().by_id.len(), 1);
+        assert!(matches!(
+            LocalHub::new(h.clone(), 0).start(Some(b"urn:a")),
+            Start::Reset { .. }
+        ));
+        let again = h.try_publish(&with_id("t", Some("urn:a")), 0).unwrap();
+        assert!(again > c);
+        let mut l = LocalHub::new(h.clone(), 0);
+        l.sync();
+        assert_eq!(l.start(Some(b"urn:a")), Start::From(again));
+        // A reservation (an event a backend is storing) takes the id too.
+        assert!(h.reserve_id("urn:r"));
+        assert!(!h.reserve_id("urn:r"));
+        assert!(!h.reserve_id("urn:a"));
+        assert_eq!(
+            h.try_publish(&with_id("t", Some("urn:r")), 0),
+            Err(IdRefused::Taken)
+        );
+        h.release_id("urn:r");
+        assert!(h.reserve_id("urn:r"));
+        // Appending the stored event moves the reservation into the index.
+        assert_eq!(
+            h.append_stored(vec![(10, with_id("t", Some("urn:r")))], 0),
+            1
+        );
+        assert!(h.lock().reserved.is_empty());
+        assert_eq!(h.resolve(b"urn:r"), Some(10));
+    }
+
+    /// The index costs at most [`ID_INDEX_ENTRY_BYTES`] per id beside the id's text (which
+    /// is the event's own, shared through its `Arc`), and [`EncodedEvent::cost`] counts both, so
+    /// `--history-bytes` bounds the index: the table's size is computed from its capacity as
+    /// hashbrown lays it out, at sizes just past and just before its doublings.
+    #[test]
+    fn the_id_index_costs_what_it_says() {
+        // Key and value of one entry.
+        assert_eq!(std::mem::size_of::<(Arc<str>, u64)>(), 24);
+        for n in [1usize, 7, 100, 897, 1_000, 14_337, 57_345, 60_000] {
+            let h2 = hub(100_000, usize::MAX);
+            for i in 0..n {
+                h2.try_publish(&with_id("t", Some(&format!("urn:{i}"))), 0)
+                    .unwrap();
+            }
+            let g = h2.lock();
+            // hashbrown: one control byte per bucket (plus a group's), buckets a power of two
+            // at most 8/7 of the capacity, the capacity at most twice the entries.
+            let buckets = (g.by_id.capacity() * 8 / 7).next_power_of_two();
+            let bytes = buckets * (24 + 1) + 16;
+            assert!(
+                bytes <= n * ID_INDEX_ENTRY_BYTES + 1024,
+                "{n} ids: {bytes} bytes of table"
+            );
+            assert_eq!(g.by_id.len(), n);
+        }
+        // Bounded with the history: dropped events leave the index.
+        let small = hub(3, usize::MAX);
+        for i in 0..1_000 {
+            small
+                .try_publish(&with_id("t", Some(&format!("urn:{i}"))), 0)
+                .unwrap();
+        }
+        assert_eq!(small.lock().by_id.len(), 3);
+        assert!(small.lock().by_id.capacity() <= 64);
+    }
+
+    /// Randomized publishes with and without ids (a few names, so repeats are frequent),
+    /// with evictions (a history of 4 events) and resumes by either kind of id, against a
+    /// model of the retained history: a repeat of a retained id is refused and stores
+    /// nothing, anything else is stored; a resume by a retained id starts right after its
+    /// event, by a dropped publisher id or an unknown one is `reset` (unknown id), by a
+    /// dropped hub id `reset` (gap); each frame's id is the publisher's or the hub's.
+    mod id_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: [&str; 5] = ["urn:a", "urn:b", "c", "order-42", "ep-1"];
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Publish(Option<usize>),
+            ResumeName(usize),
+            ResumeSeq(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => proptest::option::of(0..NAMES.len()).prop_map(Op::Publish),
+                2 => (0..NAMES.len()).prop_map(Op::ResumeName),
+                1 => (1..40u64).prop_map(Op::ResumeSeq),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn ids_follow_the_model(ops in proptest::collection::vec(op(), 1..80)) {
+                let h = hub(4, 1 << 20);
+                // (seq, publisher id) of the retained events, oldest first.
+                let mut model: VecDeque<(u64, Option<&str>)> = VecDeque::new();
+                let (mut next, mut evicted) = (1u64, 0u64);
+                for op in ops {
+                    match op {
+                        Op::Publish(name) => {
+                            let id = name.map(|i| NAMES[i]);
+                            let got = h.try_publish(&with_id("t", id), 0);
+                            if id == Some("ep-1") {
+                                prop_assert!(matches!(got, Err(IdRefused::OwnForm(_))));
+                            } else if id.is_some() && model.iter().any(|(_, m)| *m == id) {
+                                prop_assert_eq!(got, Err(IdRefused::Taken));
+                            } else {
+                                prop_assert_eq!(got, Ok(next));
+                                model.push_back((next, id));
+                                next += 1;
+                                if model.len() > 4 {
+                                    evicted = model.pop_front().unwrap().0;
+                                }
+                            }
+                            let g = h.lock();
+                            prop_assert_eq!(g.events.len(), model.len());
+                            for (e, (seq, id)) in g.events.iter().zip(&model) {
+                                prop_assert_eq!(e.seq, *seq);
+                                let want = match id {
+                                    Some(id) => format!("id: {id}\n"),
+                                    None => format!("id: ep-{seq}\n"),
+                                };
+                                prop_assert!(e.frame.starts_with(want.as_bytes()));
+                            }
+                            prop_assert_eq!(g.by_id.len(), model.iter().filter(|m| m.1.is_some()).count());
+                        }
+                        Op::ResumeName(i) => {
+                            let mut l = LocalHub::new(h.clone(), 0);
+                            l.sync();
+                            let got = l.start(Some(NAMES[i].as_bytes()));
+                            match model.iter().find(|(_, m)| *m == Some(NAMES[i])) {
+                                Some((seq, _)) => prop_assert_eq!(got, Start::From(*seq)),
+                                // `ep-1` is the hub's own id of event 1.
+                                None if NAMES[i] == "ep-1" && evicted <= 1 && next > 1 => {
+                                    prop_assert_eq!(got, Start::From(1))
+                                }
+                                None => prop_assert!(matches!(got, Start::Reset { .. }), "{:?}", got),
+                            }
+                        }
+                        Op::ResumeSeq(seq) => {
+                            let mut l = LocalHub::new(h.clone(), 0);
+                            l.sync();
+                            let got = l.start(Some(format!("ep-{seq}").as_bytes()));
+                            if seq >= next {
+                                prop_assert!(matches!(got, Start::Reset { reason: ResetReason::UnknownId, .. }), "{:?}", got);
+                            } else if seq >= evicted {
+                                prop_assert_eq!(got, Start::From(seq));
+                            } else {
+                                prop_assert!(matches!(got, Start::Reset { reason: ResetReason::Gap, .. }), "{:?}", got);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn redis_hub(events: usize) -> Arc<Hub> {

@@ -5,7 +5,7 @@
 //! **Invariant:** no IO; nothing here panics or allocates more than a small multiple of its
 //! (already bounded) input.
 
-use crate::hub::history::{Publish, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES};
+use crate::hub::history::{Publish, MAX_ID_BYTES, MAX_TOPICS, MAX_TOPIC_BYTES, MAX_TYPE_BYTES};
 use crate::hub::selector::Kind;
 
 /// A publish refused: the status class and the line saying why.
@@ -111,8 +111,8 @@ pub fn parse_retry(v: &str) -> Result<u64, Refusal> {
 ///   CR and LF, which would split the `event:` line, but NUL, ESC, DEL, U+0085 and the rest of
 ///   C0 and C1 too: a type is a name a page passes to `addEventListener`); not
 ///   [`RESERVED_TYPE`].
-/// - `id`: none. Ids are the server's (the local history or Redis assigns them); an event
-///   carries no id field of the publisher's.
+/// - `id` (optional, the publisher's name for the event; without it the hub assigns one):
+///   [`check_id`].
 /// - `retry` (optional): any 64-bit count of milliseconds (read by [`parse_retry`]).
 /// - `data`: any UTF-8 text, including NUL and other control characters, which the WHATWG
 ///   event-stream format carries as they are; CR, LF and CRLF are line breaks and reach the
@@ -138,6 +138,9 @@ pub fn check_event(p: &mut Publish) -> Result<(), Refusal> {
         distinct.push(t);
     }
     p.topics = distinct;
+    if let Some(id) = &p.id {
+        check_id(id)?;
+    }
     if let Some(t) = &p.event_type {
         if t.len() > MAX_TYPE_BYTES {
             return Err(invalid(format!("type longer than {MAX_TYPE_BYTES} bytes")));
@@ -161,6 +164,45 @@ pub fn check_event(p: &mut Publish) -> Result<(), Refusal> {
                 "type {PRIVATE_MARK_TYPE:?} is reserved: the server sends it to mark private events"
             )));
         }
+    }
+    Ok(())
+}
+
+/// The value a subscriber's `Last-Event-ID` names when it wants all the retained history
+/// (Mercure's reserved id); no publisher may name an event so.
+pub const EARLIEST: &str = "earliest";
+
+/// A publisher's event id, as Mercure's spec bounds it and so that it comes back intact as a
+/// resume: 1 to [`MAX_ID_BYTES`] bytes; not starting with `#` (the spec keeps those for the
+/// hub); no control character at all (the spec forbids CR, LF and NUL, which would cut the
+/// `id:` line or make clients drop it; the rest of C0, DEL and C1 could not come back in a
+/// `Last-Event-ID` header field); no space at either end (a header field's value is
+/// trimmed, so the resume would name another id); not the reserved `earliest`. Whether the
+/// id is free (unique within the retained history, not of the hub's own form) is the hub's
+/// to decide, not this function's.
+pub fn check_id(id: &str) -> Result<(), Refusal> {
+    if id.is_empty() {
+        return Err(invalid("id must not be empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(invalid(format!("id longer than {MAX_ID_BYTES} bytes")));
+    }
+    if id.starts_with('#') {
+        return Err(invalid("id must not start with #"));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(invalid(format!(
+            "id must not contain a control character ({})",
+            code_point(c)
+        )));
+    }
+    if id.starts_with(' ') || id.ends_with(' ') {
+        return Err(invalid("id must not start or end with a space"));
+    }
+    if id == EARLIEST {
+        return Err(invalid(format!(
+            "id {EARLIEST:?} is reserved: it asks for the whole history"
+        )));
     }
     Ok(())
 }
@@ -369,7 +411,7 @@ fn form(body: &[u8], dialect: Dialect) -> Result<Publish, Refusal> {
                 p.private = flag(&v).ok_or_else(|| invalid("private must be on or off"))?
             }
             "retry" => p.retry = Some(parse_retry(&v)?),
-            "id" => {}
+            "id" => p.id = Some(v),
             _ if mercure => {
                 let shown: String = k.chars().take(64).collect();
                 return Err(invalid(format!(
@@ -390,7 +432,7 @@ fn form(body: &[u8], dialect: Dialect) -> Result<Publish, Refusal> {
 /// A JSON publish: an object with `topic` (a string or an array of strings), `data` (a string
 /// is sent as its text; any other JSON value as its own text, byte for byte: key order,
 /// duplicate keys, `1.10` and integers past 2^53 are kept, never re-serialized), and optional
-/// `type`, `private`, `retry`.
+/// `type`, `private`, `retry`, `id`.
 fn json(body: &[u8]) -> Result<Publish, Refusal> {
     use serde_json::value::RawValue;
     use serde_json::Value;
@@ -435,6 +477,11 @@ fn json(body: &[u8]) -> Result<Publish, Refusal> {
         Some(Value::Bool(b)) => p.private = b,
         Some(Value::Null) | None => {}
         Some(_) => return Err(invalid("private must be true or false")),
+    }
+    match value("id")? {
+        Some(Value::String(id)) => p.id = Some(id),
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(invalid("id must be a string")),
     }
     match value("retry")? {
         Some(Value::Number(n)) => {
@@ -542,6 +589,71 @@ mod tests {
         assert!(publish(Some(FORM), many.as_bytes()).is_err());
         assert_eq!(publish(Some(b"text/plain"), b"x"), Err(Refusal::MediaType));
         assert_eq!(publish(None, b"x"), Err(Refusal::MediaType));
+    }
+
+    /// A publisher's id, form and JSON alike: kept as sent when the spec allows it, else one
+    /// line naming the rule.
+    #[test]
+    fn publisher_ids() {
+        let id = |body: &[u8], media: &[u8]| publish(Some(media), body).map(|p| p.id);
+        let json = b"application/json".as_slice();
+        assert_eq!(id(b"topic=a&data=x", FORM), Ok(None));
+        assert_eq!(
+            id(b"topic=a&data=x&id=urn%3Auuid%3A1", FORM),
+            Ok(Some("urn:uuid:1".into()))
+        );
+        assert_eq!(
+            id(br#"{"topic":"a","data":"x","id":"caf\u00e9 #1"}"#, json),
+            Ok(Some("café #1".into()))
+        );
+        assert_eq!(id(br#"{"topic":"a","data":"x","id":null}"#, json), Ok(None));
+        assert_eq!(
+            id(br#"{"topic":"a","data":"x","id":7}"#, json),
+            Err(invalid("id must be a string"))
+        );
+        let long = format!("topic=a&data=x&id={}", "i".repeat(MAX_ID_BYTES));
+        assert!(id(long.as_bytes(), FORM).unwrap().is_some());
+        let cases: &[(&[u8], &str)] = &[
+            (b"id=", "id must not be empty"),
+            (b"id=%23frag", "id must not start with #"),
+            (
+                b"id=a%0Ab",
+                "id must not contain a control character (U+000A)",
+            ),
+            (
+                b"id=a%0Db",
+                "id must not contain a control character (U+000D)",
+            ),
+            (
+                b"id=a%00b",
+                "id must not contain a control character (U+0000)",
+            ),
+            (
+                b"id=a%1Bb",
+                "id must not contain a control character (U+001B)",
+            ),
+            (
+                b"id=a%C2%85",
+                "id must not contain a control character (U+0085)",
+            ),
+            (b"id=+a", "id must not start or end with a space"),
+            (b"id=a+", "id must not start or end with a space"),
+            (
+                b"id=earliest",
+                "id \"earliest\" is reserved: it asks for the whole history",
+            ),
+        ];
+        for (field, why) in cases {
+            let body = [b"topic=a&data=x&".as_slice(), field].concat();
+            assert_eq!(id(&body, FORM), Err(invalid(*why)), "{field:?}");
+        }
+        let too_long = format!("topic=a&data=x&id={}", "i".repeat(MAX_ID_BYTES + 1));
+        assert_eq!(
+            id(too_long.as_bytes(), FORM),
+            Err(invalid(format!("id longer than {MAX_ID_BYTES} bytes")))
+        );
+        // A `#` inside is fine; only a leading one is the hub's.
+        assert!(id(b"topic=a&data=x&id=a%23b", FORM).unwrap().is_some());
     }
 
     #[test]

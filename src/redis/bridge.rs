@@ -713,6 +713,11 @@ impl Writer {
         let answer = match reply {
             Value::BulkString(id) => String::from_utf8(id).map_err(|_| "bad id from Redis".into()),
             Value::SimpleString(id) => Ok(id),
+            // A retained entry has the publisher's id (the script's check).
+            Value::ServerError(e) if e.code() == "IDTAKEN" => {
+                (job.done)(Err(crate::hub::backend::ID_TAKEN.into()));
+                return;
+            }
             Value::ServerError(e) => Err(redis::RedisError::from(e).to_string()),
             other => Err(format!("unexpected XADD reply {other:?}")),
         };
@@ -794,23 +799,71 @@ if force or redis.call('EXISTS', KEYS[1]) == 0 then
   local ok = redis.pcall('XADD', KEYS[1], string.format('%.0f', ms) .. '-0', 'x', 'log-reset')
   if type(ok) == 'string' then
     created = 1
+    redis.call('DEL', KEYS[2], KEYS[3])
   end
 end
 if #ARGV < 3 or force then
   return created
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+local pid = nil
+for i = 3, #ARGV - 1, 2 do
+  if ARGV[i] == 'i' then pid = ARGV[i + 1] end
+end
+if pid then
+  local at = redis.call('HGET', KEYS[2], pid)
+  if at and #redis.call('XRANGE', KEYS[1], at, at) > 0 then
+    return redis.error_reply('IDTAKEN an event with this id is in the store')
+  end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+if pid then
+  redis.call('HSET', KEYS[2], pid, id)
+  redis.call('RPUSH', KEYS[3], id .. ' ' .. pid)
+end
+local function older(a, b)
+  local am, an = string.match(a, '^(%d+)-(%d+)')
+  local bm, bn = string.match(b, '^(%d+)-(%d+)')
+  am, an, bm, bn = tonumber(am), tonumber(an), tonumber(bm), tonumber(bn)
+  return am < bm or (am == bm and an < bn)
+end
+local head = redis.call('LINDEX', KEYS[3], 0)
+if head then
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+  while head do
+    local sp = string.find(head, ' ', 1, true)
+    local hid = string.sub(head, 1, sp - 1)
+    if not older(hid, first) then break end
+    redis.call('LPOP', KEYS[3])
+    local hp = string.sub(head, sp + 1)
+    if redis.call('HGET', KEYS[2], hp) == hid then
+      redis.call('HDEL', KEYS[2], hp)
+    end
+    head = redis.call('LINDEX', KEYS[3], 0)
+  end
+end
+return id
 ";
+
+/// The keys beside the stream that [`XADD_SCRIPT`] keeps publisher ids in: a hash from each
+/// id to its entry's id (for the duplicate check, atomic with the `XADD`), and a list of
+/// `<entry id> <publisher id>` in the stream's order, trimmed from its head as `MAXLEN` trims
+/// the stream (at every publish, entries older than the stream's first are dropped from
+/// both), so both hold at most one item per entry with an id still in the stream, plus those
+/// trimmed since the last publish. A stream deleted and started again (its mark) clears both.
+fn id_keys(key: &str) -> [String; 2] {
+    [format!("{key}:ids"), format!("{key}:id-order")]
+}
 
 /// The mark entry's field and value (see [`XADD_SCRIPT`]).
 const MARK_FIELD: &str = "x";
 const MARK_VALUE: &str = "log-reset";
 
-/// The `XADD` of `p` through [`XADD_SCRIPT`]: `EVAL script 1 key N floor_ms t <topics> d
+/// The `XADD` of `p` through [`XADD_SCRIPT`]: `EVAL script 3 key ids order N floor_ms t <topics> d
 /// <data> [y <type>] [r <retry>] [p 1]`.
 fn xadd(key: &str, maxlen: usize, floor_ms: u64, p: &Publish) -> redis::Cmd {
     let mut c = redis::cmd("EVAL");
-    c.arg(XADD_SCRIPT).arg(1).arg(key).arg(maxlen).arg(floor_ms);
+    c.arg(XADD_SCRIPT).arg(3).arg(key).arg(&id_keys(key)[..]);
+    c.arg(maxlen).arg(floor_ms);
     for f in fields(p) {
         c.arg(f);
     }
@@ -822,14 +875,16 @@ fn xadd(key: &str, maxlen: usize, floor_ms: u64, p: &Publish) -> redis::Cmd {
 /// answers `NOSCRIPT`, and the writer sends those again with [`xadd`].
 fn xadd_sha(key: &str, maxlen: usize, floor_ms: u64, p: &Publish, sha: &str) -> redis::Cmd {
     let mut c = redis::cmd("EVALSHA");
-    c.arg(sha).arg(1).arg(key).arg(maxlen).arg(floor_ms);
+    c.arg(sha).arg(3).arg(key).arg(&id_keys(key)[..]);
+    c.arg(maxlen).arg(floor_ms);
     for f in fields(p) {
         c.arg(f);
     }
     c
 }
 
-/// An entry's fields: `t <topics joined by \n> d <data> [y <type>] [r <retry>] [p 1]`.
+/// An entry's fields: `t <topics joined by \n> d <data> [y <type>] [r <retry>] [p 1]
+/// [i <publisher id>]`.
 fn fields(p: &Publish) -> Vec<String> {
     let mut f = vec!["t".into(), p.topics.join("\n"), "d".into(), p.data.clone()];
     if let Some(t) = &p.event_type {
@@ -840,6 +895,9 @@ fn fields(p: &Publish) -> Vec<String> {
     }
     if p.private {
         f.extend(["p".into(), "1".into()]);
+    }
+    if let Some(id) = &p.id {
+        f.extend(["i".into(), id.clone()]);
     }
     f
 }
@@ -1116,6 +1174,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         _ => return None,
     };
     let (mut topics, mut data, mut ty, mut retry, mut private) = (None, None, None, None, None);
+    let mut id = None;
     let mut mark = None;
     for (k, v) in pairs {
         let k = text(k)?;
@@ -1126,6 +1185,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
             "y" => &mut ty,
             "r" => &mut retry,
             "p" => &mut private,
+            "i" => &mut id,
             MARK_FIELD => &mut mark,
             _ => continue,
         };
@@ -1148,6 +1208,7 @@ fn parse_fields(fields: Value) -> Option<Publish> {
         retry,
         // Anything but an explicit "0" keeps an event private: never widen who may read it.
         private: private.is_some_and(|p| p != "0"),
+        id,
     };
     // The publish path's own rule, so an entry it accepted is never skipped here.
     crate::hub::parse::check_event(&mut p).ok()?;
@@ -1364,7 +1425,11 @@ impl Reader {
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let floor = self.shared.floor_ms.load(Ordering::Acquire);
         let mut c = redis::cmd("EVAL");
-        c.arg(XADD_SCRIPT).arg(1).arg(&self.key).arg(0).arg(floor);
+        c.arg(XADD_SCRIPT)
+            .arg(3)
+            .arg(&self.key)
+            .arg(&id_keys(&self.key)[..]);
+        c.arg(0).arg(floor);
         if force {
             c.arg("!");
         }
@@ -1469,6 +1534,7 @@ mod tests {
             event_type: Some("note".into()),
             retry: Some(1500),
             private: true,
+            id: Some("urn:uuid:1".into()),
         };
         let args: Vec<String> = xadd("k", 10, 1_700_000_000_000, &p)
             .args_iter()
@@ -1482,8 +1548,10 @@ mod tests {
         assert_eq!(
             args[2..],
             [
-                "1",
+                "3",
                 "k",
+                "k:ids",
+                "k:id-order",
                 "10",
                 "1700000000000",
                 "t",
@@ -1495,10 +1563,12 @@ mod tests {
                 "r",
                 "1500",
                 "p",
-                "1"
+                "1",
+                "i",
+                "urn:uuid:1"
             ]
         );
-        let fields: Vec<&str> = args[6..].iter().map(String::as_str).collect();
+        let fields: Vec<&str> = args[8..].iter().map(String::as_str).collect();
         // The store's mark reads as an event without topics (a `reset` for every subscriber).
         let mut m = Batch::default();
         parse_entries(vec![entry("1-0", &[MARK_FIELD, MARK_VALUE])], &mut m);

@@ -162,11 +162,12 @@ pub enum Status {
     PayloadTooLarge,
     UnsupportedMediaType,
     VersionNotSupported,
+    Conflict,
 }
 
 impl Status {
     /// All statuses, in metrics index order.
-    pub const ALL: [Status; 16] = [
+    pub const ALL: [Status; 17] = [
         Status::Ok,
         Status::NotModified,
         Status::BadRequest,
@@ -183,6 +184,7 @@ impl Status {
         Status::PayloadTooLarge,
         Status::UnsupportedMediaType,
         Status::VersionNotSupported,
+        Status::Conflict,
     ];
 
     /// The numeric code.
@@ -204,6 +206,7 @@ impl Status {
             Status::PayloadTooLarge => 413,
             Status::UnsupportedMediaType => 415,
             Status::VersionNotSupported => 505,
+            Status::Conflict => 409,
         }
     }
 
@@ -226,6 +229,7 @@ impl Status {
             Status::PayloadTooLarge => "HTTP/1.1 413 Content Too Large\r\n",
             Status::UnsupportedMediaType => "HTTP/1.1 415 Unsupported Media Type\r\n",
             Status::VersionNotSupported => "HTTP/1.1 505 HTTP Version Not Supported\r\n",
+            Status::Conflict => "HTTP/1.1 409 Conflict\r\n",
         }
     }
 
