@@ -66,6 +66,7 @@ fn publish(i: usize) -> Publish {
         event_type: (i % 2 == 0).then(|| "note".to_string()),
         retry: (i % 5 == 0).then_some(1000 + i as u64),
         private: false,
+        id: None,
     }
 }
 
@@ -383,6 +384,7 @@ fn throughput() {
         event_type: None,
         retry: None,
         private: false,
+        id: None,
     };
     let (tx, rx) = mpsc::channel::<bool>();
     let t = Instant::now();

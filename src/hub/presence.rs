@@ -152,6 +152,7 @@ pub fn event(topic: &str, subscriber: &str, active: bool, payload: Option<&str>)
         event_type: None,
         retry: None,
         private: true,
+        id: None,
     }
 }
 
