@@ -98,10 +98,28 @@ pub fn instance_of(subscriber: &str) -> Option<&str> {
         .filter(|_| subscriber.starts_with("urn:uuid:"))
 }
 
-/// Appends `s` as a JSON string.
+/// Appends `s` as a JSON string, escaped in place (no allocation but `out`'s growth: the API
+/// writes thousands of these under the history's lock).
 fn json_string(out: &mut String, s: &str) {
-    // Writing a string to a String cannot fail.
-    out.push_str(&serde_json::Value::from(s).to_string());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let b = c as u8;
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Appends the subscription document (Mercure's field order: `@context` if asked, `id`,
@@ -109,6 +127,7 @@ fn json_string(out: &mut String, s: &str) {
 /// `payload` is JSON text.
 pub fn document_into(
     out: &mut String,
+    id: &str,
     topic: &str,
     subscriber: &str,
     active: bool,
@@ -123,7 +142,7 @@ pub fn document_into(
         out.push(',');
     }
     out.push_str("\"id\":");
-    json_string(out, &subscription_id(topic, subscriber));
+    json_string(out, id);
     out.push_str(",\"type\":\"Subscription\",\"subscriber\":");
     json_string(out, subscriber);
     out.push_str(",\"topic\":");
@@ -145,9 +164,12 @@ pub fn document_into(
 /// topic, the document as data.
 pub fn event(topic: &str, subscriber: &str, active: bool, payload: Option<&str>) -> Publish {
     let mut data = String::with_capacity(256);
-    document_into(&mut data, topic, subscriber, active, payload, true, None);
+    let id = subscription_id(topic, subscriber);
+    document_into(
+        &mut data, &id, topic, subscriber, active, payload, true, None,
+    );
     Publish {
-        topics: vec![subscription_id(topic, subscriber)],
+        topics: vec![id],
         data,
         event_type: None,
         retry: None,
@@ -295,6 +317,7 @@ impl Registry {
             first = false;
             document_into(
                 out,
+                key,
                 &e.topic,
                 &e.subscriber,
                 true,
@@ -309,12 +332,13 @@ impl Registry {
     /// The document of `subscriber`'s subscription to `topic`, with `lastEventID`; `None`
     /// when it is not active.
     pub fn one(&self, topic: &str, subscriber: &str, last_event_id: &str) -> Option<String> {
-        let e = self
+        let (id, e) = self
             .by_id
-            .get(subscription_id(topic, subscriber).as_str())?;
+            .get_key_value(subscription_id(topic, subscriber).as_str())?;
         let mut out = String::with_capacity(256);
         document_into(
             &mut out,
+            id,
             &e.topic,
             &e.subscriber,
             true,
@@ -345,6 +369,21 @@ mod tests {
         assert!(!is_presence_topic(
             "https://example.com/.well-known/mercure/subscriptions/a"
         ));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_json_reads_them() {
+        for s in [
+            "plain",
+            "a\"b\\c",
+            "line\nbreak\r\t",
+            "\u{1}\u{1f}\u{7f}é€😀",
+            "",
+        ] {
+            let mut out = String::new();
+            json_string(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
+        }
     }
 
     #[test]
