@@ -122,6 +122,17 @@ fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Where a subscription document goes, which decides its `@context` and `lastEventID`.
+#[derive(Clone, Copy, Debug)]
+pub enum Place<'a> {
+    /// An event's data: with `@context`.
+    Event,
+    /// In a collection's list: the collection names the context.
+    InList,
+    /// The API's answer for one subscription: with `@context` and `lastEventID`.
+    Alone { last_event_id: &'a str },
+}
+
 /// Appends the subscription document (Mercure's field order: `@context` if asked, `id`,
 /// `type`, `subscriber`, `topic`, `active`, `payload` if any, `lastEventID` if given).
 /// `payload` is JSON text.
@@ -132,9 +143,13 @@ pub fn document_into(
     subscriber: &str,
     active: bool,
     payload: Option<&str>,
-    context: bool,
-    last_event_id: Option<&str>,
+    place: Place<'_>,
 ) {
+    let (context, last_event_id) = match place {
+        Place::Event => (true, None),
+        Place::InList => (false, None),
+        Place::Alone { last_event_id } => (true, Some(last_event_id)),
+    };
     out.push('{');
     if context {
         out.push_str("\"@context\":");
@@ -166,7 +181,13 @@ pub fn event(topic: &str, subscriber: &str, active: bool, payload: Option<&str>)
     let mut data = String::with_capacity(256);
     let id = subscription_id(topic, subscriber);
     document_into(
-        &mut data, &id, topic, subscriber, active, payload, true, None,
+        &mut data,
+        &id,
+        topic,
+        subscriber,
+        active,
+        payload,
+        Place::Event,
     );
     Publish {
         topics: vec![id],
@@ -322,8 +343,7 @@ impl Registry {
                 &e.subscriber,
                 true,
                 e.payload.as_deref(),
-                false,
-                None,
+                Place::InList,
             );
         }
         out.push_str("]}");
@@ -343,8 +363,7 @@ impl Registry {
             &e.subscriber,
             true,
             e.payload.as_deref(),
-            true,
-            Some(last_event_id),
+            Place::Alone { last_event_id },
         );
         Some(out)
     }
