@@ -453,3 +453,36 @@ fn presence_spans_instances_on_redis_and_a_killed_instance_leaves_within_the_bou
     });
     assert!(watcher_on_c.events.iter().all(|e| e.kind != "reset"));
 }
+
+#[test]
+fn the_mercure_endpoint_s_subscriptions_are_announced_too() {
+    let server = server(&[]);
+    let mut watcher = watch(&server, Some(&watcher_token()), "");
+    watcher.take(1, WAIT);
+    let joiner_token = sub_token(r#"["books/7"]"#, Some(r#"{"via":"mercure"}"#));
+    let target = format!(
+        "/.well-known/mercure?match={}&matchURLPattern={}",
+        form_escape("books/7"),
+        form_escape("https://example.com/books/:id")
+    );
+    let joiner = common::open(server.addr, &target, &bearer(&joiner_token));
+    assert_eq!(joiner.status, 200, "{}", joiner.head);
+    let joined = watcher.take(2, WAIT);
+    let mut topics: Vec<String> = joined
+        .iter()
+        .map(|e| json(&e.data))
+        .inspect(|d| {
+            assert_eq!(d["active"], true);
+            assert_eq!(d["payload"]["via"], "mercure");
+        })
+        .map(|d| d["topic"].as_str().unwrap().to_string())
+        .collect();
+    topics.sort();
+    assert_eq!(topics, ["books/7", "https://example.com/books/:id"]);
+    drop(joiner);
+    let left = watcher.take(2, WAIT);
+    assert!(
+        left.iter().all(|e| json(&e.data)["active"] == false),
+        "{left:?}"
+    );
+}
