@@ -282,3 +282,36 @@ fn on_redis_every_instance_indexes_publisher_ids_and_refuses_repeats() {
         &("urn:1".to_string(), "again".to_string())
     );
 }
+
+/// Mercure's endpoint takes the publisher's id too, and a resume by it is answered with it as
+/// the `Last-Event-ID` field (the event it resumes after), as for the hub's own ids.
+#[test]
+fn the_mercure_endpoint_takes_ids_and_a_resume_by_one_names_it() {
+    let server = Server::start(&[]);
+    let body = "topic=t&data=one&id=urn%3Auuid%3Aa";
+    let r = server.request(&format!(
+        "POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!((r.status, r.text().trim_end()), (200, "urn:uuid:a"));
+    let two = server.publish("t", "two");
+    let anchor = |st: &Stream| {
+        st.head
+            .lines()
+            .find_map(|l| l.strip_prefix("Last-Event-ID: ").map(str::to_string))
+    };
+    let mut st = common::open(
+        server.addr,
+        "/.well-known/mercure?topic=t",
+        "Last-Event-ID: urn:uuid:a\r\n",
+    );
+    assert_eq!(st.status, 200, "{}", st.head);
+    assert_eq!(anchor(&st).as_deref(), Some("urn:uuid:a"), "{}", st.head);
+    assert_eq!(take(&mut st, 1), [ev(&two, "two")]);
+    // A repeat through this endpoint: 409 as well.
+    let r = server.request(&format!(
+        "POST /.well-known/mercure HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(r.status, 409, "{}", r.text());
+}

@@ -1324,7 +1324,7 @@ impl LocalHub {
         let Start::From(cursor) = *start else {
             return EARLIEST.to_string();
         };
-        if last_id == EARLIEST.as_bytes() || self.hub.parse_id(last_id) != Some(cursor) {
+        if last_id == EARLIEST.as_bytes() || self.hub.resolve(last_id) != Some(cursor) {
             return EARLIEST.to_string();
         }
         let i = self.events.partition_point(|e| e.seq < cursor);
@@ -1339,7 +1339,7 @@ impl LocalHub {
                                 .any(|t| c.matches_cached(t, &mut self.match_cache.borrow_mut()))
                         })) =>
             {
-                self.hub.id(ev.seq)
+                self.hub.event_id(ev)
             }
             _ => EARLIEST.to_string(),
         }
