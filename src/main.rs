@@ -104,14 +104,18 @@ fn main() -> ExitCode {
              publish with a publisher token (mercure.publish) or add --publish-token"
         );
     }
+    let scheme = if server.tls_only() { "https" } else { "http" };
     println!(
-        "sse-server listening on http://{host}:{}/ ({reach}stream at /sse, every {} ms; {} loops, up to {} streams; {publishing})",
+        "sse-server listening on {scheme}://{host}:{}/ ({reach}stream at /sse, every {} ms; {} loops, up to {} streams; {publishing})",
         addr.port(),
         config.conn.interval_ms,
         config.threads,
         server.max_streams()
     );
-    let url = format!("http://{host}:{}/", addr.port());
+    if let (Some(tls), false) = (server.tls_addr(), server.tls_only()) {
+        println!("sse-server listening on https://{host}:{}/ too", tls.port());
+    }
+    let url = format!("{scheme}://{host}:{}/", addr.port());
     log::line(
         "start",
         &[
@@ -134,10 +138,28 @@ fn main() -> ExitCode {
             ),
         ],
     );
-    // SIGHUP (a closed terminal, a reload request) must not kill a server holding streams.
+    // SIGHUP (a closed terminal, a reload request) must not kill a server holding streams;
+    // with TLS it rereads the certificate, for the handshakes that follow.
     let signal = loop {
         match signals.wait() {
-            Ok(Signal::Hangup) => log::line("sighup", &[("action", V::S("ignored"))]),
+            Ok(Signal::Hangup) => match server.reload_tls() {
+                None => log::line("sighup", &[("action", V::S("ignored"))]),
+                Some(Ok(())) => {
+                    let cert = server
+                        .tls_cert_path()
+                        .map_or_else(String::new, |p| p.display().to_string());
+                    log::line(
+                        "sighup",
+                        &[("action", V::S("certificate reloaded")), ("cert", V::S(&cert))],
+                    )
+                }
+                Some(Err(e)) => {
+                    log::line(
+                        "sighup",
+                        &[("action", V::S("reload failed, old certificate kept")), ("error", V::S(&e))],
+                    )
+                }
+            },
             Ok(other) => break format!("{other:?}").to_lowercase(),
             Err(e) => break format!("error: {e}"),
         }

@@ -539,6 +539,22 @@ impl Conn {
         }
     }
 
+    /// Whether output the socket did not take is pending (then [`poll_transmit`] returns
+    /// that tail, whatever the source has due).
+    ///
+    /// [`poll_transmit`]: Self::poll_transmit
+    pub fn output_pending(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// The transport below made progress on bytes this connection already counts as given to
+    /// it (TLS records of a pending tail): the pending tail is not stalled.
+    pub fn on_transport_progress(&mut self, now: Now, ctx: &mut Ctx<'_>) {
+        if let Some(out) = self.out.as_mut() {
+            out.stall_deadline = now.ms + ctx.cfg.stall_timeout_ms;
+        }
+    }
+
     /// Ends a stream: a jittered `retry:` (unless a partial frame is still pending) and a
     /// close.
     fn end_stream(&mut self, now: Now, ctx: &mut Ctx<'_>, why: End) {

@@ -53,6 +53,13 @@ pub enum Timeout {
 pub struct Shard {
     pub connections_total: Counter,
     pub connections_closed: Counter,
+    /// Connections accepted on the TLS port, and those closed (a subset of the above).
+    pub tls_connections_total: Counter,
+    pub tls_connections_closed: Counter,
+    /// TLS handshakes completed, and sessions that failed (not TLS, a protocol error, no
+    /// common version, cipher or ALPN protocol).
+    pub tls_handshakes: Counter,
+    pub tls_errors: Counter,
     pub streams_total: Counter,
     pub streams_closed: Counter,
     pub frames_sent: Counter,
@@ -289,6 +296,32 @@ impl Metrics {
             "sse_connections_total",
             "TCP connections accepted.",
             opened,
+        );
+        let tls_opened = self.sum(|s| &s.tls_connections_total);
+        let tls_closed = self.sum(|s| &s.tls_connections_closed);
+        gauge(
+            out,
+            "sse_tls_connections_open",
+            "TCP connections open now on the TLS port (included in sse_connections_open).",
+            tls_opened.saturating_sub(tls_closed),
+        );
+        counter(
+            out,
+            "sse_tls_connections_total",
+            "TCP connections accepted on the TLS port (included in sse_connections_total).",
+            tls_opened,
+        );
+        counter(
+            out,
+            "sse_tls_handshakes_total",
+            "TLS handshakes completed.",
+            self.sum(|s| &s.tls_handshakes),
+        );
+        counter(
+            out,
+            "sse_tls_errors_total",
+            "TLS sessions closed on a protocol error (bytes that are not TLS, a failed handshake).",
+            self.sum(|s| &s.tls_errors),
         );
         out.push_str("# HELP sse_http_responses_total HTTP responses by status code.\n");
         out.push_str("# TYPE sse_http_responses_total counter\n");

@@ -13,7 +13,8 @@
 //! - [`stream`]: the sources of an event stream (the clock, a hub subscription, a replay, the
 //!   server's figures);
 //! - [`admission`]: the `--max-streams` gauge;
-//! - [`metrics`]: the per-loop counters and the `/metrics` text.
+//! - [`metrics`]: the per-loop counters and the `/metrics` text;
+//! - [`tls`]: a connection's TLS session (rustls, unbuffered) between the socket and [`conn`].
 //!
 //! Imports [`crate::util`], [`crate::wire`] and [`crate::hub`]. Never imports the application,
 //! the server loops or a backend; does no IO and reads no clock (`now` is an argument).
@@ -25,3 +26,4 @@ pub mod ctx;
 pub mod metrics;
 pub mod reply;
 pub mod stream;
+pub mod tls;

@@ -64,6 +64,13 @@ pub struct Config {
     pub quiet: bool,
     /// `--subscriptions`: subscription events and the subscriptions API (presence).
     pub subscriptions: bool,
+    /// The certificate chain (PEM) served over TLS; with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// With a certificate: HTTPS listens here and plain HTTP on `port`; without it, `port`
+    /// is HTTPS only.
+    pub tls_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -92,6 +99,9 @@ impl Default for Config {
             log_format: crate::util::log::Format::Text,
             quiet: false,
             subscriptions: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_port: None,
         }
     }
 }
@@ -126,6 +136,33 @@ pub const FLAGS: &[Flag] = &[
         help: "TCP port, 0 picks a free one (PORT is read too, below SSE_PORT)",
         default: |c| c.port.to_string(),
         set: |c, who, v| port(who, v).map(|n| c.port = n),
+    },
+    Flag {
+        name: "--tls-cert",
+        value: "PATH",
+        help: "serve HTTPS with this certificate chain (PEM; RSA, ECDSA or Ed25519), with --tls-key; reread on SIGHUP",
+        default: |_| "none: plain HTTP only".into(),
+        set: |c, _, v| {
+            c.tls_cert = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--tls-key",
+        value: "PATH",
+        help: "the private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)",
+        default: |_| "none".into(),
+        set: |c, _, v| {
+            c.tls_key = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--tls-port",
+        value: "N",
+        help: "HTTPS on this port and plain HTTP on --port, side by side (0 picks a free one)",
+        default: |_| "none: with --tls-cert, --port is HTTPS only".into(),
+        set: |c, who, v| port(who, v).map(|n| c.tls_port = Some(n)),
     },
     Flag {
         name: "--bind",
@@ -724,7 +761,9 @@ mod tests {
                         "--jwt-key-file",
                         "--jwt-audience",
                         "--private-topics",
-                        "--cors-origin"
+                        "--cors-origin",
+                        "--tls-cert",
+                        "--tls-key"
                     ]
                     .contains(&f.name),
                     "{} ignored",

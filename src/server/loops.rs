@@ -25,9 +25,11 @@ use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
 use crate::core::metrics::Metrics;
 use crate::core::reply::Reply;
 use crate::core::reply::{Answer, Completion, Later};
+use crate::core::tls::{Proto, Tls, MAX_ENCRYPT};
 use crate::hub::history::{Hub, Ids, LocalHub};
 use crate::server::config::Config;
 use crate::server::listen::{bind, is_mapped_loopback};
+use crate::server::tls::{server_config, Certs};
 pub use crate::server::setup::StartError;
 use crate::server::setup::{
     epoch_tag, jwt_verifier, open_data_dir, render_redis, start_data_dir, start_redis,
@@ -51,6 +53,8 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 /// The connection accepted with the reserve descriptor, being told to come back later.
 const SHED: Token = Token(usize::MAX - 2);
+/// The HTTPS listener beside a plain one (`--tls-port`).
+const TLS_LISTENER: Token = Token(usize::MAX - 3);
 /// How long a shed connection's request line is waited for (see [`Shedding`]).
 const SHED_WAIT_MS: u64 = 20;
 /// Bytes read per `read` call; larger than any head the limits allow.
@@ -79,13 +83,20 @@ struct ServerState {
     hub: Arc<Hub>,
     /// The monotonic clock's zero, shared so that times taken on different loops compare.
     epoch: Instant,
+    /// With `--tls-cert`: the TLS configuration of every session (its certificate resolver
+    /// is `certs`, reread on SIGHUP).
+    tls: Option<Arc<rustls::ServerConfig>>,
+    certs: Option<Arc<Certs>>,
 }
 
 /// A running server: its loops and how to stop them.
 pub struct Server {
     addr: SocketAddr,
+    /// Where HTTPS listens: `addr` itself when only TLS is served.
+    tls_addr: Option<SocketAddr>,
     /// Held while the server runs: see [`bind`].
     _lock: Option<std::os::unix::net::UnixDatagram>,
+    _tls_lock: Option<std::os::unix::net::UnixDatagram>,
     shared: Arc<ServerState>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
@@ -96,6 +107,32 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and starts `config.threads` event loops.
     pub fn start(config: &Config) -> io::Result<Server> {
+        // The certificate first: a bad one is the operator's first problem to hear about.
+        let certs = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                Certs::load(cert, key).map_err(|e| io::Error::other(StartError(e)))?,
+            ),
+            (None, None) if config.tls_port.is_some() => {
+                return Err(io::Error::other(StartError(
+                    "--tls-port needs --tls-cert and --tls-key".into(),
+                )))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(io::Error::other(StartError(
+                    "--tls-cert needs --tls-key (the certificate's private key)".into(),
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(io::Error::other(StartError(
+                    "--tls-key needs --tls-cert (the certificate chain)".into(),
+                )))
+            }
+        };
+        let tls = match &certs {
+            Some(c) => Some(server_config(c.clone()).map_err(|e| io::Error::other(StartError(e)))?),
+            None => None,
+        };
         let files = match &config.www {
             Some(dir) => StaticFiles::dir(dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("--www {}: {e}", dir.display())))?,
@@ -173,14 +210,32 @@ impl Server {
             loops: threads,
             hub,
             epoch: Instant::now(),
+            tls,
+            certs,
         });
         // `/metrics` reads the descriptor count this thread takes once a second.
         sys::start_fd_sampler();
         let (listeners, lock) = bind(SocketAddr::new(config.bind, config.port), threads)?;
         let addr = listeners[0].local_addr()?;
+        // HTTPS beside plain HTTP (`--tls-port`), or instead of it (only the certificate).
+        let (tls_listeners, tls_lock, tls_addr, main_is_tls) = match config.tls_port {
+            Some(p) if shared.tls.is_some() => {
+                let (ls, lock) = bind(SocketAddr::new(config.bind, p), threads)?;
+                let a = ls[0].local_addr()?;
+                (ls.into_iter().map(Some).collect::<Vec<_>>(), lock, Some(a), false)
+            }
+            _ if shared.tls.is_some() => ((0..threads).map(|_| None).collect(), None, Some(addr), true),
+            _ => ((0..threads).map(|_| None).collect(), None, None, false),
+        };
         let mut loops = Vec::with_capacity(threads);
-        for (i, listener) in listeners.into_iter().enumerate() {
-            loops.push(EventLoop::new(i, listener, shared.clone())?);
+        for (i, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
+            loops.push(EventLoop::new(
+                i,
+                listener,
+                main_is_tls,
+                tls_listener,
+                shared.clone(),
+            )?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
         let _ = wakers_cell.set(wakers.clone());
@@ -205,7 +260,9 @@ impl Server {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Server {
             addr,
+            tls_addr,
             _lock: lock,
+            _tls_lock: tls_lock,
             shared,
             wakers,
             threads,
@@ -216,6 +273,28 @@ impl Server {
     /// The address the listeners are bound to (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where HTTPS listens, if anywhere (the same as [`local_addr`](Self::local_addr) when
+    /// only HTTPS is served).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Whether the plain listener serves HTTPS (only the certificate flags were given).
+    pub fn tls_only(&self) -> bool {
+        self.tls_addr == Some(self.addr)
+    }
+
+    /// Rereads the certificate and key (SIGHUP): new handshakes get the new pair, established
+    /// sessions go on; on error the old pair stays. `None` without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), String>> {
+        self.shared.certs.as_ref().map(|c| c.reload())
+    }
+
+    /// The certificate file, with TLS.
+    pub fn tls_cert_path(&self) -> Option<&std::path::Path> {
+        self.shared.certs.as_ref().map(|c| c.cert_path())
     }
 
     /// The most concurrent streams this server admits.
@@ -275,11 +354,14 @@ struct Slot {
     writable: bool,
     /// The peer is on loopback (may publish without a token).
     loopback: bool,
+    /// The TLS session between the socket and the connection (HTTPS port only).
+    tls: Option<Box<Tls>>,
 }
 
 // What ARCHITECTURE.md says an idle stream costs in the slab: a slot (socket, connection,
-// readiness flags), as the slab stores it, is 80 bytes at most.
-const _: () = assert!(std::mem::size_of::<Option<Slot>>() <= 80);
+// readiness flags, the TLS session's pointer), as the slab stores it, is 72 bytes at most (88
+// in debug builds, where mio's socket also carries a 12-byte selector id).
+const _: () = assert!(std::mem::size_of::<Option<Slot>>() <= if cfg!(debug_assertions) { 88 } else { 72 });
 
 /// The loop-owned things a connection borrows for one call.
 struct LoopState {
@@ -298,6 +380,10 @@ struct EventLoop {
     poll: Poll,
     waker: Arc<Waker>,
     listener: Option<TcpListener>,
+    /// The listener above serves HTTPS (only the certificate flags were given).
+    listener_is_tls: bool,
+    /// The HTTPS listener beside the plain one (`--tls-port`).
+    tls_listener: Option<TcpListener>,
     shared: Arc<ServerState>,
     slab: Slab<Slot>,
     wheel: TimerWheel,
@@ -305,6 +391,8 @@ struct EventLoop {
     /// Where a stream's source encodes what is due; written from here, so a frame written
     /// whole is never copied or allocated.
     scratch: Vec<u8>,
+    /// Where a TLS connection's output is encrypted, written from here like `scratch`.
+    tls_scratch: Vec<u8>,
     /// What the loop lends its connections (see [`ctx`]).
     st: LoopState,
     /// Where answers given later are sent (a sender to `completions`, and the waker); lent to
@@ -333,11 +421,21 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn new(id: usize, mut listener: TcpListener, shared: Arc<ServerState>) -> io::Result<Self> {
+    fn new(
+        id: usize,
+        mut listener: TcpListener,
+        listener_is_tls: bool,
+        mut tls_listener: Option<TcpListener>,
+        shared: Arc<ServerState>,
+    ) -> io::Result<Self> {
         let hub = shared.hub.clone();
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(l) = tls_listener.as_mut() {
+            poll.registry()
+                .register(l, TLS_LISTENER, Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -375,11 +473,14 @@ impl EventLoop {
             poll,
             waker,
             listener: Some(listener),
+            listener_is_tls,
+            tls_listener,
             shared,
             slab: Slab::default(),
             wheel: TimerWheel::new(0),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             scratch: Vec::with_capacity(256),
+            tls_scratch: Vec::new(),
             audience: Vec::new(),
             audience_at: 0,
             audience_new: Vec::new(),
@@ -435,6 +536,7 @@ impl EventLoop {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
+                    TLS_LISTENER => self.accept_tls(now),
                     SHED => self.read_shed(now),
                     WAKER => {
                         self.check_stop(now);
@@ -636,7 +738,22 @@ impl EventLoop {
                 log_answered(ctx.answered, &slot.sock);
             }
             let mut progress = false;
-            while slot.writable {
+            if let Some(tls) = slot.tls.as_mut() {
+                let wrote = write_tls(
+                    &mut slot.sock,
+                    &mut slot.writable,
+                    tls,
+                    conn,
+                    &mut ctx,
+                    (&mut self.scratch, &mut self.tls_scratch),
+                    now,
+                );
+                match wrote {
+                    Ok(p) => progress |= p,
+                    Err(()) => conn.abort(&mut ctx),
+                }
+            }
+            while slot.writable && slot.tls.is_none() {
                 let Some([a, b]) = conn.poll_transmit(now, &mut ctx, &mut self.scratch) else {
                     break;
                 };
@@ -674,9 +791,26 @@ impl EventLoop {
                 }
             }
             if conn.take_shutdown() {
-                let _ = slot.sock.shutdown(Shutdown::Write);
+                // Over TLS the `close_notify` goes out first; the write side is shut once it has.
+                if slot.tls.as_mut().is_some_and(|tls| !tls.close()) {
+                    progress = true;
+                } else {
+                    let _ = slot.sock.shutdown(Shutdown::Write);
+                }
             }
-            if slot.readable && conn.wants_read() {
+            if let Some(tls) = slot.tls.as_mut() {
+                if slot.readable && conn.wants_read() {
+                    progress |= read_tls(
+                        &mut slot.sock,
+                        &mut slot.readable,
+                        tls,
+                        conn,
+                        &mut ctx,
+                        &mut self.read_buf,
+                        now,
+                    );
+                }
+            } else if slot.readable && conn.wants_read() {
                 let limit = conn.read_limit(&shared.conn).min(self.read_buf.len());
                 match slot.sock.read(&mut self.read_buf[..limit]) {
                     Ok(0) => conn.handle_eof(&mut ctx),
@@ -768,7 +902,11 @@ impl EventLoop {
         }
         if let Some(mut slot) = self.slab.remove(k) {
             let _ = self.poll.registry().deregister(&mut slot.sock);
-            self.shared.metrics.shard(self.id).connections_closed.inc();
+            let shard = self.shared.metrics.shard(self.id);
+            shard.connections_closed.inc();
+            if slot.tls.is_some() {
+                shard.tls_connections_closed.inc();
+            }
         }
         // A descriptor just came free: give the reserve and any waiting connections a go.
         if self.reserve_fd.is_none() {
@@ -783,20 +921,48 @@ impl EventLoop {
         let Some(listener) = self.listener.take() else {
             return;
         };
-        self.accept_from(&listener, now);
+        self.accept_from(&listener, self.listener_is_tls, now);
         self.listener = Some(listener);
+        // Accepting again after a pause serves both listeners.
+        if self.accept_again_at.is_none() {
+            self.accept_tls(now);
+        }
     }
 
-    fn accept_from(&mut self, listener: &TcpListener, now: Now) {
+    fn accept_tls(&mut self, now: Now) {
+        let Some(listener) = self.tls_listener.take() else {
+            return;
+        };
+        self.accept_from(&listener, true, now);
+        self.tls_listener = Some(listener);
+    }
+
+    fn accept_from(&mut self, listener: &TcpListener, tls: bool, now: Now) {
         let shared = self.shared.clone();
         let shard = shared.metrics.shard(self.id);
         for _ in 0..ACCEPT_BUDGET {
             match listener.accept() {
                 Ok((sock, peer)) => {
                     shard.connections_total.inc();
+                    let session = match &shared.tls {
+                        Some(config) if tls => {
+                            shard.tls_connections_total.inc();
+                            match Tls::new(config.clone()) {
+                                Ok(t) => Some(t),
+                                Err(_) => {
+                                    shard.tls_errors.inc();
+                                    shard.tls_connections_closed.inc();
+                                    shard.connections_closed.inc();
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
                     self.add(
                         sock,
                         peer.ip().is_loopback() || is_mapped_loopback(&peer),
+                        session,
                         now,
                     );
                 }
@@ -806,6 +972,12 @@ impl EventLoop {
                     // Linux reserves the descriptor before it looks at the queue, so this
                     // error does not even say a connection is waiting; `shed_one` finds out.
                     shard.accept_fd_exhausted.inc();
+                    if tls {
+                        // A plain answer means nothing to a TLS client: no shedding here,
+                        // only the pause.
+                        self.accept_again_at = Some(now.ms + ACCEPT_BACKOFF_MS);
+                        return;
+                    }
                     match self.shed_one(listener, now) {
                         Shed::Answered => {}
                         // The backlog is empty: the next connection raises a new edge.
@@ -920,7 +1092,7 @@ impl EventLoop {
         }
     }
 
-    fn add(&mut self, sock: TcpStream, loopback: bool, now: Now) {
+    fn add(&mut self, sock: TcpStream, loopback: bool, tls: Option<Box<Tls>>, now: Now) {
         let _ = sock.set_nodelay(true);
         if let Some(n) = self.shared.sndbuf {
             let _ = socket2::SockRef::from(&sock).set_send_buffer_size(n);
@@ -933,6 +1105,7 @@ impl EventLoop {
             readable: false,
             writable: true,
             loopback,
+            tls,
         });
         let registry: &Registry = self.poll.registry();
         let Some(slot) = self.slab.get_mut(k) else {
@@ -946,8 +1119,12 @@ impl EventLoop {
             )
             .is_err()
         {
-            self.slab.remove(k);
-            self.shared.metrics.shard(self.id).connections_closed.inc();
+            let tls = self.slab.remove(k).is_some_and(|s| s.tls.is_some());
+            let shard = self.shared.metrics.shard(self.id);
+            shard.connections_closed.inc();
+            if tls {
+                shard.tls_connections_closed.inc();
+            }
             return;
         }
         if let Some(d) = deadline {
@@ -980,6 +1157,9 @@ impl EventLoop {
         self.drain_deadline = Some(now.ms + self.shared.grace_ms);
         self.finish_shed(now);
         if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        if let Some(mut l) = self.tls_listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.accept_again_at = None;
@@ -1120,4 +1300,160 @@ fn alive(slab: &Slab<Slot>, k: u32, topic: Option<u32>) -> bool {
     slab.get(k as usize)
         .and_then(|s| s.conn.filter())
         .is_some_and(|f| f.names(topic))
+}
+
+/// Writes a TLS connection's output: first the records the socket refused before, then what
+/// the connection has to write, encrypted into the loop's `enc` scratch and written from there
+/// (one `write(2)` per frame, as on the plain path). Returns whether anything went out;
+/// `Err` when the connection is gone.
+///
+/// What the connection is told keeps its rules (one pending tail, skipped ticks, the stall
+/// timeout): records written whole are reported whole; when the socket refuses part of them,
+/// the records are kept in the session and the connection is told all but the last byte was
+/// written, so it holds a one-byte tail (and its stall deadline) until the records have gone,
+/// and frames after the batch are neither encrypted nor lost. A response (the connection's own
+/// pending tail) is encrypted [`MAX_ENCRYPT`] bytes at a time.
+fn write_tls(
+    sock: &mut TcpStream,
+    writable: &mut bool,
+    tls: &mut Tls,
+    conn: &mut Conn,
+    ctx: &mut Ctx<'_>,
+    (scratch, enc): (&mut Vec<u8>, &mut Vec<u8>),
+    now: Now,
+) -> Result<bool, ()> {
+    let mut progress = false;
+    while *writable {
+        if !tls.pending().is_empty() {
+            match sock.write(tls.pending()) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    progress = true;
+                    if tls.on_written(n) {
+                        let _ = sock.shutdown(Shutdown::Write);
+                    }
+                    conn.on_transport_progress(now, ctx);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+                Err(_) => return Err(()),
+            }
+            continue;
+        }
+        if tls.held() > 0 {
+            // The records holding the start of the connection's pending tail are out.
+            if conn.poll_transmit(now, ctx, scratch).is_some() {
+                conn.on_sent(tls.held(), scratch, now, ctx);
+            }
+            tls.clear_held();
+            progress = true;
+            continue;
+        }
+        if tls.is_handshaking() {
+            break;
+        }
+        let capped = conn.output_pending();
+        let Some([a, b]) = conn.poll_transmit(now, ctx, scratch) else {
+            break;
+        };
+        let (a, b) = if capped && a.len() + b.len() > MAX_ENCRYPT {
+            let in_a = a.len().min(MAX_ENCRYPT);
+            (&a[..in_a], &b[..(MAX_ENCRYPT - in_a).min(b.len())])
+        } else {
+            (a, b)
+        };
+        let len = a.len() + b.len();
+        if len == 0 {
+            conn.on_sent(0, scratch, now, ctx);
+            break;
+        }
+        if tls.encrypt([a, b], enc).is_err() {
+            return Err(());
+        }
+        let mut w = 0;
+        while w < enc.len() {
+            match sock.write(&enc[w..]) {
+                Ok(0) => return Err(()),
+                Ok(n) => w += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *writable = false;
+                    break;
+                }
+                Err(_) => return Err(()),
+            }
+        }
+        progress |= w > 0;
+        if w == enc.len() {
+            conn.on_sent(len, scratch, now, ctx);
+        } else {
+            tls.keep_unwritten(&enc[w..], 1);
+            conn.on_sent(len - 1, scratch, now, ctx);
+        }
+    }
+    Ok(progress)
+}
+
+/// Reads a TLS connection's input: decrypted bytes the connection has not taken yet go first
+/// (as many as it takes: its limits hold over TLS), then the socket, whose records run the
+/// handshake (its flight is written by [`write_tls`]) or are decrypted for the connection.
+/// Bytes that are not TLS, or a failed handshake, close the connection (counted). Returns
+/// whether anything happened.
+fn read_tls(
+    sock: &mut TcpStream,
+    readable: &mut bool,
+    tls: &mut Tls,
+    conn: &mut Conn,
+    ctx: &mut Ctx<'_>,
+    read_buf: &mut [u8],
+    now: Now,
+) -> bool {
+    if tls.plaintext().is_empty() {
+        if tls.peer_closed() {
+            conn.handle_eof(ctx);
+            return true;
+        }
+        let room = tls.room().min(read_buf.len());
+        if room == 0 {
+            return false;
+        }
+        match sock.read(&mut read_buf[..room]) {
+            Ok(0) => {
+                conn.handle_eof(ctx);
+                return true;
+            }
+            Ok(n) => match tls.handle_tls(&read_buf[..n]) {
+                Ok(established) => {
+                    if established {
+                        ctx.shard.tls_handshakes.inc();
+                        // The negotiated protocol picks the codec: HTTP/1.1's `Conn` today.
+                        match tls.proto() {
+                            Some(Proto::Http1) | None => {}
+                        }
+                    }
+                }
+                Err(_) => {
+                    ctx.shard.tls_errors.inc();
+                    conn.abort(ctx);
+                    return true;
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                return false;
+            }
+            Err(_) => {
+                conn.abort(ctx);
+                return true;
+            }
+        }
+    }
+    let plain = tls.plaintext();
+    let take = plain.len().min(conn.read_limit(ctx.cfg));
+    if take > 0 {
+        conn.handle_input(&plain[..take], now, ctx);
+        tls.consume(take);
+    }
+    true
 }

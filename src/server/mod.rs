@@ -5,7 +5,8 @@
 //! - [`loops`]: [`loops::Server`], the event loops that drive connections, timers and fan-out;
 //! - [`listen`]: the listener group (`SO_REUSEPORT`), the one-instance lock, peer addresses;
 //! - [`setup`]: start-up wiring of the verifier and the event-store backends;
-//! - [`config`]: every flag, parsed once into a [`config::Config`].
+//! - [`config`]: every flag, parsed once into a [`config::Config`];
+//! - [`tls`]: the certificate (read, checked, reloaded on SIGHUP) and the TLS configuration.
 //!
 //! The top floor: may import every other layer; nothing but the binaries imports it.
 
@@ -13,3 +14,4 @@ pub mod config;
 pub mod listen;
 pub mod loops;
 pub mod setup;
+pub mod tls;
