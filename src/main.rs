@@ -150,15 +150,19 @@ fn main() -> ExitCode {
                         .map_or_else(String::new, |p| p.display().to_string());
                     log::line(
                         "sighup",
-                        &[("action", V::S("certificate reloaded")), ("cert", V::S(&cert))],
+                        &[
+                            ("action", V::S("certificate reloaded")),
+                            ("cert", V::S(&cert)),
+                        ],
                     )
                 }
-                Some(Err(e)) => {
-                    log::line(
-                        "sighup",
-                        &[("action", V::S("reload failed, old certificate kept")), ("error", V::S(&e))],
-                    )
-                }
+                Some(Err(e)) => log::line(
+                    "sighup",
+                    &[
+                        ("action", V::S("reload failed, old certificate kept")),
+                        ("error", V::S(&e)),
+                    ],
+                ),
             },
             Ok(other) => break format!("{other:?}").to_lowercase(),
             Err(e) => break format!("error: {e}"),

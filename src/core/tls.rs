@@ -286,8 +286,7 @@ impl Tls {
     /// Runs rustls over `inb` until it needs more input.
     fn process(&mut self) -> Result<(), TlsError> {
         loop {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.inb);
+            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.inb);
             let mut again = true;
             let result = match state {
                 Err(e) => Err(TlsError::Protocol(e)),

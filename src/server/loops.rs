@@ -29,11 +29,11 @@ use crate::core::tls::{Proto, Tls, MAX_ENCRYPT};
 use crate::hub::history::{Hub, Ids, LocalHub};
 use crate::server::config::Config;
 use crate::server::listen::{bind, is_mapped_loopback};
-use crate::server::tls::{server_config, Certs};
 pub use crate::server::setup::StartError;
 use crate::server::setup::{
     epoch_tag, jwt_verifier, open_data_dir, render_redis, start_data_dir, start_redis,
 };
+use crate::server::tls::{server_config, Certs};
 use crate::util::date::Dates;
 use crate::util::log::{self, V};
 use crate::util::slab::Slab;
@@ -109,9 +109,9 @@ impl Server {
     pub fn start(config: &Config) -> io::Result<Server> {
         // The certificate first: a bad one is the operator's first problem to hear about.
         let certs = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                Certs::load(cert, key).map_err(|e| io::Error::other(StartError(e)))?,
-            ),
+            (Some(cert), Some(key)) => {
+                Some(Certs::load(cert, key).map_err(|e| io::Error::other(StartError(e)))?)
+            }
             (None, None) if config.tls_port.is_some() => {
                 return Err(io::Error::other(StartError(
                     "--tls-port needs --tls-cert and --tls-key".into(),
@@ -222,9 +222,16 @@ impl Server {
             Some(p) if shared.tls.is_some() => {
                 let (ls, lock) = bind(SocketAddr::new(config.bind, p), threads)?;
                 let a = ls[0].local_addr()?;
-                (ls.into_iter().map(Some).collect::<Vec<_>>(), lock, Some(a), false)
+                (
+                    ls.into_iter().map(Some).collect::<Vec<_>>(),
+                    lock,
+                    Some(a),
+                    false,
+                )
             }
-            _ if shared.tls.is_some() => ((0..threads).map(|_| None).collect(), None, Some(addr), true),
+            _ if shared.tls.is_some() => {
+                ((0..threads).map(|_| None).collect(), None, Some(addr), true)
+            }
             _ => ((0..threads).map(|_| None).collect(), None, None, false),
         };
         let mut loops = Vec::with_capacity(threads);
@@ -361,7 +368,8 @@ struct Slot {
 // What ARCHITECTURE.md says an idle stream costs in the slab: a slot (socket, connection,
 // readiness flags, the TLS session's pointer), as the slab stores it, is 72 bytes at most (88
 // in debug builds, where mio's socket also carries a 12-byte selector id).
-const _: () = assert!(std::mem::size_of::<Option<Slot>>() <= if cfg!(debug_assertions) { 88 } else { 72 });
+const _: () =
+    assert!(std::mem::size_of::<Option<Slot>>() <= if cfg!(debug_assertions) { 88 } else { 72 });
 
 /// The loop-owned things a connection borrows for one call.
 struct LoopState {

@@ -1,0 +1,675 @@
+//! HTTPS in the server itself (`--tls-cert`, `--tls-key`, `--tls-port`), over real sockets,
+//! with certificates made at test time by `openssl` (a test CA and server certificates with
+//! RSA, ECDSA and Ed25519 keys): curl against the routes, a rustls client for what must be
+//! seen byte by byte (the clock's bytes, `close_notify` on drain, a client that never reads),
+//! the handshake's deadline, bytes that are not TLS, SIGHUP reload, bad files at start-up.
+
+mod common;
+
+use common::Server;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "sse-tls-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum KeyKind {
+    Rsa,
+    Ecdsa,
+    Ed25519,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes `{name}-ca.pem` (a CA) and `{name}.pem`/`{name}.key` (a certificate for localhost and
+/// 127.0.0.1 signed by it, with a key of `kind`) in `dir`.
+fn make_pki(dir: &Path, name: &str, kind: KeyKind) {
+    let ca_key = format!("{name}-ca.key");
+    let ca = format!("{name}-ca.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+        ],
+    );
+    let key = format!("{name}.key");
+    let newkey: &[&str] = match kind {
+        KeyKind::Rsa => &["-newkey", "rsa:2048"],
+        KeyKind::Ecdsa => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        KeyKind::Ed25519 => &["-newkey", "ed25519"],
+    };
+    let csr = format!("{name}.csr");
+    let mut args = vec![
+        "req",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=localhost",
+    ];
+    args.extend_from_slice(newkey);
+    openssl(dir, &args);
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let cert = format!("{name}.pem");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// A server with plain HTTP on `addr` and HTTPS on the returned address (`--tls-port 0`).
+fn start_tls(cert: &Path, key: &Path, args: &[&str]) -> (Server, SocketAddr) {
+    start_tls_logged(cert, key, args, false).0
+}
+
+fn start_tls_logged(
+    cert: &Path,
+    key: &Path,
+    args: &[&str],
+    logged: bool,
+) -> (
+    (Server, SocketAddr),
+    Option<std::sync::mpsc::Receiver<String>>,
+) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+    cmd.current_dir(std::env::temp_dir())
+        .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", "0"])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .args(args)
+        .stdout(Stdio::piped())
+        .env("SSE_QUIET", if logged { "0" } else { "1" });
+    if logged {
+        cmd.stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("sse-server starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addrs = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        let hostport = url.split("://").nth(1).unwrap().trim_end_matches('/');
+        addrs.push(hostport.parse::<SocketAddr>().unwrap());
+    }
+    let rx = logged.then(|| {
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    });
+    (
+        (
+            Server {
+                child,
+                addr: addrs[0],
+            },
+            addrs[1],
+        ),
+        rx,
+    )
+}
+
+/// curl over HTTPS trusting `ca`; returns (exit code, body).
+fn curl(ca: &Path, url: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection (handshake done) with read and write timeouts.
+fn tls_connect(addr: SocketAddr, ca: &Path) -> TlsStream {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let conn = rustls::ClientConnection::new(
+        client_config(ca),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).expect("handshake");
+    }
+    s
+}
+
+/// Reads from `s` until `pred` holds on everything read, or the timeout.
+fn read_until(s: &mut impl Read, timeout: Duration, pred: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let end = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !pred(&got) && Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Complete clock frames in bytes read after the head.
+fn body_frames(b: &[u8]) -> usize {
+    String::from_utf8_lossy(b).matches("\n\n").count()
+}
+
+/// The date and the frame's time blanked: what may differ between two reads of the clock.
+fn normalise(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.split_inclusive('\n')
+        .map(|l| {
+            if l.starts_with("Date: ") {
+                "Date: <date>\r\n".to_string()
+            } else if let Some(i) = l.find("\"content\":\"") {
+                format!("{}<time>\"}}\n", &l[..i + 11])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn curl_gets_every_route_over_https_with_rsa_ecdsa_and_ed25519() {
+    let dir = TempDir::new("kinds");
+    for (name, kind) in [
+        ("rsa", KeyKind::Rsa),
+        ("ecdsa", KeyKind::Ecdsa),
+        ("ed25519", KeyKind::Ed25519),
+    ] {
+        make_pki(&dir.0, name, kind);
+        let ca = dir.path(&format!("{name}-ca.pem"));
+        let (server, tls) = start_tls(
+            &dir.path(&format!("{name}.pem")),
+            &dir.path(&format!("{name}.key")),
+            &["--interval-ms", "100"],
+        );
+        let base = format!("https://localhost:{}", tls.port());
+        let res = |extra: &[&str]| {
+            ["--resolve", &format!("localhost:{}:127.0.0.1", tls.port())]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(extra.iter().map(|s| s.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let args = res(&[]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (rc, body) = curl(&ca, &format!("{base}/healthz"), &args);
+        assert_eq!((rc, body.trim()), (0, "ok"), "{name}");
+        // TLS 1.2 as well as 1.3.
+        let mut a12 = args.clone();
+        a12.extend_from_slice(&["--tlsv1.2", "--tls-max", "1.2"]);
+        let (rc, body) = curl(&ca, &format!("{base}/healthz"), &a12);
+        assert_eq!((rc, body.trim()), (0, "ok"), "{name} over TLS 1.2");
+        // The clock stream: three frames within the time.
+        let mut sse = args.clone();
+        sse.extend_from_slice(&["-N", "--max-time", "1"]);
+        let (_, body) = curl(&ca, &format!("{base}/sse"), &sse);
+        assert!(
+            body.matches("event:sseEvent").count() >= 3,
+            "{name}: {body}"
+        );
+        // A subscription gets what is published, both over HTTPS.
+        let ca2 = ca.clone();
+        let base2 = base.clone();
+        let sub_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let sub = std::thread::spawn(move || {
+            let mut a: Vec<&str> = sub_args.iter().map(String::as_str).collect();
+            a.extend_from_slice(&["-N", "--max-time", "3"]);
+            curl(&ca2, &format!("{base2}/sse?topic=news"), &a).1
+        });
+        server.wait_metric("sse_streams_open", 1.0, Duration::from_secs(5));
+        let mut pubs = args.clone();
+        pubs.extend_from_slice(&["-X", "POST", "-d", "topic=news", "-d", "data=over-tls"]);
+        let (rc, id) = curl(&ca, &format!("{base}/publish"), &pubs);
+        assert_eq!(rc, 0, "{id}");
+        let got = sub.join().unwrap();
+        assert!(got.contains("data: over-tls"), "{name}: {got}");
+        assert!(got.contains(&format!("id: {}", id.trim())), "{name}: {got}");
+        assert!(server.metric("sse_tls_handshakes_total") >= 5.0);
+        assert_eq!(server.metric("sse_tls_errors_total"), 0.0);
+    }
+}
+
+#[test]
+fn the_clock_bytes_over_tls_are_the_plain_bytes() {
+    let dir = TempDir::new("bytes");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(
+        &dir.path("s.pem"),
+        &dir.path("s.key"),
+        &["--interval-ms", "50"],
+    );
+    let req = b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let three = |b: &[u8]| common::frames(b).len() >= 3;
+    let mut plain = server.connect();
+    plain.write_all(req).unwrap();
+    let plain = read_until(&mut plain, Duration::from_secs(5), three);
+    let mut s = tls_connect(tls, &ca);
+    s.write_all(req).unwrap();
+    let secure = read_until(&mut s, Duration::from_secs(5), three);
+    let cut = |b: &[u8]| {
+        let text = normalise(b);
+        // Up to the end of the third frame.
+        let mut end = 0;
+        for _ in 0..4 {
+            end += text[end..].find("\n\n").map_or(text.len() - end, |i| i + 2);
+        }
+        text[..end.min(text.len())].to_string()
+    };
+    assert_eq!(cut(&secure), cut(&plain));
+    assert!(cut(&plain).contains("event:sseEvent"));
+}
+
+#[test]
+fn a_slow_handshake_is_closed_at_the_head_deadline_and_streams_keep_ticking() {
+    let dir = TempDir::new("slowloris");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(
+        &dir.path("s.pem"),
+        &dir.path("s.key"),
+        &[
+            "--interval-ms",
+            "100",
+            "--head-timeout-ms",
+            "500",
+            "--threads",
+            "1",
+        ],
+    );
+    let mut stream = tls_connect(tls, &ca);
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_until(&mut stream, Duration::from_secs(5), |b| {
+        !common::frames(b).is_empty()
+    });
+    // The first bytes of a ClientHello (a handshake record's header), then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(tls).unwrap();
+        s.write_all(&[0x16, 0x03, 0x01, 0x02]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        slow.push(s);
+    }
+    let start = Instant::now();
+    for s in &mut slow {
+        let mut b = [0u8; 64];
+        let n = s.read(&mut b).unwrap_or(0);
+        assert_eq!(n, 0, "a stalled handshake gets nothing but the close");
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+    assert!(server.metric("sse_timeouts_total{kind=\"head\"}") >= 5.0);
+    // The stream went on meanwhile, at its pace.
+    let more = read_until(&mut stream, Duration::from_secs(5), |b| body_frames(b) >= 5);
+    assert!(body_frames(&more) >= 5);
+}
+
+#[test]
+fn bytes_that_are_not_tls_are_closed_and_counted() {
+    let dir = TempDir::new("garbage");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(&dir.path("s.pem"), &dir.path("s.key"), &[]);
+    for garbage in [
+        &b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5][..],
+        &[0xff; 300][..],
+    ] {
+        let mut s = TcpStream::connect(tls).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(garbage).unwrap();
+        let start = Instant::now();
+        let got = read_until(&mut s, Duration::from_secs(5), |_| false);
+        assert!(start.elapsed() < Duration::from_secs(2), "closed at once");
+        assert!(
+            !String::from_utf8_lossy(&got).contains("HTTP/1.1"),
+            "no plain answer on the TLS port"
+        );
+    }
+    assert_eq!(server.metric("sse_tls_errors_total"), 3.0);
+    // The server is fine: a real client is served.
+    let (rc, body) = curl(
+        &ca,
+        &format!("https://localhost:{}/healthz", tls.port()),
+        &["--resolve", &format!("localhost:{}:127.0.0.1", tls.port())],
+    );
+    assert_eq!((rc, body.trim()), (0, "ok"));
+    assert_eq!(server.metric("sse_tls_connections_open"), 0.0);
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_keeps_streams() {
+    let dir = TempDir::new("reload");
+    make_pki(&dir.0, "a", KeyKind::Ecdsa);
+    make_pki(&dir.0, "b", KeyKind::Rsa);
+    let cert = dir.path("live.pem");
+    let key = dir.path("live.key");
+    std::fs::copy(dir.path("a.pem"), &cert).unwrap();
+    std::fs::copy(dir.path("a.key"), &key).unwrap();
+    let ((server, tls), log) = start_tls_logged(&cert, &key, &["--interval-ms", "100"], true);
+    let log = log.unwrap();
+    let (ca_a, ca_b) = (dir.path("a-ca.pem"), dir.path("b-ca.pem"));
+    let resolve = format!("localhost:{}:127.0.0.1", tls.port());
+    let url = format!("https://localhost:{}/healthz", tls.port());
+    assert_eq!(curl(&ca_a, &url, &["--resolve", &resolve]).0, 0);
+    assert_ne!(
+        curl(&ca_b, &url, &["--resolve", &resolve]).0,
+        0,
+        "B not served yet"
+    );
+    let mut stream = tls_connect(tls, &ca_a);
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_until(&mut stream, Duration::from_secs(5), |b| {
+        !common::frames(b).is_empty()
+    });
+
+    std::fs::copy(dir.path("b.pem"), &cert).unwrap();
+    std::fs::copy(dir.path("b.key"), &key).unwrap();
+    server.signal("HUP");
+    let wait_log = |what: &str| {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(l) = log.recv_timeout(Duration::from_millis(100)) {
+                if l.contains("sighup") && l.contains(what) {
+                    return l;
+                }
+            }
+        }
+        panic!("no sighup line with {what:?}");
+    };
+    wait_log("reloaded");
+    assert_eq!(
+        curl(&ca_b, &url, &["--resolve", &resolve]).0,
+        0,
+        "B served now"
+    );
+    assert_ne!(
+        curl(&ca_a, &url, &["--resolve", &resolve]).0,
+        0,
+        "A no more"
+    );
+    // The stream from before the reload goes on.
+    let more = read_until(&mut stream, Duration::from_secs(5), |b| body_frames(b) >= 3);
+    assert!(body_frames(&more) >= 3);
+
+    // A bad pair (A's key with B's certificate) is refused and B stays.
+    std::fs::copy(dir.path("a.key"), &key).unwrap();
+    server.signal("HUP");
+    let line = wait_log("failed");
+    assert!(line.contains("does not match"), "{line}");
+    assert_eq!(
+        curl(&ca_b, &url, &["--resolve", &resolve]).0,
+        0,
+        "B still served"
+    );
+}
+
+#[test]
+fn bad_certificate_files_stop_the_start_with_one_line() {
+    let dir = TempDir::new("bad");
+    make_pki(&dir.0, "a", KeyKind::Ecdsa);
+    make_pki(&dir.0, "b", KeyKind::Ecdsa);
+    std::fs::write(dir.path("junk.pem"), "not a certificate\n").unwrap();
+    let p = |n: &str| dir.path(n).to_string_lossy().into_owned();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--tls-cert".into(),
+                p("missing.pem"),
+                "--tls-key".into(),
+                p("a.key"),
+            ],
+            "cannot read",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                p("junk.pem"),
+                "--tls-key".into(),
+                p("a.key"),
+            ],
+            "no certificate",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                p("a.pem"),
+                "--tls-key".into(),
+                p("junk.pem"),
+            ],
+            "no private key",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                p("a.pem"),
+                "--tls-key".into(),
+                p("b.key"),
+            ],
+            "does not match",
+        ),
+        (vec!["--tls-cert".into(), p("a.pem")], "needs --tls-key"),
+        (vec!["--tls-port".into(), "0".into()], "needs --tls-cert"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_sse-server"))
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(&args)
+            .env("SSE_QUIET", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+    }
+}
+
+#[test]
+fn drain_over_tls_sends_retry_then_close_notify() {
+    let dir = TempDir::new("drain");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(
+        &dir.path("s.pem"),
+        &dir.path("s.key"),
+        &["--interval-ms", "100"],
+    );
+    let mut s = tls_connect(tls, &ca);
+    s.write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_until(&mut s, Duration::from_secs(5), |b| {
+        !common::frames(b).is_empty()
+    });
+    server.signal("TERM");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // rustls reports a close without `close_notify` as an error: Ok(0) proves it came.
+    let clean = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                eprintln!("{e}");
+                break false;
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("retry: "), "{text}");
+    assert!(clean, "the stream ends with close_notify");
+}
+
+#[test]
+fn a_tls_client_that_never_reads_is_closed_by_the_stall_rule() {
+    let dir = TempDir::new("stall");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(
+        &dir.path("s.pem"),
+        &dir.path("s.key"),
+        &[
+            "--stall-timeout-ms",
+            "1000",
+            "--sndbuf",
+            "8192",
+            "--threads",
+            "1",
+        ],
+    );
+    let mut s = tls_connect(tls, &ca);
+    socket2::SockRef::from(&s.sock)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    s.write_all(b"GET /sse?topic=big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_until(&mut s, Duration::from_secs(5), |b| {
+        b.windows(4).any(|w| w == b"\r\n\r\n")
+    });
+    // The client stops reading; the publisher goes on.
+    let data = "x".repeat(16 * 1024);
+    let rss0 = server.rss_bytes();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5)
+        && server.metric("sse_timeouts_total{kind=\"stall\"}") < 1.0
+    {
+        server.publish("big", &data);
+    }
+    assert_eq!(
+        server.metric("sse_timeouts_total{kind=\"stall\"}"),
+        1.0,
+        "the stalled TLS stream is closed"
+    );
+    assert_eq!(server.metric("sse_streams_open"), 0.0);
+    let grown = server.rss_bytes().saturating_sub(rss0);
+    assert!(grown < 8 << 20, "memory grew by {grown} bytes");
+}
