@@ -673,3 +673,47 @@ fn a_tls_client_that_never_reads_is_closed_by_the_stall_rule() {
     let grown = server.rss_bytes().saturating_sub(rss0);
     assert!(grown < 8 << 20, "memory grew by {grown} bytes");
 }
+
+#[test]
+fn sse_load_measures_streams_over_https() {
+    let dir = TempDir::new("load");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(
+        &dir.path("s.pem"),
+        &dir.path("s.key"),
+        &["--interval-ms", "100"],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sse-load"))
+        .arg(format!("https://127.0.0.1:{}/sse", tls.port()))
+        .args(["-c", "20", "-d", "2", "--json", "-q", "--tls-ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["streams"]["established"], 20, "{text}");
+    assert!(v["frames"].as_u64().unwrap() >= 20 * 10, "{text}");
+    assert!(server.metric("sse_tls_handshakes_total") >= 20.0);
+    // Without the CA it refuses to start; with the wrong CA no stream opens.
+    let out = Command::new(env!("CARGO_BIN_EXE_sse-load"))
+        .arg(format!("https://127.0.0.1:{}/sse", tls.port()))
+        .args(["-c", "1", "-d", "1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-ca"));
+    make_pki(&dir.0, "other", KeyKind::Ecdsa);
+    let out = Command::new(env!("CARGO_BIN_EXE_sse-load"))
+        .arg(format!("https://127.0.0.1:{}/sse", tls.port()))
+        .args(["-c", "2", "-d", "1", "--json", "-q", "--tls-ca"])
+        .arg(dir.path("other-ca.pem"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["streams"]["established"], 0);
+}

@@ -50,6 +50,8 @@ pub struct LoadConfig {
     /// Where to write the HTML report and the per-second CSV series.
     pub html: Option<PathBuf>,
     pub csv: Option<PathBuf>,
+    /// The CA certificate (PEM) `https://` targets are checked against (`--tls-ca`).
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The checks a run must pass for `sse-load` to exit 0 (by default: every stream opened and
@@ -95,6 +97,7 @@ impl Default for LoadConfig {
             thresholds: Thresholds::default(),
             html: None,
             csv: None,
+            tls_ca: None,
         }
     }
 }
@@ -159,6 +162,7 @@ FLAGS (each also accepted as --flag=value):
       --json                  print the final report as JSON (default: text)
       --html FILE             also write a self-contained HTML report (charts, no scripts)
       --csv FILE              also write the per-second series as CSV
+      --tls-ca FILE           trust this CA certificate (PEM) for https:// URLs (required for them)
   -q, --quiet                 no progress line each second (progress goes to stderr)
   -h, --help                  this text
   -V, --version               the version
@@ -288,6 +292,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
             "--threads" => cfg.threads = positive(&flag, &value()?)?,
             "--html" => cfg.html = Some(PathBuf::from(value()?)),
             "--csv" => cfg.csv = Some(PathBuf::from(value()?)),
+            "--tls-ca" => cfg.tls_ca = Some(PathBuf::from(value()?)),
             "--topic" => cfg.topics.push(topic(&flag, value()?)?),
             "--publish-url" => publish_url = Some(value()?),
             "--publish-rate" => {
@@ -361,6 +366,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
             token: publish_token,
             answer_timeout_ms: publish_timeout_ms,
         });
+    }
+    let https = cfg.target.tls || cfg.publish.as_ref().is_some_and(|p| p.target.tls);
+    if https && cfg.tls_ca.is_none() {
+        return Err("https:// URLs need --tls-ca FILE (the CA certificate to trust)".into());
     }
     if let Some(s) = sources {
         cfg.source_addrs = parse_sources(&s, cfg.target.addr.ip())?;

@@ -28,6 +28,7 @@ use crate::util::slab::Slab;
 use crate::util::timer::TimerWheel;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::ClientConnection;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +48,8 @@ const ROLLING_S: usize = 5;
 /// What the loops share, read-only.
 struct Setup {
     target: SocketAddr,
+    /// With an `https://` target: the TLS client configuration and the server's name.
+    tls: Option<Tls>,
     sources: Vec<IpAddr>,
     request: Vec<u8>,
     conn: StreamConfig,
@@ -180,8 +183,22 @@ pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resu
     let wall_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
+    let tls = match &cfg.tls_ca {
+        Some(ca) => Some(client_config(ca)?),
+        None => None,
+    };
+    let tls_for = |t: &crate::load::target::Target| -> io::Result<Option<Tls>> {
+        match (&tls, t.tls) {
+            (Some(config), true) => Ok(Some(Tls {
+                config: config.clone(),
+                name: server_name(t)?,
+            })),
+            _ => Ok(None),
+        }
+    };
     let setup = Arc::new(Setup {
         target: cfg.target.addr,
+        tls: tls_for(&cfg.target)?,
         sources: cfg.source_addrs.clone(),
         request: cfg.request(),
         conn: cfg.conn.clone(),
@@ -224,6 +241,7 @@ pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resu
                 setup: setup.clone(),
                 publisher: Publisher::new(pc.clone(), setup.run_id, stop_us),
                 target: pc.target.addr,
+                tls: tls_for(&pc.target)?,
                 subscribers: published.clone(),
                 connections: cfg.connections as u64,
                 published: pub_published.clone(),
@@ -326,6 +344,7 @@ struct PubLoop {
     setup: Arc<Setup>,
     publisher: Publisher,
     target: SocketAddr,
+    tls: Option<Tls>,
     subscribers: Vec<Arc<Published>>,
     connections: u64,
     published: Arc<PubPublished>,
@@ -336,6 +355,7 @@ impl PubLoop {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; 16 * 1024];
         let mut sock: Option<TcpStream> = None;
+        let mut session: Option<Box<ClientConnection>> = None;
         let (mut readable, mut writable) = (false, false);
         loop {
             let now = self.setup.now();
@@ -367,6 +387,7 @@ impl PubLoop {
                     Ok(s) => {
                         p.handle_connecting(now);
                         sock = Some(s);
+                        session = self.tls.as_ref().and_then(Tls::session);
                         (readable, writable) = (false, false);
                     }
                     Err(_) => {
@@ -377,7 +398,15 @@ impl PubLoop {
             }
             if let Some(s) = &mut sock {
                 let open = sum(|s| &s.open);
-                let ok = drive_publisher(s, p, &mut buf, &mut readable, &mut writable, now, open);
+                let ok = drive_publisher(
+                    (s, session.as_deref_mut()),
+                    p,
+                    &mut buf,
+                    &mut readable,
+                    &mut writable,
+                    now,
+                    open,
+                );
                 if !ok || p.handle_timeout(now) || p.wants_close() {
                     let _ = self.poll.registry().deregister(s);
                     sock = None;
@@ -421,7 +450,7 @@ impl PubLoop {
 /// Connect check, request writes and answer reads for the publisher, until `WouldBlock`.
 /// `false` when the connection must be dropped.
 fn drive_publisher(
-    sock: &mut TcpStream,
+    (sock, mut tls): (&mut TcpStream, Option<&mut ClientConnection>),
     p: &mut Publisher,
     buf: &mut [u8],
     readable: &mut bool,
@@ -448,7 +477,7 @@ fn drive_publisher(
     loop {
         // Answers first: a request is built only once the previous one was answered.
         while *readable {
-            match sock.read(buf) {
+            match sock_read(sock, tls.as_deref_mut(), buf) {
                 Ok(0) => return false,
                 Ok(n) => {
                     if p.handle_input(&buf[..n], now).is_err() {
@@ -466,7 +495,7 @@ fn drive_publisher(
         let Some(out) = p.poll_transmit(now, open) else {
             return true;
         };
-        match sock.write(out) {
+        match sock_write(sock, tls.as_deref_mut(), out) {
             Ok(0) => return false,
             Ok(n) => p.on_sent(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
@@ -479,6 +508,8 @@ fn drive_publisher(
 /// One stream's socket, state and remembered readiness.
 struct Client {
     sock: TcpStream,
+    /// The TLS session, for an `https://` target.
+    tls: Option<Box<ClientConnection>>,
     conn: Stream,
     readable: bool,
     writable: bool,
@@ -611,6 +642,7 @@ impl Loop {
         let deadline = conn.timeout();
         let k = self.slab.insert(Client {
             sock,
+            tls: self.setup.tls.as_ref().and_then(Tls::session),
             conn,
             readable: false,
             writable: false,
@@ -749,11 +781,20 @@ fn drive_slot(
             Err(e) => return Err(Reason::from_io(&e, true)),
         }
     }
+    if let Some(tls) = slot.tls.as_deref_mut() {
+        // The handshake's records (and anything rustls holds) go out first.
+        match tls_flush(&mut slot.sock, tls) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Reason::from_io(&e, false)),
+        }
+    }
     while slot.writable {
         let Some(out) = conn.pending(&setup.request) else {
             break;
         };
-        match slot.sock.write(out) {
+        match sock_write(&mut slot.sock, slot.tls.as_deref_mut(), out) {
             Ok(0) => return Err(Reason::Reset),
             Ok(n) => conn.on_sent(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
@@ -763,11 +804,12 @@ fn drive_slot(
     }
     while slot.readable && conn.wants_read() {
         let limit = conn.read_limit(&setup.conn).min(buf.len());
-        match slot.sock.read(&mut buf[..limit]) {
+        match sock_read(&mut slot.sock, slot.tls.as_deref_mut(), &mut buf[..limit]) {
             Ok(0) => return Err(conn.handle_eof()),
             Ok(n) => {
                 conn.handle_input(&buf[..n], now, &setup.conn, stats)?;
-                if n < limit && !slot.read_closed {
+                // Over TLS a short read of plaintext says nothing of the socket.
+                if n < limit && !slot.read_closed && slot.tls.is_none() {
                     slot.readable = false;
                 }
             }
@@ -824,6 +866,127 @@ fn set_bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
 }
 
 use crate::util::sys::rusage;
+
+/// An `https://` target: the client configuration (trusting `--tls-ca`) and the name the
+/// server's certificate must carry.
+#[derive(Clone)]
+struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl Tls {
+    /// A session for a new connection (`None` only if rustls refuses the configuration).
+    fn session(&self) -> Option<Box<ClientConnection>> {
+        ClientConnection::new(self.config.clone(), self.name.clone())
+            .ok()
+            .map(Box::new)
+    }
+}
+
+/// The client configuration trusting the CA certificates in `ca` (PEM).
+fn client_config(ca: &std::path::Path) -> io::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--tls-ca {}: {e}", ca.display()),
+        )
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| bad(format!("{e:?}")))?
+    {
+        let cert = cert.map_err(|e| bad(format!("{e:?}")))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The name the target's certificate must carry: its host (`localhost` or the IP literal).
+fn server_name(
+    t: &crate::load::target::Target,
+) -> io::Result<rustls::pki_types::ServerName<'static>> {
+    let host = match t.host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => t.host.as_str(),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", t.url)))
+}
+
+/// Writes what the TLS session holds, until it is empty (`WouldBlock` when the socket is full).
+fn tls_flush(sock: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        if tls.write_tls(sock)? == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(())
+}
+
+/// `write` on the socket, or through its TLS session: the plaintext is taken by the session
+/// (which holds it during the handshake) and as many records as the socket takes are written.
+fn sock_write(
+    sock: &mut TcpStream,
+    tls: Option<&mut ClientConnection>,
+    data: &[u8],
+) -> io::Result<usize> {
+    let Some(tls) = tls else {
+        return sock.write(data);
+    };
+    let n = tls.writer().write(data)?;
+    match tls_flush(sock, tls) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => {}
+        Err(e) => return Err(e),
+    }
+    if n == 0 && !data.is_empty() {
+        // The session's buffer is full until the socket takes its records.
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(n)
+}
+
+/// `read` on the socket, or through its TLS session: records are read and processed (the
+/// handshake's answers written) until plaintext comes, the socket would block, or it ends.
+fn sock_read(
+    sock: &mut TcpStream,
+    tls: Option<&mut ClientConnection>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let Some(tls) = tls else {
+        return sock.read(buf);
+    };
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if tls.read_tls(sock)? == 0 {
+            return Ok(0);
+        }
+        tls.process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        match tls_flush(sock, tls) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -16,14 +16,22 @@ pub struct Target {
     pub host: String,
     /// Path and query, starting with `/`.
     pub path: String,
+    /// `https://`: the connection speaks TLS.
+    pub tls: bool,
 }
 
-/// Parses `http://HOST[:PORT][/PATH]`, where HOST is a loopback IP literal (`[::1]` for IPv6)
-/// or `localhost`.
+/// Parses `http://HOST[:PORT][/PATH]` or `https://...`, where HOST is a loopback IP literal
+/// (`[::1]` for IPv6) or `localhost`.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => {
+            return Err(format!(
+                "{url:?}: only http:// and https:// URLs are supported"
+            ))
+        }
+    };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -57,6 +65,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         }
     };
     let port: u16 = match port {
+        None if tls => 443,
         None => 80,
         Some(p) => p
             .parse()
@@ -83,6 +92,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         addr: SocketAddr::new(ip, port),
         host: authority.to_owned(),
         path,
+        tls,
     })
 }
 
