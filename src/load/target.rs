@@ -113,8 +113,13 @@ mod tests {
         assert_eq!(t.path, "/?q");
         let t = parse_url("http://127.0.0.1:1/a#frag").unwrap();
         assert_eq!(t.path, "/a");
+        // https:// is TLS, on 443 unless a port is given; a non-loopback host is refused alike.
+        let t = parse_url("https://localhost/sse").unwrap();
+        assert_eq!((t.addr, t.tls), ("127.0.0.1:443".parse().unwrap(), true));
+        assert!(!parse_url("http://localhost/").unwrap().tls);
         for bad in [
-            "https://127.0.0.1/",
+            "https://10.0.0.1/",
+            "ftp://127.0.0.1/",
             "127.0.0.1:3000/sse",
             "http://10.0.0.1:3000/sse",
             "http://8.8.8.8/",
