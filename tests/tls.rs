@@ -637,6 +637,8 @@ fn a_tls_client_that_never_reads_is_closed_by_the_stall_rule() {
     let (server, tls) = start_tls(
         &dir.path("s.pem"),
         &dir.path("s.key"),
+        // A small history, so that what the server holds is the stalled stream's, not the
+        // publishes'.
         &[
             "--stall-timeout-ms",
             "1000",
@@ -644,6 +646,8 @@ fn a_tls_client_that_never_reads_is_closed_by_the_stall_rule() {
             "8192",
             "--threads",
             "1",
+            "--history-bytes",
+            "1048576",
         ],
     );
     let mut s = tls_connect(tls, &ca);
