@@ -15,13 +15,13 @@ use crate::app::static_files::{self, StaticFiles};
 use crate::core::ctx::{Ctx, Now};
 use crate::core::metrics::Rejected;
 use crate::core::reply::{Later, Reply, Then};
-use crate::core::stream::Source;
+use crate::core::stream::{Source, Subscription};
 use crate::hub::history::{IdRefused, Start};
 use crate::hub::jwt;
 use crate::hub::parse::{self, Dialect, Refusal};
 use crate::hub::presence;
 use crate::util::sys::ProcessStats;
-use crate::wire::head::Head;
+use crate::wire::head::{Connection, Head};
 use crate::wire::http::{Method, Request, Status};
 
 /// What the application owns, shared by every loop.
@@ -780,12 +780,15 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
     let live = |cursor| {
         Source::topics(
             now,
-            cursor,
-            (subscribed.filter, subscribed.private),
-            heartbeat,
-            expires,
+            Subscription {
+                cursor,
+                filter: subscribed.filter,
+                private: subscribed.private,
+                heartbeat_ms: heartbeat,
+                expires_ms: expires,
+                mark_private: mark,
+            },
         )
-        .marking_private(mark)
     };
     let (source, body) = match subscribed.start {
         Start::From(cursor) => (live(cursor), None),
@@ -983,7 +986,7 @@ fn admit(app: &App, req: &Request<'_>, ctx: &mut Ctx<'_>) -> Result<Head, Reply>
 /// ends with the connection), the allowed origin.
 fn stream_head(app: &App, req: &Request<'_>) -> Head {
     let origin = allowed_origin(app, req);
-    Head::new(Status::Ok).event_stream_for(!req.keep_alive, origin)
+    Head::new(Status::Ok).event_stream_for(Connection::close_if(!req.keep_alive), origin)
 }
 
 /// `OPTIONS`: a CORS preflight. Streams may be read from the allowed origin (any by default)

@@ -24,8 +24,9 @@ use crate::core::body::Body;
 use crate::core::ctx::{Answered, ConnConfig, Ctx, End, Now, RequestLine, StreamEnd};
 use crate::core::metrics::Timeout;
 use crate::core::reply::{Reply, Then};
-use crate::core::stream::Source;
+use crate::core::stream::{Previous, Source};
 use crate::wire::frames;
+use crate::wire::head::Connection;
 use crate::wire::http::{self, Method, Request, Status};
 
 /// What one call to [`Conn::serve`] did: the one way the loop learns that a connection became
@@ -475,7 +476,12 @@ impl Conn {
                 }
             }
             State::Stream(source) => {
-                let expired = source.on_timeout(now, blocked, ctx);
+                let previous = if blocked {
+                    Previous::Unwritten
+                } else {
+                    Previous::Written
+                };
+                let expired = source.on_timeout(now, previous, ctx);
                 if expired {
                     // The subscriber's token expired: a jittered retry, so the client comes
                     // back (with a fresh token) without every client at once.
@@ -674,7 +680,7 @@ impl Conn {
         let date = ctx.dates.http(now.unix_ms);
         match then {
             Then::Stream(source, joining) if !head_only => {
-                let head = head.finish(date, false);
+                let head = head.finish(date, Connection::KeepAlive);
                 ctx.shard.streams_total.inc();
                 if source.filter().is_some() {
                     ctx.shard.topic_streams_opened.inc();
@@ -700,7 +706,7 @@ impl Conn {
                     ctx.metrics.admission().close();
                 }
                 let close = matches!(then, Then::Close) || !keep_alive || ctx.draining || self.eof;
-                let head = head.finish(date, close);
+                let head = head.finish(date, Connection::close_if(close));
                 let body = body.filter(|b| !head_only && !b.bytes().is_empty());
                 ctx.answered.push(Answered {
                     line,

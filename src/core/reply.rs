@@ -7,7 +7,7 @@
 
 use crate::core::body::Body;
 use crate::wire::frames;
-use crate::wire::head::Head;
+use crate::wire::head::{Connection, Head};
 use crate::wire::http::Status;
 
 /// What a connection does once a reply's bytes are queued.
@@ -137,7 +137,7 @@ impl Reply {
         frames::encode_retry(&mut frame, retry_ms);
         Reply {
             status: Status::Ok,
-            head: Head::new(Status::Ok).event_stream(true),
+            head: Head::new(Status::Ok).event_stream(Connection::Close),
             body: Some(Body::Shared(frame.into())),
             then: Then::Close,
         }
@@ -216,6 +216,17 @@ impl Later {
         page: Result<crate::hub::history::StorePage, String>,
     ) {
         self.answer(key, ticket, Answer::Page(page));
+    }
+
+    /// Where the page asked under `ticket` for the replaying stream at `key` goes, as a
+    /// callback for the thread that reads it.
+    pub fn page_done(
+        &self,
+        key: usize,
+        ticket: u32,
+    ) -> Box<dyn FnOnce(Result<crate::hub::history::StorePage, String>) + Send> {
+        let later = self.clone();
+        Box::new(move |page| later.send_page(key, ticket, page))
     }
 
     fn answer(&self, key: usize, ticket: u32, answer: Answer) {

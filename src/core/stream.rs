@@ -102,6 +102,30 @@ pub struct PageRequest {
     pub count: u32,
 }
 
+/// What a hub subscription stream starts from (see [`Source::topics`]).
+#[derive(Debug)]
+pub struct Subscription {
+    /// Events after this sequence number are its.
+    pub cursor: u64,
+    /// Its topics, and which of their private events it may read (as in [`Filter`]).
+    pub filter: Filter,
+    pub private: u32,
+    /// A heartbeat comment after this long without a frame.
+    pub heartbeat_ms: u64,
+    /// When it ends on the loop clock (a token's expiry), if ever.
+    pub expires_ms: Option<u64>,
+    /// Each private event is preceded by its marker (`markPrivate=1`, see
+    /// [`crate::hub::parse::PRIVATE_MARK_TYPE`]).
+    pub mark_private: bool,
+}
+
+/// Whether the connection's previous output has all gone out when a stream's deadline passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Previous {
+    Written,
+    Unwritten,
+}
+
 impl Source {
     /// The seed's clock stream, starting one interval from `now`, at the id after
     /// `last_event_id` (see [`frames::first_id`]).
@@ -138,23 +162,16 @@ impl Source {
         }
     }
 
-    /// A hub subscription starting after `cursor`; `private` as in [`Filter`]; ending at
-    /// `expires_ms` on the loop clock (a token's expiry) if given.
-    pub fn topics(
-        now: Now,
-        cursor: u64,
-        (filter, private): (Filter, u32),
-        heartbeat_ms: u64,
-        expires_ms: Option<u64>,
-    ) -> Source {
+    /// A hub subscription (see [`Subscription`]).
+    pub fn topics(now: Now, sub: Subscription) -> Source {
         Source::Topics {
-            cursor,
-            heartbeat_s: seconds(now.ms + heartbeat_ms),
-            filter,
-            private,
-            expires_s: expires_ms.map_or(0, |ms| seconds(ms).max(1)),
+            cursor: sub.cursor,
+            heartbeat_s: seconds(now.ms + sub.heartbeat_ms),
+            filter: sub.filter,
+            private: sub.private,
+            expires_s: sub.expires_ms.map_or(0, |ms| seconds(ms).max(1)),
             beat: false,
-            mark: false,
+            mark: sub.mark_private,
             sent: 0,
         }
     }
@@ -169,15 +186,6 @@ impl Source {
             asked: None,
             count: 1,
         }))
-    }
-
-    /// A hub subscription that marks private events (`markPrivate=1`, see
-    /// [`crate::hub::parse::PRIVATE_MARK_TYPE`]); other sources are returned as they are.
-    pub fn marking_private(mut self, on: bool) -> Source {
-        if let Source::Topics { mark, .. } = &mut self {
-            *mark = on;
-        }
-        self
     }
 
     /// What kind of stream this is, as the log names it.
@@ -391,13 +399,14 @@ impl Source {
         keep.min(len)
     }
 
-    /// The deadline passed. `blocked`: the previous output is still unwritten, so nothing new
-    /// may be queued (at most one partial frame is pending per stream). Returns `true` when
-    /// the stream must end (its token expired).
-    pub fn on_timeout(&mut self, now: Now, blocked: bool, ctx: &mut Ctx<'_>) -> bool {
+    /// The deadline passed. With the previous output still [`Previous::Unwritten`], nothing
+    /// new may be queued (at most one partial frame is pending per stream). Returns `true`
+    /// when the stream must end (its token expired).
+    pub fn on_timeout(&mut self, now: Now, previous: Previous, ctx: &mut Ctx<'_>) -> bool {
         if let Source::Replay(r) = self {
-            return r.live.on_timeout(now, blocked, ctx);
+            return r.live.on_timeout(now, previous, ctx);
         }
+        let blocked = previous == Previous::Unwritten;
         if let Source::Topics { expires_s, .. } = self {
             if *expires_s > 0 && now.ms >= u64::from(*expires_s) * 1000 {
                 return true;

@@ -323,9 +323,11 @@ fn on_item(item: Item<'_>, track: &mut Track, stats: &mut Stats, now: Time) {
     let run = stats.run_id;
     stats.deliveries.on_event(
         &mut track.last_seq,
-        ev.event_type,
-        ev.data,
-        now.wall_us,
+        crate::load::hub::Received {
+            event_type: ev.event_type,
+            data: ev.data,
+            wall_us: now.wall_us,
+        },
         run,
     );
     let measuring = now.us >= stats.warmup_us;

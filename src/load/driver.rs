@@ -330,7 +330,12 @@ pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resu
     };
     let wall_s = setup.start.elapsed().as_secs_f64();
     let (cpu1, max_rss) = rusage();
-    let mut report = Report::new(cfg, stats, cfg.duration.as_secs_f64(), cpu1 - cpu0, max_rss);
+    let run = crate::load::report::Measured {
+        elapsed_s: cfg.duration.as_secs_f64(),
+        cpu_s: cpu1 - cpu0,
+        max_rss_bytes: max_rss,
+    };
+    let mut report = Report::new(cfg, stats, run);
     report.cpu_wall_s = wall_s;
     report.publish = publish;
     report.series = series;
@@ -354,9 +359,7 @@ impl PubLoop {
     fn run(mut self) -> PublishStats {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; 16 * 1024];
-        let mut sock: Option<TcpStream> = None;
-        let mut session: Option<Box<ClientConnection>> = None;
-        let (mut readable, mut writable) = (false, false);
+        let mut sock: Option<PublisherSocket> = None;
         loop {
             let now = self.setup.now();
             if now.us >= self.setup.end_us {
@@ -386,9 +389,12 @@ impl PubLoop {
                 }) {
                     Ok(s) => {
                         p.handle_connecting(now);
-                        sock = Some(s);
-                        session = self.tls.as_ref().and_then(Tls::session);
-                        (readable, writable) = (false, false);
+                        sock = Some(PublisherSocket {
+                            sock: s,
+                            tls: self.tls.as_ref().and_then(Tls::session),
+                            readable: false,
+                            writable: false,
+                        });
                     }
                     Err(_) => {
                         p.handle_connecting(now);
@@ -398,17 +404,9 @@ impl PubLoop {
             }
             if let Some(s) = &mut sock {
                 let open = sum(|s| &s.open);
-                let ok = drive_publisher(
-                    (s, session.as_deref_mut()),
-                    p,
-                    &mut buf,
-                    &mut readable,
-                    &mut writable,
-                    now,
-                    open,
-                );
+                let ok = s.drive(p, &mut buf, now, open);
                 if !ok || p.handle_timeout(now) || p.wants_close() {
-                    let _ = self.poll.registry().deregister(s);
+                    let _ = self.poll.registry().deregister(&mut s.sock);
                     sock = None;
                     p.handle_close(now);
                 }
@@ -434,9 +432,11 @@ impl PubLoop {
                     break;
                 }
             }
-            for ev in events.iter() {
-                readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+            if let Some(s) = &mut sock {
+                for ev in events.iter() {
+                    s.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    s.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                }
             }
         }
         let mut stats = std::mem::take(&mut self.publisher.stats);
@@ -447,60 +447,70 @@ impl PubLoop {
     }
 }
 
-/// Connect check, request writes and answer reads for the publisher, until `WouldBlock`.
-/// `false` when the connection must be dropped.
-fn drive_publisher(
-    (sock, mut tls): (&mut TcpStream, Option<&mut ClientConnection>),
-    p: &mut Publisher,
-    buf: &mut [u8],
-    readable: &mut bool,
-    writable: &mut bool,
-    now: Time,
-    open: u64,
-) -> bool {
-    if p.is_connecting() {
-        if !*writable && !*readable {
-            return true;
-        }
-        if sock.take_error().ok().flatten().is_some() {
-            return false;
-        }
-        match sock.peer_addr() {
-            Ok(_) => p.handle_connected(),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                (*readable, *writable) = (false, false);
+/// The publisher's socket, its TLS session (for an `https://` target) and its remembered
+/// readiness.
+struct PublisherSocket {
+    sock: TcpStream,
+    tls: Option<Box<ClientConnection>>,
+    readable: bool,
+    writable: bool,
+}
+
+impl PublisherSocket {
+    /// Connect check, request writes and answer reads for the publisher `p`, until
+    /// `WouldBlock`; `open`: the streams open now. `false` when the connection must be
+    /// dropped.
+    fn drive(&mut self, p: &mut Publisher, buf: &mut [u8], now: Time, open: u64) -> bool {
+        let PublisherSocket {
+            sock,
+            tls,
+            readable,
+            writable,
+        } = self;
+        if p.is_connecting() {
+            if !*writable && !*readable {
                 return true;
             }
-            Err(_) => return false,
-        }
-    }
-    loop {
-        // Answers first: a request is built only once the previous one was answered.
-        while *readable {
-            match sock_read(sock, tls.as_deref_mut(), buf) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    if p.handle_input(&buf[..n], now).is_err() {
-                        return false;
-                    }
+            if sock.take_error().ok().flatten().is_some() {
+                return false;
+            }
+            match sock.peer_addr() {
+                Ok(_) => p.handle_connected(),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    (*readable, *writable) = (false, false);
+                    return true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
             }
         }
-        if !*writable {
-            return true;
-        }
-        let Some(out) = p.poll_transmit(now, open) else {
-            return true;
-        };
-        match sock_write(sock, tls.as_deref_mut(), out) {
-            Ok(0) => return false,
-            Ok(n) => p.on_sent(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+        loop {
+            // Answers first: a request is built only once the previous one was answered.
+            while *readable {
+                match sock_read(sock, tls.as_deref_mut(), buf) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        if p.handle_input(&buf[..n], now).is_err() {
+                            return false;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+            if !*writable {
+                return true;
+            }
+            let Some(out) = p.poll_transmit(now, open) else {
+                return true;
+            };
+            match sock_write(sock, tls.as_deref_mut(), out) {
+                Ok(0) => return false,
+                Ok(n) => p.on_sent(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
         }
     }
 }
@@ -672,7 +682,7 @@ impl Loop {
             return;
         };
         let was_open = slot.conn.is_established();
-        let result = drive_slot(slot, &mut self.read_buf, &self.setup, &mut self.stats, now);
+        let result = slot.drive(&mut self.read_buf, &self.setup, &mut self.stats, now);
         let is_open = slot.conn.is_established();
         let deadline = slot.conn.timeout();
         if is_open && !was_open {
@@ -753,72 +763,75 @@ impl Loop {
     }
 }
 
-/// Connect check, request write and reads for one stream, until `WouldBlock` (or the short-read
-/// shortcut, see the module docs). `Err` ends the stream.
-fn drive_slot(
-    slot: &mut Client,
-    buf: &mut [u8],
-    setup: &Setup,
-    stats: &mut Stats,
-    now: Time,
-) -> Result<(), Reason> {
-    let conn = &mut slot.conn;
-    if conn.is_connecting() {
-        if !slot.writable && !slot.readable {
-            return Ok(());
-        }
-        if let Some(e) = slot.sock.take_error().unwrap_or_else(Some) {
-            return Err(Reason::from_io(&e, true));
-        }
-        match slot.sock.peer_addr() {
-            Ok(_) => conn.handle_connected(now, &setup.conn, stats),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                // A spurious wakeup: the handshake is still under way.
-                slot.writable = false;
-                slot.readable = false;
+impl Client {
+    /// Connect check, request write and reads for one stream, until `WouldBlock` (or the
+    /// short-read shortcut, see the module docs). `Err` ends the stream.
+    fn drive(
+        &mut self,
+        buf: &mut [u8],
+        setup: &Setup,
+        stats: &mut Stats,
+        now: Time,
+    ) -> Result<(), Reason> {
+        let slot = self;
+        let conn = &mut slot.conn;
+        if conn.is_connecting() {
+            if !slot.writable && !slot.readable {
                 return Ok(());
             }
-            Err(e) => return Err(Reason::from_io(&e, true)),
-        }
-    }
-    if let Some(tls) = slot.tls.as_deref_mut() {
-        // The handshake's records (and anything rustls holds) go out first.
-        match tls_flush(&mut slot.sock, tls) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Reason::from_io(&e, false)),
-        }
-    }
-    while slot.writable {
-        let Some(out) = conn.pending(&setup.request) else {
-            break;
-        };
-        match sock_write(&mut slot.sock, slot.tls.as_deref_mut(), out) {
-            Ok(0) => return Err(Reason::Reset),
-            Ok(n) => conn.on_sent(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Reason::from_io(&e, false)),
-        }
-    }
-    while slot.readable && conn.wants_read() {
-        let limit = conn.read_limit(&setup.conn).min(buf.len());
-        match sock_read(&mut slot.sock, slot.tls.as_deref_mut(), &mut buf[..limit]) {
-            Ok(0) => return Err(conn.handle_eof()),
-            Ok(n) => {
-                conn.handle_input(&buf[..n], now, &setup.conn, stats)?;
-                // Over TLS a short read of plaintext says nothing of the socket.
-                if n < limit && !slot.read_closed && slot.tls.is_none() {
-                    slot.readable = false;
-                }
+            if let Some(e) = slot.sock.take_error().unwrap_or_else(Some) {
+                return Err(Reason::from_io(&e, true));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Reason::from_io(&e, false)),
+            match slot.sock.peer_addr() {
+                Ok(_) => conn.handle_connected(now, &setup.conn, stats),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    // A spurious wakeup: the handshake is still under way.
+                    slot.writable = false;
+                    slot.readable = false;
+                    return Ok(());
+                }
+                Err(e) => return Err(Reason::from_io(&e, true)),
+            }
         }
+        if let Some(tls) = slot.tls.as_deref_mut() {
+            // The handshake's records (and anything rustls holds) go out first.
+            match tls_flush(&mut slot.sock, tls) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Reason::from_io(&e, false)),
+            }
+        }
+        while slot.writable {
+            let Some(out) = conn.pending(&setup.request) else {
+                break;
+            };
+            match sock_write(&mut slot.sock, slot.tls.as_deref_mut(), out) {
+                Ok(0) => return Err(Reason::Reset),
+                Ok(n) => conn.on_sent(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Reason::from_io(&e, false)),
+            }
+        }
+        while slot.readable && conn.wants_read() {
+            let limit = conn.read_limit(&setup.conn).min(buf.len());
+            match sock_read(&mut slot.sock, slot.tls.as_deref_mut(), &mut buf[..limit]) {
+                Ok(0) => return Err(conn.handle_eof()),
+                Ok(n) => {
+                    conn.handle_input(&buf[..n], now, &setup.conn, stats)?;
+                    // Over TLS a short read of plaintext says nothing of the socket.
+                    if n < limit && !slot.read_closed && slot.tls.is_none() {
+                        slot.readable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Reason::from_io(&e, false)),
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A nonblocking connect to `target`, from `source` when given. With a source, the socket is

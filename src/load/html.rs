@@ -472,7 +472,15 @@ mod tests {
         for v in [300, 450, 800, 2_000, 2_100] {
             stats.connect_us.record(v);
         }
-        let mut r = Report::new(&LoadConfig::default(), stats, 2.0, 0.1, 1);
+        let mut r = Report::new(
+            &LoadConfig::default(),
+            stats,
+            crate::load::report::Measured {
+                elapsed_s: 2.0,
+                cpu_s: 0.1,
+                max_rss_bytes: 1,
+            },
+        );
         r.url = "http://127.0.0.1:1/sse?topic=<b>&x".into();
         for i in 1..=3 {
             r.series.push(Sample {

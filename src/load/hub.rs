@@ -93,6 +93,15 @@ pub struct Deliveries {
     pub foreign: u64,
 }
 
+/// One event as a stream received it (see [`Deliveries::on_event`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Received<'a> {
+    pub event_type: &'a [u8],
+    pub data: &'a [u8],
+    /// When it arrived, wall clock, microseconds.
+    pub wall_us: i64,
+}
+
 impl Deliveries {
     /// Adds another loop's counts.
     pub fn merge(&mut self, o: &Deliveries) {
@@ -106,16 +115,14 @@ impl Deliveries {
         self.foreign += o.foreign;
     }
 
-    /// Counts one event of type `event_type` with `data`, received at `wall_us` on a stream
-    /// whose last delivered sequence number is `last_seq`. `run` is this run's nonce.
-    pub fn on_event(
-        &mut self,
-        last_seq: &mut Option<u64>,
-        event_type: &[u8],
-        data: &[u8],
-        wall_us: i64,
-        run: u64,
-    ) {
+    /// Counts one event received on a stream whose last delivered sequence number is
+    /// `last_seq`. `run` is this run's nonce.
+    pub fn on_event(&mut self, last_seq: &mut Option<u64>, ev: Received<'_>, run: u64) {
+        let Received {
+            event_type,
+            data,
+            wall_us,
+        } = ev;
         if event_type == b"reset" {
             self.resets += 1;
             return;
@@ -197,7 +204,15 @@ mod tests {
             }
             .write(&mut data);
             let wall = 1_000_000 + seq as i64 * 1000 + 1500;
-            d.on_event(&mut last, ty.as_bytes(), data.as_bytes(), wall, 7);
+            d.on_event(
+                &mut last,
+                Received {
+                    event_type: ty.as_bytes(),
+                    data: data.as_bytes(),
+                    wall_us: wall,
+                },
+                7,
+            );
         }
         let got = (
             d.received,
@@ -230,23 +245,29 @@ mod tests {
         let mut last = None;
         d.on_event(
             &mut last,
-            b"message",
-            br#"{"seq":1,"t_us":5,"run":8}"#,
-            10,
+            Received {
+                event_type: b"message",
+                data: br#"{"seq":1,"t_us":5,"run":8}"#,
+                wall_us: 10,
+            },
             7,
         );
         d.on_event(
             &mut last,
-            b"message",
-            br#"{"content":"2026-11-23T19:09:42.321Z"}"#,
-            10,
+            Received {
+                event_type: b"message",
+                data: br#"{"content":"2026-11-23T19:09:42.321Z"}"#,
+                wall_us: 10,
+            },
             7,
         );
         d.on_event(
             &mut last,
-            b"message",
-            br#"{"seq":1,"t_us":50,"run":7}"#,
-            10,
+            Received {
+                event_type: b"message",
+                data: br#"{"seq":1,"t_us":50,"run":7}"#,
+                wall_us: 10,
+            },
             7,
         );
         assert_eq!((d.received, d.foreign, d.early), (1, 1, 1));

@@ -95,15 +95,25 @@ pub struct Report {
     pub thresholds: Thresholds,
 }
 
+/// What the run itself measured, besides its streams' figures.
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    /// Seconds the measurement lasted.
+    pub elapsed_s: f64,
+    /// CPU seconds `sse-load` spent in it.
+    pub cpu_s: f64,
+    /// Its peak resident set size.
+    pub max_rss_bytes: u64,
+}
+
 impl Report {
     /// Assembles the report.
-    pub fn new(
-        cfg: &LoadConfig,
-        stats: Stats,
-        elapsed_s: f64,
-        cpu_s: f64,
-        max_rss_bytes: u64,
-    ) -> Self {
+    pub fn new(cfg: &LoadConfig, stats: Stats, run: Measured) -> Self {
+        let Measured {
+            elapsed_s,
+            cpu_s,
+            max_rss_bytes,
+        } = run;
         Report {
             url: cfg.target.url.clone(),
             connections: cfg.connections,
@@ -633,7 +643,15 @@ mod tests {
         }
         stats.ids.first_min = Some(42);
         stats.ids.first_max = Some(42);
-        let r = Report::new(&cfg, stats, 2.0, 0.5, 10_000_000);
+        let r = Report::new(
+            &cfg,
+            stats,
+            Measured {
+                elapsed_s: 2.0,
+                cpu_s: 0.5,
+                max_rss_bytes: 10_000_000,
+            },
+        );
         let j = r.json();
         assert_eq!(j["streams"]["established"], 2);
         assert_eq!(j["streams"]["failed"], 2);
@@ -684,7 +702,15 @@ mod tests {
         d.duplicates = 1;
         d.resets = 2;
         d.latency_us.record(800);
-        let mut r = Report::new(&cfg, stats.clone(), 2.0, 0.5, 1);
+        let mut r = Report::new(
+            &cfg,
+            stats.clone(),
+            Measured {
+                elapsed_s: 2.0,
+                cpu_s: 0.5,
+                max_rss_bytes: 1,
+            },
+        );
         let mut p = PublishStats {
             sent: 3,
             expected: 300,
@@ -717,7 +743,15 @@ mod tests {
         cfg.thresholds.max_p99_ms = Some(1.0);
         cfg.thresholds.max_deliver_p99_ms = Some(0.5);
         cfg.thresholds.max_missing = 10;
-        let mut r = Report::new(&cfg, stats, 2.0, 0.5, 1);
+        let mut r = Report::new(
+            &cfg,
+            stats,
+            Measured {
+                elapsed_s: 2.0,
+                cpu_s: 0.5,
+                max_rss_bytes: 1,
+            },
+        );
         p.sent = 4;
         p.lost = 1;
         r.publish = Some(p);
@@ -732,7 +766,15 @@ mod tests {
         // 500 streams ticking together every 2 s: their first frames at 2 s, the second at
         // 4 s. Frames counted per second read 500, 0, 500; over whole intervals it is 250/s
         // from the first whole interval on, and nothing is claimed before it.
-        let mut r = Report::new(&LoadConfig::default(), Stats::default(), 3.0, 0.0, 0);
+        let mut r = Report::new(
+            &LoadConfig::default(),
+            Stats::default(),
+            Measured {
+                elapsed_s: 3.0,
+                cpu_s: 0.0,
+                max_rss_bytes: 0,
+            },
+        );
         let whole = |n: u64| (n * 500, n * 500 * 2_000_000, if n > 0 { 500 } else { 0 });
         for (i, frames, n) in [
             (1, 0, 0),

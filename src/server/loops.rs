@@ -39,6 +39,7 @@ use crate::util::log::{self, V};
 use crate::util::slab::Slab;
 use crate::util::sys;
 use crate::util::timer::TimerWheel;
+use crate::wire::head::Connection;
 use crate::wire::http::Status;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -876,7 +877,8 @@ impl EventLoop {
             conn.page_request(&mut self::ctx(shared, self.id, &mut self.st, draining))
         };
         if let Some(want) = want {
-            ask_page(shared, &self.st.local, &self.later, k, want);
+            let done = self.later.page_done(k, want.ticket);
+            ask_page(shared, &self.st.local, want, done);
         }
         let conn = &mut slot.conn;
         // A stream with a presence that is no longer one (closed, drained, abandoned): its
@@ -1084,7 +1086,9 @@ impl EventLoop {
                 &[("Retry-After", "5")],
             )
         };
-        let mut answer = reply.head.finish(self.st.dates.http(now.unix_ms), true);
+        let mut answer = reply
+            .head
+            .finish(self.st.dates.http(now.unix_ms), Connection::Close);
         if let Some(body) = &reply.body {
             answer.extend_from_slice(body.bytes());
         }
@@ -1217,17 +1221,14 @@ fn test_sweep_every() -> Option<usize> {
     std::env::var("SSE_TEST_SWEEP_EVERY").ok()?.parse().ok()
 }
 
-/// Asks the shared store for a replay's page (`Err` at once without one).
+/// Asks the shared store for a replay's page, answered through `done` (`Err` at once without
+/// one).
 fn ask_page(
     shared: &ServerState,
     hub: &LocalHub,
-    later: &Later,
-    key: usize,
     want: crate::core::stream::PageRequest,
+    done: crate::redis::bridge::PageDone,
 ) {
-    let later = later.clone();
-    let ticket = want.ticket;
-    let done = Box::new(move |page| later.send_page(key, ticket, page));
     match &shared.app.bridge {
         Some(store) => store.range(
             hub.hub.id(want.after),

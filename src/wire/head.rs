@@ -8,6 +8,24 @@ use crate::util::number::push_decimal;
 use crate::wire::frames;
 use crate::wire::http::Status;
 
+/// Whether the connection stays open after this answer (the `Connection` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    KeepAlive,
+    Close,
+}
+
+impl Connection {
+    /// `Close` when `close` holds.
+    pub fn close_if(close: bool) -> Connection {
+        if close {
+            Connection::Close
+        } else {
+            Connection::KeepAlive
+        }
+    }
+}
+
 /// A response head under construction: the status line, then fields in the order given.
 /// [`finish`](Head::finish) adds `Date`, `Connection: close` when asked, and the blank line.
 #[derive(Clone, Debug)]
@@ -52,16 +70,20 @@ impl Head {
     /// The event-stream fields, in the seed's order, with the seed's `Connection` field
     /// (`keep-alive`, or `close` for an answer that ends after a `retry:` or a client that
     /// asked to close) and any origin allowed.
-    pub fn event_stream(self, closing: bool) -> Head {
-        self.event_stream_for(closing, "*")
+    pub fn event_stream(self, connection: Connection) -> Head {
+        self.event_stream_for(connection, "*")
     }
 
     /// [`event_stream`](Self::event_stream) for one allowed origin (`--cors-origin`).
-    pub fn event_stream_for(self, closing: bool, origin: &str) -> Head {
+    pub fn event_stream_for(self, connection: Connection, origin: &str) -> Head {
+        let value = match connection {
+            Connection::Close => "close",
+            Connection::KeepAlive => "keep-alive",
+        };
         let head = self
             .field("Content-Type", frames::CONTENT_TYPE)
             .field("Cache-Control", "no-cache")
-            .field("Connection", if closing { "close" } else { "keep-alive" })
+            .field("Connection", value)
             .field("Access-Control-Allow-Origin", origin);
         let head = if origin == "*" {
             head
@@ -73,16 +95,17 @@ impl Head {
         head.field("X-Accel-Buffering", "no")
     }
 
-    /// The head's bytes: the fields, `Date`, `Connection: close` when `close` (unless a
-    /// `Connection: close` field was given already), and the blank line.
-    pub fn finish(mut self, date: &[u8], close: bool) -> Vec<u8> {
+    /// The head's bytes: the fields, `Date`, `Connection: close` when the connection closes
+    /// (unless a `Connection: close` field was given already), and the blank line.
+    pub fn finish(mut self, date: &[u8], connection: Connection) -> Vec<u8> {
         self.buf.extend_from_slice(b"Date: ");
         self.buf.extend_from_slice(date);
-        self.buf.extend_from_slice(if close && !self.says_close {
-            b"\r\nConnection: close\r\n\r\n"
-        } else {
-            b"\r\n\r\n"
-        });
+        self.buf
+            .extend_from_slice(if connection == Connection::Close && !self.says_close {
+                b"\r\nConnection: close\r\n\r\n"
+            } else {
+                b"\r\n\r\n"
+            });
         self.buf
     }
 }
@@ -98,7 +121,7 @@ mod tests {
         let h = Head::new(Status::NotFound)
             .field("Content-Type", "text/plain")
             .content_length(3)
-            .finish(DATE, true);
+            .finish(DATE, Connection::Close);
         assert_eq!(
             String::from_utf8(h).unwrap(),
             "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
@@ -109,15 +132,17 @@ mod tests {
     #[test]
     fn event_stream_head_is_the_seeds() {
         let h = Head::new(Status::Ok)
-            .event_stream(false)
-            .finish(DATE, false);
+            .event_stream(Connection::KeepAlive)
+            .finish(DATE, Connection::KeepAlive);
         assert_eq!(
             String::from_utf8(h).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\n\
              Cache-Control: no-cache\r\nConnection: keep-alive\r\nAccess-Control-Allow-Origin: *\r\n\
              X-Accel-Buffering: no\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
         );
-        let closing = Head::new(Status::Ok).event_stream(true).finish(DATE, true);
+        let closing = Head::new(Status::Ok)
+            .event_stream(Connection::Close)
+            .finish(DATE, Connection::Close);
         let text = String::from_utf8(closing).unwrap();
         assert_eq!(text.matches("Connection:").count(), 1, "{text}");
     }
