@@ -5,6 +5,8 @@
 //! of the event reaches the subscriber, not "an event with another id").
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
 use common::{form_escape, now_s, Response, Server, Stream, FORM, KEY};
 use sse_server::hub::jwt::{sign_access_token, sign_hs256};
@@ -396,6 +398,13 @@ fn a_resumed_subscription_says_where_it_resumed_and_earliest_replays_everything(
         "",
     );
     assert_eq!(anchor(&st).as_deref(), Some(a2.as_str()));
+    // A publisher's id is the event's id: the answer, the frame and the resume's field.
+    let own = publish("topic=a&id=urn%3Abook%3A7&data=a3");
+    assert_eq!(own, "urn:book:7");
+    publish("topic=a&data=a4");
+    let mut st = sub(&server, "match=a", "Last-Event-ID: urn:book:7\r\n");
+    assert_eq!(anchor(&st).as_deref(), Some("urn:book:7"));
+    assert_eq!(messages(&mut st, WAIT), ["a4"]);
 }
 
 #[test]
@@ -412,6 +421,44 @@ fn earliest_replays_a_data_dirs_history_after_a_restart() {
     let mut st = sub(&server, "topic=t&lastEventID=earliest", "");
     assert_eq!(messages(&mut st, WAIT), ["e0", "e1", "e2"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `--redis`, `earliest` replays what the shared store holds, not only what this
+/// instance's smaller history kept: here the store keeps all 12 events, the history 3.
+#[test]
+fn earliest_replays_the_shared_store_beyond_the_local_history() {
+    let Some(redis) = redis_server::RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let server = Server::start(&["--redis", &url, "--history-events", "3"]);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let (status, id) = common::Publish::event("t", &format!("e{i}")).answer(server.addr);
+        assert_eq!(status, 200, "{id}");
+        ids.push(id);
+    }
+    let (status, _) = common::Publish::event("u", "other").answer(server.addr);
+    assert_eq!(status, 200);
+    let want: Vec<String> = (0..12).map(|i| format!("e{i}")).collect();
+    let mut st = sub(&server, "topic=t&lastEventID=earliest", "");
+    assert_eq!(anchor(&st).as_deref(), Some("earliest"));
+    assert_eq!(messages(&mut st, Duration::from_millis(800)), want);
+    assert!(
+        st.events.iter().all(|e| e.kind == "message"),
+        "{:?}",
+        st.events
+    );
+    // Live after the replay.
+    let (status, _) = common::Publish::event("t", "live").answer(server.addr);
+    assert_eq!(status, 200);
+    assert_eq!(
+        messages(&mut st, WAIT).last().map(String::as_str),
+        Some("live")
+    );
+    // A resume from inside the store is exact as before, with no earliest semantics.
+    let mut st = sub(&server, &format!("topic=t&lastEventID={}", q(&ids[9])), "");
+    assert_eq!(messages(&mut st, WAIT), ["e10", "e11", "live"]);
 }
 
 fn tempdir() -> std::path::PathBuf {

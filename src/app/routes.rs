@@ -16,7 +16,7 @@ use crate::core::ctx::{Ctx, Now};
 use crate::core::metrics::Rejected;
 use crate::core::reply::{Later, Reply, Then};
 use crate::core::stream::{Source, Subscription};
-use crate::hub::history::{IdRefused, Start};
+use crate::hub::history::{IdRefused, Start, EARLIEST};
 use crate::hub::jwt;
 use crate::hub::parse::{self, Dialect, Refusal};
 use crate::hub::presence;
@@ -795,6 +795,9 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
         // Older than this instance's history but maybe not the shared store's: the stream
         // starts now and replays the store's part page by page (read on the bridge's thread,
         // encoded here on the loop), then goes live.
+        Start::Store { after: 0, until } if last == Some(EARLIEST.as_bytes()) => {
+            (Source::replay_all(live(until), until), None)
+        }
         Start::Store { after, until } => (Source::replay(live(until), after, until), None),
         Start::Reset {
             frame,

@@ -90,6 +90,9 @@ pub struct Replay {
     asked: Option<u32>,
     /// Entries to ask for in the next page.
     count: u32,
+    /// From the store's start (`earliest`): the first page follows whatever it begins with
+    /// (what the store trimmed before is not retained, so no `reset` says it was missed).
+    whole: bool,
 }
 
 /// What a replaying stream asks the shared store for: entries in `(after, until]`, at most
@@ -185,7 +188,18 @@ impl Source {
             until,
             asked: None,
             count: 1,
+            whole: false,
         }))
+    }
+
+    /// A replay of everything the shared store holds up to `until` (Mercure's `earliest`),
+    /// then `live`.
+    pub fn replay_all(live: Source, until: u64) -> Source {
+        let mut source = Source::replay(live, 0, until);
+        if let Source::Replay(r) = &mut source {
+            r.whole = true;
+        }
+        source
     }
 
     /// What kind of stream this is, as the log names it.
@@ -254,8 +268,9 @@ impl Source {
         }
         r.asked = None;
         let mut out = Vec::new();
+        let whole = std::mem::take(&mut r.whole);
         let page = match page {
-            Ok(page) if page.follows => page,
+            Ok(page) if page.follows || whole => page,
             Ok(page) => {
                 let last = ctx.hub.hub.id(r.after);
                 ctx.hub
@@ -289,8 +304,11 @@ impl Source {
             }
             if p.topics.is_empty() {
                 // The store's mark that it was deleted and started again: what this replay
-                // read before it and what follows are from two stores.
-                out.extend_from_slice(&hub.hub.store_reset_frame(r.after, seq));
+                // read before it and what follows are from two stores. Before anything of a
+                // replay from the store's start, it marks that start, where nothing was missed.
+                if !(whole && r.after == 0) {
+                    out.extend_from_slice(&hub.hub.store_reset_frame(r.after, seq));
+                }
             } else if hub.visible(filter, *private, &p.topics, p.private) {
                 if *mark && p.private {
                     encode_private_mark(&mut out, |o| {

@@ -1278,7 +1278,16 @@ impl LocalHub {
             _ => Filter::Many(Box::new(ids)),
         };
         let parsed = last_id.and_then(|l| self.hub.parse_id(l));
+        let earliest = last_id == Some(EARLIEST.as_bytes());
         let start = match (self.start(last_id), parsed) {
+            // Everything retained, in Redis: what the shared store holds from its start, then
+            // what follows here (this instance's history may keep less than the store).
+            (Start::From(cursor), _) if earliest && self.hub.is_redis() && cursor > 0 => {
+                Start::Store {
+                    after: 0,
+                    until: cursor,
+                }
+            }
             (
                 Start::Reset {
                     reason: ResetReason::Gap,

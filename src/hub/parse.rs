@@ -169,8 +169,9 @@ pub fn check_event(p: &mut Publish) -> Result<(), Refusal> {
 }
 
 /// The value a subscriber's `Last-Event-ID` names when it wants all the retained history
-/// (Mercure's reserved id); no publisher may name an event so.
-pub const EARLIEST: &str = "earliest";
+/// (Mercure's reserved id); no publisher may name an event so. Defined beside the history,
+/// which reads it.
+pub use crate::hub::history::EARLIEST;
 
 /// A publisher's event id, as Mercure's spec bounds it and so that it comes back intact as a
 /// resume: 1 to [`MAX_ID_BYTES`] bytes; not starting with `#` (the spec keeps those for the
