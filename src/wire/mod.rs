@@ -13,5 +13,6 @@
 
 pub mod event_stream;
 pub mod frames;
+pub mod h2;
 pub mod head;
 pub mod http;
