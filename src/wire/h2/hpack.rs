@@ -107,10 +107,13 @@ pub enum HpackError {
 /// One decoded field. Names and values are bytes; the caller checks what HTTP allows.
 pub type Field = (Vec<u8>, Vec<u8>);
 
+/// A dynamic table entry: name and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// The decoder's state: its dynamic table (newest first) and its limits.
 #[derive(Debug)]
 pub struct Decoder {
-    table: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    table: VecDeque<Entry>,
     /// Sum of the entries' sizes (RFC 7541 section 4.1).
     size: usize,
     /// The table's current maximum (set by the peer's size updates, at most `limit`).
