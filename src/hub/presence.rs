@@ -406,6 +406,28 @@ mod tests {
     }
 
     #[test]
+    fn a_list_allocates_nothing_per_subscription_but_its_answer() {
+        let mut r = Registry::default();
+        for i in 0..1000 {
+            let (topic, subscriber) = (format!("room/{i}"), format!("urn:uuid:{i}"));
+            r.fold(&event(&topic, &subscriber, true, Some(r#"{"n":1}"#)));
+        }
+        let mut out = String::with_capacity(1 << 20);
+        let before = crate::util::test_alloc::allocations();
+        r.collection_into(&mut out, PREFIX, None, "earliest", |_| true);
+        assert_eq!(crate::util::test_alloc::allocations() - before, 0);
+        let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(listed["subscriptions"].as_array().unwrap().len(), 1000);
+        // One topic's list: its range's first key is the one allocation.
+        out.clear();
+        let before = crate::util::test_alloc::allocations();
+        r.collection_into(&mut out, "x", Some("room/5"), "earliest", |_| true);
+        assert_eq!(crate::util::test_alloc::allocations() - before, 1);
+        let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(listed["subscriptions"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
     fn the_registry_is_the_fold_of_the_events() {
         let mut r = Registry::default();
         let a = event("books/1", "urn:uuid:a", true, Some(r#"{"name":"ann"}"#));
