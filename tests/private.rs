@@ -243,9 +243,10 @@ fn private_events_are_marked_for_subscribers_that_ask() {
     assert!(why.contains("\"private\" is reserved"), "{why}");
 }
 
-/// README's private-topics walk-through, run as written (from a shell, with `openssl`,
-/// `python3` and `curl`): only the binary's path, the port and the listening address differ
-/// (the server binds 127.0.0.1 on a free port here, through `SSE_BIND` and `SSE_PORT`).
+/// The private-topics walk-through (docs/reference.md, "Private topics from a fresh shell",
+/// which the README links to), run as written (from a shell, with `openssl`, `python3` and
+/// `curl`): only the binary's path, the port and the listening address differ (the server
+/// binds 127.0.0.1 on a free port here, through `SSE_BIND` and `SSE_PORT`).
 #[test]
 fn the_readme_private_topics_sequence_works_as_written() {
     for tool in ["bash", "openssl", "python3", "curl", "sed"] {
@@ -263,8 +264,10 @@ fn the_readme_private_topics_sequence_works_as_written() {
         }
     }
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = &readme[readme.find("## Private topics").expect("the section")..];
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md")).unwrap();
+    let section = &readme[readme
+        .find("### Private topics from a fresh shell")
+        .expect("the section")..];
     let block = section
         .split("```sh\n")
         .nth(1)
