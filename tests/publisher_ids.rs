@@ -315,3 +315,43 @@ fn the_mercure_endpoint_takes_ids_and_a_resume_by_one_names_it() {
     ));
     assert_eq!(r.status, 409, "{}", r.text());
 }
+
+/// A publisher id this instance does not hold is looked up in Redis: one older than this
+/// instance's history (here 2 events, while the other instance keeps the stream at 50) is
+/// replayed from the stream exactly; one that no entry has is `reset` (unknown id), as alone.
+#[test]
+fn on_redis_a_publisher_id_older_than_the_instances_history_is_replayed_from_the_stream() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let a = Server::start(&["--redis", &url, "--history-events", "50"]);
+    let b = Server::start(&["--redis", &url, "--history-events", "2"]);
+    let mut on_b = subscribe(b.addr, "topic=t", "");
+    assert_eq!(
+        publish_id(a.addr, "t", "deep", "urn:deep"),
+        (200, "urn:deep".into())
+    );
+    let later: Vec<String> = (0..5)
+        .map(|i| Publish::event("t", &format!("after-{i}")).id(a.addr))
+        .collect();
+    // B has read all of them, and holds the last two only.
+    assert_eq!(take(&mut on_b, 6).len(), 6);
+    let mut deep = resume(b.addr, "t", "urn:deep");
+    let want: Vec<_> = later
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ev(id, &format!("after-{i}")))
+        .collect();
+    assert_eq!(take(&mut deep, 5), want);
+    deep.quiet_for(Duration::from_millis(300));
+    // Live after the replay.
+    let next = Publish::event("t", "live").id(a.addr);
+    assert_eq!(take(&mut deep, 1), [ev(&next, "live")]);
+    // No entry has it: reset, unknown id.
+    let mut unknown = resume(b.addr, "t", "urn:nobody");
+    let first = &unknown.take(1, WAIT)[0];
+    assert_eq!(first.kind, "reset", "{first:?}");
+    assert!(first.data.contains("unknown-id"), "{}", first.data);
+    assert!(first.data.contains("urn:nobody"), "{}", first.data);
+}

@@ -799,6 +799,8 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
             (Source::replay_all(live(until), until), None)
         }
         Start::Store { after, until } => (Source::replay(live(until), after, until), None),
+        // A publisher id the shared store may hold: the first page finds it.
+        Start::StoreId { id, until } => (Source::replay_after_id(live(until), id, until), None),
         Start::Reset {
             frame,
             cursor,

@@ -93,16 +93,21 @@ pub struct Replay {
     /// From the store's start (`earliest`): the first page follows whatever it begins with
     /// (what the store trimmed before is not retained, so no `reset` says it was missed).
     whole: bool,
+    /// The publisher id the replay resumes after, until the first page says which entry has
+    /// it (see [`crate::hub::history::Start::StoreId`]); `after` means nothing until then.
+    resolve: Option<Box<str>>,
 }
 
 /// What a replaying stream asks the shared store for: entries in `(after, until]`, at most
-/// `count`, answered under `ticket`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `count`, answered under `ticket`; with `after_id`, after the entry that has that
+/// publisher id instead (and up to it at least).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageRequest {
     pub ticket: u32,
     pub after: u64,
     pub until: u64,
     pub count: u32,
+    pub after_id: Option<Box<str>>,
 }
 
 /// What a hub subscription stream starts from (see [`Source::topics`]).
@@ -189,7 +194,18 @@ impl Source {
             asked: None,
             count: 1,
             whole: false,
+            resolve: None,
         }))
+    }
+
+    /// [`replay`](Self::replay) after the entry whose publisher id is `id`, which the first
+    /// page finds (see [`crate::hub::history::Start::StoreId`]).
+    pub fn replay_after_id(live: Source, id: Box<str>, until: u64) -> Source {
+        let mut s = Source::replay(live, until, until);
+        if let Source::Replay(r) = &mut s {
+            r.resolve = Some(id);
+        }
+        s
     }
 
     /// A replay of everything the shared store holds up to `until` (Mercure's `earliest`),
@@ -245,6 +261,7 @@ impl Source {
             after: r.after,
             until: r.until,
             count: r.count,
+            after_id: r.resolve.clone(),
         })
     }
 
@@ -269,6 +286,25 @@ impl Source {
         r.asked = None;
         let mut out = Vec::new();
         let whole = std::mem::take(&mut r.whole);
+        if let Some(id) = r.resolve.take() {
+            // The first page says where the publisher id is; no entry has it: as for an id
+            // unknown here, `reset`.
+            match page
+                .as_ref()
+                .ok()
+                .and_then(|p| p.from.as_deref())
+                .and_then(|f| ctx.hub.hub.parse_id(f.as_bytes()))
+            {
+                Some(seq) => {
+                    r.after = seq;
+                    r.until = r.until.max(seq);
+                }
+                None => {
+                    ctx.hub.encode_reset(&mut out, ResetReason::UnknownId, &id);
+                    return Some(self.go_live_after_reset(out, ctx));
+                }
+            }
+        }
         let page = match page {
             Ok(page) if page.follows || whole => page,
             Ok(page) => {

@@ -889,6 +889,11 @@ pub enum Start {
     /// followed: replay the store's entries in `(after, until]` (page by page, see
     /// [`StorePage`]), then go live from `until`.
     Store { after: u64, until: u64 },
+    /// A publisher id this instance does not hold (given on another instance a moment ago,
+    /// or older than this instance's history): the shared store says which entry has it
+    /// (`from` of the first page); then as [`Start::Store`] after that entry, at least up to
+    /// `until`. No entry has it: `reset` (unknown id).
+    StoreId { id: Box<str>, until: u64 },
 }
 
 /// A subscription as the hub decided it: its topics (interned by name, registered in the
@@ -920,6 +925,9 @@ pub struct StorePage {
     pub next_count: u32,
     /// The page's memory, counted against the replay budget while it is held.
     pub hold: Hold,
+    /// For a replay that named its position by a publisher id ([`Start::StoreId`]): the store
+    /// id of that id's entry, which the page was read after (`None`: no entry has it).
+    pub from: Option<String>,
 }
 
 /// The bytes a replay page aims at (entries are asked for by count, sized from the last page).
@@ -1309,6 +1317,22 @@ impl LocalHub {
             ) if self.hub.is_redis() && seq > self.head => Start::Store {
                 after: seq,
                 until: seq,
+            },
+            // Not of the store's form, not a publisher id held here: maybe one the store
+            // holds (a publish on another instance not read here yet, or an entry older than
+            // this instance's history). The store's index of publisher ids says.
+            (
+                reset @ Start::Reset {
+                    reason: ResetReason::UnknownId,
+                    ..
+                },
+                None,
+            ) if self.hub.is_redis() => match last_id.map(std::str::from_utf8) {
+                Some(Ok(id)) if !id.is_empty() && id.len() <= MAX_ID_BYTES => Start::StoreId {
+                    id: id.into(),
+                    until: self.evicted,
+                },
+                _ => reset,
             },
             (start, _) => start,
         };

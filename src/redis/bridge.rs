@@ -377,12 +377,29 @@ impl Bridge {
     /// budget until dropped. `done(Err(..))` is called at once, from inside, when
     /// [`RANGE_QUEUE`] reads already wait. Never blocks.
     pub fn range(&self, after: String, until: String, count: u32, done: PageDone) {
-        let job = RangeJob {
+        self.range_job(RangeJob {
             after,
             until,
             count,
+            by_id: false,
             done,
-        };
+        });
+    }
+
+    /// [`range`](Self::range) after the entry whose publisher id is `id` (looked up in the
+    /// store's index of them, [`id_keys`]), at least up to `until`: the page's `from` is that
+    /// entry's id, or `None` (and no entries) when no entry has it.
+    pub fn range_after_publisher_id(&self, id: String, until: String, count: u32, done: PageDone) {
+        self.range_job(RangeJob {
+            after: id,
+            until,
+            count,
+            by_id: true,
+            done,
+        });
+    }
+
+    fn range_job(&self, job: RangeJob) {
         match self.ranges.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
@@ -1005,9 +1022,11 @@ fn entry_bytes(p: &Publish) -> usize {
 
 /// A page read for a replay, waiting for the range thread.
 struct RangeJob {
+    /// A store id, or with `by_id` a publisher id.
     after: String,
     until: String,
     count: u32,
+    by_id: bool,
     done: PageDone,
 }
 
@@ -1067,17 +1086,51 @@ impl Ranger {
         }
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let count = job.count.clamp(1, MAX_PAGE_COUNT);
+        let from = if job.by_id {
+            let [ids, _] = id_keys(&self.key);
+            match conn
+                .req_command(redis::cmd("HGET").arg(&ids).arg(&job.after))
+                .map_err(|e| e.to_string())?
+            {
+                Value::BulkString(b) => {
+                    Some(String::from_utf8(b).map_err(|_| "bad id from Redis".to_string())?)
+                }
+                Value::SimpleString(s) => Some(s),
+                Value::Nil => None,
+                Value::ServerError(e) => return Err(redis::RedisError::from(e).to_string()),
+                other => return Err(format!("unexpected HGET reply {other:?}")),
+            }
+        } else {
+            None
+        };
+        let after = match (&from, job.by_id) {
+            (Some(at), _) => at.as_str(),
+            // No entry has that publisher id.
+            (None, true) => {
+                return Ok(StorePage {
+                    end: true,
+                    next_count: count,
+                    ..StorePage::default()
+                })
+            }
+            (None, false) => job.after.as_str(),
+        };
+        // The replay's range ends at its entry at least.
+        let until = match &from {
+            Some(at) if id_order(at) > id_order(&job.until) => at.as_str(),
+            _ => job.until.as_str(),
+        };
         let mut pipe = redis::pipe();
         pipe.cmd("XRANGE")
             .arg(&self.key)
-            .arg(format!("({}", job.after))
-            .arg(&job.until)
+            .arg(format!("({after}"))
+            .arg(until)
             .arg("COUNT")
             .arg(count)
             .cmd("XRANGE")
             .arg(&self.key)
-            .arg(&job.after)
-            .arg(&job.after)
+            .arg(after)
+            .arg(after)
             .cmd("XRANGE")
             .arg(&self.key)
             .arg("-")
@@ -1116,6 +1169,7 @@ impl Ranger {
             oldest,
             end: got < count as usize,
             next_count: next_count.clamp(1, MAX_PAGE_COUNT),
+            from,
         })
     }
 }

@@ -1230,12 +1230,17 @@ fn ask_page(
     done: crate::redis::bridge::PageDone,
 ) {
     match &shared.app.bridge {
-        Some(store) => store.range(
-            hub.hub.id(want.after),
-            hub.hub.id(want.until),
-            want.count,
-            done,
-        ),
+        Some(store) => match want.after_id {
+            Some(id) => {
+                store.range_after_publisher_id(id.into(), hub.hub.id(want.until), want.count, done)
+            }
+            None => store.range(
+                hub.hub.id(want.after),
+                hub.hub.id(want.until),
+                want.count,
+                done,
+            ),
+        },
         None => done(Err("no shared store".into())),
     }
 }
