@@ -212,6 +212,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Registry {
     by_id: BTreeMap<Box<str>, Entry>,
+    /// How many subscriptions each instance tag has (so the once-a-second sweep reads the
+    /// instances, not every subscription, under the history's lock).
+    per_instance: BTreeMap<Box<str>, usize>,
 }
 
 impl Registry {
@@ -238,18 +241,26 @@ impl Registry {
         if subscription_id(t, s) != **topic {
             return;
         }
+        let tag = instance_of(s);
         if active {
             let payload = doc.get("payload").map(|v| v.to_string().into_boxed_str());
-            self.by_id.insert(
-                topic.as_str().into(),
-                Entry {
-                    topic: t.into(),
-                    subscriber: s.into(),
-                    payload,
-                },
-            );
-        } else {
-            self.by_id.remove(topic.as_str());
+            let entry = Entry {
+                topic: t.into(),
+                subscriber: s.into(),
+                payload,
+            };
+            if self.by_id.insert(topic.as_str().into(), entry).is_none() {
+                if let Some(tag) = tag {
+                    *self.per_instance.entry(tag.into()).or_default() += 1;
+                }
+            }
+        } else if let (Some(_), Some(tag)) = (self.by_id.remove(topic.as_str()), tag) {
+            if let Some(n) = self.per_instance.get_mut(tag) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_instance.remove(tag);
+                }
+            }
         }
     }
 
@@ -281,14 +292,7 @@ impl Registry {
 
     /// The instance tags of every subscriber held.
     pub fn instances(&self) -> Vec<String> {
-        let mut tags: Vec<String> = self
-            .by_id
-            .values()
-            .filter_map(|e| instance_of(&e.subscriber).map(str::to_string))
-            .collect();
-        tags.sort_unstable();
-        tags.dedup();
-        tags
+        self.per_instance.keys().map(|t| t.to_string()).collect()
     }
 
     /// The collection document at `id` (the request's path): every subscription, or those to
@@ -470,5 +474,30 @@ mod tests {
         r.fold(&event("books/1", "urn:uuid:a", false, None));
         assert_eq!(r.len(), 1);
         assert!(r.one("books/1", "urn:uuid:a", "7").is_none());
+    }
+
+    #[test]
+    fn instances_are_counted_as_subscriptions_come_and_go() {
+        let mut r = Registry::default();
+        let (a, b) = (subscriber_id(1, 0, 1), subscriber_id(1, 1, 1));
+        let c = subscriber_id(2, 0, 1);
+        r.fold(&event("x", &a, true, None));
+        r.fold(&event("x", &a, true, None)); // a repeat counts once
+        r.fold(&event("y", &a, true, None));
+        r.fold(&event("x", &b, true, None));
+        r.fold(&event("x", &c, true, None));
+        r.fold(&event("x", "urn:other", true, None)); // no instance tag: listed, not counted
+        let mut tags = vec![instance_tag(1), instance_tag(2)];
+        tags.sort();
+        assert_eq!(r.instances(), tags);
+        assert_eq!(r.of_instance(&instance_tag(1)).len(), 3);
+        r.fold(&event("x", &c, false, None));
+        r.fold(&event("x", &c, false, None)); // a repeat changes nothing
+        assert_eq!(r.instances(), [instance_tag(1)]);
+        for (t, s) in [("x", &a), ("y", &a), ("x", &b)] {
+            r.fold(&event(t, s, false, None));
+        }
+        assert!(r.instances().is_empty());
+        assert_eq!(r.len(), 1);
     }
 }
