@@ -211,6 +211,14 @@ fn the_subscriptions_api_lists_what_is_active_with_a_gapless_last_event_id() {
     assert_eq!(subs[0]["id"], id_of("books/1", &subscriber).as_str());
     let last = all["lastEventID"].as_str().unwrap().to_string();
     assert_ne!(last, "earliest", "the join event was stored: {all}");
+    // The ETag is that id: a client's copy is current until the next event.
+    let etag = r.header("ETag").unwrap().to_string();
+    assert_eq!(etag, format!("\"{last}\""));
+    let again = server.request(&format!(
+        "GET {base} HTTP/1.1\r\nHost: test\r\n{}If-None-Match: {etag}\r\nConnection: close\r\n\r\n",
+        bearer(&watcher)
+    ));
+    assert_eq!(again.status, 304, "{}", again.text());
 
     // One topic's, one subscription, an unknown one.
     let by_topic = json(
