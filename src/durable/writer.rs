@@ -7,7 +7,9 @@
 //!   to gather more: what is queued when the store looks (the publishes that arrived together,
 //!   and those that arrived while the last sync ran) is written and synced at once, as one
 //!   group, as Redis's `appendfsync always` syncs once per event-loop turn;
-//! - `batch` (group commit): the same promise and the same groups;
+//! - `batch` (group commit, the default): the same promise and, today, the same schedule: a
+//!   window that held a group back to gather up to the last group's size (300 µs) measured
+//!   no gain and would cost every lone publish its length (docs/performance.md);
 //! - `off`: written to the OS's cache and answered; a process crash loses nothing, a power
 //!   loss may lose what the OS had not written yet.
 //!
