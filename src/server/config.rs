@@ -317,7 +317,7 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         name: "--fsync",
         value: "always|batch|off",
-        help: "with --data-dir: sync per publish, per batch (group commit), or never (README)",
+        help: "with --data-dir: answer after a sync shared by the publishes queued (always, batch) or once written (off) (README)",
         default: |_| "batch".into(),
         set: |c, who, v| {
             c.fsync = crate::durable::writer::Fsync::parse(v)
