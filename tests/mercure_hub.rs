@@ -560,6 +560,12 @@ fn a_publish_authorized_by_cookie_must_name_an_allowed_page() {
     }
     // The header's token needs no page (a backend), as before.
     assert_eq!(post(&server, &bearer(&tok), "topic=a&data=x").status, 200);
+    // `/publish` reads no cookie (the page keeps a subscriber token there): no token, 401.
+    let (status, _) = common::Publish::form("topic=a&data=x")
+        .header(&format!("Cookie: mercureAuthorization={tok}"))
+        .header("Origin: https://app.example")
+        .answer(server.addr);
+    assert_eq!(status, 401);
 }
 
 #[test]

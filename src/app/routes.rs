@@ -261,11 +261,13 @@ fn publisher(call: Call<'_>, ctx: &mut Ctx<'_>) -> Result<Option<jwt::Claims>, R
         ctx.shard.rejected(Rejected::Forbidden);
         return Err(refused);
     }
-    // A browser may publish with its token cookie (Mercure), which it sends on its own: such
-    // a publish must say which page sent it (CSRF, the spec's security considerations).
+    // On the hub's URL a browser may publish with its token cookie (Mercure), which it sends
+    // on its own: such a publish must say which page sent it (CSRF, the spec's security
+    // considerations). `/publish` reads the header only, as it always has (the page keeps a
+    // subscriber token in that cookie and publishes there with its own publish token).
     let header = req.authorization.and_then(jwt::bearer_token);
     let cookie = match (&app.jwt, header) {
-        (Some(_), None) => cookie_token(req),
+        (Some(_), None) if req.path == HUB_PATH => cookie_token(req),
         _ => None,
     };
     if cookie.is_some() && !page_allowed(app, req) {
