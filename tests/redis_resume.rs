@@ -440,3 +440,84 @@ fn six_deep_resumes_that_never_read_keep_the_server_under_64_mb() {
     );
     drop(subs);
 }
+
+/// A deep replay whose range ends where this instance's history begins: with a history of 2
+/// events loaded from Redis at start, that point is the first loaded entry's id minus one, which
+/// no entry has. Events published while the replay runs evict past it, so the replay reads on
+/// from where it stopped: that must be an entry Redis holds, or the start check fails and the
+/// client gets a `reset` although it missed nothing. Every event after the resumed id arrives,
+/// once, in order, and no `reset`.
+#[test]
+fn a_deep_replay_overtaken_by_evictions_reads_on_without_a_false_gap() {
+    // One stream node of any size: `MAXLEN ~` never trims, so nothing is really missed.
+    let Some(redis) = RedisServer::start(&[
+        "--stream-node-max-entries",
+        "100000",
+        "--stream-node-max-bytes",
+        "0",
+    ]) else {
+        return;
+    };
+    let url = redis.url();
+    let args = [
+        "--redis",
+        url.as_str(),
+        "--history-events",
+        "2",
+        "--publish-token",
+        "pub",
+    ];
+    // The log, written by a first instance; each event in its own millisecond, so that the id
+    // before one (`<ms>-0` minus one) is never an entry.
+    let mut all: Vec<String> = Vec::new();
+    {
+        let first = Server::start(&args);
+        for i in 0..40 {
+            all.push(ok_publish(first.addr, "t", &format!("old{i}")));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // A second instance loads the last 2: its history begins after a position no entry has.
+    let server = Server::start(&args);
+    let addr = server.addr;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let publisher = std::thread::spawn(move || {
+        for i in 0..400 {
+            if tx.send(ok_publish(addr, "t", &format!("new{i}"))).is_err() {
+                break;
+            }
+        }
+    });
+    // Resumes from old ids while the publisher evicts the history all the time.
+    let mut subs = Vec::new();
+    for (n, from) in [3usize, 10, 20, 30, 5, 15].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(20 * n as u64));
+        subs.push((
+            from,
+            subscribe(
+                addr,
+                "topic=t",
+                &format!("Last-Event-ID: {}\r\n", all[from]),
+            ),
+        ));
+    }
+    publisher.join().unwrap();
+    all.extend(rx.try_iter());
+    let end = ok_publish(addr, "t", "end");
+    all.push(end.clone());
+    for (from, mut sub) in subs {
+        assert!(
+            sub.read_until(Duration::from_secs(20), |e| e.iter().any(|e| e.id == end)),
+            "resume from #{from}: {:?}",
+            sub.events
+                .iter()
+                .map(|e| (&e.kind, &e.id))
+                .collect::<Vec<_>>()
+        );
+        let resets: Vec<_> = sub.events.iter().filter(|e| e.kind != "message").collect();
+        assert!(resets.is_empty(), "resume from #{from}: {resets:?}");
+        let got: Vec<&str> = sub.events.iter().map(|e| e.id.as_str()).collect();
+        let want: Vec<&str> = all[from + 1..].iter().map(String::as_str).collect();
+        assert_eq!(got, want, "resume from #{from}");
+    }
+}

@@ -285,7 +285,8 @@ impl Source {
         }
         r.asked = None;
         let mut out = Vec::new();
-        let whole = std::mem::take(&mut r.whole);
+        // From the store's start, until an entry is read: no position to check yet.
+        let whole = r.whole && r.after == 0;
         if let Some(id) = r.resolve.take() {
             // The first page says where the publisher id is; no entry has it: as for an id
             // unknown here, `reset`.
@@ -367,12 +368,29 @@ impl Source {
         *sent = sent.saturating_add(delivered.min(u64::from(u16::MAX)) as u16);
         ctx.shard.deliveries.add(delivered);
         r.count = page.next_count.max(1);
+        // `r.after` stays the last entry read (or where the replay began): the next page checks
+        // that it is still in the store, so it must be a real entry. `r.until` may be none (the
+        // history's start loaded from the store is its first entry's id minus one).
         if page.end || r.after >= r.until {
-            r.after = r.after.max(r.until);
-            if r.after < hub.evicted() {
-                // The history dropped more while the store's part was read: read on to there.
-                r.until = hub.evicted();
-            } else {
+            let evicted = hub.evicted();
+            if r.after < evicted {
+                // The history dropped more while the store's part was read (read on to there),
+                // or the range ended at a position no entry has, before the history's first
+                // event: read on to that event, an entry the store has, so that the stream goes
+                // live at a real entry (a later replay from it finds it).
+                let until = match hub.after(r.until.max(evicted)).next() {
+                    Some(first) if evicted <= r.until => first.seq,
+                    _ => r.until.max(evicted),
+                };
+                if until > r.until {
+                    r.until = until;
+                } else {
+                    // Nothing here to read on to (the history holds no event after the range):
+                    // live from the range's end.
+                    r.after = until;
+                }
+            }
+            if r.after >= evicted {
                 let after = r.after;
                 let Source::Replay(r) = std::mem::replace(self, Source::figures_placeholder())
                 else {
@@ -747,6 +765,122 @@ mod tests {
         assert!(!got.contains("not-for-a"), "{got}");
         let ids: Vec<&str> = got.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
         assert_eq!(ids, ["100-1", "100-2", "100-3", "100-4", "102-0"], "{got}");
+    }
+
+    /// The history loaded from the store at start begins after its first entry's id minus one,
+    /// which no entry has. A replay whose range ends there, then reads on (the history dropped
+    /// more meanwhile, or to hand over to the history), must ask from the last entry it read:
+    /// the store's start check of a position no entry has fails, a false `reset`. The store
+    /// here answers as Redis does (`follows` only when the position is an entry).
+    #[test]
+    fn a_replay_reads_on_from_a_real_entry_when_its_range_ended_at_none() {
+        for evict_meanwhile in [true, false] {
+            let mut h = Env::new(ConnConfig::default(), 100);
+            let hub = Arc::new(Hub::with_ids(
+                HubConfig {
+                    history_events: 2,
+                    ..HubConfig::default()
+                },
+                Ids::Redis,
+                1,
+                Box::new(|_| {}),
+            ));
+            h.hub = LocalHub::new(hub.clone(), 0);
+            let mut log: Vec<_> = (0..5)
+                .map(|i| entry(&format!("100-{i}"), "t", &format!("e{i}")))
+                .collect();
+            log.push(entry("101-0", "t", "f0"));
+            log.push(entry("102-0", "t", "f1"));
+            // Loaded at start: the last two; the history begins after "101-0" minus one.
+            hub.append_redis_entries(log[5..].to_vec(), 0, true);
+            h.hub.sync();
+            assert_eq!(h.hub.evicted(), hub.parse_id(b"101-0").unwrap() - 1);
+            let mut a = h.conn();
+            h.input(
+                &mut a,
+                b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 100-0\r\n\r\n",
+            );
+            let filter = a.filter().expect("a hub stream").clone();
+            h.hub.register(&filter, 7);
+            assert!(text(&h.flush(&mut a)).starts_with("HTTP/1.1 200 OK"));
+            let mut got = String::new();
+            let mut want = h.with(|ctx, _, _, _| a.page_request(ctx));
+            let mut pages = 0;
+            while let Some(w) = want {
+                pages += 1;
+                assert!(pages < 10, "{evict_meanwhile}: the replay never ends");
+                let entries: Vec<_> = log
+                    .iter()
+                    .filter(|(id, _)| {
+                        let seq = hub.parse_id(id.as_bytes()).unwrap();
+                        seq > w.after && seq <= w.until
+                    })
+                    .cloned()
+                    .collect();
+                let follows = log
+                    .iter()
+                    .any(|(id, _)| hub.parse_id(id.as_bytes()) == Some(w.after));
+                assert!(follows, "{evict_meanwhile}: asked from {}", hub.id(w.after));
+                let page = StorePage {
+                    entries,
+                    follows,
+                    end: true,
+                    next_count: 8,
+                    ..StorePage::default()
+                };
+                if evict_meanwhile && pages == 1 {
+                    // Published while the first page is read: the history drops 101-0.
+                    let e = entry("103-0", "t", "f2");
+                    log.push(e.clone());
+                    hub.append_redis_entries(vec![e], 0, false);
+                    h.hub.sync();
+                }
+                h.later.send_page(0, w.ticket, Ok(page));
+                h.complete(&mut a);
+                got += &text(&h.flush(&mut a));
+                want = h.with(|ctx, _, _, _| a.page_request(ctx));
+            }
+            // Live now, at a real entry: published after, and the history drops everything it
+            // held, so the stream reads back from the store once more, from there.
+            for i in 4..7 {
+                let e = entry(&format!("10{i}-0"), "t", &format!("f{}", i - 2));
+                log.push(e.clone());
+                hub.append_redis_entries(vec![e], 0, false);
+            }
+            h.hub.sync();
+            got += &text(&h.flush(&mut a));
+            while let Some(w) = h.with(|ctx, _, _, _| a.page_request(ctx)) {
+                pages += 1;
+                assert!(pages < 20, "{evict_meanwhile}: the replay never ends");
+                let entries: Vec<_> = log
+                    .iter()
+                    .filter(|(id, _)| {
+                        let seq = hub.parse_id(id.as_bytes()).unwrap();
+                        seq > w.after && seq <= w.until
+                    })
+                    .cloned()
+                    .collect();
+                let follows = log
+                    .iter()
+                    .any(|(id, _)| hub.parse_id(id.as_bytes()) == Some(w.after));
+                assert!(follows, "{evict_meanwhile}: asked from {}", hub.id(w.after));
+                let page = StorePage {
+                    entries,
+                    follows,
+                    end: true,
+                    next_count: 8,
+                    ..StorePage::default()
+                };
+                h.later.send_page(0, w.ticket, Ok(page));
+                h.complete(&mut a);
+                got += &text(&h.flush(&mut a));
+            }
+            got += &text(&h.flush(&mut a));
+            assert!(!got.contains("reset"), "{evict_meanwhile}: {got}");
+            let ids: Vec<&str> = got.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+            let want: Vec<&str> = log[1..].iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(ids, want, "{evict_meanwhile}: {got}");
+        }
     }
 
     /// `markPrivate=1` on a resume read back from the shared store: each private event of the
