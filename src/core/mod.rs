@@ -14,6 +14,8 @@
 //!   server's figures);
 //! - [`admission`]: the `--max-streams` gauge;
 //! - [`metrics`]: the per-loop counters and the `/metrics` text;
+//! - [`h2`]: one HTTP/2 connection's protocol engine (frames, HPACK, flow control, the
+//!   limits against floods), sans-IO;
 //! - [`tls`]: a connection's TLS session (rustls, unbuffered) between the socket and [`conn`].
 //!
 //! Imports [`crate::util`], [`crate::wire`] and [`crate::hub`]. Never imports the application,
@@ -23,6 +25,7 @@ pub mod admission;
 pub mod body;
 pub mod conn;
 pub mod ctx;
+pub mod h2;
 pub mod metrics;
 pub mod reply;
 pub mod stream;
