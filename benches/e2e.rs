@@ -58,6 +58,8 @@ struct Spec {
     args: Vec<String>,
     /// Whether it reads PORT / INTERVAL_MS from the environment (the peers) or flags (ours).
     env_config: bool,
+    /// Served over HTTPS: the CA certificate sse-load trusts (`tls` scenario).
+    tls_ca: Option<PathBuf>,
 }
 
 impl Spec {
@@ -68,6 +70,7 @@ impl Spec {
             program: SSE_SERVER.into(),
             args,
             env_config: false,
+            tls_ca: None,
         }
     }
 
@@ -110,6 +113,7 @@ fn peers() -> (Vec<Spec>, Vec<String>) {
                 program: path.display().to_string(),
                 args: vec![],
                 env_config: true,
+                tls_ca: None,
             });
         } else {
             missing.push(format!("{name} ({} not built)", path.display()));
@@ -122,6 +126,7 @@ fn peers() -> (Vec<Spec>, Vec<String>) {
             program: "node".into(),
             args: vec![server],
             env_config: true,
+            tls_ca: None,
         });
     } else {
         missing.push(format!(
@@ -205,6 +210,8 @@ struct Case {
     /// sse-load's loops. One alone saturates first near 100k frames/s, and its queueing then
     /// dominates every server's lateness; below that, one loop is the lighter neighbour.
     client_threads: usize,
+    /// What the streams request.
+    path: &'static str,
 }
 
 fn run(spec: &Spec, case: &Case) -> Row {
@@ -221,8 +228,15 @@ fn run(spec: &Spec, case: &Case) -> Row {
     let ramp_s = (case.streams / rate) as u64 + 4;
     let settle_s = 2 + case.interval_ms.div_ceil(1000);
     let duration = ramp_s + settle_s + case.window_s + 2;
-    let url = format!("http://127.0.0.1:{port}/sse");
-    let load = Command::new(SSE_LOAD)
+    let url = match &spec.tls_ca {
+        Some(_) => format!("https://127.0.0.1:{port}{}", case.path),
+        None => format!("http://127.0.0.1:{port}{}", case.path),
+    };
+    let mut load = Command::new(SSE_LOAD);
+    if let Some(ca) = &spec.tls_ca {
+        load.arg("--tls-ca").arg(ca);
+    }
+    let load = load
         .args([
             &url,
             "-c",
@@ -374,6 +388,7 @@ fn smoke() {
         interval_ms: 200,
         window_s: 1,
         client_threads: 1,
+        path: "/sse",
     };
     let row = run(&Spec::ours("sse-server", &["--threads", "1"]), &case);
     assert_eq!(row.get("streams.established"), 50.0, "{}", row.report);
@@ -420,6 +435,7 @@ fn main() {
             program,
             args: Vec::new(),
             env_config: false,
+            tls_ca: None,
         });
     }
     all.extend(peers.iter().cloned());
@@ -432,6 +448,7 @@ fn main() {
             interval_ms: 2000,
             window_s: 10,
             client_threads: 1,
+            path: "/sse",
         };
         let rows: Vec<Row> = all.iter().map(|s| run(s, &case)).collect();
         print_table("Streams held", &case, &rows);
@@ -442,6 +459,7 @@ fn main() {
             interval_ms: 100,
             window_s: 10,
             client_threads: 2,
+            path: "/sse",
         };
         let rows: Vec<Row> = all.iter().map(|s| run(s, &case)).collect();
         print_table("Frame rate", &case, &rows);
@@ -453,6 +471,7 @@ fn main() {
             interval_ms: 150,
             window_s: 10,
             client_threads: 2,
+            path: "/sse",
         };
         let specs: Vec<Spec> = all
             .iter()
@@ -468,6 +487,7 @@ fn main() {
             interval_ms: 100,
             window_s: 10,
             client_threads: 2,
+            path: "/sse",
         };
         let mut specs = vec![
             Spec::ours("sse-server --threads 1", &["--threads", "1"]),
@@ -477,6 +497,9 @@ fn main() {
         let rows: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
         print_table("What a second loop buys", &case, &rows);
     }
+    if wanted.contains(&"tls") {
+        tls_scenario();
+    }
     if wanted.contains(&"logging") {
         // What the log costs: one line per request and per ended stream, none per frame.
         let case = Case {
@@ -484,6 +507,7 @@ fn main() {
             interval_ms: 100,
             window_s: 10,
             client_threads: 2,
+            path: "/sse",
         };
         let specs = [
             Spec::ours("sse-server (log on)", &[]),
@@ -911,6 +935,113 @@ fn bench_dir() -> PathBuf {
         dir.canonicalize().unwrap_or(dir)
     })
     .clone()
+}
+
+/// HTTPS against plain HTTP, side by side: idle TLS streams (the user-space memory each holds,
+/// at 1,000 and 10,000) and the frame rate at 10,000 × 100 ms (the server's CPU per delivery).
+/// The certificate (P-256, signed by a test CA) is made with `openssl` in the bench directory.
+fn tls_scenario() {
+    let dir = fresh_dir("tls");
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=bench CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "s.key",
+                "-out",
+                "s.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "s.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "s.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    let cert = dir.join("s.pem").display().to_string();
+    let key = dir.join("s.key").display().to_string();
+    let plain = Spec::ours("sse-server (HTTP)", &[]);
+    let mut tls = Spec::ours(
+        "sse-server (HTTPS)",
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    tls.tls_ca = Some(dir.join("ca.pem"));
+    let quick = std::env::var_os("SSE_BENCH_QUICK").is_some();
+    for streams in [1_000, 10_000] {
+        // Idle: a topic nobody publishes to; the heartbeat is far away.
+        let case = Case {
+            streams,
+            interval_ms: 2000,
+            window_s: if quick { 2 } else { 10 },
+            client_threads: 2,
+            path: "/sse?topic=bench-idle",
+        };
+        let rows: Vec<Row> = [&plain, &tls].iter().map(|s| run(s, &case)).collect();
+        print_table("Idle streams, HTTP and HTTPS", &case, &rows);
+    }
+    let case = Case {
+        streams: 10_000,
+        interval_ms: 100,
+        window_s: if quick { 2 } else { 10 },
+        client_threads: 2,
+        path: "/sse",
+    };
+    let rows: Vec<Row> = [&plain, &tls].iter().map(|s| run(s, &case)).collect();
+    print_table("Frame rate, HTTP and HTTPS", &case, &rows);
 }
 
 fn remove_bench_dir() {
