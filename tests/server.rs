@@ -386,6 +386,19 @@ fn help_lists_flags_and_bad_flags_exit_2() {
     ] {
         assert!(help.contains(flag), "{flag}");
     }
+    // For users: what each endpoint does, not the project's history.
+    assert!(!help.to_lowercase().contains("seed"), "{help}");
+    for path in [
+        "GET /sse ",
+        "GET /sse?topic=T",
+        "POST /publish",
+        "/.well-known/mercure",
+        "/.well-known/mercure/subscriptions",
+        "GET /metrics",
+        "GET /healthz",
+    ] {
+        assert!(help.contains(path), "{path} missing from --help");
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-server"))
         .arg("--bogus")
         .output()

@@ -386,6 +386,12 @@ fn template_pattern(template: &str) -> Result<Option<String>, SelectorError> {
     Ok(Some(out))
 }
 
+/// RFC 3986 `pct-encoded` (`%` and two hex digits) at `b[i]`: what RFC 6570 allows both in
+/// literals and in variable names.
+fn pct_encoded_at(b: &[u8], i: usize) -> bool {
+    matches!(b.get(i..i + 3), Some([b'%', h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit())
+}
+
 /// RFC 6570 section 2.1: the characters a template may hold outside expressions.
 fn literals(s: &str) -> bool {
     let b = s.as_bytes();
@@ -393,10 +399,7 @@ fn literals(s: &str) -> bool {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                if !(i + 2 < b.len()
-                    && b[i + 1].is_ascii_hexdigit()
-                    && b[i + 2].is_ascii_hexdigit())
-                {
+                if !pct_encoded_at(b, i) {
                     return false;
                 }
                 i += 3;
@@ -513,10 +516,7 @@ fn varname(name: &str) -> bool {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                if !(i + 2 < b.len()
-                    && b[i + 1].is_ascii_hexdigit()
-                    && b[i + 2].is_ascii_hexdigit())
-                {
+                if !pct_encoded_at(b, i) {
                     return false;
                 }
                 i += 3;
@@ -810,6 +810,26 @@ impl MatchCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_triplet_is_a_percent_and_two_hex_digits_in_literals_and_names_alike() {
+        for (text, ok) in [
+            ("%2F", true),
+            ("%2f", true),
+            ("%2", false),
+            ("%", false),
+            ("%G0", false),
+            ("a%0", false),
+        ] {
+            assert_eq!(
+                pct_encoded_at(text.as_bytes(), text.find('%').unwrap()),
+                ok,
+                "{text}"
+            );
+            assert_eq!(literals(text), ok, "literal {text}");
+            assert_eq!(varname(&format!("v{text}")), ok, "varname v{text}");
+        }
+    }
 
     fn t(text: &str) -> Selector {
         Selector::parse(Kind::Template, text).unwrap()

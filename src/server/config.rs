@@ -468,9 +468,10 @@ pub fn env_name(flag: &str) -> String {
 pub fn help() -> String {
     let d = Config::default();
     let mut out = String::from(
-        "sse-server: a Server-Sent Events server (the seed's /sse stream, its page, /metrics).
-The seed is the blog post this server reproduces: an Express server that pushes one timed
-event every 2 s, and a page to open and close the stream.
+        "sse-server: a Server-Sent Events server and push hub. Publishers POST events to topics;
+subscribers stream them (EventSource, curl -N) with ordered ids, a bounded history, resume by
+Last-Event-ID and a `reset` event when some were missed. Also a clock stream, a page to watch
+streams and publish, and Prometheus figures.
 
 USAGE: sse-server [FLAGS]
 
@@ -498,11 +499,23 @@ variable counts as unset, and a flag wins over its variable):
     ));
     out.push_str(
         "
-ENDPOINTS: GET /sse (the seed's clock stream), GET /sse?topic=T (a hub subscription; resume
-with Last-Event-ID or lastEventID=), POST /publish (topic, data, type, retry as a form or JSON),
-GET /metrics (Prometheus), GET /healthz, and the page's files (GET / is index.html).
-SIGNALS: SIGTERM and SIGINT end every stream with a jittered retry: and exit 0; SIGHUP is
-ignored.
+ENDPOINTS:
+  GET /sse                  a clock stream: one event every --interval-ms (resumes at
+                            Last-Event-ID + 1)
+  GET /sse?topic=T          a subscription to topic T (repeatable; * is every topic; a URI
+                            Template selects the topics it matches); resume with Last-Event-ID
+                            or lastEventID=
+  POST /publish             publish an event (topic, data, type, retry, id, private; a form or
+                            JSON); answers its id
+  GET|POST /.well-known/mercure
+                            the same as a Mercure hub (topic=, match=, match_urlpattern=)
+  GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]
+                            the active subscriptions (with --subscriptions)
+  GET /metrics              Prometheus text; GET /metrics/stream: the same figures as a stream
+  GET /healthz              200 ok; 503 while the Redis store is down
+  GET /, GET /dashboard     the page and the live dashboard (--www serves your own files)
+SIGNALS: SIGTERM and SIGINT end every stream with a jittered retry: and exit 0; SIGHUP rereads
+the certificate and key (--tls-cert, --tls-key), and is otherwise ignored.
 ",
     );
     out
