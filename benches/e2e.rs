@@ -10,6 +10,8 @@
 //! cargo bench --bench e2e -- logging                # 10,000 x 100 ms with the log on and off
 //! cargo bench --bench e2e -- durable                # the data dir against memory and Redis's AOF
 //! SSE_BENCH_QUICK=1 cargo bench --bench e2e -- durable   # a few-second check that it runs
+//! cargo bench --bench e2e -- fanout-templates       # 19,000 subscribers: 100 URI Templates
+//!                                                   # against one exact topic, same run
 //! SSE_BENCH_BASELINE=/tmp/old/sse-server SSE_BENCH_ROUNDS=3 cargo bench --bench e2e -- rate fanout
 //!                                                   # before/after: another build, rows alternated
 //! ```
@@ -532,6 +534,10 @@ struct Hub {
     sub_path: &'static str,
     pub_path: &'static str,
     format: &'static str,
+    /// The topic published to.
+    topic: &'static str,
+    /// `sse-load --spread`: subscribers spread over this many paths (`{spread}` in `sub_path`).
+    spread: usize,
 }
 
 /// A `redis-server` for the "sse-server + Redis" rows, started once per bench run on a free
@@ -620,6 +626,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         sub_path: "/sse?topic=bench",
         pub_path: "/publish",
         format: "form",
+        topic: "bench",
+        spread: 1,
     }];
     found.push(Hub {
         name: "sse-server --data-dir",
@@ -632,6 +640,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         sub_path: "/sse?topic=bench",
         pub_path: "/publish",
         format: "form",
+        topic: "bench",
+        spread: 1,
     });
     if baseline().is_some() {
         found.push(Hub {
@@ -644,6 +654,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
             sub_path: "/sse?topic=bench",
             pub_path: "/publish",
             format: "form",
+            topic: "bench",
+            spread: 1,
         });
     }
     if bench_redis().is_some() {
@@ -665,6 +677,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
             sub_path: "/sse?topic=bench",
             pub_path: "/publish",
             format: "form",
+            topic: "bench",
+            spread: 1,
         });
     }
     let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so");
@@ -682,6 +696,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
             sub_path: "/sub/bench",
             pub_path: "/pub/bench",
             format: "raw",
+            topic: "bench",
+            spread: 1,
         });
         (found, None)
     } else {
@@ -768,7 +784,9 @@ fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
             "--publish-format",
             hub.format,
             "--publish-topic",
-            "bench",
+            hub.topic,
+            "--spread",
+            &hub.spread.to_string(),
             "--publish-rate",
             &case.publish_rate.to_string(),
             "--drain",
@@ -825,8 +843,15 @@ fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
 
 fn print_hub_table(title: &str, case: &HubCase, rows: &[HubRow]) {
     println!(
-        "\n### {title}: {} subscribers of one topic, {} publishes/s, {} s window\n",
-        case.subscribers, case.publish_rate, case.window_s
+        "\n### {title}: {} subscribers of one topic, {} publishes/s, {} s window{}\n",
+        case.subscribers,
+        case.publish_rate,
+        case.window_s,
+        if quick() {
+            " (SSE_BENCH_QUICK: figures not meaningful)"
+        } else {
+            ""
+        }
     );
     println!("| hub | subscribers established / failed / dropped | publishes ok / sent | deliveries received / expected (missing, dups, gaps) | publish→deliver p50 / p99 / p99.9 / max | publish answer p50 / p99 | server CPU | CPU per delivery | RSS per subscriber |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -899,6 +924,9 @@ fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
             },
         ),
     ];
+    if want("fanout-templates") {
+        fanout_templates();
+    }
     for (key, title, case) in cases {
         // The small check runs only when named.
         if !(want(key) && (key != "hub-small" || explicit.contains(&key))) {
@@ -913,6 +941,56 @@ fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
             .collect();
         print_hub_table(title, &case, &rows);
     }
+}
+
+/// `fanout-templates` (issue: Mercure hub): the 19,000-subscriber fan-out with the subscribers
+/// spread over 100 URI Template selectors (`https://example.com/rooms/{id<i>}`, i < 100, each
+/// matching the published topic, so every subscriber expects every event), beside the same
+/// fan-out on the exact topic `https://example.com/rooms/bench`, rows alternated. Quick:
+/// 2,000 subscribers, 3 s.
+fn fanout_templates() {
+    fn ours(port: u16) -> Command {
+        let mut c = Command::new(SSE_SERVER);
+        c.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+        c
+    }
+    let exact = Hub {
+        name: "sse-server, exact topic",
+        command: ours,
+        sub_path: "/sse?topic=https%3A%2F%2Fexample.com%2Frooms%2Fbench",
+        pub_path: "/publish",
+        format: "form",
+        topic: "https://example.com/rooms/bench",
+        spread: 1,
+    };
+    let templates = Hub {
+        name: "sse-server, 100 URI Templates",
+        sub_path: "/sse?topic=https%3A%2F%2Fexample.com%2Frooms%2F%7Bid{spread}%7D",
+        spread: 100,
+        ..exact
+    };
+    let case = if quick() {
+        HubCase {
+            subscribers: 2_000,
+            publish_rate: 1.0,
+            window_s: 3,
+        }
+    } else {
+        HubCase {
+            subscribers: 19_000,
+            publish_rate: 1.0,
+            window_s: 10,
+        }
+    };
+    let rows: Vec<HubRow> = (0..rounds())
+        .flat_map(|_| [&exact, &templates])
+        .map(|h| run_hub(h, &case))
+        .collect();
+    print_hub_table(
+        "Hub fan-out, exact topic against 100 URI Templates",
+        &case,
+        &rows,
+    );
 }
 
 /// `SSE_BENCH_QUICK=1`: the `durable` scenario with short windows and a small start-up history,

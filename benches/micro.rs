@@ -1,16 +1,24 @@
 //! Micro-benchmarks of the hot pieces: request parsing, frame encoding, the timing wheel at
-//! 100k entries (arm, cancel, and one full interval of expire + re-arm), and token
-//! verification per subscribe (target: under 5 µs).
+//! 100k entries (arm, cancel, and one full interval of expire + re-arm), token
+//! verification per subscribe (target: under 5 µs), and a publish matched against 10,000
+//! distinct URI Template selectors (`selectors`: the loop's step that finds a new event's
+//! subscribers, `LocalHub::audience`, with the pattern cache cold and warm; target: under 1 ms
+//! at p99, printed beside criterion's figures from 2,000 timed publishes of each).
 //!
-//! `cargo bench --bench micro`. Under `cargo test --all-targets` each runs once as a smoke test.
+//! `cargo bench --bench micro` (`-- selectors` for that one). Under `cargo test --all-targets`
+//! each runs once as a smoke test.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use sse_server::hub::history::{Hub, HubConfig, LocalHub, Publish};
 use sse_server::hub::jwt::{self, Verifier};
+use sse_server::hub::selector::Kind;
 use sse_server::util::date::Dates;
 use sse_server::util::timer::TimerWheel;
 use sse_server::wire::frames;
 use sse_server::wire::http::{self, Limits};
 use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
 
 const BROWSER_HEAD: &[u8] = b"GET /sse HTTP/1.1\r\nHost: localhost:3000\r\nConnection: keep-alive\r\n\
 Accept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: 1234\r\n\
@@ -155,5 +163,90 @@ fn token(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, encode, timer, token);
+/// 10,000 subscribers, each on its own URI Template (`https://example.com/rooms/{id}/s<i>`): every
+/// one shares the literal start of the published topics, so none is ruled out by its prefix and
+/// each is a candidate for every new topic. A publish on `https://example.com/rooms/<n>/s<k>`
+/// is for exactly one of them.
+const SELECTORS: usize = 10_000;
+
+fn selector_hub() -> (Arc<Hub>, LocalHub) {
+    let hub = Arc::new(Hub::new(
+        HubConfig {
+            history_events: 64,
+            ..HubConfig::default()
+        },
+        "bench".into(),
+        1,
+        Box::new(|_| {}),
+    ));
+    let mut local = LocalHub::new(hub.clone(), 0);
+    for i in 0..SELECTORS {
+        let text = format!("https://example.com/rooms/{{id}}/s{i}");
+        let sub = local
+            .subscribe_selectors(&[(Kind::Template, &text)], None, None)
+            .expect("a template compiles");
+        local.register(&sub.filter, i);
+    }
+    (hub, local)
+}
+
+/// One publish on `topic` and the loop's step that finds who it is for; returns how many.
+fn publish_and_match(hub: &Hub, local: &mut LocalHub, topic: String, out: &mut Vec<u32>) -> usize {
+    let p = Publish {
+        topics: vec![topic],
+        data: "x".into(),
+        ..Publish::default()
+    };
+    let seq = hub.publish(&p, 0);
+    local.sync();
+    local.audience(seq, seq, |_, _| true, out);
+    out.len()
+}
+
+/// The p99 of `n` timed publishes (`topic(i)` names the i-th), in µs.
+fn p99_us(hub: &Hub, local: &mut LocalHub, n: usize, topic: impl Fn(usize) -> String) -> f64 {
+    let mut out = Vec::new();
+    let mut took: Vec<f64> = (0..n)
+        .map(|i| {
+            let t = topic(i);
+            let t0 = Instant::now();
+            assert_eq!(publish_and_match(hub, local, t, &mut out), 1);
+            t0.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    took.sort_by(f64::total_cmp);
+    took[(n * 99 / 100).min(n - 1)]
+}
+
+fn selectors(c: &mut Criterion) {
+    let (hub, mut local) = selector_hub();
+    // A new topic each time: every template is asked (the cache has never seen the topic).
+    let cold = |i: usize| format!("https://example.com/rooms/{i}/s{}", i % SELECTORS);
+    // The same topic each time: the cache answers every template.
+    let warm = |_: usize| "https://example.com/rooms/7/s42".to_string();
+    if std::env::args().any(|a| a == "--bench") {
+        for (name, topic) in [("cold", &cold as &dyn Fn(usize) -> String), ("warm", &warm)] {
+            let p99 = p99_us(&hub, &mut local, 2_000, topic);
+            println!(
+                "selectors/10000_templates_{name}: p99 {p99:.1} µs per publish (2,000 publishes)"
+            );
+        }
+    }
+    let mut g = c.benchmark_group("selectors");
+    g.throughput(Throughput::Elements(1));
+    let mut out = Vec::new();
+    let mut i = 1_000_000usize;
+    g.bench_function("10000_templates_cold", |b| {
+        b.iter(|| {
+            i += 1;
+            publish_and_match(&hub, &mut local, cold(i), &mut out)
+        })
+    });
+    g.bench_function("10000_templates_warm", |b| {
+        b.iter(|| publish_and_match(&hub, &mut local, warm(0), &mut out))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, encode, timer, token, selectors);
 criterion_main!(benches);

@@ -21,6 +21,8 @@ pub struct LoadConfig {
     pub target: Target,
     /// Concurrent streams to open.
     pub connections: usize,
+    /// `--spread N`: the i-th stream's path has `{spread}` replaced by `i % N` (1: unchanged).
+    pub spread: usize,
     /// Length of the run, from the first connect.
     pub duration: Duration,
     /// Frame interval and lateness are measured only after this much of the run.
@@ -82,6 +84,7 @@ impl Default for LoadConfig {
         LoadConfig {
             target: parse_url(DEFAULT_URL).unwrap_or_else(|_| unreachable!("the default URL")),
             connections: 100,
+            spread: 1,
             duration: Duration::from_secs(10),
             warmup: Duration::ZERO,
             rate: 2000.0,
@@ -103,11 +106,27 @@ impl Default for LoadConfig {
 }
 
 impl LoadConfig {
-    /// The request every stream sends.
+    /// The request every stream sends (the first of [`requests`](Self::requests)).
     pub fn request(&self) -> Vec<u8> {
+        self.request_for(0)
+    }
+
+    /// The requests the streams send in turn: one per `--spread` value.
+    pub fn requests(&self) -> Vec<Vec<u8>> {
+        (0..self.spread.max(1))
+            .map(|i| self.request_for(i))
+            .collect()
+    }
+
+    fn request_for(&self, i: usize) -> Vec<u8> {
+        let path = if self.spread > 1 {
+            self.target.path.replace("{spread}", &i.to_string())
+        } else {
+            self.target.path.clone()
+        };
         let mut r = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: sse-load/{}\r\n",
-            self.target.path,
+            path,
             self.target.host,
             env!("CARGO_PKG_VERSION")
         );
@@ -155,6 +174,8 @@ FLAGS (each also accepted as --flag=value):
       --warmup SECONDS        measure frame interval and lateness only after this much of the
                               run, to leave the ramp out (default 0: the whole run)
       --last-event-id ID      send Last-Event-ID: ID with every request (default: none)
+      --spread N              the i-th stream asks for the URL with {spread} replaced by
+                              i % N (many subscriptions from one run; default 1: unchanged)
       --source-addrs N|LIST   spread connections over local addresses 127.0.0.1..127.0.0.N, or
                               over the comma-separated 127.x.y.z LIST, to get past the
                               ephemeral-port limit (default: one, picked by the kernel)
@@ -288,6 +309,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
                 let v = value()?;
                 cfg.conn.last_event_id = Some(header_value(&flag, v)?);
             }
+            "--spread" => cfg.spread = positive(&flag, &value()?)?,
             "--source-addrs" => sources = Some(value()?),
             "--threads" => cfg.threads = positive(&flag, &value()?)?,
             "--html" => cfg.html = Some(PathBuf::from(value()?)),
@@ -435,6 +457,35 @@ mod tests {
             LoadCommand::Run(c) => Ok(*c),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn spread_gives_each_stream_in_turn_its_own_path() {
+        let c = run(&[
+            "http://127.0.0.1:1/sse?topic=r%7Bid{spread}%7D",
+            "--spread",
+            "3",
+        ])
+        .unwrap();
+        let reqs: Vec<String> = c
+            .requests()
+            .into_iter()
+            .map(|r| String::from_utf8(r).unwrap())
+            .collect();
+        assert_eq!(reqs.len(), 3);
+        for (i, r) in reqs.iter().enumerate() {
+            assert!(
+                r.starts_with(&format!("GET /sse?topic=r%7Bid{i}%7D HTTP/1.1\r\n")),
+                "{r}"
+            );
+        }
+        // Without --spread the path is sent as given, braces and all.
+        let c = run(&["http://127.0.0.1:1/sse?topic={spread}"]).unwrap();
+        assert_eq!(c.requests().len(), 1);
+        assert!(String::from_utf8(c.request())
+            .unwrap()
+            .starts_with("GET /sse?topic={spread} HTTP/1.1"));
+        assert!(run(&["--spread", "0"]).is_err());
     }
 
     #[test]

@@ -51,7 +51,8 @@ struct Setup {
     /// With an `https://` target: the TLS client configuration and the server's name.
     tls: Option<Tls>,
     sources: Vec<IpAddr>,
-    request: Vec<u8>,
+    /// What a stream sends: the one request, or one per `--spread` value, in turn.
+    requests: Vec<Vec<u8>>,
     conn: StreamConfig,
     start: Instant,
     /// The run ends this many microseconds after `start`.
@@ -200,7 +201,7 @@ pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resu
         target: cfg.target.addr,
         tls: tls_for(&cfg.target)?,
         sources: cfg.source_addrs.clone(),
-        request: cfg.request(),
+        requests: cfg.requests(),
         conn: cfg.conn.clone(),
         start,
         end_us: cfg.duration.as_micros() as u64,
@@ -521,6 +522,8 @@ struct Client {
     /// The TLS session, for an `https://` target.
     tls: Option<Box<ClientConnection>>,
     conn: Stream,
+    /// Which of the setup's requests it sends.
+    request: usize,
     readable: bool,
     writable: bool,
     /// An event said the peer closed (or errored): read to the end, no shortcut.
@@ -533,6 +536,8 @@ struct Loop {
     plan: Plan,
     published: Arc<Published>,
     slab: Slab<Client>,
+    /// Streams opened by this loop (which request the next sends).
+    opened: usize,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
     stats: Stats,
@@ -550,6 +555,7 @@ impl Loop {
             plan,
             published,
             slab: Slab::default(),
+            opened: 0,
             wheel: TimerWheel::new(0),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             stats: Stats {
@@ -650,10 +656,13 @@ impl Loop {
         };
         let conn = Stream::new(now, &self.setup.conn);
         let deadline = conn.timeout();
+        let request = self.opened % self.setup.requests.len().max(1);
+        self.opened += 1;
         let k = self.slab.insert(Client {
             sock,
             tls: self.setup.tls.as_ref().and_then(Tls::session),
             conn,
+            request,
             readable: false,
             writable: false,
             read_closed: false,
@@ -803,7 +812,7 @@ impl Client {
             }
         }
         while slot.writable {
-            let Some(out) = conn.pending(&setup.request) else {
+            let Some(out) = conn.pending(&setup.requests[slot.request]) else {
                 break;
             };
             match sock_write(&mut slot.sock, slot.tls.as_deref_mut(), out) {
