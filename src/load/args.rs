@@ -174,7 +174,7 @@ FLAGS (each also accepted as --flag=value):
       --warmup SECONDS        measure frame interval and lateness only after this much of the
                               run, to leave the ramp out (default 0: the whole run)
       --last-event-id ID      send Last-Event-ID: ID with every request (default: none)
-      --spread N              the i-th stream asks for the URL with {spread} replaced by
+      --spread N              the i-th stream asks for the URL with {{spread}} replaced by
                               i % N (many subscriptions from one run; default 1: unchanged)
       --source-addrs N|LIST   spread connections over local addresses 127.0.0.1..127.0.0.N, or
                               over the comma-separated 127.x.y.z LIST, to get past the
