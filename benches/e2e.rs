@@ -29,7 +29,8 @@
 //! Rust); per store (memory history, `--data-dir --fsync batch`, `--fsync always`, `--redis`
 //! with a fresh `redis-server` at `appendonly yes` + `appendfsync everysec`, then `always`) a
 //! fresh server, `sse-load`'s publisher at 100 publishes/s (answer latency below saturation),
-//! then `wrk -t1 -c16 -d10s --latency -s benches/publish.lua` (publishes/s); then start-up
+//! then `wrk -t1 -c16 -d10s --latency -s benches/publish.lua` (publishes/s; `SSE_BENCH_WRK_CONNECTIONS`
+//! sets -c); then start-up
 //! time (spawn to the first 200 of `/healthz`) with a full default history in the data dir
 //! (10,000 events, ~64 MiB), page cache warm and evicted; and prints the ratios. It
 //! needs `wrk` (else no throughput column) and `redis-server` (else no Redis rows). Data dirs,
@@ -1310,6 +1311,15 @@ fn parse_wrk(out: &str) -> Wrk {
     }
 }
 
+/// The publisher's connections under wrk (`SSE_BENCH_WRK_CONNECTIONS`, default 16).
+fn wrk_connections() -> u32 {
+    std::env::var("SSE_BENCH_WRK_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&c| c > 0)
+        .unwrap_or(16)
+}
+
 fn wrk_installed() -> bool {
     Command::new("wrk")
         .arg("--version")
@@ -1319,13 +1329,14 @@ fn wrk_installed() -> bool {
         .is_ok()
 }
 
-/// `wrk -t1 -c16 -dNs --latency -s benches/publish.lua`: publishes as fast as answers come.
+/// `wrk -t1 -cC -dNs --latency -s benches/publish.lua`: publishes as fast as answers come, from
+/// C connections (`SSE_BENCH_WRK_CONNECTIONS`, default 16: a group commit's groups are at most C).
 fn wrk_publish(port: u16, seconds: u64) -> Wrk {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/publish.lua");
     let out = Command::new("wrk")
         .args([
             "-t1",
-            "-c16",
+            &format!("-c{}", wrk_connections()),
             &format!("-d{seconds}s"),
             "--latency",
             "-s",
@@ -1601,7 +1612,8 @@ fn durable_scenario() {
     let wrk = wrk_installed();
     let dir = bench_dir();
     println!(
-        "\n### Durable history: {floor_rounds} syncs; per row a fresh server, `sse-load` at {rate} publishes/s for {window_s} s (10 subscribers), then `wrk -t1 -c16 -d{window_s}s --latency -s benches/publish.lua`{}\n",
+        "\n### Durable history: {floor_rounds} syncs; per row a fresh server, `sse-load` at {rate} publishes/s for {window_s} s (10 subscribers), then `wrk -t1 -c{} -d{window_s}s --latency -s benches/publish.lua`{}\n",
+        wrk_connections(),
         if quick { " (SSE_BENCH_QUICK: figures not meaningful)" } else { "" }
     );
     println!(
