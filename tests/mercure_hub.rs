@@ -708,3 +708,61 @@ fn the_suites_negative_cases_deliver_nothing() {
         );
     }
 }
+
+/// Every path's `405` names what that path serves: the methods no path serves (PUT, DELETE,
+/// PATCH, TRACE) reach the router, which answers with the path's own `Allow` (the hub's URL
+/// and `/publish` take GET, HEAD, POST and OPTIONS, the streams a preflight too), and a POST
+/// or a preflight where it is not served says the same list. Every other path keeps `GET, HEAD`.
+#[test]
+fn every_405_names_the_methods_its_path_serves() {
+    let server = Server::start(&["--jwt-key", KEY, "--subscriptions"]);
+    let cases: &[(&str, &str, &str)] = &[
+        ("PUT", HUB, "GET, HEAD, POST, OPTIONS"),
+        ("DELETE", HUB, "GET, HEAD, POST, OPTIONS"),
+        (
+            "PATCH",
+            "/.well-known/mercure?topic=a",
+            "GET, HEAD, POST, OPTIONS",
+        ),
+        ("PUT", "/publish", "GET, HEAD, POST, OPTIONS"),
+        ("DELETE", "/publish", "GET, HEAD, POST, OPTIONS"),
+        ("PATCH", "/sse?topic=a", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/sse", "GET, HEAD, OPTIONS"),
+        ("POST", "/sse", "GET, HEAD, OPTIONS"),
+        ("TRACE", "/metrics/stream", "GET, HEAD, OPTIONS"),
+        ("POST", "/metrics/stream", "GET, HEAD, OPTIONS"),
+        ("PUT", "/", "GET, HEAD"),
+        ("POST", "/", "GET, HEAD"),
+        ("OPTIONS", "/", "GET, HEAD"),
+        ("DELETE", "/metrics", "GET, HEAD"),
+        ("PUT", "/.well-known/mercure/subscriptions", "GET, HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        // A body on a method no path serves is never read: the answer comes from the head.
+        let len = if matches!(*method, "OPTIONS" | "POST") {
+            0
+        } else {
+            5
+        };
+        let r = server.request(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n"
+        ));
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.head);
+        assert_eq!(r.header("allow"), Some(*allow), "{method} {path}");
+        assert_eq!(r.header("connection"), Some("close"), "{method} {path}");
+    }
+    // CONNECT's authority form names no path: the default list.
+    let r = server.request("CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    // The list is true: each method it names is served on that path (no 405, no 501).
+    for (method, path) in [
+        ("GET", "/publish"),
+        ("HEAD", "/publish"),
+        ("HEAD", "/.well-known/mercure?topic=a"),
+    ] {
+        let r = server.request(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(r.status, 200, "{method} {path}: {}", r.head);
+    }
+}

@@ -494,3 +494,35 @@ fn the_mercure_endpoint_s_subscriptions_are_announced_too() {
         "{left:?}"
     );
 }
+
+/// The subscriptions API takes its token where a stream does, in Mercure's order: the
+/// `Authorization` header, else the query (`authorization=` or `access_token=`), else the
+/// cookie. A page holding a cookie for its own topics and asking with a watcher token in the
+/// query is answered by the query's token.
+#[test]
+fn the_subscriptions_api_reads_tokens_in_the_hubs_order() {
+    let server = server(&[]);
+    let narrow = sub_token(r#"["chat/1"]"#, None);
+    let path = "/.well-known/mercure/subscriptions";
+    for name in ["authorization", "access_token"] {
+        let r = server.request(&format!(
+            "GET {path}?{name}={} HTTP/1.1\r\nHost: test\r\nCookie: mercureAuthorization={narrow}\r\nConnection: close\r\n\r\n",
+            watcher_token()
+        ));
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(json(&r.text())["id"], path);
+    }
+    // The header still comes first: a narrow one is refused whatever the query says.
+    let r = server.request(&format!(
+        "GET {path}?authorization={} HTTP/1.1\r\nHost: test\r\n{}Connection: close\r\n\r\n",
+        watcher_token(),
+        bearer(&narrow)
+    ));
+    assert_eq!(r.status, 403, "{}", r.text());
+    // The cookie alone still serves.
+    let r = server.request(&format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nCookie: mercureAuthorization={}\r\nConnection: close\r\n\r\n",
+        watcher_token()
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -95,6 +95,9 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
         peer,
         now,
     } = call;
+    if let Method::Other(_) = req.method {
+        return not_allowed(req.path);
+    }
     if req.method == Method::Options {
         return preflight(app, req);
     }
@@ -108,7 +111,7 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
         return match req.path {
             "/publish" => cors(app, req, publish(call, body, ctx, Dialect::Publish)),
             HUB_PATH => cors(app, req, publish(call, body, ctx, Dialect::Mercure)),
-            _ => Reply::error(Status::MethodNotAllowed),
+            path => not_allowed(path),
         };
     }
     match req.path {
@@ -156,6 +159,30 @@ pub const HUB_PATH: &str = "/.well-known/mercure";
 
 /// What the hub's URL allows, for `Allow` and preflights.
 const HUB_METHODS: &str = "GET, HEAD, POST, OPTIONS";
+
+/// The methods `path` answers (its `Allow`): the hub's URL and `/publish` take all four
+/// (`GET /publish` is the publish policy), the streams a preflight too, every other path
+/// `GET` and `HEAD` only. One list, so that a `405` never names a method the path refuses or
+/// leaves out one it serves.
+fn allowed(path: &str) -> &'static str {
+    match path {
+        HUB_PATH | "/publish" => HUB_METHODS,
+        "/sse" | "/metrics/stream" => "GET, HEAD, OPTIONS",
+        _ => "GET, HEAD",
+    }
+}
+
+/// `405` for a method `path` does not serve, with the path's true `Allow`; closes, as every
+/// refusal of a method always has.
+fn not_allowed(path: &str) -> Reply {
+    let allow = allowed(path);
+    Reply::text(
+        Status::MethodNotAllowed,
+        "405 Method Not Allowed\n",
+        &[("Allow", allow)],
+    )
+    .closing()
+}
 
 /// The discovery link (Mercure, RFC 8288) on the page's answers: a path-absolute reference,
 /// so it names this server on whatever origin the client reached it by (a proxy's included)
@@ -243,7 +270,7 @@ fn before_body(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
             }
             Reply::proceed()
         }
-        (Method::Post, _) => Reply::error(Status::MethodNotAllowed),
+        (Method::Post, path) => not_allowed(path),
         _ => Reply::proceed(),
     }
 }
@@ -698,10 +725,12 @@ fn invalid_token() -> Reply {
 /// A subscriber's token, by Mercure's precedence (both drafts): `Authorization: Bearer`, else
 /// the query's (`authorization=`, `access_token=`), else the cookie (`mercureAuthorization`,
 /// draft-07's name, or `mercureAccessToken`, draft-08's).
-fn subscriber_token<'r>(req: &'r Request<'_>, sub: &'r parse::Subscription) -> Option<&'r [u8]> {
+/// `query` is the token the query carried; every reader of a subscriber token (a stream, the
+/// subscriptions API) goes through here, so they all take the same one.
+fn subscriber_token<'r>(req: &'r Request<'_>, query: Option<&'r [u8]>) -> Option<&'r [u8]> {
     req.authorization
         .and_then(jwt::bearer_token)
-        .or(sub.authorization.as_deref().map(str::as_bytes))
+        .or(query)
         .or_else(|| cookie_token(req))
 }
 
@@ -717,7 +746,10 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
     let Call { app, req, now, .. } = call;
     // The token is checked, not kept: what the stream keeps is which of its topics' private
     // events it may read, and when it ends.
-    let claims = match (&app.jwt, subscriber_token(req, &sub)) {
+    let claims = match (
+        &app.jwt,
+        subscriber_token(req, sub.authorization.as_deref().map(str::as_bytes)),
+    ) {
         (Some(verifier), Some(token)) => match verifier.verify(token, now.unix_ms) {
             Ok(c) => Some(c),
             Err(_) => return invalid_token(),
@@ -853,16 +885,9 @@ fn subscriptions_api(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
     let query = parse::pairs(req.query.as_bytes()).unwrap_or_default();
     let from_query = query
         .iter()
-        .find(|(k, _)| k == "authorization")
+        .find(|(k, _)| k == "authorization" || k == "access_token")
         .map(|(_, v)| v.as_bytes());
-    let token = req
-        .authorization
-        .and_then(jwt::bearer_token)
-        .or_else(|| {
-            req.cookie
-                .and_then(|c| jwt::cookie_token(c, jwt::COOKIE_NAME))
-        })
-        .or(from_query);
+    let token = subscriber_token(req, from_query);
     let claims = match (&app.jwt, token) {
         (Some(verifier), Some(token)) => match verifier.verify(token, now.unix_ms) {
             Ok(c) => c,
@@ -1010,7 +1035,7 @@ fn preflight(app: &App, req: &Request<'_>) -> Reply {
         ),
         "/sse" | "/metrics/stream" => (
             allowed_origin(app, req),
-            "GET, HEAD, OPTIONS",
+            allowed(req.path),
             "Last-Event-ID, Authorization, Cache-Control, Accept",
         ),
         "/publish" => match app.cors_origins.is_empty() {
@@ -1023,11 +1048,11 @@ fn preflight(app: &App, req: &Request<'_>) -> Reply {
                 return Reply::text(
                     Status::Forbidden,
                     "403 Forbidden: publishing from a browser needs --cors-origin\n",
-                    &[("Allow", "POST, OPTIONS")],
+                    &[("Allow", allowed("/publish"))],
                 )
             }
         },
-        _ => return Reply::error(Status::MethodNotAllowed),
+        path => return not_allowed(path),
     };
     let mut head = Head::new(Status::NoContent)
         .field("Access-Control-Allow-Origin", origin)

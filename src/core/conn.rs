@@ -335,7 +335,12 @@ impl Conn {
             Ok(Some(req)) => {
                 let body_len = req.content_length;
                 let line = RequestLine::of(&req);
-                if body_len > ctx.cfg.max_body as u64 {
+                if let Method::Other(_) = req.method {
+                    // No path serves it: the router answers from the head (405 and the
+                    // path's Allow); the body is never read, the close discards it.
+                    let reply = route(&req, &[], ctx).closing();
+                    (reply, r.buf.len(), false, false, line)
+                } else if body_len > ctx.cfg.max_body as u64 {
                     // Decided from the head: the body is never read.
                     (
                         Reply::error(Status::PayloadTooLarge),

@@ -133,6 +133,7 @@ impl RequestLine {
             Method::Head => "HEAD",
             Method::Post => "POST",
             Method::Options => "OPTIONS",
+            Method::Other(name) => name,
         };
         RequestLine {
             method: method.into(),

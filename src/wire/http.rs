@@ -40,6 +40,10 @@ pub enum Method {
     Post,
     /// A CORS preflight.
     Options,
+    /// A method that exists in HTTP but that no path here serves (PUT, DELETE, PATCH,
+    /// TRACE): parsed so that the router answers `405` with the `Allow` of the path asked for.
+    /// Its body, if any, is never read.
+    Other(&'static str),
 }
 
 /// A complete, acceptable request head. Borrowed from the caller's buffer.
@@ -287,13 +291,20 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
         "HEAD" => Method::Head,
         "POST" => Method::Post,
         "OPTIONS" => Method::Options,
-        m if KNOWN_METHODS.contains(&m) => return Err(HttpError::MethodNotAllowed),
-        _ => return Err(HttpError::UnknownMethod),
+        m => match KNOWN_METHODS.iter().find(|k| **k == m) {
+            Some(k) => Method::Other(k),
+            None => return Err(HttpError::UnknownMethod),
+        },
     };
     if line.target.len() > limits.max_target {
         return Err(HttpError::TargetTooLong);
     }
-    let (path, query) = origin_path(line.target)?;
+    let (path, query) = match origin_path(line.target) {
+        Ok(pq) => pq,
+        // CONNECT's authority-form target names no path: no route to ask, the default Allow.
+        Err(_) if matches!(method, Method::Other(_)) => return Err(HttpError::MethodNotAllowed),
+        Err(e) => return Err(e),
+    };
 
     let mut host = 0;
     let mut keep_alive = minor == 1;
@@ -376,7 +387,7 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Request<'b>>, 
     let mut body_len = 0;
     if let Some(v) = content_length {
         body_len = parse_u64(v).ok_or(HttpError::BadRequest("invalid Content-Length"))?;
-        if body_len > 0 && method != Method::Post {
+        if body_len > 0 && !matches!(method, Method::Post | Method::Other(_)) {
             return Err(HttpError::BodyNotAllowed);
         }
     }
@@ -774,8 +785,17 @@ mod tests {
             ),
             Err(HttpError::TransferEncoding)
         );
+        // Methods no path serves reach the router (for the path's own `Allow`), body and all;
+        // CONNECT's authority form has no path to ask about.
+        let put = parse(
+            b"PUT /sse HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",
+            &l,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((put.method, put.path), (Method::Other("PUT"), "/sse"));
         assert_eq!(
-            parse(b"PUT / HTTP/1.1\r\nHost: a\r\n\r\n", &l),
+            parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", &l),
             Err(HttpError::MethodNotAllowed)
         );
         let post = parse(
