@@ -133,6 +133,18 @@ fn a_subscription_query_is_read_strictly() {
         ("topic=a&_=123", "unknown query parameter \"_\""),
         ("matchRegexp=a.*", "unknown matcher type \"matchRegexp\""),
         ("MATCH=a", "unknown matcher type \"MATCH\""),
+        // Draft-08: matcher parameter names are case-sensitive, the match prefix is reserved
+        // in any case.
+        ("Match=a", "unknown matcher type \"Match\""),
+        (
+            "matchurlpattern=a",
+            "unknown matcher type \"matchurlpattern\"",
+        ),
+        ("matchexact=a", "unknown matcher type \"matchexact\""),
+        (
+            "MatchURLPattern=a",
+            "unknown matcher type \"MatchURLPattern\"",
+        ),
         ("match=", "empty topic"),
         ("match=a%0Ab", "control character"),
         ("match_urlpattern=https%3A%2F%2Fexample.com%2F(", "selector"),
@@ -765,4 +777,45 @@ fn every_405_names_the_methods_its_path_serves() {
         ));
         assert_eq!(r.status, 200, "{method} {path}: {}", r.head);
     }
+}
+
+/// A field over its length limit is `413 Content Too Large` on the hub's URL, as draft-08 says
+/// ("Hubs SHOULD apply implementation-defined maximums to the size of the request body and to
+/// the length of individual fields. Requests exceeding any such limit MUST be rejected with a
+/// 413"): an `id` over 256 bytes, a topic over 256, a `type` over 64. Nothing is published.
+/// `/publish` keeps its `400`; at the limit both accept.
+#[test]
+fn a_field_over_its_limit_is_413_on_the_hubs_url() {
+    let server = Server::start(&["--jwt-key", KEY]);
+    let tok = all_token();
+    let mut st = sub(&server, "topic=*", &bearer(&tok));
+    assert_eq!(st.status, 200);
+    let long_id = "i".repeat(257);
+    let long_topic = "t".repeat(257);
+    let long_type = "y".repeat(65);
+    for body in [
+        format!("topic=a&data=x&id={long_id}"),
+        format!("topic={long_topic}&data=x"),
+        format!("topic=a&data=x&type={long_type}"),
+    ] {
+        let r = post(&server, &bearer(&tok), &body);
+        assert_eq!(r.status, 413, "{}: {}", &body[..20], r.text());
+        assert!(r.text().contains("longer than"), "{}", r.text());
+        let (status, _) = common::Publish::form(&body)
+            .bearer(&tok)
+            .answer(server.addr);
+        assert_eq!(status, 400, "/publish {}", &body[..20]);
+    }
+    assert!(messages(&mut st, WAIT).is_empty());
+    // At the limits: accepted on both.
+    let at = format!(
+        "topic={}&data=x&type={}&id={}",
+        "t".repeat(256),
+        "y".repeat(64),
+        "i".repeat(256)
+    );
+    assert_eq!(post(&server, &bearer(&tok), &at).status, 200);
+    let at2 = at.replace("id=iii", "id=jjj");
+    let (status, _) = common::Publish::form(&at2).bearer(&tok).answer(server.addr);
+    assert_eq!(status, 200);
 }

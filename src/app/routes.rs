@@ -118,13 +118,15 @@ pub fn route(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>) -> Reply {
         "/sse" => match parse::subscription(req.query) {
             Ok(None) => clock_stream(app, req, now, ctx),
             Ok(Some(sub)) => topic_stream(call, sub, ctx),
-            Err(Refusal::Invalid(why)) => Reply::text_owned(Status::BadRequest, why + "\n", &[]),
+            Err(Refusal::Invalid(why) | Refusal::TooLong(why)) => {
+                Reply::text_owned(Status::BadRequest, why + "\n", &[])
+            }
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
         // GET and HEAD: a Mercure subscription (POST publishes, above).
         HUB_PATH => match parse::mercure_subscription(req.query) {
             Ok(sub) => topic_stream(call, sub, ctx),
-            Err(Refusal::Invalid(why)) => invalid_request(&why),
+            Err(Refusal::Invalid(why) | Refusal::TooLong(why)) => invalid_request(&why),
             Err(Refusal::MediaType) => Reply::error(Status::BadRequest),
         },
         // GET and HEAD here (POST and OPTIONS are answered above).
@@ -388,7 +390,16 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>, dialect: Dialect) -> 
     };
     let mut p = match parse::publish_as(dialect, req.content_type, body) {
         Ok(p) => p,
-        Err(Refusal::Invalid(why)) => {
+        // Mercure's URL: a field over its length limit is 413 (draft-08); /publish keeps 400.
+        Err(Refusal::TooLong(why)) if mercure => {
+            ctx.shard.rejected(Rejected::TooLarge);
+            return Reply::text_owned(
+                Status::PayloadTooLarge,
+                format!("413 Content Too Large: {why}\n"),
+                &[],
+            );
+        }
+        Err(Refusal::Invalid(why) | Refusal::TooLong(why)) => {
             ctx.shard.rejected(Rejected::Invalid);
             if mercure {
                 return invalid_request(&why);

@@ -15,6 +15,10 @@ pub enum Refusal {
     Invalid(String),
     /// `415`: neither form nor JSON.
     MediaType,
+    /// A field over its length limit (a topic, an `id`, a `type`): `413` on Mercure's URL
+    /// (draft-08: "Requests exceeding any such limit MUST be rejected with a 413"), `400` on
+    /// `/publish` and in a subscription's query, with this text.
+    TooLong(String),
 }
 
 fn invalid(why: impl Into<String>) -> Refusal {
@@ -82,7 +86,7 @@ pub fn check_topic(t: &str) -> Result<(), Refusal> {
         MAX_TOPIC_BYTES
     };
     if t.len() > max {
-        return Err(invalid(format!("topic longer than {max} bytes")));
+        return Err(Refusal::TooLong(format!("topic longer than {max} bytes")));
     }
     if t.chars().any(char::is_control) {
         return Err(invalid("control character in a topic"));
@@ -143,7 +147,9 @@ pub fn check_event(p: &mut Publish) -> Result<(), Refusal> {
     }
     if let Some(t) = &p.event_type {
         if t.len() > MAX_TYPE_BYTES {
-            return Err(invalid(format!("type longer than {MAX_TYPE_BYTES} bytes")));
+            return Err(Refusal::TooLong(format!(
+                "type longer than {MAX_TYPE_BYTES} bytes"
+            )));
         }
         if t.is_empty() || t.contains(['\r', '\n']) {
             return Err(invalid("type must be one non-empty line"));
@@ -186,7 +192,9 @@ pub fn check_id(id: &str) -> Result<(), Refusal> {
         return Err(invalid("id must not be empty"));
     }
     if id.len() > MAX_ID_BYTES {
-        return Err(invalid(format!("id longer than {MAX_ID_BYTES} bytes")));
+        return Err(Refusal::TooLong(format!(
+            "id longer than {MAX_ID_BYTES} bytes"
+        )));
     }
     if id.starts_with('#') {
         return Err(invalid("id must not start with #"));
@@ -651,7 +659,9 @@ mod tests {
         let too_long = format!("topic=a&data=x&id={}", "i".repeat(MAX_ID_BYTES + 1));
         assert_eq!(
             id(too_long.as_bytes(), FORM),
-            Err(invalid(format!("id longer than {MAX_ID_BYTES} bytes")))
+            Err(Refusal::TooLong(format!(
+                "id longer than {MAX_ID_BYTES} bytes"
+            )))
         );
         // A `#` inside is fine; only a leading one is the hub's.
         assert!(id(b"topic=a&data=x&id=a%23b", FORM).unwrap().is_some());
