@@ -721,3 +721,63 @@ fn sse_load_measures_streams_over_https() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["streams"]["established"], 0);
 }
+
+/// TLS sessions live beside the slab, by slab key (a plain slot carries only a flag): with one
+/// loop, plain and TLS connections take turns on the same keys, and each is served on its own
+/// terms: a plain connection on a key a TLS one left gets plain bytes, a TLS connection on a
+/// key a plain one left gets its own session, and streams of both kinds tick side by side.
+#[test]
+fn plain_and_tls_connections_reusing_slab_keys_keep_their_own_transport() {
+    let dir = TempDir::new("keys");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(
+        &dir.path("s.pem"),
+        &dir.path("s.key"),
+        &["--interval-ms", "50", "--threads", "1"],
+    );
+    let req = b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let two = |b: &[u8]| common::frames(b).len() >= 2;
+    for round in 0..3 {
+        // Keys 0..=3 in turn TLS, plain, TLS, plain; then every other one is closed and its key
+        // taken by the other kind.
+        let mut a = tls_connect(tls, &ca);
+        let mut b = server.connect();
+        let mut c = tls_connect(tls, &ca);
+        let mut d = server.connect();
+        for s in [&mut a as &mut dyn Write, &mut b, &mut c, &mut d] {
+            s.write_all(req).unwrap();
+        }
+        assert!(two(&read_until(&mut a, Duration::from_secs(5), two)));
+        assert!(two(&read_until(&mut b, Duration::from_secs(5), two)));
+        drop(a);
+        drop(b);
+        // Let the loop see both closes before the next accepts take their keys.
+        let end = Instant::now() + Duration::from_secs(5);
+        while server.metric("sse_streams_open") > 2.0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(server.metric("sse_streams_open"), 2.0, "round {round}");
+        let mut plain = server.connect();
+        plain.write_all(req).unwrap();
+        let got = read_until(&mut plain, Duration::from_secs(5), two);
+        assert!(
+            String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
+            "round {round}: plain bytes on a key a TLS connection left: {got:?}"
+        );
+        assert!(two(&got));
+        let mut secure = tls_connect(tls, &ca);
+        secure.write_all(req).unwrap();
+        let got = read_until(&mut secure, Duration::from_secs(5), two);
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+        assert!(two(&got));
+        // The older streams of both kinds went on meanwhile.
+        assert!(two(&read_until(&mut c, Duration::from_secs(5), two)));
+        assert!(two(&read_until(&mut d, Duration::from_secs(5), two)));
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while server.metric("sse_tls_connections_open") > 0.0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.metric("sse_tls_connections_open"), 0.0);
+}

@@ -237,13 +237,12 @@ impl Server {
         };
         let mut loops = Vec::with_capacity(threads);
         for (i, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
-            loops.push(EventLoop::new(
-                i,
-                listener,
+            let listeners = Listeners {
+                main: listener,
                 main_is_tls,
-                tls_listener,
-                shared.clone(),
-            )?);
+                tls: tls_listener,
+            };
+            loops.push(EventLoop::new(i, listeners, shared.clone())?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
         let _ = wakers_cell.set(wakers.clone());
@@ -362,15 +361,62 @@ struct Slot {
     writable: bool,
     /// The peer is on loopback (may publish without a token).
     loopback: bool,
-    /// The TLS session between the socket and the connection (HTTPS port only).
-    tls: Option<Box<Tls>>,
+    /// The connection came in on an HTTPS listener: its TLS session is the loop's
+    /// `sessions[k]` (a plain connection pays this byte of padding, no more).
+    tls: bool,
 }
 
 // What ARCHITECTURE.md says an idle stream costs in the slab: a slot (socket, connection,
-// readiness flags, the TLS session's pointer), as the slab stores it, is 72 bytes at most (88
-// in debug builds, where mio's socket also carries a 12-byte selector id).
+// readiness and TLS flags), as the slab stores it, is 64 bytes at most (80 in debug builds,
+// where mio's socket also carries a 12-byte selector id). TLS sessions live beside the slab
+// (`EventLoop::sessions`), so a plain connection carries no pointer to one.
 const _: () =
-    assert!(std::mem::size_of::<Option<Slot>>() <= if cfg!(debug_assertions) { 88 } else { 72 });
+    assert!(std::mem::size_of::<Option<Slot>>() <= if cfg!(debug_assertions) { 80 } else { 64 });
+
+/// The HTTPS connections' TLS sessions, indexed by slab key: empty until the loop accepts a TLS
+/// connection, then as long as the highest key one had (a pointer per key, `None` for plain
+/// ones), so a server without TLS pays nothing and no lookup hashes.
+#[derive(Default)]
+struct Sessions(Vec<Option<Box<Tls>>>);
+
+impl Sessions {
+    fn insert(&mut self, k: usize, tls: Box<Tls>) {
+        if self.0.len() <= k {
+            self.0.resize_with(k + 1, || None);
+        }
+        self.0[k] = Some(tls);
+    }
+
+    /// The session of TLS slot `k`. A slot marked TLS always has one (set before the slot is
+    /// driven, dropped with it); `None` would be a bug, handled as a closed connection.
+    fn get(&mut self, k: usize) -> Option<&mut Tls> {
+        self.0.get_mut(k).and_then(|t| t.as_deref_mut())
+    }
+
+    fn remove(&mut self, k: usize) {
+        if let Some(t) = self.0.get_mut(k) {
+            *t = None;
+        }
+    }
+}
+
+/// The listeners a loop accepts from.
+struct Listeners {
+    main: TcpListener,
+    /// `main` serves HTTPS (only the certificate flags were given).
+    main_is_tls: bool,
+    /// The HTTPS listener beside the plain one (`--tls-port`).
+    tls: Option<TcpListener>,
+}
+
+/// One TLS connection's transport for one call of [`write_tls`] or [`read_tls`]: its socket,
+/// the readiness flag the call spends (`writable` or `readable`), its session, and the time.
+struct TlsIo<'a> {
+    sock: &'a mut TcpStream,
+    ready: &'a mut bool,
+    tls: &'a mut Tls,
+    now: Now,
+}
 
 /// The loop-owned things a connection borrows for one call.
 struct LoopState {
@@ -395,6 +441,8 @@ struct EventLoop {
     tls_listener: Option<TcpListener>,
     shared: Arc<ServerState>,
     slab: Slab<Slot>,
+    /// The TLS sessions of the slots marked `tls`, by slab key.
+    sessions: Sessions,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
     /// Where a stream's source encodes what is due; written from here, so a frame written
@@ -430,13 +478,12 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn new(
-        id: usize,
-        mut listener: TcpListener,
-        listener_is_tls: bool,
-        mut tls_listener: Option<TcpListener>,
-        shared: Arc<ServerState>,
-    ) -> io::Result<Self> {
+    fn new(id: usize, listeners: Listeners, shared: Arc<ServerState>) -> io::Result<Self> {
+        let Listeners {
+            main: mut listener,
+            main_is_tls: listener_is_tls,
+            tls: mut tls_listener,
+        } = listeners;
         let hub = shared.hub.clone();
         let poll = Poll::new()?;
         poll.registry()
@@ -486,6 +533,7 @@ impl EventLoop {
             tls_listener,
             shared,
             slab: Slab::default(),
+            sessions: Sessions::default(),
             wheel: TimerWheel::new(0),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             scratch: Vec::with_capacity(256),
@@ -740,6 +788,13 @@ impl EventLoop {
         let draining = self.drain_deadline.is_some();
         let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         let conn = &mut slot.conn;
+        // The one test the plain path pays for TLS: a flag in the slot's padding. A TLS slot
+        // without its session (a bug) is closed rather than served in the clear.
+        let mut tls = if slot.tls { self.sessions.get(k) } else { None };
+        if slot.tls && tls.is_none() {
+            debug_assert!(false, "TLS slot {k} has no session");
+            conn.abort(&mut ctx);
+        }
         loop {
             // Answers are logged before they are written: once written, the client may close
             // and take its address with it.
@@ -747,22 +802,24 @@ impl EventLoop {
                 log_answered(ctx.answered, &slot.sock);
             }
             let mut progress = false;
-            if let Some(tls) = slot.tls.as_mut() {
-                let wrote = write_tls(
-                    &mut slot.sock,
-                    &mut slot.writable,
+            if let Some(tls) = tls.as_deref_mut() {
+                let io = TlsIo {
+                    sock: &mut slot.sock,
+                    ready: &mut slot.writable,
                     tls,
+                    now,
+                };
+                match write_tls(
+                    io,
                     conn,
                     &mut ctx,
                     (&mut self.scratch, &mut self.tls_scratch),
-                    now,
-                );
-                match wrote {
+                ) {
                     Ok(p) => progress |= p,
                     Err(()) => conn.abort(&mut ctx),
                 }
             }
-            while slot.writable && slot.tls.is_none() {
+            while slot.writable && !slot.tls {
                 let Some([a, b]) = conn.poll_transmit(now, &mut ctx, &mut self.scratch) else {
                     break;
                 };
@@ -801,23 +858,21 @@ impl EventLoop {
             }
             if conn.take_shutdown() {
                 // Over TLS the `close_notify` goes out first; the write side is shut once it has.
-                if slot.tls.as_mut().is_some_and(|tls| !tls.close()) {
+                if tls.as_deref_mut().is_some_and(|tls| !tls.close()) {
                     progress = true;
                 } else {
                     let _ = slot.sock.shutdown(Shutdown::Write);
                 }
             }
-            if let Some(tls) = slot.tls.as_mut() {
+            if let Some(tls) = tls.as_deref_mut() {
                 if slot.readable && conn.wants_read() {
-                    progress |= read_tls(
-                        &mut slot.sock,
-                        &mut slot.readable,
+                    let io = TlsIo {
+                        sock: &mut slot.sock,
+                        ready: &mut slot.readable,
                         tls,
-                        conn,
-                        &mut ctx,
-                        &mut self.read_buf,
                         now,
-                    );
+                    };
+                    progress |= read_tls(io, conn, &mut ctx, &mut self.read_buf);
                 }
             } else if slot.readable && conn.wants_read() {
                 let limit = conn.read_limit(&shared.conn).min(self.read_buf.len());
@@ -914,7 +969,8 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut slot.sock);
             let shard = self.shared.metrics.shard(self.id);
             shard.connections_closed.inc();
-            if slot.tls.is_some() {
+            if slot.tls {
+                self.sessions.remove(k);
                 shard.tls_connections_closed.inc();
             }
         }
@@ -1104,7 +1160,7 @@ impl EventLoop {
         }
     }
 
-    fn add(&mut self, sock: TcpStream, loopback: bool, tls: Option<Box<Tls>>, now: Now) {
+    fn add(&mut self, sock: TcpStream, loopback: bool, session: Option<Box<Tls>>, now: Now) {
         let _ = sock.set_nodelay(true);
         if let Some(n) = self.shared.sndbuf {
             let _ = socket2::SockRef::from(&sock).set_send_buffer_size(n);
@@ -1117,8 +1173,11 @@ impl EventLoop {
             readable: false,
             writable: true,
             loopback,
-            tls,
+            tls: session.is_some(),
         });
+        if let Some(session) = session {
+            self.sessions.insert(k, session);
+        }
         let registry: &Registry = self.poll.registry();
         let Some(slot) = self.slab.get_mut(k) else {
             return;
@@ -1131,7 +1190,10 @@ impl EventLoop {
             )
             .is_err()
         {
-            let tls = self.slab.remove(k).is_some_and(|s| s.tls.is_some());
+            let tls = self.slab.remove(k).is_some_and(|s| s.tls);
+            if tls {
+                self.sessions.remove(k);
+            }
             let shard = self.shared.metrics.shard(self.id);
             shard.connections_closed.inc();
             if tls {
@@ -1328,14 +1390,17 @@ fn alive(slab: &Slab<Slot>, k: u32, topic: Option<u32>) -> bool {
 /// and frames after the batch are neither encrypted nor lost. A response (the connection's own
 /// pending tail) is encrypted [`MAX_ENCRYPT`] bytes at a time.
 fn write_tls(
-    sock: &mut TcpStream,
-    writable: &mut bool,
-    tls: &mut Tls,
+    io: TlsIo<'_>,
     conn: &mut Conn,
     ctx: &mut Ctx<'_>,
     (scratch, enc): (&mut Vec<u8>, &mut Vec<u8>),
-    now: Now,
 ) -> Result<bool, ()> {
+    let TlsIo {
+        sock,
+        ready: writable,
+        tls,
+        now,
+    } = io;
     let mut progress = false;
     while *writable {
         if !tls.pending().is_empty() {
@@ -1413,15 +1478,13 @@ fn write_tls(
 /// handshake (its flight is written by [`write_tls`]) or are decrypted for the connection.
 /// Bytes that are not TLS, or a failed handshake, close the connection (counted). Returns
 /// whether anything happened.
-fn read_tls(
-    sock: &mut TcpStream,
-    readable: &mut bool,
-    tls: &mut Tls,
-    conn: &mut Conn,
-    ctx: &mut Ctx<'_>,
-    read_buf: &mut [u8],
-    now: Now,
-) -> bool {
+fn read_tls(io: TlsIo<'_>, conn: &mut Conn, ctx: &mut Ctx<'_>, read_buf: &mut [u8]) -> bool {
+    let TlsIo {
+        sock,
+        ready: readable,
+        tls,
+        now,
+    } = io;
     if tls.plaintext().is_empty() {
         if tls.peer_closed() {
             conn.handle_eof(ctx);
