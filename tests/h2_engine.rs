@@ -4,6 +4,7 @@
 //! out, answers in, one buffer of frames out.
 
 use sse_server::core::h2::{H2Config, H2};
+use sse_server::wire::h2::frame::StreamEnd;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
@@ -65,11 +66,16 @@ fn run(mut s: TcpStream) {
         for r in h2.take_requests() {
             let path = String::from_utf8_lossy(&r.path).into_owned();
             if let Some(status) = r.refused {
-                h2.send_headers(r.stream, status, &[], true);
+                h2.send_headers(r.stream, status, &[], StreamEnd::End);
             } else if r.method == b"POST" {
                 let text = format!("got {} bytes\n", r.body.len());
-                h2.send_headers(r.stream, 200, &[("content-type", b"text/plain")], false);
-                h2.send_data(r.stream, text.as_bytes(), true);
+                h2.send_headers(
+                    r.stream,
+                    200,
+                    &[("content-type", b"text/plain")],
+                    StreamEnd::Open,
+                );
+                h2.send_data(r.stream, text.as_bytes(), StreamEnd::End);
             } else if path == "/events" {
                 h2.send_headers(
                     r.stream,
@@ -78,16 +84,29 @@ fn run(mut s: TcpStream) {
                         ("content-type", b"text/event-stream"),
                         ("cache-control", b"no-cache"),
                     ],
-                    false,
+                    StreamEnd::Open,
                 );
                 for i in 0..3 {
                     let frame = format!("id:{i}\ndata: tick {i}\n\n");
-                    h2.send_data(r.stream, frame.as_bytes(), i == 2);
+                    h2.send_data(
+                        r.stream,
+                        frame.as_bytes(),
+                        if i == 2 {
+                            StreamEnd::End
+                        } else {
+                            StreamEnd::Open
+                        },
+                    );
                 }
             } else {
                 let text = format!("path {path}\n");
-                h2.send_headers(r.stream, 200, &[("content-type", b"text/plain")], false);
-                h2.send_data(r.stream, text.as_bytes(), true);
+                h2.send_headers(
+                    r.stream,
+                    200,
+                    &[("content-type", b"text/plain")],
+                    StreamEnd::Open,
+                );
+                h2.send_data(r.stream, text.as_bytes(), StreamEnd::End);
             }
         }
         h2.handle_timeout(now());

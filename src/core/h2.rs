@@ -20,8 +20,8 @@
 use std::collections::BTreeMap;
 
 use crate::wire::h2::frame::{
-    self, flag, kind, setting, ErrorCode, Frame, FrameError, FrameHeader, DEFAULT_MAX_FRAME,
-    DEFAULT_WINDOW, HEADER_LEN, MAX_WINDOW, PREFACE,
+    self, flag, kind, setting, ErrorCode, Frame, FrameError, FrameHeader, HeaderBlock, StreamEnd,
+    DEFAULT_MAX_FRAME, DEFAULT_WINDOW, HEADER_LEN, MAX_WINDOW, PREFACE,
 };
 use crate::wire::h2::hpack::{self, Field, HpackError};
 
@@ -141,6 +141,14 @@ struct Stream {
     blocked_since: Option<u64>,
     /// The body was refused (`413`): what more arrives is dropped.
     discard: bool,
+}
+
+/// A DATA frame's fields as the engine takes them.
+struct DataIn<'a> {
+    stream: u32,
+    end_stream: bool,
+    data: &'a [u8],
+    flow_len: u32,
 }
 
 /// A field block being assembled across CONTINUATION frames.
@@ -460,7 +468,15 @@ impl H2 {
                 end_stream,
                 data,
                 flow_len,
-            } => self.on_data(stream, end_stream, data, flow_len, now),
+            } => self.on_data(
+                DataIn {
+                    stream,
+                    end_stream,
+                    data,
+                    flow_len,
+                },
+                now,
+            ),
             Frame::Unknown { .. } => {}
         }
     }
@@ -532,7 +548,13 @@ impl H2 {
         }
     }
 
-    fn on_data(&mut self, stream: u32, end_stream: bool, data: &[u8], flow_len: u32, now: u64) {
+    fn on_data(&mut self, d: DataIn<'_>, now: u64) {
+        let DataIn {
+            stream,
+            end_stream,
+            data,
+            flow_len,
+        } = d;
         if flow_len == 0 && !end_stream && !self.controls.take(now) {
             // Empty DATA frames cost work and no window: counted as control frames.
             return self.fail(ErrorCode::EnhanceYourCalm);
@@ -618,7 +640,13 @@ impl H2 {
     }
 
     /// Queues the answer's head on a stream (`fields` lowercase, `:status` first is added).
-    pub fn send_headers(&mut self, stream: u32, status: u16, fields: &[(&str, &[u8])], end: bool) {
+    pub fn send_headers(
+        &mut self,
+        stream: u32,
+        status: u16,
+        fields: &[(&str, &[u8])],
+        end: StreamEnd,
+    ) {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -635,21 +663,23 @@ impl H2 {
         // HEADERS go with the control frames, ahead of any DATA (they use no window).
         frame::put_headers(
             &mut self.control,
-            stream,
-            &block,
-            end,
-            self.peer_max_frame as usize,
+            HeaderBlock {
+                stream,
+                block: &block,
+                end,
+                max_frame: self.peer_max_frame as usize,
+            },
         );
-        if end {
+        if end == StreamEnd::End {
             self.finish(stream);
         }
     }
 
     /// Queues DATA on a stream (sent as the windows allow; `end` closes it after).
-    pub fn send_data(&mut self, stream: u32, data: &[u8], end: bool) {
+    pub fn send_data(&mut self, stream: u32, data: &[u8], end: StreamEnd) {
         if let Some(s) = self.streams.get_mut(&stream) {
             s.queued.extend_from_slice(data);
-            s.end_queued |= end;
+            s.end_queued |= end == StreamEnd::End;
         }
     }
 
@@ -697,7 +727,8 @@ impl H2 {
                     break;
                 }
                 let end = s.end_queued && n == s.queued.len();
-                frame::put_data(out, id, &s.queued[..n], end);
+                let fin = if end { StreamEnd::End } else { StreamEnd::Open };
+                frame::put_data(out, id, &s.queued[..n], fin);
                 s.queued.drain(..n);
                 s.send_window -= n as i64;
                 self.send_window -= n as i64;

@@ -1,7 +1,7 @@
 //! The engine against a small frame client, on synthetic time.
 
 use super::*;
-use crate::wire::h2::frame::{put_data, put_header, put_headers, put_settings};
+use crate::wire::h2::frame::{header, put_data, put_headers, put_settings, HeaderBlock, StreamEnd};
 use crate::wire::h2::hpack::encode_field;
 
 /// A client: builds frames, reads back what the server wrote.
@@ -20,11 +20,19 @@ impl Client {
     }
     fn get(&mut self, stream: u32, path: &str) -> &mut Self {
         let block = request_block("GET", path, &[]);
-        put_headers(&mut self.out, stream, &block, true, 16_384);
+        put_headers(
+            &mut self.out,
+            HeaderBlock {
+                stream: stream,
+                block: &block,
+                end: StreamEnd::End,
+                max_frame: 16_384,
+            },
+        );
         self
     }
     fn raw(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> &mut Self {
-        put_header(&mut self.out, payload.len(), kind, flags, stream);
+        header(payload.len(), kind, flags, stream).put(&mut self.out);
         self.out.extend_from_slice(payload);
         self
     }
@@ -95,8 +103,13 @@ fn a_get_is_a_request_and_its_answer_is_headers_then_data() {
     assert_eq!(reqs[0].method, b"GET");
     assert_eq!(reqs[0].path, b"/sse?topic=a");
     assert_eq!(reqs[0].authority.as_deref(), Some(&b"localhost"[..]));
-    h2.send_headers(1, 200, &[("content-type", b"text/event-stream")], false);
-    h2.send_data(1, b"data: x\n\n", false);
+    h2.send_headers(
+        1,
+        200,
+        &[("content-type", b"text/event-stream")],
+        StreamEnd::Open,
+    );
+    h2.send_data(1, b"data: x\n\n", StreamEnd::Open);
     let f = frames(&mut h2, 1);
     assert_eq!(f.len(), 2);
     assert_eq!((f[0].0, f[0].2), (kind::HEADERS, 1));
@@ -139,7 +152,15 @@ fn continuation_is_assembled_and_bounded() {
     let mut h2 = open();
     let block = request_block("GET", "/a", &[("x-long", &"v".repeat(300))]);
     let mut c = Client::bare();
-    put_headers(&mut c.out, 1, &block, true, 100);
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 1,
+            block: &block,
+            end: StreamEnd::End,
+            max_frame: 100,
+        },
+    );
     c.send(&mut h2, 0);
     let reqs = h2.take_requests();
     assert_eq!(reqs.len(), 1);
@@ -184,10 +205,26 @@ fn an_hpack_bomb_is_a_431_and_the_connection_goes_on() {
     hpack::put_integer(&mut block, 0, 7, 4000);
     block.extend(std::iter::repeat(b'y').take(4000));
     let mut c = Client::bare();
-    put_headers(&mut c.out, 1, &block, true, 16_384);
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 1,
+            block: &block,
+            end: StreamEnd::End,
+            max_frame: 16_384,
+        },
+    );
     let mut bomb = request_block("GET", "/b", &[]);
     bomb.extend(std::iter::repeat(0xbe).take(500));
-    put_headers(&mut c.out, 3, &bomb, true, 16_384);
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 3,
+            block: &bomb,
+            end: StreamEnd::End,
+            max_frame: 16_384,
+        },
+    );
     c.get(5, "/c");
     c.send(&mut h2, 0);
     let reqs = h2.take_requests();
@@ -211,7 +248,7 @@ fn stream_ids_reused_backwards_or_even_end_it() {
     let mut h2 = open();
     Client::bare().get(5, "/a").send(&mut h2, 0);
     h2.take_requests();
-    h2.send_headers(5, 204, &[], true);
+    h2.send_headers(5, 204, &[], StreamEnd::End);
     frames(&mut h2, 0);
     Client::bare().get(5, "/a").send(&mut h2, 0);
     assert_eq!(h2.error(), Some(ErrorCode::ProtocolError));
@@ -333,8 +370,8 @@ fn windows_hold_data_per_stream_and_a_stalled_stream_is_reset_alone() {
     frames(&mut h2, 0);
     assert_eq!(h2.take_requests().len(), 2);
     for id in [1, 3] {
-        h2.send_headers(id, 200, &[], false);
-        h2.send_data(id, &[b'x'; 25], false);
+        h2.send_headers(id, 200, &[], StreamEnd::Open);
+        h2.send_data(id, &[b'x'; 25], StreamEnd::Open);
     }
     let f = frames(&mut h2, 0);
     let data: Vec<_> = f.iter().filter(|x| x.0 == kind::DATA).collect();
@@ -355,7 +392,7 @@ fn windows_hold_data_per_stream_and_a_stalled_stream_is_reset_alone() {
     let f = frames(&mut h2, 1000);
     assert_eq!(rst(&f, 1), Some(ErrorCode::Cancel as u32));
     assert_eq!(h2.open_streams(), 1);
-    h2.send_data(3, b"more", false);
+    h2.send_data(3, b"more", StreamEnd::Open);
     let f = frames(&mut h2, 1001);
     assert_eq!(f[0].3, b"more");
 }
@@ -367,8 +404,8 @@ fn the_connection_window_is_shared_and_reopened() {
     c.get(1, "/a").get(3, "/b");
     c.send(&mut h2, 0);
     for id in [1, 3] {
-        h2.send_headers(id, 200, &[], false);
-        h2.send_data(id, &vec![b'x'; 40_000], true);
+        h2.send_headers(id, 200, &[], StreamEnd::Open);
+        h2.send_data(id, &vec![b'x'; 40_000], StreamEnd::End);
     }
     let f = frames(&mut h2, 0);
     let sent: usize = f
@@ -403,9 +440,17 @@ fn a_post_body_arrives_whole_and_a_too_large_one_is_413() {
     let mut h2 = open();
     let mut c = Client::bare();
     let block = request_block("POST", "/publish", &[("content-type", "application/json")]);
-    put_headers(&mut c.out, 1, &block, false, 16_384);
-    put_data(&mut c.out, 1, b"{\"topic\":", false);
-    put_data(&mut c.out, 1, b"\"a\"}", true);
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 1,
+            block: &block,
+            end: StreamEnd::Open,
+            max_frame: 16_384,
+        },
+    );
+    put_data(&mut c.out, 1, b"{\"topic\":", StreamEnd::Open);
+    put_data(&mut c.out, 1, b"\"a\"}", StreamEnd::End);
     c.send(&mut h2, 0);
     let reqs = h2.take_requests();
     assert_eq!(reqs.len(), 1);
@@ -422,10 +467,18 @@ fn a_post_body_arrives_whole_and_a_too_large_one_is_413() {
         0,
     );
     let mut c = Client::new();
-    put_headers(&mut c.out, 1, &block, false, 16_384);
-    put_data(&mut c.out, 1, &[b'x'; 80], false);
-    put_data(&mut c.out, 1, &[b'x'; 80], false);
-    put_data(&mut c.out, 1, &[b'x'; 80], true);
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 1,
+            block: &block,
+            end: StreamEnd::Open,
+            max_frame: 16_384,
+        },
+    );
+    put_data(&mut c.out, 1, &[b'x'; 80], StreamEnd::Open);
+    put_data(&mut c.out, 1, &[b'x'; 80], StreamEnd::Open);
+    put_data(&mut c.out, 1, &[b'x'; 80], StreamEnd::End);
     c.send(&mut h2, 0);
     let reqs = h2.take_requests();
     assert_eq!(reqs.len(), 1);
@@ -439,7 +492,7 @@ fn go_away_names_the_last_stream_and_refuses_new_ones() {
     let mut h2 = open();
     Client::bare().get(1, "/sse").send(&mut h2, 0);
     h2.take_requests();
-    h2.send_headers(1, 200, &[], false);
+    h2.send_headers(1, 200, &[], StreamEnd::Open);
     h2.go_away();
     let f = frames(&mut h2, 0);
     let g = f.iter().find(|x| x.0 == kind::GOAWAY).unwrap();
@@ -451,7 +504,7 @@ fn go_away_names_the_last_stream_and_refuses_new_ones() {
         rst(&frames(&mut h2, 0), 3),
         Some(ErrorCode::RefusedStream as u32)
     );
-    h2.send_data(1, b"retry: 1000\n", true);
+    h2.send_data(1, b"retry: 1000\n", StreamEnd::End);
     frames(&mut h2, 0);
     assert!(h2.is_closing());
 }
@@ -463,12 +516,36 @@ fn bad_requests_are_reset() {
     let mut bad = Vec::new();
     encode_field(&mut bad, b":method", b"GET");
     encode_field(&mut bad, b":path", b"/");
-    put_headers(&mut c.out, 1, &bad, true, 16_384); // no :scheme
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 1,
+            block: &bad,
+            end: StreamEnd::End,
+            max_frame: 16_384,
+        },
+    ); // no :scheme
     let mut bad = request_block("GET", "/", &[("connection", "close")]);
-    put_headers(&mut c.out, 3, &bad, true, 16_384);
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 3,
+            block: &bad,
+            end: StreamEnd::End,
+            max_frame: 16_384,
+        },
+    );
     bad = request_block("GET", "/", &[]);
     encode_field(&mut bad, b"X-Upper", b"1");
-    put_headers(&mut c.out, 5, &bad, true, 16_384);
+    put_headers(
+        &mut c.out,
+        HeaderBlock {
+            stream: 5,
+            block: &bad,
+            end: StreamEnd::End,
+            max_frame: 16_384,
+        },
+    );
     c.send(&mut h2, 0);
     assert!(h2.take_requests().is_empty());
     let f = frames(&mut h2, 0);
@@ -498,8 +575,8 @@ mod random {
             c.send(&mut h2, 0);
             let mut out = Vec::new();
             for r in h2.take_requests() {
-                h2.send_headers(r.stream, 200, &[], false);
-                h2.send_data(r.stream, b"x", true);
+                h2.send_headers(r.stream, 200, &[], StreamEnd::Open);
+                h2.send_data(r.stream, b"x", StreamEnd::End);
             }
             h2.poll_transmit(&mut out, 0);
             h2.handle_timeout(1_000_000);

@@ -412,17 +412,47 @@ fn check_setting(id: u16, v: u32) -> Result<(), FrameError> {
     }
 }
 
-/// Writes a frame header.
-pub fn put_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
-    debug_assert!(len <= 0x00ff_ffff);
-    let l = (len as u32).to_be_bytes();
-    out.extend_from_slice(&[l[1], l[2], l[3], kind, flags]);
-    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+/// Whether a DATA or HEADERS frame ends its stream (the END_STREAM flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// More frames follow on the stream.
+    Open,
+    /// END_STREAM: the sender's last frame on the stream.
+    End,
+}
+
+impl StreamEnd {
+    fn flag(self) -> u8 {
+        match self {
+            StreamEnd::Open => 0,
+            StreamEnd::End => flag::END_STREAM,
+        }
+    }
+}
+
+impl FrameHeader {
+    /// Writes this header (`len` at most 2^24-1; the reserved stream bit cleared).
+    pub fn put(self, out: &mut Vec<u8>) {
+        debug_assert!(self.len <= 0x00ff_ffff);
+        let l = self.len.to_be_bytes();
+        out.extend_from_slice(&[l[1], l[2], l[3], self.kind, self.flags]);
+        out.extend_from_slice(&(self.stream & 0x7fff_ffff).to_be_bytes());
+    }
+}
+
+/// The header of a frame with a payload of `len` bytes (write it with [`FrameHeader::put`]).
+pub fn header(len: usize, kind: u8, flags: u8, stream: u32) -> FrameHeader {
+    FrameHeader {
+        len: len as u32,
+        kind,
+        flags,
+        stream,
+    }
 }
 
 /// A SETTINGS frame with these entries.
 pub fn put_settings(out: &mut Vec<u8>, entries: &[(u16, u32)]) {
-    put_header(out, entries.len() * 6, kind::SETTINGS, 0, 0);
+    header(entries.len() * 6, kind::SETTINGS, 0, 0).put(out);
     for &(id, v) in entries {
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&v.to_be_bytes());
@@ -430,53 +460,63 @@ pub fn put_settings(out: &mut Vec<u8>, entries: &[(u16, u32)]) {
 }
 
 pub fn put_settings_ack(out: &mut Vec<u8>) {
-    put_header(out, 0, kind::SETTINGS, flag::ACK, 0);
+    header(0, kind::SETTINGS, flag::ACK, 0).put(out);
 }
 
 pub fn put_ping_ack(out: &mut Vec<u8>, data: &[u8; 8]) {
-    put_header(out, 8, kind::PING, flag::ACK, 0);
+    header(8, kind::PING, flag::ACK, 0).put(out);
     out.extend_from_slice(data);
 }
 
 pub fn put_goaway(out: &mut Vec<u8>, last_stream: u32, code: ErrorCode) {
-    put_header(out, 8, kind::GOAWAY, 0, 0);
+    header(8, kind::GOAWAY, 0, 0).put(out);
     out.extend_from_slice(&(last_stream & 0x7fff_ffff).to_be_bytes());
     out.extend_from_slice(&(code as u32).to_be_bytes());
 }
 
 pub fn put_rst_stream(out: &mut Vec<u8>, stream: u32, code: ErrorCode) {
-    put_header(out, 4, kind::RST_STREAM, 0, stream);
+    header(4, kind::RST_STREAM, 0, stream).put(out);
     out.extend_from_slice(&(code as u32).to_be_bytes());
 }
 
 pub fn put_window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
-    put_header(out, 4, kind::WINDOW_UPDATE, 0, stream);
+    header(4, kind::WINDOW_UPDATE, 0, stream).put(out);
     out.extend_from_slice(&(increment & 0x7fff_ffff).to_be_bytes());
 }
 
 /// A DATA frame carrying `data` (at most the peer's max frame size; the caller splits).
-pub fn put_data(out: &mut Vec<u8>, stream: u32, data: &[u8], end_stream: bool) {
-    let flags = if end_stream { flag::END_STREAM } else { 0 };
-    put_header(out, data.len(), kind::DATA, flags, stream);
+pub fn put_data(out: &mut Vec<u8>, stream: u32, data: &[u8], end: StreamEnd) {
+    header(data.len(), kind::DATA, end.flag(), stream).put(out);
     out.extend_from_slice(data);
 }
 
+/// A field block to send on a stream as HEADERS plus CONTINUATION frames.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderBlock<'a> {
+    pub stream: u32,
+    /// The HPACK-encoded fields.
+    pub block: &'a [u8],
+    pub end: StreamEnd,
+    /// The largest frame payload the peer takes.
+    pub max_frame: usize,
+}
+
 /// A field block as HEADERS plus CONTINUATION frames of at most `max_frame` bytes each.
-pub fn put_headers(
-    out: &mut Vec<u8>,
-    stream: u32,
-    block: &[u8],
-    end_stream: bool,
-    max_frame: usize,
-) {
+pub fn put_headers(out: &mut Vec<u8>, h: HeaderBlock<'_>) {
+    let HeaderBlock {
+        stream,
+        block,
+        end,
+        max_frame,
+    } = h;
     let max_frame = max_frame.max(1);
     let mut chunks = block.chunks(max_frame).peekable();
     let first = chunks.next().unwrap_or(&[]);
-    let mut flags = if end_stream { flag::END_STREAM } else { 0 };
+    let mut flags = end.flag();
     if chunks.peek().is_none() {
         flags |= flag::END_HEADERS;
     }
-    put_header(out, first.len(), kind::HEADERS, flags, stream);
+    header(first.len(), kind::HEADERS, flags, stream).put(out);
     out.extend_from_slice(first);
     while let Some(c) = chunks.next() {
         let f = if chunks.peek().is_none() {
@@ -484,7 +524,7 @@ pub fn put_headers(
         } else {
             0
         };
-        put_header(out, c.len(), kind::CONTINUATION, f, stream);
+        header(c.len(), kind::CONTINUATION, f, stream).put(out);
         out.extend_from_slice(c);
     }
 }
@@ -495,7 +535,7 @@ mod tests {
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> (FrameHeader, Vec<u8>) {
         let mut b = Vec::new();
-        put_header(&mut b, payload.len(), kind, flags, stream);
+        header(payload.len(), kind, flags, stream).put(&mut b);
         let h = FrameHeader::parse(&b).unwrap();
         (h, payload.to_vec())
     }
@@ -512,7 +552,7 @@ mod tests {
     #[test]
     fn header_round_trip_and_reserved_bit() {
         let mut b = Vec::new();
-        put_header(&mut b, 0x123456, 7, 0xab, 0x7fff_fffe);
+        header(0x123456, 7, 0xab, 0x7fff_fffe).put(&mut b);
         assert_eq!(
             FrameHeader::parse(&b),
             Some(FrameHeader {
@@ -659,8 +699,16 @@ mod tests {
         put_goaway(&mut out, 7, ErrorCode::EnhanceYourCalm);
         put_rst_stream(&mut out, 3, ErrorCode::RefusedStream);
         put_window_update(&mut out, 0, 1000);
-        put_data(&mut out, 1, b"abc", true);
-        put_headers(&mut out, 1, &[1, 2, 3, 4, 5], false, 2);
+        put_data(&mut out, 1, b"abc", StreamEnd::End);
+        put_headers(
+            &mut out,
+            HeaderBlock {
+                stream: 1,
+                block: &[1, 2, 3, 4, 5],
+                end: StreamEnd::Open,
+                max_frame: 2,
+            },
+        );
         let mut frames = Vec::new();
         let mut rest = &out[..];
         while !rest.is_empty() {
