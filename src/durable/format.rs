@@ -386,6 +386,15 @@ pub struct Found {
     pub damage: Damage,
 }
 
+/// Where a segment stands among those recovered: only the newest may end in a torn write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentPos {
+    /// A newer segment follows it.
+    Older,
+    /// The last segment, the one being written when the server stopped.
+    Newest,
+}
+
 /// A whole store read back, segment by segment, oldest first, keeping at most the newest
 /// `max_events` items and, roughly, `max_bytes` of records (a record's size on disk is less
 /// than what the history counts for it, so the history's own bounds are the exact ones).
@@ -455,9 +464,9 @@ impl Recovery {
         }
     }
 
-    /// Feeds one segment, `name` its first sequence number, `last` whether it is the newest.
+    /// Feeds one segment, `name` its first sequence number, `pos` whether it is the newest.
     /// `Err(version)` for a segment of another format version.
-    pub fn feed(&mut self, name: u64, bytes: &[u8], last: bool) -> Result<Fed, u32> {
+    pub fn feed(&mut self, name: u64, bytes: &[u8], pos: SegmentPos) -> Result<Fed, u32> {
         let header = read_header(bytes);
         if let Header::Version(v) = header {
             return Err(v);
@@ -496,21 +505,21 @@ impl Recovery {
                 bytes: lost,
                 damage,
             });
-            match (last, damage) {
+            match (pos, damage) {
                 // A write cut short: its events were never answered nor shown (events reach
                 // the history only once written, and synced unless `--fsync off`), so the
                 // tail is cut and its numbers are given again, with no gap to report.
-                (true, Damage::Torn) => self.truncate = Some((name, scan.end, lost)),
+                (SegmentPos::Newest, Damage::Torn) => self.truncate = Some((name, scan.end, lost)),
                 // A bad record with more after it: what followed may have been seen. However
                 // many events the bytes held, they had the next numbers: skip them all, so an
                 // id a subscriber saw is never given to another event, and start a new
                 // segment named past them, so the gap is found again at the next start.
-                (true, Damage::Corrupt) => {
+                (SegmentPos::Newest, Damage::Corrupt) => {
                     let bound = lost.div_ceil(MIN_RECORD_LEN) as u64;
                     self.gap_to(self.last + bound);
                     self.fresh_segment = true;
                 }
-                (false, _) => {}
+                (SegmentPos::Older, _) => {}
             }
         }
         Ok(fed)
@@ -651,7 +660,7 @@ mod tests {
         bad[9] ^= 1;
         assert_eq!(read_header(&bad), Header::Bad);
         let mut r = Recovery::new(10, 1 << 20);
-        assert_eq!(r.feed(1, &version(3), true).unwrap_err(), 3);
+        assert_eq!(r.feed(1, &version(3), SegmentPos::Newest).unwrap_err(), 3);
     }
 
     /// The file cut at every byte offset of its last record: the tail is torn, truncated at
@@ -668,7 +677,7 @@ mod tests {
         let good = segment(1, &events[..2]).len();
         for cut in good..whole.len() {
             let mut r = Recovery::new(100, 1 << 20);
-            let scan = r.feed(1, &whole[..cut], true).unwrap();
+            let scan = r.feed(1, &whole[..cut], SegmentPos::Newest).unwrap();
             assert_eq!(scan.records, 2, "cut at {cut}");
             assert_eq!(scan.end, good);
             if cut == good {
@@ -714,11 +723,11 @@ mod tests {
                 let mut bad = s.clone();
                 bad[byte] ^= 1 << bit;
                 let mut r = Recovery::new(100, 1 << 20);
-                let scan = r.feed(1, &bad, false).unwrap();
+                let scan = r.feed(1, &bad, SegmentPos::Older).unwrap();
                 assert_eq!(scan.records, 2, "byte {byte} bit {bit}");
                 let found = &r.found[0];
                 assert_eq!((found.segment, found.offset), (1, from));
-                r.feed(6, &next, true).unwrap();
+                r.feed(6, &next, SegmentPos::Newest).unwrap();
                 assert_eq!(seqs(&r), [1, 2, 5, 6], "byte {byte} bit {bit}");
                 assert_eq!(
                     r.items[2].0,
@@ -740,7 +749,7 @@ mod tests {
         let second = scan_segment(&s, 0).records[1].0;
         s[second + RECORD_HEADER_LEN + 9] ^= 4;
         let mut r = Recovery::new(100, 1 << 20);
-        r.feed(1, &s, true).unwrap();
+        r.feed(1, &s, SegmentPos::Newest).unwrap();
         assert_eq!(r.found[0].damage, Damage::Corrupt);
         assert_eq!(r.truncate, None, "a corrupt middle is not a torn tail");
         assert!(r.fresh_segment);
@@ -764,19 +773,26 @@ mod tests {
     #[test]
     fn segments_chain_and_deleted_ones_are_the_start_not_a_gap() {
         let mut r = Recovery::new(100, 1 << 20);
-        r.feed(41, &segment(41, &[ev("a", "1"), ev("a", "2")]), false)
+        r.feed(
+            41,
+            &segment(41, &[ev("a", "1"), ev("a", "2")]),
+            SegmentPos::Older,
+        )
+        .unwrap();
+        r.feed(43, &segment(43, &[ev("a", "3")]), SegmentPos::Older)
             .unwrap();
-        r.feed(43, &segment(43, &[ev("a", "3")]), false).unwrap();
         // An empty newest segment (rolled, nothing written yet).
-        r.feed(44, &segment_header(), true).unwrap();
+        r.feed(44, &segment_header(), SegmentPos::Newest).unwrap();
         assert_eq!(seqs(&r), [41, 42, 43]);
         assert_eq!(r.dropped, 40);
         assert_eq!(r.next(), 44);
         assert!(r.found.is_empty());
         // A newest segment named past the last record (appends after damage): a gap.
         let mut r = Recovery::new(100, 1 << 20);
-        r.feed(1, &segment(1, &[ev("a", "1")]), false).unwrap();
-        r.feed(9, &segment(9, &[ev("a", "9")]), true).unwrap();
+        r.feed(1, &segment(1, &[ev("a", "1")]), SegmentPos::Older)
+            .unwrap();
+        r.feed(9, &segment(9, &[ev("a", "9")]), SegmentPos::Newest)
+            .unwrap();
         assert_eq!(
             r.items[1].0,
             Restored::Gap {
@@ -791,12 +807,12 @@ mod tests {
     fn recovery_keeps_only_the_newest_within_the_bounds() {
         let events: Vec<Publish> = (0..50).map(|i| ev("t", &format!("{i}"))).collect();
         let mut r = Recovery::new(10, 1 << 20);
-        r.feed(1, &segment(1, &events), true).unwrap();
+        r.feed(1, &segment(1, &events), SegmentPos::Newest).unwrap();
         assert_eq!(seqs(&r), (41..=50).collect::<Vec<_>>());
         assert_eq!(r.dropped, 40);
         assert_eq!(r.events, 50);
         let mut r = Recovery::new(1000, 3 * MIN_RECORD_LEN + 20);
-        r.feed(1, &segment(1, &events), true).unwrap();
+        r.feed(1, &segment(1, &events), SegmentPos::Newest).unwrap();
         assert!(r.items.len() < 5 && !r.items.is_empty());
         assert_eq!(r.items.back().map(|i| i.0.seq()), Some(50));
     }
@@ -804,10 +820,10 @@ mod tests {
     #[test]
     fn a_short_or_garbage_segment_never_panics() {
         let mut r = Recovery::new(10, 1 << 20);
-        r.feed(1, &[], true).unwrap();
+        r.feed(1, &[], SegmentPos::Newest).unwrap();
         assert_eq!(r.next(), 1);
         let mut r = Recovery::new(10, 1 << 20);
-        r.feed(1, b"\xffsse", true).unwrap();
+        r.feed(1, b"\xffsse", SegmentPos::Newest).unwrap();
         assert_eq!(r.truncate, Some((1, 0, 4)));
         // Pseudo-random bytes after a good header, at many lengths.
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -823,7 +839,7 @@ mod tests {
                 s[16..20].copy_from_slice(&RECORD_MAGIC);
             }
             let mut r = Recovery::new(10, 1 << 20);
-            let scan = r.feed(1, &s, true).unwrap();
+            let scan = r.feed(1, &s, SegmentPos::Newest).unwrap();
             assert_eq!(scan.records, 0, "{n} random bytes");
         }
     }

@@ -8,7 +8,7 @@
 //! write never leaves half a record where a good one follows.
 
 use super::format::{
-    self, Found, Recovery, FORMAT_VERSION, OLDEST_READ_VERSION, SEGMENT_HEADER_LEN,
+    self, Found, Recovery, SegmentPos, FORMAT_VERSION, OLDEST_READ_VERSION, SEGMENT_HEADER_LEN,
 };
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -228,8 +228,12 @@ pub fn open(
     for (i, (first, path)) in files.iter().enumerate() {
         let bytes =
             fs::read(path).map_err(|e| fail(dir, format_args!("{}: {e}", path.display())))?;
-        let last = i + 1 == files.len();
-        recovery.feed(*first, &bytes, last).map_err(|v| {
+        let pos = if i + 1 == files.len() {
+            SegmentPos::Newest
+        } else {
+            SegmentPos::Older
+        };
+        recovery.feed(*first, &bytes, pos).map_err(|v| {
             fail(
                 dir,
                 format_args!(

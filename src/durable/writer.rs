@@ -210,7 +210,16 @@ impl Opening {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("sse-data-log".into())
-                .spawn(move || run(store, rx, &shared, &*sink, &cfg))
+                .spawn(move || {
+                    Writer {
+                        store,
+                        buf: Vec::new(),
+                        shared: &shared,
+                        sink: &*sink,
+                        cfg: &cfg,
+                    }
+                    .run(rx)
+                })
                 .map_err(|e| format!("--data-dir: cannot start the log's thread: {e}"))?
         };
         Ok((
@@ -314,122 +323,128 @@ fn publish_sizes(shared: &WriterState, store: &Store) {
         .store(store.segments().len() as u64, Ordering::Relaxed);
 }
 
-fn run(
-    mut store: Store,
-    rx: Receiver<Msg>,
-    shared: &WriterState,
-    sink: &dyn Sink,
-    cfg: &StoreConfig,
-) {
-    let mut batch: Vec<Job> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut stopping = false;
-    while !stopping {
-        match rx.recv() {
-            Ok(Msg::Job(j)) => batch.push(j),
-            Ok(Msg::Stop) | Err(_) => break,
-        }
-        // Every policy takes what is queued now, never waiting for more: the publishes
-        // that arrived together (and while the last sync ran) share one write and one sync.
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Job(j)) => batch.push(j),
-                Ok(Msg::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        shared
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        let bytes: u64 = batch.iter().map(|j| job_bytes(&j.publish)).sum();
-        shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        if shared.writes_stopped.load(Ordering::Acquire) {
-            fail_all(&mut batch, shared, "the server is stopping");
-            continue;
-        }
-        commit(&mut store, &mut batch, &mut buf, shared, sink, cfg);
-        if buf.capacity() > 4 << 20 {
-            buf = Vec::new();
-        }
-    }
-    if cfg.fsync == Fsync::Off {
-        let _ = store.sync(0);
-    }
-    // Whatever was queued after the stop (nothing, once the loops have stopped).
-    while let Ok(m) = rx.try_recv() {
-        if let Msg::Job(j) = m {
-            (j.done)(Err("the event log is stopping".into()));
-        }
-    }
+/// The writer thread's own state: the store, its encode buffer, and what it shares.
+struct Writer<'a> {
+    store: Store,
+    buf: Vec<u8>,
+    shared: &'a WriterState,
+    sink: &'a dyn Sink,
+    cfg: &'a StoreConfig,
 }
 
-/// Writes, syncs and answers one batch. See the module docs.
-fn commit(
-    store: &mut Store,
-    batch: &mut Vec<Job>,
-    buf: &mut Vec<u8>,
-    shared: &WriterState,
-    sink: &dyn Sink,
-    cfg: &StoreConfig,
-) {
-    // Roll first, so that the new segment is named after the first record it holds.
-    if let Err(e) = store.roll_if_due(cfg.segment_bytes) {
-        fail_all(batch, shared, &format!("cannot start a new segment: {e}"));
-        publish_sizes(shared, store);
-        return;
-    }
-    buf.clear();
-    let first = store.next;
-    let mut accepted = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        let seq = first + accepted.len() as u64;
-        match format::encode(buf, seq, &job.publish) {
-            Ok(()) => accepted.push(job),
-            Err(e) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                (job.done)(Err(e.0.to_string()));
+impl Writer<'_> {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let shared = self.shared;
+        let mut batch: Vec<Job> = Vec::new();
+        let mut stopping = false;
+        while !stopping {
+            match rx.recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Stop) | Err(_) => break,
+            }
+            // Every policy takes what is queued now, never waiting for more: the publishes
+            // that arrived together (and while the last sync ran) share one write and one sync.
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Msg::Job(j)) => batch.push(j),
+                    Ok(Msg::Stop) => {
+                        stopping = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            shared
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            let bytes: u64 = batch.iter().map(|j| job_bytes(&j.publish)).sum();
+            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            if shared.writes_stopped.load(Ordering::Acquire) {
+                fail_all(&mut batch, shared, "the server is stopping");
+                continue;
+            }
+            self.commit(&mut batch);
+            if self.buf.capacity() > 4 << 20 {
+                self.buf = Vec::new();
+            }
+        }
+        if self.cfg.fsync == Fsync::Off {
+            let _ = self.store.sync(0);
+        }
+        // Whatever was queued after the stop (nothing, once the loops have stopped).
+        while let Ok(m) = rx.try_recv() {
+            if let Msg::Job(j) = m {
+                (j.done)(Err("the event log is stopping".into()));
             }
         }
     }
-    if accepted.is_empty() {
-        return;
-    }
-    let last = first + accepted.len() as u64 - 1;
-    let mut written = store.append(buf, last);
-    if written.is_ok() && cfg.fsync != Fsync::Off {
-        let t = Instant::now();
-        written = store.sync(buf.len() as u64);
-        let us = t.elapsed().as_micros() as u64;
-        shared.sync_buckets[latency::bucket(us)].fetch_add(1, Ordering::Relaxed);
-        shared.sync_sum_us.fetch_add(us, Ordering::Relaxed);
-        if written.is_err() {
-            // The records were cut off again: their numbers are free.
-            store.next = first;
+
+    /// Writes, syncs and answers one batch. See the module docs.
+    fn commit(&mut self, batch: &mut Vec<Job>) {
+        let Writer {
+            store,
+            buf,
+            shared,
+            sink,
+            cfg,
+        } = self;
+        let (shared, sink, cfg): (&WriterState, &dyn Sink, &StoreConfig) = (shared, *sink, cfg);
+        // Roll first, so that the new segment is named after the first record it holds.
+        if let Err(e) = store.roll_if_due(cfg.segment_bytes) {
+            fail_all(batch, shared, &format!("cannot start a new segment: {e}"));
+            publish_sizes(shared, store);
+            return;
         }
-    }
-    if let Err(e) = written {
-        fail_all(&mut accepted, shared, &e.to_string());
+        buf.clear();
+        let first = store.next;
+        let mut accepted = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            let seq = first + accepted.len() as u64;
+            match format::encode(buf, seq, &job.publish) {
+                Ok(()) => accepted.push(job),
+                Err(e) => {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    (job.done)(Err(e.0.to_string()));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let last = first + accepted.len() as u64 - 1;
+        let mut written = store.append(buf, last);
+        if written.is_ok() && cfg.fsync != Fsync::Off {
+            let t = Instant::now();
+            written = store.sync(buf.len() as u64);
+            let us = t.elapsed().as_micros() as u64;
+            shared.sync_buckets[latency::bucket(us)].fetch_add(1, Ordering::Relaxed);
+            shared.sync_sum_us.fetch_add(us, Ordering::Relaxed);
+            if written.is_err() {
+                // The records were cut off again: their numbers are free.
+                store.next = first;
+            }
+        }
+        if let Err(e) = written {
+            fail_all(&mut accepted, shared, &e.to_string());
+            publish_sizes(shared, store);
+            return;
+        }
+        let epoch = store.epoch.clone();
+        let mut events = Vec::with_capacity(accepted.len());
+        let mut dones = Vec::with_capacity(accepted.len());
+        for (i, job) in accepted.into_iter().enumerate() {
+            events.push((first + i as u64, job.publish));
+            dones.push(job.done);
+        }
+        sink.on_events(events);
+        store.retain(sink.evicted());
         publish_sizes(shared, store);
-        return;
-    }
-    let epoch = store.epoch.clone();
-    let mut events = Vec::with_capacity(accepted.len());
-    let mut dones = Vec::with_capacity(accepted.len());
-    for (i, job) in accepted.into_iter().enumerate() {
-        events.push((first + i as u64, job.publish));
-        dones.push(job.done);
-    }
-    sink.on_events(events);
-    store.retain(sink.evicted());
-    publish_sizes(shared, store);
-    shared
-        .stored
-        .fetch_add(dones.len() as u64, Ordering::Relaxed);
-    for (i, done) in dones.into_iter().enumerate() {
-        done(Ok(format!("{epoch}-{}", first + i as u64)));
+        shared
+            .stored
+            .fetch_add(dones.len() as u64, Ordering::Relaxed);
+        for (i, done) in dones.into_iter().enumerate() {
+            done(Ok(format!("{epoch}-{}", first + i as u64)));
+        }
     }
 }
 
