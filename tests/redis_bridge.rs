@@ -6,7 +6,7 @@ mod redis_server;
 
 use redis_server::RedisServer;
 use sse_server::hub::history::Publish;
-use sse_server::redis::bridge::{Bridge, BridgeConfig, Sink};
+use sse_server::redis::bridge::{Bridge, BridgeConfig, Sink, StoreState};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,11 @@ impl Sink for Recorder {
         self.calls.lock().unwrap().push(events.len());
         self.events.lock().unwrap().extend(events);
     }
-    fn on_state(&self, up: bool, reason: &str) {
+    fn on_state(&self, state: StoreState<'_>) {
+        let (up, reason) = match state {
+            StoreState::Up => (true, ""),
+            StoreState::Down(reason) => (false, reason),
+        };
         self.states.lock().unwrap().push((up, reason.to_string()));
     }
 }

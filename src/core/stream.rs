@@ -648,7 +648,7 @@ fn encode_private_mark(out: &mut Vec<u8>, id: impl FnOnce(&mut Vec<u8>)) {
 mod tests {
     use crate::app::testing::Env;
     use crate::core::ctx::ConnConfig;
-    use crate::hub::history::{Hub, HubConfig, Ids, LocalHub, Publish, StorePage};
+    use crate::hub::history::{Hub, HubConfig, Ids, LocalHub, Publish, RedisBatch, StorePage};
     use std::sync::Arc;
 
     const KEY: &[u8] = b"a-test-key-that-is-long-enough-for-hs256!";
@@ -691,7 +691,7 @@ mod tests {
         let log: Vec<_> = (0..5)
             .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s1-{i}")))
             .collect();
-        hub.append_redis_entries(log.clone(), 0, true);
+        hub.append_redis_entries(log.clone(), 0, RedisBatch::Backfill);
         h.hub.sync();
         let token = crate::hub::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
         // A resumes from 100-0: older than the history (100-3, 100-4), so from the store.
@@ -731,7 +731,11 @@ mod tests {
             "secret/2 got the resume's topic id"
         );
         h.hub.register(&crate::hub::history::Filter::One(other), 8);
-        hub.append_redis_entries(vec![entry("101-0", "secret/2", "not-for-a")], 0, false);
+        hub.append_redis_entries(
+            vec![entry("101-0", "secret/2", "not-for-a")],
+            0,
+            RedisBatch::Live,
+        );
         h.hub.sync();
         // The pages arrive (the store as it is: one more page, since the history dropped 100-2
         // meanwhile): the replay, then live, with only secret/1's events.
@@ -758,7 +762,11 @@ mod tests {
             replay += &text(&h.flush(&mut a));
             want = h.with(|ctx, _, _, _| a.page_request(ctx));
         }
-        hub.append_redis_entries(vec![entry("102-0", "secret/1", "s1-live")], 0, false);
+        hub.append_redis_entries(
+            vec![entry("102-0", "secret/1", "s1-live")],
+            0,
+            RedisBatch::Live,
+        );
         h.hub.sync();
         let live = text(&h.flush(&mut a));
         let got = replay + &live;
@@ -792,7 +800,7 @@ mod tests {
             log.push(entry("101-0", "t", "f0"));
             log.push(entry("102-0", "t", "f1"));
             // Loaded at start: the last two; the history begins after "101-0" minus one.
-            hub.append_redis_entries(log[5..].to_vec(), 0, true);
+            hub.append_redis_entries(log[5..].to_vec(), 0, RedisBatch::Backfill);
             h.hub.sync();
             assert_eq!(h.hub.evicted(), hub.parse_id(b"101-0").unwrap() - 1);
             let mut a = h.conn();
@@ -832,7 +840,7 @@ mod tests {
                     // Published while the first page is read: the history drops 101-0.
                     let e = entry("103-0", "t", "f2");
                     log.push(e.clone());
-                    hub.append_redis_entries(vec![e], 0, false);
+                    hub.append_redis_entries(vec![e], 0, RedisBatch::Live);
                     h.hub.sync();
                 }
                 h.later.send_page(0, w.ticket, Ok(page));
@@ -845,7 +853,7 @@ mod tests {
             for i in 4..7 {
                 let e = entry(&format!("10{i}-0"), "t", &format!("f{}", i - 2));
                 log.push(e.clone());
-                hub.append_redis_entries(vec![e], 0, false);
+                hub.append_redis_entries(vec![e], 0, RedisBatch::Live);
             }
             h.hub.sync();
             got += &text(&h.flush(&mut a));
@@ -902,7 +910,7 @@ mod tests {
         let log: Vec<_> = (0..4)
             .map(|i| entry(&format!("100-{i}"), "secret/1", &format!("s{i}")))
             .collect();
-        hub.append_redis_entries(log.clone(), 0, true);
+        hub.append_redis_entries(log.clone(), 0, RedisBatch::Backfill);
         h.hub.sync();
         let token = crate::hub::jwt::sign_hs256(KEY, r#"{"mercure":{"subscribe":["secret/1"]}}"#);
         let mut a = h.conn();
@@ -961,7 +969,7 @@ mod tests {
                 Box::new(|_| {}),
             ));
             h.hub = LocalHub::new(hub.clone(), 0);
-            hub.append_redis_entries(vec![entry("100-0", "t", "0")], 0, true);
+            hub.append_redis_entries(vec![entry("100-0", "t", "0")], 0, RedisBatch::Backfill);
             h.hub.sync();
             let mut a = h.conn();
             h.input(
@@ -986,7 +994,7 @@ mod tests {
             hub.append_redis_entries(
                 vec![entry("200-0", "t", "seen"), entry("200-1", "t", "new")],
                 0,
-                false,
+                RedisBatch::Live,
             );
             h.hub.sync();
             let then = text(&h.flush(&mut a));
@@ -1022,7 +1030,7 @@ mod tests {
         let log: Vec<_> = (0..6)
             .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
             .collect();
-        hub.append_redis_entries(log, 0, true);
+        hub.append_redis_entries(log, 0, RedisBatch::Backfill);
         h.hub.sync();
         let mut a = h.conn();
         h.input(
@@ -1054,7 +1062,7 @@ mod tests {
         let log: Vec<_> = (0..6)
             .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
             .collect();
-        hub.append_redis_entries(log, 0, true);
+        hub.append_redis_entries(log, 0, RedisBatch::Backfill);
         h.hub.sync();
         let mut a = h.conn();
         h.input(
@@ -1103,7 +1111,7 @@ mod tests {
             let log: Vec<_> = (0..5)
                 .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
                 .collect();
-            hub.append_redis_entries(log, 0, true);
+            hub.append_redis_entries(log, 0, RedisBatch::Backfill);
             h.hub.sync();
             let mut a = h.conn();
             h.input(
@@ -1121,7 +1129,7 @@ mod tests {
                     "id: 100-4\nevent: reset\ndata: {{\"lastEventId\":\"1-0\",\"oldest\":\"100-3\",\"reason\":\"gap\"}}\n\n"
                 )
             );
-            hub.append_redis_entries(vec![entry("101-0", "t", "live")], 0, false);
+            hub.append_redis_entries(vec![entry("101-0", "t", "live")], 0, RedisBatch::Live);
             h.hub.sync();
             assert_eq!(text(&h.flush(&mut a)), "id: 101-0\ndata: live\n\n");
         }

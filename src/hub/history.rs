@@ -121,6 +121,15 @@ impl Restored {
     }
 }
 
+/// Which batch of the shared store's entries [`Hub::append_redis_entries`] is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisBatch {
+    /// The store's last entries, loaded at start: nothing before the first of them is here.
+    Backfill,
+    /// Entries read as they are added.
+    Live,
+}
+
 /// What a publisher sends.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Publish {
@@ -367,10 +376,17 @@ impl Hub {
         }
     }
 
-    /// Records what the bridge says of the shared store.
-    pub fn set_store_state(&self, up: bool, reason: &str) {
+    /// Records that the bridge says the shared store is reachable.
+    pub fn store_up(&self) {
         let mut s = self.store_state.lock().unwrap_or_else(|e| e.into_inner());
-        s.up = up;
+        s.up = true;
+        s.reason.clear();
+    }
+
+    /// Records that the bridge says the shared store is not reachable, and why.
+    pub fn store_down(&self, reason: &str) {
+        let mut s = self.store_state.lock().unwrap_or_else(|e| e.into_inner());
+        s.up = false;
         s.reason = reason.to_string();
     }
 
@@ -474,15 +490,15 @@ impl Hub {
     }
 
     /// Stores events read from the shared store (oldest first), skipping any not after the
-    /// last one stored (a repeat) or whose id cannot be read; wakes every loop. `backfill`:
-    /// these are the store's last entries loaded at start, so whatever came before the first of
+    /// last one stored (a repeat) or whose id cannot be read; wakes every loop. A
+    /// [`RedisBatch::Backfill`]: these are the store's last entries loaded at start, so whatever came before the first of
     /// them is not here (a resume from before it is a gap); an empty backfill means the store
     /// was empty, and nothing came before.
     pub fn append_redis_entries(
         &self,
         events: Vec<(String, Publish)>,
         now_us: u64,
-        backfill: bool,
+        batch: RedisBatch,
     ) -> usize {
         let mut h = self.lock();
         let mut added = 0;
@@ -493,7 +509,7 @@ impl Hub {
             if seq < h.next {
                 continue;
             }
-            if backfill && added == 0 {
+            if batch == RedisBatch::Backfill && added == 0 {
                 h.evicted = h.evicted.max(seq.saturating_sub(1));
             }
             // An entry without topics is the store's own mark that it was deleted and started
@@ -2056,10 +2072,18 @@ mod tests {
     fn redis_entries_are_stored_once_in_order_and_resume_by_their_ids() {
         let h = redis_hub(3);
         // The backfill: what came before it is not here.
-        h.append_redis_entries(vec![entry("100-0", "a"), entry("100-1", "a")], 0, true);
+        h.append_redis_entries(
+            vec![entry("100-0", "a"), entry("100-1", "a")],
+            0,
+            RedisBatch::Backfill,
+        );
         // A repeat (a reconnect that read an entry again) is ignored.
         assert_eq!(
-            h.append_redis_entries(vec![entry("100-1", "a"), entry("105-0", "a")], 0, false),
+            h.append_redis_entries(
+                vec![entry("100-1", "a"), entry("105-0", "a")],
+                0,
+                RedisBatch::Live
+            ),
             1
         );
         let mut l = LocalHub::new(h.clone(), 0);
@@ -2085,7 +2109,7 @@ mod tests {
                 ..
             }
         ));
-        h.append_redis_entries(vec![entry("106-0", "a")], 0, false);
+        h.append_redis_entries(vec![entry("106-0", "a")], 0, RedisBatch::Live);
         l.sync();
         assert_eq!(l.evicted(), h.parse_id(b"100-0").unwrap());
         assert_eq!(
@@ -2480,10 +2504,10 @@ mod tests {
     #[test]
     fn the_first_entries_of_an_empty_store_are_not_a_gap() {
         let h = redis_hub(100);
-        h.append_redis_entries(Vec::new(), 0, true);
+        h.append_redis_entries(Vec::new(), 0, RedisBatch::Backfill);
         let mut l = LocalHub::new(h.clone(), 0);
         assert_eq!(l.start(None), Start::From(0));
-        h.append_redis_entries(vec![entry("100-0", "a")], 0, false);
+        h.append_redis_entries(vec![entry("100-0", "a")], 0, RedisBatch::Live);
         l.sync();
         assert_eq!(
             l.evicted(),

@@ -14,7 +14,7 @@
 //! bridge.stats() -> BridgeStats  // up, reconnects, events read, publishes stored, lag, ...
 //! bridge.stop()                  // the threads end within about a second
 //! Sink::on_events(Vec<(id, Publish)>)  // the backfill first, then every XREAD batch, in order
-//! Sink::on_state(up, reason)           // both connections usable, or not (and why)
+//! Sink::on_state(StoreState)           // Up: both connections usable; Down(reason): not
 //! ```
 //!
 //! Three threads, each with its own connection, talk to Redis; nothing here is ever called on an
@@ -45,7 +45,7 @@
 //! only moves past entries it has handed to the sink (or skipped as unreadable, counted).
 //! Entries trimmed by `MAXLEN` before this instance read them are the exception (a reader
 //! more than `maxlen` entries behind), as in any capped store.
-//! **Invariant:** `Sink::on_state(true, _)` is reported only while both connections are up and
+//! **Invariant:** `Sink::on_state(StoreState::Up)` is reported only while both connections are up and
 //! the reader has caught up since its last reconnect; every loss of either is reported.
 //! **Invariant:** nothing here panics on what Redis sends: an entry the bridge cannot read
 //! (missing `t` or `d`, bad UTF-8, a bad `r`, or fields that [`crate::hub::parse::check_event`],
@@ -132,10 +132,19 @@ pub trait Sink: Send + Sync + 'static {
     /// possibly none), then with every `XREAD` batch. Never repeats or skips an entry across
     /// reconnects. Called from the reader thread only.
     fn on_events(&self, events: Vec<(String, Publish)>);
-    /// Redis became usable (`true`, both connections up and the reader caught up) or not
-    /// (`false`, with a one-line reason). Called from either thread, under a lock that keeps
+    /// Redis became usable (`Up`: both connections up and the reader caught up) or not
+    /// (`Down`, with a one-line reason). Called from either thread, under a lock that keeps
     /// the reports in order: it must return quickly and must not call back into the bridge.
-    fn on_state(&self, up: bool, reason: &str);
+    fn on_state(&self, state: StoreState<'_>);
+}
+
+/// What [`Sink::on_state`] reports of Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreState<'a> {
+    /// Both connections are up and the reader has caught up.
+    Up,
+    /// Not usable, and a one-line reason why.
+    Down(&'a str),
 }
 
 /// Counters for the metrics page.
@@ -220,7 +229,11 @@ impl BridgeState {
         let up = self.writer_up.load(Ordering::Acquire) && self.reader_up.load(Ordering::Acquire);
         if *reported != Some(up) {
             *reported = Some(up);
-            self.sink.on_state(up, if up { "" } else { reason });
+            self.sink.on_state(if up {
+                StoreState::Up
+            } else {
+                StoreState::Down(reason)
+            });
         }
     }
 

@@ -2,8 +2,8 @@
 //! shared store (Redis) and its sink into the hub, the embedded store (`--data-dir`) and its
 //! sink, their figures for `/metrics`, this run's id epoch. Called once by [`crate::server::loops::Server::start`].
 
-use crate::hub::history::{Hub, Publish};
-use crate::redis::bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink};
+use crate::hub::history::{Hub, Publish, RedisBatch};
+use crate::redis::bridge::{redact, Bridge, BridgeConfig, BridgeStats, Sink, StoreState};
 use crate::server::config::Config;
 use crate::util::log::{self, V};
 use std::io;
@@ -70,19 +70,27 @@ struct HubSink {
 impl Sink for HubSink {
     fn on_events(&self, events: Vec<(String, Publish)>) {
         let now_us = self.epoch.elapsed().as_micros() as u64;
-        let backfill = !self.backfilled.swap(true, Ordering::AcqRel);
-        self.hub.append_redis_entries(events, now_us, backfill);
+        let batch = if self.backfilled.swap(true, Ordering::AcqRel) {
+            RedisBatch::Live
+        } else {
+            RedisBatch::Backfill
+        };
+        self.hub.append_redis_entries(events, now_us, batch);
     }
 
-    fn on_state(&self, up: bool, reason: &str) {
-        self.hub.set_store_state(up, reason);
-        if up {
-            log::line("redis", &[("state", V::S("up"))]);
-        } else {
-            log::line(
-                "redis",
-                &[("state", V::S("down")), ("reason", V::S(reason))],
-            );
+    fn on_state(&self, state: StoreState<'_>) {
+        match state {
+            StoreState::Up => {
+                self.hub.store_up();
+                log::line("redis", &[("state", V::S("up"))]);
+            }
+            StoreState::Down(reason) => {
+                self.hub.store_down(reason);
+                log::line(
+                    "redis",
+                    &[("state", V::S("down")), ("reason", V::S(reason))],
+                );
+            }
         }
     }
 }
