@@ -884,7 +884,7 @@ fn subscriptions_api(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
     }
     let decoded: Option<Vec<String>> = segments
         .iter()
-        .map(|s| String::from_utf8(parse::percent_decode(s.as_bytes(), false)?).ok())
+        .map(|s| String::from_utf8(parse::percent_decode(s.as_bytes(), parse::Plus::Literal)?).ok())
         .collect();
     let Some(decoded) = decoded else {
         return Reply::text(

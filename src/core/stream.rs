@@ -20,7 +20,7 @@
 
 use crate::core::body::{Body, HeldBytes};
 use crate::core::ctx::{Ctx, Now};
-use crate::hub::history::{Filter, Mark, ResetReason, StorePage};
+use crate::hub::history::{EventScope, Filter, Mark, ResetReason, StorePage};
 use crate::wire::frames;
 use std::sync::Arc;
 
@@ -346,7 +346,14 @@ impl Source {
                 if !(whole && r.after == 0) {
                     out.extend_from_slice(&hub.hub.store_reset_frame(r.after, seq));
                 }
-            } else if hub.visible(filter, *private, &p.topics, p.private) {
+            } else if hub.visible(
+                filter,
+                *private,
+                EventScope {
+                    topics: &p.topics,
+                    private: p.private,
+                },
+            ) {
                 if *mark && p.private {
                     encode_private_mark(&mut out, |o| {
                         o.extend_from_slice(p.id.as_deref().unwrap_or(id).as_bytes())

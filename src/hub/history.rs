@@ -121,6 +121,13 @@ impl Restored {
     }
 }
 
+/// What [`LocalHub::visible`] needs of an event: its topics and whether it is private.
+#[derive(Debug)]
+pub struct EventScope<'a, T> {
+    pub topics: &'a [T],
+    pub private: bool,
+}
+
 /// Which batch of the shared store's entries [`Hub::append_redis_entries`] is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisBatch {
@@ -1501,7 +1508,14 @@ impl LocalHub {
         if ev.is_gap() {
             return true;
         }
-        self.visible(filter, private, &ev.topics, ev.private)
+        self.visible(
+            filter,
+            private,
+            EventScope {
+                topics: &ev.topics,
+                private: ev.private,
+            },
+        )
     }
 
     /// The visibility rule, for events in the history and entries read back from the shared
@@ -1512,9 +1526,12 @@ impl LocalHub {
         &self,
         filter: &Filter,
         private: u32,
-        topics: &[T],
-        is_private: bool,
+        event: EventScope<'_, T>,
     ) -> bool {
+        let EventScope {
+            topics,
+            private: is_private,
+        } = event;
         let named = |id: &u32| {
             self.topics
                 .get(*id as usize)

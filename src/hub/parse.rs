@@ -25,8 +25,17 @@ fn invalid(why: impl Into<String>) -> Refusal {
     Refusal::Invalid(why.into())
 }
 
+/// What a `+` means to [`percent_decode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plus {
+    /// A `+` (in a path).
+    Literal,
+    /// A space (in a query or form body).
+    Space,
+}
+
 /// Decodes `%XX` escapes (and `+` as a space in forms); `None` for a bad escape.
-pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+pub fn percent_decode(s: &[u8], plus: Plus) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -38,7 +47,7 @@ pub fn percent_decode(s: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
                 i += 3;
                 continue;
             }
-            b'+' if plus_is_space => out.push(b' '),
+            b'+' if plus == Plus::Space => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
@@ -56,8 +65,8 @@ pub fn pairs(s: &[u8]) -> Option<Vec<(String, String)>> {
                 Some(i) => (&p[..i], &p[i + 1..]),
                 None => (p, &b""[..]),
             };
-            let k = String::from_utf8(percent_decode(k, true)?).ok()?;
-            let v = String::from_utf8(percent_decode(v, true)?).ok()?;
+            let k = String::from_utf8(percent_decode(k, Plus::Space)?).ok()?;
+            let v = String::from_utf8(percent_decode(v, Plus::Space)?).ok()?;
             Some((k, v))
         })
         .collect()
