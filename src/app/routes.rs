@@ -937,7 +937,15 @@ fn subscriptions_api(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
             _ => {
                 let mut out = String::with_capacity(256 + 256 * registry.len().min(4096));
                 let topic = decoded.first().map(String::as_str);
-                registry.collection_into(&mut out, req.path, topic, last, may_read);
+                registry.collection_into(
+                    &mut out,
+                    presence::Collection {
+                        id: req.path,
+                        topic,
+                        last_event_id: last,
+                    },
+                    may_read,
+                );
                 out
             }
         };

@@ -1149,7 +1149,14 @@ impl LocalHub {
         let events = joined
             .selectors
             .iter()
-            .map(|(t, p)| crate::hub::presence::event(t, &subscriber, true, p.as_deref()))
+            .map(|(t, p)| {
+                crate::hub::presence::event(
+                    t,
+                    &subscriber,
+                    crate::hub::presence::Status::Active,
+                    p.as_deref(),
+                )
+            })
             .collect();
         let old = self
             .present
@@ -1172,7 +1179,12 @@ impl LocalHub {
             .selectors
             .iter()
             .map(|(t, payload)| {
-                crate::hub::presence::event(t, &p.subscriber, false, payload.as_deref())
+                crate::hub::presence::event(
+                    t,
+                    &p.subscriber,
+                    crate::hub::presence::Status::Inactive,
+                    payload.as_deref(),
+                )
             })
             .collect()
     }

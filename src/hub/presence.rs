@@ -122,6 +122,15 @@ fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A collection document asked for: its `id` (the request's path), the topic it is limited
+/// to if any, and the `lastEventID` it names.
+#[derive(Clone, Copy, Debug)]
+pub struct Collection<'a> {
+    pub id: &'a str,
+    pub topic: Option<&'a str>,
+    pub last_event_id: &'a str,
+}
+
 /// Where a subscription document goes, which decides its `@context` and `lastEventID`.
 #[derive(Clone, Copy, Debug)]
 pub enum Place<'a> {
@@ -133,18 +142,35 @@ pub enum Place<'a> {
     Alone { last_event_id: &'a str },
 }
 
+/// Whether a subscription is on (`"active":true`) or has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Inactive,
+}
+
+/// One subscription, as its document names it.
+#[derive(Clone, Copy, Debug)]
+pub struct Document<'a> {
+    /// The subscription's id (see [`subscription_id`]).
+    pub id: &'a str,
+    pub topic: &'a str,
+    pub subscriber: &'a str,
+    pub status: Status,
+    /// JSON text.
+    pub payload: Option<&'a str>,
+}
+
 /// Appends the subscription document (Mercure's field order: `@context` if asked, `id`,
 /// `type`, `subscriber`, `topic`, `active`, `payload` if any, `lastEventID` if given).
-/// `payload` is JSON text.
-pub fn document_into(
-    out: &mut String,
-    id: &str,
-    topic: &str,
-    subscriber: &str,
-    active: bool,
-    payload: Option<&str>,
-    place: Place<'_>,
-) {
+pub fn document_into(out: &mut String, doc: Document<'_>, place: Place<'_>) {
+    let Document {
+        id,
+        topic,
+        subscriber,
+        status,
+        payload,
+    } = doc;
     let (context, last_event_id) = match place {
         Place::Event => (true, None),
         Place::InList => (false, None),
@@ -163,7 +189,10 @@ pub fn document_into(
     out.push_str(",\"topic\":");
     json_string(out, topic);
     out.push_str(",\"active\":");
-    out.push_str(if active { "true" } else { "false" });
+    out.push_str(match status {
+        Status::Active => "true",
+        Status::Inactive => "false",
+    });
     if let Some(p) = payload {
         out.push_str(",\"payload\":");
         out.push_str(p);
@@ -177,16 +206,18 @@ pub fn document_into(
 
 /// The subscription event of `subscriber`'s subscription to `topic`: private, on its own
 /// topic, the document as data.
-pub fn event(topic: &str, subscriber: &str, active: bool, payload: Option<&str>) -> Publish {
+pub fn event(topic: &str, subscriber: &str, status: Status, payload: Option<&str>) -> Publish {
     let mut data = String::with_capacity(256);
     let id = subscription_id(topic, subscriber);
     document_into(
         &mut data,
-        &id,
-        topic,
-        subscriber,
-        active,
-        payload,
+        Document {
+            id: &id,
+            topic,
+            subscriber,
+            status,
+            payload,
+        },
         Place::Event,
     );
     Publish {
@@ -301,11 +332,14 @@ impl Registry {
     pub fn collection_into(
         &self,
         out: &mut String,
-        id: &str,
-        topic: Option<&str>,
-        last_event_id: &str,
+        c: Collection<'_>,
         may_read: impl Fn(&str) -> bool,
     ) {
+        let Collection {
+            id,
+            topic,
+            last_event_id,
+        } = c;
         out.push_str("{\"@context\":");
         json_string(out, CONTEXT);
         out.push_str(",\"id\":");
@@ -342,11 +376,13 @@ impl Registry {
             first = false;
             document_into(
                 out,
-                key,
-                &e.topic,
-                &e.subscriber,
-                true,
-                e.payload.as_deref(),
+                Document {
+                    id: key,
+                    topic: &e.topic,
+                    subscriber: &e.subscriber,
+                    status: Status::Active,
+                    payload: e.payload.as_deref(),
+                },
                 Place::InList,
             );
         }
@@ -362,11 +398,13 @@ impl Registry {
         let mut out = String::with_capacity(256);
         document_into(
             &mut out,
-            id,
-            &e.topic,
-            &e.subscriber,
-            true,
-            e.payload.as_deref(),
+            Document {
+                id,
+                topic: &e.topic,
+                subscriber: &e.subscriber,
+                status: Status::Active,
+                payload: e.payload.as_deref(),
+            },
             Place::Alone { last_event_id },
         );
         Some(out)
@@ -414,18 +452,39 @@ mod tests {
         let mut r = Registry::default();
         for i in 0..1000 {
             let (topic, subscriber) = (format!("room/{i}"), format!("urn:uuid:{i}"));
-            r.fold(&event(&topic, &subscriber, true, Some(r#"{"n":1}"#)));
+            r.fold(&event(
+                &topic,
+                &subscriber,
+                Status::Active,
+                Some(r#"{"n":1}"#),
+            ));
         }
         let mut out = String::with_capacity(1 << 20);
         let before = crate::util::test_alloc::allocations();
-        r.collection_into(&mut out, PREFIX, None, "earliest", |_| true);
+        r.collection_into(
+            &mut out,
+            Collection {
+                id: PREFIX,
+                topic: None,
+                last_event_id: "earliest",
+            },
+            |_| true,
+        );
         assert_eq!(crate::util::test_alloc::allocations() - before, 0);
         let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(listed["subscriptions"].as_array().unwrap().len(), 1000);
         // One topic's list: its range's first key is the one allocation.
         out.clear();
         let before = crate::util::test_alloc::allocations();
-        r.collection_into(&mut out, "x", Some("room/5"), "earliest", |_| true);
+        r.collection_into(
+            &mut out,
+            Collection {
+                id: "x",
+                topic: Some("room/5"),
+                last_event_id: "earliest",
+            },
+            |_| true,
+        );
         assert_eq!(crate::util::test_alloc::allocations() - before, 1);
         let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(listed["subscriptions"].as_array().unwrap().len(), 1);
@@ -434,8 +493,13 @@ mod tests {
     #[test]
     fn the_registry_is_the_fold_of_the_events() {
         let mut r = Registry::default();
-        let a = event("books/1", "urn:uuid:a", true, Some(r#"{"name":"ann"}"#));
-        let b = event("books/2", "urn:uuid:b", true, None);
+        let a = event(
+            "books/1",
+            "urn:uuid:a",
+            Status::Active,
+            Some(r#"{"name":"ann"}"#),
+        );
+        let b = event("books/2", "urn:uuid:b", Status::Active, None);
         let doc: serde_json::Value = serde_json::from_str(&a.data).unwrap();
         assert_eq!(doc["@context"], CONTEXT);
         assert_eq!(doc["type"], "Subscription");
@@ -445,33 +509,57 @@ mod tests {
         r.fold(&a);
         r.fold(&b);
         // Not ours: a public event, a forged id, garbage data.
-        let mut public = event("books/3", "urn:uuid:c", true, None);
+        let mut public = event("books/3", "urn:uuid:c", Status::Active, None);
         public.private = false;
         r.fold(&public);
-        let mut forged = event("books/3", "urn:uuid:c", true, None);
+        let mut forged = event("books/3", "urn:uuid:c", Status::Active, None);
         forged.topics[0] = subscription_id("books/4", "urn:uuid:c");
         r.fold(&forged);
-        let mut junk = event("books/3", "urn:uuid:c", true, None);
+        let mut junk = event("books/3", "urn:uuid:c", Status::Active, None);
         junk.data = "{".into();
         r.fold(&junk);
         assert_eq!(r.len(), 2);
         let mut all = String::new();
-        r.collection_into(&mut all, PREFIX, None, "earliest", |_| true);
+        r.collection_into(
+            &mut all,
+            Collection {
+                id: PREFIX,
+                topic: None,
+                last_event_id: "earliest",
+            },
+            |_| true,
+        );
         let all: serde_json::Value = serde_json::from_str(&all).unwrap();
         assert_eq!(all["type"], "Subscriptions");
         assert_eq!(all["lastEventID"], "earliest");
         assert_eq!(all["subscriptions"].as_array().unwrap().len(), 2);
         let mut one_topic = String::new();
-        r.collection_into(&mut one_topic, "x", Some("books/1"), "1", |_| true);
+        r.collection_into(
+            &mut one_topic,
+            Collection {
+                id: "x",
+                topic: Some("books/1"),
+                last_event_id: "1",
+            },
+            |_| true,
+        );
         let one_topic: serde_json::Value = serde_json::from_str(&one_topic).unwrap();
         assert_eq!(one_topic["subscriptions"][0]["subscriber"], "urn:uuid:a");
         assert_eq!(one_topic["subscriptions"].as_array().unwrap().len(), 1);
         let mut none = String::new();
-        r.collection_into(&mut none, "x", None, "1", |_| false);
+        r.collection_into(
+            &mut none,
+            Collection {
+                id: "x",
+                topic: None,
+                last_event_id: "1",
+            },
+            |_| false,
+        );
         assert!(none.ends_with("\"subscriptions\":[]}"), "{none}");
         assert!(r.one("books/1", "urn:uuid:a", "7").is_some());
         assert!(r.one("books/1", "urn:uuid:b", "7").is_none());
-        r.fold(&event("books/1", "urn:uuid:a", false, None));
+        r.fold(&event("books/1", "urn:uuid:a", Status::Inactive, None));
         assert_eq!(r.len(), 1);
         assert!(r.one("books/1", "urn:uuid:a", "7").is_none());
     }
@@ -481,21 +569,21 @@ mod tests {
         let mut r = Registry::default();
         let (a, b) = (subscriber_id(1, 0, 1), subscriber_id(1, 1, 1));
         let c = subscriber_id(2, 0, 1);
-        r.fold(&event("x", &a, true, None));
-        r.fold(&event("x", &a, true, None)); // a repeat counts once
-        r.fold(&event("y", &a, true, None));
-        r.fold(&event("x", &b, true, None));
-        r.fold(&event("x", &c, true, None));
-        r.fold(&event("x", "urn:other", true, None)); // no instance tag: listed, not counted
+        r.fold(&event("x", &a, Status::Active, None));
+        r.fold(&event("x", &a, Status::Active, None)); // a repeat counts once
+        r.fold(&event("y", &a, Status::Active, None));
+        r.fold(&event("x", &b, Status::Active, None));
+        r.fold(&event("x", &c, Status::Active, None));
+        r.fold(&event("x", "urn:other", Status::Active, None)); // no instance tag: listed, not counted
         let mut tags = vec![instance_tag(1), instance_tag(2)];
         tags.sort();
         assert_eq!(r.instances(), tags);
         assert_eq!(r.of_instance(&instance_tag(1)).len(), 3);
-        r.fold(&event("x", &c, false, None));
-        r.fold(&event("x", &c, false, None)); // a repeat changes nothing
+        r.fold(&event("x", &c, Status::Inactive, None));
+        r.fold(&event("x", &c, Status::Inactive, None)); // a repeat changes nothing
         assert_eq!(r.instances(), [instance_tag(1)]);
         for (t, s) in [("x", &a), ("y", &a), ("x", &b)] {
-            r.fold(&event(t, s, false, None));
+            r.fold(&event(t, s, Status::Inactive, None));
         }
         assert!(r.instances().is_empty());
         assert_eq!(r.len(), 1);

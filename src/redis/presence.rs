@@ -145,7 +145,12 @@ impl Keeper {
                 return;
             };
             for (topic, subscriber, payload) in gone {
-                let p = presence::event(&topic, &subscriber, false, payload.as_deref());
+                let p = presence::event(
+                    &topic,
+                    &subscriber,
+                    presence::Status::Inactive,
+                    payload.as_deref(),
+                );
                 store.submit(p, Box::new(|_| {}));
             }
         }
