@@ -841,7 +841,7 @@ impl Wanted {
             return Wanted::Any;
         }
         text.contains('{')
-            .then(|| crate::hub::selector::shared(Kind::Template, text, false).ok())
+            .then(|| crate::hub::selector::shared(Kind::Template, text).ok())
             .flatten()
             .filter(|s| s.is_pattern())
             .map_or_else(|| Wanted::Name(text.into()), Wanted::Pattern)
@@ -852,7 +852,7 @@ impl Wanted {
             Kind::Template => Wanted::template(text),
             _ if text == "*" => Wanted::Any,
             Kind::Exact => Wanted::Name(text.into()),
-            Kind::UrlPattern => Wanted::Pattern(crate::hub::selector::shared(kind, text, false)?),
+            Kind::UrlPattern => Wanted::Pattern(crate::hub::selector::shared(kind, text)?),
         })
     }
 

@@ -391,7 +391,7 @@ fn matcher(m: &Value) -> Result<std::sync::Arc<Selector>, JwtError> {
         (Some(a), Some(b)) if a != b => return Err(JwtError::Malformed),
         (a, b) => a.or(b).unwrap_or(Kind::Exact),
     };
-    crate::hub::selector::shared(kind, text, false).map_err(|_| JwtError::Malformed)
+    crate::hub::selector::shared(kind, text).map_err(|_| JwtError::Malformed)
 }
 
 /// Whether `aud` (a string or an array of strings, RFC 7519 section 4.1.3) names `audience`.

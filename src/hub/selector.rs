@@ -264,11 +264,20 @@ fn shared_store() -> &'static Mutex<HashMap<SharedKey, Weak<Selector>>> {
     STORE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// [`Selector::parse`] (or [`Selector::claim`] with `claim`), compiled once for every holder of
-/// the same text: every token and subscription that names `https://example.com/books/{id}`
-/// holds one compiled selector, so its results are cached once ([`MatchCache`] keys by
-/// selector) and its automaton exists once. The store holds weak references only.
-pub fn shared(kind: Kind, text: &str, claim: bool) -> Result<Arc<Selector>, SelectorError> {
+/// [`Selector::parse`], compiled once for every holder of the same text: every token and
+/// subscription that names `https://example.com/books/{id}` holds one compiled selector, so
+/// its results are cached once ([`MatchCache`] keys by selector) and its automaton exists
+/// once. The store holds weak references only.
+pub fn shared(kind: Kind, text: &str) -> Result<Arc<Selector>, SelectorError> {
+    shared_as(kind, text, false)
+}
+
+/// [`Selector::claim`], compiled once for every holder of the same text, as [`shared`].
+pub fn shared_claim(kind: Kind, text: &str) -> Result<Arc<Selector>, SelectorError> {
+    shared_as(kind, text, true)
+}
+
+fn shared_as(kind: Kind, text: &str, claim: bool) -> Result<Arc<Selector>, SelectorError> {
     check_text(text)?;
     let key: SharedKey = (kind, claim, text.into());
     // A poisoned lock only means another thread panicked while holding it; the map is still
@@ -584,7 +593,7 @@ impl Selectors {
         Self::from_shared(
             selectors
                 .into_iter()
-                .filter_map(|s| shared(Kind::Template, s, true).ok()),
+                .filter_map(|s| shared_claim(Kind::Template, s).ok()),
         )
     }
 
@@ -594,7 +603,7 @@ impl Selectors {
     ) -> Result<Selectors, SelectorError> {
         let compiled: Result<Vec<_>, _> = selectors
             .into_iter()
-            .map(|s| shared(Kind::Template, s, true))
+            .map(|s| shared_claim(Kind::Template, s))
             .collect();
         Ok(Self::from_shared(compiled?))
     }
@@ -1295,14 +1304,14 @@ mod tests {
     #[test]
     fn one_text_is_compiled_once_while_held() {
         let text = "https://example.com/shared-test/{id}";
-        let a = shared(Kind::Template, text, false).unwrap();
-        let b = shared(Kind::Template, text, false).unwrap();
+        let a = shared(Kind::Template, text).unwrap();
+        let b = shared(Kind::Template, text).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         // Another reading of the same text is another selector.
-        let c = shared(Kind::Exact, text, false).unwrap();
+        let c = shared(Kind::Exact, text).unwrap();
         assert!(!Arc::ptr_eq(&a, &c) && c.exact_topic().is_some());
-        let p = shared(Kind::Template, "shared-test/*", true).unwrap();
-        let q = shared(Kind::Template, "shared-test/*", false).unwrap();
+        let p = shared_claim(Kind::Template, "shared-test/*").unwrap();
+        let q = shared(Kind::Template, "shared-test/*").unwrap();
         assert!(p.matches("shared-test/x") && !q.matches("shared-test/x"));
         // Two tokens naming one template: one cache entry serves both.
         let one = Selectors::new([text]);
@@ -1314,9 +1323,9 @@ mod tests {
         // Held weakly: once nobody holds it, the next holder compiles it again.
         let id = a.id;
         drop((a, b, one, two));
-        assert_ne!(shared(Kind::Template, text, false).unwrap().id, id);
+        assert_ne!(shared(Kind::Template, text).unwrap().id, id);
         // Refusals are the compiler's.
-        assert_eq!(shared(Kind::Exact, "", false), Err(SelectorError::Empty));
+        assert_eq!(shared(Kind::Exact, ""), Err(SelectorError::Empty));
     }
 
     #[test]
