@@ -13,7 +13,12 @@ fn main() -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
     let config = match config::parse_args(std::env::args().skip(1), &env) {
         Ok(Command::Run(c)) => {
-            log::init(c.log_format, c.quiet);
+            let verbosity = if c.quiet {
+                log::Verbosity::Quiet
+            } else {
+                log::Verbosity::Normal
+            };
+            log::init(c.log_format, verbosity);
             c
         }
         Ok(Command::Help) => {

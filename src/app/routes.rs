@@ -1037,7 +1037,12 @@ fn admit(app: &App, req: &Request<'_>, ctx: &mut Ctx<'_>) -> Result<Head, Reply>
 /// ends with the connection), the allowed origin.
 fn stream_head(app: &App, req: &Request<'_>) -> Head {
     let origin = allowed_origin(app, req);
-    Head::new(Status::Ok).event_stream_for(Connection::close_if(!req.keep_alive), origin)
+    let connection = if req.keep_alive {
+        Connection::KeepAlive
+    } else {
+        Connection::Close
+    };
+    Head::new(Status::Ok).event_stream_for(connection, origin)
 }
 
 /// `OPTIONS`: a CORS preflight. Streams may be read from the allowed origin (any by default)

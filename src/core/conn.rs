@@ -711,7 +711,12 @@ impl Conn {
                     ctx.metrics.admission().close();
                 }
                 let close = matches!(then, Then::Close) || !keep_alive || ctx.draining || self.eof;
-                let head = head.finish(date, Connection::close_if(close));
+                let connection = if close {
+                    Connection::Close
+                } else {
+                    Connection::KeepAlive
+                };
+                let head = head.finish(date, connection);
                 let body = body.filter(|b| !head_only && !b.bytes().is_empty());
                 ctx.answered.push(Answered {
                     line,

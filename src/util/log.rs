@@ -106,26 +106,33 @@ pub enum V<'a> {
 #[derive(Clone, Copy, Debug)]
 struct Logger {
     format: Format,
-    quiet: bool,
+    verbosity: Verbosity,
+}
+
+/// Which lines are written: all, or (`--quiet`) only start-up, shutdown, overload and errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verbosity {
+    Normal,
+    Quiet,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Sets the format and verbosity (once, at start-up; the default is text, not quiet).
-pub fn init(format: Format, quiet: bool) {
-    let _ = LOGGER.set(Logger { format, quiet });
+pub fn init(format: Format, verbosity: Verbosity) {
+    let _ = LOGGER.set(Logger { format, verbosity });
 }
 
 fn logger() -> Logger {
     LOGGER.get().copied().unwrap_or(Logger {
         format: Format::Text,
-        quiet: false,
+        verbosity: Verbosity::Normal,
     })
 }
 
 /// Whether per-connection lines (requests, streams) are written.
 pub fn connections() -> bool {
-    !logger().quiet
+    logger().verbosity == Verbosity::Normal
 }
 
 /// Writes one line: an event name and its fields, in order.

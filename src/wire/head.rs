@@ -15,17 +15,6 @@ pub enum Connection {
     Close,
 }
 
-impl Connection {
-    /// `Close` when `close` holds.
-    pub fn close_if(close: bool) -> Connection {
-        if close {
-            Connection::Close
-        } else {
-            Connection::KeepAlive
-        }
-    }
-}
-
 /// A response head under construction: the status line, then fields in the order given.
 /// [`finish`](Head::finish) adds `Date`, `Connection: close` when asked, and the blank line.
 #[derive(Clone, Debug)]
