@@ -482,8 +482,10 @@ impl Metrics {
             out,
             "sse_hub_delivery_latency_seconds",
             "Publish to write of one delivery.",
-            &counts,
-            self.sum(|s| &s.latency_sum_us),
+            latency::Histogram {
+                counts: &counts,
+                sum_us: self.sum(|s| &s.latency_sum_us),
+            },
         );
         if let Some(extra) = self.extra.get() {
             extra(out);

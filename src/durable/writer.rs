@@ -514,8 +514,10 @@ pub fn render(out: &mut String, s: &StoreStats) {
         out,
         "sse_data_log_sync_seconds",
         "Time to make a batch of records durable (fdatasync).",
-        &counts,
-        s.sync_sum_us,
+        latency::Histogram {
+            counts: &counts,
+            sum_us: s.sync_sum_us,
+        },
     );
 }
 

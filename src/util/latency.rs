@@ -21,9 +21,16 @@ pub fn bucket(us: u64) -> usize {
         .unwrap_or(BUCKETS_US.len())
 }
 
-/// Writes a histogram of per-bucket (not cumulative) `counts` and their `sum_us` as
-/// Prometheus text, in seconds.
-pub fn render(out: &mut String, name: &str, help: &str, counts: &[u64; SLOTS], sum_us: u64) {
+/// A latency histogram's figures: per-bucket (not cumulative) counts and their sum.
+#[derive(Clone, Copy, Debug)]
+pub struct Histogram<'a> {
+    pub counts: &'a [u64; SLOTS],
+    pub sum_us: u64,
+}
+
+/// Writes a histogram `h` as Prometheus text, in seconds.
+pub fn render(out: &mut String, name: &str, help: &str, h: Histogram<'_>) {
+    let Histogram { counts, sum_us } = h;
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
     let mut cumulative = 0;
     for (b, n) in BUCKETS_US.iter().zip(counts) {
@@ -55,7 +62,15 @@ mod tests {
             counts[bucket(us)] += 1;
         }
         let mut out = String::new();
-        render(&mut out, "x_seconds", "Help.", &counts, 2_000_650);
+        render(
+            &mut out,
+            "x_seconds",
+            "Help.",
+            Histogram {
+                counts: &counts,
+                sum_us: 2_000_650,
+            },
+        );
         assert!(out.starts_with("# HELP x_seconds Help.\n# TYPE x_seconds histogram\n"));
         assert!(out.contains("x_seconds_bucket{le=\"0.0001\"} 1\n"));
         assert!(out.contains("x_seconds_bucket{le=\"0.0005\"} 3\n"));
