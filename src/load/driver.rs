@@ -650,7 +650,7 @@ impl Loop {
         let sock = match connect(self.setup.target, source) {
             Ok(s) => s,
             Err(e) => {
-                self.stats.end(Reason::from_io(&e, true), false);
+                self.stats.end_failed(Reason::from_connect(&e));
                 return;
             }
         };
@@ -676,7 +676,7 @@ impl Loop {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             self.slab.remove(k);
-            self.stats.end(Reason::from_io(&e, true), false);
+            self.stats.end_failed(Reason::from_connect(&e));
             return;
         }
         self.inflight += 1;
@@ -715,7 +715,11 @@ impl Loop {
             if !open {
                 self.inflight -= 1;
             }
-            self.stats.end(reason, open);
+            if open {
+                self.stats.end_dropped(reason);
+            } else {
+                self.stats.end_failed(reason);
+            }
             slot.conn.leave(&mut self.stats);
             let _ = self.poll.registry().deregister(&mut slot.sock);
         }
@@ -789,7 +793,7 @@ impl Client {
                 return Ok(());
             }
             if let Some(e) = slot.sock.take_error().unwrap_or_else(Some) {
-                return Err(Reason::from_io(&e, true));
+                return Err(Reason::from_connect(&e));
             }
             match slot.sock.peer_addr() {
                 Ok(_) => conn.handle_connected(now, &setup.conn, stats),
@@ -799,7 +803,7 @@ impl Client {
                     slot.readable = false;
                     return Ok(());
                 }
-                Err(e) => return Err(Reason::from_io(&e, true)),
+                Err(e) => return Err(Reason::from_connect(&e)),
             }
         }
         if let Some(tls) = slot.tls.as_deref_mut() {
@@ -808,7 +812,7 @@ impl Client {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Reason::from_io(&e, false)),
+                Err(e) => return Err(Reason::from_io(&e)),
             }
         }
         while slot.writable {
@@ -820,7 +824,7 @@ impl Client {
                 Ok(n) => conn.on_sent(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Reason::from_io(&e, false)),
+                Err(e) => return Err(Reason::from_io(&e)),
             }
         }
         while slot.readable && conn.wants_read() {
@@ -836,7 +840,7 @@ impl Client {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Reason::from_io(&e, false)),
+                Err(e) => return Err(Reason::from_io(&e)),
             }
         }
         Ok(())

@@ -383,7 +383,7 @@ fn histogram_chart(id: &str, name: &str, h: &Histogram) -> String {
     let title = if h.count() == 0 {
         name.to_string()
     } else {
-        format!("{name}: {}", hist_text(h, false))
+        format!("{name}: {}", hist_text(h))
     };
     svg_open(&mut out, id, nonempty, &title);
     let ymax = bins.iter().map(|b| b.2).max().unwrap_or(0) as f64;

@@ -435,10 +435,10 @@ impl Report {
         if !s.dropped.is_empty() {
             line(format!("  dropped: {}", reason_list(&s.dropped)));
         }
-        line(format!("connect   {}", hist_text(&s.connect_us, false)));
+        line(format!("connect   {}", hist_text(&s.connect_us)));
         line(format!(
             "headers   {}  (handshake to response head)",
-            hist_text(&s.headers_us, false)
+            hist_text(&s.headers_us)
         ));
         line(format!(
             "frames    {} ({:.0}/s over whole intervals), {} body bytes ({:.2} MB/s), {} retry fields, {} comments",
@@ -457,12 +457,12 @@ impl Report {
                 self.steady_frames_per_s()
             ));
         }
-        line(format!("interval  {}", hist_text(&s.interval_us, false)));
+        line(format!("interval  {}", hist_text(&s.interval_us)));
         let hub = self.publish.is_some();
         if s.lateness_us.count() > 0 {
             line(format!(
                 "lateness  {}  ({} frames with a timestamp, {} early)",
-                hist_text(&s.lateness_us, true),
+                hist_text_p999(&s.lateness_us),
                 s.lateness_us.count(),
                 s.early_frames
             ));
@@ -505,10 +505,10 @@ impl Report {
                 p.behind,
                 if p.behind == 1 { "" } else { "s" },
             ));
-            line(format!("  answer  {}", hist_text(&p.answer_us, false)));
+            line(format!("  answer  {}", hist_text(&p.answer_us)));
             line(format!(
                 "deliver   {}  (publish to receive)",
-                hist_text(&d.latency_us, true)
+                hist_text_p999(&d.latency_us)
             ));
             line(format!(
                 "deliveries expected {}, received {}, missing {}, extra {}; gaps {} ({} seq missing), duplicates {}, resets {}, other runs' {}",
@@ -593,15 +593,20 @@ fn hist_json(h: &Histogram) -> Value {
     })
 }
 
-pub(crate) fn hist_text(h: &Histogram, p999: bool) -> String {
+/// A histogram's p50, p99 and max, in milliseconds.
+pub(crate) fn hist_text(h: &Histogram) -> String {
+    hist_line(h, String::new())
+}
+
+/// As [`hist_text`], with p99.9 too.
+pub(crate) fn hist_text_p999(h: &Histogram) -> String {
+    hist_line(h, format!("  p99.9 {:.3} ms", ms(h.quantile(0.999))))
+}
+
+fn hist_line(h: &Histogram, extra: String) -> String {
     if h.count() == 0 {
         return "n/a".into();
     }
-    let extra = if p999 {
-        format!("  p99.9 {:.3} ms", ms(h.quantile(0.999)))
-    } else {
-        String::new()
-    };
     format!(
         "p50 {:.3} ms  p99 {:.3} ms{}  max {:.3} ms  (n={})",
         ms(h.quantile(0.5)),
@@ -635,9 +640,9 @@ mod tests {
             rate_sum: 6.5,
             ..Stats::default()
         };
-        stats.end(Reason::ConnectRefused, false);
-        stats.end(Reason::BadStatus(503), false);
-        stats.end(Reason::Closed, true);
+        stats.end_failed(Reason::ConnectRefused);
+        stats.end_failed(Reason::BadStatus(503));
+        stats.end_dropped(Reason::Closed);
         for v in [100_000, 100_000, 101_000] {
             stats.interval_us.record(v);
         }

@@ -76,8 +76,17 @@ impl Reason {
         s.to_owned()
     }
 
-    /// Classifies a socket error; `connecting` when it came from the TCP handshake.
-    pub fn from_io(e: &io::Error, connecting: bool) -> Reason {
+    /// Classifies a socket error on an established connection.
+    pub fn from_io(e: &io::Error) -> Reason {
+        Reason::classify(e, false)
+    }
+
+    /// Classifies a socket error from the TCP handshake.
+    pub fn from_connect(e: &io::Error) -> Reason {
+        Reason::classify(e, true)
+    }
+
+    fn classify(e: &io::Error, connecting: bool) -> Reason {
         use io::ErrorKind as K;
         if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
             return Reason::NoFileDescriptors;
@@ -170,14 +179,14 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Counts a stream's end: a failure if it never opened, a drop otherwise.
-    pub fn end(&mut self, reason: Reason, established: bool) {
-        let map = if established {
-            &mut self.dropped
-        } else {
-            &mut self.failed
-        };
-        *map.entry(reason).or_default() += 1;
+    /// Counts the end of a stream that never opened: a failure.
+    pub fn end_failed(&mut self, reason: Reason) {
+        *self.failed.entry(reason).or_default() += 1;
+    }
+
+    /// Counts the end of a stream that had opened: a drop.
+    pub fn end_dropped(&mut self, reason: Reason) {
+        *self.dropped.entry(reason).or_default() += 1;
     }
 
     /// Streams that never opened.
@@ -344,27 +353,27 @@ mod tests {
         assert_eq!(Reason::ConnectRefused.name(), "connect_refused");
         let e = |code| io::Error::from_raw_os_error(code);
         assert_eq!(
-            Reason::from_io(&e(libc::ECONNREFUSED), true),
+            Reason::from_connect(&e(libc::ECONNREFUSED)),
             Reason::ConnectRefused
         );
-        assert_eq!(Reason::from_io(&e(libc::ECONNRESET), false), Reason::Reset);
+        assert_eq!(Reason::from_io(&e(libc::ECONNRESET)), Reason::Reset);
         assert_eq!(
-            Reason::from_io(&e(libc::EADDRNOTAVAIL), true),
+            Reason::from_connect(&e(libc::EADDRNOTAVAIL)),
             Reason::AddrNotAvailable
         );
         assert_eq!(
-            Reason::from_io(&e(libc::EMFILE), true),
+            Reason::from_connect(&e(libc::EMFILE)),
             Reason::NoFileDescriptors
         );
         assert_eq!(
-            Reason::from_io(&e(libc::ETIMEDOUT), true),
+            Reason::from_connect(&e(libc::ETIMEDOUT)),
             Reason::ConnectTimeout
         );
         assert_eq!(
-            Reason::from_io(&e(libc::EHOSTUNREACH), true),
+            Reason::from_connect(&e(libc::EHOSTUNREACH)),
             Reason::ConnectError
         );
-        assert_eq!(Reason::from_io(&e(libc::EIO), false), Reason::IoError);
+        assert_eq!(Reason::from_io(&e(libc::EIO)), Reason::IoError);
     }
 
     #[test]
@@ -457,12 +466,12 @@ mod tests {
     #[test]
     fn stats_merge_and_end() {
         let mut a = Stats::default();
-        a.end(Reason::ConnectRefused, false);
-        a.end(Reason::Closed, true);
+        a.end_failed(Reason::ConnectRefused);
+        a.end_dropped(Reason::Closed);
         a.ids.first_min = Some(5);
         a.ids.first_max = Some(5);
         let mut b = Stats::default();
-        b.end(Reason::ConnectRefused, false);
+        b.end_failed(Reason::ConnectRefused);
         b.ids.first_min = Some(3);
         b.ids.first_max = Some(9);
         b.frames = 7;
