@@ -687,10 +687,15 @@ impl Writer {
             };
             packed.clear();
             let floor = self.shared.floor_ms.load(Ordering::Acquire);
+            let xadd = XAdd {
+                key: &self.key,
+                maxlen: self.maxlen,
+                floor_ms: floor,
+            };
             for job in &batch {
                 match &self.sha {
-                    Some(sha) => xadd_sha(&self.key, self.maxlen, floor, &job.publish, sha),
-                    None => xadd(&self.key, self.maxlen, floor, &job.publish),
+                    Some(sha) => xadd.eval_sha(&job.publish, sha),
+                    None => xadd.eval(&job.publish),
                 }
                 .write_packed_command(&mut packed);
             }
@@ -719,7 +724,13 @@ impl Writer {
             }
             packed.clear();
             for job in &again {
-                xadd(&self.key, self.maxlen, floor, &job.publish).write_packed_command(&mut packed);
+                XAdd {
+                    key: &self.key,
+                    maxlen: self.maxlen,
+                    floor_ms: floor,
+                }
+                .eval(&job.publish)
+                .write_packed_command(&mut packed);
             }
             let Some(conn) = self.conn.as_mut() else {
                 self.fail(&mut again, "Redis down");
@@ -888,29 +899,43 @@ fn id_keys(key: &str) -> [String; 2] {
 const MARK_FIELD: &str = "x";
 const MARK_VALUE: &str = "log-reset";
 
-/// The `XADD` of `p` through [`XADD_SCRIPT`]: `EVAL script 3 key ids order N floor_ms t <topics> d
-/// <data> [y <type>] [r <retry>] [p 1]`.
-fn xadd(key: &str, maxlen: usize, floor_ms: u64, p: &Publish) -> redis::Cmd {
-    let mut c = redis::cmd("EVAL");
-    c.arg(XADD_SCRIPT).arg(3).arg(key).arg(&id_keys(key)[..]);
-    c.arg(maxlen).arg(floor_ms);
-    for f in fields(p) {
-        c.arg(f);
-    }
-    c
+/// Where and how a publish is appended: the stream's key, its `MAXLEN`, and the floor (in
+/// ms) under which no new id is given.
+#[derive(Clone, Copy, Debug)]
+struct XAdd<'a> {
+    key: &'a str,
+    maxlen: usize,
+    floor_ms: u64,
 }
 
-/// [`xadd`] by the script's hash (`EVALSHA`, the hash `SCRIPT LOAD` gave when the writer
-/// connected): the script's text is not sent with every publish; a Redis without it cached
-/// answers `NOSCRIPT`, and the writer sends those again with [`xadd`].
-fn xadd_sha(key: &str, maxlen: usize, floor_ms: u64, p: &Publish, sha: &str) -> redis::Cmd {
-    let mut c = redis::cmd("EVALSHA");
-    c.arg(sha).arg(3).arg(key).arg(&id_keys(key)[..]);
-    c.arg(maxlen).arg(floor_ms);
-    for f in fields(p) {
-        c.arg(f);
+impl XAdd<'_> {
+    /// The `XADD` of `p` through [`XADD_SCRIPT`]: `EVAL script 3 key ids order N floor_ms t
+    /// <topics> d <data> [y <type>] [r <retry>] [p 1]`.
+    fn eval(&self, p: &Publish) -> redis::Cmd {
+        let mut c = redis::cmd("EVAL");
+        c.arg(XADD_SCRIPT);
+        self.args(&mut c, p);
+        c
     }
-    c
+
+    /// [`eval`](Self::eval) by the script's hash (`EVALSHA`, the hash `SCRIPT LOAD` gave when
+    /// the writer connected): the script's text is not sent with every publish; a Redis
+    /// without it cached answers `NOSCRIPT`, and the writer sends those again with
+    /// [`eval`](Self::eval).
+    fn eval_sha(&self, p: &Publish, sha: &str) -> redis::Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(sha);
+        self.args(&mut c, p);
+        c
+    }
+
+    fn args(&self, c: &mut redis::Cmd, p: &Publish) {
+        c.arg(3).arg(self.key).arg(&id_keys(self.key)[..]);
+        c.arg(self.maxlen).arg(self.floor_ms);
+        for f in fields(p) {
+            c.arg(f);
+        }
+    }
 }
 
 /// An entry's fields: `t <topics joined by \n> d <data> [y <type>] [r <retry>] [p 1]
@@ -1603,7 +1628,13 @@ mod tests {
             private: true,
             id: Some("urn:uuid:1".into()),
         };
-        let args: Vec<String> = xadd("k", 10, 1_700_000_000_000, &p)
+        let xadd = XAdd {
+            key: "k",
+            maxlen: 10,
+            floor_ms: 1_700_000_000_000,
+        };
+        let args: Vec<String> = xadd
+            .eval(&p)
             .args_iter()
             .filter_map(|a| match a {
                 redis::Arg::Simple(b) => Some(String::from_utf8(b.to_vec()).unwrap()),
