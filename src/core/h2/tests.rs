@@ -23,7 +23,7 @@ impl Client {
         put_headers(
             &mut self.out,
             HeaderBlock {
-                stream: stream,
+                stream,
                 block: &block,
                 end: StreamEnd::End,
                 max_frame: 16_384,
