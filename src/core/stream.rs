@@ -539,9 +539,14 @@ impl Source {
             if *cursor < ctx.hub.evicted() && ctx.hub.hub.is_redis() {
                 // Fell behind this loop's history, but the shared store keeps more: read what
                 // was dropped back from it (page by page), rather than skip it.
+                // A cursor of 0 subscribed before the store held anything: no entry is its
+                // position, so it reads from the store's start, where it missed nothing.
                 let (after, until) = (*cursor, ctx.hub.evicted());
                 let live = std::mem::replace(self, Source::figures_placeholder());
-                *self = Source::replay(live, after, until);
+                *self = match after {
+                    0 => Source::replay_all(live, until),
+                    _ => Source::replay(live, after, until),
+                };
                 return false;
             }
         }
@@ -787,6 +792,76 @@ mod tests {
     /// more meanwhile, or to hand over to the history), must ask from the last entry it read:
     /// the store's start check of a position no entry has fails, a false `reset`. The store
     /// here answers as Redis does (`follows` only when the position is an entry).
+    /// A live stream that subscribed before the store held anything (its cursor is 0, which no
+    /// entry is) and then fell behind this loop's tiny history reads the store from its start:
+    /// it missed nothing, so no `reset` (seen as a gap reset naming `0-0` under load).
+    #[test]
+    fn a_stream_from_before_the_first_entry_that_falls_behind_reads_from_the_store_start() {
+        let mut h = Env::new(ConnConfig::default(), 100);
+        let hub = Arc::new(Hub::with_ids(
+            HubConfig {
+                history_events: 2,
+                ..HubConfig::default()
+            },
+            Ids::Redis,
+            1,
+            Box::new(|_| {}),
+        ));
+        h.hub = LocalHub::new(hub.clone(), 0);
+        let mut a = h.conn();
+        h.input(&mut a, b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\n\r\n");
+        let filter = a.filter().expect("a hub stream").clone();
+        h.hub.register(&filter, 7);
+        let mut got = text(&h.flush(&mut a));
+        assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+        // The store's creation mark, then five events, all before the stream is polled again.
+        let mut log = vec![(
+            "100-0".to_string(),
+            Publish {
+                topics: Vec::new(),
+                ..Publish::default()
+            },
+        )];
+        log.extend((1..6).map(|i| entry(&format!("100-{i}"), "t", &format!("e{i}"))));
+        hub.append_redis_entries(log.clone(), 0, RedisBatch::Live);
+        h.hub.sync();
+        got += &text(&h.flush(&mut a));
+        let mut pages = 0;
+        while let Some(w) = h.with(|ctx, _, _, _| a.page_request(ctx)) {
+            pages += 1;
+            assert!(pages < 10, "the replay never ends");
+            let entries: Vec<_> = log
+                .iter()
+                .filter(|(id, _)| {
+                    let seq = hub.parse_id(id.as_bytes()).unwrap();
+                    seq > w.after && seq <= w.until
+                })
+                .cloned()
+                .collect();
+            // As Redis answers the start check: only a position an entry has follows.
+            let follows = log
+                .iter()
+                .any(|(id, _)| hub.parse_id(id.as_bytes()) == Some(w.after));
+            let page = StorePage {
+                entries,
+                follows,
+                end: true,
+                next_count: 8,
+                ..StorePage::default()
+            };
+            h.later.send_page(0, w.ticket, Ok(page));
+            h.complete(&mut a);
+            got += &text(&h.flush(&mut a));
+        }
+        assert!(pages > 0, "the stream fell behind and read the store");
+        assert!(!got.contains("event: reset"), "{got}");
+        let datas: Vec<&str> = got
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        assert_eq!(datas, ["e1", "e2", "e3", "e4", "e5"], "{got}");
+    }
+
     #[test]
     fn a_replay_reads_on_from_a_real_entry_when_its_range_ended_at_none() {
         for evict_meanwhile in [true, false] {
