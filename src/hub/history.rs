@@ -22,7 +22,7 @@
 //! **Invariant:** no IO and no clock: waking the loops is a function handed in by the server,
 //! times are arguments.
 
-use crate::hub::selector::{Kind, MatchCache, Selector, Selectors};
+use crate::hub::selector::{var_segment, Kind, MatchCache, Segment, Selector, Selectors};
 use crate::util::number::push_decimal;
 use crate::util::slab::Slab;
 use std::cell::RefCell;
@@ -774,13 +774,18 @@ impl Filter {
     }
 }
 
-/// The loop's pattern entries by the literal text every topic they select starts with
-/// ([`Selector::literal_prefix`]), cut after its last `/`: a new topic looks up each of its own
-/// prefixes that end in `/` (and the empty one, where URL Patterns and templates that begin
-/// with an expression are), so it is matched only against patterns that could select it.
+/// The loop's pattern entries. URI Templates made of literal and plain `{var}` segments
+/// ([`Selector::segments`]) are in a trie of their segments ([`SegmentTrie`]): a topic walks
+/// it once, whatever the number of templates, and no regular expression runs. The others
+/// (URL Patterns, `{+x}`, `{?q}`, several variables, modifiers...) are by the literal text
+/// every topic they select starts with ([`Selector::literal_prefix`]), cut after its last `/`:
+/// a new topic looks up each of its own prefixes that end in `/` (and the empty one, where URL
+/// Patterns and templates that begin with an expression are), so it is matched only against
+/// patterns that could select it.
 #[derive(Default)]
 struct PatternIndex {
     by_prefix: HashMap<Box<str>, Vec<u32>>,
+    trie: SegmentTrie,
 }
 
 impl PatternIndex {
@@ -790,6 +795,9 @@ impl PatternIndex {
     }
 
     fn insert(&mut self, id: u32, p: &Selector) {
+        if self.trie.insert(id, p) {
+            return;
+        }
         self.by_prefix
             .entry(Self::key(p).into())
             .or_default()
@@ -797,6 +805,9 @@ impl PatternIndex {
     }
 
     fn remove(&mut self, id: u32, p: &Selector) {
+        if self.trie.remove(id, p) {
+            return;
+        }
         let key = Self::key(p);
         if let Some(ids) = self.by_prefix.get_mut(key) {
             ids.retain(|&x| x != id);
@@ -806,7 +817,7 @@ impl PatternIndex {
         }
     }
 
-    /// The patterns that could select `topic`.
+    /// The patterns outside the trie that could select `topic` (each must still be asked).
     fn candidates<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = u32> + 'a {
         std::iter::once(0)
             .chain(topic.match_indices('/').map(|(i, _)| i + 1))
@@ -815,13 +826,136 @@ impl PatternIndex {
             .copied()
     }
 
+    /// Appends to `out` the patterns of the trie that select `topic` (exactly those).
+    fn selected(&self, topic: &str, out: &mut Vec<u32>) {
+        self.trie.selected(topic, out)
+    }
+
     fn all(&self) -> impl Iterator<Item = u32> + '_ {
-        self.by_prefix.values().flatten().copied()
+        self.by_prefix
+            .values()
+            .flatten()
+            .copied()
+            .chain(self.trie.by_text.values().flatten().copied())
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_prefix.values().map(Vec::len).sum()
+        self.by_prefix.values().map(Vec::len).sum::<usize>()
+            + self.trie.by_text.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// URI Templates whose segments are literals and plain `{var}`s, as a trie of those segments:
+/// literal children by their text, one child for `{var}`. A topic is cut at its `/`s and
+/// walks both the literal child equal to its segment and, when [`var_segment`] accepts the
+/// segment, the `{var}` child; the templates at the node its last segment reaches are those
+/// that select it. A template also selects its own text: `by_text` answers that.
+///
+/// **Invariant:** `selected` answers exactly what each template's regular expression does
+/// (tests compare both on random templates and topics).
+#[derive(Default)]
+struct SegmentTrie {
+    root: TrieNode,
+    by_text: HashMap<Box<str>, Vec<u32>>,
+}
+
+#[derive(Default)]
+struct TrieNode {
+    literal: HashMap<Box<str>, TrieNode>,
+    var: Option<Box<TrieNode>>,
+    /// The templates that end here.
+    ids: Vec<u32>,
+}
+
+impl TrieNode {
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.literal.is_empty() && self.var.is_none()
+    }
+
+    /// Removes `id` under `path`; true when this node is left empty (the caller drops it).
+    fn remove(&mut self, path: &[Segment], id: u32) -> bool {
+        match path.split_first() {
+            None => self.ids.retain(|&x| x != id),
+            Some((Segment::Literal(l), rest)) => {
+                if let Some(child) = self.literal.get_mut(&**l) {
+                    if child.remove(rest, id) {
+                        self.literal.remove(&**l);
+                    }
+                }
+            }
+            Some((Segment::Var, rest)) => {
+                if let Some(child) = self.var.as_mut() {
+                    if child.remove(rest, id) {
+                        self.var = None;
+                    }
+                }
+            }
+        }
+        self.is_empty()
+    }
+
+    /// The templates under this node that select the rest of a topic, `parts` (its
+    /// `/`-separated segments still to walk). Walks as deep as the trie at most.
+    fn selected(&self, mut parts: std::str::Split<'_, char>, out: &mut Vec<u32>) {
+        let Some(part) = parts.next() else {
+            out.extend_from_slice(&self.ids);
+            return;
+        };
+        if let Some(child) = self.literal.get(part) {
+            child.selected(parts.clone(), out);
+        }
+        if let Some(child) = &self.var {
+            if var_segment(part) {
+                child.selected(parts, out);
+            }
+        }
+    }
+}
+
+impl SegmentTrie {
+    /// Adds template `p` as `id`; false (nothing done) when it has no [`Selector::segments`].
+    fn insert(&mut self, id: u32, p: &Selector) -> bool {
+        let Some(segments) = p.segments() else {
+            return false;
+        };
+        let mut node = &mut self.root;
+        for s in segments {
+            node = match s {
+                Segment::Literal(l) => node.literal.entry(l.clone()).or_default(),
+                Segment::Var => node.var.get_or_insert_with(Default::default),
+            };
+        }
+        node.ids.push(id);
+        self.by_text.entry(p.as_str().into()).or_default().push(id);
+        true
+    }
+
+    /// Removes template `p`'s `id`; false when `p` is not one the trie holds.
+    fn remove(&mut self, id: u32, p: &Selector) -> bool {
+        let Some(segments) = p.segments() else {
+            return false;
+        };
+        self.root.remove(segments, id);
+        if let Some(ids) = self.by_text.get_mut(p.as_str()) {
+            ids.retain(|&x| x != id);
+            if ids.is_empty() {
+                self.by_text.remove(p.as_str());
+            }
+        }
+        true
+    }
+
+    fn selected(&self, topic: &str, out: &mut Vec<u32>) {
+        if self.by_text.is_empty() {
+            return;
+        }
+        self.root.selected(topic.split('/'), out);
+        if topic.contains('{') {
+            if let Some(ids) = self.by_text.get(topic) {
+                out.extend_from_slice(ids);
+            }
+        }
     }
 }
 
@@ -1665,6 +1799,8 @@ impl LocalHub {
                         seen.push(id);
                     }
                 }
+                // Templates of literal and `{var}` segments: one walk of their trie.
+                self.patterns.selected(t, &mut seen);
             }
         }
         seen.sort_unstable();
@@ -2598,5 +2734,149 @@ mod tests {
         assert_eq!(h.append_stored(vec![(11, p("a")), (11, p("again"))], 0), 1);
         assert_eq!(h.head(), 11);
         assert_eq!(h.evicted(), 3);
+    }
+
+    /// The pattern index (trie for literal/`{var}` templates, literal prefixes for the rest)
+    /// finds exactly the held templates whose regular expression matches a topic, through
+    /// inserts and removals.
+    mod pattern_index_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PIECES: &[&str] = &[
+            "a", "rooms", "", "%2F", "s1", "a,b", "é", "b?c", "{id}", "{x}", "{+r}", "{?q}",
+            "{a,b}", "s{id}", "{#f}",
+        ];
+        const VALUES: &[&str] = &[
+            "", "a", "rooms", "1", "s1", "%2F", "%2f", "%2", "a,b", "é", "{id}", "a b", "?q=1",
+            "#f", "b?c", "x/y",
+        ];
+
+        fn template(pieces: &[usize]) -> String {
+            let parts: Vec<&str> = pieces.iter().map(|&i| PIECES[i]).collect();
+            format!("https://example.com/{}", parts.join("/"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+
+            #[test]
+            fn the_index_finds_exactly_what_the_regex_selects(
+                templates in proptest::collection::vec(
+                    proptest::collection::vec(0..PIECES.len(), 1..4), 1..12),
+                removed in proptest::collection::vec(any::<bool>(), 12),
+                topics in proptest::collection::vec(
+                    (any::<usize>(), proptest::collection::vec(0..VALUES.len(), 1..5)), 1..12),
+            ) {
+                let mut index = PatternIndex::default();
+                let mut held: Vec<(u32, Arc<Selector>)> = Vec::new();
+                for (i, t) in templates.iter().enumerate() {
+                    let Ok(s) = Selector::parse(Kind::Template, &template(t)) else {
+                        continue;
+                    };
+                    if !s.is_pattern() {
+                        continue;
+                    }
+                    index.insert(i as u32, &s);
+                    held.push((i as u32, Arc::new(s)));
+                }
+                held.retain(|(id, s)| {
+                    let gone = removed[*id as usize];
+                    if gone {
+                        index.remove(*id, s);
+                    }
+                    !gone
+                });
+                prop_assert_eq!(index.len(), held.len());
+                for (which, values) in &topics {
+                    // The text of a held template, an expansion of one, or random segments.
+                    let topic = match (which % 3, held.get(which / 3 % held.len().max(1))) {
+                        (0, Some((_, s))) => s.as_str().to_string(),
+                        (1, Some((_, s))) => {
+                            let mut v = values.iter().cycle();
+                            s.as_str()
+                                .split('/')
+                                .map(|seg| {
+                                    if seg.contains('{') {
+                                        VALUES[*v.next().unwrap()]
+                                    } else {
+                                        seg
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                                .join("/")
+                        }
+                        _ => {
+                            let parts: Vec<&str> = values.iter().map(|&i| VALUES[i]).collect();
+                            format!("https://example.com/{}", parts.join("/"))
+                        }
+                    };
+                    let mut found: Vec<u32> = index
+                        .candidates(&topic)
+                        .filter(|id| held.iter().any(|(h, s)| h == id && s.regex_matches(&topic)))
+                        .collect();
+                    index.selected(&topic, &mut found);
+                    found.sort_unstable();
+                    found.dedup();
+                    let want: Vec<u32> = held
+                        .iter()
+                        .filter(|(_, s)| s.regex_matches(&topic))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    prop_assert_eq!(found, want, "topic {:?}", topic);
+                }
+                for (id, s) in &held {
+                    index.remove(*id, s);
+                }
+                prop_assert_eq!(index.len(), 0);
+                prop_assert!(index.trie.root.is_empty(), "the trie keeps no empty node");
+                prop_assert!(index.by_prefix.is_empty());
+            }
+        }
+
+        #[test]
+        fn a_trie_template_is_found_without_its_regex_and_forgotten_when_swept() {
+            let (mut l, _) = {
+                let hub = Arc::new(Hub::new(
+                    HubConfig::default(),
+                    "t".into(),
+                    1,
+                    Box::new(|_| {}),
+                ));
+                (LocalHub::new(hub.clone(), 0), hub)
+            };
+            for i in 0..3 {
+                let text = format!("https://example.com/rooms/{{id}}/s{i}");
+                let sub = l
+                    .subscribe_selectors(&[(Kind::Template, &text)], None, None)
+                    .unwrap();
+                l.register(&sub.filter, i);
+            }
+            let mut out = Vec::new();
+            for (topic, want) in [
+                ("https://example.com/rooms/7/s1", vec![1]),
+                ("https://example.com/rooms/{id}/s2", vec![2]),
+                ("https://example.com/rooms/7/8/s1", vec![]),
+            ] {
+                let seq = l.hub.publish(
+                    &Publish {
+                        topics: vec![topic.into()],
+                        data: "x".into(),
+                        ..Publish::default()
+                    },
+                    0,
+                );
+                l.sync();
+                l.audience(seq, seq, |_, _| true, &mut out);
+                assert_eq!(out, want, "{topic}");
+            }
+            // The walk ran no regular expression: the cache was never asked.
+            assert_eq!(l.match_stats().misses, 0);
+            l.sweep(|k, _| k != 1);
+            assert_eq!(l.patterns.len(), 2);
+            l.sweep(|_, _| false);
+            assert_eq!(l.patterns.len(), 0);
+            assert!(l.patterns.trie.root.is_empty());
+        }
     }
 }

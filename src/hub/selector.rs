@@ -133,8 +133,10 @@ enum Matcher {
     Exact,
     /// `prefix/*`: the text up to and including the `/`.
     Prefix(usize),
-    /// The anchored expression of a URI Template (the template's own text matches too).
-    Template(regex::Regex),
+    /// The anchored expression of a URI Template (the template's own text matches too), and
+    /// its `/`-separated segments when each is a literal or one simple `{var}` (then matching
+    /// compares segments, exactly what the expression says, without running it).
+    Template(regex::Regex, Option<Box<[Segment]>>),
     UrlPattern(Box<urlpattern::UrlPattern>),
 }
 
@@ -175,7 +177,7 @@ impl Selector {
                 Kind::Template => match text.strip_suffix("/*") {
                     Some(p) if prefixes => Matcher::Prefix(p.len() + 1),
                     _ => match template_regex(text)? {
-                        Some(re) => Matcher::Template(re),
+                        Some(re) => Matcher::Template(re, simple_segments(text)),
                         None => Matcher::Exact,
                     },
                 },
@@ -217,7 +219,27 @@ impl Selector {
     /// Whether matching runs a pattern (a template or a URL Pattern): the results worth
     /// caching.
     pub fn is_pattern(&self) -> bool {
-        matches!(self.matcher, Matcher::Template(_) | Matcher::UrlPattern(_))
+        matches!(self.matcher, Matcher::Template(..) | Matcher::UrlPattern(_))
+    }
+
+    /// A URI Template's `/`-separated segments, when every one is a literal or exactly one
+    /// simple expression `{var}` (see [`Segment`]): a topic other than the template's own text
+    /// matches exactly when it has as many `/`-separated segments, each equal to its literal
+    /// or, for `{var}`, one [`var_segment`] accepts. `None` for any other selector.
+    pub fn segments(&self) -> Option<&[Segment]> {
+        match &self.matcher {
+            Matcher::Template(_, segments) => segments.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// What the template's regular expression alone says (tests compare it with segments).
+    #[cfg(test)]
+    pub(crate) fn regex_matches(&self, topic: &str) -> bool {
+        match &self.matcher {
+            Matcher::Template(re, _) => *self.raw == *topic || re.is_match(topic),
+            _ => self.matches(topic),
+        }
     }
 
     /// Text every topic this pattern selects starts with, when there is one to say: a URI
@@ -226,7 +248,7 @@ impl Selector {
     /// may rewrite a topic's start, the host's case for one) and for what is not a pattern.
     pub fn literal_prefix(&self) -> Option<&str> {
         match &self.matcher {
-            Matcher::Template(_) => self.raw.split('{').next(),
+            Matcher::Template(..) => self.raw.split('{').next(),
             _ => None,
         }
     }
@@ -237,7 +259,10 @@ impl Selector {
             Matcher::Any => true,
             Matcher::Exact => *self.raw == *topic,
             Matcher::Prefix(n) => topic.starts_with(&self.raw[..*n]),
-            Matcher::Template(re) => *self.raw == *topic || re.is_match(topic),
+            Matcher::Template(_, Some(segments)) => {
+                *self.raw == *topic || segments_match(segments, topic)
+            }
+            Matcher::Template(re, None) => *self.raw == *topic || re.is_match(topic),
             Matcher::UrlPattern(p) => url_pattern_test(p, topic),
         }
     }
@@ -393,6 +418,72 @@ fn template_pattern(template: &str) -> Result<Option<String>, SelectorError> {
     }
     out.push_str(r"\z");
     Ok(Some(out))
+}
+
+/// One `/`-separated segment of a URI Template that is matched without its regular
+/// expression ([`Selector::segments`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Text with no expression: the topic's segment equals it byte for byte (the expression
+    /// escapes it).
+    Literal(Box<str>),
+    /// Exactly one expression with no operator, one variable, no modifier (`{id}`): the
+    /// expression compiles it to `(?:[,` unreserved `]|%XX)*` wrapped optional, so any run
+    /// of those, the empty one included, and never a `/`.
+    Var,
+}
+
+/// Whether `segment` is what a [`Segment::Var`] matches: `,`, unreserved characters (RFC
+/// 3986: ASCII letters, digits, `-._~`) and `%XX` triplets, any number, none included.
+pub fn var_segment(segment: &str) -> bool {
+    let b = segment.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b',' | b'-' | b'.' | b'_' | b'~' => {}
+            c if c.is_ascii_alphanumeric() => {}
+            b'%' if pct_encoded_at(b, i) => {
+                i += 3;
+                continue;
+            }
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A valid template's segments when each is a literal or a plain `{var}`.
+fn simple_segments(text: &str) -> Option<Box<[Segment]>> {
+    text.split('/')
+        .map(|token| {
+            if !token.contains(['{', '}']) {
+                return Some(Segment::Literal(token.into()));
+            }
+            let name = token.strip_prefix('{')?.strip_suffix('}')?;
+            // A name is letters, digits, `_`, `.` and triplets only: no operator, no `,`, no
+            // `:` or `*` modifier, no second expression.
+            varname(name).then_some(Segment::Var)
+        })
+        .collect()
+}
+
+/// Whether `topic`, cut at every `/`, matches `segments` one for one.
+fn segments_match(segments: &[Segment], topic: &str) -> bool {
+    let mut parts = topic.split('/');
+    for s in segments {
+        let Some(part) = parts.next() else {
+            return false;
+        };
+        let ok = match s {
+            Segment::Literal(l) => **l == *part,
+            Segment::Var => var_segment(part),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    parts.next().is_none()
 }
 
 /// RFC 3986 `pct-encoded` (`%` and two hex digits) at `b[i]`: what RFC 6570 allows both in
@@ -628,7 +719,7 @@ impl Selectors {
                 }
                 Matcher::Exact => exact.push(s.raw.clone()),
                 Matcher::Prefix(n) => prefixes.push(Box::from(&s.raw[..*n])),
-                Matcher::Template(_) | Matcher::UrlPattern(_) => {
+                Matcher::Template(..) | Matcher::UrlPattern(_) => {
                     if !patterns.contains(&s) {
                         patterns.push(s);
                     }
@@ -819,6 +910,137 @@ impl MatchCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pieces of templates: literals (percent-encoded, empty, non-ASCII, query-like) and
+    /// expressions the segment matcher takes (`{id}`) or must leave to the regex.
+    const TEMPLATE_PIECES: &[&str] = &[
+        "a", "rooms", "", "%2F", "x%41", "s1", "a,b", "é", "b?c=1", "~._-", "{id}", "{x}", "{%41}",
+        "{a.b}", "{+r}", "{#f}", "{?q}", "{&q}", "{a,b}", "{id*}", "{id:3}", "{.l}", "{/p}",
+        "{;m}", "s{id}", "{id}x", "{a}{b}",
+    ];
+    /// Values a topic's segment may hold in place of an expression or a literal.
+    const TOPIC_PIECES: &[&str] = &[
+        "", "a", "rooms", "1", "s1", "%2F", "%2f", "%2", "%", "%G0", "x%41", "xA", "a,b", "é",
+        "{id}", "a b", "?q=1", "#f", "a?b", "~._-", "a=b", ";m", "+", "A-Z_9",
+    ];
+
+    /// A topic made from `template`: each `{...}` replaced by a piece, or a few random
+    /// segments, or the template's own text; `/` and a trailing `/` or `?q`/`#f` sometimes.
+    fn topic_for(template: &str, picks: &[usize], shape: usize) -> String {
+        let mut picks = picks
+            .iter()
+            .cycle()
+            .map(|&i| TOPIC_PIECES[i % TOPIC_PIECES.len()]);
+        let mut topic = match shape % 4 {
+            0 => template.to_string(),
+            1 => (0..1 + shape % 5)
+                .map(|_| picks.next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("/"),
+            _ => {
+                let mut out = String::new();
+                let mut rest = template;
+                while let Some(open) = rest.find('{') {
+                    out.push_str(&rest[..open]);
+                    let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+                    out.push_str(picks.next().unwrap_or(""));
+                    rest = &rest[close..];
+                }
+                out.push_str(rest);
+                out
+            }
+        };
+        match shape / 4 % 5 {
+            0 => topic.push('/'),
+            1 => topic.push_str("?q=1"),
+            2 => topic.push_str("#f"),
+            _ => {}
+        }
+        topic
+    }
+
+    fn template_of(pieces: &[usize], glue: &[bool]) -> String {
+        let mut t = String::from("https://example.com/");
+        for (i, &p) in pieces.iter().enumerate() {
+            if i > 0 && glue.get(i).copied().unwrap_or(true) {
+                t.push('/');
+            }
+            t.push_str(TEMPLATE_PIECES[p % TEMPLATE_PIECES.len()]);
+        }
+        t
+    }
+
+    mod segment_matching {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// The segment matcher answers exactly what the template's regular expression
+            /// does, for every template it takes (and the others keep the regex).
+            #[test]
+            fn segments_answer_what_the_regex_does(
+                pieces in proptest::collection::vec(0..TEMPLATE_PIECES.len(), 1..6),
+                glue in proptest::collection::vec(proptest::bool::weighted(0.85), 6),
+                picks in proptest::collection::vec(0..TOPIC_PIECES.len(), 1..8),
+                shape in 0..40usize,
+            ) {
+                let template = template_of(&pieces, &glue);
+                let Ok(sel) = Selector::parse(Kind::Template, &template) else {
+                    return Ok(());
+                };
+                let topic = topic_for(&template, &picks, shape);
+                prop_assert_eq!(
+                    sel.matches(&topic),
+                    sel.regex_matches(&topic),
+                    "template {:?} topic {:?} segments {:?}",
+                    template,
+                    topic,
+                    sel.segments()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_literal_and_plain_var_segments_skip_the_regex() {
+        for (t, simple) in [
+            ("https://example.com/rooms/{id}/s1", true),
+            ("https://example.com/{a}/{b.c}/{%41}/", true),
+            ("{id}", true),
+            ("https://example.com/rooms/{+id}", false),
+            ("https://example.com/rooms/{id}{?q}", false),
+            ("https://example.com/rooms/{a,b}", false),
+            ("https://example.com/rooms/{id*}", false),
+            ("https://example.com/rooms/{id:3}", false),
+            ("https://example.com/rooms/s{id}", false),
+            ("https://example.com/rooms/{/id}", false),
+        ] {
+            let s = Selector::parse(Kind::Template, t).unwrap();
+            assert!(s.is_pattern(), "{t}");
+            assert_eq!(s.segments().is_some(), simple, "{t}");
+        }
+        let s = Selector::parse(Kind::Template, "https://e/r/{id}/s").unwrap();
+        for (topic, hit) in [
+            ("https://e/r/7/s", true),
+            ("https://e/r//s", true),
+            ("https://e/r/a%2Fb/s", true),
+            ("https://e/r/a,b.c~_-/s", true),
+            ("https://e/r/{id}/s", true),
+            ("https://e/r/a/b/s", false),
+            ("https://e/r/%2/s", false),
+            ("https://e/r/a b/s", false),
+            ("https://e/r/é/s", false),
+            ("https://e/r/7/s/", false),
+            ("https://e/r/7/s?q", false),
+            ("https://e/r/a?b/s", false),
+            ("https://e/r/a=b/s", false),
+        ] {
+            assert_eq!(s.matches(topic), hit, "{topic}");
+            assert_eq!(s.regex_matches(topic), hit, "regex {topic}");
+        }
+    }
 
     #[test]
     fn a_triplet_is_a_percent_and_two_hex_digits_in_literals_and_names_alike() {
