@@ -137,19 +137,7 @@ pub enum RedisBatch {
     Live,
 }
 
-/// What a publisher sends.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Publish {
-    pub topics: Vec<String>,
-    pub data: String,
-    pub event_type: Option<String>,
-    pub retry: Option<u64>,
-    /// For subscribers whose token may read one of its topics only.
-    pub private: bool,
-    /// The event's id, if its publisher names it (else the hub assigns one); checked by
-    /// `parse::check_id`, and free (see [`Hub::try_publish`]).
-    pub id: Option<String>,
-}
+pub use crate::hub::publish::Publish;
 
 /// What one publisher id costs the history's index beside its text (counted in
 /// [`EncodedEvent::cost`], so `--history-bytes` bounds the index too): the key (an `Arc<str>`

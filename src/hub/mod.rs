@@ -4,6 +4,8 @@
 //!
 //! - [`history`]: [`history::Hub`] (the shared history, ids, eviction) and
 //!   [`history::LocalHub`] (one loop's mirror, its subscribers by topic, who may see what);
+//! - [`publish`]: [`publish::Publish`], what a publisher sends, shared by the history,
+//!   presence and the backends (a leaf, so presence and the history do not import each other);
 //! - [`parse`]: what publishers and subscribers send, read and checked (form and JSON publish
 //!   bodies, subscription queries) and the one rule for an event's fields, which the event-store
 //!   backends apply to what they read back too;
@@ -24,4 +26,5 @@ pub mod history;
 pub mod jwt;
 pub mod parse;
 pub mod presence;
+pub mod publish;
 pub mod selector;

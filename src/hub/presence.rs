@@ -23,7 +23,7 @@
 //! **Invariant:** no IO and no clock; nothing here allocates beyond the document it writes,
 //! and an event's data that is not a subscription document is ignored, never a panic.
 
-use crate::hub::history::Publish;
+use crate::hub::publish::Publish;
 use std::collections::BTreeMap;
 
 /// The path under which subscription events are published and the API answers.
