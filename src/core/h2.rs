@@ -431,15 +431,16 @@ impl H2 {
                 if block.len() > self.cfg.max_block {
                     return self.fail(ErrorCode::EnhanceYourCalm);
                 }
+                let c = Continuation {
+                    stream,
+                    end_stream,
+                    block: block.to_vec(),
+                    frames: 0,
+                };
                 if end_headers {
-                    self.on_block(stream, end_stream, block.to_vec());
+                    self.on_block(c);
                 } else {
-                    self.continuation = Some(Continuation {
-                        stream,
-                        end_stream,
-                        block: block.to_vec(),
-                        frames: 0,
-                    });
+                    self.continuation = Some(c);
                 }
             }
             Frame::Continuation {
@@ -458,7 +459,7 @@ impl H2 {
                 }
                 c.block.extend_from_slice(block);
                 if end_headers {
-                    self.on_block(c.stream, c.end_stream, c.block);
+                    self.on_block(c);
                 } else {
                     self.continuation = Some(c);
                 }
@@ -482,7 +483,13 @@ impl H2 {
     }
 
     /// A complete field block: a new request (or trailers, refused).
-    fn on_block(&mut self, stream: u32, end_stream: bool, block: Vec<u8>) {
+    fn on_block(&mut self, c: Continuation) {
+        let Continuation {
+            stream,
+            end_stream,
+            block,
+            ..
+        } = c;
         let mut fields = Vec::new();
         let decoded = self.decoder.decode(&block, self.cfg.max_list, &mut fields);
         if let Err(e) = decoded {

@@ -127,11 +127,19 @@ fn write_format_file(dir: &Path, epoch: &str) -> Result<(), String> {
     write().map_err(|e| fail(dir, format_args!("cannot write {}: {e}", path.display())))
 }
 
+/// Whether a data directory holds segments already (a directory without any is fresh).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Segments {
+    Absent,
+    Present,
+}
+
 /// Reads the format file's epoch, or writes a new one (`epoch`) in a fresh directory. A
 /// directory of an older format this build reads is marked as this format first (its
 /// records are read as they are; new ones may carry what the old format had no room for,
 /// so the older build must refuse the directory from now on rather than misread them).
-fn format_file(dir: &Path, fresh: bool, epoch: &str) -> Result<String, String> {
+fn format_file(dir: &Path, segments: Segments, epoch: &str) -> Result<String, String> {
+    let fresh = segments == Segments::Absent;
     let path = dir.join(FORMAT_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => {
@@ -222,7 +230,11 @@ pub fn open(
     }
     let lock = lock(dir)?;
     let files = list(dir)?;
-    let epoch = format_file(dir, files.is_empty(), epoch)?;
+    let segments = match files.is_empty() {
+        true => Segments::Absent,
+        false => Segments::Present,
+    };
+    let epoch = format_file(dir, segments, epoch)?;
     let mut recovery = Recovery::new(max_events, max_bytes);
     let mut segments = VecDeque::new();
     for (i, (first, path)) in files.iter().enumerate() {

@@ -235,8 +235,8 @@ impl Verifier {
             .map_err(|_| JwtError::BadSignature)?;
 
         let claims = decode_object(payload)?;
-        let exp = numeric_date_ms(claims.get("exp"), false)?;
-        let nbf = numeric_date_ms(claims.get("nbf"), true)?;
+        let exp = numeric_date_ms(claims.get("exp"), Round::Down)?;
+        let nbf = numeric_date_ms(claims.get("nbf"), Round::Up)?;
         let legacy = claims.get("mercure").filter(|v| !v.is_null());
         let details = claims.get("authorization_details").filter(|v| !v.is_null());
         let mut access_token = false;
@@ -532,8 +532,15 @@ fn is_at_jwt(typ: &str) -> bool {
 }
 
 /// A NumericDate claim (seconds since the epoch, RFC 7519 section 2) in milliseconds,
-/// saturating. Fractions round towards refusal: `exp` down, `nbf` (`round_up`) up.
-fn numeric_date_ms(claim: Option<&Value>, round_up: bool) -> Result<Option<i64>, JwtError> {
+/// saturating. Fractions round towards refusal: `exp` down, `nbf` up.
+/// Which way a NumericDate's fraction of a millisecond goes (towards refusal).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Down,
+    Up,
+}
+
+fn numeric_date_ms(claim: Option<&Value>, round: Round) -> Result<Option<i64>, JwtError> {
     let n = match claim {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n,
@@ -546,7 +553,10 @@ fn numeric_date_ms(claim: Option<&Value>, round_up: bool) -> Result<Option<i64>,
     } else {
         // serde_json never yields an infinite or NaN number; `as` saturates at the ends.
         let ms = n.as_f64().ok_or(JwtError::Malformed)? * 1000.0;
-        (if round_up { ms.ceil() } else { ms.floor() }) as i64
+        (match round {
+            Round::Up => ms.ceil(),
+            Round::Down => ms.floor(),
+        }) as i64
     };
     Ok(Some(ms))
 }

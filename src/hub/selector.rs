@@ -158,16 +158,16 @@ impl Eq for Selector {}
 impl Selector {
     /// Compiles `text` read as `kind` (a subscription's query parameter, a draft-08 claim).
     pub fn parse(kind: Kind, text: &str) -> Result<Selector, SelectorError> {
-        Self::compile(kind, text, false)
+        Self::compile(kind, text, Role::Subscription)
     }
 
     /// Compiles a draft-07 claim or `--private-topics` entry: as [`Kind::Template`], and a
     /// trailing `/*` makes a prefix.
     pub fn claim(text: &str) -> Result<Selector, SelectorError> {
-        Self::compile(Kind::Template, text, true)
+        Self::compile(Kind::Template, text, Role::Claim)
     }
 
-    fn compile(kind: Kind, text: &str, prefixes: bool) -> Result<Selector, SelectorError> {
+    fn compile(kind: Kind, text: &str, role: Role) -> Result<Selector, SelectorError> {
         check_text(text)?;
         let matcher = if text == "*" {
             Matcher::Any
@@ -175,7 +175,7 @@ impl Selector {
             match kind {
                 Kind::Exact => Matcher::Exact,
                 Kind::Template => match text.strip_suffix("/*") {
-                    Some(p) if prefixes => Matcher::Prefix(p.len() + 1),
+                    Some(p) if role == Role::Claim => Matcher::Prefix(p.len() + 1),
                     _ => match template_regex(text)? {
                         Some(re) => Matcher::Template(re, simple_segments(text)),
                         None => Matcher::Exact,
@@ -282,7 +282,7 @@ fn check_text(text: &str) -> Result<(), SelectorError> {
 }
 
 /// What a selector's text was compiled as: its kind, and whether `prefix/*` was read.
-type SharedKey = (Kind, bool, Box<str>);
+type SharedKey = (Kind, Role, Box<str>);
 
 fn shared_store() -> &'static Mutex<HashMap<SharedKey, Weak<Selector>>> {
     static STORE: OnceLock<Mutex<HashMap<SharedKey, Weak<Selector>>>> = OnceLock::new();
@@ -294,17 +294,25 @@ fn shared_store() -> &'static Mutex<HashMap<SharedKey, Weak<Selector>>> {
 /// its results are cached once ([`MatchCache`] keys by selector) and its automaton exists
 /// once. The store holds weak references only.
 pub fn shared(kind: Kind, text: &str) -> Result<Arc<Selector>, SelectorError> {
-    shared_as(kind, text, false)
+    shared_as(kind, text, Role::Subscription)
 }
 
 /// [`Selector::claim`], compiled once for every holder of the same text, as [`shared`].
 pub fn shared_claim(kind: Kind, text: &str) -> Result<Arc<Selector>, SelectorError> {
-    shared_as(kind, text, true)
+    shared_as(kind, text, Role::Claim)
 }
 
-fn shared_as(kind: Kind, text: &str, claim: bool) -> Result<Arc<Selector>, SelectorError> {
+/// Whose selector it is: a subscription's, or a token's claim (where a template ending in `*`
+/// is a prefix).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+enum Role {
+    Subscription,
+    Claim,
+}
+
+fn shared_as(kind: Kind, text: &str, role: Role) -> Result<Arc<Selector>, SelectorError> {
     check_text(text)?;
-    let key: SharedKey = (kind, claim, text.into());
+    let key: SharedKey = (kind, role, text.into());
     // A poisoned lock only means another thread panicked while holding it; the map is still
     // a valid cache (at worst missing an entry).
     let lock = || {
@@ -317,7 +325,7 @@ fn shared_as(kind: Kind, text: &str, claim: bool) -> Result<Arc<Selector>, Selec
     }
     // Compiled outside the lock: two threads may compile the same text at once; the second
     // to insert keeps the first's.
-    let compiled = Arc::new(Selector::compile(kind, text, claim)?);
+    let compiled = Arc::new(Selector::compile(kind, text, role)?);
     let mut store = lock();
     if let Some(s) = store.get(&key).and_then(Weak::upgrade) {
         return Ok(s);

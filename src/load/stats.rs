@@ -51,6 +51,13 @@ pub enum Reason {
     IoError,
 }
 
+/// Where a socket error happened: in the TCP handshake, or on an established connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Established,
+}
+
 impl Reason {
     /// The reason's name in reports: `snake_case`, with the code for a bad status.
     pub fn name(self) -> String {
@@ -78,15 +85,16 @@ impl Reason {
 
     /// Classifies a socket error on an established connection.
     pub fn from_io(e: &io::Error) -> Reason {
-        Reason::classify(e, false)
+        Reason::classify(e, Phase::Established)
     }
 
     /// Classifies a socket error from the TCP handshake.
     pub fn from_connect(e: &io::Error) -> Reason {
-        Reason::classify(e, true)
+        Reason::classify(e, Phase::Connecting)
     }
 
-    fn classify(e: &io::Error, connecting: bool) -> Reason {
+    fn classify(e: &io::Error, phase: Phase) -> Reason {
+        let connecting = phase == Phase::Connecting;
         use io::ErrorKind as K;
         if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
             return Reason::NoFileDescriptors;

@@ -1392,6 +1392,13 @@ struct Reader {
     mark_read: bool,
 }
 
+/// Why the reader restarts the store: it is missing, or it was recreated without a mark.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    Missing,
+    Recreated,
+}
+
 impl Reader {
     fn run(mut self, backfill: Vec<(String, Publish)>) {
         self.shared
@@ -1509,11 +1516,10 @@ impl Reader {
 
     /// The store is gone (`DEL`, `FLUSHALL`, eviction) though this reader had read from it:
     /// start it again with its mark now (unless a writer already did), so that every reader
-    /// tells its subscribers even if nothing is published for a while. Or (`force`) it was
-    /// recreated without a mark.
-    /// `force`: the stream exists but was recreated without a mark (by another writer): add
-    /// one anyway.
-    fn restart_store(&mut self, force: bool) -> Result<(), String> {
+    /// tells its subscribers even if nothing is published for a while (`Restart::Missing`). Or
+    /// (`Restart::Recreated`) the stream exists but was recreated without a mark (by another
+    /// writer): add one anyway.
+    fn restart_store(&mut self, why: Restart) -> Result<(), String> {
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let floor = self.shared.floor_ms.load(Ordering::Acquire);
         let mut c = redis::cmd("EVAL");
@@ -1522,7 +1528,7 @@ impl Reader {
             .arg(&self.key)
             .arg(&id_keys(&self.key)[..]);
         c.arg(0).arg(floor);
-        if force {
+        if why == Restart::Recreated {
             c.arg("!");
         }
         match conn.req_command(&c).map_err(|e| e.to_string())? {
@@ -1556,9 +1562,9 @@ impl Reader {
         let explained = std::mem::take(&mut self.mark_read);
         if self.last_id != "0-0" {
             if info.is_none() {
-                self.restart_store(false)?;
+                self.restart_store(Restart::Missing)?;
             } else if went_back && !explained {
-                self.restart_store(true)?;
+                self.restart_store(Restart::Recreated)?;
             }
         }
         let lag = self.lag.update(info, &self.last_id);

@@ -24,14 +24,24 @@ pub fn bind(
     addr: SocketAddr,
     loops: usize,
 ) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
-    let dual_stack = addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
-    match bind_group(addr, loops, dual_stack) {
-        Err(e) if dual_stack && ipv6_absent(&e) => {
+    let stack = match addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) {
+        true => Stack::Dual,
+        false => Stack::AsGiven,
+    };
+    match bind_group(addr, loops, stack) {
+        Err(e) if stack == Stack::Dual && ipv6_absent(&e) => {
             let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
-            bind_group(v4, loops, false)
+            bind_group(v4, loops, Stack::AsGiven)
         }
         other => other,
     }
+}
+
+/// `::` as both IPv6 and IPv4 (`IPV6_V6ONLY` off), or the address as given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stack {
+    Dual,
+    AsGiven,
 }
 
 /// Whether an error from creating or binding an IPv6 socket means this host has no IPv6.
@@ -45,7 +55,7 @@ fn ipv6_absent(e: &io::Error) -> bool {
 fn bind_group(
     addr: SocketAddr,
     loops: usize,
-    dual_stack: bool,
+    stack: Stack,
 ) -> io::Result<(Vec<TcpListener>, Option<std::os::unix::net::UnixDatagram>)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let reuse_port = loops > 1;
@@ -55,7 +65,7 @@ fn bind_group(
             Type::STREAM.nonblocking().cloexec(),
             Some(Protocol::TCP),
         )?;
-        if dual_stack {
+        if stack == Stack::Dual {
             s.set_only_v6(false)?;
         }
         // Lets a restarted server bind while its predecessor's connections sit in TIME_WAIT.

@@ -710,7 +710,7 @@ impl EventLoop {
             let Some(slot) = self.slab.get_mut(done.key) else {
                 continue;
             };
-            let draining = self.drain_deadline.is_some();
+            let draining = phase(&self.drain_deadline);
             let mut ctx = ctx(shared, self.id, &mut self.st, draining);
             match done.answer {
                 Answer::Reply(reply) => slot.conn.complete(done.ticket, reply, now, &mut ctx),
@@ -771,7 +771,7 @@ impl EventLoop {
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
-        let draining = self.drain_deadline.is_some();
+        let draining = phase(&self.drain_deadline);
         let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         slot.conn.handle_timeout(now, &mut ctx);
         self.drive(k, now);
@@ -785,7 +785,7 @@ impl EventLoop {
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
-        let draining = self.drain_deadline.is_some();
+        let draining = phase(&self.drain_deadline);
         let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         let conn = &mut slot.conn;
         // The one test the plain path pays for TLS: a flag in the slot's padding. A TLS slot
@@ -928,7 +928,7 @@ impl EventLoop {
         // A replaying stream whose last page is written asks for its next one; the read runs
         // on the bridge's range thread and the page comes back through `later`.
         let want = {
-            let draining = self.drain_deadline.is_some();
+            let draining = phase(&self.drain_deadline);
             conn.page_request(&mut self::ctx(shared, self.id, &mut self.st, draining))
         };
         if let Some(want) = want {
@@ -987,7 +987,11 @@ impl EventLoop {
         let Some(listener) = self.listener.take() else {
             return;
         };
-        self.accept_from(&listener, self.listener_is_tls, now);
+        let transport = match self.listener_is_tls {
+            true => Transport::Tls,
+            false => Transport::Plain,
+        };
+        self.accept_from(&listener, transport, now);
         self.listener = Some(listener);
         // Accepting again after a pause serves both listeners.
         if self.accept_again_at.is_none() {
@@ -999,11 +1003,11 @@ impl EventLoop {
         let Some(listener) = self.tls_listener.take() else {
             return;
         };
-        self.accept_from(&listener, true, now);
+        self.accept_from(&listener, Transport::Tls, now);
         self.tls_listener = Some(listener);
     }
 
-    fn accept_from(&mut self, listener: &TcpListener, tls: bool, now: Now) {
+    fn accept_from(&mut self, listener: &TcpListener, transport: Transport, now: Now) {
         let shared = self.shared.clone();
         let shard = shared.metrics.shard(self.id);
         for _ in 0..ACCEPT_BUDGET {
@@ -1011,7 +1015,7 @@ impl EventLoop {
                 Ok((sock, peer)) => {
                     shard.connections_total.inc();
                     let session = match &shared.tls {
-                        Some(config) if tls => {
+                        Some(config) if transport == Transport::Tls => {
                             shard.tls_connections_total.inc();
                             match Tls::new(config.clone()) {
                                 Ok(t) => Some(t),
@@ -1025,12 +1029,7 @@ impl EventLoop {
                         }
                         _ => None,
                     };
-                    self.add(
-                        sock,
-                        peer.ip().is_loopback() || is_mapped_loopback(&peer),
-                        session,
-                        now,
-                    );
+                    self.add(sock, peer, session, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1038,7 +1037,7 @@ impl EventLoop {
                     // Linux reserves the descriptor before it looks at the queue, so this
                     // error does not even say a connection is waiting; `shed_one` finds out.
                     shard.accept_fd_exhausted.inc();
-                    if tls {
+                    if transport == Transport::Tls {
                         // A plain answer means nothing to a TLS client: no shedding here,
                         // only the pause.
                         self.accept_again_at = Some(now.ms + ACCEPT_BACKOFF_MS);
@@ -1160,7 +1159,8 @@ impl EventLoop {
         }
     }
 
-    fn add(&mut self, sock: TcpStream, loopback: bool, session: Option<Box<Tls>>, now: Now) {
+    fn add(&mut self, sock: TcpStream, peer: SocketAddr, session: Option<Box<Tls>>, now: Now) {
+        let loopback = peer.ip().is_loopback() || is_mapped_loopback(&peer);
         let _ = sock.set_nodelay(true);
         if let Some(n) = self.shared.sndbuf {
             let _ = socket2::SockRef::from(&sock).set_send_buffer_size(n);
@@ -1217,7 +1217,7 @@ impl EventLoop {
         for k in keys {
             let shared = &*self.shared;
             if let Some(slot) = self.slab.get_mut(k) {
-                let mut ctx = ctx(shared, self.id, &mut self.st, true);
+                let mut ctx = ctx(shared, self.id, &mut self.st, Phase::Draining);
                 slot.conn.abandon(now, &mut ctx);
             }
             self.drive(k, now);
@@ -1241,7 +1241,7 @@ impl EventLoop {
         for k in keys {
             let shared = &*self.shared;
             if let Some(slot) = self.slab.get_mut(k) {
-                let mut ctx = ctx(shared, self.id, &mut self.st, true);
+                let mut ctx = ctx(shared, self.id, &mut self.st, Phase::Draining);
                 slot.conn.drain(now, &mut ctx);
             }
             self.drive(k, now);
@@ -1249,8 +1249,32 @@ impl EventLoop {
     }
 }
 
+/// Which listener a connection came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+/// Whether a loop is serving or draining (after SIGTERM: its streams get `retry:` and close),
+/// from its drain deadline.
+fn phase<T>(drain_deadline: &Option<T>) -> Phase {
+    match drain_deadline {
+        Some(_) => Phase::Draining,
+        None => Phase::Serving,
+    }
+}
+
+/// A loop's phase: serving, or draining after SIGTERM.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    Draining,
+}
+
 /// The context lent to loop `id`'s connections.
-fn ctx<'a>(shared: &'a ServerState, id: usize, st: &'a mut LoopState, draining: bool) -> Ctx<'a> {
+fn ctx<'a>(shared: &'a ServerState, id: usize, st: &'a mut LoopState, phase: Phase) -> Ctx<'a> {
+    let draining = phase == Phase::Draining;
     Ctx {
         cfg: &shared.conn,
         metrics: &shared.metrics,
