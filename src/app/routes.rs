@@ -962,16 +962,7 @@ fn subscriptions_api(call: Call<'_>, ctx: &mut Ctx<'_>) -> Reply {
         .if_none_match
         .is_some_and(|v| static_files::none_match(v, &etag))
     {
-        let mut head = Head::new(Status::NotModified);
-        for (name, value) in extra {
-            head = head.field(name, value);
-        }
-        return Reply {
-            status: Status::NotModified,
-            head,
-            body: None,
-            then: Then::KeepAlive,
-        };
+        return not_modified(&extra);
     }
     Reply::with_body(
         Status::Ok,
@@ -1096,6 +1087,21 @@ fn preflight(app: &App, req: &Request<'_>) -> Reply {
     }
 }
 
+/// `304 Not Modified` with the validators a `200` would carry (the page's files and the
+/// subscriptions API).
+fn not_modified(extra: &[(&str, &str)]) -> Reply {
+    let mut head = Head::new(Status::NotModified);
+    for (name, value) in extra {
+        head = head.field(name, value);
+    }
+    Reply {
+        status: Status::NotModified,
+        head,
+        body: None,
+        then: Then::KeepAlive,
+    }
+}
+
 /// A file of the page, `304` when the client's copy is current, or `404`.
 fn file(app: &App, req: &Request<'_>, path: &str) -> Reply {
     let Some(file) = app.files.lookup(path) else {
@@ -1111,16 +1117,7 @@ fn file(app: &App, req: &Request<'_>, path: &str) -> Reply {
         .if_none_match
         .is_some_and(|v| static_files::none_match(v, &file.etag))
     {
-        let mut head = Head::new(Status::NotModified);
-        for (name, value) in extra {
-            head = head.field(name, value);
-        }
-        return Reply {
-            status: Status::NotModified,
-            head,
-            body: None,
-            then: Then::KeepAlive,
-        };
+        return not_modified(&extra);
     }
     Reply::with_body(Status::Ok, file.content_type, file.body, &extra)
 }
