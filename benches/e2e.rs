@@ -44,6 +44,10 @@
 //! `npm install`); a missing peer is skipped with a note. Under `cargo test` (no `--bench`
 //! argument) it only runs a small smoke scenario against sse-server, so it cannot rot.
 
+#[path = "../tests/common/pki.rs"]
+mod pki;
+
+use pki::{KeyKind, Pki};
 use serde_json::Value;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -1018,87 +1022,19 @@ fn bench_dir() -> PathBuf {
 
 /// HTTPS against plain HTTP, side by side: idle TLS streams (the user-space memory each holds,
 /// at 1,000 and 10,000) and the frame rate at 10,000 × 100 ms (the server's CPU per delivery).
-/// The certificate (P-256, signed by a test CA) is made with `openssl` in the bench directory.
+/// The certificate (P-256, signed by a test CA: `tests/common/pki.rs`) is made with `openssl` in
+/// the bench directory.
 fn tls_scenario() {
     let dir = fresh_dir("tls");
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .current_dir(&dir)
-            .args(args)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(ok, "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=bench CA",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "s.key",
-                "-out",
-                "s.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "s.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "s.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
-    let cert = dir.join("s.pem").display().to_string();
-    let key = dir.join("s.key").display().to_string();
+    let pki = Pki::make(&dir, "s", KeyKind::Ecdsa);
+    let cert = pki.cert.display().to_string();
+    let key = pki.key.display().to_string();
     let plain = Spec::ours("sse-server (HTTP)", &[]);
     let mut tls = Spec::ours(
         "sse-server (HTTPS)",
         &["--tls-cert", &cert, "--tls-key", &key],
     );
-    tls.tls_ca = Some(dir.join("ca.pem"));
+    tls.tls_ca = Some(pki.ca.clone());
     let quick = std::env::var_os("SSE_BENCH_QUICK").is_some();
     for streams in [1_000, 10_000] {
         // Idle: a topic nobody publishes to; the heartbeat is far away.

@@ -6,199 +6,25 @@
 
 mod common;
 
-use common::Server;
+use common::pki::{KeyKind, Pki};
+use common::{Server, TempDir};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "sse-tls-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum KeyKind {
-    Rsa,
-    Ecdsa,
-    Ed25519,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes `{name}-ca.pem` (a CA) and `{name}.pem`/`{name}.key` (a certificate for localhost and
-/// 127.0.0.1 signed by it, with a key of `kind`) in `dir`.
-fn make_pki(dir: &Path, name: &str, kind: KeyKind) {
-    let ca_key = format!("{name}-ca.key");
-    let ca = format!("{name}-ca.pem");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &ca_key,
-            "-out",
-            &ca,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name} test CA"),
-        ],
-    );
-    let key = format!("{name}.key");
-    let newkey: &[&str] = match kind {
-        KeyKind::Rsa => &["-newkey", "rsa:2048"],
-        KeyKind::Ecdsa => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-        KeyKind::Ed25519 => &["-newkey", "ed25519"],
-    };
-    let csr = format!("{name}.csr");
-    let mut args = vec![
-        "req",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
-        "/CN=localhost",
-    ];
-    args.extend_from_slice(newkey);
-    openssl(dir, &args);
-    let ext = format!("{name}.ext");
-    std::fs::write(
-        dir.join(&ext),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let cert = format!("{name}.pem");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-}
-
-/// A server with plain HTTP on `addr` and HTTPS on the returned address (`--tls-port 0`).
-fn start_tls(cert: &Path, key: &Path, args: &[&str]) -> (Server, SocketAddr) {
-    start_tls_logged(cert, key, args, false).0
-}
-
-fn start_tls_logged(
-    cert: &Path,
-    key: &Path,
-    args: &[&str],
-    logged: bool,
-) -> (
-    (Server, SocketAddr),
-    Option<std::sync::mpsc::Receiver<String>>,
-) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
-    cmd.current_dir(std::env::temp_dir())
-        .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", "0"])
-        .arg("--tls-cert")
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
-        .args(args)
-        .stdout(Stdio::piped())
-        .env("SSE_QUIET", if logged { "0" } else { "1" });
-    if logged {
-        cmd.stderr(Stdio::piped());
-    }
-    let mut child = cmd.spawn().expect("sse-server starts");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut addrs = Vec::new();
-    for _ in 0..2 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
-        let hostport = url.split("://").nth(1).unwrap().trim_end_matches('/');
-        addrs.push(hostport.parse::<SocketAddr>().unwrap());
-    }
-    let rx = logged.then(|| {
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    });
-    (
-        (
-            Server {
-                child,
-                addr: addrs[0],
-            },
-            addrs[1],
-        ),
-        rx,
-    )
+/// The start most tests share: a test PKI (`s`, ECDSA P-256) in a fresh directory and a server
+/// with plain HTTP and HTTPS on it; (the directory, the CA to trust, the server, the HTTPS
+/// address). Dropped in reverse: the server stops before its directory is removed.
+fn https(tag: &str, args: &[&str]) -> (TempDir, PathBuf, Server, SocketAddr) {
+    let dir = TempDir::new(&format!("tls-{tag}"));
+    let pki = Pki::make(&dir.0, "s", KeyKind::Ecdsa);
+    let (server, tls) = Server::start_tls(&pki.cert, &pki.key, args);
+    (dir, pki.ca, server, tls)
 }
 
 /// curl over HTTPS trusting `ca`; returns (exit code, body).
@@ -291,19 +117,14 @@ fn normalise(bytes: &[u8]) -> String {
 
 #[test]
 fn curl_gets_every_route_over_https_with_rsa_ecdsa_and_ed25519() {
-    let dir = TempDir::new("kinds");
+    let dir = TempDir::new("tls-kinds");
     for (name, kind) in [
         ("rsa", KeyKind::Rsa),
         ("ecdsa", KeyKind::Ecdsa),
         ("ed25519", KeyKind::Ed25519),
     ] {
-        make_pki(&dir.0, name, kind);
-        let ca = dir.path(&format!("{name}-ca.pem"));
-        let (server, tls) = start_tls(
-            &dir.path(&format!("{name}.pem")),
-            &dir.path(&format!("{name}.key")),
-            &["--interval-ms", "100"],
-        );
+        let Pki { ca, cert, key } = Pki::make(&dir.0, name, kind);
+        let (server, tls) = Server::start_tls(&cert, &key, &["--interval-ms", "100"]);
         let base = format!("https://localhost:{}", tls.port());
         let res = |extra: &[&str]| {
             ["--resolve", &format!("localhost:{}:127.0.0.1", tls.port())]
@@ -353,14 +174,7 @@ fn curl_gets_every_route_over_https_with_rsa_ecdsa_and_ed25519() {
 
 #[test]
 fn the_clock_bytes_over_tls_are_the_plain_bytes() {
-    let dir = TempDir::new("bytes");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(
-        &dir.path("s.pem"),
-        &dir.path("s.key"),
-        &["--interval-ms", "50"],
-    );
+    let (_dir, ca, server, tls) = https("bytes", &["--interval-ms", "50"]);
     let req = b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let three = |b: &[u8]| common::frames(b).len() >= 3;
     let mut plain = server.connect();
@@ -384,12 +198,8 @@ fn the_clock_bytes_over_tls_are_the_plain_bytes() {
 
 #[test]
 fn a_slow_handshake_is_closed_at_the_head_deadline_and_streams_keep_ticking() {
-    let dir = TempDir::new("slowloris");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(
-        &dir.path("s.pem"),
-        &dir.path("s.key"),
+    let (_dir, ca, server, tls) = https(
+        "slowloris",
         &[
             "--interval-ms",
             "100",
@@ -433,10 +243,7 @@ fn a_slow_handshake_is_closed_at_the_head_deadline_and_streams_keep_ticking() {
 
 #[test]
 fn bytes_that_are_not_tls_are_closed_and_counted() {
-    let dir = TempDir::new("garbage");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(&dir.path("s.pem"), &dir.path("s.key"), &[]);
+    let (_dir, ca, server, tls) = https("garbage", &[]);
     for garbage in [
         &b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
         &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5][..],
@@ -466,25 +273,24 @@ fn bytes_that_are_not_tls_are_closed_and_counted() {
 
 #[test]
 fn sighup_reloads_the_certificate_and_keeps_streams() {
-    let dir = TempDir::new("reload");
-    make_pki(&dir.0, "a", KeyKind::Ecdsa);
-    make_pki(&dir.0, "b", KeyKind::Rsa);
+    let dir = TempDir::new("tls-reload");
+    let a = Pki::make(&dir.0, "a", KeyKind::Ecdsa);
+    let b = Pki::make(&dir.0, "b", KeyKind::Rsa);
     let cert = dir.path("live.pem");
     let key = dir.path("live.key");
-    std::fs::copy(dir.path("a.pem"), &cert).unwrap();
-    std::fs::copy(dir.path("a.key"), &key).unwrap();
-    let ((server, tls), log) = start_tls_logged(&cert, &key, &["--interval-ms", "100"], true);
-    let log = log.unwrap();
-    let (ca_a, ca_b) = (dir.path("a-ca.pem"), dir.path("b-ca.pem"));
+    std::fs::copy(&a.cert, &cert).unwrap();
+    std::fs::copy(&a.key, &key).unwrap();
+    let (server, tls, log) = Server::start_tls_logged(&cert, &key, &["--interval-ms", "100"]);
+    let (ca_a, ca_b) = (&a.ca, &b.ca);
     let resolve = format!("localhost:{}:127.0.0.1", tls.port());
     let url = format!("https://localhost:{}/healthz", tls.port());
-    assert_eq!(curl(&ca_a, &url, &["--resolve", &resolve]).0, 0);
+    assert_eq!(curl(ca_a, &url, &["--resolve", &resolve]).0, 0);
     assert_ne!(
-        curl(&ca_b, &url, &["--resolve", &resolve]).0,
+        curl(ca_b, &url, &["--resolve", &resolve]).0,
         0,
         "B not served yet"
     );
-    let mut stream = tls_connect(tls, &ca_a);
+    let mut stream = tls_connect(tls, ca_a);
     stream
         .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
@@ -492,8 +298,8 @@ fn sighup_reloads_the_certificate_and_keeps_streams() {
         !common::frames(b).is_empty()
     });
 
-    std::fs::copy(dir.path("b.pem"), &cert).unwrap();
-    std::fs::copy(dir.path("b.key"), &key).unwrap();
+    std::fs::copy(&b.cert, &cert).unwrap();
+    std::fs::copy(&b.key, &key).unwrap();
     server.signal("HUP");
     let wait_log = |what: &str| {
         let end = Instant::now() + Duration::from_secs(5);
@@ -508,26 +314,22 @@ fn sighup_reloads_the_certificate_and_keeps_streams() {
     };
     wait_log("reloaded");
     assert_eq!(
-        curl(&ca_b, &url, &["--resolve", &resolve]).0,
+        curl(ca_b, &url, &["--resolve", &resolve]).0,
         0,
         "B served now"
     );
-    assert_ne!(
-        curl(&ca_a, &url, &["--resolve", &resolve]).0,
-        0,
-        "A no more"
-    );
+    assert_ne!(curl(ca_a, &url, &["--resolve", &resolve]).0, 0, "A no more");
     // The stream from before the reload goes on.
     let more = read_until(&mut stream, Duration::from_secs(5), |b| body_frames(b) >= 3);
     assert!(body_frames(&more) >= 3);
 
     // A bad pair (A's key with B's certificate) is refused and B stays.
-    std::fs::copy(dir.path("a.key"), &key).unwrap();
+    std::fs::copy(&a.key, &key).unwrap();
     server.signal("HUP");
     let line = wait_log("failed");
     assert!(line.contains("does not match"), "{line}");
     assert_eq!(
-        curl(&ca_b, &url, &["--resolve", &resolve]).0,
+        curl(ca_b, &url, &["--resolve", &resolve]).0,
         0,
         "B still served"
     );
@@ -535,9 +337,9 @@ fn sighup_reloads_the_certificate_and_keeps_streams() {
 
 #[test]
 fn bad_certificate_files_stop_the_start_with_one_line() {
-    let dir = TempDir::new("bad");
-    make_pki(&dir.0, "a", KeyKind::Ecdsa);
-    make_pki(&dir.0, "b", KeyKind::Ecdsa);
+    let dir = TempDir::new("tls-bad");
+    Pki::make(&dir.0, "a", KeyKind::Ecdsa);
+    Pki::make(&dir.0, "b", KeyKind::Ecdsa);
     std::fs::write(dir.path("junk.pem"), "not a certificate\n").unwrap();
     let p = |n: &str| dir.path(n).to_string_lossy().into_owned();
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -596,14 +398,7 @@ fn bad_certificate_files_stop_the_start_with_one_line() {
 
 #[test]
 fn drain_over_tls_sends_retry_then_close_notify() {
-    let dir = TempDir::new("drain");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(
-        &dir.path("s.pem"),
-        &dir.path("s.key"),
-        &["--interval-ms", "100"],
-    );
+    let (_dir, ca, server, tls) = https("drain", &["--interval-ms", "100"]);
     let mut s = tls_connect(tls, &ca);
     s.write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
@@ -631,13 +426,8 @@ fn drain_over_tls_sends_retry_then_close_notify() {
 
 #[test]
 fn a_tls_client_that_never_reads_is_closed_by_the_stall_rule() {
-    let dir = TempDir::new("stall");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(
-        &dir.path("s.pem"),
-        &dir.path("s.key"),
-        // A small history, so that what the server holds is the stalled stream's, not the
+    let (_dir, ca, server, tls) = https(
+        "stall", // A small history, so that what the server holds is the stalled stream's, not the
         // publishes'.
         &[
             "--stall-timeout-ms",
@@ -680,14 +470,7 @@ fn a_tls_client_that_never_reads_is_closed_by_the_stall_rule() {
 
 #[test]
 fn sse_load_measures_streams_over_https() {
-    let dir = TempDir::new("load");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(
-        &dir.path("s.pem"),
-        &dir.path("s.key"),
-        &["--interval-ms", "100"],
-    );
+    let (dir, ca, server, tls) = https("load", &["--interval-ms", "100"]);
     let out = Command::new(env!("CARGO_BIN_EXE_sse-load"))
         .arg(format!("https://127.0.0.1:{}/sse", tls.port()))
         .args(["-c", "20", "-d", "2", "--json", "-q", "--tls-ca"])
@@ -711,11 +494,11 @@ fn sse_load_measures_streams_over_https() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-ca"));
-    make_pki(&dir.0, "other", KeyKind::Ecdsa);
+    let other = Pki::make(&dir.0, "other", KeyKind::Ecdsa);
     let out = Command::new(env!("CARGO_BIN_EXE_sse-load"))
         .arg(format!("https://127.0.0.1:{}/sse", tls.port()))
         .args(["-c", "2", "-d", "1", "--json", "-q", "--tls-ca"])
-        .arg(dir.path("other-ca.pem"))
+        .arg(&other.ca)
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -728,14 +511,7 @@ fn sse_load_measures_streams_over_https() {
 /// key a plain one left gets its own session, and streams of both kinds tick side by side.
 #[test]
 fn plain_and_tls_connections_reusing_slab_keys_keep_their_own_transport() {
-    let dir = TempDir::new("keys");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(
-        &dir.path("s.pem"),
-        &dir.path("s.key"),
-        &["--interval-ms", "50", "--threads", "1"],
-    );
+    let (_dir, ca, server, tls) = https("keys", &["--interval-ms", "50", "--threads", "1"]);
     let req = b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let two = |b: &[u8]| common::frames(b).len() >= 2;
     for round in 0..3 {

@@ -142,67 +142,15 @@ mod tests {
     use crate::util::test_alloc::live_bytes;
     use std::io::{Read, Write};
 
-    /// A test CA and a server certificate for localhost with an ECDSA P-256 key, made by
-    /// `openssl` in a fresh directory; returns (CA, certificate, key).
+    /// A test CA and a server certificate for localhost with an ECDSA P-256 key (the tests'
+    /// one recipe, `crate::util::test_pki`) in a fresh directory; returns (CA, certificate,
+    /// key).
     fn pki(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+        use crate::util::test_pki::{KeyKind, Pki};
         let dir = std::env::temp_dir().join(format!("sse-tls-unit-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let run = |args: &[&str]| {
-            let ok = std::process::Command::new("openssl")
-                .current_dir(&dir)
-                .args(args)
-                .output()
-                .unwrap()
-                .status
-                .success();
-            assert!(ok, "openssl {args:?}");
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        run(&[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem"],
-            &["-days", "1", "-subj", "/CN=ca"],
-        ]
-        .concat());
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "s.key",
-                "-out",
-                "s.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat());
-        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "s.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "s.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext",
-        ]);
-        (dir.join("ca.pem"), dir.join("s.pem"), dir.join("s.key"))
+        let pki = Pki::make(&dir, "s", KeyKind::Ecdsa);
+        (pki.ca, pki.cert, pki.key)
     }
 
     /// Runs a client and a server session against each other in memory until both are quiet;

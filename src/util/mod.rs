@@ -28,3 +28,9 @@ pub mod timer;
 
 #[cfg(test)]
 pub(crate) mod test_alloc;
+
+/// Unit tests only: the test PKI (a CA and a server certificate made by `openssl`), the very
+/// file the integration tests and the benches use, so the recipe exists once.
+#[cfg(test)]
+#[path = "../../tests/common/pki.rs"]
+pub(crate) mod test_pki;

@@ -3,10 +3,12 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 mod client;
+pub mod pki;
 pub use client::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,16 +42,50 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
         cmd.stderr(Stdio::piped()).env("SSE_QUIET", "0");
         let mut server = Self::start_cmd(cmd, args);
-        let err = server.child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(server.child.stderr.take().expect("piped stderr"));
         (server, rx)
+    }
+
+    /// Starts the binary with plain HTTP on 127.0.0.1 (`addr`) and HTTPS beside it
+    /// (`--tls-port 0`) with the given certificate and key (see [`pki::Pki`]); returns the
+    /// server and the HTTPS address.
+    pub fn start_tls(cert: &Path, key: &Path, args: &[&str]) -> (Server, SocketAddr) {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        Self::start_tls_cmd(cmd, cert, key, args)
+    }
+
+    /// Like [`start_tls`](Self::start_tls), with its stderr read line by line into the
+    /// returned channel (to check the log).
+    pub fn start_tls_logged(
+        cert: &Path,
+        key: &Path,
+        args: &[&str],
+    ) -> (Server, SocketAddr, std::sync::mpsc::Receiver<String>) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        cmd.stderr(Stdio::piped()).env("SSE_QUIET", "0");
+        let (mut server, tls) = Self::start_tls_cmd(cmd, cert, key, args);
+        let rx = lines_of(server.child.stderr.take().expect("piped stderr"));
+        (server, tls, rx)
+    }
+
+    fn start_tls_cmd(
+        mut cmd: Command,
+        cert: &Path,
+        key: &Path,
+        args: &[&str],
+    ) -> (Server, SocketAddr) {
+        cmd.args(["--tls-port", "0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key);
+        let (child, addrs) = spawn_listening(cmd, args, 2);
+        (
+            Server {
+                child,
+                addr: addrs[0],
+            },
+            addrs[1],
+        )
     }
 
     /// Like [`start`](Self::start), logging every request to a stderr pipe that nobody reads
@@ -89,35 +125,12 @@ impl Server {
         Self::start_cmd(cmd, args)
     }
 
-    fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
-        // The per-request log lines would flood the test output; the log's own tests ask for
-        // them (start_logged).
-        if !cmd.get_envs().any(|(k, _)| k == "SSE_QUIET") {
-            cmd.env("SSE_QUIET", "1");
+    fn start_cmd(cmd: Command, args: &[&str]) -> Server {
+        let (child, addrs) = spawn_listening(cmd, args, 1);
+        Server {
+            child,
+            addr: addrs[0],
         }
-        // From a directory without `www/`: the page must come from the binary itself.
-        let mut child = cmd
-            .current_dir(std::env::temp_dir())
-            .args(["--bind", "127.0.0.1", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sse-server starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("startup line");
-        // "sse-server listening on http://127.0.0.1:PORT/ ..."
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"));
-        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-        let addr = hostport
-            .parse()
-            .unwrap_or_else(|_| panic!("bad address in {line:?}"));
-        Server { child, addr }
     }
 
     /// A new connection with read and write timeouts, so a broken server fails the test
@@ -226,6 +239,83 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Spawns `cmd` on 127.0.0.1 port 0 with `args` and reads the `listeners` startup lines (the
+/// plain one first, then the HTTPS one when `--tls-port` is given); the addresses they name.
+fn spawn_listening(mut cmd: Command, args: &[&str], listeners: usize) -> (Child, Vec<SocketAddr>) {
+    // The per-request log lines would flood the test output; the log's own tests ask for
+    // them (start_logged).
+    if !cmd.get_envs().any(|(k, _)| k == "SSE_QUIET") {
+        cmd.env("SSE_QUIET", "1");
+    }
+    // From a directory without `www/`: the page must come from the binary itself.
+    let mut child = cmd
+        .current_dir(std::env::temp_dir())
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sse-server starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let addrs = (0..listeners)
+        .map(|_| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("startup line");
+            // "sse-server listening on http://127.0.0.1:PORT/ ..." (https:// for --tls-port)
+            let url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+                .unwrap_or_else(|| panic!("no URL in {line:?}"));
+            let hostport = url.split("://").nth(1).unwrap().trim_end_matches('/');
+            hostport
+                .parse()
+                .unwrap_or_else(|_| panic!("bad address in {line:?}"))
+        })
+        .collect();
+    (child, addrs)
+}
+
+/// The lines of a child's stderr, read on a thread of their own, through a channel.
+fn lines_of(err: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A temporary directory (`sse-{tag}-{pid}-{nanos}` in the temp dir), removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "sse-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// The path of `name` inside.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
