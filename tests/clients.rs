@@ -14,163 +14,10 @@
 
 mod common;
 
-use common::Server;
-use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// Installs both clients once (idempotent: skipped when already there). `Err` says what is
-/// missing.
-fn setup() -> Result<(), String> {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    DONE.get_or_init(|| {
-        let dir = clients_dir();
-        if !dir.join("python/httpx_sse").exists() {
-            let st = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .args(["--target", "python", "-r", "requirements.txt"])
-                .current_dir(&dir)
-                .status()
-                .map_err(|e| format!("python3: {e}"))?;
-            if !st.success() {
-                return Err(format!("pip install httpx-sse failed: {st}"));
-            }
-        }
-        if !dir.join("node_modules/eventsource").exists() {
-            let st = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--silent"])
-                .current_dir(&dir)
-                .status()
-                .map_err(|e| format!("npm: {e}"))?;
-            if !st.success() {
-                return Err(format!("npm ci (eventsource) failed: {st}"));
-            }
-        }
-        Ok(())
-    })
-    .clone()
-}
-
-/// Whether the clients are there; panics when they are not and `REQUIRE_CLIENTS=1`.
-fn clients_installed() -> bool {
-    match setup() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("REQUIRE_CLIENTS").as_deref() == Ok("1") {
-                panic!("REQUIRE_CLIENTS=1 but {why}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n************************************************************\n\
-                 SKIPPED: the client-library tests need python3 + pip and node + npm: {why}.\n\
-                 Set REQUIRE_CLIENTS=1 to make this a failure.\n\
-                 ************************************************************\n"
-            );
-            false
-        }
-    }
-}
-
-/// A client process and the JSON lines it prints.
-struct Client {
-    name: &'static str,
-    child: Child,
-    lines: Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Client {
-    fn start(name: &'static str, url: &str) -> Client {
-        let dir = clients_dir();
-        let mut cmd = match name {
-            "httpx-sse" => {
-                let mut c = Command::new("python3");
-                c.arg("sub.py").env("PYTHONPATH", dir.join("python"));
-                c
-            }
-            _ => {
-                let mut c = Command::new("node");
-                c.arg("sub.mjs");
-                c
-            }
-        };
-        let mut child = cmd
-            .arg(url)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Client {
-            name,
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line with `key`; panics after `timeout`.
-    fn wait_for(&mut self, key: &str, timeout: Duration) {
-        let end = Instant::now() + timeout;
-        loop {
-            if self.seen.iter().any(|v| v.get(key).is_some()) {
-                return;
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => self.seen.push(v),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "{}: no {key:?} within {timeout:?}; saw {:?}",
-                        self.name, self.seen
-                    )
-                }
-            }
-        }
-    }
-
-    /// The data of every event dispatched.
-    fn datas(&self) -> Vec<String> {
-        self.seen
-            .iter()
-            .filter(|v| v.get("event").is_some())
-            .map(|v| v["data"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::clients::{clients_installed, Client};
+use common::pki::{KeyKind, Pki};
+use common::{Server, TempDir};
+use std::time::Duration;
 
 #[test]
 fn heartbeats_and_the_shutdown_retry_are_no_events_to_httpx_sse_or_node_eventsource() {
@@ -239,4 +86,130 @@ fn a_refused_stream_is_no_event_to_httpx_sse_or_node_eventsource() {
         assert!(c.datas().is_empty(), "{name}: {:?}", c.seen);
     }
     assert!(server.metric("sse_streams_rejected_total") >= 2.0);
+}
+
+/// Node's `eventsource` package (trusting the test CA through `NODE_EXTRA_CA_CERTS`) and
+/// httpx-sse (through an `ssl` context on the CA) read a topic over HTTPS while Node's `https`
+/// module (its `ca` option) publishes to it: each dispatches exactly the published events, with
+/// the ids the publishes were answered. The same clients without the CA never open: the chain
+/// is checked, not skipped.
+#[test]
+fn node_eventsource_and_httpx_sse_get_exactly_the_published_events_over_https() {
+    if !clients_installed() {
+        return;
+    }
+    let dir = TempDir::new("https-clients");
+    let pki = Pki::make(&dir.0, "clients", KeyKind::Ecdsa);
+    let (server, tls) = Server::start_tls(&pki.cert, &pki.key, &[]);
+    let base = format!("https://{tls}");
+    let url = format!("{base}/sse?topic=t");
+    let ca = pki.ca.as_os_str();
+    let mut clients = [
+        Client::start_with("httpx-sse", &url, &[("SSE_CA", ca)]),
+        Client::start_with("eventsource", &url, &[("NODE_EXTRA_CA_CERTS", ca)]),
+    ];
+    let mut untrusting = [
+        Client::start("httpx-sse", &url),
+        Client::start("eventsource", &url),
+    ];
+    for c in &mut clients {
+        c.wait_for("open", Duration::from_secs(15));
+    }
+    let publish = |data: &str| {
+        let mut p = Client::script(
+            "node https",
+            "pub.mjs",
+            &[base.as_ref(), ca, "t".as_ref(), data.as_ref()],
+            &[],
+        );
+        let out = p.wait_exit(Duration::from_secs(15)).to_vec();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["status"], 200, "{out:?}");
+        out[0]["body"].as_str().unwrap().trim().to_owned()
+    };
+    let ids = [publish("one"), publish("two")];
+    assert!(!ids[0].is_empty() && ids[0] != ids[1], "{ids:?}");
+    server.signal("TERM");
+    for c in &mut clients {
+        c.wait_for("end", Duration::from_secs(10));
+        assert_eq!(c.datas(), ["one", "two"], "{}: {:?}", c.name, c.seen);
+        let got: Vec<&str> = c
+            .seen
+            .iter()
+            .filter(|v| v.get("event").is_some())
+            .map(|v| v["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, ids, "{}: {:?}", c.name, c.seen);
+    }
+    for c in &mut untrusting {
+        c.wait_for("end", Duration::from_secs(10));
+        assert!(
+            c.seen
+                .iter()
+                .all(|v| v.get("open").is_none() && v.get("event").is_none()),
+            "{} opened a stream without trusting the CA: {:?}",
+            c.name,
+            c.seen
+        );
+        let error = c.seen.last().unwrap()["error"].to_string().to_lowercase();
+        assert!(error.contains("cert"), "{}: {:?}", c.name, c.seen);
+    }
+}
+
+/// Node's `eventsource` package over HTTPS, dropped by the server (stopped), reconnects by
+/// itself and resumes with `Last-Event-ID`: it gets the event published while it was away (by
+/// a server on the same data dir but other ports, so no reconnect could have caught it live),
+/// then the next live one, each once.
+#[test]
+fn node_eventsource_resumes_over_https_with_last_event_id_after_the_server_drops_it() {
+    if !clients_installed() {
+        return;
+    }
+    let dir = TempDir::new("https-resume");
+    let pki = Pki::make(&dir.0, "resume", KeyKind::Ecdsa);
+    let data = dir.path("data");
+    std::fs::create_dir(&data).unwrap();
+    let data = data.to_str().unwrap();
+    let args = ["--data-dir", data, "--reconnect-ms", "400"];
+    let (mut first, tls) = Server::start_tls(&pki.cert, &pki.key, &args);
+    let url = format!("https://{tls}/sse?topic=t");
+    let mut c = Client::start_with(
+        "eventsource",
+        &url,
+        &[
+            ("NODE_EXTRA_CA_CERTS", pki.ca.as_os_str()),
+            ("SSE_RECONNECT", "1".as_ref()),
+        ],
+    );
+    c.wait_for("open", Duration::from_secs(15));
+    let one = first.publish("t", "one");
+    c.wait_until(Duration::from_secs(10), |seen| {
+        seen.iter().any(|v| v.get("data").is_some())
+    });
+    let plain_port = first.addr.port();
+    first.signal("TERM");
+    assert!(first.child.wait().unwrap().success());
+    c.wait_for("error", Duration::from_secs(10));
+    // Away: another server on the same data dir, on ports the client does not know.
+    let (between, _) = Server::start_tls(&pki.cert, &pki.key, &args);
+    let two = between.publish("t", "two");
+    drop(between);
+    // The same ports again (a later flag wins over the helper's `--port 0 --tls-port 0`).
+    let (plain_port, tls_port) = (plain_port.to_string(), tls.port().to_string());
+    let mut again_args = args.to_vec();
+    again_args.extend(["--port", &plain_port, "--tls-port", &tls_port]);
+    let (again, _) = Server::start_tls(&pki.cert, &pki.key, &again_args);
+    again.wait_metric("sse_streams_open", 1.0, Duration::from_secs(15));
+    let three = again.publish("t", "three");
+    c.wait_until(Duration::from_secs(10), |seen| {
+        seen.iter().filter(|v| v.get("event").is_some()).count() >= 3
+    });
+    c.read_for(Duration::from_millis(300));
+    assert_eq!(c.datas(), ["one", "two", "three"], "{:?}", c.seen);
+    let ids: Vec<&str> = c
+        .seen
+        .iter()
+        .filter_map(|v| v.get("event").and(v["id"].as_str()))
+        .collect();
+    assert_eq!(ids, [one, two, three], "{:?}", c.seen);
 }

@@ -5,6 +5,7 @@
 mod client;
 pub mod pki;
 pub use client::*;
+pub mod clients;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
