@@ -691,3 +691,61 @@ fn start_up_with_a_full_default_history_takes_under_a_second() {
     assert_eq!(until_id(&mut sub, "fullhist-10000").len(), 1);
     stop(server);
 }
+
+/// `/metrics` times each publish's answer on the server, from the request complete to the
+/// answer's last byte written, labelled by where publishes are stored; with the data dir its
+/// stages too. The answer's time holds the store's (submit to the log's answer), and only
+/// publishes the store took are counted (not a refused publish, not a `GET`).
+#[test]
+fn publish_answers_are_timed_on_the_server_per_store() {
+    let count =
+        |s: &Server, name: &str, label: &str| -> f64 { s.metric(&format!("{name}_count{label}")) };
+    let sum =
+        |s: &Server, name: &str, label: &str| -> f64 { s.metric(&format!("{name}_sum{label}")) };
+    let memory = Server::start(&["--threads", "2"]);
+    for i in 0..4 {
+        memory.publish("t", &format!("m{i}"));
+    }
+    let refused = memory.request(
+        "POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndata=x",
+    );
+    assert_eq!(refused.status, 400);
+    let m = "{store=\"memory\"}";
+    assert_eq!(count(&memory, "sse_publish_answer_seconds", m), 4.0);
+    assert_eq!(
+        memory.metric("sse_publish_answer_seconds_bucket{store=\"memory\",le=\"+Inf\"}"),
+        4.0
+    );
+    drop(memory);
+
+    let dir = Dir::new("answer-timing");
+    let server = start(&dir, &[]);
+    for i in 0..5 {
+        server.publish("t", &format!("d{i}"));
+    }
+    let d = "{store=\"data-dir\"}";
+    // The answer is counted once its last byte is written, which may follow the client's
+    // read of it by a moment.
+    assert_eq!(
+        server.wait_metric(
+            "sse_publish_answer_seconds_count{store=\"data-dir\"}",
+            5.0,
+            Duration::from_secs(5)
+        ),
+        5.0
+    );
+    for stage in ["sse_data_log_queue_seconds", "sse_data_log_stored_seconds"] {
+        assert_eq!(count(&server, stage, ""), 5.0, "{stage}");
+    }
+    let batches = count(&server, "sse_data_log_sync_seconds", "");
+    assert!((1.0..=5.0).contains(&batches), "{batches}");
+    assert_eq!(count(&server, "sse_data_log_write_seconds", ""), batches);
+    // Each answer's time spans its store's time (µs rounding: 1 µs each at most).
+    let answer = sum(&server, "sse_publish_answer_seconds", d);
+    let stored = sum(&server, "sse_data_log_stored_seconds", "");
+    let synced = sum(&server, "sse_data_log_sync_seconds", "");
+    assert!(stored > 0.0 && synced > 0.0, "{stored} {synced}");
+    assert!(answer + 5e-6 >= stored, "answer {answer} < stored {stored}");
+    assert!(stored + 5e-6 >= synced, "stored {stored} < synced {synced}");
+    stop(server);
+}

@@ -14,7 +14,7 @@
 use crate::app::static_files::{self, StaticFiles};
 use crate::core::ctx::{Ctx, Now};
 use crate::core::metrics::Rejected;
-use crate::core::reply::{Later, Reply, Then};
+use crate::core::reply::{Later, Reply, Then, Timing};
 use crate::core::stream::{Source, Subscription};
 use crate::hub::history::{IdRefused, Start, EARLIEST};
 use crate::hub::jwt;
@@ -501,12 +501,12 @@ fn publish(call: Call<'_>, body: &[u8], ctx: &mut Ctx<'_>, dialect: Dialect) -> 
             }),
         );
         ctx.shard.publishes.inc();
-        return Reply::pending(ticket);
+        return Reply::pending(ticket).timed_publish();
     }
     match hub.try_publish(&p, now.us) {
         Ok(seq) => {
             ctx.shard.publishes.inc();
-            published(p.id.unwrap_or_else(|| hub.id(seq)), dialect)
+            published(p.id.unwrap_or_else(|| hub.id(seq)), dialect).timed_publish()
         }
         Err(IdRefused::Taken) => {
             ctx.shard.rejected(Rejected::Conflict);
@@ -862,6 +862,7 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
         status: Status::Ok,
         head,
         body,
+        timing: Timing::Untimed,
         then: Then::Stream(source, joining),
     }
 }
@@ -980,6 +981,7 @@ fn figures_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> 
             status: Status::Ok,
             head,
             body: None,
+            timing: Timing::Untimed,
             then: Then::Stream(Source::figures(now), None),
         },
         Err(answer) => answer,
@@ -993,6 +995,7 @@ fn clock_stream(app: &App, req: &Request<'_>, now: Now, ctx: &mut Ctx<'_>) -> Re
             status: Status::Ok,
             head,
             body: None,
+            timing: Timing::Untimed,
             then: Then::Stream(
                 Source::clock(now, ctx.cfg.interval_ms, req.last_event_id),
                 None,
@@ -1012,6 +1015,7 @@ fn admit(app: &App, req: &Request<'_>, ctx: &mut Ctx<'_>) -> Result<Head, Reply>
             status: Status::Ok,
             head,
             body: None,
+            timing: Timing::Untimed,
             then: Then::KeepAlive,
         });
     }
@@ -1083,6 +1087,7 @@ fn preflight(app: &App, req: &Request<'_>) -> Reply {
         status: Status::NoContent,
         head,
         body: None,
+        timing: Timing::Untimed,
         then: Then::KeepAlive,
     }
 }
@@ -1098,6 +1103,7 @@ fn not_modified(extra: &[(&str, &str)]) -> Reply {
         status: Status::NotModified,
         head,
         body: None,
+        timing: Timing::Untimed,
         then: Then::KeepAlive,
     }
 }

@@ -23,7 +23,7 @@
 use crate::core::body::Body;
 use crate::core::ctx::{Answered, ConnConfig, Ctx, End, Now, RequestLine, StreamEnd};
 use crate::core::metrics::Timeout;
-use crate::core::reply::{Reply, Then};
+use crate::core::reply::{Reply, Then, Timing};
 use crate::core::stream::{Previous, Source};
 use crate::wire::frames;
 use crate::wire::head::Connection;
@@ -67,6 +67,9 @@ struct Outbox {
     sent: usize,
     /// Closed if no byte goes out before this.
     stall_deadline: u64,
+    /// A publish's answer: when its request was complete (µs, the loop's clock), so that the
+    /// time to its last byte is measured (see [`crate::core::reply::Timing`]).
+    timed_since: Option<u64>,
 }
 
 impl Outbox {
@@ -76,6 +79,7 @@ impl Outbox {
             body,
             sent: 0,
             stall_deadline: now.ms + cfg.stall_timeout_ms,
+            timed_since: None,
         })
     }
 
@@ -99,6 +103,8 @@ struct Waiting {
     keep_alive: bool,
     /// The request it answers, for the log line once the answer is known.
     line: RequestLine,
+    /// A publish: when its request was complete (see [`Outbox::timed_since`]).
+    timed_since: Option<u64>,
 }
 
 /// A request being read: a partial head, a head waiting for its body, or pipelined bytes.
@@ -127,6 +133,8 @@ struct How {
     keep_alive: bool,
     head_only: bool,
     line: RequestLine,
+    /// An answer given later to a publish: when its request was complete.
+    timed_since: Option<u64>,
 }
 
 /// Where the connection is in its life.
@@ -390,6 +398,7 @@ impl Conn {
             keep_alive,
             head_only,
             line,
+            timed_since: None,
         };
         match self.respond(reply, how, now, ctx) {
             Became::Same => Served::Answered,
@@ -416,6 +425,7 @@ impl Conn {
             keep_alive: w.keep_alive,
             head_only: false,
             line: w.line,
+            timed_since: w.timed_since,
         };
         self.respond(reply, how, now, ctx);
     }
@@ -463,6 +473,7 @@ impl Conn {
                         keep_alive: w.keep_alive,
                         head_only: false,
                         line: w.line,
+                        timed_since: w.timed_since,
                     };
                     self.respond(reply, how, now, ctx);
                 } else if r.idle || r.buf.is_empty() {
@@ -476,6 +487,7 @@ impl Conn {
                         keep_alive: false,
                         head_only: false,
                         line: RequestLine::guess(&r.buf),
+                        timed_since: None,
                     };
                     self.respond(Reply::error(Status::RequestTimeout), how, now, ctx);
                 }
@@ -545,6 +557,9 @@ impl Conn {
             ctx.shard.bytes_sent.add(n as u64);
         }
         if out.remaining() == 0 {
+            if let Some(since) = out.timed_since {
+                ctx.shard.publish_answered(now.us.saturating_sub(since));
+            }
             self.out = None;
             self.output_drained(now, ctx);
         }
@@ -636,6 +651,7 @@ impl Conn {
             keep_alive: false,
             head_only: false,
             line,
+            timed_since: None,
         };
         self.respond(reply, how, now, ctx);
     }
@@ -672,13 +688,21 @@ impl Conn {
             keep_alive,
             head_only,
             line,
+            timed_since,
         } = how;
         let Reply {
             status,
             head,
             body,
             then,
+            timing,
         } = reply;
+        // A publish's answer is timed from its request (or, given later, from the request it
+        // answers).
+        let timed_since = match timing {
+            Timing::Publish => timed_since.or(Some(now.us)),
+            Timing::Untimed => timed_since,
+        };
         if !matches!(then, Then::Pending(_)) {
             ctx.shard.response(status);
         }
@@ -701,6 +725,7 @@ impl Conn {
                         ticket,
                         keep_alive,
                         line,
+                        timed_since,
                     });
                     r.deadline = now.ms + ctx.cfg.head_timeout_ms;
                 }
@@ -723,7 +748,9 @@ impl Conn {
                     status,
                     bytes: body.as_ref().map_or(0, |b| b.bytes().len() as u64),
                 });
-                self.out = Some(Outbox::new(head, body, now, ctx.cfg));
+                let mut out = Outbox::new(head, body, now, ctx.cfg);
+                out.timed_since = timed_since;
+                self.out = Some(out);
                 if close {
                     self.state = State::Finishing;
                 }

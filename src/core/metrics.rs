@@ -88,6 +88,11 @@ pub struct Shard {
     /// +Inf), and the sum in microseconds.
     pub latency_buckets: [Counter; latency::SLOTS],
     pub latency_sum_us: Counter,
+    /// Publish answers: request complete to the answer's last byte written, counts per
+    /// bucket of [`latency::BUCKETS_US`], and the sum in microseconds (see
+    /// [`crate::core::reply::Timing`]).
+    pub publish_answer_buckets: [Counter; latency::SLOTS],
+    pub publish_answer_sum_us: Counter,
     /// Hub: the loop's cache of topic-pattern results (src/selector.rs `MatchCache`).
     pub selector_cache_hits: Counter,
     pub selector_cache_misses: Counter,
@@ -151,6 +156,13 @@ impl Shard {
         self.latency_sum_us.add(us);
     }
 
+    /// Records one publish answer's latency (request complete to answer written).
+    #[inline]
+    pub fn publish_answered(&self, us: u64) {
+        self.publish_answer_buckets[latency::bucket(us)].inc();
+        self.publish_answer_sum_us.add(us);
+    }
+
     /// Counts one refused publish.
     pub fn rejected(&self, why: Rejected) {
         self.publishes_rejected[why as usize].inc();
@@ -171,6 +183,9 @@ pub struct Metrics {
     history: std::sync::OnceLock<Box<dyn Fn() -> (usize, usize) + Send + Sync>>,
     /// More figures to render (the Redis bridge's).
     extra: std::sync::OnceLock<Renderer>,
+    /// Where publishes are stored (`memory`, `data-dir`, `redis`): the label of the publish
+    /// answer histogram.
+    publish_store: std::sync::OnceLock<&'static str>,
     /// The last samples of the server's figures, for `/metrics/stream` (one a second).
     samples: std::sync::Mutex<std::collections::VecDeque<(u64, Box<[u8]>)>>,
 }
@@ -192,6 +207,7 @@ impl Metrics {
             admission: Admission::new(max_streams),
             history: std::sync::OnceLock::new(),
             extra: std::sync::OnceLock::new(),
+            publish_store: std::sync::OnceLock::new(),
             samples: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
@@ -487,6 +503,19 @@ impl Metrics {
                 sum_us: self.sum(|s| &s.latency_sum_us),
             },
         );
+        let counts: [u64; latency::SLOTS] =
+            std::array::from_fn(|i| self.sum(|s| &s.publish_answer_buckets[i]));
+        let store = self.publish_store.get().copied().unwrap_or("memory");
+        latency::render_labelled(
+            out,
+            "sse_publish_answer_seconds",
+            &format!("store=\"{store}\""),
+            "Publish answers: request complete to the answer's last byte given to the socket.",
+            latency::Histogram {
+                counts: &counts,
+                sum_us: self.sum(|s| &s.publish_answer_sum_us),
+            },
+        );
         if let Some(extra) = self.extra.get() {
             extra(out);
         }
@@ -539,6 +568,12 @@ impl Metrics {
     /// Adds text to every `/metrics` answer (the Redis bridge's figures).
     pub fn set_extra(&self, f: Renderer) {
         let _ = self.extra.set(f);
+    }
+
+    /// Names where publishes are stored (`data-dir`, `redis`; `memory` if never set), the
+    /// label of `sse_publish_answer_seconds`.
+    pub fn set_publish_store(&self, store: &'static str) {
+        let _ = self.publish_store.set(store);
     }
 
     /// Lets `/metrics` show the history's size (read from the hub when rendered).

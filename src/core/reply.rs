@@ -43,6 +43,20 @@ pub struct Reply {
     pub head: Head,
     pub body: Option<Body>,
     pub then: Then,
+    /// Whether the connection measures the time to this answer (see [`Timing`]).
+    pub timing: Timing,
+}
+
+/// Whether a reply's answer time is measured: from the request complete (the loop's time when
+/// it was routed) to the answer's last byte given to the socket, into the loop's histogram of
+/// publish answers (`sse_publish_answer_seconds`). For a reply answered later ([`Then::Pending`]),
+/// the pending reply says so and the time runs until the answer given later is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Timing {
+    #[default]
+    Untimed,
+    /// The answer to a publish the history or a backend took.
+    Publish,
 }
 
 impl Reply {
@@ -63,6 +77,7 @@ impl Reply {
             status,
             head,
             body: Some(body),
+            timing: Timing::Untimed,
             then: Then::KeepAlive,
         }
     }
@@ -108,6 +123,7 @@ impl Reply {
             status: Status::Ok,
             head: Head::new(Status::Ok),
             body: None,
+            timing: Timing::Untimed,
             then: Then::Pending(ticket),
         }
     }
@@ -119,8 +135,15 @@ impl Reply {
             status: Status::Ok,
             head: Head::new(Status::Ok),
             body: None,
+            timing: Timing::Untimed,
             then: Then::Continue,
         }
+    }
+
+    /// The same reply, its answer time measured as a publish's (see [`Timing`]).
+    pub fn timed_publish(mut self) -> Reply {
+        self.timing = Timing::Publish;
+        self
     }
 
     /// The same reply, closing the connection after it.
@@ -139,6 +162,7 @@ impl Reply {
             status: Status::Ok,
             head: Head::new(Status::Ok).event_stream(Connection::Close),
             body: Some(Body::Shared(frame.into())),
+            timing: Timing::Untimed,
             then: Then::Close,
         }
     }

@@ -99,6 +99,8 @@ pub trait Sink: Send + Sync + 'static {
 struct Job {
     publish: Publish,
     done: Done,
+    /// When it was submitted (for the stage figures).
+    since: Instant,
 }
 
 enum Msg {
@@ -114,6 +116,14 @@ pub struct StoreStats {
     /// Per bucket of [`latency::BUCKETS_US`] (the last is `+Inf`), not cumulative.
     pub sync_buckets: Vec<u64>,
     pub sync_sum_us: u64,
+    /// A publish from submit to the log's thread taking it (the hand-off and the thread's
+    /// wake-up, and the batch before it), as `sync_buckets`.
+    pub queue: Stage,
+    /// Encoding and writing a batch (before its sync).
+    pub write: Stage,
+    /// A publish from submit to the log's answer (queue, write, sync, the history's append);
+    /// what follows is the hand-back to the loop and the answer's write.
+    pub stored_latency: Stage,
     pub recovered_events: u64,
     pub truncated_bytes: u64,
     pub stored: u64,
@@ -127,6 +137,9 @@ struct WriterState {
     segments: AtomicU64,
     sync_buckets: [AtomicU64; latency::SLOTS],
     sync_sum_us: AtomicU64,
+    queue: StageCounters,
+    write: StageCounters,
+    stored_latency: StageCounters,
     recovered_events: AtomicU64,
     truncated_bytes: AtomicU64,
     stored: AtomicU64,
@@ -136,6 +149,42 @@ struct WriterState {
     queued_bytes: AtomicU64,
     /// See [`DurableStore::stop_writes`].
     writes_stopped: std::sync::atomic::AtomicBool,
+}
+
+/// One stage's latency figures: counts per bucket of [`latency::BUCKETS_US`] (the last is
+/// `+Inf`), not cumulative, and their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stage {
+    pub buckets: Vec<u64>,
+    pub sum_us: u64,
+}
+
+#[derive(Default)]
+struct StageCounters {
+    buckets: [AtomicU64; latency::SLOTS],
+    sum_us: AtomicU64,
+}
+
+impl StageCounters {
+    fn record(&self, us: u64) {
+        self.buckets[latency::bucket(us)].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn since(&self, t: Instant, now: Instant) {
+        self.record(now.saturating_duration_since(t).as_micros() as u64);
+    }
+
+    fn get(&self) -> Stage {
+        Stage {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .collect(),
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// What start-up found, for the start-up lines.
@@ -253,16 +302,25 @@ impl DurableStore {
     /// blocks.
     pub fn submit(&self, publish: Publish, done: Done) {
         let size = job_bytes(&publish);
+        let since = Instant::now();
         let s = &self.shared;
         let before = s.queued_bytes.fetch_add(size, Ordering::AcqRel);
         s.queued.fetch_add(1, Ordering::Relaxed);
         let refused = if before > 0 && before + size > QUEUE_BYTES {
             (
-                Msg::Job(Job { publish, done }),
+                Msg::Job(Job {
+                    publish,
+                    done,
+                    since,
+                }),
                 "the event log's queue is full",
             )
         } else {
-            match self.jobs.try_send(Msg::Job(Job { publish, done })) {
+            match self.jobs.try_send(Msg::Job(Job {
+                publish,
+                done,
+                since,
+            })) {
                 Ok(()) => return,
                 Err(TrySendError::Full(m)) => (m, "the event log's queue is full"),
                 Err(TrySendError::Disconnected(m)) => (m, "the event log is stopping"),
@@ -292,6 +350,9 @@ impl DurableStore {
             segments: get(&s.segments),
             sync_buckets: s.sync_buckets.iter().map(get).collect(),
             sync_sum_us: get(&s.sync_sum_us),
+            queue: s.queue.get(),
+            write: s.write.get(),
+            stored_latency: s.stored_latency.get(),
             recovered_events: get(&s.recovered_events),
             truncated_bytes: get(&s.truncated_bytes),
             stored: get(&s.stored),
@@ -354,6 +415,10 @@ impl Writer<'_> {
                     Err(_) => break,
                 }
             }
+            let taken = Instant::now();
+            for j in &batch {
+                shared.queue.since(j.since, taken);
+            }
             shared
                 .queued
                 .fetch_sub(batch.len() as u64, Ordering::Relaxed);
@@ -395,6 +460,7 @@ impl Writer<'_> {
             publish_sizes(shared, store);
             return;
         }
+        let write_start = Instant::now();
         buf.clear();
         let first = store.next;
         let mut accepted = Vec::with_capacity(batch.len());
@@ -413,6 +479,7 @@ impl Writer<'_> {
         }
         let last = first + accepted.len() as u64 - 1;
         let mut written = store.append(buf, last);
+        shared.write.since(write_start, Instant::now());
         if written.is_ok() && cfg.fsync != Fsync::Off {
             let t = Instant::now();
             written = store.sync(buf.len() as u64);
@@ -434,7 +501,7 @@ impl Writer<'_> {
         let mut dones = Vec::with_capacity(accepted.len());
         for (i, job) in accepted.into_iter().enumerate() {
             events.push((first + i as u64, job.publish));
-            dones.push(job.done);
+            dones.push((job.done, job.since));
         }
         sink.on_events(events);
         store.retain(sink.evicted());
@@ -442,7 +509,9 @@ impl Writer<'_> {
         shared
             .stored
             .fetch_add(dones.len() as u64, Ordering::Relaxed);
-        for (i, done) in dones.into_iter().enumerate() {
+        let answered = Instant::now();
+        for (i, (done, since)) in dones.into_iter().enumerate() {
+            shared.stored_latency.since(since, answered);
             done(Ok(format!("{epoch}-{}", first + i as u64)));
         }
     }
@@ -519,6 +588,35 @@ pub fn render(out: &mut String, s: &StoreStats) {
             sum_us: s.sync_sum_us,
         },
     );
+    for (name, help, stage) in [
+        (
+            "sse_data_log_queue_seconds",
+            "A publish from its submit to the log's thread taking it (hand-off, wake-up, the batch before it).",
+            &s.queue,
+        ),
+        (
+            "sse_data_log_write_seconds",
+            "Time to encode and write a batch of records (before its sync).",
+            &s.write,
+        ),
+        (
+            "sse_data_log_stored_seconds",
+            "A publish from its submit to the log's answer (queue, write, sync, into the history).",
+            &s.stored_latency,
+        ),
+    ] {
+        let counts: [u64; latency::SLOTS] =
+            std::array::from_fn(|i| stage.buckets.get(i).copied().unwrap_or(0));
+        latency::render(
+            out,
+            name,
+            help,
+            latency::Histogram {
+                counts: &counts,
+                sum_us: stage.sum_us,
+            },
+        );
+    }
 }
 
 #[cfg(test)]
@@ -798,7 +896,10 @@ mod tests {
             sync_buckets: vec![0; latency::SLOTS],
             ..StoreStats::default()
         };
-        s.sync_buckets[3] = 5;
+        s.sync_buckets[latency::bucket(1000)] = 5;
+        s.stored_latency.buckets = vec![0; latency::SLOTS];
+        s.stored_latency.buckets[latency::bucket(180)] = 2;
+        s.stored_latency.sum_us = 360;
         s.sync_sum_us = 4000;
         render(&mut out, &s);
         for line in [
@@ -811,6 +912,11 @@ mod tests {
             "sse_data_log_sync_seconds_bucket{le=\"+Inf\"} 5",
             "sse_data_log_sync_seconds_sum 0.004000",
             "sse_data_log_sync_seconds_count 5",
+            "sse_data_log_stored_seconds_bucket{le=\"0.00015\"} 0",
+            "sse_data_log_stored_seconds_bucket{le=\"0.0002\"} 2",
+            "sse_data_log_stored_seconds_count 2",
+            "sse_data_log_queue_seconds_count 0",
+            "sse_data_log_write_seconds_count 0",
         ] {
             assert!(out.contains(&format!("{line}\n")), "{line} in\n{out}");
         }

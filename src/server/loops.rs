@@ -182,6 +182,7 @@ impl Server {
             let bridge = start_redis(url, config, &hub)?;
             let stats = bridge.clone();
             metrics.set_extra(Box::new(move |out| render_redis(out, &stats.stats())));
+            metrics.set_publish_store("redis");
             app.store = Some(bridge.clone());
             if config.subscriptions {
                 let key = crate::redis::bridge::BridgeConfig::DEFAULT_KEY;
@@ -197,6 +198,7 @@ impl Server {
             metrics.set_extra(Box::new(move |out| {
                 crate::durable::writer::render(out, &stats.stats())
             }));
+            metrics.set_publish_store("data-dir");
             app.store = Some(store.clone());
             data_store = Some(store);
         }
