@@ -54,6 +54,8 @@ pub struct LoadConfig {
     pub csv: Option<PathBuf>,
     /// The CA certificate (PEM) `https://` targets are checked against (`--tls-ca`).
     pub tls_ca: Option<PathBuf>,
+    /// `--h2`: the streams go over HTTP/2, this many per connection (`--h2-streams`).
+    pub h2: Option<usize>,
 }
 
 /// The checks a run must pass for `sse-load` to exit 0 (by default: every stream opened and
@@ -101,9 +103,13 @@ impl Default for LoadConfig {
             html: None,
             csv: None,
             tls_ca: None,
+            h2: None,
         }
     }
 }
+
+/// `--h2`'s streams per connection unless `--h2-streams` says.
+pub const DEFAULT_H2_STREAMS: usize = 100;
 
 impl LoadConfig {
     /// The request every stream sends (the first of [`requests`](Self::requests)).
@@ -118,12 +124,21 @@ impl LoadConfig {
             .collect()
     }
 
-    fn request_for(&self, i: usize) -> Vec<u8> {
-        let path = if self.spread > 1 {
+    /// The paths the streams ask for in turn: one per `--spread` value.
+    pub fn paths(&self) -> Vec<String> {
+        (0..self.spread.max(1)).map(|i| self.path_for(i)).collect()
+    }
+
+    fn path_for(&self, i: usize) -> String {
+        if self.spread > 1 {
             self.target.path.replace("{spread}", &i.to_string())
         } else {
             self.target.path.clone()
-        };
+        }
+    }
+
+    fn request_for(&self, i: usize) -> Vec<u8> {
+        let path = self.path_for(i);
         let mut r = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: sse-load/{}\r\n",
             path,
@@ -158,7 +173,7 @@ measure them
 USAGE: sse-load [URL] [FLAGS]
 
 URL defaults to {url}; its host must be a loopback address (127.0.0.0/8, ::1 or
-localhost). http only.
+localhost). http:// or https:// (with --tls-ca).
 
 FLAGS (each also accepted as --flag=value):
   -c, --connections N         concurrent streams to open (default {c})
@@ -184,6 +199,10 @@ FLAGS (each also accepted as --flag=value):
       --html FILE             also write a self-contained HTML report (charts, no scripts)
       --csv FILE              also write the per-second series as CSV
       --tls-ca FILE           trust this CA certificate (PEM) for https:// URLs (required for them)
+      --h2                    HTTP/2: many streams per connection, h2c with prior knowledge on
+                              http://, ALPN h2 on https:// (a server that does not pick h2
+                              fails every stream with not_h2); the publisher stays HTTP/1.1
+      --h2-streams N          streams per HTTP/2 connection (implies --h2; default {h2s})
   -q, --quiet                 no progress line each second (progress goes to stderr)
   -h, --help                  this text
   -V, --version               the version
@@ -233,6 +252,7 @@ when the run could not start.
         ct = d.conn.connect_timeout_ms,
         ht = d.conn.headers_timeout_ms,
         threads = d.threads,
+        h2s = DEFAULT_H2_STREAMS,
     )
 }
 
@@ -256,6 +276,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
             "-V" | "--version" => return Ok(LoadCommand::Version),
             "--json" => {
                 cfg.json = true;
+                continue;
+            }
+            "--h2" => {
+                cfg.h2.get_or_insert(DEFAULT_H2_STREAMS);
                 continue;
             }
             "-q" | "--quiet" => {
@@ -315,6 +339,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<LoadCommand
             "--html" => cfg.html = Some(PathBuf::from(value()?)),
             "--csv" => cfg.csv = Some(PathBuf::from(value()?)),
             "--tls-ca" => cfg.tls_ca = Some(PathBuf::from(value()?)),
+            "--h2-streams" => {
+                let n: usize = positive(&flag, &value()?)?;
+                if n > 1_000_000 {
+                    return Err(format!("{flag} must be 1 to 1000000"));
+                }
+                cfg.h2 = Some(n);
+            }
             "--topic" => cfg.topics.push(topic(&flag, value()?)?),
             "--publish-url" => publish_url = Some(value()?),
             "--publish-rate" => {
@@ -551,6 +582,19 @@ mod tests {
     }
 
     #[test]
+    fn h2_flags() {
+        assert_eq!(run(&[]).unwrap().h2, None);
+        assert_eq!(run(&["--h2"]).unwrap().h2, Some(DEFAULT_H2_STREAMS));
+        assert_eq!(run(&["--h2-streams", "7"]).unwrap().h2, Some(7));
+        assert_eq!(run(&["--h2-streams=7", "--h2"]).unwrap().h2, Some(7));
+        let c = run(&["http://127.0.0.1:1/s?t={spread}", "--spread", "2", "--h2"]).unwrap();
+        assert_eq!(c.paths(), ["/s?t=0", "/s?t=1"]);
+        for bad in [&["--h2-streams", "0"][..], &["--h2-streams", "x"]] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn hub_flags() {
         let c = run(&[
             "http://127.0.0.1:3000/sse",
@@ -691,6 +735,9 @@ mod tests {
             "--quiet",
             "--html",
             "--csv",
+            "--tls-ca",
+            "--h2",
+            "--h2-streams",
             "--topic",
             "--publish-url",
             "--publish-rate",

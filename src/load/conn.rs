@@ -212,6 +212,63 @@ impl Stream {
         }
     }
 
+    /// HTTP/2: the stream's HEADERS went out at `now` (the TCP handshake is its connection's,
+    /// timed there): the response head must come within the headers timeout.
+    pub fn handle_requested(&mut self, now: Time, cfg: &StreamConfig) {
+        self.mark_us = now.us;
+        self.phase = Phase::HeadScan {
+            sent: usize::MAX,
+            head: Vec::new(),
+            deadline_ms: now.ms() + cfg.headers_timeout_ms,
+        };
+    }
+
+    /// HTTP/2: the response head, decoded by the connection: its `:status`, whether its
+    /// `content-type` is `text/event-stream`, and whether it ended the stream. Opens the stream
+    /// as an HTTP/1.1 head would (the same checks, counts and reasons); DATA payloads then go
+    /// to [`Stream::handle_input`] as a close-delimited body.
+    pub fn handle_head(
+        &mut self,
+        status: u16,
+        event_stream: bool,
+        end: bool,
+        now: Time,
+        stats: &mut Stats,
+    ) -> Result<(), Reason> {
+        if status != 200 {
+            return Err(Reason::BadStatus(status));
+        }
+        if !event_stream {
+            return Err(Reason::NotEventStream);
+        }
+        stats.established += 1;
+        stats.last_established_us = now.us;
+        stats.headers_us.record(now.us.saturating_sub(self.mark_us));
+        self.phase = Phase::Stream {
+            body: BodyReader::new(BodyKind::Close),
+        };
+        if end {
+            return Err(Reason::Ended);
+        }
+        Ok(())
+    }
+
+    /// HTTP/2: the stream is to be asked for again (it was reset, or refused by a GOAWAY):
+    /// back to waiting for its HEADERS, resuming from the last event id it saw (an event
+    /// half-read when the stream stopped is dropped). Its counters carry on, so ids and
+    /// publish sequence numbers are checked across the reopen.
+    pub fn reopen(&mut self, cfg: &StreamConfig) {
+        self.parser = Parser::with_last_event_id(cfg.limits, self.parser.last_event_id());
+        self.phase = Phase::Connecting {
+            deadline_ms: u64::MAX,
+        };
+    }
+
+    /// The id the stream would resume from: the last event id it saw (or was started with).
+    pub fn last_event_id(&self) -> &[u8] {
+        self.parser.last_event_id()
+    }
+
     /// Bytes from the peer.
     pub fn handle_input(
         &mut self,

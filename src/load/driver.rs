@@ -21,6 +21,7 @@
 
 use super::args::LoadConfig;
 use super::conn::{Stream, StreamConfig, Time};
+use super::h2::{H2Conn, H2Setup, Slot};
 use super::publish::{PublishStats, Publisher};
 use super::report::{Report, Sample};
 use super::stats::{Reason, Stats};
@@ -53,6 +54,8 @@ struct Setup {
     sources: Vec<IpAddr>,
     /// What a stream sends: the one request, or one per `--spread` value, in turn.
     requests: Vec<Vec<u8>>,
+    /// `--h2`: streams per connection, and what their requests carry.
+    h2: Option<(usize, H2Setup)>,
     conn: StreamConfig,
     start: Instant,
     /// The run ends this many microseconds after `start`.
@@ -197,11 +200,33 @@ pub fn run(cfg: &LoadConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resu
             _ => Ok(None),
         }
     };
+    // `--h2` over TLS offers ALPN h2 only (the publisher's connection offers nothing: it
+    // speaks HTTP/1.1).
+    let streams_tls = match tls_for(&cfg.target)? {
+        Some(mut t) if cfg.h2.is_some() => {
+            let mut config = (*t.config).clone();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            t.config = Arc::new(config);
+            Some(t)
+        }
+        other => other,
+    };
     let setup = Arc::new(Setup {
         target: cfg.target.addr,
-        tls: tls_for(&cfg.target)?,
+        tls: streams_tls,
         sources: cfg.source_addrs.clone(),
         requests: cfg.requests(),
+        h2: cfg.h2.map(|n| {
+            (
+                n,
+                H2Setup {
+                    authority: cfg.target.host.clone(),
+                    scheme: if cfg.target.tls { "https" } else { "http" },
+                    paths: cfg.paths(),
+                    conn: cfg.conn.clone(),
+                },
+            )
+        }),
         conn: cfg.conn.clone(),
         start,
         end_us: cfg.duration.as_micros() as u64,
@@ -516,14 +541,79 @@ impl PublisherSocket {
     }
 }
 
-/// One stream's socket, state and remembered readiness.
+/// What a connection carries: one HTTP/1.1 stream, or (`--h2`) an HTTP/2 connection's streams.
+enum Session {
+    H1 {
+        stream: Stream,
+        /// Which of the setup's requests it sends.
+        request: usize,
+    },
+    H2(Box<H2Conn>),
+}
+
+impl Session {
+    fn is_connecting(&self) -> bool {
+        match self {
+            Session::H1 { stream, .. } => stream.is_connecting(),
+            Session::H2(c) => c.is_connecting(),
+        }
+    }
+
+    /// Streams it carries that are not open yet (the loop's in-flight count).
+    fn opening(&self) -> usize {
+        match self {
+            Session::H1 { stream, .. } => usize::from(!stream.is_established()),
+            Session::H2(c) => c.opening(),
+        }
+    }
+
+    fn timeout(&self) -> Option<u64> {
+        match self {
+            Session::H1 { stream, .. } => stream.timeout(),
+            Session::H2(c) => c.timeout(),
+        }
+    }
+
+    /// The connection ends: every stream it carries is counted (dropped if open, failed if
+    /// not) and leaves the run.
+    fn end(&mut self, reason: Reason, stats: &mut Stats) {
+        match self {
+            Session::H1 { stream, .. } => {
+                if stream.is_established() {
+                    stats.end_dropped(reason);
+                } else {
+                    stats.end_failed(reason);
+                }
+                stream.leave(stats);
+            }
+            Session::H2(c) => c.end(reason, stats),
+        }
+    }
+
+    /// The run is over: its streams count as open or still opening.
+    fn at_end(&self, stats: &mut Stats) {
+        match self {
+            Session::H1 { stream, .. } => {
+                stream.leave(stats);
+                if stream.is_established() {
+                    stats.open_at_end += 1;
+                } else {
+                    stats.pending_at_end += 1;
+                }
+            }
+            Session::H2(c) => c.at_end(stats),
+        }
+    }
+}
+
+/// One connection's socket, what it carries, and its remembered readiness.
 struct Client {
     sock: TcpStream,
     /// The TLS session, for an `https://` target.
     tls: Option<Box<ClientConnection>>,
-    conn: Stream,
-    /// Which of the setup's requests it sends.
-    request: usize,
+    session: Session,
+    /// `--h2` over TLS: the server's ALPN choice was checked.
+    alpn_checked: bool,
     readable: bool,
     writable: bool,
     /// An event said the peer closed (or errored): read to the end, no shortcut.
@@ -643,26 +733,56 @@ impl Loop {
 
     fn open_one(&mut self, now: Time) {
         let index = self.plan.first + self.started * self.plan.stride;
-        self.started += 1;
-        self.stats.attempted += 1;
+        let session = match &self.setup.h2 {
+            None => {
+                self.started += 1;
+                self.stats.attempted += 1;
+                let request = self.opened % self.setup.requests.len().max(1);
+                self.opened += 1;
+                Session::H1 {
+                    stream: Stream::new(now, &self.setup.conn),
+                    request,
+                }
+            }
+            Some((per_conn, h2)) => {
+                let k = (*per_conn).min(self.plan.count - self.started).max(1);
+                self.started += k;
+                self.stats.attempted += k as u64;
+                let paths = h2.paths.len().max(1);
+                let slots = (0..k)
+                    .map(|_| {
+                        let path = self.opened % paths;
+                        self.opened += 1;
+                        Slot::new(now, &self.setup.conn, path)
+                    })
+                    .collect();
+                Session::H2(Box::new(H2Conn::new(now, &self.setup.conn, slots)))
+            }
+        };
+        self.connect(index, session);
+    }
+
+    /// Opens a connection from the source for stream number `index`, carrying `session`.
+    fn connect(&mut self, index: usize, mut session: Session) {
         let sources = &self.setup.sources;
         let source = (!sources.is_empty()).then(|| sources[index % sources.len()]);
         let sock = match connect(self.setup.target, source) {
             Ok(s) => s,
             Err(e) => {
-                self.stats.end_failed(Reason::from_connect(&e));
+                session.end(Reason::from_connect(&e), &mut self.stats);
                 return;
             }
         };
-        let conn = Stream::new(now, &self.setup.conn);
-        let deadline = conn.timeout();
-        let request = self.opened % self.setup.requests.len().max(1);
-        self.opened += 1;
+        if let Session::H2(_) = session {
+            self.stats.h2.connections += 1;
+        }
+        let deadline = session.timeout();
+        let opening = session.opening();
         let k = self.slab.insert(Client {
             sock,
             tls: self.setup.tls.as_ref().and_then(Tls::session),
-            conn,
-            request,
+            session,
+            alpn_checked: false,
             readable: false,
             writable: false,
             read_closed: false,
@@ -675,30 +795,51 @@ impl Loop {
             Token(k),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            self.slab.remove(k);
-            self.stats.end_failed(Reason::from_connect(&e));
+            if let Some(mut slot) = self.slab.remove(k) {
+                slot.session.end(Reason::from_connect(&e), &mut self.stats);
+            }
             return;
         }
-        self.inflight += 1;
+        self.inflight += opening;
         if let Some(d) = deadline {
             self.wheel.arm(k, d);
         }
     }
 
-    /// Moves a stream as far as its readiness allows; then re-arms its timer or drops it.
+    /// Moves a connection as far as its readiness allows; then re-arms its timer or drops it.
     fn drive(&mut self, k: usize, now: Time) {
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
-        let was_open = slot.conn.is_established();
+        let before = slot.session.opening();
         let result = slot.drive(&mut self.read_buf, &self.setup, &mut self.stats, now);
-        let is_open = slot.conn.is_established();
-        let deadline = slot.conn.timeout();
-        if is_open && !was_open {
-            self.inflight -= 1;
+        self.settle(k, before, result);
+    }
+
+    /// After a call into connection `k` (which had `before` streams opening): the in-flight
+    /// count follows, orphans move to a new connection, and the connection is dropped (its
+    /// streams counted) or its timer re-armed.
+    fn settle(&mut self, k: usize, before: usize, result: Result<(), Reason>) {
+        let Some(slot) = self.slab.get_mut(k) else {
+            return;
+        };
+        let orphans = match &mut slot.session {
+            Session::H2(c) => c.take_orphans(),
+            Session::H1 { .. } => Vec::new(),
+        };
+        let done = matches!(&slot.session, Session::H2(c) if c.is_done());
+        let after = slot.session.opening();
+        let deadline = slot.session.timeout();
+        self.inflight = (self.inflight + after).saturating_sub(before);
+        if !orphans.is_empty() {
+            let now = self.setup.now();
+            let index = self.plan.first + k * self.plan.stride;
+            let conn = H2Conn::new(now, &self.setup.conn, orphans);
+            self.connect(index, Session::H2(Box::new(conn)));
         }
         match result {
             Err(reason) => self.end(k, reason),
+            Ok(()) if done => self.close(k),
             Ok(()) => match deadline {
                 Some(d) if self.wheel.deadline(k) != Some(d) => self.wheel.arm(k, d),
                 Some(_) => {}
@@ -707,20 +848,20 @@ impl Loop {
         }
     }
 
-    /// Drops a stream, counting why.
+    /// Drops a connection, counting why for each stream it carries.
     fn end(&mut self, k: usize, reason: Reason) {
         self.wheel.cancel(k);
         if let Some(mut slot) = self.slab.remove(k) {
-            let open = slot.conn.is_established();
-            if !open {
-                self.inflight -= 1;
-            }
-            if open {
-                self.stats.end_dropped(reason);
-            } else {
-                self.stats.end_failed(reason);
-            }
-            slot.conn.leave(&mut self.stats);
+            self.inflight = self.inflight.saturating_sub(slot.session.opening());
+            slot.session.end(reason, &mut self.stats);
+            let _ = self.poll.registry().deregister(&mut slot.sock);
+        }
+    }
+
+    /// Drops a connection that carries nothing any more (every stream was counted).
+    fn close(&mut self, k: usize) {
+        self.wheel.cancel(k);
+        if let Some(mut slot) = self.slab.remove(k) {
             let _ = self.poll.registry().deregister(&mut slot.sock);
         }
     }
@@ -731,12 +872,23 @@ impl Loop {
             let Some(slot) = self.slab.get_mut(k) else {
                 continue;
             };
-            match slot.conn.handle_timeout(now) {
-                Some(reason) => self.end(k, reason),
+            let before = slot.session.opening();
+            let ended = match &mut slot.session {
+                Session::H1 { stream, .. } => stream.handle_timeout(now),
+                Session::H2(c) => match &self.setup.h2 {
+                    Some((_, h2)) => c.handle_timeout(now, h2, &mut self.stats),
+                    None => None,
+                },
+            };
+            match ended {
+                Some(reason) => {
+                    // Settle the counts first (orphans), then end it.
+                    self.settle(k, before, Err(reason));
+                }
                 None => {
-                    if let Some(d) = slot.conn.timeout() {
-                        self.wheel.arm(k, d);
-                    }
+                    // What the timeout queued (resets, requests) goes out now.
+                    let result = slot.drive(&mut self.read_buf, &self.setup, &mut self.stats, now);
+                    self.settle(k, before, result);
                 }
             }
         }
@@ -765,20 +917,16 @@ impl Loop {
     fn finish(mut self) -> Stats {
         self.publish();
         for slot in self.slab.values() {
-            slot.conn.leave(&mut self.stats);
-            if slot.conn.is_established() {
-                self.stats.open_at_end += 1;
-            } else {
-                self.stats.pending_at_end += 1;
-            }
+            slot.session.at_end(&mut self.stats);
         }
         self.stats
     }
 }
 
 impl Client {
-    /// Connect check, request write and reads for one stream, until `WouldBlock` (or the
-    /// short-read shortcut, see the module docs). `Err` ends the stream.
+    /// Connect check, request write and reads for one connection, until `WouldBlock` (or the
+    /// short-read shortcut, see the module docs), then what the reads queued (HTTP/2's acks
+    /// and window updates). `Err` ends the connection.
     fn drive(
         &mut self,
         buf: &mut [u8],
@@ -787,8 +935,7 @@ impl Client {
         now: Time,
     ) -> Result<(), Reason> {
         let slot = self;
-        let conn = &mut slot.conn;
-        if conn.is_connecting() {
+        if slot.session.is_connecting() {
             if !slot.writable && !slot.readable {
                 return Ok(());
             }
@@ -796,7 +943,13 @@ impl Client {
                 return Err(Reason::from_connect(&e));
             }
             match slot.sock.peer_addr() {
-                Ok(_) => conn.handle_connected(now, &setup.conn, stats),
+                Ok(_) => match (&mut slot.session, &setup.h2) {
+                    (Session::H1 { stream, .. }, _) => {
+                        stream.handle_connected(now, &setup.conn, stats)
+                    }
+                    (Session::H2(c), Some((_, h2))) => c.handle_connected(now, h2, stats),
+                    (Session::H2(_), None) => return Err(Reason::NotH2),
+                },
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                     // A spurious wakeup: the handshake is still under way.
                     slot.writable = false;
@@ -815,33 +968,106 @@ impl Client {
                 Err(e) => return Err(Reason::from_io(&e)),
             }
         }
-        while slot.writable {
-            let Some(out) = conn.pending(&setup.requests[slot.request]) else {
+        slot.write_pending(setup)?;
+        let result = slot.read(buf, setup, stats, now);
+        if result.is_err() && matches!(slot.session, Session::H1 { .. }) {
+            return result;
+        }
+        // HTTP/2: what the reads queued (acks, window updates, a GOAWAY before closing).
+        let written = slot.write_pending(setup);
+        result.and(written)
+    }
+
+    /// Writes what the connection has to send while the socket takes it.
+    fn write_pending(&mut self, setup: &Setup) -> Result<(), Reason> {
+        while self.writable {
+            let out = match &self.session {
+                Session::H1 { stream, request } => stream.pending(&setup.requests[*request]),
+                Session::H2(c) => c.pending(),
+            };
+            let Some(out) = out else {
                 break;
             };
-            match sock_write(&mut slot.sock, slot.tls.as_deref_mut(), out) {
+            match sock_write(&mut self.sock, self.tls.as_deref_mut(), out) {
                 Ok(0) => return Err(Reason::Reset),
-                Ok(n) => conn.on_sent(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+                Ok(n) => match &mut self.session {
+                    Session::H1 { stream, .. } => stream.on_sent(n),
+                    Session::H2(c) => c.on_sent(n),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Reason::from_io(&e)),
             }
         }
-        while slot.readable && conn.wants_read() {
-            let limit = conn.read_limit(&setup.conn).min(buf.len());
-            match sock_read(&mut slot.sock, slot.tls.as_deref_mut(), &mut buf[..limit]) {
-                Ok(0) => return Err(conn.handle_eof()),
+        Ok(())
+    }
+
+    /// Reads while the socket has bytes and the connection wants them.
+    fn read(
+        &mut self,
+        buf: &mut [u8],
+        setup: &Setup,
+        stats: &mut Stats,
+        now: Time,
+    ) -> Result<(), Reason> {
+        loop {
+            if !self.readable {
+                return Ok(());
+            }
+            let limit = match &self.session {
+                Session::H1 { stream, .. } if stream.wants_read() => {
+                    stream.read_limit(&setup.conn).min(buf.len())
+                }
+                Session::H2(c) if c.wants_read() => buf.len(),
+                _ => return Ok(()),
+            };
+            match sock_read(&mut self.sock, self.tls.as_deref_mut(), &mut buf[..limit]) {
+                Ok(0) => {
+                    return Err(match &self.session {
+                        Session::H1 { stream, .. } => stream.handle_eof(),
+                        Session::H2(c) => c.handle_eof(),
+                    })
+                }
                 Ok(n) => {
-                    conn.handle_input(&buf[..n], now, &setup.conn, stats)?;
+                    self.check_alpn()?;
+                    match (&mut self.session, &setup.h2) {
+                        (Session::H1 { stream, .. }, _) => {
+                            stream.handle_input(&buf[..n], now, &setup.conn, stats)?
+                        }
+                        (Session::H2(c), Some((_, h2))) => {
+                            c.handle_input(&buf[..n], now, h2, stats)?
+                        }
+                        (Session::H2(_), None) => return Err(Reason::NotH2),
+                    }
                     // Over TLS a short read of plaintext says nothing of the socket.
-                    if n < limit && !slot.read_closed && slot.tls.is_none() {
-                        slot.readable = false;
+                    if n < limit && !self.read_closed && self.tls.is_none() {
+                        self.readable = false;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.check_alpn()?;
+                    self.readable = false;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Reason::from_io(&e)),
             }
+        }
+    }
+
+    /// `--h2` over TLS: once the handshake is done, the server must have picked `h2`.
+    fn check_alpn(&mut self) -> Result<(), Reason> {
+        if self.alpn_checked || !matches!(self.session, Session::H2(_)) {
+            return Ok(());
+        }
+        let Some(tls) = self.tls.as_deref() else {
+            return Ok(());
+        };
+        if tls.is_handshaking() {
+            return Ok(());
+        }
+        self.alpn_checked = true;
+        if tls.alpn_protocol() != Some(b"h2") {
+            return Err(Reason::NotH2);
         }
         Ok(())
     }

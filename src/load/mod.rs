@@ -1,7 +1,7 @@
 //! `sse-load`: a load generator for any Server-Sent Events server on this machine.
 //!
-//! It opens many concurrent `GET` streams over plain HTTP/1.1 (connect rate and in-flight
-//! handshakes bounded), reads each response as an event stream exactly as a browser would
+//! It opens many concurrent `GET` streams over HTTP/1.1, one connection each, or with `--h2`
+//! over HTTP/2, many streams per connection (connect rate and in-flight handshakes bounded), reads each response as an event stream exactly as a browser would
 //! ([`crate::wire::event_stream`]), and measures: streams established, failed and dropped by reason,
 //! connect time and time to headers, frames and bytes, the interval between frames, delivery
 //! lateness (receive time minus the frame's `content` timestamp), and id gaps and duplicates.
@@ -12,6 +12,7 @@
 //! The layers, from the wire inwards:
 //! - [`driver`]: the `mio` loops, sockets, threads and clocks; nothing else touches them;
 //! - [`conn`]: one stream's state machine, sans-IO (bytes and `now` in, reasons and figures out);
+//! - [`h2`]: `--h2`, one HTTP/2 connection carrying many of those streams, sans-IO;
 //! - [`response`]: the response head and body framing (close-delimited, length, chunked);
 //! - [`publish`]: the hub-mode publisher, sans-IO (its loop is in the driver too);
 //! - [`hub`]: the published payload, and what each stream counts when one arrives;
@@ -28,6 +29,7 @@
 pub mod args;
 pub mod conn;
 pub mod driver;
+pub mod h2;
 pub mod histogram;
 pub mod html;
 pub mod hub;

@@ -93,6 +93,8 @@ pub struct Report {
     /// The per-second series.
     pub series: Vec<Sample>,
     pub thresholds: Thresholds,
+    /// `--h2`: streams per connection (`None`: HTTP/1.1, one stream per connection).
+    pub h2_streams: Option<usize>,
 }
 
 /// What the run itself measured, besides its streams' figures.
@@ -134,7 +136,26 @@ impl Report {
             publish: None,
             series: Vec::new(),
             thresholds: cfg.thresholds.clone(),
+            h2_streams: cfg.h2,
         }
+    }
+
+    /// `--h2`: the connections' figures (`null` over HTTP/1.1).
+    fn h2_json(&self) -> Value {
+        let Some(per) = self.h2_streams else {
+            return Value::Null;
+        };
+        let h = &self.stats.h2;
+        json!({
+            "streams_per_connection": per,
+            "connections": h.connections,
+            "goaways": h.goaways,
+            "resets": h.resets,
+            "refused": h.refused,
+            "reopened": h.reopened,
+            "pings": h.pings,
+            "window_updates": h.window_updates,
+        })
     }
 
     /// Hub mode: deliveries expected but not received (each stream's copy of each event
@@ -339,6 +360,7 @@ impl Report {
         };
         json!({
             "url": self.url,
+            "protocol": if self.h2_streams.is_some() { "h2" } else { "http/1.1" },
             "connections": self.connections,
             "threads": self.threads,
             "source_addrs": self.source_addrs,
@@ -391,6 +413,7 @@ impl Report {
                 "max_rss_bytes": self.max_rss_bytes,
             },
             "hub": self.hub_json(),
+            "h2": self.h2_json(),
             "checks": {
                 "passed": self.failed_checks().is_empty(),
                 "failed": self.failed_checks(),
@@ -429,6 +452,13 @@ impl Report {
             s.pending_at_end,
             s.last_established_us as f64 / 1e6
         ));
+        if let Some(per) = self.h2_streams {
+            let h = &s.h2;
+            line(format!(
+                "h2        {} connections ({} streams each), {} GOAWAY, {} resets, {} refused, {} reopened, {} pings, {} window updates",
+                h.connections, per, h.goaways, h.resets, h.refused, h.reopened, h.pings, h.window_updates
+            ));
+        }
         if !s.failed.is_empty() {
             line(format!("  failed:  {}", reason_list(&s.failed)));
         }

@@ -49,6 +49,14 @@ pub enum Reason {
     ParseError,
     /// Any other socket error.
     IoError,
+    /// HTTP/2: the server reset the stream (RST_STREAM).
+    StreamReset,
+    /// HTTP/2: the connection broke the protocol (a bad frame or field block, either side's
+    /// GOAWAY with an error code).
+    H2Error,
+    /// `--h2`: the server does not speak HTTP/2 (TLS picked another ALPN protocol, or a
+    /// plain server answered the preface with HTTP/1.x).
+    NotH2,
 }
 
 /// Where a socket error happened: in the TCP handshake, or on an established connection.
@@ -79,6 +87,9 @@ impl Reason {
             Reason::BodyError => "body_error",
             Reason::ParseError => "parse_error",
             Reason::IoError => "io_error",
+            Reason::StreamReset => "stream_reset",
+            Reason::H2Error => "h2_error",
+            Reason::NotH2 => "not_h2",
         };
         s.to_owned()
     }
@@ -126,6 +137,37 @@ pub struct IdStats {
     /// Smallest and largest first id over all streams.
     pub first_min: Option<u64>,
     pub first_max: Option<u64>,
+}
+
+/// `--h2`: what the connections did, beside the streams they carried.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct H2Counts {
+    /// Connections opened (each carrying up to `--h2-streams` streams).
+    pub connections: u64,
+    /// GOAWAY frames received.
+    pub goaways: u64,
+    /// RST_STREAM frames received for a stream the run was carrying.
+    pub resets: u64,
+    /// Streams refused before their head (RST_STREAM `REFUSED_STREAM`, or past a GOAWAY's
+    /// last stream id): asked for again, not counted as failures.
+    pub refused: u64,
+    /// Streams asked for again (after a reset or a refusal), with `Last-Event-ID`.
+    pub reopened: u64,
+    /// PINGs answered, and WINDOW_UPDATEs sent.
+    pub pings: u64,
+    pub window_updates: u64,
+}
+
+impl H2Counts {
+    fn merge(&mut self, o: &H2Counts) {
+        self.connections += o.connections;
+        self.goaways += o.goaways;
+        self.resets += o.resets;
+        self.refused += o.refused;
+        self.reopened += o.reopened;
+        self.pings += o.pings;
+        self.window_updates += o.window_updates;
+    }
 }
 
 /// Everything one loop counts. See the module docs.
@@ -184,6 +226,8 @@ pub struct Stats {
     pub run_id: u64,
     /// Hub mode: published events received, and their latency, gaps, duplicates and resets.
     pub deliveries: Deliveries,
+    /// `--h2`: the connections' counts.
+    pub h2: H2Counts,
 }
 
 impl Stats {
@@ -243,6 +287,7 @@ impl Stats {
         a.first_max = a.first_max.max(b.first_max);
         self.last_established_us = self.last_established_us.max(o.last_established_us);
         self.deliveries.merge(&o.deliveries);
+        self.h2.merge(&o.h2);
     }
 }
 
