@@ -664,9 +664,7 @@ impl H2Conn {
         stats: &mut Stats,
     ) -> Result<(), Reason> {
         let mut fields = std::mem::take(&mut self.fields);
-        let decoded = self
-            .decoder
-            .decode(block, setup.conn.max_head, &mut fields);
+        let decoded = self.decoder.decode(block, setup.conn.max_head, &mut fields);
         let head = head_of(&fields);
         self.fields = fields;
         let slot = self.find(stream);
@@ -771,7 +769,6 @@ fn put_request(out: &mut Vec<u8>, id: u32, setup: &H2Setup, slot: &Slot) {
     );
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -834,12 +831,7 @@ mod tests {
                 dec.decode(&p, 1 << 16, &mut f).unwrap();
                 let f = f
                     .into_iter()
-                    .map(|(n, v)| {
-                        (
-                            String::from_utf8(n).unwrap(),
-                            String::from_utf8(v).unwrap(),
-                        )
-                    })
+                    .map(|(n, v)| (String::from_utf8(n).unwrap(), String::from_utf8(v).unwrap()))
                     .collect();
                 (h.stream, f)
             })
@@ -1004,7 +996,10 @@ mod tests {
         assert_eq!(c.opening(), 1);
         assert_eq!(c.timeout(), Some(10 + RETRY_MS));
         take(&mut c);
-        assert_eq!(c.handle_timeout(at(10 + RETRY_MS - 1), &su, &mut stats), None);
+        assert_eq!(
+            c.handle_timeout(at(10 + RETRY_MS - 1), &su, &mut stats),
+            None
+        );
         assert!(c.pending().is_none(), "not before the pause is over");
         assert_eq!(c.handle_timeout(at(10 + RETRY_MS), &su, &mut stats), None);
         let mut dec = hpack::Decoder::new(4096);
@@ -1191,7 +1186,11 @@ mod tests {
             for _ in 0..len {
                 // Mostly small numbers, so frame headers are often plausible.
                 let r = next();
-                input.push(if r % 3 == 0 { (r >> 8) as u8 } else { (r % 10) as u8 });
+                input.push(if r % 3 == 0 {
+                    (r >> 8) as u8
+                } else {
+                    (r % 10) as u8
+                });
             }
             for chunk in input.chunks(1 + (next() % 50) as usize) {
                 if c.handle_input(chunk, at(3), &su, &mut stats).is_err() {
