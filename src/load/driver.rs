@@ -1,8 +1,9 @@
 //! The event loops: the only part of `sse-load` that touches sockets, `mio`, threads and clocks.
 //!
 //! [`run`] starts `--threads` loops; each owns a share of the streams (every `threads`-th one),
-//! of the connect rate and of the in-flight budget, a slab of [`Stream`]s indexed by token, a
-//! [`TimerWheel`] holding each handshake's deadline, its [`Stats`], and one read buffer shared
+//! of the connect rate and of the in-flight budget, a slab of connections indexed by token (each
+//! carrying one HTTP/1.1 [`Stream`], or with `--h2` an [`H2Conn`] of many), a
+//! [`TimerWheel`] holding each connection's next deadline, its [`Stats`], and one read buffer shared
 //! by all its streams. The calling thread prints nothing itself: once a second it hands a
 //! [`Progress`] (summed from counters each loop publishes) to a callback, and at the end it
 //! merges the loops' stats into a [`Report`].
