@@ -222,6 +222,18 @@ impl Conn {
         }
     }
 
+    /// The input held at a request's start, when nothing is being answered (no response
+    /// pending, none awaited, no body being read): what the loop looks at to tell an HTTP/2
+    /// preface from a request. `None` mid-request or mid-answer.
+    pub fn unanswered_input(&self) -> Option<&[u8]> {
+        match &self.state {
+            State::Head(r) if self.out.is_none() && r.waiting.is_none() && r.need == 0 => {
+                Some(&r.buf)
+            }
+            _ => None,
+        }
+    }
+
     /// A hub stream's topics (for the loop's topic index).
     pub fn filter(&self) -> Option<&crate::hub::history::Filter> {
         match &self.state {

@@ -60,6 +60,15 @@ pub struct Shard {
     /// common version, cipher or ALPN protocol).
     pub tls_handshakes: Counter,
     pub tls_errors: Counter,
+    /// Connections that became HTTP/2 (prior knowledge or ALPN `h2`), and those closed (a
+    /// subset of the connections above); the same over TLS only.
+    pub h2_connections_total: Counter,
+    pub h2_connections_closed: Counter,
+    pub h2_tls_connections_total: Counter,
+    pub h2_tls_connections_closed: Counter,
+    /// HTTP/2 streams (requests) opened and ended.
+    pub h2_streams_total: Counter,
+    pub h2_streams_closed: Counter,
     pub streams_total: Counter,
     pub streams_closed: Counter,
     pub frames_sent: Counter,
@@ -326,6 +335,62 @@ impl Metrics {
             "sse_tls_connections_total",
             "TCP connections accepted on the TLS port (included in sse_connections_total).",
             tls_opened,
+        );
+        let h2_opened = self.sum(|s| &s.h2_connections_total);
+        let h2_closed = self.sum(|s| &s.h2_connections_closed);
+        let h2_tls_opened = self.sum(|s| &s.h2_tls_connections_total);
+        let h2_tls_closed = self.sum(|s| &s.h2_tls_connections_closed);
+        let h2_open = h2_opened.saturating_sub(h2_closed);
+        let h2_tls_open = h2_tls_opened.saturating_sub(h2_tls_closed);
+        let tls_open = tls_opened.saturating_sub(tls_closed);
+        let all_open = opened.saturating_sub(closed);
+        out.push_str(
+            "# HELP sse_connections_open_by_protocol TCP connections open now, by protocol \
+             (http1: HTTP/1.1 or not yet known; h2) and transport (plain, tls).\n\
+             # TYPE sse_connections_open_by_protocol gauge\n",
+        );
+        let by = [
+            (
+                "http1",
+                "plain",
+                all_open
+                    .saturating_sub(tls_open)
+                    .saturating_sub(h2_open.saturating_sub(h2_tls_open)),
+            ),
+            ("http1", "tls", tls_open.saturating_sub(h2_tls_open)),
+            ("h2", "plain", h2_open.saturating_sub(h2_tls_open)),
+            ("h2", "tls", h2_tls_open),
+        ];
+        for (proto, transport, v) in by {
+            let _ = writeln!(
+                out,
+                "sse_connections_open_by_protocol{{proto=\"{proto}\",transport=\"{transport}\"}} {v}"
+            );
+        }
+        gauge(
+            out,
+            "sse_h2_connections_open",
+            "HTTP/2 connections open now (included in sse_connections_open).",
+            h2_open,
+        );
+        counter(
+            out,
+            "sse_h2_connections_total",
+            "Connections that became HTTP/2 (included in sse_connections_total).",
+            h2_opened,
+        );
+        let h2_streams = self.sum(|s| &s.h2_streams_total);
+        gauge(
+            out,
+            "sse_h2_streams_open",
+            "HTTP/2 streams open now (requests being answered, event streams among them).",
+            h2_streams.saturating_sub(self.sum(|s| &s.h2_streams_closed)),
+        );
+        counter(
+            out,
+            "sse_h2_streams_total",
+            "HTTP/2 streams (requests) opened.",
+            h2_streams,
         );
         counter(
             out,

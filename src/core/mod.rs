@@ -26,6 +26,7 @@ pub mod body;
 pub mod conn;
 pub mod ctx;
 pub mod h2;
+pub mod h2map;
 pub mod metrics;
 pub mod reply;
 pub mod stream;

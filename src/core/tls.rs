@@ -37,19 +37,21 @@ pub const MAX_ENCRYPT: usize = 16 * 1024;
 pub enum Proto {
     /// HTTP/1.1: `http/1.1` by ALPN, or no ALPN at all.
     Http1,
+    /// HTTP/2: `h2` by ALPN.
+    H2,
 }
 
 impl Proto {
-    /// What the server offers by ALPN, most preferred first. `h2` joins when HTTP/2 exists:
-    /// offering it before would break every browser that takes it.
-    pub const OFFERED: &'static [&'static [u8]] = &[b"http/1.1"];
+    /// What the server offers by ALPN, most preferred first: `h2` (many streams over one
+    /// connection), then `http/1.1`.
+    pub const OFFERED: &'static [&'static [u8]] = &[b"h2", b"http/1.1"];
 
     /// The protocol of a completed handshake (rustls refuses a client whose ALPN offer shares
     /// nothing with [`Proto::OFFERED`], so nothing else reaches here).
     pub fn from_alpn(alpn: Option<&[u8]>) -> Proto {
         match alpn {
-            Some(b"http/1.1") | None => Proto::Http1,
-            Some(_) => Proto::Http1,
+            Some(b"h2") => Proto::H2,
+            Some(_) | None => Proto::Http1,
         }
     }
 }

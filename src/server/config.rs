@@ -71,6 +71,8 @@ pub struct Config {
     /// With a certificate: HTTPS listens here and plain HTTP on `port`; without it, `port`
     /// is HTTPS only.
     pub tls_port: Option<u16>,
+    /// Concurrent streams one HTTP/2 connection may open (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub h2_max_streams: u32,
 }
 
 impl Default for Config {
@@ -102,6 +104,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_port: None,
+            h2_max_streams: 100,
         }
     }
 }
@@ -163,6 +166,13 @@ pub const FLAGS: &[Flag] = &[
         help: "HTTPS on this port and plain HTTP on --port, side by side (0 picks a free one)",
         default: |_| "none: with --tls-cert, --port is HTTPS only".into(),
         set: |c, who, v| port(who, v).map(|n| c.tls_port = Some(n)),
+    },
+    Flag {
+        name: "--h2-max-streams",
+        value: "N",
+        help: "concurrent streams one HTTP/2 connection may open",
+        default: |c| c.h2_max_streams.to_string(),
+        set: |c, who, v| positive(who, v).map(|n| c.h2_max_streams = n),
     },
     Flag {
         name: "--bind",

@@ -22,12 +22,15 @@ use crate::app::routes::{self, App, Call, Peer};
 use crate::app::static_files::StaticFiles;
 use crate::core::conn::{Conn, Served};
 use crate::core::ctx::{ConnConfig, Ctx, Now, Rng};
-use crate::core::metrics::Metrics;
+use crate::core::h2::{H2Config, H2Event, H2Request, H2};
+use crate::core::h2map;
+use crate::core::metrics::{Metrics, Timeout};
 use crate::core::reply::Reply;
 use crate::core::reply::{Answer, Completion, Later};
 use crate::core::tls::{Proto, Tls, MAX_ENCRYPT};
 use crate::hub::history::{Hub, Ids, LocalHub};
 use crate::server::config::Config;
+use crate::server::h2side::{self, H2Link, H2Table, Sub};
 use crate::server::listen::{bind, is_mapped_loopback};
 pub use crate::server::setup::StartError;
 use crate::server::setup::{
@@ -39,6 +42,7 @@ use crate::util::log::{self, V};
 use crate::util::slab::Slab;
 use crate::util::sys;
 use crate::util::timer::TimerWheel;
+use crate::wire::h2::frame::{ErrorCode, StreamEnd};
 use crate::wire::head::Connection;
 use crate::wire::http::Status;
 use mio::net::{TcpListener, TcpStream};
@@ -88,6 +92,8 @@ struct ServerState {
     /// is `certs`, reread on SIGHUP).
     tls: Option<Arc<rustls::ServerConfig>>,
     certs: Option<Arc<Certs>>,
+    /// What each h2 connection's engine is built with.
+    h2: H2Config,
 }
 
 /// A running server: its loops and how to stop them.
@@ -215,6 +221,7 @@ impl Server {
             epoch: Instant::now(),
             tls,
             certs,
+            h2: h2_config(config),
         });
         // `/metrics` reads the descriptor count this thread takes once a second.
         sys::start_fd_sampler();
@@ -355,23 +362,52 @@ enum Shed {
     NoReserve,
 }
 
-/// One connection's socket, protocol state and remembered readiness.
+/// One connection's socket, protocol state and remembered readiness; or one h2 stream's
+/// `Conn` (no socket: its connection's slot has it, see `server/h2side.rs`).
 struct Slot {
-    sock: TcpStream,
+    /// `None` for an h2 stream.
+    sock: Option<TcpStream>,
     conn: Conn,
     readable: bool,
     writable: bool,
     /// The peer is on loopback (may publish without a token).
     loopback: bool,
-    /// The connection came in on an HTTPS listener: its TLS session is the loop's
-    /// `sessions[k]` (a plain connection pays this byte of padding, no more).
-    tls: bool,
+    /// What the slot is (a plain connection pays this byte of padding, no more).
+    kind: Kind,
+}
+
+/// What a slab slot holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// A plain HTTP/1.1 connection.
+    Plain,
+    /// An HTTPS connection (HTTP/1.1, or still handshaking): its TLS session is the loop's
+    /// `sessions[k]`.
+    Tls,
+    /// An h2 connection over plain TCP (prior knowledge): its engine is `h2.link(k)`, its
+    /// `conn` is unused.
+    H2,
+    /// An h2 connection over TLS (ALPN `h2`): its session in `sessions`, its engine in `h2`.
+    H2Tls,
+    /// One h2 stream: `conn` serves it, `h2.parent(k)` is its connection.
+    H2Stream,
+}
+
+impl Kind {
+    fn is_tls(self) -> bool {
+        matches!(self, Kind::Tls | Kind::H2Tls)
+    }
+
+    fn is_h2_conn(self) -> bool {
+        matches!(self, Kind::H2 | Kind::H2Tls)
+    }
 }
 
 // What ARCHITECTURE.md says an idle stream costs in the slab: a slot (socket, connection,
-// readiness and TLS flags), as the slab stores it, is 64 bytes at most (80 in debug builds,
-// where mio's socket also carries a 12-byte selector id). TLS sessions live beside the slab
-// (`EventLoop::sessions`), so a plain connection carries no pointer to one.
+// readiness flags and kind), as the slab stores it, is 64 bytes at most (80 in debug builds,
+// where mio's socket also carries a 12-byte selector id). TLS sessions and h2 engines live
+// beside the slab (`EventLoop::sessions`, `EventLoop::h2`), so a plain connection carries no
+// pointer to one; an h2 stream's slot is the same size (its socket `None`).
 const _: () =
     assert!(std::mem::size_of::<Option<Slot>>() <= if cfg!(debug_assertions) { 80 } else { 64 });
 
@@ -445,6 +481,14 @@ struct EventLoop {
     slab: Slab<Slot>,
     /// The TLS sessions of the slots marked `tls`, by slab key.
     sessions: Sessions,
+    /// The h2 connections' engines and their streams' slots, by slab key.
+    h2: H2Table,
+    /// h2 connections whose streams queued frames since their last write (slab keys), and
+    /// since when: flushed together, one write per connection for all its streams due.
+    h2_dirty: Vec<u32>,
+    h2_dirty_since: Option<u64>,
+    /// The h2 connection being driven (its streams need not mark it dirty).
+    h2_driving: Option<usize>,
     wheel: TimerWheel,
     read_buf: Box<[u8]>,
     /// Where a stream's source encodes what is due; written from here, so a frame written
@@ -536,6 +580,10 @@ impl EventLoop {
             shared,
             slab: Slab::default(),
             sessions: Sessions::default(),
+            h2: H2Table::default(),
+            h2_dirty: Vec::new(),
+            h2_dirty_since: None,
+            h2_driving: None,
             wheel: TimerWheel::new(0),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             scratch: Vec::with_capacity(256),
@@ -620,6 +668,14 @@ impl EventLoop {
             }
             if !self.audience.is_empty() {
                 self.fan_out_some();
+            }
+            // h2 connections write what their streams queued, one write each; during a long
+            // fan-out, at least every timer slack.
+            if let Some(since) = self.h2_dirty_since {
+                let now = self.now();
+                if self.audience.is_empty() || now.ms >= since + self.shared.slack_ms.max(1) {
+                    self.flush_h2_dirty(now);
+                }
             }
             self.each_second();
             if self.st.local.sweep_due() {
@@ -773,6 +829,9 @@ impl EventLoop {
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
+        if slot.kind.is_h2_conn() {
+            return self.h2_timeout(k, now);
+        }
         let draining = phase(&self.drain_deadline);
         let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         slot.conn.handle_timeout(now, &mut ctx);
@@ -787,26 +846,54 @@ impl EventLoop {
         let Some(slot) = self.slab.get_mut(k) else {
             return;
         };
+        if slot.kind.is_h2_conn() {
+            return self.drive_h2(k, now);
+        }
         let draining = phase(&self.drain_deadline);
         let mut ctx = ctx(shared, self.id, &mut self.st, draining);
         let conn = &mut slot.conn;
-        // The one test the plain path pays for TLS: a flag in the slot's padding. A TLS slot
-        // without its session (a bug) is closed rather than served in the clear.
-        let mut tls = if slot.tls { self.sessions.get(k) } else { None };
-        if slot.tls && tls.is_none() {
+        // The one test the plain path pays for TLS and h2: the slot's kind, in its padding.
+        // A TLS slot without its session (a bug) is closed rather than served in the clear.
+        let mut tls = if slot.kind == Kind::Tls {
+            self.sessions.get(k)
+        } else {
+            None
+        };
+        if slot.kind == Kind::Tls && tls.is_none() {
             debug_assert!(false, "TLS slot {k} has no session");
             conn.abort(&mut ctx);
         }
+        // An h2 stream writes into its connection's engine.
+        let parent = match slot.kind {
+            Kind::H2Stream => self.h2.parent(k),
+            _ => None,
+        };
+        let mut link = match parent {
+            Some(p) => self.h2.link(p),
+            None => None,
+        };
+        if slot.kind == Kind::H2Stream && link.is_none() {
+            debug_assert!(false, "h2 stream {k} has no connection");
+            conn.abort(&mut ctx);
+        }
+        let peer = |sock: &Option<TcpStream>, link: &Option<&mut H2Link>| match link {
+            Some(l) => Who::H2(l.peer),
+            None => Who::Sock(sock.as_ref().and_then(|s| s.peer_addr().ok())),
+        };
+        let mut switch_h2 = false;
         loop {
             // Answers are logged before they are written: once written, the client may close
             // and take its address with it.
             if !ctx.answered.is_empty() {
-                log_answered(ctx.answered, &slot.sock);
+                log_answered(ctx.answered, || peer(&slot.sock, &link));
             }
             let mut progress = false;
-            if let Some(tls) = tls.as_deref_mut() {
+            if let Some(link) = link.as_deref_mut() {
+                progress |= h2side::write_stream(link, k, conn, &mut ctx, &mut self.scratch, now);
+            }
+            if let (Some(tls), Some(sock)) = (tls.as_deref_mut(), slot.sock.as_mut()) {
                 let io = TlsIo {
-                    sock: &mut slot.sock,
+                    sock,
                     ready: &mut slot.writable,
                     tls,
                     now,
@@ -821,17 +908,19 @@ impl EventLoop {
                     Err(()) => conn.abort(&mut ctx),
                 }
             }
-            while slot.writable && !slot.tls {
+            while slot.writable && slot.kind == Kind::Plain {
+                let Some(sock) = slot.sock.as_mut() else {
+                    break;
+                };
                 let Some([a, b]) = conn.poll_transmit(now, &mut ctx, &mut self.scratch) else {
                     break;
                 };
                 // A frame is one slice: plain write(2), which the kernel serves with less work
                 // than writev(2) (no iovec to import); a head and a body go out together.
                 let written = if b.is_empty() {
-                    slot.sock.write(a)
+                    sock.write(a)
                 } else {
-                    slot.sock
-                        .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                    sock.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
                 };
                 let (n, wrote) = match written {
                     Ok(0) => (0, Err(())),
@@ -858,29 +947,52 @@ impl EventLoop {
                     }
                 }
             }
-            if conn.take_shutdown() {
+            if link.is_none() && conn.take_shutdown() {
                 // Over TLS the `close_notify` goes out first; the write side is shut once it has.
                 if tls.as_deref_mut().is_some_and(|tls| !tls.close()) {
                     progress = true;
-                } else {
-                    let _ = slot.sock.shutdown(Shutdown::Write);
+                } else if let Some(sock) = slot.sock.as_ref() {
+                    let _ = sock.shutdown(Shutdown::Write);
                 }
             }
-            if let Some(tls) = tls.as_deref_mut() {
+            if let (Some(tls), Some(sock)) = (tls.as_deref_mut(), slot.sock.as_mut()) {
                 if slot.readable && conn.wants_read() {
                     let io = TlsIo {
-                        sock: &mut slot.sock,
+                        sock,
                         ready: &mut slot.readable,
                         tls,
                         now,
                     };
                     progress |= read_tls(io, conn, &mut ctx, &mut self.read_buf);
                 }
-            } else if slot.readable && conn.wants_read() {
+                if tls.proto() == Some(Proto::H2) {
+                    // ALPN chose h2: the engine takes the session's plaintext from here on.
+                    self.scratch.clear();
+                    switch_h2 = true;
+                    break;
+                }
+            } else if slot.readable && slot.kind == Kind::Plain && conn.wants_read() {
+                let Some(sock) = slot.sock.as_mut() else {
+                    break;
+                };
                 let limit = conn.read_limit(&shared.conn).min(self.read_buf.len());
-                match slot.sock.read(&mut self.read_buf[..limit]) {
+                match sock.read(&mut self.read_buf[..limit]) {
                     Ok(0) => conn.handle_eof(&mut ctx),
-                    Ok(n) => conn.handle_input(&self.read_buf[..n], now, &mut ctx),
+                    Ok(n) => {
+                        // h2 with prior knowledge: a connection that starts with the preface
+                        // (at a request's start) is h2 from here on.
+                        if let Some(start) = conn
+                            .unanswered_input()
+                            .filter(|start| starts_h2(start, &self.read_buf[..n]))
+                        {
+                            self.scratch.clear();
+                            self.scratch.extend_from_slice(start);
+                            self.scratch.extend_from_slice(&self.read_buf[..n]);
+                            switch_h2 = true;
+                            break;
+                        }
+                        conn.handle_input(&self.read_buf[..n], now, &mut ctx)
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.readable = false,
                     Err(_) => conn.abort(&mut ctx),
@@ -920,11 +1032,52 @@ impl EventLoop {
                 break;
             }
         }
+        if switch_h2 {
+            let first = std::mem::take(&mut self.scratch);
+            self.start_h2(k, &first, now);
+            self.scratch = first;
+            return;
+        }
         if !self.st.answered.is_empty() {
-            log_answered(&mut self.st.answered, &slot.sock);
+            log_answered(&mut self.st.answered, || peer(&slot.sock, &link));
         }
         if !self.st.ended.is_empty() {
-            log_ended(&mut self.st.ended, &slot.sock, now);
+            log_ended(&mut self.st.ended, || peer(&slot.sock, &link), now);
+        }
+        // An h2 stream: its connection writes what it queued (with its other streams' due
+        // frames); a stream whose answer is complete, or whose `Conn` ended, ends on the wire.
+        if let (Some(p), Some(link)) = (parent, link) {
+            if !link.dirty && self.h2_driving != Some(p) {
+                link.dirty = true;
+                self.h2_dirty.push(p as u32);
+                self.h2_dirty_since.get_or_insert(now.ms);
+            }
+            let conn = &mut slot.conn;
+            let sub = link.sub(k);
+            let done = sub.map_or(true, |s| s.ended);
+            let gone = sub.is_some_and(|s| link.engine.queued(s.id).is_none());
+            if done || gone || conn.take_shutdown() || conn.is_closed() {
+                if let Some(s) = link.sub(k) {
+                    let id = s.id;
+                    if !s.ended && !gone {
+                        if s.head_sent && !conn.is_closed() {
+                            // The `Conn` finished its answer (a stream's `retry:`, a close).
+                            link.engine.send_data(id, &[], StreamEnd::End);
+                        } else {
+                            link.engine.reset(id, ErrorCode::Cancel);
+                        }
+                    }
+                }
+                let draining = phase(&self.drain_deadline);
+                let mut ctx = self::ctx(shared, self.id, &mut self.st, draining);
+                if !conn.is_closed() {
+                    conn.abort(&mut ctx);
+                }
+                if !self.st.ended.is_empty() {
+                    let who = Who::H2(link.peer);
+                    log_ended(&mut self.st.ended, || who, now);
+                }
+            }
         }
         let conn = &mut slot.conn;
         // A replaying stream whose last page is written asks for its next one; the read runs
@@ -960,6 +1113,471 @@ impl EventLoop {
         }
     }
 
+    /// Makes slot `k` an h2 connection: its engine, fed `first` (the bytes a plain connection
+    /// read so far; nothing over TLS, whose session holds them), then driven. The slot's
+    /// `Conn` is replaced by a fresh one nothing drives.
+    fn start_h2(&mut self, k: usize, first: &[u8], now: Now) {
+        let Some(slot) = self.slab.get_mut(k) else {
+            return;
+        };
+        slot.kind = match slot.kind {
+            Kind::Tls => Kind::H2Tls,
+            _ => Kind::H2,
+        };
+        slot.conn = Conn::new(now, &self.shared.conn);
+        let peer = slot.sock.as_ref().and_then(|s| s.peer_addr().ok());
+        let mut engine = H2::new(self.shared.h2.clone(), now.ms);
+        if !first.is_empty() {
+            engine.handle_input(first, now.ms);
+        }
+        let idle = now.ms + self.shared.conn.head_timeout_ms;
+        self.h2.insert_conn(k, H2Link::new(engine, peer, idle));
+        let shard = self.shared.metrics.shard(self.id);
+        shard.h2_connections_total.inc();
+        if slot.kind == Kind::H2Tls {
+            shard.h2_tls_connections_total.inc();
+        }
+        self.drive_h2(k, now);
+    }
+
+    /// Moves h2 connection `k` as far as it goes: writes what its engine has (its streams'
+    /// frames due together in one write), reads into the engine, opens a slot for each new
+    /// request, ends the streams the client reset, drives the streams that waited for room;
+    /// then re-arms its timer or closes it.
+    fn drive_h2(&mut self, k: usize, now: Now) {
+        let outer = self.h2_driving.replace(k);
+        loop {
+            let mut progress = false;
+            match self.flush_h2(k, now) {
+                Ok(p) => progress |= p,
+                Err(()) => {
+                    self.h2_driving = outer;
+                    return self.close_h2(k, now);
+                }
+            }
+            match self.read_h2(k, now) {
+                Ok(p) => progress |= p,
+                Err(()) => {
+                    // Flush what the engine has to say (a GOAWAY) before closing, if it can.
+                    let _ = self.flush_h2(k, now);
+                    self.h2_driving = outer;
+                    return self.close_h2(k, now);
+                }
+            }
+            let Some(link) = self.h2.link(k) else {
+                self.h2_driving = outer;
+                return;
+            };
+            let requests = link.engine.take_requests();
+            let gone: Vec<usize> = link
+                .engine
+                .take_events()
+                .into_iter()
+                .filter_map(|H2Event::StreamGone(id)| link.key_of(id))
+                .collect();
+            // Streams that waited for room in the engine: DATA went out, drive them again.
+            let blocked: Vec<usize> = if std::mem::take(&mut link.blocked) {
+                link.subs
+                    .iter()
+                    .filter(|s| {
+                        link.engine
+                            .queued(s.id)
+                            .is_some_and(|q| q < h2side::STREAM_ROOM)
+                    })
+                    .map(|s| s.key as usize)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            progress |= !requests.is_empty() || !gone.is_empty() || !blocked.is_empty();
+            for sk in gone {
+                self.end_h2_stream(sk, now);
+            }
+            for req in requests {
+                self.open_h2_stream(k, req, now);
+            }
+            for sk in blocked {
+                self.drive(sk, now);
+            }
+            if !progress {
+                break;
+            }
+        }
+        self.h2_driving = outer;
+        self.arm_h2(k);
+    }
+
+    /// Writes h2 connection `k`'s output: first what the socket refused before, then what its
+    /// engine has due (control frames, then DATA of every stream with window), in one write;
+    /// over TLS encrypted into the loop's `tls_scratch`. Only an unwritten tail is copied. Once
+    /// the engine is closing and everything is out, the write side is shut (TLS:
+    /// `close_notify` first) and the connection lingers. `Err`: the connection is gone.
+    fn flush_h2(&mut self, k: usize, now: Now) -> Result<bool, ()> {
+        let Some(slot) = self.slab.get_mut(k) else {
+            return Err(());
+        };
+        let Some(link) = self.h2.link(k) else {
+            return Err(());
+        };
+        let Some(sock) = slot.sock.as_mut() else {
+            return Err(());
+        };
+        let mut tls = match slot.kind {
+            Kind::H2Tls => Some(self.sessions.get(k).ok_or(())?),
+            _ => None,
+        };
+        let stall = self.shared.conn.stall_timeout_ms;
+        let mut progress = false;
+        while slot.writable {
+            let pending = match tls.as_deref() {
+                Some(t) => t.pending(),
+                None => link.pending(),
+            };
+            if !pending.is_empty() {
+                match sock.write(pending) {
+                    Ok(0) => return Err(()),
+                    Ok(n) => {
+                        progress = true;
+                        link.stall_deadline = now.ms + stall;
+                        match tls.as_deref_mut() {
+                            Some(t) => {
+                                if t.on_written(n) {
+                                    let _ = sock.shutdown(Shutdown::Write);
+                                }
+                            }
+                            None => link.on_written(n),
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.writable = false,
+                    Err(_) => return Err(()),
+                }
+                continue;
+            }
+            if link.linger_deadline.is_some() {
+                break;
+            }
+            link.engine.poll_transmit(&mut self.scratch, now.ms);
+            if self.scratch.is_empty() {
+                if link.engine.is_closing() {
+                    // All said (a GOAWAY last): shut the write side, read until the FIN.
+                    link.linger_deadline = Some(now.ms + self.shared.conn.linger_ms);
+                    let notify_queued = tls.as_deref_mut().is_some_and(|t| !t.close());
+                    if notify_queued {
+                        // `close_notify` is pending: written next, then the write side shut.
+                        continue;
+                    }
+                    let _ = sock.shutdown(Shutdown::Write);
+                }
+                break;
+            }
+            link.stall_deadline = now.ms + stall;
+            let out: &[u8] = match tls.as_deref_mut() {
+                Some(t) => {
+                    t.encrypt([&self.scratch, &[]], &mut self.tls_scratch)
+                        .map_err(|_| ())?;
+                    &self.tls_scratch
+                }
+                None => &self.scratch,
+            };
+            let mut w = 0;
+            while w < out.len() {
+                match sock.write(&out[w..]) {
+                    Ok(0) => return Err(()),
+                    Ok(n) => w += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        slot.writable = false;
+                        break;
+                    }
+                    Err(_) => return Err(()),
+                }
+            }
+            progress |= w > 0;
+            if w < out.len() {
+                match tls.as_deref_mut() {
+                    Some(t) => t.keep_unwritten(&out[w..], 0),
+                    None => link.out.extend_from_slice(&out[w..]),
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Reads what h2 connection `k`'s socket has into its engine (over TLS, through its
+    /// session: decrypted bytes the engine has not taken go first), at most what the engine
+    /// takes now. A lingering connection's input is read and dropped. `Err`: the client closed
+    /// or the transport failed.
+    fn read_h2(&mut self, k: usize, now: Now) -> Result<bool, ()> {
+        let Some(slot) = self.slab.get_mut(k) else {
+            return Err(());
+        };
+        let Some(link) = self.h2.link(k) else {
+            return Err(());
+        };
+        let Some(sock) = slot.sock.as_mut() else {
+            return Err(());
+        };
+        let lingering = link.linger_deadline.is_some();
+        let limit = match lingering {
+            true => self.read_buf.len(),
+            false => link.engine.read_limit().min(self.read_buf.len()),
+        };
+        if slot.kind == Kind::H2Tls {
+            let tls = self.sessions.get(k).ok_or(())?;
+            let plain = tls.plaintext();
+            if !plain.is_empty() {
+                let take = plain.len().min(limit);
+                if take == 0 {
+                    return Ok(false);
+                }
+                if !lingering {
+                    link.engine.handle_input(&plain[..take], now.ms);
+                }
+                tls.consume(take);
+                return Ok(true);
+            }
+            if tls.peer_closed() {
+                return Err(());
+            }
+            let room = tls.room().min(self.read_buf.len());
+            if !slot.readable || room == 0 || limit == 0 {
+                return Ok(false);
+            }
+            return match sock.read(&mut self.read_buf[..room]) {
+                Ok(0) => Err(()),
+                Ok(n) => match tls.handle_tls(&self.read_buf[..n]) {
+                    Ok(_) => Ok(true),
+                    Err(_) => {
+                        self.shared.metrics.shard(self.id).tls_errors.inc();
+                        Err(())
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    slot.readable = false;
+                    Ok(false)
+                }
+                Err(_) => Err(()),
+            };
+        }
+        if !slot.readable || limit == 0 {
+            return Ok(false);
+        }
+        match sock.read(&mut self.read_buf[..limit]) {
+            Ok(0) => Err(()),
+            Ok(n) => {
+                if !lingering {
+                    link.engine.handle_input(&self.read_buf[..n], now.ms);
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                slot.readable = false;
+                Ok(false)
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    /// A new request on h2 connection `k`: a slab slot whose `Conn` reads it as HTTP/1.1 (the
+    /// same route, limits, timeouts and logs), driven at once. A request the engine already
+    /// refused (`431`, `413`) is answered here; one that cannot be put as HTTP/1.1 is reset.
+    fn open_h2_stream(&mut self, k: usize, req: H2Request, now: Now) {
+        let Some(loopback) = self.slab.get(k).map(|s| s.loopback) else {
+            return;
+        };
+        let Some(link) = self.h2.link(k) else {
+            return;
+        };
+        let id = req.stream;
+        if let Some(code) = req.refused {
+            let status = Status::ALL
+                .into_iter()
+                .find(|s| s.code() == code)
+                .unwrap_or(Status::BadRequest);
+            let reply = Reply::error(status);
+            let head = reply
+                .head
+                .finish(self.st.dates.http(now.unix_ms), Connection::Close);
+            let body = reply.body.as_ref().map_or(&[][..], |b| b.bytes());
+            if let Some(h) = h2map::ResponseHead::parse(&head) {
+                let fields: Vec<(&str, &[u8])> = h
+                    .fields
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_slice()))
+                    .collect();
+                let end = match body.is_empty() {
+                    true => StreamEnd::End,
+                    false => StreamEnd::Open,
+                };
+                link.engine.send_headers(id, h.status, &fields, end);
+                if !body.is_empty() {
+                    link.engine.send_data(id, body, StreamEnd::End);
+                }
+            }
+            let shard = self.shared.metrics.shard(self.id);
+            shard.response(status);
+            let mut answered = vec![crate::core::ctx::Answered {
+                line: crate::core::ctx::RequestLine {
+                    method: String::from_utf8_lossy(&req.method).into(),
+                    path: String::from_utf8_lossy(&req.path)
+                        .split('?')
+                        .next()
+                        .unwrap_or("")
+                        .into(),
+                },
+                status,
+                bytes: body.len() as u64,
+            }];
+            let who = Who::H2(link.peer);
+            log_answered(&mut answered, || who);
+            return;
+        }
+        let mut bytes = Vec::new();
+        if h2map::request_bytes(&req, &mut bytes).is_err() {
+            // Malformed (RFC 9113 section 8.1.1): a stream error.
+            link.engine.reset(id, ErrorCode::ProtocolError);
+            return;
+        }
+        let sk = self.slab.insert(Slot {
+            sock: None,
+            conn: Conn::new(now, &self.shared.conn),
+            readable: false,
+            writable: true,
+            loopback,
+            kind: Kind::H2Stream,
+        });
+        self.h2.insert_stream(sk, k);
+        let Some(link) = self.h2.link(k) else {
+            return;
+        };
+        link.subs.push(Sub {
+            key: sk as u32,
+            id,
+            head_only: req.method == b"HEAD",
+            head_sent: false,
+            remaining: 0,
+            ended: false,
+        });
+        link.served = true;
+        self.shared.metrics.shard(self.id).h2_streams_total.inc();
+        if let Some(slot) = self.slab.get_mut(sk) {
+            let draining = phase(&self.drain_deadline);
+            let mut ctx = ctx(&self.shared, self.id, &mut self.st, draining);
+            slot.conn.handle_input(&bytes, now, &mut ctx);
+        }
+        self.drive(sk, now);
+    }
+
+    /// The client reset h2 stream slot `sk`, the engine reset it (stalled), or its connection
+    /// ended: its `Conn` ends as a connection that closed would (presence leaves, the topic
+    /// index forgets it, the log says so) and the slot is freed.
+    fn end_h2_stream(&mut self, sk: usize, now: Now) {
+        let shared = &*self.shared;
+        let Some(slot) = self.slab.get_mut(sk) else {
+            return;
+        };
+        let draining = phase(&self.drain_deadline);
+        let mut ctx = ctx(shared, self.id, &mut self.st, draining);
+        slot.conn.handle_eof(&mut ctx);
+        if !slot.conn.is_closed() {
+            slot.conn.abort(&mut ctx);
+        }
+        self.drive(sk, now);
+    }
+
+    /// Closes h2 connection `k` and every stream of it.
+    fn close_h2(&mut self, k: usize, now: Now) {
+        let keys: Vec<usize> = self
+            .h2
+            .link(k)
+            .map(|l| l.subs.iter().map(|s| s.key as usize).collect())
+            .unwrap_or_default();
+        for sk in keys {
+            self.end_h2_stream(sk, now);
+        }
+        self.remove(k);
+    }
+
+    /// Re-arms h2 connection `k`'s timer: a stream's stall (window closed), the socket's stall
+    /// (unwritten bytes), the idle time with no stream open, the linger.
+    fn arm_h2(&mut self, k: usize) {
+        let tls_pending = self
+            .sessions
+            .get(k)
+            .is_some_and(|t| !t.pending().is_empty());
+        let Some(link) = self.h2.link(k) else {
+            return;
+        };
+        let candidates = [
+            link.engine.timeout(),
+            link.linger_deadline,
+            link.subs.is_empty().then_some(link.idle_deadline),
+            (tls_pending || !link.pending().is_empty()).then_some(link.stall_deadline),
+        ];
+        match candidates.into_iter().flatten().min() {
+            Some(d) if self.wheel.deadline(k) != Some(d) => self.wheel.arm(k, d),
+            Some(_) => {}
+            None => self.wheel.cancel(k),
+        }
+    }
+
+    /// h2 connection `k`'s deadline passed: streams stalled past the stall timeout are reset,
+    /// a socket that took nothing for the stall timeout is closed, an idle connection gets
+    /// GOAWAY, a lingering one is closed.
+    fn h2_timeout(&mut self, k: usize, now: Now) {
+        let tls_pending = self
+            .sessions
+            .get(k)
+            .is_some_and(|t| !t.pending().is_empty());
+        let shard = self.shared.metrics.shard(self.id);
+        let Some(link) = self.h2.link(k) else {
+            return;
+        };
+        link.engine.handle_timeout(now.ms);
+        if link.linger_deadline.is_some_and(|t| now.ms >= t) {
+            return self.close_h2(k, now);
+        }
+        let pending = tls_pending || !link.pending().is_empty();
+        if pending && now.ms >= link.stall_deadline {
+            shard.timeout(Timeout::Stall);
+            return self.close_h2(k, now);
+        }
+        if link.subs.is_empty() && now.ms >= link.idle_deadline {
+            shard.timeout(match link.served {
+                true => Timeout::Idle,
+                false => Timeout::Head,
+            });
+            link.engine.go_away();
+            // The engine may still hold streams it answered itself: the GOAWAY says enough.
+            link.idle_deadline = now.ms + self.shared.conn.idle_timeout_ms;
+        }
+        self.drive_h2(k, now);
+    }
+
+    /// Writes every h2 connection whose streams queued frames (one write each for all its
+    /// streams' frames due together).
+    fn flush_h2_dirty(&mut self, now: Now) {
+        let mut dirty = std::mem::take(&mut self.h2_dirty);
+        self.h2_dirty_since = None;
+        for &p in &dirty {
+            if let Some(link) = self.h2.link(p as usize) {
+                link.dirty = false;
+            }
+        }
+        for &p in &dirty {
+            if self.h2.link(p as usize).is_some() {
+                self.drive_h2(p as usize, now);
+            }
+        }
+        dirty.clear();
+        if self.h2_dirty.is_empty() {
+            self.h2_dirty = dirty;
+        }
+    }
+
     fn remove(&mut self, k: usize) {
         self.wheel.cancel(k);
         if self.st.local.is_present(k) {
@@ -967,13 +1585,37 @@ impl EventLoop {
             let now = self.now();
             publish_presence(&self.shared, left, now);
         }
-        if let Some(mut slot) = self.slab.remove(k) {
-            let _ = self.poll.registry().deregister(&mut slot.sock);
-            let shard = self.shared.metrics.shard(self.id);
-            shard.connections_closed.inc();
-            if slot.tls {
-                self.sessions.remove(k);
-                shard.tls_connections_closed.inc();
+        let Some(slot) = self.slab.remove(k) else {
+            return;
+        };
+        let shard = self.shared.metrics.shard(self.id);
+        if slot.kind == Kind::H2Stream {
+            // Not a connection: its connection forgets it (and is idle when it was the last).
+            let idle = self.now().ms + self.shared.conn.idle_timeout_ms;
+            let parent = self.h2.parent(k);
+            if let Some(link) = parent.and_then(|p| self.h2.link(p)) {
+                link.subs.retain(|s| s.key as usize != k);
+                if link.subs.is_empty() {
+                    link.idle_deadline = idle;
+                }
+            }
+            self.h2.remove(k);
+            shard.h2_streams_closed.inc();
+            return;
+        }
+        if let Some(mut sock) = slot.sock {
+            let _ = self.poll.registry().deregister(&mut sock);
+        }
+        shard.connections_closed.inc();
+        if slot.kind.is_tls() {
+            self.sessions.remove(k);
+            shard.tls_connections_closed.inc();
+        }
+        if slot.kind.is_h2_conn() {
+            self.h2.remove(k);
+            shard.h2_connections_closed.inc();
+            if slot.kind == Kind::H2Tls {
+                shard.h2_tls_connections_closed.inc();
             }
         }
         // A descriptor just came free: give the reserve and any waiting connections a go.
@@ -1170,29 +1812,28 @@ impl EventLoop {
         let conn = Conn::new(now, &self.shared.conn);
         let deadline = conn.timeout();
         let k = self.slab.insert(Slot {
-            sock,
+            sock: Some(sock),
             conn,
             readable: false,
             writable: true,
             loopback,
-            tls: session.is_some(),
+            kind: match session {
+                Some(_) => Kind::Tls,
+                None => Kind::Plain,
+            },
         });
         if let Some(session) = session {
             self.sessions.insert(k, session);
         }
         let registry: &Registry = self.poll.registry();
-        let Some(slot) = self.slab.get_mut(k) else {
+        let Some(sock) = self.slab.get_mut(k).and_then(|s| s.sock.as_mut()) else {
             return;
         };
         if registry
-            .register(
-                &mut slot.sock,
-                Token(k),
-                Interest::READABLE | Interest::WRITABLE,
-            )
+            .register(sock, Token(k), Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
-            let tls = self.slab.remove(k).is_some_and(|s| s.tls);
+            let tls = self.slab.remove(k).is_some_and(|s| s.kind.is_tls());
             if tls {
                 self.sessions.remove(k);
             }
@@ -1219,11 +1860,16 @@ impl EventLoop {
         for k in keys {
             let shared = &*self.shared;
             if let Some(slot) = self.slab.get_mut(k) {
+                if slot.kind.is_h2_conn() {
+                    continue;
+                }
                 let mut ctx = ctx(shared, self.id, &mut self.st, Phase::Draining);
                 slot.conn.abandon(now, &mut ctx);
             }
             self.drive(k, now);
         }
+        // What h2 streams queued is written once, like any connection's.
+        self.flush_h2_dirty(now);
     }
 
     fn check_stop(&mut self, now: Now) {
@@ -1240,14 +1886,29 @@ impl EventLoop {
         }
         self.accept_again_at = None;
         let keys: Vec<usize> = self.slab.keys().collect();
+        let mut h2 = Vec::new();
         for k in keys {
             let shared = &*self.shared;
             if let Some(slot) = self.slab.get_mut(k) {
+                if slot.kind.is_h2_conn() {
+                    h2.push(k);
+                    continue;
+                }
                 let mut ctx = ctx(shared, self.id, &mut self.st, Phase::Draining);
                 slot.conn.drain(now, &mut ctx);
             }
             self.drive(k, now);
         }
+        // h2: the streams' `retry:` frames (queued above) go out first, then GOAWAY with the
+        // last stream id; the connection closes once its streams are done.
+        for k in h2 {
+            self.drive_h2(k, now);
+            if let Some(link) = self.h2.link(k) {
+                link.engine.go_away();
+            }
+            self.drive_h2(k, now);
+        }
+        self.flush_h2_dirty(now);
     }
 }
 
@@ -1333,54 +1994,89 @@ fn ask_page(
     }
 }
 
+/// Whose request a log line is about: a connection's (its socket's peer) or an h2 stream's
+/// (its connection's peer, and the line says `proto=h2`).
+#[derive(Clone, Copy)]
+enum Who {
+    Sock(Option<SocketAddr>),
+    H2(Option<SocketAddr>),
+}
+
+impl Who {
+    fn peer(self) -> String {
+        match self {
+            Who::Sock(a) | Who::H2(a) => a.map_or_else(|| "-".to_string(), |a| a.to_string()),
+        }
+    }
+
+    /// The fields that follow `peer` in a line: `proto=h2` for an h2 stream, nothing else.
+    fn proto(self) -> Option<(&'static str, V<'static>)> {
+        match self {
+            Who::Sock(_) => None,
+            Who::H2(_) => Some(("proto", V::S("h2"))),
+        }
+    }
+}
+
 /// The log lines of requests answered with their final status (a stream's request is logged
-/// when the stream ends; an answer given later, when it is given).
-fn log_answered(answered: &mut Vec<crate::core::ctx::Answered>, sock: &TcpStream) {
+/// when the stream ends; an answer given later, when it is given). `who` is asked only when
+/// connections are logged.
+fn log_answered(answered: &mut Vec<crate::core::ctx::Answered>, who: impl FnOnce() -> Who) {
     if !log::connections() {
         answered.clear();
         return;
     }
-    let peer = sock
-        .peer_addr()
-        .map_or_else(|_| "-".to_string(), |a| a.to_string());
+    let who = who();
+    let peer = who.peer();
     for a in answered.drain(..) {
         let status = a.status.code().to_string();
-        log::line(
-            "request",
-            &[
-                ("peer", V::S(&peer)),
-                ("method", V::S(&a.line.method)),
-                // The path only: a query may carry a token.
-                ("path", V::S(&a.line.path)),
-                ("status", V::S(&status)),
-                ("bytes", V::N(a.bytes)),
-            ],
-        );
+        let mut fields = vec![("peer", V::S(&peer))];
+        fields.extend(who.proto());
+        fields.extend([
+            ("method", V::S(&a.line.method)),
+            // The path only: a query may carry a token.
+            ("path", V::S(&a.line.path)),
+            ("status", V::S(&status)),
+            ("bytes", V::N(a.bytes)),
+        ]);
+        log::line("request", &fields);
     }
 }
 
 /// The log lines of streams that ended.
-fn log_ended(ended: &mut Vec<crate::core::ctx::StreamEnd>, sock: &TcpStream, now: Now) {
-    let connections = log::connections();
-    for e in ended.drain(..) {
-        if !connections {
-            continue;
-        }
-        let peer = sock
-            .peer_addr()
-            .map_or_else(|_| "-".to_string(), |a| a.to_string());
-        let secs = (now.ms / 1000).saturating_sub(u64::from(e.opened_s));
-        log::line(
-            "stream",
-            &[
-                ("peer", V::S(&peer)),
-                ("kind", V::S(e.kind)),
-                ("duration_s", V::N(secs)),
-                ("frames", V::N(e.frames)),
-                ("end", V::S(e.why.as_str())),
-            ],
-        );
+fn log_ended(ended: &mut Vec<crate::core::ctx::StreamEnd>, who: impl FnOnce() -> Who, now: Now) {
+    if !log::connections() {
+        ended.clear();
+        return;
     }
+    let who = who();
+    let peer = who.peer();
+    for e in ended.drain(..) {
+        let secs = (now.ms / 1000).saturating_sub(u64::from(e.opened_s));
+        let mut fields = vec![("peer", V::S(&peer))];
+        fields.extend(who.proto());
+        fields.extend([
+            ("kind", V::S(e.kind)),
+            ("duration_s", V::N(secs)),
+            ("frames", V::N(e.frames)),
+            ("end", V::S(e.why.as_str())),
+        ]);
+        log::line("stream", &fields);
+    }
+}
+
+/// Whether a connection's first bytes (`held`, then `new`) are the HTTP/2 client preface, or
+/// its start: four bytes at least (`PRI `), which no HTTP/1.1 request this server answers
+/// begins with.
+fn starts_h2(held: &[u8], new: &[u8]) -> bool {
+    let preface = crate::wire::h2::frame::PREFACE;
+    held.len() + new.len() >= 4
+        && held
+            .iter()
+            .chain(new)
+            .take(preface.len())
+            .zip(preface)
+            .all(|(a, b)| a == b)
 }
 
 /// Publishes subscription events (`--subscriptions`) as any publish is stored: through the
@@ -1529,10 +2225,6 @@ fn read_tls(io: TlsIo<'_>, conn: &mut Conn, ctx: &mut Ctx<'_>, read_buf: &mut [u
                 Ok(established) => {
                     if established {
                         ctx.shard.tls_handshakes.inc();
-                        // The negotiated protocol picks the codec: HTTP/1.1's `Conn` today.
-                        match tls.proto() {
-                            Some(Proto::Http1) | None => {}
-                        }
                     }
                 }
                 Err(_) => {
@@ -1552,6 +2244,11 @@ fn read_tls(io: TlsIo<'_>, conn: &mut Conn, ctx: &mut Ctx<'_>, read_buf: &mut [u
             }
         }
     }
+    if tls.proto() == Some(Proto::H2) {
+        // The negotiated protocol picks the codec: h2's engine takes the plaintext (the loop
+        // makes the slot an h2 connection now).
+        return true;
+    }
     let plain = tls.plaintext();
     let take = plain.len().min(conn.read_limit(ctx.cfg));
     if take > 0 {
@@ -1559,4 +2256,16 @@ fn read_tls(io: TlsIo<'_>, conn: &mut Conn, ctx: &mut Ctx<'_>, read_buf: &mut [u
         tls.consume(take);
     }
     true
+}
+
+/// The h2 engine's limits, from the flags they map to: the header list from the head limit,
+/// the body from `--max-body`, the stall from `--stall-timeout-ms`.
+fn h2_config(config: &Config) -> H2Config {
+    H2Config {
+        max_streams: config.h2_max_streams,
+        max_list: config.conn.limits.max_head,
+        max_body: config.conn.max_body,
+        stall_ms: config.conn.stall_timeout_ms,
+        ..H2Config::default()
+    }
 }

@@ -11,6 +11,7 @@
 //! The top floor: may import every other layer; nothing but the binaries imports it.
 
 pub mod config;
+pub mod h2side;
 pub mod listen;
 pub mod loops;
 pub mod setup;
