@@ -635,3 +635,38 @@ fn rapid_reset_is_bounded_then_goaway_enhance_your_calm() {
     let grown = server.rss_bytes().saturating_sub(rss_before);
     assert!(grown < 8 << 20, "RSS grew {grown} bytes");
 }
+
+#[test]
+fn data_held_by_the_connection_window_goes_out_once_the_client_opens_it() {
+    let server = Server::start(&[]);
+    let mut c = H2c::connect_with(server.addr, &[(setting::INITIAL_WINDOW_SIZE, 1 << 20)]);
+    c.get(1, "/sse?topic=big");
+    c.read_until(Duration::from_secs(5), |g| {
+        g.iter()
+            .any(|g| matches!(g, Got::Headers { stream: 1, .. }))
+    });
+    let data = "x".repeat(30_000);
+    for _ in 0..3 {
+        server.publish("big", &data);
+    }
+    // The connection's window (65,535 bytes) is all the client gets until it opens it.
+    c.read_for(Duration::from_millis(500));
+    assert_eq!(c.body(1).len(), 65_535);
+    let mut out = Vec::new();
+    frame::put_window_update(&mut out, 0, 1 << 20);
+    c.send(&out);
+    c.read_until(Duration::from_secs(5), |g| {
+        let n: usize = g
+            .iter()
+            .map(|g| match g {
+                Got::Data {
+                    stream: 1, data, ..
+                } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        n >= 90_000
+    });
+    let body = String::from_utf8(c.body(1)).unwrap();
+    assert_eq!(body.matches(&data[..]).count(), 3, "{} bytes", body.len());
+}

@@ -210,7 +210,8 @@ mod tests {
 
     #[test]
     fn a_response_head_loses_its_hop_by_hop_fields() {
-        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\n\
+        let head =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\n\
               Transfer-Encoding: chunked\r\nDate: x\r\n\r\n";
         let h = ResponseHead::parse(&[&head[..], b"id: 1\n"].concat()).unwrap();
         assert_eq!(h.status, 200);

@@ -36,6 +36,8 @@ pub struct Sub {
     pub remaining: u64,
     /// END_STREAM is queued: the stream is done on our side.
     pub ended: bool,
+    /// Its `Conn` has output the engine had no room for: driven again once there is.
+    pub waiting: bool,
 }
 
 /// One h2 connection: its engine and streams, and its socket's unwritten bytes.
@@ -54,8 +56,7 @@ pub struct H2Link {
     pub idle_deadline: u64,
     /// The write side is shut: reading (and discarding) until the client's FIN or this.
     pub linger_deadline: Option<u64>,
-    /// Some stream's `Conn` has output the engine had no room for: drive them once DATA went
-    /// out.
+    /// Some stream is [`Sub::waiting`] (a quick test before looking at each).
     pub blocked: bool,
     /// In the loop's list of connections to flush.
     pub dirty: bool,
@@ -96,6 +97,27 @@ impl H2Link {
 
     pub fn sub(&self, key: usize) -> Option<&Sub> {
         self.subs.iter().find(|s| s.key as usize == key)
+    }
+
+    /// The streams waiting for room in the engine that have some now (no longer marked
+    /// waiting: a stream that still cannot hand everything over is marked again).
+    pub fn take_unblocked(&mut self) -> Vec<usize> {
+        if !self.blocked {
+            return Vec::new();
+        }
+        let mut still = false;
+        let mut ready = Vec::new();
+        for s in self.subs.iter_mut().filter(|s| s.waiting) {
+            match self.engine.queued(s.id) {
+                Some(q) if q >= STREAM_ROOM => still = true,
+                _ => {
+                    s.waiting = false;
+                    ready.push(s.key as usize);
+                }
+            }
+        }
+        self.blocked = still;
+        ready
     }
 
     pub fn key_of(&self, id: u32) -> Option<usize> {
@@ -190,6 +212,7 @@ pub fn write_stream(
         };
         let room = STREAM_ROOM.saturating_sub(queued);
         if room == 0 {
+            sub.waiting = true;
             link.blocked = true;
             break;
         }
@@ -264,6 +287,7 @@ pub fn write_stream(
         conn.on_sent(n, scratch, now, ctx);
         progress |= n > 0;
         if n < len && !last {
+            link.subs[i].waiting = true;
             link.blocked = true;
             break;
         }

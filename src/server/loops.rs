@@ -1176,19 +1176,7 @@ impl EventLoop {
                 .filter_map(|H2Event::StreamGone(id)| link.key_of(id))
                 .collect();
             // Streams that waited for room in the engine: DATA went out, drive them again.
-            let blocked: Vec<usize> = if std::mem::take(&mut link.blocked) {
-                link.subs
-                    .iter()
-                    .filter(|s| {
-                        link.engine
-                            .queued(s.id)
-                            .is_some_and(|q| q < h2side::STREAM_ROOM)
-                    })
-                    .map(|s| s.key as usize)
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let blocked = link.take_unblocked();
             progress |= !requests.is_empty() || !gone.is_empty() || !blocked.is_empty();
             for sk in gone {
                 self.end_h2_stream(sk, now);
@@ -1460,6 +1448,7 @@ impl EventLoop {
             head_sent: false,
             remaining: 0,
             ended: false,
+            waiting: false,
         });
         link.served = true;
         self.shared.metrics.shard(self.id).h2_streams_total.inc();
