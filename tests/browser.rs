@@ -1387,6 +1387,7 @@ fn the_page_speaks_the_browsers_language_and_draws_no_boxes_without_a_cjk_font()
         &webdriver::Options {
             languages: Some("en-US,en".into()),
             fontconfig: Some(fonts.clone()),
+            ..Default::default()
         },
     );
     let l = load(&b, "");
@@ -1448,6 +1449,7 @@ fn the_page_speaks_the_browsers_language_and_draws_no_boxes_without_a_cjk_font()
         &webdriver::Options {
             languages: Some("zh-CN,zh,en".into()),
             fontconfig: None,
+            ..Default::default()
         },
     );
     let l = load(&b, "");
@@ -1484,6 +1486,7 @@ fn the_page_speaks_the_browsers_language_and_draws_no_boxes_without_a_cjk_font()
         &webdriver::Options {
             languages: Some("zh-CN,zh".into()),
             fontconfig: Some(fonts),
+            ..Default::default()
         },
     );
     let l = load(&b, "");

@@ -1,6 +1,6 @@
 //! Client libraries nobody here wrote, run as child processes that print one JSON line per thing
-//! they saw: Python's httpx-sse and `h2`, Node's `eventsource` package and Node's own `https` and
-//! `http2` modules (scripts in `tests/clients/`).
+//! they saw: Python's httpx-sse and `h2`, Node's `eventsource` package (also over undici's
+//! HTTP/2 fetch) and Node's own `https` and `http2` modules (scripts in `tests/clients/`).
 //!
 //! The packages are installed on first use, from their registries, into `tests/clients/python`
 //! (pip, pinned in `tests/clients/requirements.txt`) and `tests/clients/node_modules` (npm, from
@@ -46,14 +46,16 @@ fn setup() -> Result<(), String> {
                 return Err(format!("pip install (httpx-sse, h2) failed: {st}"));
             }
         }
-        if !dir.join("node_modules/eventsource").exists() {
+        if !dir.join("node_modules/eventsource").exists()
+            || !dir.join("node_modules/undici").exists()
+        {
             let st = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--silent"])
                 .current_dir(&dir)
                 .status()
                 .map_err(|e| format!("npm: {e}"))?;
             if !st.success() {
-                return Err(format!("npm ci (eventsource) failed: {st}"));
+                return Err(format!("npm ci (eventsource, undici) failed: {st}"));
             }
         }
         Ok(())

@@ -35,6 +35,12 @@ pub struct Options {
     pub languages: Option<String>,
     /// A fontconfig file for the browser (`FONTCONFIG_FILE`), e.g. one without any CJK font.
     pub fontconfig: Option<PathBuf>,
+    /// More Chromium switches, after the default ones (e.g. a certificate pin, or
+    /// `--disable-http2`).
+    pub args: Vec<String>,
+    /// No speculative connections (Chromium's network prediction off): the connections the
+    /// server counts are the ones the pages asked for.
+    pub no_preconnect: bool,
 }
 
 /// A running `chromedriver` with one headless Chromium session.
@@ -113,13 +119,18 @@ impl Browser {
             "--disable-dev-shm-usage".into(),
             format!("--user-data-dir={}", browser.profile.display()),
         ];
+        args.extend(opts.args.iter().cloned());
         let mut prefs = json!({});
         if let Some(langs) = &opts.languages {
             args.push(format!(
                 "--lang={}",
                 langs.split(',').next().unwrap_or(langs)
             ));
-            prefs = json!({ "intl.accept_languages": langs });
+            prefs["intl.accept_languages"] = json!(langs);
+        }
+        if opts.no_preconnect {
+            // 2: never predict (no preconnect, no prefetch).
+            prefs["net"] = json!({ "network_prediction_options": 2 });
         }
         let caps = json!({
             "capabilities": {
