@@ -267,7 +267,7 @@ fn python_h2_rst_stream_of_one_stream_leaves_the_others_ticking() {
     }
     let server = Server::start(&["--interval-ms", "100"]);
     let mut c = h2frames(server.addr, None, "reset", &["streams=3", "watch_s=1.2"]);
-    let reset = line(&mut c, "reset");
+    let reset = wait_line(&mut c, "reset");
     assert_eq!(reset["streams"], serde_json::json!([1, 3, 5]));
     assert_eq!(reset["reset"], 3);
     // The server forgets the stream (its count), and keeps the connection.
@@ -489,6 +489,10 @@ fn curl_http2_over_tls_and_with_prior_knowledge() {
             ("/", &[][..]),
             ("/metrics", &[][..]),
             ("/publish", &["-d", "topic=t&data=by-curl"][..]),
+            (
+                "/.well-known/mercure",
+                &["-d", "topic=t&data=by-curl-as-mercure"][..],
+            ),
         ] {
             let url = base(path);
             let mut args: Vec<&OsStr> = vec!["-sS".as_ref(), "--max-time".as_ref(), "10".as_ref()];
@@ -523,7 +527,8 @@ fn curl_http2_over_tls_and_with_prior_knowledge() {
             );
         }
     }
-    assert_eq!(server.metric("sse_h2_connections_total"), 10.0);
+    // Each request its own connection, each over h2: 2 x (5 + 1).
+    assert_eq!(server.metric("sse_h2_connections_total"), 12.0);
 }
 
 #[test]
