@@ -788,3 +788,78 @@ fn chromium_12_tabs_over_http1_stall_at_6_connections() {
         6.0
     );
 }
+
+#[test]
+fn python_h2_head_answers_end_with_their_headers_and_carry_no_data() {
+    if !clients_installed() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let mut c = h2frames(server.addr, None, "head", &[]);
+    let seen = finish(&mut c);
+    for (path, len) in [("/", None), ("/healthz", Some("3"))] {
+        let got = &get(&seen, "head")[path];
+        assert_eq!(got["data"], 0, "{path}: {got}");
+        assert_eq!(got["ended"], true, "{path}: {got}");
+        let headers: Vec<(String, String)> =
+            serde_json::from_value(got["headers"].clone()).unwrap();
+        assert_eq!(headers[0], (":status".into(), "200".into()), "{path}");
+        // The length of what a GET would get (RFC 9110 9.3.2).
+        let cl = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.as_str());
+        match len {
+            Some(n) => assert_eq!(cl, Some(n), "{path}"),
+            None => assert!(cl.is_some_and(|v| v.parse::<u64>().unwrap() > 0), "{path}"),
+        }
+    }
+}
+
+#[test]
+fn python_h2_a_publish_whose_body_spans_three_data_frames_is_stored_whole() {
+    if !clients_installed() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let mut sub = server.subscribe("topic=t", "");
+    let mut c = h2frames(server.addr, None, "publish", &[]);
+    let seen = finish(&mut c);
+    assert_eq!(get(&seen, "status"), "200", "{seen:?}");
+    let id = get(&seen, "body").as_str().unwrap().trim().to_owned();
+    let events = sub.take(1, WAIT);
+    assert_eq!(events[0].id, id);
+    assert_eq!(events[0].data, "x".repeat(3000));
+}
+
+/// RFC 9113 8.1.1 and 8.2: requests with uppercase field names, connection-specific fields, a
+/// `te` other than `trailers`, missing, repeated, unknown or misplaced pseudo-fields, or a
+/// `content-length` that is not the DATA's length are malformed: each is a stream error
+/// (RST_STREAM PROTOCOL_ERROR) or a 4xx answer, never routed as if well-formed, and the
+/// connection goes on.
+#[test]
+fn python_h2_malformed_requests_are_refused_and_the_connection_goes_on() {
+    if !clients_installed() {
+        return;
+    }
+    let (_dir, ca, server, tls) = https("h2-malformed", &[]);
+    for (addr, ca) in [(server.addr, None), (tls, Some(ca.as_path()))] {
+        let before = server.metric("sse_hub_publishes_total");
+        let mut c = h2frames(addr, ca, "malformed", &[]);
+        let seen = finish(&mut c);
+        let answers = get(&seen, "malformed").as_object().unwrap();
+        assert_eq!(answers.len(), 9, "{seen:?}");
+        for (name, a) in answers {
+            let refused =
+                a["reset"] == 1 || a["status"].as_str().is_some_and(|s| s.starts_with('4'));
+            assert!(refused, "{name}: {a} ({seen:?})");
+        }
+        assert!(get(&seen, "goaway").is_null(), "{seen:?}");
+        assert_eq!(get(&seen, "status"), "200", "{seen:?}");
+        assert_eq!(
+            server.metric("sse_publish_total"),
+            before,
+            "a malformed publish was stored"
+        );
+    }
+}

@@ -20,6 +20,11 @@ Cases:
   reset      `streams` clock streams; RST_STREAM(CANCEL) on the second; what each gets after
   goaway     `streams` subscriptions (GET /sse?topic=t), ready; everything until the close,
              in order (the test stops the server)
+  head       HEAD / and HEAD /healthz: each answer's headers, DATA bytes, whether it ended
+  publish    POST /publish with its body in three DATA frames; the answer
+  malformed  requests RFC 9113 8.1.1 and 8.2 call malformed, each on its own stream: how the
+             server answered each (a status, or RST_STREAM's code), then a good request on the
+             same connection
 """
 import base64
 import json
@@ -74,21 +79,28 @@ class Peer:
         if data:
             self.sock.sendall(data)
 
-    def request(self, path, extra=(), method="GET", body=None):
+    def request(self, path, extra=(), method="GET", body=None, headers=None):
+        """Sends a request; `headers` replaces the whole list (pseudo-fields included)."""
         sid = self.conn.get_next_available_stream_id()
-        headers = [
-            (":method", method),
-            (":scheme", "https" if isinstance(self.sock, ssl.SSLSocket) else "http"),
-            (":authority", self.host),
-            (":path", path),
-            *extra,
-        ]
-        self.conn.send_headers(sid, headers, end_stream=body is None)
-        if body is not None:
-            self.conn.send_data(sid, body, end_stream=True)
+        if headers is None:
+            headers = [
+                (":method", method),
+                (":scheme", "https" if isinstance(self.sock, ssl.SSLSocket) else "http"),
+                (":authority", self.host),
+                (":path", path),
+                *extra,
+            ]
+        chunks = body if isinstance(body, list) else [body] if body is not None else []
+        self.conn.send_headers(sid, headers, end_stream=not chunks)
+        for i, chunk in enumerate(chunks):
+            self.conn.send_data(sid, chunk, end_stream=i == len(chunks) - 1)
         self.flush()
         self.data[sid] = b""
         return sid
+
+    def answered(self, sid):
+        """Whether the stream has its answer: ended, or reset."""
+        return sid in self.ended or sid in self.resets
 
     def pump(self, timeout):
         """Reads once (up to `timeout` s) and handles what came; False once closed."""
@@ -267,7 +279,87 @@ def case_goaway(p, args):
     )
 
 
+def case_head(p, args):
+    got = {}
+    for path in ["/", "/healthz"]:
+        sid = p.request(path, method="HEAD")
+        p.until(lambda: p.answered(sid), 5)
+        got[path] = {
+            "headers": p.headers.get(sid),
+            "data": len(p.data[sid]),
+            "ended": sid in p.ended,
+        }
+    out(head=got)
+
+
+def case_publish(p, args):
+    body = b"topic=t&data=" + b"x" * 3000
+    sid = p.request(
+        "/publish",
+        method="POST",
+        extra=[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-length", str(len(body))),
+        ],
+        body=[body[:1000], body[1000:2000], body[2000:]],
+    )
+    p.until(lambda: p.answered(sid), 5)
+    out(status=dict(p.headers.get(sid, [])).get(":status"), body=text(p.data[sid]))
+
+
+def case_malformed(p, args):
+    scheme = "https" if isinstance(p.sock, ssl.SSLSocket) else "http"
+
+    def base(path="/healthz", method="GET"):
+        return [(":method", method), (":scheme", scheme), (":authority", p.host), (":path", path)]
+
+    form = [("content-type", "application/x-www-form-urlencoded")]
+    cases = {
+        # 8.2.1: field names are lowercase.
+        "uppercase name": dict(headers=base() + [("X-Upper", "1")]),
+        # 8.2.2: connection-specific fields.
+        "connection field": dict(headers=base() + [("connection", "keep-alive")]),
+        "te not trailers": dict(headers=base() + [("te", "gzip")]),
+        # 8.3.1: :path, :method, :scheme are required, and pseudo-fields come first.
+        "no :path": dict(headers=[(":method", "GET"), (":scheme", scheme), (":authority", p.host)]),
+        "pseudo after regular": dict(headers=[(":method", "GET"), ("accept", "*/*"), (":scheme", scheme), (":path", "/healthz"), (":authority", p.host)]),
+        "unknown pseudo": dict(headers=base() + [(":protocol-x", "1")]),
+        "duplicate :path": dict(headers=base() + [(":path", "/")]),
+        # 8.1.1: content-length must equal the DATA received.
+        "content-length above data": dict(
+            headers=base("/publish", "POST") + form + [("content-length", "40")],
+            body=[b"topic=t&data=short"],
+        ),
+        "content-length below data": dict(
+            headers=base("/publish", "POST") + form + [("content-length", "4")],
+            body=[b"topic=t&data=longer-than-four"],
+        ),
+    }
+    # Send as written, not as h2 would correct it.
+    p.conn.config.validate_outbound_headers = False
+    p.conn.config.normalize_outbound_headers = False
+    answers = {}
+    for name, c in cases.items():
+        sid = p.request(None, headers=c["headers"], body=c.get("body"))
+        p.until(lambda: p.answered(sid) or p.goaway is not None or p.closed, 5)
+        answers[name] = {
+            "status": dict(p.headers.get(sid, [])).get(":status"),
+            "reset": p.resets.get(sid),
+        }
+        if p.goaway is not None or p.closed:
+            break
+    out(malformed=answers, goaway=p.goaway)
+    p.conn.config.validate_outbound_headers = True
+    p.conn.config.normalize_outbound_headers = True
+    sid = p.request("/healthz")
+    p.until(lambda: p.answered(sid), 5)
+    out(status=dict(p.headers.get(sid, [])).get(":status"), body=text(p.data[sid]))
+
+
 CASES = {
+    "head": case_head,
+    "publish": case_publish,
+    "malformed": case_malformed,
     "settings": case_settings,
     "clock": case_clock,
     "window": case_window,
