@@ -670,3 +670,361 @@ fn data_held_by_the_connection_window_goes_out_once_the_client_opens_it() {
     let body = String::from_utf8(c.body(1)).unwrap();
     assert_eq!(body.matches(&data[..]).count(), 3, "{} bytes", body.len());
 }
+
+/// Reads `stream`'s frames from `c` until `n` streams got a DATA frame each.
+fn data_on_all(g: &[Got], streams: &[u32]) -> bool {
+    streams.iter().all(|&s| {
+        g.iter()
+            .any(|g| matches!(g, Got::Data { stream, .. } if *stream == s))
+    })
+}
+
+#[test]
+fn a_publish_to_many_streams_of_one_connection_goes_out_in_one_write() {
+    let server = Server::start(&[]);
+    let mut c = H2c::connect(server.addr);
+    let ids: Vec<u32> = (0..50).map(|i| 1 + 2 * i).collect();
+    for &id in &ids {
+        c.get(id, "/sse?topic=fan");
+    }
+    c.read_until(Duration::from_secs(5), |g| {
+        g.iter()
+            .filter(|g| matches!(g, Got::Headers { .. }))
+            .count()
+            == ids.len()
+    });
+    assert_eq!(
+        server.wait_metric("sse_streams_open", 50.0, Duration::from_secs(5)),
+        50.0
+    );
+    let before = server.metric("sse_h2_writes_total");
+    server.publish("fan", "to-all");
+    c.read_until(Duration::from_secs(5), |g| data_on_all(g, &ids));
+    for &id in &ids {
+        assert!(String::from_utf8(c.body(id))
+            .unwrap()
+            .ends_with("data: to-all\n\n"));
+    }
+    let writes = server.metric("sse_h2_writes_total") - before;
+    assert!(
+        (1.0..=2.0).contains(&writes),
+        "50 streams' frames took {writes} writes"
+    );
+}
+
+#[test]
+fn curl_over_https_gets_h2_by_alpn_from_a_test_ca() {
+    let dir = common::TempDir::new("h2tls");
+    let pki = common::pki::Pki::make(&dir.0, "h2", common::pki::KeyKind::Ecdsa);
+    let (server, tls) = Server::start_tls(&pki.cert, &pki.key, &["--interval-ms", "100"]);
+    let url = format!("https://localhost:{}/", tls.port());
+    let resolve = format!("localhost:{}:127.0.0.1", tls.port());
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "--cacert"])
+        .arg(&pki.ca)
+        .args(["--resolve", &resolve, "-w", "\n%{http_version}"])
+        .arg(format!("{url}healthz"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n\n2", "{out:?}");
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "-N", "--max-time", "0.45", "--cacert"])
+        .arg(&pki.ca)
+        .args(["--resolve", &resolve])
+        .arg(format!("{url}sse"))
+        .output()
+        .unwrap();
+    let frames = body_frames(&out.stdout);
+    assert!(frames.len() >= 3, "{out:?}");
+    assert!(
+        frames[0].starts_with("event:sseEvent\nid:0\n"),
+        "{frames:?}"
+    );
+    assert_eq!(server.metric("sse_h2_connections_total"), 2.0);
+    assert_eq!(server.metric("sse_tls_handshakes_total"), 2.0);
+}
+
+#[test]
+fn drain_sends_each_stream_its_retry_then_goaway_with_the_last_stream_then_closes() {
+    let server = Server::start(&["--interval-ms", "100"]);
+    let mut c = H2c::connect(server.addr);
+    c.get(1, "/sse");
+    c.get(3, "/sse?topic=d");
+    c.read_until(Duration::from_secs(5), |g| {
+        g.iter()
+            .filter(|g| matches!(g, Got::Headers { .. }))
+            .count()
+            == 2
+    });
+    server.signal("TERM");
+    c.read_until(Duration::from_secs(5), |_| false);
+    assert!(c.closed, "closed after the drain");
+    let goaway_at = c
+        .got
+        .iter()
+        .position(|g| matches!(g, Got::GoAway { .. }))
+        .expect("a GOAWAY");
+    assert_eq!(c.goaway(), Some((3, ErrorCode::NoError)));
+    for s in [1, 3] {
+        let end_at = c
+            .got
+            .iter()
+            .position(|g| matches!(g, Got::Data { stream, end: true, .. } if *stream == s))
+            .unwrap_or_else(|| panic!("stream {s} not ended: {:?}", c.got));
+        assert!(end_at < goaway_at, "stream {s}'s end after the GOAWAY");
+        let body = String::from_utf8(c.body(s)).unwrap();
+        let last = body.rsplit("\n\n").next().unwrap();
+        assert!(
+            last.starts_with("retry: ") && last.ends_with('\n'),
+            "{body:?}"
+        );
+    }
+}
+
+#[test]
+fn h2_requests_are_logged_as_http1_ones_with_proto_h2() {
+    let (server, lines) = Server::start_logged(&[]);
+    let mut c = H2c::connect(server.addr);
+    c.get(1, "/healthz?token=secret");
+    c.read_until(Duration::from_secs(5), |g| {
+        g.iter().any(|g| {
+            matches!(
+                g,
+                Got::Data {
+                    stream: 1,
+                    end: true,
+                    ..
+                }
+            )
+        })
+    });
+    let end = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let l = lines
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+            .expect("a request line");
+        if l.contains("request") && l.contains("/healthz") {
+            break l;
+        }
+    };
+    assert!(line.contains("proto=h2"), "{line}");
+    assert!(line.contains("status=200"), "{line}");
+    assert!(!line.contains("secret"), "{line}");
+}
+
+/// Starts the server for an attack: a fast clock (for the witness) and a short stall timeout.
+fn attacked() -> (Server, Witness, u64) {
+    let server = Server::start(&["--interval-ms", "100", "--stall-timeout-ms", "1000"]);
+    let witness = Witness::start(&server);
+    let rss = server.rss_bytes();
+    (server, witness, rss)
+}
+
+/// After an attack: the witness ticks, memory stayed bounded, no h2 stream is left.
+fn survived(server: &Server, witness: &mut Witness, rss_before: u64) {
+    witness.still_ticks();
+    let grown = server.peak_rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 32 << 20, "peak RSS grew {grown} bytes");
+    assert_eq!(
+        server.wait_metric("sse_h2_streams_open", 0.0, Duration::from_secs(5)),
+        0.0
+    );
+    assert_eq!(
+        server.wait_metric("sse_h2_connections_open", 0.0, Duration::from_secs(5)),
+        0.0
+    );
+    assert_eq!(server.metric("sse_streams_open"), 1.0, "the witness only");
+}
+
+/// Reads until the server's GOAWAY and close; its code.
+fn goaway_and_close(c: &mut H2c) -> ErrorCode {
+    c.read_until(Duration::from_secs(10), |g| g.contains(&Got::Closed));
+    assert!(
+        c.closed,
+        "the connection was not closed: {:?}",
+        c.got.last()
+    );
+    c.goaway().expect("a GOAWAY before the close").1
+}
+
+#[test]
+fn a_continuation_flood_ends_the_connection_with_enhance_your_calm() {
+    let (server, mut witness, rss) = attacked();
+    let mut c = H2c::connect(server.addr);
+    let mut out = Vec::new();
+    // HEADERS without END_HEADERS, then CONTINUATION frames without end.
+    frame::header(3, 0x1, 0, 1).put(&mut out);
+    out.extend_from_slice(&[0x82, 0x86, 0x84]);
+    for _ in 0..2_000 {
+        frame::header(1024, 0x9, 0, 1).put(&mut out);
+        out.extend_from_slice(&[0x40; 1024]);
+    }
+    c.send(&out);
+    assert_eq!(goaway_and_close(&mut c), ErrorCode::EnhanceYourCalm);
+    survived(&server, &mut witness, rss);
+}
+
+#[test]
+fn an_hpack_bomb_is_431_and_the_connection_goes_on() {
+    let (server, mut witness, rss) = attacked();
+    let mut c = H2c::connect(server.addr);
+    // A 4,000-byte value put in the dynamic table, then a block naming it a thousand times:
+    // 1,000 bytes that decode to 4 MB.
+    let mut block = Vec::new();
+    hpack::encode_field(&mut block, b":method", b"GET");
+    hpack::encode_field(&mut block, b":scheme", b"http");
+    hpack::encode_field(&mut block, b":path", b"/healthz");
+    hpack::encode_field(&mut block, b":authority", b"test");
+    block.push(0x40);
+    hpack::put_integer(&mut block, 0, 7, 6);
+    block.extend_from_slice(b"x-bomb");
+    hpack::put_integer(&mut block, 0, 7, 4_000);
+    block.extend(std::iter::repeat_n(b'y', 4_000));
+    let mut out = Vec::new();
+    frame::put_headers(
+        &mut out,
+        HeaderBlock {
+            stream: 1,
+            block: &block,
+            end: StreamEnd::End,
+            max_frame: 16384,
+        },
+    );
+    let mut bomb = Vec::new();
+    hpack::encode_field(&mut bomb, b":method", b"GET");
+    hpack::encode_field(&mut bomb, b":scheme", b"http");
+    hpack::encode_field(&mut bomb, b":path", b"/healthz");
+    hpack::encode_field(&mut bomb, b":authority", b"test");
+    bomb.extend(std::iter::repeat_n(0xbe, 1_000));
+    frame::put_headers(
+        &mut out,
+        HeaderBlock {
+            stream: 3,
+            block: &bomb,
+            end: StreamEnd::End,
+            max_frame: 16384,
+        },
+    );
+    c.send(&out);
+    c.get(5, "/healthz");
+    c.read_until(Duration::from_secs(5), |g| {
+        g.iter().any(|g| {
+            matches!(
+                g,
+                Got::Data {
+                    stream: 5,
+                    end: true,
+                    ..
+                }
+            )
+        })
+    });
+    assert_eq!(c.head(1).map(|h| h.0), Some(200));
+    assert_eq!(c.head(3).map(|h| h.0), Some(431));
+    assert_eq!(c.head(5).map(|h| h.0), Some(200));
+    assert_eq!(c.goaway(), None);
+    drop(c);
+    survived(&server, &mut witness, rss);
+}
+
+#[test]
+fn settings_and_ping_floods_end_the_connection_with_enhance_your_calm() {
+    let (server, mut witness, rss) = attacked();
+    for ping in [false, true] {
+        let mut c = H2c::connect(server.addr);
+        let mut out = Vec::new();
+        for i in 0..20_000u64 {
+            if ping {
+                frame::header(8, 0x6, 0, 0).put(&mut out);
+                out.extend_from_slice(&i.to_be_bytes());
+            } else {
+                frame::put_settings(&mut out, &[(setting::INITIAL_WINDOW_SIZE, 65_535)]);
+            }
+        }
+        c.send(&out);
+        assert_eq!(
+            goaway_and_close(&mut c),
+            ErrorCode::EnhanceYourCalm,
+            "ping {ping}"
+        );
+    }
+    survived(&server, &mut witness, rss);
+}
+
+#[test]
+fn stream_ids_reused_or_going_backwards_end_the_connection() {
+    let (server, mut witness, rss) = attacked();
+    for ids in [[5, 3], [1, 1]] {
+        let mut c = H2c::connect(server.addr);
+        c.get(ids[0], "/healthz");
+        c.read_until(Duration::from_secs(5), |g| {
+            g.iter().any(|g| matches!(g, Got::Data { end: true, .. }))
+        });
+        c.get(ids[1], "/healthz");
+        assert_eq!(
+            goaway_and_close(&mut c),
+            ErrorCode::ProtocolError,
+            "{ids:?}"
+        );
+        assert_eq!(c.goaway().unwrap().0, ids[0]);
+    }
+    survived(&server, &mut witness, rss);
+}
+
+#[test]
+fn an_oversized_frame_and_a_bad_preface_are_closed_cleanly() {
+    let (server, mut witness, rss) = attacked();
+    let mut c = H2c::connect(server.addr);
+    let mut out = Vec::new();
+    frame::header(1 << 20, 0x0, 0, 1).put(&mut out);
+    c.send(&out);
+    c.send(&vec![0u8; 64 * 1024]);
+    assert_eq!(goaway_and_close(&mut c), ErrorCode::FrameSizeError);
+    // A preface that goes wrong after its start, seen as h2 (its first read is the
+    // preface's start): GOAWAY PROTOCOL_ERROR, then the close.
+    let mut s = server.connect();
+    s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"\r\nXX\r\n\r\n").unwrap();
+    let got = common::read_until(&mut s, Duration::from_secs(5), |_| false);
+    let settings = FrameHeader::parse(&got).expect("a frame");
+    assert_eq!(settings.kind, 0x4, "our SETTINGS first: {got:02x?}");
+    let goaway = FrameHeader::parse(&got[9 + settings.len as usize..]).expect("a GOAWAY");
+    assert_eq!(goaway.kind, 0x7, "{got:02x?}");
+    let code = &got[9 + settings.len as usize + 9 + 4..][..4];
+    assert_eq!(code, [0, 0, 0, 1], "PROTOCOL_ERROR");
+    // One that is wrong within its first read is not h2: HTTP/1.1 answers it, and closes.
+    let mut s = server.connect();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").unwrap();
+    let got = common::read_until(&mut s, Duration::from_secs(5), |_| false);
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+        "{text}"
+    );
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    survived(&server, &mut witness, rss);
+}
+
+#[test]
+fn a_client_that_never_reads_is_closed_after_the_stall_timeout_with_memory_bounded() {
+    let (server, mut witness, rss) = attacked();
+    let mut c = H2c::connect_with(server.addr, &[(setting::INITIAL_WINDOW_SIZE, 1 << 30)]);
+    let mut out = Vec::new();
+    frame::put_window_update(&mut out, 0, (1 << 30) - 65_535);
+    c.send(&out);
+    for i in 0..50 {
+        c.get(1 + 2 * i, "/sse?topic=flood");
+    }
+    assert_eq!(
+        server.wait_metric("sse_h2_streams_open", 50.0, Duration::from_secs(5)),
+        50.0
+    );
+    // The client reads nothing from here on.
+    let data = "z".repeat(30_000);
+    for _ in 0..100 {
+        server.publish("flood", &data);
+    }
+    survived(&server, &mut witness, rss);
+    assert!(server.metric("sse_timeouts_total{kind=\"stall\"}") >= 1.0);
+}

@@ -69,6 +69,8 @@ pub struct Shard {
     /// HTTP/2 streams (requests) opened and ended.
     pub h2_streams_total: Counter,
     pub h2_streams_closed: Counter,
+    /// Writes to h2 connections' sockets (each carries the frames of every stream due).
+    pub h2_writes: Counter,
     pub streams_total: Counter,
     pub streams_closed: Counter,
     pub frames_sent: Counter,
@@ -391,6 +393,12 @@ impl Metrics {
             "sse_h2_streams_total",
             "HTTP/2 streams (requests) opened.",
             h2_streams,
+        );
+        counter(
+            out,
+            "sse_h2_writes_total",
+            "Writes to HTTP/2 connections' sockets (one carries every stream's frames due).",
+            self.sum(|s| &s.h2_writes),
         );
         counter(
             out,

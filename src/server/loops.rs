@@ -1225,6 +1225,7 @@ impl EventLoop {
                 match sock.write(pending) {
                     Ok(0) => return Err(()),
                     Ok(n) => {
+                        self.shared.metrics.shard(self.id).h2_writes.inc();
                         progress = true;
                         link.stall_deadline = now.ms + stall;
                         match tls.as_deref_mut() {
@@ -1272,7 +1273,10 @@ impl EventLoop {
             while w < out.len() {
                 match sock.write(&out[w..]) {
                     Ok(0) => return Err(()),
-                    Ok(n) => w += n,
+                    Ok(n) => {
+                        w += n;
+                        self.shared.metrics.shard(self.id).h2_writes.inc();
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         slot.writable = false;
