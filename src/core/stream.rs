@@ -1216,4 +1216,43 @@ mod tests {
             assert_eq!(text(&h.flush(&mut a)), "id: 101-0\ndata: live\n\n");
         }
     }
+
+    /// Heap bytes that `n` live subscriptions to `query` hold on one loop (streams answered,
+    /// registered in the topic index, their heads written), per subscription.
+    fn heap_per_subscription(query: &str, n: usize) -> i64 {
+        use crate::util::test_alloc::live_bytes;
+        let mut h = Env::new(ConnConfig::default(), 2 * n);
+        let request = format!("GET /sse?{query} HTTP/1.1\r\nHost: x\r\n\r\n");
+        // Warm: the topic's or template's entry and the cache exist before counting.
+        let mut warm = h.conn();
+        h.input(&mut warm, request.as_bytes());
+        let filter = warm.filter().expect("a hub stream").clone();
+        h.hub.register(&filter, 0);
+        h.flush(&mut warm);
+        let mut conns = Vec::with_capacity(n);
+        let before = live_bytes();
+        for k in 1..=n {
+            let mut c = h.conn();
+            h.input(&mut c, request.as_bytes());
+            let filter = c.filter().expect("a hub stream");
+            h.hub.register(filter, k);
+            h.flush(&mut c);
+            conns.push(c);
+        }
+        let held = live_bytes() - before;
+        drop(conns);
+        held / n as i64
+    }
+
+    /// A subscription to a URI Template holds no more heap than one to an exact topic (plus a
+    /// small bound): the compiled template is the loop's, shared by its subscribers, and the
+    /// subscriber's own state is the same two words.
+    #[test]
+    fn a_template_subscription_costs_the_heap_of_an_exact_one() {
+        let exact = heap_per_subscription("topic=https%3A%2F%2Fexample.com%2Frooms%2Fbench", 2000);
+        let template =
+            heap_per_subscription("topic=https%3A%2F%2Fexample.com%2Frooms%2F%7Bid7%7D", 2000);
+        eprintln!("heap per subscription: exact {exact} B, template {template} B");
+        assert!(template <= exact + 8, "template {template} B against exact {exact} B");
+    }
 }

@@ -25,7 +25,7 @@
 use crate::hub::selector::{var_segment, Kind, MatchCache, Segment, Selector, Selectors};
 use crate::util::number::push_decimal;
 use crate::util::slab::Slab;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1012,6 +1012,9 @@ pub const MATCH_CACHE_ENTRIES: usize = 32 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     All(Option<Box<crate::hub::jwt::Selectors>>),
+    /// One topic, or one pattern without a token's selectors (no private event can be for
+    /// it): a template subscriber is as small as an exact one, and its delivery reads the
+    /// answer its pattern gave the event (see [`LocalHub::matches`]).
     One(u32),
     /// Boxed twice so that the enum, and so every subscriber, stays two words.
     Many(Box<Vec<u32>>),
@@ -1178,9 +1181,51 @@ struct TopicEntry {
     name: Box<str>,
     /// A topic whose name is a URI Template selects the topics it matches (and its own name).
     pattern: Option<Arc<Selector>>,
+    /// For a pattern: whether it selects the events last asked about, so that its
+    /// subscribers after the first read a bit instead of looking the (pattern, topic) pair
+    /// up in the cache each.
+    memo: Cell<Memo>,
     /// Slab keys of the loop's subscribers; keys whose connection left (or that now hold
     /// another connection not subscribed here) are dropped lazily, repeats by the sweep.
     members: Vec<u32>,
+}
+
+/// A pattern's answers for the events asked about lately: two windows of 64 sequence numbers
+/// (a fan-out's new events, even across a window's end), valid for one epoch of the loop's
+/// mirror (between two syncs a sequence number names one event).
+#[derive(Clone, Copy, Debug, Default)]
+struct Memo {
+    epoch: u64,
+    /// Per window (`seq / 64`, at slot `seq / 64 % 2`): its number, which of its events were
+    /// asked about, and which of those the pattern selects.
+    windows: [(u64, u64, u64); 2],
+}
+
+impl Memo {
+    fn get(&self, epoch: u64, seq: u64) -> Option<bool> {
+        let (window, known, answers) = self.windows[(seq / 64 % 2) as usize];
+        let bit = 1u64 << (seq % 64);
+        (self.epoch == epoch && window == seq / 64 && known & bit != 0)
+            .then_some(answers & bit != 0)
+    }
+
+    fn set(&mut self, epoch: u64, seq: u64, answer: bool) {
+        if self.epoch != epoch {
+            *self = Memo {
+                epoch,
+                ..Memo::default()
+            };
+        }
+        let slot = &mut self.windows[(seq / 64 % 2) as usize];
+        if slot.0 != seq / 64 || slot.1 == 0 {
+            *slot = (seq / 64, 0, 0);
+        }
+        let bit = 1u64 << (seq % 64);
+        slot.1 |= bit;
+        if answer {
+            slot.2 |= bit;
+        }
+    }
 }
 
 /// A loop's view of the hub. See the module docs.
@@ -1204,6 +1249,12 @@ pub struct LocalHub {
     match_cache: RefCell<MatchCache>,
     /// The cache's figures as last reported ([`LocalHub::take_match_stats`]).
     match_reported: crate::hub::selector::CacheStats,
+    /// Bumped by every [`sync`](LocalHub::sync), the one place the mirrored events change:
+    /// between two bumps a sequence number names one event, so a pattern's answer for it
+    /// ([`TopicEntry::memo`]) can be kept under `(epoch, seq)`.
+    epoch: u64,
+    /// Answers read from a pattern's memo (counted as cache hits: no matcher ran).
+    memo_hits: Cell<u64>,
     star: Vec<u32>,
     registered_since_sweep: usize,
     sweep_every: usize,
@@ -1246,6 +1297,8 @@ impl LocalHub {
             patterns: PatternIndex::default(),
             match_cache: RefCell::new(MatchCache::new(MATCH_CACHE_ENTRIES)),
             match_reported: crate::hub::selector::CacheStats::default(),
+            epoch: 0,
+            memo_hits: Cell::new(0),
             star: Vec::new(),
             registered_since_sweep: 0,
             sweep_every: 4096,
@@ -1315,6 +1368,7 @@ impl LocalHub {
     /// `(first, last)` of sequence numbers, if any.
     pub fn sync(&mut self) -> Option<(u64, u64)> {
         self.hub.pending[self.loop_id % self.hub.pending.len()].store(false, Ordering::Release);
+        self.epoch += 1;
         let h = self.hub.lock();
         let from = h.events.partition_point(|e| e.seq <= self.head);
         let before = self.events.len();
@@ -1435,6 +1489,9 @@ impl LocalHub {
                     .filter(|c| !c.is_empty())
                     .map(|c| Box::new(c.clone())),
             ),
+            // A lone pattern whose subscriber may read no private event needs no more than a
+            // lone name: nothing boxed (issue 19: a template subscriber held 88 more bytes).
+            (false, 1) if claims.is_none_or(|c| c.is_empty()) => Filter::One(ids[0]),
             (false, _) if patterned => Filter::Patterns(Box::new(Patterns {
                 ids,
                 claims: claims.filter(|c| !c.is_empty()).cloned(),
@@ -1587,6 +1644,7 @@ impl LocalHub {
         let id = self.topics.insert(TopicEntry {
             name: name.clone(),
             pattern: pattern.clone(),
+            memo: Cell::new(Memo::default()),
             members: Vec::new(),
         }) as u32;
         match pattern {
@@ -1620,9 +1678,38 @@ impl LocalHub {
         }
     }
 
-    /// Hits, misses and evictions of this loop's pattern cache.
+    /// Whether local topic `id` selects one of `ev`'s topics: [`selects`](Self::selects)
+    /// for each, except that a pattern keeps its answer for the last event asked about, so
+    /// the subscribers of one pattern after the first read it from the pattern's entry.
+    fn selects_event(&self, id: u32, ev: &EncodedEvent) -> bool {
+        match self.topics.get(id as usize) {
+            None => false,
+            Some(TopicEntry {
+                pattern: Some(p),
+                memo,
+                ..
+            }) => {
+                let mut m = memo.get();
+                if let Some(answer) = m.get(self.epoch, ev.seq) {
+                    self.memo_hits.set(self.memo_hits.get() + 1);
+                    return answer;
+                }
+                let mut cache = self.match_cache.borrow_mut();
+                let answer = ev.topics.iter().any(|t| cache.matches(p, t));
+                m.set(self.epoch, ev.seq, answer);
+                memo.set(m);
+                answer
+            }
+            Some(t) => ev.topics.iter().any(|e| **e == *t.name),
+        }
+    }
+
+    /// Hits, misses and evictions of this loop's pattern cache (a pattern's memo answering
+    /// counts as a hit: no matcher ran).
     pub fn match_stats(&self) -> crate::hub::selector::CacheStats {
-        self.match_cache.borrow().stats()
+        let mut stats = self.match_cache.borrow().stats();
+        stats.hits += self.memo_hits.get();
+        stats
     }
 
     /// What the pattern cache did since the last call (for the loop's metrics shard).
@@ -1641,6 +1728,10 @@ impl LocalHub {
     pub fn matches(&self, filter: &Filter, private: u32, ev: &EncodedEvent) -> bool {
         if ev.is_gap() {
             return true;
+        }
+        if let Filter::One(id) = filter {
+            // The rule of `visible` for one topic, with a pattern's answer memoised per event.
+            return (!ev.private || private & 1 == 1) && self.selects_event(*id, ev);
         }
         self.visible(
             filter,
@@ -1666,11 +1757,8 @@ impl LocalHub {
             topics,
             private: is_private,
         } = event;
-        let named = |id: &u32| {
-            self.topics
-                .get(*id as usize)
-                .is_some_and(|t| topics.iter().any(|e| e.as_ref() == &*t.name))
-        };
+        // A name, or (for `One`) a pattern without claims: what it selects.
+        let named = |id: &u32| topics.iter().any(|e| self.selects(*id, e.as_ref()));
         let may = |i: usize| !is_private || (i < 32 && private >> i & 1 == 1);
         match filter {
             Filter::All(None) => !is_private,
@@ -2296,7 +2384,10 @@ mod tests {
         let mixed = sub(&mut l, &[plain.clone(), books.clone()], None);
         let allowed = Selectors::new(["https://example.com/books/1"]);
         let with_token = sub(&mut l, std::slice::from_ref(&books), Some(&allowed));
-        assert!(matches!(only_books, Filter::Patterns(_)));
+        // A lone template without a token is held as a lone name is (issue 19).
+        assert!(matches!(only_books, Filter::One(id) if l.is_pattern(id)));
+        assert!(matches!(mixed, Filter::Patterns(_)));
+        assert!(matches!(with_token, Filter::Patterns(_)));
         assert_eq!(
             sub(&mut l, std::slice::from_ref(&plain), None),
             Filter::One(l.intern("chat/1").unwrap())
@@ -2374,14 +2465,17 @@ mod tests {
         let template = sub(&mut l, &[(Kind::Template, "a/{x}")]);
         let pattern = sub(&mut l, &[(Kind::UrlPattern, "https://e.com/books/:id")]);
         let star = sub(&mut l, &[(Kind::UrlPattern, "*")]);
-        assert!(matches!(exact, Filter::One(_)));
-        assert!(matches!(template, Filter::Patterns(_)));
-        assert!(matches!(pattern, Filter::Patterns(_)));
+        // Lone patterns without a token are held as a lone name is (issue 19), each its own
+        // entry.
+        assert!(matches!(exact, Filter::One(id) if !l.is_pattern(id)));
+        assert!(matches!(template, Filter::One(id) if l.is_pattern(id)));
+        assert!(matches!(pattern, Filter::One(id) if l.is_pattern(id)));
+        assert_ne!(template, pattern);
         assert!(matches!(star, Filter::All(None)));
         // The same text and kind again is the same entry.
         assert_eq!(sub(&mut l, &[(Kind::Exact, "a/{x}")]), exact);
         let template_id = match &template {
-            Filter::Patterns(p) => p.ids[0],
+            Filter::One(id) => *id,
             _ => unreachable!(),
         };
         assert_eq!(l.intern("a/{x}"), Some(template_id));
@@ -2472,6 +2566,52 @@ mod tests {
         out.sort_unstable();
         assert_eq!(out, [5, 10_000, 10_001]);
         assert_eq!(l.match_stats().misses, 3);
+    }
+
+    /// Fan-out to the subscribers of one template runs its matcher once per new topic and
+    /// looks the cache up a fixed number of times, whatever the number of subscribers: the
+    /// audience walk asks, the first delivery reads the cache, the others the pattern's memo.
+    #[test]
+    fn a_publish_costs_the_same_matcher_work_for_one_or_a_thousand_template_subscribers() {
+        let work = |n: usize| {
+            let h = hub(100, 1 << 20);
+            let mut l = LocalHub::new(h.clone(), 0);
+            let topics = ["https://example.com/rooms/{id}".to_string()];
+            let filters: Vec<Filter> = (0..n)
+                .map(|k| {
+                    let sd = l.subscribe(&topics, None, None);
+                    l.register(&sd.filter, k);
+                    sd.filter
+                })
+                .collect();
+            assert!(filters.iter().all(|f| matches!(f, Filter::One(_))));
+            let mut lookups = Vec::new();
+            for i in 0..3 {
+                let before = l.match_cache.borrow().stats();
+                publish(&h, &format!("https://example.com/rooms/{i}"), "x");
+                publish(&h, "https://example.com/other/1/2", "y");
+                let (first, last) = l.sync().unwrap();
+                let mut out = Vec::new();
+                l.audience(first, last, |_, _| true, &mut out);
+                assert_eq!(out.len(), n);
+                let mut delivered = 0;
+                for f in &filters {
+                    delivered += l.after(first - 1).filter(|e| l.matches(f, 0, e)).count();
+                }
+                assert_eq!(delivered, n, "each subscriber gets rooms/{i}, not other/1/2");
+                let after = l.match_cache.borrow().stats();
+                lookups.push((
+                    after.misses - before.misses,
+                    after.hits + after.misses - before.hits - before.misses,
+                ));
+            }
+            // Every answer counts in the loop's figures, memo or cache.
+            assert!(l.match_stats().hits >= (3 * n) as u64 - 3);
+            lookups
+        };
+        let one = work(1);
+        assert!(one.iter().all(|&(misses, _)| misses <= 2), "{one:?}");
+        assert_eq!(work(1000), one);
     }
 
     /// A thousand subscribers whose tokens (each verified apart) name the same template:
