@@ -824,7 +824,6 @@ fn a_field_over_its_limit_is_413_on_the_hubs_url() {
 /// its answer must name the id it resumes after (draft-07: MUST), as memory and the data dir
 /// do, not `earliest`, since the replay does start right after that event.
 #[test]
-#[ignore = "not done: the deep Redis replay decides its anchor only once the store's first page is read, after the head is written"]
 fn a_deep_redis_resume_names_the_id_it_resumes_after() {
     let Some(redis) = redis_server::RedisServer::start(&[]) else {
         return;
@@ -841,4 +840,65 @@ fn a_deep_redis_resume_names_the_id_it_resumes_after() {
     assert_eq!(anchor(&st).as_deref(), Some(ids[4].as_str()));
     let want: Vec<String> = (5..12).map(|i| format!("e{i}")).collect();
     assert_eq!(messages(&mut st, Duration::from_millis(800)), want);
+}
+
+/// The same with `--redis` for the other deep resumes: by a publisher id (its entry found by
+/// the store's index), after a private entry (named to its reader only), after an entry the
+/// store no longer has (`earliest`, and the `reset` says so), after one never issued.
+#[test]
+fn a_deep_redis_resume_names_only_what_it_may_and_what_the_store_still_has() {
+    let Some(redis) = redis_server::RedisServer::start(&[]) else {
+        return;
+    };
+    let url = redis.url();
+    let server = Server::start(&["--redis", &url, "--history-events", "3", "--jwt-key", KEY]);
+    let tok = all_token();
+    let publish = |body: &str| {
+        let r = post(&server, &bearer(&tok), body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text().trim().to_string()
+    };
+    let own = publish("topic=t&id=urn%3Abook%3A1&data=e0");
+    let secret = publish("topic=t&data=s0&private=on");
+    for i in 1..10 {
+        publish(&format!("topic=t&data=e{i}"));
+    }
+    let after_secret: Vec<String> = (1..10).map(|i| format!("e{i}")).collect();
+    // By the publisher's id, older than this instance's history: that id.
+    let mut st = sub(&server, "topic=t", &format!("Last-Event-ID: {own}\r\n"));
+    assert_eq!(anchor(&st).as_deref(), Some("urn:book:1"), "{}", st.head);
+    // (s0 is private: not for an anonymous subscriber.)
+    assert_eq!(messages(&mut st, Duration::from_millis(800)), after_secret);
+    // After a private entry: not named to who may not read it, named to its reader; the
+    // replay is the same for both apart from the private event.
+    let mut st = sub(&server, &format!("topic=t&lastEventID={}", q(&secret)), "");
+    assert_eq!(anchor(&st).as_deref(), Some("earliest"), "{}", st.head);
+    assert_eq!(messages(&mut st, Duration::from_millis(800)), after_secret);
+    let mut st = sub(
+        &server,
+        &format!("topic=t&lastEventID={}", q(&secret)),
+        &bearer(&reader(r#"["t"]"#)),
+    );
+    assert_eq!(anchor(&st).as_deref(), Some(secret.as_str()), "{}", st.head);
+    assert_eq!(messages(&mut st, Duration::from_millis(800)), after_secret);
+    // A store id of the right form that no entry has (older than the store's first): a gap,
+    // so `earliest` and the `reset`.
+    let mut st = sub(&server, "topic=t&lastEventID=1-0", "");
+    assert_eq!(anchor(&st).as_deref(), Some("earliest"), "{}", st.head);
+    let first = st.read_for(Duration::from_millis(800)).events.clone();
+    assert_eq!(
+        first.first().map(|e| e.kind.as_str()),
+        Some("reset"),
+        "{first:?}"
+    );
+    // A publisher id no entry has: `earliest`, and the reset of an unknown id.
+    let mut st = sub(&server, "topic=t", "Last-Event-ID: urn:book:404\r\n");
+    assert_eq!(anchor(&st).as_deref(), Some("earliest"), "{}", st.head);
+    let events = st.read_for(Duration::from_millis(800)).events.clone();
+    assert_eq!(
+        events.first().map(|e| e.kind.as_str()),
+        Some("reset"),
+        "{events:?}"
+    );
+    assert!(events[0].data.contains("unknown"), "{events:?}");
 }

@@ -808,15 +808,22 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
             return invalid_request(&format!("topic selector refused: {why}"));
         }
     };
-    // Mercure: a resumed subscription's answer says where it resumed from.
+    // Mercure: a resumed subscription's answer says where it resumed from. From the shared
+    // store, only its first page can tell: the stream holds its head until then.
+    let from_store = last != Some(EARLIEST.as_bytes())
+        && matches!(
+            subscribed.start,
+            Start::Store { .. } | Start::StoreId { .. }
+        );
     let head = match last {
+        Some(_) if from_store => head,
         Some(raw) => head.field(
             "Last-Event-ID",
             &hub.resume_anchor(&subscribed.start, raw, reads),
         ),
         None => head,
     };
-    let expires = claims.and_then(|c| c.exp_unix_ms).map(|exp| {
+    let expires = claims.as_ref().and_then(|c| c.exp_unix_ms).map(|exp| {
         let left = exp.saturating_sub(now.unix_ms).max(1) as u64;
         now.ms.saturating_add(left)
     });
@@ -843,9 +850,15 @@ fn topic_stream(call: Call<'_>, sub: parse::Subscription, ctx: &mut Ctx<'_>) -> 
         Start::Store { after: 0, until } if last == Some(EARLIEST.as_bytes()) => {
             (Source::replay_all(live(until), until), None)
         }
-        Start::Store { after, until } => (Source::replay(live(until), after, until), None),
+        Start::Store { after, until } => (
+            Source::replay(live(until), after, until).naming_anchor(reads),
+            None,
+        ),
         // A publisher id the shared store may hold: the first page finds it.
-        Start::StoreId { id, until } => (Source::replay_after_id(live(until), id, until), None),
+        Start::StoreId { id, until } => (
+            Source::replay_after_id(live(until), id, until).naming_anchor(reads),
+            None,
+        ),
         Start::Reset {
             frame,
             cursor,

@@ -596,9 +596,15 @@ impl Conn {
     /// Ends a stream: a jittered `retry:` (unless a partial frame is still pending) and a
     /// close.
     fn end_stream(&mut self, now: Now, ctx: &mut Ctx<'_>, why: End) {
+        // A head still held (a resume from the shared store before its first page) goes
+        // first: the retry needs its answer.
+        let held = match &mut self.state {
+            State::Stream(source) => source.release_head(),
+            _ => None,
+        };
         self.leave_stream(ctx, why);
         if self.out.is_none() {
-            let mut frame = Vec::with_capacity(16);
+            let mut frame = held.unwrap_or_default();
             frames::encode_retry(&mut frame, ctx.rng.jitter(ctx.cfg.reconnect_ms));
             self.out = Some(Outbox::new(frame, None, now, ctx.cfg));
         }
@@ -720,15 +726,21 @@ impl Conn {
         }
         let date = ctx.dates.http(now.unix_ms);
         match then {
-            Then::Stream(source, joining) if !head_only => {
+            Then::Stream(mut source, joining) if !head_only => {
                 let head = head.finish(date, Connection::KeepAlive);
                 ctx.shard.streams_total.inc();
                 if source.filter().is_some() {
                     ctx.shard.topic_streams_opened.inc();
                 }
+                // A resume from the shared store keeps its head until its first page says
+                // which id it resumes after; nothing is written before it.
+                let head = source.hold_head(head);
                 self.state = State::Stream(source);
                 // A body here is the stream's first bytes (a hub's `reset`).
-                self.out = Some(Outbox::new(head, body, now, ctx.cfg));
+                self.out = match (head, body) {
+                    (None, None) => None,
+                    (head, body) => Some(Outbox::new(head.unwrap_or_default(), body, now, ctx.cfg)),
+                };
                 return Became::Stream(joining);
             }
             Then::Pending(ticket) => {

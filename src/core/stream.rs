@@ -96,6 +96,47 @@ pub struct Replay {
     /// The publisher id the replay resumes after, until the first page says which entry has
     /// it (see [`crate::hub::history::Start::StoreId`]); `after` means nothing until then.
     resolve: Option<Box<str>>,
+    /// A resume whose answer names the id it resumes after (Mercure's `Last-Event-ID`
+    /// response field), which only the first page can tell: the head waits here until then.
+    anchor: Option<Box<Anchor>>,
+}
+
+/// The answer's head of a resume from the shared store, held until the first page (see
+/// [`Replay::anchor`]), and the token's selectors that decide whether the entry it resumes
+/// after may be named.
+#[derive(Debug)]
+struct Anchor {
+    /// The finished head, once the connection handed it over ([`Source::hold_head`]).
+    head: Option<Vec<u8>>,
+    claims: Option<crate::hub::jwt::Selectors>,
+}
+
+impl Anchor {
+    /// The head with its `Last-Event-ID`: the id of the entry the page was read after, if the
+    /// page follows it directly and this subscriber may read it; else [`EARLIEST`] (the
+    /// store lost it, no entry has the publisher id, Redis did not answer, or a private
+    /// entry whose id the field must not disclose), as a resume from memory says.
+    ///
+    /// [`EARLIEST`]: crate::hub::history::EARLIEST
+    fn release(self, page: Option<&StorePage>) -> Vec<u8> {
+        let readable = |p: &crate::hub::publish::Publish| {
+            !p.topics.is_empty()
+                && (!p.private
+                    || self
+                        .claims
+                        .as_ref()
+                        .is_some_and(|c| p.topics.iter().any(|t| c.matches(t))))
+        };
+        let id = match page.filter(|p| p.follows).and_then(|p| p.resumed.as_ref()) {
+            Some((id, p)) if readable(p) => p.id.as_deref().unwrap_or(id),
+            _ => crate::hub::history::EARLIEST,
+        };
+        let mut head = self.head.unwrap_or_default();
+        if !head.is_empty() {
+            crate::wire::head::insert_field(&mut head, "Last-Event-ID", id);
+        }
+        head
+    }
 }
 
 /// What a replaying stream asks the shared store for: entries in `(after, until]`, at most
@@ -195,7 +236,45 @@ impl Source {
             count: 1,
             whole: false,
             resolve: None,
+            anchor: None,
         }))
+    }
+
+    /// A replay whose answer names the id it resumes after, from its first page (see
+    /// [`Replay::anchor`]); `claims` are the subscriber's token's selectors.
+    pub fn naming_anchor(mut self, claims: Option<&crate::hub::jwt::Selectors>) -> Source {
+        if let Source::Replay(r) = &mut self {
+            r.anchor = Some(Box::new(Anchor {
+                head: None,
+                claims: claims.cloned(),
+            }));
+        }
+        self
+    }
+
+    /// The connection hands over the answer's finished head: a replay naming its anchor keeps
+    /// it until its first page (nothing is written before it meanwhile) and returns `None`;
+    /// any other source gives it back, to be written now.
+    pub fn hold_head(&mut self, head: Vec<u8>) -> Option<Vec<u8>> {
+        match self {
+            Source::Replay(r) => match r.anchor.as_deref_mut() {
+                Some(a) if a.head.is_none() => {
+                    a.head = Some(head);
+                    None
+                }
+                _ => Some(head),
+            },
+            _ => Some(head),
+        }
+    }
+
+    /// A head still held (the stream ends, or a heartbeat is due, before the first page):
+    /// released now, naming no id ([`EARLIEST`](crate::hub::history::EARLIEST)).
+    pub fn release_head(&mut self) -> Option<Vec<u8>> {
+        let Source::Replay(r) = self else {
+            return None;
+        };
+        r.anchor.take().map(|a| a.release(None))
     }
 
     /// [`replay`](Self::replay) after the entry whose publisher id is `id`, which the first
@@ -284,7 +363,14 @@ impl Source {
             return None;
         }
         r.asked = None;
-        let mut out = Vec::new();
+        // A held head goes first, with the id this page says the replay resumes after.
+        let mut out = match r.anchor.take() {
+            Some(a) => a.release(page.as_ref().ok().filter(|p| {
+                // A publisher id no entry has: not the page's position either.
+                r.resolve.is_none() || p.from.is_some()
+            })),
+            None => Vec::new(),
+        };
         // From the store's start, until an entry is read: no position to check yet.
         let whole = r.whole && r.after == 0;
         if let Some(id) = r.resolve.take() {
@@ -562,6 +648,10 @@ impl Source {
                 if !std::mem::take(beat) {
                     return false;
                 }
+                // A head still held goes out before it (the page is late: it names no id).
+                if let Some(a) = r.anchor.take() {
+                    out.extend_from_slice(&a.release(None));
+                }
                 ctx.hub.marks.clear();
                 out.extend_from_slice(frames::HEARTBEAT);
                 *heartbeat_s = seconds(now.ms + ctx.hub.hub.config().heartbeat_ms);
@@ -681,6 +771,18 @@ mod tests {
         String::from_utf8_lossy(b).into_owned()
     }
 
+    /// What follows the answer's head in `out`, a resume from the shared store's first output
+    /// (its head is held until then), after checking that the head names `anchor`.
+    fn after_head(out: &str, anchor: &str) -> String {
+        let (head, rest) = out.split_once("\r\n\r\n").expect("the head first");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(
+            head.ends_with(&format!("\r\nLast-Event-ID: {anchor}")),
+            "{head}"
+        );
+        rest.to_string()
+    }
+
     /// The interleaving that leaked a private event: a deep resume waits for the shared store;
     /// meanwhile the topic index is swept (its topic had no other subscriber) and a new topic
     /// is created. The resume's topic id must not be dropped and handed to the new topic, and
@@ -719,8 +821,8 @@ mod tests {
         // The loop's step: what became a stream is registered at once (key 7).
         let filter = a.filter().expect("a hub stream from the start").clone();
         h.hub.register(&filter, 7);
-        let head = text(&h.flush(&mut a));
-        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        // The head waits for the first page (it names the id resumed after).
+        assert_eq!(text(&h.flush(&mut a)), "");
         let want = h
             .with(|ctx, _, _, _| a.page_request(ctx))
             .expect("asks for a page");
@@ -781,7 +883,7 @@ mod tests {
         );
         h.hub.sync();
         let live = text(&h.flush(&mut a));
-        let got = replay + &live;
+        let got = after_head(&replay, "earliest") + &live;
         assert!(!got.contains("not-for-a"), "{got}");
         let ids: Vec<&str> = got.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
         assert_eq!(ids, ["100-1", "100-2", "100-3", "100-4", "102-0"], "{got}");
@@ -892,7 +994,11 @@ mod tests {
             );
             let filter = a.filter().expect("a hub stream").clone();
             h.hub.register(&filter, 7);
-            assert!(text(&h.flush(&mut a)).starts_with("HTTP/1.1 200 OK"));
+            assert_eq!(
+                text(&h.flush(&mut a)),
+                "",
+                "the head waits for the first page"
+            );
             let mut got = String::new();
             let mut want = h.with(|ctx, _, _, _| a.page_request(ctx));
             let mut pages = 0;
@@ -966,6 +1072,7 @@ mod tests {
                 got += &text(&h.flush(&mut a));
             }
             got += &text(&h.flush(&mut a));
+            let got = after_head(&got, "earliest");
             assert!(!got.contains("reset"), "{evict_meanwhile}: {got}");
             let ids: Vec<&str> = got.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
             let want: Vec<&str> = log[1..].iter().map(|(id, _)| id.as_str()).collect();
@@ -1006,7 +1113,11 @@ mod tests {
         );
         let filter = a.filter().expect("a hub stream").clone();
         h.hub.register(&filter, 7);
-        assert!(text(&h.flush(&mut a)).starts_with("HTTP/1.1 200 OK"));
+        assert_eq!(
+            text(&h.flush(&mut a)),
+            "",
+            "the head waits for the first page"
+        );
         let mut got = String::new();
         let mut want = h.with(|ctx, _, _, _| a.page_request(ctx));
         while let Some(w) = want {
@@ -1023,6 +1134,8 @@ mod tests {
                 follows: true,
                 end: true,
                 next_count: 2,
+                // The entry resumed after: private, and this token may read it.
+                resumed: Some(log[0].clone()),
                 ..StorePage::default()
             };
             h.later.send_page(0, w.ticket, Ok(page));
@@ -1030,6 +1143,7 @@ mod tests {
             got += &text(&h.flush(&mut a));
             want = h.with(|ctx, _, _, _| a.page_request(ctx));
         }
+        let got = after_head(&got, "100-0");
         assert!(
             got.starts_with("event: private\ndata: 100-1\n\nid: 100-1\ndata: s1\n\n"),
             "{got}"
@@ -1068,11 +1182,15 @@ mod tests {
                 follows: exists,
                 end: true,
                 oldest: Some("100-0".into()),
+                resumed: exists.then(|| entry("200-0", "t", "seen")),
                 ..StorePage::default()
             };
             h.later.send_page(0, want.ticket, Ok(page));
             h.complete(&mut a);
-            let first = text(&h.flush(&mut a));
+            let first = after_head(
+                &text(&h.flush(&mut a)),
+                if exists { "200-0" } else { "earliest" },
+            );
             hub.append_redis_entries(
                 vec![entry("200-0", "t", "seen"), entry("200-1", "t", "new")],
                 0,
@@ -1119,11 +1237,66 @@ mod tests {
             &mut a,
             b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 100-0\r\n\r\n",
         );
-        h.flush(&mut a);
-        assert!(h.with(|ctx, _, _, _| a.page_request(ctx)).is_some());
+        assert_eq!(h.flush(&mut a), b"", "the head waits for the first page");
+        let want = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
+        h.advance(2_000);
+        // The page is late: the head goes out before the heartbeat, naming no id.
+        let beat = text(&h.tick(&mut a));
+        assert_eq!(
+            after_head(&beat, "earliest").as_bytes(),
+            crate::wire::frames::HEARTBEAT
+        );
+        assert!(a.filter().is_some(), "still a subscriber, still waiting");
         h.advance(2_000);
         assert_eq!(h.tick(&mut a), crate::wire::frames::HEARTBEAT);
-        assert!(a.filter().is_some(), "still a subscriber, still waiting");
+        // The page then: its events, and no second head.
+        let page = StorePage {
+            entries: vec![entry("100-1", "t", "1")],
+            follows: true,
+            resumed: Some(entry("100-0", "t", "0")),
+            next_count: 1,
+            ..StorePage::default()
+        };
+        h.later.send_page(0, want.ticket, Ok(page));
+        h.complete(&mut a);
+        assert_eq!(text(&h.flush(&mut a)), "id: 100-1\ndata: 1\n\n");
+    }
+
+    /// A resume from the shared store that ends before its first page (the server stops)
+    /// still gets its head, naming no id, before its `retry:`.
+    #[test]
+    fn a_replay_ended_before_its_first_page_still_answers_with_its_head() {
+        let mut h = Env::new(ConnConfig::default(), 100);
+        let hub = Arc::new(Hub::with_ids(
+            HubConfig {
+                history_events: 2,
+                ..HubConfig::default()
+            },
+            Ids::Redis,
+            1,
+            Box::new(|_| {}),
+        ));
+        h.hub = LocalHub::new(hub.clone(), 0);
+        let log: Vec<_> = (0..6)
+            .map(|i| entry(&format!("100-{i}"), "t", &format!("{i}")))
+            .collect();
+        hub.append_redis_entries(log, 0, RedisBatch::Backfill);
+        h.hub.sync();
+        let mut a = h.conn();
+        h.input(
+            &mut a,
+            b"GET /sse?topic=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 100-0\r\n\r\n",
+        );
+        assert_eq!(h.flush(&mut a), b"", "the head waits for the first page");
+        let want = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
+        h.with(|ctx, _, now, _| a.drain(now, ctx));
+        let out = text(&h.flush(&mut a));
+        let rest = after_head(&out, "earliest");
+        assert!(rest.starts_with("retry: "), "{out}");
+        // The page arriving after the end writes nothing more.
+        h.later.send_page(0, want.ticket, Ok(StorePage::default()));
+        h.complete(&mut a);
+        assert_eq!(text(&h.flush(&mut a)), "");
     }
 
     /// A page of entries that could not be read (skipped by the bridge) still moves the
@@ -1161,7 +1334,7 @@ mod tests {
         };
         h.later.send_page(0, want.ticket, Ok(page));
         h.complete(&mut a);
-        assert_eq!(text(&h.flush(&mut a)), "");
+        assert_eq!(after_head(&text(&h.flush(&mut a)), "earliest"), "");
         let next = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
         assert_eq!(hub.id(next.after), "100-1");
     }
@@ -1204,7 +1377,7 @@ mod tests {
             let want = h.with(|ctx, _, _, _| a.page_request(ctx)).unwrap();
             h.later.send_page(0, want.ticket, page);
             h.complete(&mut a);
-            let got = text(&h.flush(&mut a));
+            let got = after_head(&text(&h.flush(&mut a)), "earliest");
             assert_eq!(
                 got,
                 format!(
@@ -1253,6 +1426,9 @@ mod tests {
         let template =
             heap_per_subscription("topic=https%3A%2F%2Fexample.com%2Frooms%2F%7Bid7%7D", 2000);
         eprintln!("heap per subscription: exact {exact} B, template {template} B");
-        assert!(template <= exact + 8, "template {template} B against exact {exact} B");
+        assert!(
+            template <= exact + 8,
+            "template {template} B against exact {exact} B"
+        );
     }
 }

@@ -1076,6 +1076,10 @@ pub struct StorePage {
     /// For a replay that named its position by a publisher id ([`Start::StoreId`]): the store
     /// id of that id's entry, which the page was read after (`None`: no entry has it).
     pub from: Option<String>,
+    /// The entry at the position the page was read after, if the store still has it and it
+    /// can be read (its data dropped): a resume's answer names its id only if the subscriber
+    /// may read it (Mercure's `Last-Event-ID` response field).
+    pub resumed: Option<(String, Publish)>,
 }
 
 /// The bytes a replay page aims at (entries are asked for by count, sized from the last page).
@@ -2598,7 +2602,10 @@ mod tests {
                 for f in &filters {
                     delivered += l.after(first - 1).filter(|e| l.matches(f, 0, e)).count();
                 }
-                assert_eq!(delivered, n, "each subscriber gets rooms/{i}, not other/1/2");
+                assert_eq!(
+                    delivered, n,
+                    "each subscriber gets rooms/{i}, not other/1/2"
+                );
                 let after = l.match_cache.borrow().stats();
                 lookups.push((
                     after.misses - before.misses,

@@ -1185,7 +1185,18 @@ impl Ranger {
         let got = entries.len();
         let mut b = Batch::default();
         parse_entries(entries, &mut b);
-        let follows = matches!(here, Value::Array(a) if !a.is_empty());
+        let follows = matches!(&here, Value::Array(a) if !a.is_empty());
+        let resumed = match here {
+            Value::Array(at) => {
+                let mut r = Batch::default();
+                parse_entries(at, &mut r);
+                r.events.pop().map(|(id, mut p)| {
+                    p.data = String::new();
+                    (id, p)
+                })
+            }
+            _ => None,
+        };
         let oldest = match first {
             Value::Array(mut a) if !a.is_empty() => match a.swap_remove(0) {
                 Value::Array(mut e) if !e.is_empty() => text(e.swap_remove(0)),
@@ -1208,6 +1219,7 @@ impl Ranger {
             end: got < count as usize,
             next_count: next_count.clamp(1, MAX_PAGE_COUNT),
             from,
+            resumed,
         })
     }
 }

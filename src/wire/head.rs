@@ -99,11 +99,34 @@ impl Head {
     }
 }
 
+/// Adds `name: value` to a [`finish`](Head::finish)ed head, before its blank line (a field
+/// known only after the head was built: a replay's `Last-Event-ID`, once the shared store
+/// said which entry it resumes after).
+pub fn insert_field(head: &mut Vec<u8>, name: &str, value: &str) {
+    debug_assert!(head.ends_with(b"\r\n\r\n"), "a finished head");
+    let at = head.len().saturating_sub(2);
+    let field = [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"].concat();
+    head.splice(at..at, field);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    #[test]
+    fn a_field_inserted_into_a_finished_head_goes_before_the_blank_line() {
+        let mut h = Head::new(Status::Ok)
+            .field("Content-Type", "text/event-stream")
+            .finish(DATE, Connection::KeepAlive);
+        insert_field(&mut h, "Last-Event-ID", "a-1");
+        assert_eq!(
+            String::from_utf8(h).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+             Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nLast-Event-ID: a-1\r\n\r\n"
+        );
+    }
 
     #[test]
     fn head_orders_fields_and_adds_date_and_close() {
