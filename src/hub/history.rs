@@ -1495,7 +1495,7 @@ impl LocalHub {
             ),
             // A lone pattern whose subscriber may read no private event needs no more than a
             // lone name: nothing boxed (issue 19: a template subscriber held 88 more bytes).
-            (false, 1) if claims.is_none_or(|c| c.is_empty()) => Filter::One(ids[0]),
+            (false, 1) if !claims.is_some_and(|c| !c.is_empty()) => Filter::One(ids[0]),
             (false, _) if patterned => Filter::Patterns(Box::new(Patterns {
                 ids,
                 claims: claims.filter(|c| !c.is_empty()).cloned(),
