@@ -65,8 +65,21 @@ struct Spec {
     args: Vec<String>,
     /// Whether it reads PORT / INTERVAL_MS from the environment (the peers) or flags (ours).
     env_config: bool,
-    /// Served over HTTPS: the CA certificate sse-load trusts (`tls` scenario).
-    tls_ca: Option<PathBuf>,
+    /// How sse-load reaches it (`tls` scenario: HTTPS, the server's own or nginx's).
+    transport: Transport,
+}
+
+/// How sse-load reaches a server.
+#[derive(Clone)]
+enum Transport {
+    /// Plain HTTP on the server's port.
+    Plain,
+    /// The server's own HTTPS (`--tls-cert`, `--tls-key`, `--tls-port`) with this certificate;
+    /// `/metrics` is read on its plain port beside.
+    Tls(Pki),
+    /// nginx terminating TLS with this certificate in front of the server's plain port
+    /// ([`Nginx::start_front`]).
+    Nginx(Pki),
 }
 
 impl Spec {
@@ -77,11 +90,12 @@ impl Spec {
             program: SSE_SERVER.into(),
             args,
             env_config: false,
-            tls_ca: None,
+            transport: Transport::Plain,
         }
     }
 
-    fn spawn(&self, port: u16, interval_ms: u64) -> Child {
+    /// Starts it on `port` (and, for its own HTTPS, `--tls-port tls_port`).
+    fn spawn(&self, port: u16, tls_port: u16, interval_ms: u64) -> Child {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .stdout(Stdio::null())
@@ -98,6 +112,13 @@ impl Spec {
                 "--interval-ms",
                 &interval_ms.to_string(),
             ]);
+        }
+        if let Transport::Tls(pki) = &self.transport {
+            cmd.arg("--tls-cert")
+                .arg(&pki.cert)
+                .arg("--tls-key")
+                .arg(&pki.key)
+                .args(["--tls-port", &tls_port.to_string()]);
         }
         cmd.spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.name))
@@ -120,7 +141,7 @@ fn peers() -> (Vec<Spec>, Vec<String>) {
                 program: path.display().to_string(),
                 args: vec![],
                 env_config: true,
-                tls_ca: None,
+                transport: Transport::Plain,
             });
         } else {
             missing.push(format!("{name} ({} not built)", path.display()));
@@ -133,7 +154,7 @@ fn peers() -> (Vec<Spec>, Vec<String>) {
             program: "node".into(),
             args: vec![server],
             env_config: true,
-            tls_ca: None,
+            transport: Transport::Plain,
         });
     } else {
         missing.push(format!(
@@ -192,12 +213,19 @@ fn open_fds(pid: u32) -> usize {
 struct Row {
     name: String,
     report: Value,
+    /// RSS (bytes) before the streams and with them all open, at the end of the window, and CPU
+    /// over the window (% of one core): the server's plus, with nginx in front, nginx's (master
+    /// and workers).
     rss_base: u64,
     rss_full: u64,
     cpu_pct: f64,
+    /// nginx's own part of the three figures above, when it is in front.
+    front: Option<Front>,
     window_s: f64,
     streams: usize,
     skipped: Option<f64>,
+    /// Frames the server sent in the window (`sse_frames_sent_total`), for CPU per delivery.
+    frames: Option<f64>,
 }
 
 impl Row {
@@ -208,6 +236,27 @@ impl Row {
         }
         v.as_f64().unwrap_or(f64::NAN)
     }
+
+    /// User-space memory per stream: the RSS the streams added (server and nginx), per stream.
+    fn rss_per_stream(&self) -> f64 {
+        (self.rss_full as f64 - self.rss_base as f64) / self.streams as f64
+    }
+
+    /// CPU seconds per frame delivered in the window (server and nginx), in µs; NaN without
+    /// the server's frame count or without frames.
+    fn cpu_us_per_frame(&self) -> f64 {
+        match self.frames {
+            Some(f) if f >= 1.0 => self.cpu_pct / 100.0 * self.window_s * 1e6 / f,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// nginx's part of a row: RSS before and with the streams, CPU over the window (% of a core).
+struct Front {
+    rss_base: u64,
+    rss_full: u64,
+    cpu_pct: f64,
 }
 
 struct Case {
@@ -223,10 +272,30 @@ struct Case {
 
 fn run(spec: &Spec, case: &Case) -> Row {
     let port = free_port();
-    let mut server = spec.spawn(port, case.interval_ms);
+    // Where sse-load connects: the server's plain port, its own HTTPS port, or nginx's.
+    let mut front_port = match spec.transport {
+        Transport::Tls(_) => free_port(),
+        _ => port,
+    };
+    let mut server = spec.spawn(port, front_port, case.interval_ms);
     let pid = server.id();
     wait_listening(port);
+    let nginx = match &spec.transport {
+        Transport::Nginx(pki) => {
+            let n = Nginx::start_front(pki, port);
+            front_port = n.port;
+            Some(n)
+        }
+        _ => None,
+    };
+    wait_listening(front_port);
     std::thread::sleep(Duration::from_millis(500));
+    // (CPU seconds, RSS bytes) of the server and of nginx, when it is in front.
+    let usage = || {
+        let ours = (cpu_seconds(pid), proc_status_kb(pid, "VmRSS:") * 1024);
+        (ours, nginx.as_ref().map(|n| tree_usage(n.child.id())))
+    };
+    let (_, front_base) = usage();
     let rss_base = proc_status_kb(pid, "VmRSS:") * 1024;
     let fds_base = open_fds(pid);
     // Connect at up to 4000/s from 4 source addresses (past the ephemeral-port limit and any
@@ -235,14 +304,14 @@ fn run(spec: &Spec, case: &Case) -> Row {
     let ramp_s = (case.streams / rate) as u64 + 4;
     let settle_s = 2 + case.interval_ms.div_ceil(1000);
     let duration = ramp_s + settle_s + case.window_s + 2;
-    let url = match &spec.tls_ca {
-        Some(_) => format!("https://127.0.0.1:{port}{}", case.path),
-        None => format!("http://127.0.0.1:{port}{}", case.path),
-    };
     let mut load = Command::new(SSE_LOAD);
-    if let Some(ca) = &spec.tls_ca {
-        load.arg("--tls-ca").arg(ca);
-    }
+    let url = match &spec.transport {
+        Transport::Plain => format!("http://127.0.0.1:{port}{}", case.path),
+        Transport::Tls(pki) | Transport::Nginx(pki) => {
+            load.arg("--tls-ca").arg(&pki.ca);
+            format!("https://127.0.0.1:{front_port}{}", case.path)
+        }
+    };
     let load = load
         .args([
             &url,
@@ -268,21 +337,29 @@ fn run(spec: &Spec, case: &Case) -> Row {
         .spawn()
         .expect("sse-load starts");
     let started = Instant::now();
+    // Behind nginx each stream is an upstream connection of the server's too.
     while open_fds(pid) < fds_base + case.streams && started.elapsed() < Duration::from_secs(ramp_s)
     {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(settle_s));
-    let cpu0 = cpu_seconds(pid);
+    let ours = !spec.env_config;
+    let frames0 = ours
+        .then(|| metric(port, "sse_frames_sent_total"))
+        .flatten();
+    let ((cpu0, _), front0) = usage();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(case.window_s));
-    let cpu1 = cpu_seconds(pid);
+    let ((cpu1, rss_full), front1) = usage();
     let window_s = t0.elapsed().as_secs_f64();
-    let rss_full = proc_status_kb(pid, "VmRSS:") * 1024;
-    let skipped = (!spec.env_config)
+    let frames1 = ours
+        .then(|| metric(port, "sse_frames_sent_total"))
+        .flatten();
+    let skipped = ours
         .then(|| metric(port, "sse_frames_skipped_total"))
         .flatten();
     let out = load.wait_with_output().expect("sse-load finishes");
+    drop(nginx);
     let _ = server.kill();
     let _ = server.wait();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -292,15 +369,28 @@ fn run(spec: &Spec, case: &Case) -> Row {
             String::from_utf8_lossy(&out.stdout)
         )
     });
+    let front = match (front_base, front0, front1) {
+        (Some((_, rss_base)), Some((c0, _)), Some((c1, rss_full))) => Some(Front {
+            rss_base,
+            rss_full,
+            cpu_pct: (c1 - c0) / window_s * 100.0,
+        }),
+        _ => None,
+    };
+    let (front_base, front_full, front_cpu) = front
+        .as_ref()
+        .map_or((0, 0, 0.0), |f| (f.rss_base, f.rss_full, f.cpu_pct));
     Row {
         name: spec.name.clone(),
         report,
-        rss_base,
-        rss_full,
-        cpu_pct: (cpu1 - cpu0) / window_s * 100.0,
+        rss_base: rss_base + front_base,
+        rss_full: rss_full + front_full,
+        cpu_pct: (cpu1 - cpu0) / window_s * 100.0 + front_cpu,
+        front,
         window_s,
         streams: case.streams,
         skipped,
+        frames: frames0.zip(frames1).map(|(a, b)| b - a),
     }
 }
 
@@ -324,7 +414,7 @@ fn print_table(title: &str, case: &Case, rows: &[Row]) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let floor_cpu = rows.iter().find(|r| r.name == "floor").map(|r| r.cpu_pct);
     for r in rows {
-        let per_stream = (r.rss_full as f64 - r.rss_base as f64) / r.streams as f64;
+        let per_stream = r.rss_per_stream();
         let vs_floor = floor_cpu.map_or("—".to_string(), |f| format!("{:.2}×", r.cpu_pct / f));
         println!(
             "| {} | {} / {} / {}{} | {:.1} ms | {:.1} ms | {:.0} B | {:.1} % | {} | {:.1} % | {:.0} | {:.1} / {:.1} ms | {:.2} / {:.2} / {:.2} / {:.1} ms | {} / {} | {} |",
@@ -353,7 +443,9 @@ fn print_table(title: &str, case: &Case, rows: &[Row]) {
             r.get("ids.duplicates"),
             r.skipped.map_or("—".to_string(), |s| format!("{s:.0}")),
         );
-        let _ = r.window_s;
+    }
+    if rows.iter().any(|r| r.front.is_some()) {
+        println!("\nBehind nginx: RSS per stream and server CPU are the server's plus nginx's (master and workers).");
     }
 }
 
@@ -442,7 +534,7 @@ fn main() {
             program,
             args: Vec::new(),
             env_config: false,
-            tls_ca: None,
+            transport: Transport::Plain,
         });
     }
     all.extend(peers.iter().cloned());
@@ -506,6 +598,8 @@ fn main() {
     }
     if wanted.contains(&"tls") {
         tls_scenario();
+    } else if wanted.contains(&"handshakes") {
+        handshake_scenario();
     }
     if wanted.contains(&"logging") {
         // What the log costs: one line per request and per ended stream, none per frame.
@@ -1020,43 +1114,521 @@ fn bench_dir() -> PathBuf {
     .clone()
 }
 
-/// HTTPS against plain HTTP, side by side: idle TLS streams (the user-space memory each holds,
-/// at 1,000 and 10,000) and the frame rate at 10,000 × 100 ms (the server's CPU per delivery).
-/// The certificate (P-256, signed by a test CA: `tests/common/pki.rs`) is made with `openssl` in
-/// the bench directory.
+/// HTTPS against plain HTTP, side by side, each HTTPS twice: the server's own TLS, and nginx
+/// terminating TLS in front of the server's plain HTTP (`deploy/nginx.conf` with README's
+/// `listen ... ssl` lines, [`Nginx::start_front`]). Rows: idle streams (user-space memory per
+/// stream, server + nginx) at 1,000 and 10,000, and the frame rate at 10,000 × 100 ms (CPU per
+/// delivery, server + nginx), alternated over `SSE_BENCH_ROUNDS`; then the issue's ratios, then
+/// the handshakes ([`handshake_scenario`]). One certificate for all: P-256, signed by a test
+/// CA (`tests/common/pki.rs`), made with `openssl` in the bench directory. `SSE_BENCH_QUICK=1`:
+/// 2,000 streams and 2 s windows, a check that it runs.
 fn tls_scenario() {
     let dir = fresh_dir("tls");
     let pki = Pki::make(&dir, "s", KeyKind::Ecdsa);
-    let cert = pki.cert.display().to_string();
-    let key = pki.key.display().to_string();
     let plain = Spec::ours("sse-server (HTTP)", &[]);
-    let mut tls = Spec::ours(
-        "sse-server (HTTPS)",
-        &["--tls-cert", &cert, "--tls-key", &key],
-    );
-    tls.tls_ca = Some(pki.ca.clone());
-    let quick = std::env::var_os("SSE_BENCH_QUICK").is_some();
-    for streams in [1_000, 10_000] {
+    let tls = Spec {
+        transport: Transport::Tls(pki.clone()),
+        ..Spec::ours("sse-server (HTTPS)", &[])
+    };
+    let nginx = Spec {
+        transport: Transport::Nginx(pki.clone()),
+        ..Spec::ours("nginx (HTTPS) → sse-server (HTTP)", &[])
+    };
+    let specs: Vec<&Spec> = (0..rounds()).flat_map(|_| [&plain, &tls, &nginx]).collect();
+    let quick = quick();
+    let (sizes, window_s): (&[usize], u64) = if quick {
+        (&[2_000], 2)
+    } else {
+        (&[1_000, 10_000], 10)
+    };
+    let mut idle = Vec::new();
+    for &streams in sizes {
         // Idle: a topic nobody publishes to; the heartbeat is far away.
         let case = Case {
             streams,
             interval_ms: 2000,
-            window_s: if quick { 2 } else { 10 },
+            window_s,
             client_threads: 2,
             path: "/sse?topic=bench-idle",
         };
-        let rows: Vec<Row> = [&plain, &tls].iter().map(|s| run(s, &case)).collect();
+        let rows: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
         print_table("Idle streams, HTTP and HTTPS", &case, &rows);
+        idle = rows;
     }
     let case = Case {
-        streams: 10_000,
+        streams: *sizes.last().unwrap_or(&10_000),
         interval_ms: 100,
-        window_s: if quick { 2 } else { 10 },
+        window_s,
         client_threads: 2,
         path: "/sse",
     };
-    let rows: Vec<Row> = [&plain, &tls].iter().map(|s| run(s, &case)).collect();
-    print_table("Frame rate, HTTP and HTTPS", &case, &rows);
+    let rate: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
+    print_table("Frame rate, HTTP and HTTPS", &case, &rate);
+    print_tls_ratios(&idle, &rate, [&plain.name, &tls.name, &nginx.name]);
+    handshake_scenario();
+}
+
+/// The issue's HTTPS figures against plain HTTP, medians over rounds: the user-space memory of
+/// an idle stream (the largest idle case) and the CPU per delivery at the frame rate.
+fn print_tls_ratios(idle: &[Row], rate: &[Row], names: [&String; 3]) {
+    let median = |rows: &[Row], name: &str, f: &dyn Fn(&Row) -> f64| {
+        quantile(
+            &sorted(rows.iter().filter(|r| r.name == name).map(f).collect()),
+            0.5,
+        )
+    };
+    let (Some(i), Some(r)) = (idle.first(), rate.first()) else {
+        return;
+    };
+    println!(
+        "\n### HTTPS against HTTP: idle memory at {} streams, CPU per delivery at {} × 100 ms (medians over {} round(s))\n",
+        i.streams,
+        r.streams,
+        rounds()
+    );
+    println!("| transport | idle: user-space RSS per stream (server + nginx) | vs HTTP | CPU per delivery (server + nginx) | vs HTTP | of it nginx's: RSS per stream, CPU |");
+    println!("|---|---|---|---|---|---|");
+    let base_rss = median(idle, names[0], &Row::rss_per_stream);
+    let base_cpu = median(rate, names[0], &Row::cpu_us_per_frame);
+    for name in names {
+        let rss = median(idle, name, &Row::rss_per_stream);
+        let cpu = median(rate, name, &Row::cpu_us_per_frame);
+        let nginx = |rows: &[Row], f: &dyn Fn(&Front, &Row) -> f64| {
+            median(rows, name, &|r| {
+                r.front.as_ref().map_or(f64::NAN, |n| f(n, r))
+            })
+        };
+        let front_rss = nginx(idle, &|n, r| {
+            (n.rss_full as f64 - n.rss_base as f64) / r.streams as f64
+        });
+        let front_cpu = nginx(rate, &|n, r| n.cpu_pct / r.cpu_pct);
+        println!(
+            "| {name} | {rss:.0} B | {:.2}× | {cpu:.2} µs | {:.2}× | {} |",
+            rss / base_rss,
+            cpu / base_cpu,
+            if front_rss.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{front_rss:.0} B, {:.0} % of the CPU", front_cpu * 100.0)
+            }
+        );
+    }
+}
+
+/// nginx in the foreground (a master and its workers) on a fresh prefix in the bench
+/// directory; stopped (SIGTERM, fast shutdown) and reaped when dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    /// Terminating TLS in front of sse-server's plain HTTP on `upstream`: `deploy/nginx.conf` as
+    /// shipped, its upstream pointed at the server and its `listen 80;` made README's HTTPS
+    /// (`listen ... ssl` and the certificate lines, `reuseport` so the kernel spreads
+    /// connections over the workers as it does over the server's loops); one worker per core,
+    /// as the server has one loop per core; no access log (the server's is on, one line per
+    /// stream, not per frame).
+    fn start_front(pki: &Pki, upstream: u16) -> Nginx {
+        let port = free_port();
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf"))
+                .expect("deploy/nginx.conf");
+        let site = replace_once(
+            &shipped,
+            "server 127.0.0.1:3000;",
+            &format!("server 127.0.0.1:{upstream};"),
+        );
+        let site = replace_once(
+            &site,
+            "listen 80;",
+            &format!(
+                "listen 127.0.0.1:{port} ssl reuseport backlog=4096;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;",
+                pki.cert.display(),
+                pki.key.display()
+            ),
+        );
+        let site = replace_once(&site, "listen [::]:80;", "");
+        Nginx::start("front", port, "auto", "access_log off;", &site)
+    }
+
+    /// Answering `GET /healthz` itself over TLS with `pki`'s certificate, one worker: the peer
+    /// of the handshake rows. Its access log holds `$ssl_session_reused` per request, to show
+    /// no handshake was a resumption.
+    fn start_healthz(pki: &Pki) -> Nginx {
+        let port = free_port();
+        let site = format!(
+            "server {{
+    listen 127.0.0.1:{port} ssl backlog=4096;
+    ssl_certificate {};
+    ssl_certificate_key {};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location = /healthz {{ return 200 \"ok\\n\"; }}
+}}
+",
+            pki.cert.display(),
+            pki.key.display()
+        );
+        Nginx::start(
+            "healthz",
+            port,
+            "1",
+            "log_format reused '$ssl_session_reused';\n    access_log DIR/access.log reused buffer=64k flush=1s;",
+            &site,
+        )
+    }
+
+    /// `DIR` in `log` is the prefix.
+    fn start(tag: &str, port: u16, workers: &str, log: &str, site: &str) -> Nginx {
+        let dir = fresh_dir(&format!("nginx-{tag}"));
+        let d = dir.display().to_string();
+        std::fs::write(dir.join("site.conf"), site).expect("write site.conf");
+        let log = log.replace("DIR", &d);
+        // Descriptors: behind nginx, a stream is two connections of a worker.
+        let main = format!(
+            "daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile 65536;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 30000; }}
+http {{
+    {log}
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/site.conf;
+}}
+"
+        );
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, main).expect("write nginx.conf");
+        let mut child = Command::new(nginx_program().expect("nginx is installed"))
+            .args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx starts");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let error_log = || std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("nginx exited ({status}): {}", error_log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nginx did not listen on {port}: {}",
+                error_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the child this bench started and has not reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_program() -> Option<&'static str> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+/// `text` with `from` replaced; the shipped file must contain it exactly once, or the bench
+/// would quietly measure some other configuration.
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "deploy/nginx.conf must contain {from:?} once"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// Who answers the handshakes.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// `sse-server --threads 1 --quiet` with its own HTTPS (`--tls-port`).
+    Ours,
+    /// nginx, one worker, answering `/healthz` itself ([`Nginx::start_healthz`]).
+    Nginx,
+}
+
+/// One handshake row.
+struct HandshakeRow {
+    peer: &'static str,
+    key: &'static str,
+    /// What the clients agreed with it (protocol, suite, key exchange).
+    negotiated: String,
+    wall_s: f64,
+    /// Connections the clients completed with a `200`, and those that failed.
+    done: f64,
+    failed: f64,
+    /// Handshakes the server counted (`sse_tls_handshakes_total`, or nginx's access log lines).
+    server_count: f64,
+    /// Resumed handshakes by the server's account (nginx's log; `None` for sse-server, which
+    /// does not count them: the clients never offer a session).
+    resumed: Option<f64>,
+    cpu_s: f64,
+}
+
+/// `SSE_BENCH_HANDSHAKE_CLIENTS`: how many client threads open connections at once (default:
+/// two per core; each waits on its connection's round trips).
+fn handshake_clients() -> usize {
+    std::env::var("SSE_BENCH_HANDSHAKE_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// New TLS connections per second on one core, against one peer: [`handshake_load`] for
+/// `seconds`. The server's CPU over the run divided by the handshakes it counted is its cost
+/// per handshake; one core's capacity is its inverse, whether or not the clients kept it busy.
+fn handshakes(peer: Peer, key: &'static str, pki: &Pki, seconds: u64) -> HandshakeRow {
+    let port = free_port();
+    let (mut child, nginx, tls_port, pid) = match peer {
+        Peer::Ours => {
+            let tls_port = free_port();
+            let mut cmd = Command::new(SSE_SERVER);
+            cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--threads",
+                    "1",
+                    "--quiet",
+                    "--tls-port",
+                    &tls_port.to_string(),
+                ])
+                .arg("--tls-cert")
+                .arg(&pki.cert)
+                .arg("--tls-key")
+                .arg(&pki.key)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let child = cmd.spawn().expect("sse-server starts");
+            let pid = child.id();
+            wait_listening(port);
+            wait_listening(tls_port);
+            (Some(child), None, tls_port, pid)
+        }
+        Peer::Nginx => {
+            let n = Nginx::start_healthz(pki);
+            let (p, pid) = (n.port, n.child.id());
+            (None, Some(n), p, pid)
+        }
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let count = || match peer {
+        Peer::Ours => metric(port, "sse_tls_handshakes_total").unwrap_or(f64::NAN),
+        Peer::Nginx => 0.0,
+    };
+    let before = count();
+    let (cpu0, _) = tree_usage(pid);
+    let t0 = Instant::now();
+    let load = handshake_load(tls_port, &pki.ca, handshake_clients(), seconds);
+    let wall_s = t0.elapsed().as_secs_f64();
+    let (cpu1, _) = tree_usage(pid);
+    let (server_count, resumed) = match nginx {
+        Some(n) => {
+            let log = n.dir.join("access.log");
+            drop(n); // stops it, which flushes the access log
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let reused = text.lines().filter(|l| l.trim() == "r").count() as f64;
+            (text.lines().count() as f64, Some(reused))
+        }
+        None => (count() - before, None),
+    };
+    if let Some(c) = child.as_mut() {
+        stop_child(c);
+    }
+    HandshakeRow {
+        peer: match peer {
+            Peer::Ours => "sse-server --threads 1",
+            Peer::Nginx => "nginx, worker_processes 1",
+        },
+        key,
+        negotiated: load.negotiated,
+        wall_s,
+        done: load.done as f64,
+        failed: load.failed as f64,
+        server_count,
+        resumed,
+        cpu_s: cpu1 - cpu0,
+    }
+}
+
+/// SIGTERM and reap.
+fn stop_child(child: &mut Child) {
+    // SAFETY: kill(2) on a child this bench started and has not reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = child.wait();
+}
+
+/// What [`handshake_load`] did.
+struct HandshakeLoad {
+    done: u64,
+    failed: u64,
+    negotiated: String,
+}
+
+/// `clients` threads, each opening connections to 127.0.0.1:`port` one after another for
+/// `seconds`: a full TLS handshake (rustls, the test CA trusted, resumption disabled, so no
+/// session is ever offered), `GET /healthz` with `Connection: close`, the answer read to the
+/// server's close. A connection counts as done when the answer is a `200`.
+fn handshake_load(port: u16, ca: &std::path::Path, clients: usize, seconds: u64) -> HandshakeLoad {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("the CA's PEM") {
+        roots.add(c.expect("a certificate")).expect("a usable CA");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = Arc::new(config);
+    let (done, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+    let negotiated = Mutex::new(String::new());
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let one = || -> Result<String, String> {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+        let conn =
+            rustls::ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        // A close without close_notify is an error to rustls; what was read counts.
+        let _ = s.read_to_end(&mut answer);
+        if !answer.starts_with(b"HTTP/1.1 200") {
+            return Err(String::from_utf8_lossy(&answer).into_owned());
+        }
+        let shown = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        Ok(format!(
+            "{} {} {}",
+            shown(s.conn.protocol_version().map(|v| format!("{v:?}"))),
+            shown(
+                s.conn
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+            ),
+            shown(
+                s.conn
+                    .negotiated_key_exchange_group()
+                    .map(|g| format!("{:?}", g.name()))
+            ),
+        ))
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                while Instant::now() < end {
+                    match one() {
+                        Ok(n) => {
+                            if done.fetch_add(1, Ordering::Relaxed) == 0 {
+                                *negotiated.lock().unwrap() = n;
+                            }
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    HandshakeLoad {
+        done: done.into_inner(),
+        failed: failed.into_inner(),
+        negotiated: negotiated.into_inner().unwrap(),
+    }
+}
+
+/// `handshakes` (also part of `tls`): sse-server and nginx, each on one core, the same
+/// certificate, P-256 ECDSA then RSA-2048, rows alternated over `SSE_BENCH_ROUNDS`.
+fn handshake_scenario() {
+    if nginx_program().is_none() {
+        println!("Skipped: handshakes against nginx (not installed).");
+    }
+    let dir = fresh_dir("handshakes");
+    let keys = [
+        ("ECDSA P-256", Pki::make(&dir, "ecdsa", KeyKind::Ecdsa)),
+        ("RSA-2048", Pki::make(&dir, "rsa", KeyKind::Rsa)),
+    ];
+    let seconds = if quick() { 2 } else { 10 };
+    let mut rows = Vec::new();
+    for _ in 0..rounds() {
+        for (key, pki) in &keys {
+            rows.push(handshakes(Peer::Ours, key, pki, seconds));
+            if nginx_program().is_some() {
+                rows.push(handshakes(Peer::Nginx, key, pki, seconds));
+            }
+        }
+    }
+    println!(
+        "\n### TLS handshakes on one core: {} client threads for {seconds} s, each connection a full handshake (rustls, no resumption), `GET /healthz`, the server's close\n",
+        handshake_clients()
+    );
+    println!("| server | key | negotiated | connections done / failed | handshakes the server counted | resumed | handshakes/s reached | server CPU | server CPU per handshake | one core's capacity (1 / CPU per handshake) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let per = r.cpu_s / r.server_count;
+        println!(
+            "| {} | {} | {} | {:.0} / {:.0} | {:.0} | {} | {:.0} | {:.0} % | {:.1} µs | {:.0} /s |",
+            r.peer,
+            r.key,
+            r.negotiated,
+            r.done,
+            r.failed,
+            r.server_count,
+            r.resumed
+                .map_or("— (not offered)".to_string(), |n| format!("{n:.0}")),
+            r.server_count / r.wall_s,
+            r.cpu_s / r.wall_s * 100.0,
+            per * 1e6,
+            1.0 / per
+        );
+    }
+    println!("\nA server CPU well under 100 % means the clients, not the server, set the rate reached: the capacity column is the server's figure.");
+    for (key, _) in &keys {
+        let capacity = |peer: &str| {
+            let v: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.key == *key && r.peer.starts_with(peer))
+                .map(|r| r.server_count / r.cpu_s)
+                .collect();
+            quantile(&sorted(v), 0.5)
+        };
+        println!(
+            "- {key}: sse-server's capacity {:.2}× nginx's (medians)",
+            capacity("sse-server") / capacity("nginx")
+        );
+    }
 }
 
 fn remove_bench_dir() {
