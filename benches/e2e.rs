@@ -1285,15 +1285,26 @@ impl Nginx {
         let d = dir.display().to_string();
         std::fs::write(dir.join("site.conf"), site).expect("write site.conf");
         let log = log.replace("DIR", &d);
-        // Descriptors: behind nginx, a stream is two connections of a worker.
+        // Descriptors: behind nginx a stream is two connections of a worker, so a worker may
+        // use all the hard limit nginx inherits (raising it needs a privilege a container may
+        // lack).
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass.
+        let nofile = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+            0 => lim.rlim_max.min(1 << 20),
+            _ => 20_000,
+        };
         let main = format!(
             "daemon off;
 master_process on;
 worker_processes {workers};
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile {nofile};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 30000; }}
+events {{ worker_connections {}; }}
 http {{
     {log}
     client_body_temp_path {d}/client_body;
@@ -1303,7 +1314,8 @@ http {{
     scgi_temp_path {d}/scgi;
     include {d}/site.conf;
 }}
-"
+",
+            nofile - 64
         );
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, main).expect("write nginx.conf");
@@ -1338,6 +1350,15 @@ impl Drop for Nginx {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
         let _ = self.child.wait();
+        // What went wrong on nginx's side (descriptors, connections) is said, not lost.
+        let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+        for line in log.lines().filter(|l| {
+            ["[alert]", "[crit]", "[emerg]"]
+                .iter()
+                .any(|level| l.contains(level))
+        }) {
+            eprintln!("nginx: {line}");
+        }
     }
 }
 
