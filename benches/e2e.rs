@@ -14,7 +14,25 @@
 //!                                                   # against one exact topic, same run
 //! SSE_BENCH_BASELINE=/tmp/old/sse-server SSE_BENCH_ROUNDS=3 cargo bench --bench e2e -- rate fanout
 //!                                                   # before/after: another build, rows alternated
+//! cargo bench --bench e2e -- tls                    # HTTPS: plain, the server's own TLS, nginx
+//!                                                   # terminating TLS in front; then handshakes
+//! cargo bench --bench e2e -- handshakes             # TLS handshakes on one core against nginx
+//! SSE_BENCH_QUICK=1 cargo bench --bench e2e -- tls  # a few-minute check that it runs
 //! ```
+//!
+//! `tls` (issue: HTTPS in the server itself) runs, rows alternated over `SSE_BENCH_ROUNDS`, plain
+//! HTTP, the server's own HTTPS (`--tls-port`) and nginx terminating TLS in front of the plain
+//! server (`deploy/nginx.conf` with README's `listen ... ssl` lines, one worker per core):
+//! 1,000 and 10,000 idle streams (user-space memory per stream: the server's RSS growth plus
+//! nginx's master and workers'), 10,000 streams × 100 ms (CPU per delivered frame, server plus
+//! nginx, over `sse_frames_sent_total`), and prints the ratios against plain HTTP. Then
+//! `handshakes`: new TLS connections per second against `sse-server --threads 1` and nginx
+//! with one worker, same certificate (P-256 ECDSA, then RSA-2048), from
+//! `SSE_BENCH_HANDSHAKE_CLIENTS` rustls client threads (default two per core) that never offer
+//! a session (nginx's access log shows none resumed), each connection `GET /healthz` then the
+//! server's close; the server's CPU per handshake and its inverse, one core's capacity, so the
+//! figure is the server's even where the clients set the pace. One certificate, made by
+//! `tests/common/pki.rs`. Needs nginx for its rows (skipped with a note otherwise).
 //!
 //! The hub scenarios (`fanout`: 19,000 subscribers of one topic, 1 publish/s; `throughput`:
 //! 1,000 subscribers, 100 publishes/s) run sse-server (`GET /sse?topic=bench`,
@@ -1134,7 +1152,13 @@ fn tls_scenario() {
         transport: Transport::Nginx(pki.clone()),
         ..Spec::ours("nginx (HTTPS) → sse-server (HTTP)", &[])
     };
-    let specs: Vec<&Spec> = (0..rounds()).flat_map(|_| [&plain, &tls, &nginx]).collect();
+    let mut kinds = vec![&plain, &tls];
+    if nginx_program().is_some() {
+        kinds.push(&nginx);
+    } else {
+        println!("Skipped: nginx in front (nginx is not installed).");
+    }
+    let specs: Vec<&Spec> = (0..rounds()).flat_map(|_| kinds.clone()).collect();
     let quick = quick();
     let (sizes, window_s): (&[usize], u64) = if quick {
         (&[2_000], 2)
@@ -1164,13 +1188,14 @@ fn tls_scenario() {
     };
     let rate: Vec<Row> = specs.iter().map(|s| run(s, &case)).collect();
     print_table("Frame rate, HTTP and HTTPS", &case, &rate);
-    print_tls_ratios(&idle, &rate, [&plain.name, &tls.name, &nginx.name]);
+    let names: Vec<&str> = kinds.iter().map(|k| k.name.as_str()).collect();
+    print_tls_ratios(&idle, &rate, &names);
     handshake_scenario();
 }
 
 /// The issue's HTTPS figures against plain HTTP, medians over rounds: the user-space memory of
 /// an idle stream (the largest idle case) and the CPU per delivery at the frame rate.
-fn print_tls_ratios(idle: &[Row], rate: &[Row], names: [&String; 3]) {
+fn print_tls_ratios(idle: &[Row], rate: &[Row], names: &[&str]) {
     let median = |rows: &[Row], name: &str, f: &dyn Fn(&Row) -> f64| {
         quantile(
             &sorted(rows.iter().filter(|r| r.name == name).map(f).collect()),
@@ -1190,7 +1215,7 @@ fn print_tls_ratios(idle: &[Row], rate: &[Row], names: [&String; 3]) {
     println!("|---|---|---|---|---|---|");
     let base_rss = median(idle, names[0], &Row::rss_per_stream);
     let base_cpu = median(rate, names[0], &Row::cpu_us_per_frame);
-    for name in names {
+    for &name in names {
         let rss = median(idle, name, &Row::rss_per_stream);
         let cpu = median(rate, name, &Row::cpu_us_per_frame);
         let nginx = |rows: &[Row], f: &dyn Fn(&Front, &Row) -> f64| {
