@@ -497,8 +497,12 @@ fn every_route_answers_over_h2_as_over_http1() {
             "{s}: {fields:?}"
         );
     }
+    // A content-length that is not the DATA's length is malformed (RFC 9113 section 8.1.1):
+    // that stream is reset, the connection goes on.
+    c.request(15, "POST", "/publish", &[("content-length", "50")], false);
+    c.data(15, b"topic=t&data=x", true);
     // The connection is still good for more.
-    c.get(15, "/healthz");
+    c.get(17, "/healthz");
     c.read_until(Duration::from_secs(5), |g| {
         g.iter().any(|g| {
             matches!(
@@ -511,7 +515,10 @@ fn every_route_answers_over_h2_as_over_http1() {
             )
         })
     });
-    assert_eq!(String::from_utf8(c.body(15)).unwrap(), "ok\n");
+    assert_eq!(String::from_utf8(c.body(17)).unwrap(), "ok\n");
+    assert_eq!(c.reset(15), Some(ErrorCode::ProtocolError));
+    assert_eq!(c.head(15), None);
+    assert_eq!(c.goaway(), None);
 }
 
 #[test]

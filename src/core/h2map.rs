@@ -30,7 +30,8 @@ pub struct Malformed;
 /// `:authority` becomes `Host` (a `host` field the client also sent is dropped: RFC 9113
 /// section 8.3.1 makes `:authority` win); `cookie` fields split by the client are joined with
 /// `; ` (section 8.2.3); `expect` is dropped (the body is complete: no `100 Continue`);
-/// `content-length` is the body's.
+/// `content-length` is the body's. A `content-length` the client sent must say the body's
+/// length (section 8.1.1: otherwise the request is malformed).
 pub fn request_bytes(req: &H2Request, out: &mut Vec<u8>) -> Result<(), Malformed> {
     let visible = |b: &[u8]| !b.is_empty() && b.iter().all(|&c| (0x21..0x7f).contains(&c));
     if !visible(&req.method) || !visible(&req.path) {
@@ -39,6 +40,22 @@ pub fn request_bytes(req: &H2Request, out: &mut Vec<u8>) -> Result<(), Malformed
     if req.authority.as_deref().is_some_and(|a| !visible(a)) {
         return Err(Malformed);
     }
+    let says_body = |v: &[u8]| {
+        !v.is_empty()
+            && v.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                == Some(req.body.len() as u64)
+    };
+    if req
+        .fields
+        .iter()
+        .any(|(n, v)| n == b"content-length" && !says_body(v))
+    {
+        return Err(Malformed);
+    }
+    let body_len = req.body.len().to_string();
     out.extend_from_slice(&req.method);
     out.push(b' ');
     out.extend_from_slice(&req.path);
@@ -71,7 +88,7 @@ pub fn request_bytes(req: &H2Request, out: &mut Vec<u8>) -> Result<(), Malformed
     }
     if !req.body.is_empty() || !matches!(&req.method[..], b"GET" | b"HEAD" | b"OPTIONS") {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(req.body.len().to_string().as_bytes());
+        out.extend_from_slice(body_len.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -173,7 +190,7 @@ mod tests {
             &[
                 ("host", "other"),
                 ("cookie", "a=1"),
-                ("content-length", "99"),
+                ("content-length", "14"),
                 ("expect", "100-continue"),
                 ("content-type", "application/x-www-form-urlencoded"),
                 ("cookie", "b=2"),
@@ -190,6 +207,23 @@ mod tests {
             bytes(&req("GET", "/sse", &[], "")).unwrap(),
             "GET /sse HTTP/1.1\r\nhost: example.test\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_content_length_that_is_not_the_bodys_is_malformed() {
+        for cl in ["13", "15", "", " 14", "x", "99999999999999999999999"] {
+            let r = req(
+                "POST",
+                "/publish",
+                &[("content-length", cl)],
+                "topic=t&data=x",
+            );
+            assert_eq!(bytes(&r), Err(Malformed), "{cl:?}");
+        }
+        let r = req("GET", "/", &[("content-length", "0")], "");
+        assert!(bytes(&r).is_ok());
+        let r = req("POST", "/p", &[("content-length", "014")], "topic=t&data=x");
+        assert!(bytes(&r).is_ok());
     }
 
     #[test]
