@@ -1717,20 +1717,34 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-/// The floor: `write` of 128 bytes appended to a file + `File::sync_data` (fdatasync), timed
-/// together, `rounds` times, in milliseconds, sorted. The file is created and synced first, so
-/// the loop pays what an append-only log pays per group commit.
-fn sync_floor(rounds: usize) -> Vec<f64> {
-    use std::io::Write;
+/// How the floor's records reach the file.
+#[derive(Clone, Copy, PartialEq)]
+enum Floor {
+    /// Appended: each sync also makes the file's new size durable (metadata to journal).
+    Append,
+    /// Written over space allocated and zero-filled (and synced) beforehand: each sync has
+    /// only the data to write.
+    Overwrite,
+}
+
+/// The floor: `write` of 128 bytes to a file + `File::sync_data` (fdatasync), timed together,
+/// `rounds` times, in milliseconds, sorted. The file is created and synced first, so the loop
+/// pays what a log pays per group commit: appending, or over preallocated space.
+fn sync_floor(rounds: usize, how: Floor) -> Vec<f64> {
+    use std::os::unix::fs::FileExt;
     let dir = fresh_dir("floor");
-    let mut file = std::fs::File::create(dir.join("sync")).expect("create the floor's file");
+    let file = std::fs::File::create(dir.join("sync")).expect("create the floor's file");
+    if how == Floor::Overwrite {
+        file.write_all_at(&vec![0u8; rounds * 128], 0)
+            .expect("zero-fill");
+    }
     file.sync_all().expect("sync");
     let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
     let record = [0x5au8; 128];
     let mut ms = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    for i in 0..rounds {
         let t = Instant::now();
-        file.write_all(&record).expect("write");
+        file.write_all_at(&record, (i * 128) as u64).expect("write");
         file.sync_data().expect("fdatasync");
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -1954,11 +1968,204 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// The light client: one keep-alive connection, blocking, `rate` publishes a second for
+/// `window_s` seconds (each sent at its time, or at once if the previous answer came late),
+/// timing only each round trip (request written to answer read), in ms, sorted. Every answer
+/// must be 200.
+fn light_publish(port: u16, rate: f64, window_s: u64) -> Vec<f64> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect the light client");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let n = (rate * window_s as f64) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = start + period * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let body = format!("topic=bench&data=%7B%22seq%22%3A{i}%2C%22light%22%3Atrue%7D");
+        let request = format!(
+            "POST /publish HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let t = Instant::now();
+        writer.write_all(request.as_bytes()).expect("publish");
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("answer");
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("answer head");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut skip = vec![0; length];
+        reader.read_exact(&mut skip).expect("answer body");
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "light publish {i}: {status}"
+        );
+    }
+    sorted(ms)
+}
+
+/// The whole `/metrics` text now (empty if it could not be read).
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+/// A latency histogram read from `/metrics`: cumulative counts by upper bound (ms; the last
+/// `+Inf`) and the sum (ms).
+#[derive(Clone, Default)]
+struct Hist {
+    bounds_ms: Vec<f64>,
+    cumulative: Vec<f64>,
+    sum_ms: f64,
+}
+
+impl Hist {
+    /// Histogram `name` with `label` (`store="memory"`, or empty) in a `/metrics` text.
+    fn read(text: &str, name: &str, label: &str) -> Hist {
+        let sep = if label.is_empty() { "" } else { "," };
+        let bucket = format!("{name}_bucket{{{label}{sep}le=\"");
+        let sum = if label.is_empty() {
+            format!("{name}_sum ")
+        } else {
+            format!("{name}_sum{{{label}}} ")
+        };
+        let mut h = Hist::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix(&bucket) {
+                let Some((le, n)) = rest.split_once("\"} ") else {
+                    continue;
+                };
+                h.bounds_ms
+                    .push(le.parse::<f64>().map_or(f64::INFINITY, |s| s * 1e3));
+                h.cumulative.push(n.trim().parse().unwrap_or(f64::NAN));
+            } else if let Some(v) = line.strip_prefix(&sum) {
+                h.sum_ms = v.trim().parse::<f64>().unwrap_or(f64::NAN) * 1e3;
+            }
+        }
+        h
+    }
+
+    /// What was recorded between `earlier` and `self`.
+    fn since(&self, earlier: &Hist) -> Hist {
+        let before = |i: usize| earlier.cumulative.get(i).copied().unwrap_or(0.0);
+        Hist {
+            bounds_ms: self.bounds_ms.clone(),
+            cumulative: self
+                .cumulative
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c - before(i))
+                .collect(),
+            sum_ms: self.sum_ms - earlier.sum_ms,
+        }
+    }
+
+    fn count(&self) -> f64 {
+        self.cumulative.last().copied().unwrap_or(0.0)
+    }
+
+    fn mean_ms(&self) -> f64 {
+        self.sum_ms / self.count()
+    }
+
+    /// Quantile `q`, interpolated linearly within its bucket (so known to within that
+    /// bucket's width); the last finite bound if it fell in `+Inf`.
+    fn quantile_ms(&self, q: f64) -> f64 {
+        let total = self.count();
+        if total.is_nan() || total <= 0.0 {
+            return f64::NAN;
+        }
+        let want = q * total;
+        let mut low = 0.0;
+        let mut below = 0.0;
+        for (b, c) in self.bounds_ms.iter().zip(&self.cumulative) {
+            if *c >= want {
+                if b.is_infinite() {
+                    return low;
+                }
+                let inside = c - below;
+                let f = if inside > 0.0 {
+                    (want - below) / inside
+                } else {
+                    1.0
+                };
+                return low + f * (b - low);
+            }
+            low = *b;
+            below = *c;
+        }
+        f64::NAN
+    }
+}
+
+/// The publish answer histogram's label for a row's store.
+fn store_label(store: Store) -> &'static str {
+    match store {
+        Store::Memory => "store=\"memory\"",
+        Store::DataDir(_) => "store=\"data-dir\"",
+        Store::Redis(_) => "store=\"redis\"",
+    }
+}
+
+/// The server's own figures over one phase of a row: its publish answers, and with the data
+/// dir the stages of its log (queue, write, sync, stored).
+#[derive(Clone, Default)]
+struct ServerSide {
+    answer: Hist,
+    queue: Hist,
+    write: Hist,
+    sync: Hist,
+    stored: Hist,
+}
+
+impl ServerSide {
+    fn between(before: &str, after: &str, store: Store) -> ServerSide {
+        let h = |name: &str, label: &str| {
+            Hist::read(after, name, label).since(&Hist::read(before, name, label))
+        };
+        ServerSide {
+            answer: h("sse_publish_answer_seconds", store_label(store)),
+            queue: h("sse_data_log_queue_seconds", ""),
+            write: h("sse_data_log_write_seconds", ""),
+            sync: h("sse_data_log_sync_seconds", ""),
+            stored: h("sse_data_log_stored_seconds", ""),
+        }
+    }
+}
+
 struct DurableRow {
     store: Store,
     /// `None` when the store could not be started (no `redis-server`) or wrk is missing.
     wrk: Option<Wrk>,
     rated: Option<Value>,
+    /// The light client's round trips (ms, sorted).
+    light: Vec<f64>,
+    /// The server's figures during sse-load's fixed rate, the light client's, and wrk.
+    server_rated: ServerSide,
+    server_light: ServerSide,
+    server_wrk: ServerSide,
 }
 
 /// One row: a fresh server (and a fresh Redis or data dir), the rated publisher, then wrk.
@@ -1982,6 +2189,10 @@ fn run_store(store: Store, rate: f64, window_s: u64, wrk: bool) -> DurableRow {
                     store,
                     wrk: None,
                     rated: None,
+                    light: Vec::new(),
+                    server_rated: ServerSide::default(),
+                    server_light: ServerSide::default(),
+                    server_wrk: ServerSide::default(),
                 };
             };
             let url = format!("redis://127.0.0.1:{}", r.port);
@@ -1990,14 +2201,23 @@ fn run_store(store: Store, rate: f64, window_s: u64, wrk: bool) -> DurableRow {
         }
     };
     let server = spawn_ours(port, &extra);
+    let m0 = metrics_text(port);
     let rated = rated_publish(port, rate, window_s);
+    let m1 = metrics_text(port);
+    let light = light_publish(port, rate, window_s);
+    let m2 = metrics_text(port);
     let wrk = wrk.then(|| wrk_publish(port, window_s));
+    let m3 = metrics_text(port);
     stop(server);
     drop(redis);
     DurableRow {
         store,
         wrk,
         rated: Some(rated),
+        light,
+        server_rated: ServerSide::between(&m0, &m1, store),
+        server_light: ServerSide::between(&m1, &m2, store),
+        server_wrk: ServerSide::between(&m2, &m3, store),
     }
 }
 
@@ -2181,16 +2401,22 @@ fn durable_scenario() {
     let mut floors = Vec::new();
     let mut rows = Vec::new();
     for _ in 0..rounds() {
-        floors.push(sync_floor(floor_rounds));
+        for how in [Floor::Append, Floor::Overwrite] {
+            floors.push((how, sync_floor(floor_rounds, how)));
+        }
         for store in Store::ALL {
             rows.push(run_store(store, rate, window_s, wrk));
         }
     }
-    println!("\n| floor: 128-byte append + fdatasync | p50 | p90 | p99 | max |");
+    println!("\n| floor: 128-byte write + fdatasync | p50 | p90 | p99 | max |");
     println!("|---|---|---|---|---|");
-    for f in &floors {
+    for (how, f) in &floors {
         println!(
-            "| {} rounds | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms |",
+            "| {}, {} rounds | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms |",
+            match how {
+                Floor::Append => "appended",
+                Floor::Overwrite => "over preallocated zeros",
+            },
             f.len(),
             quantile(f, 0.5),
             quantile(f, 0.9),
@@ -2199,6 +2425,7 @@ fn durable_scenario() {
         );
     }
     print_durable_rows(&rows, rate);
+    print_durable_server_side(&rows, rate);
     let s = startup(events, starts);
     println!(
         "\nStart-up with a full history: {} events, {:.1} MiB held (limits 10,000 events, 64 MiB), {:.1} MiB of segments, {} events recovered at the last start; spawn to the first `/healthz` 200:\n",
@@ -2222,7 +2449,13 @@ fn durable_scenario() {
         );
     }
     let floor_p99 = quantile(
-        &sorted(floors.iter().map(|f| quantile(f, 0.99)).collect()),
+        &sorted(
+            floors
+                .iter()
+                .filter(|(how, _)| *how == Floor::Append)
+                .map(|(_, f)| quantile(f, 0.99))
+                .collect(),
+        ),
         0.5,
     );
     print_durable_ratios(&rows, floor_p99);
@@ -2266,6 +2499,55 @@ fn print_durable_rows(rows: &[DurableRow], rate: f64) {
     }
 }
 
+/// The server's own answer times beside the clients', and the data dir's stages.
+fn print_durable_server_side(rows: &[DurableRow], rate: f64) {
+    let pair = |h: &Hist| format!("{:.3} / {:.3} ms", h.quantile_ms(0.5), h.quantile_ms(0.99));
+    println!("\nAnswer times seen by the server (`sse_publish_answer_seconds`: request complete to the answer's last byte written; p50 / p99 interpolated within buckets 25-250 µs wide below 1 ms) beside the clients' (sse-load's publisher with 10 subscribers; the light client: one keep-alive connection, blocking, timing the round trip only):\n");
+    println!("| store | sse-load at {rate}/s: client p50 / p99 | server p50 / p99 | light client at {rate}/s: round trip p50 / p99 / max | server p50 / p99 | wrk: server p50 / p99 |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        let Some(rated) = &r.rated else {
+            continue;
+        };
+        let l = &r.light;
+        println!(
+            "| {} | {:.3} / {:.3} ms | {} | {:.3} / {:.3} / {:.3} ms | {} | {} |",
+            r.store.name(),
+            json_f64(rated, "hub.published.answer_ms.p50"),
+            json_f64(rated, "hub.published.answer_ms.p99"),
+            pair(&r.server_rated.answer),
+            quantile(l, 0.5),
+            quantile(l, 0.99),
+            quantile(l, 1.0),
+            pair(&r.server_light.answer),
+            pair(&r.server_wrk.answer),
+        );
+    }
+    println!("\nThe data dir's stages (mean / p99, ms): queue (submit to the log's thread taking it), write, sync (per batch), stored (submit to the log's answer), the server's answer, and what follows the log's answer (answer − stored: the hand-back through the loop's waker and the answer's write), per phase:\n");
+    println!("| store | phase | publishes | per sync | queue | write | sync | stored | answer | answer − stored (mean) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mp = |h: &Hist| format!("{:.3} / {:.3}", h.mean_ms(), h.quantile_ms(0.99));
+    for r in rows.iter().filter(|r| matches!(r.store, Store::DataDir(_))) {
+        for (phase, s) in [
+            (format!("light client, {rate}/s"), &r.server_light),
+            ("wrk".to_string(), &r.server_wrk),
+        ] {
+            println!(
+                "| {} | {phase} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {:.3} |",
+                r.store.name(),
+                s.stored.count(),
+                s.stored.count() / s.sync.count(),
+                mp(&s.queue),
+                mp(&s.write),
+                mp(&s.sync),
+                mp(&s.stored),
+                mp(&s.answer),
+                s.answer.mean_ms() - s.stored.mean_ms(),
+            );
+        }
+    }
+}
+
 /// The issue's goals, from the medians over rounds.
 fn print_durable_ratios(rows: &[DurableRow], floor_p99: f64) {
     let rps = |s| median_of(rows, s, |r| r.wrk.as_ref().map_or(f64::NAN, |w| w.rps));
@@ -2284,10 +2566,23 @@ fn print_durable_ratios(rows: &[DurableRow], floor_p99: f64) {
         "- batch vs Redis everysec, wrk publishes/s: {:.2}× (goal ≥ 1)",
         rps(batch) / rps(Store::Redis("everysec"))
     );
+    let light_p99 = |s| median_of(rows, s, |r| quantile(&r.light, 0.99));
+    let server_p99 =
+        |s, phase: fn(&DurableRow) -> &Hist| median_of(rows, s, |r| phase(r).quantile_ms(0.99));
     println!(
-        "- batch answer p99 / floor sync p99 ({floor_p99:.3} ms): {:.2}× at the fixed rate, {:.2}× under wrk (goal ≤ 2)",
+        "- batch answer p99 / floor sync p99 ({floor_p99:.3} ms): {:.2}× at the fixed rate (sse-load), {:.2}× under wrk (goal ≤ 2)",
         rated_p99(batch) / floor_p99,
         wrk_p99(batch) / floor_p99
+    );
+    println!(
+        "- the same at the fixed rate, light client: {:.2}× (round trip p99 {:.3} ms; memory history {:.3} ms); server side: {:.2}× (answer p99 {:.3} ms; memory history {:.3} ms); server side under wrk: {:.2}×",
+        light_p99(batch) / floor_p99,
+        light_p99(batch),
+        light_p99(Store::Memory),
+        server_p99(batch, |r| &r.server_light.answer) / floor_p99,
+        server_p99(batch, |r| &r.server_light.answer),
+        server_p99(Store::Memory, |r| &r.server_light.answer),
+        server_p99(batch, |r| &r.server_wrk.answer) / floor_p99,
     );
     println!(
         "- always vs Redis always, wrk publishes/s: {:.2}× (goal ≥ 0.9); answer p99 at the fixed rate {:.2} vs {:.2} ms",
