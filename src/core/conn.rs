@@ -1258,6 +1258,39 @@ mod tests {
         h
     }
 
+    /// A publish's answer is timed from the request complete to its last byte written (a
+    /// partial write records nothing yet), in the loop's clock; other requests are not timed.
+    #[test]
+    fn a_publish_answer_is_timed_to_its_last_byte() {
+        let mut h = hub_env(100);
+        let answers = |h: &Env| -> u64 {
+            let s = h.metrics.shard(0);
+            s.publish_answer_buckets.iter().map(|c| c.get()).sum()
+        };
+        let mut c = h.conn();
+        h.input(
+            &mut c,
+            b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\n\r\ntopic=a&data=x",
+        );
+        h.advance(2);
+        let first = h.write_at_most(&mut c, 10);
+        assert_eq!(text(&first), "HTTP/1.1 2");
+        assert_eq!(answers(&h), 0, "not all written yet");
+        h.advance(3);
+        assert!(text(&h.flush(&mut c)).ends_with("t-1\n"));
+        let s = h.metrics.shard(0);
+        assert_eq!(answers(&h), 1);
+        assert_eq!(s.publish_answer_sum_us.get(), 5_000);
+        assert_eq!(
+            s.publish_answer_buckets[crate::util::latency::bucket(5_000)].get(),
+            1
+        );
+        h.input(&mut c, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.advance(1);
+        assert!(text(&h.flush(&mut c)).starts_with("HTTP/1.1 200"));
+        assert_eq!(answers(&h), 1, "a GET is not a publish");
+    }
+
     fn publish(h: &mut Env, topic: &str, data: &str) {
         let p = crate::hub::history::Publish {
             topics: vec![topic.into()],
