@@ -870,7 +870,6 @@ fn python_h2_requests_with_malformed_fields_are_refused_and_the_connection_goes_
 
 /// RFC 9113 8.1.1: a `content-length` above or below the DATA's total.
 #[test]
-#[ignore = "fails today: a content-length that is not the DATA's length is answered 200"]
 fn python_h2_a_content_length_that_is_not_the_data_length_is_refused() {
     if !clients_installed() {
         return;
