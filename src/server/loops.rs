@@ -27,7 +27,7 @@ use crate::core::h2map;
 use crate::core::metrics::{Metrics, Timeout};
 use crate::core::reply::Reply;
 use crate::core::reply::{Answer, Completion, Later};
-use crate::core::tls::{Proto, Tls, MAX_ENCRYPT};
+use crate::core::tls::{Proto, Tls, TlsError, MAX_ENCRYPT};
 use crate::hub::history::{Hub, Ids, LocalHub};
 use crate::server::config::Config;
 use crate::server::h2side::{self, H2Link, H2Table, Sub};
@@ -2161,8 +2161,13 @@ fn write_tls(
             conn.on_sent(0, scratch, now, ctx);
             break;
         }
-        if tls.encrypt([a, b], enc).is_err() {
-            return Err(());
+        match tls.encrypt([a, b], enc) {
+            Ok(()) => {}
+            // The session's keys are spent: its `close_notify` is pending instead of the
+            // frame; written above, the write side shut, then the next turn ends the
+            // connection (the session encrypts nothing more).
+            Err(TlsError::KeysSpent) => continue,
+            Err(_) => return Err(()),
         }
         let mut w = 0;
         while w < enc.len() {
@@ -2222,6 +2227,11 @@ fn read_tls(io: TlsIo<'_>, conn: &mut Conn, ctx: &mut Ctx<'_>, read_buf: &mut [u
                 }
                 Err(_) => {
                     ctx.shard.tls_errors.inc();
+                    // The alert that says why (or `close_notify`), if the socket takes it now:
+                    // the connection is closed either way.
+                    if !tls.pending().is_empty() {
+                        let _ = sock.write(tls.pending());
+                    }
                     conn.abort(ctx);
                     return true;
                 }
