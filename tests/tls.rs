@@ -557,3 +557,203 @@ fn plain_and_tls_connections_reusing_slab_keys_keep_their_own_transport() {
     }
     assert_eq!(server.metric("sse_tls_connections_open"), 0.0);
 }
+
+/// An `openssl s_client` run against `addr`: its stdin kept open (requests written to it),
+/// its stdout and stderr collected by threads. Killed when dropped.
+struct SClient {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl SClient {
+    fn start(addr: SocketAddr, ca: &Path, args: &[&str]) -> SClient {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string()])
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(ca)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("openssl s_client runs");
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let readers: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for mut r in readers {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        SClient {
+            stdin: child.stdin.take(),
+            child,
+            out,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `pred` holds on everything s_client printed; returns it either way.
+    fn wait(&self, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + within;
+        loop {
+            let t = self.text();
+            if pred(&t) || Instant::now() >= end {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether s_client exited within `within`.
+    fn exited(&mut self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for SClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OpenSSL's client streams over every suite the server has: TLS 1.3's three
+/// (`-ciphersuites`) and TLS 1.2's ECDHE suites with AES-128-GCM, AES-256-GCM and
+/// ChaCha20-Poly1305 for ECDSA and RSA certificates (`-cipher`): the session's own record
+/// layer, after the handshake, against a TLS stack nobody here wrote.
+#[test]
+fn openssl_streams_over_every_tls12_and_tls13_suite() {
+    let dir = TempDir::new("suites");
+    make_pki(&dir.0, "ec", KeyKind::Ecdsa);
+    make_pki(&dir.0, "rsa", KeyKind::Rsa);
+    for (pki, version, flag, suite) in [
+        ("ec", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"),
+        ("ec", "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"),
+        (
+            "ec",
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        ("ec", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        ("ec", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("ec", "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+        ("rsa", "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("rsa", "-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384"),
+        ("rsa", "-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"),
+    ] {
+        let (server, tls) = start_tls(
+            &dir.path(&format!("{pki}.pem")),
+            &dir.path(&format!("{pki}.key")),
+            &["--interval-ms", "100"],
+        );
+        let ca = dir.path(&format!("{pki}-ca.pem"));
+        let mut s = SClient::start(tls, &ca, &[version, flag, suite, "-brief", "-ign_eof"]);
+        // A request, then frames.
+        s.send(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let text = s.wait(Duration::from_secs(10), |t| {
+            t.matches("event:sseEvent").count() >= 3
+        });
+        assert!(
+            text.contains(&format!("Ciphersuite: {suite}")),
+            "{suite}: {text}"
+        );
+        assert!(
+            text.matches("event:sseEvent").count() >= 3,
+            "{suite}: {text}"
+        );
+        assert!(text.contains("HTTP/1.1 200 OK"), "{suite}: {text}");
+        assert_eq!(server.metric("sse_tls_errors_total"), 0.0, "{suite}");
+        drop(s);
+        server.wait_metric("sse_tls_connections_open", 0.0, Duration::from_secs(5));
+    }
+}
+
+/// A TLS 1.3 `KeyUpdate` (s_client's `k` command) is not honoured: the server ends the stream
+/// with `close_notify` (s_client reads a clean close: "closed"), counts it, and its other
+/// streams go on.
+#[test]
+fn a_key_update_from_openssl_ends_the_stream_cleanly() {
+    let dir = TempDir::new("keyupdate");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(
+        &dir.path("s.pem"),
+        &dir.path("s.key"),
+        &["--interval-ms", "100"],
+    );
+    let mut other = tls_connect(tls, &ca);
+    other
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut s = SClient::start(tls, &ca, &["-tls1_3"]);
+    s.send(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let text = s.wait(Duration::from_secs(10), |t| t.contains("event:sseEvent"));
+    assert!(text.contains("event:sseEvent"), "{text}");
+    s.send(b"k\n");
+    let text = s.wait(Duration::from_secs(5), |t| t.contains("\nclosed"));
+    assert!(text.contains("KEYUPDATE"), "{text}");
+    assert!(
+        text.contains("\nclosed"),
+        "s_client saw close_notify: {text}"
+    );
+    assert!(s.exited(Duration::from_secs(5)), "{text}");
+    assert_eq!(server.metric("sse_tls_errors_total"), 1.0);
+    // The other stream still ticks.
+    let got = read_until(&mut other, Duration::from_secs(5), |b| {
+        common::frames(b).len() >= 3
+    });
+    assert!(common::frames(&got).len() >= 3);
+    assert_eq!(server.metric("sse_tls_connections_open"), 1.0);
+}
+
+/// A session resumes, by TLS 1.3 ticket and by TLS 1.2 session id (`-sess_out`, then
+/// `-sess_in`), and the resumed session's records serve the request.
+#[test]
+fn openssl_resumes_over_tls12_and_tls13() {
+    let dir = TempDir::new("resume");
+    make_pki(&dir.0, "s", KeyKind::Ecdsa);
+    let ca = dir.path("s-ca.pem");
+    let (server, tls) = start_tls(&dir.path("s.pem"), &dir.path("s.key"), &[]);
+    for version in ["-tls1_3", "-tls1_2"] {
+        let sess = dir.path(&format!("sess{version}"));
+        let sess = sess.to_str().unwrap();
+        for (flag, want) in [("-sess_out", "New, "), ("-sess_in", "Reused, ")] {
+            let mut s = SClient::start(tls, &ca, &[version, flag, sess, "-ign_eof"]);
+            s.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            assert!(s.exited(Duration::from_secs(10)), "{version} {flag}");
+            let text = s.wait(Duration::from_secs(1), |t| t.contains("\nok"));
+            assert!(text.contains(want), "{version} {flag}: {text}");
+            assert!(text.contains("\r\n\r\nok"), "{version} {flag}: {text}");
+        }
+    }
+    assert_eq!(server.metric("sse_tls_handshakes_total"), 4.0);
+    assert_eq!(server.metric("sse_tls_errors_total"), 0.0);
+}

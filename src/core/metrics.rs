@@ -409,7 +409,7 @@ impl Metrics {
         counter(
             out,
             "sse_tls_errors_total",
-            "TLS sessions closed on a protocol error (bytes that are not TLS, a failed handshake).",
+            "TLS sessions closed on a protocol error (bytes that are not TLS, a failed handshake, a bad record, an alert, a key update).",
             self.sum(|s| &s.tls_errors),
         );
         out.push_str("# HELP sse_http_responses_total HTTP responses by status code.\n");
