@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -650,9 +650,9 @@ impl Drop for SClient {
 /// layer, after the handshake, against a TLS stack nobody here wrote.
 #[test]
 fn openssl_streams_over_every_tls12_and_tls13_suite() {
-    let dir = TempDir::new("suites");
-    make_pki(&dir.0, "ec", KeyKind::Ecdsa);
-    make_pki(&dir.0, "rsa", KeyKind::Rsa);
+    let dir = TempDir::new("tls-suites");
+    let ec = Pki::make(&dir.0, "ec", KeyKind::Ecdsa);
+    let rsa = Pki::make(&dir.0, "rsa", KeyKind::Rsa);
     for (pki, version, flag, suite) in [
         ("ec", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"),
         ("ec", "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"),
@@ -669,13 +669,9 @@ fn openssl_streams_over_every_tls12_and_tls13_suite() {
         ("rsa", "-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384"),
         ("rsa", "-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"),
     ] {
-        let (server, tls) = start_tls(
-            &dir.path(&format!("{pki}.pem")),
-            &dir.path(&format!("{pki}.key")),
-            &["--interval-ms", "100"],
-        );
-        let ca = dir.path(&format!("{pki}-ca.pem"));
-        let mut s = SClient::start(tls, &ca, &[version, flag, suite, "-brief", "-ign_eof"]);
+        let pki = if pki == "ec" { &ec } else { &rsa };
+        let (server, tls) = Server::start_tls(&pki.cert, &pki.key, &["--interval-ms", "100"]);
+        let mut s = SClient::start(tls, &pki.ca, &[version, flag, suite, "-brief", "-ign_eof"]);
         // A request, then frames.
         s.send(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let text = s.wait(Duration::from_secs(10), |t| {
@@ -701,14 +697,7 @@ fn openssl_streams_over_every_tls12_and_tls13_suite() {
 /// streams go on.
 #[test]
 fn a_key_update_from_openssl_ends_the_stream_cleanly() {
-    let dir = TempDir::new("keyupdate");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(
-        &dir.path("s.pem"),
-        &dir.path("s.key"),
-        &["--interval-ms", "100"],
-    );
+    let (_dir, ca, server, tls) = https("keyupdate", &["--interval-ms", "100"]);
     let mut other = tls_connect(tls, &ca);
     other
         .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -738,10 +727,7 @@ fn a_key_update_from_openssl_ends_the_stream_cleanly() {
 /// `-sess_in`), and the resumed session's records serve the request.
 #[test]
 fn openssl_resumes_over_tls12_and_tls13() {
-    let dir = TempDir::new("resume");
-    make_pki(&dir.0, "s", KeyKind::Ecdsa);
-    let ca = dir.path("s-ca.pem");
-    let (server, tls) = start_tls(&dir.path("s.pem"), &dir.path("s.key"), &[]);
+    let (dir, ca, server, tls) = https("resume", &[]);
     for version in ["-tls1_3", "-tls1_2"] {
         let sess = dir.path(&format!("sess{version}"));
         let sess = sess.to_str().unwrap();
