@@ -131,6 +131,10 @@ pub enum Alert {
 const ALERT: u8 = 21;
 const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
+/// Handshake message types a client may send after the handshake (RFC 8446 section 4, RFC
+/// 5246 section 7.4).
+const CLIENT_HELLO: u8 = 1;
+const KEY_UPDATE: u8 = 24;
 /// The most plaintext in one record.
 const MAX_FRAGMENT: usize = 16 * 1024;
 /// The longest ciphertext a TLS 1.3 record may carry (RFC 8446 section 5.2).
@@ -530,9 +534,12 @@ impl Tls {
         self.peer_closed |= peer_closed;
         match result {
             Ok(()) => {
-                if from_inb {
+                if peer_closed {
+                    // Nothing after `close_notify` counts.
+                    self.inb.clear();
+                } else if from_inb {
                     self.inb.drain(..at);
-                } else if !peer_closed {
+                } else {
                     self.inb.extend_from_slice(&data[at..]);
                 }
                 Ok(())
@@ -847,11 +854,15 @@ impl Records {
                 }
             }
             HANDSHAKE => {
-                let empty = plain.len() == start;
+                // What a client may send after the handshake: a TLS 1.3 `KeyUpdate`, a TLS 1.2
+                // `ClientHello` (renegotiation). Not honoured; anything else is out of place.
+                let kind = plain.get(start).copied();
                 plain.truncate(start);
-                match empty {
-                    true => Err(Fail::Alert(Alert::UnexpectedMessage)),
-                    false => Err(Fail::Unsupported),
+                match (kind, self.tls13) {
+                    (Some(KEY_UPDATE), true) | (Some(CLIENT_HELLO), false) => {
+                        Err(Fail::Unsupported)
+                    }
+                    _ => Err(Fail::Alert(Alert::UnexpectedMessage)),
                 }
             }
             // change_cipher_spec after the handshake, or no type at all.

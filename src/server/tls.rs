@@ -647,4 +647,191 @@ mod tests {
             assert!(server.close(), "nothing to send after a failed handshake");
         }
     }
+
+    /// The client's side of a session, written independently of `core::tls` from the RFCs:
+    /// its sending keys taken out of rustls's client, so that a test can send any record.
+    struct RawClient {
+        key: ring::aead::LessSafeKey,
+        iv: [u8; 12],
+        seq: u64,
+        tls13: bool,
+        gcm12: bool,
+    }
+
+    impl RawClient {
+        fn new(client: rustls::ClientConnection) -> RawClient {
+            let tls13 = client.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+            let (seq, secrets) = client.dangerous_extract_secrets().unwrap().tx;
+            let (alg, key, iv, gcm) = match secrets {
+                rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+                    (&ring::aead::AES_128_GCM, key, iv, true)
+                }
+                rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+                    (&ring::aead::AES_256_GCM, key, iv, true)
+                }
+                rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                    (&ring::aead::CHACHA20_POLY1305, key, iv, false)
+                }
+                _ => unreachable!(),
+            };
+            RawClient {
+                key: ring::aead::LessSafeKey::new(
+                    ring::aead::UnboundKey::new(alg, key.as_ref()).unwrap(),
+                ),
+                iv: iv.as_ref().try_into().unwrap(),
+                seq,
+                tls13,
+                gcm12: gcm && !tls13,
+            }
+        }
+
+        /// One record of content type `typ` holding `content` (and, in TLS 1.3, `padding`
+        /// zeros after the type).
+        fn record(&mut self, typ: u8, content: &[u8], padding: usize) -> Vec<u8> {
+            let mut nonce = self.iv;
+            for (b, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+                *b ^= s;
+            }
+            let mut body = content.to_vec();
+            let (outer, aad): (u8, Vec<u8>) = if self.tls13 {
+                body.push(typ);
+                body.resize(body.len() + padding, 0);
+                let len = (body.len() + 16) as u16;
+                (23, [&[23u8, 3, 3][..], &len.to_be_bytes()].concat())
+            } else {
+                let mut aad = self.seq.to_be_bytes().to_vec();
+                aad.extend_from_slice(&[typ, 3, 3]);
+                aad.extend_from_slice(&(content.len() as u16).to_be_bytes());
+                (typ, aad)
+            };
+            let tag = self
+                .key
+                .seal_in_place_separate_tag(
+                    ring::aead::Nonce::assume_unique_for_key(nonce),
+                    ring::aead::Aad::from(&aad[..]),
+                    &mut body,
+                )
+                .unwrap();
+            body.extend_from_slice(tag.as_ref());
+            if self.gcm12 {
+                body.splice(0..0, nonce[4..].iter().copied());
+            }
+            self.seq += 1;
+            let mut rec = vec![outer, 3, 3];
+            rec.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            rec.extend_from_slice(&body);
+            rec
+        }
+    }
+
+    /// Records rustls's client would not send, each by its rule: padding (TLS 1.3) is
+    /// stripped, a record of padding only is `unexpected_message`; an alert other than
+    /// `close_notify` closes (no answer), an alert of three bytes is `decode_error`; a handshake
+    /// message other than `KeyUpdate` (TLS 1.3) or a renegotiating `ClientHello` (TLS 1.2) is
+    /// `unexpected_message`, the renegotiation gets `close_notify`; an empty application record
+    /// is nothing.
+    #[test]
+    fn records_only_a_hand_made_client_sends_end_by_their_rule() {
+        use crate::core::tls::{Alert, TlsError};
+        let (ca, cert, key) = pki("raw");
+        let config = server_config(Certs::load(&cert, &key).unwrap()).unwrap();
+        for (name, suite) in suites() {
+            let mut cc = (*client_config(&ca, suite)).clone();
+            cc.enable_secret_extraction = true;
+            let cc = Arc::new(cc);
+            let open = || {
+                let (client, server) = established(&config, &cc);
+                (RawClient::new(client), server)
+            };
+            let (mut c, mut server) = open();
+            let tls13 = c.tls13;
+            let mut batch = c.record(23, b"GET / HTTP/1.1\r\n", 0);
+            batch.extend(c.record(23, b"", 0));
+            batch.extend(c.record(23, b"\r\n", if tls13 { 300 } else { 0 }));
+            server.handle_tls(&batch).unwrap();
+            assert_eq!(server.plaintext(), b"GET / HTTP/1.1\r\n\r\n", "{name}");
+            type Case = (
+                &'static str,
+                u8,
+                &'static [u8],
+                usize,
+                fn(&TlsError) -> bool,
+                bool,
+            );
+            let cases: Vec<Case> = vec![
+                (
+                    "a fatal alert",
+                    21,
+                    &[2, 40],
+                    0,
+                    |e| matches!(e, TlsError::PeerAlert(40)),
+                    false,
+                ),
+                (
+                    "an alert of three bytes",
+                    21,
+                    &[1, 0, 0],
+                    0,
+                    |e| matches!(e, TlsError::Record(Alert::DecodeError)),
+                    true,
+                ),
+                (
+                    "a Finished after the handshake",
+                    22,
+                    &[20, 0, 0, 1, 0],
+                    0,
+                    |e| matches!(e, TlsError::Record(Alert::UnexpectedMessage)),
+                    true,
+                ),
+                (
+                    "an unknown content type",
+                    if tls13 { 99 } else { 24 },
+                    b"x",
+                    0,
+                    |e| matches!(e, TlsError::Record(Alert::UnexpectedMessage)),
+                    true,
+                ),
+            ];
+            let mut cases = cases;
+            if tls13 {
+                cases.push((
+                    "padding only",
+                    0,
+                    b"",
+                    40,
+                    |e| matches!(e, TlsError::Record(Alert::UnexpectedMessage)),
+                    true,
+                ));
+            } else {
+                cases.push((
+                    "a renegotiating ClientHello",
+                    22,
+                    &[1, 0, 0, 1, 3],
+                    0,
+                    |e| matches!(e, TlsError::Unsupported),
+                    true,
+                ));
+            }
+            for (case, typ, content, padding, is, answered) in cases {
+                let (mut c, mut server) = open();
+                let rec = c.record(typ, content, padding);
+                let err = server.handle_tls(&rec).unwrap_err();
+                assert!(is(&err), "{name}, {case}: {err}");
+                assert_eq!(
+                    !server.pending().is_empty(),
+                    answered,
+                    "{name}, {case}: an alert or close_notify for the peer"
+                );
+                assert!(server.plaintext().is_empty(), "{name}, {case}");
+            }
+            // The client's close_notify, with bytes after it that do not count.
+            let (mut c, mut server) = open();
+            let mut batch = c.record(21, &[1, 0], 0);
+            batch.extend_from_slice(&[23, 3, 3, 0, 40, 1, 2]);
+            server.handle_tls(&batch).unwrap();
+            assert!(server.peer_closed(), "{name}");
+            assert_eq!(server.buffered_input(), (0, 0), "{name}");
+            assert_eq!(server.room(), 0, "{name}");
+        }
+    }
 }
