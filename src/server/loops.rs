@@ -1262,11 +1262,13 @@ impl EventLoop {
             }
             link.stall_deadline = now.ms + stall;
             let out: &[u8] = match tls.as_deref_mut() {
-                Some(t) => {
-                    t.encrypt([&self.scratch, &[]], &mut self.tls_scratch)
-                        .map_err(|_| ())?;
-                    &self.tls_scratch
-                }
+                Some(t) => match t.encrypt([&self.scratch, &[]], &mut self.tls_scratch) {
+                    Ok(()) => &self.tls_scratch,
+                    // The session's keys are spent: its `close_notify` is pending instead
+                    // (written above, the write side shut); the next frames end the connection.
+                    Err(TlsError::KeysSpent) => continue,
+                    Err(_) => return Err(()),
+                },
                 None => &self.scratch,
             };
             let mut w = 0;
@@ -1342,6 +1344,11 @@ impl EventLoop {
                     Ok(_) => Ok(true),
                     Err(_) => {
                         self.shared.metrics.shard(self.id).tls_errors.inc();
+                        // The alert that says why (or `close_notify`), if the socket takes it
+                        // now: the connection is closed either way.
+                        if !tls.pending().is_empty() {
+                            let _ = sock.write(tls.pending());
+                        }
                         Err(())
                     }
                 },
