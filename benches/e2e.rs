@@ -12,6 +12,9 @@
 //! SSE_BENCH_QUICK=1 cargo bench --bench e2e -- durable   # a few-second check that it runs
 //! cargo bench --bench e2e -- fanout-templates       # 19,000 subscribers: 100 URI Templates
 //!                                                   # against one exact topic, same run
+//! cargo bench --bench e2e -- h2-fanout              # 19,000 subscribers over 190 HTTP/2
+//!                                                   # connections (h2c, TLS) beside 19,000
+//!                                                   # HTTP/1.1 ones, same run
 //! SSE_BENCH_BASELINE=/tmp/old/sse-server SSE_BENCH_ROUNDS=3 cargo bench --bench e2e -- rate fanout
 //!                                                   # before/after: another build, rows alternated
 //! cargo bench --bench e2e -- tls                    # HTTPS: plain, the server's own TLS, nginx
@@ -655,6 +658,11 @@ struct Hub {
     topic: &'static str,
     /// `sse-load --spread`: subscribers spread over this many paths (`{spread}` in `sub_path`).
     spread: usize,
+    /// `http` or `https` (then the server is started with the bench's certificate and
+    /// sse-load trusts its CA).
+    scheme: &'static str,
+    /// More `sse-load` arguments (`--h2`).
+    load_args: &'static [&'static str],
 }
 
 /// A `redis-server` for the "sse-server + Redis" rows, started once per bench run on a free
@@ -745,6 +753,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         format: "form",
         topic: "bench",
         spread: 1,
+        scheme: "http",
+        load_args: &[],
     }];
     found.push(Hub {
         name: "sse-server --data-dir",
@@ -759,6 +769,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
         format: "form",
         topic: "bench",
         spread: 1,
+        scheme: "http",
+        load_args: &[],
     });
     if baseline().is_some() {
         found.push(Hub {
@@ -773,6 +785,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
             format: "form",
             topic: "bench",
             spread: 1,
+            scheme: "http",
+            load_args: &[],
         });
     }
     if bench_redis().is_some() {
@@ -796,6 +810,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
             format: "form",
             topic: "bench",
             spread: 1,
+            scheme: "http",
+            load_args: &[],
         });
     }
     let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so");
@@ -815,6 +831,8 @@ fn hubs() -> (Vec<Hub>, Option<String>) {
             format: "raw",
             topic: "bench",
             spread: 1,
+            scheme: "http",
+            load_args: &[],
         });
         (found, None)
     } else {
@@ -882,8 +900,13 @@ fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
     let ramp_s = (case.subscribers / 4000) as u64 + 3;
     let warmup = ramp_s + 1;
     let duration = warmup + case.window_s + 2;
-    let base = format!("http://127.0.0.1:{port}");
-    let load = Command::new(SSE_LOAD)
+    let base = format!("{}://127.0.0.1:{port}", hub.scheme);
+    let mut load = Command::new(SSE_LOAD);
+    load.args(hub.load_args);
+    if hub.scheme == "https" {
+        load.arg("--tls-ca").arg(&bench_pki().ca);
+    }
+    let load = load
         .args([
             &format!("{base}{}", hub.sub_path),
             "-c",
@@ -1044,6 +1067,9 @@ fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
     if want("fanout-templates") {
         fanout_templates();
     }
+    if want("h2-fanout") {
+        h2_fanout();
+    }
     for (key, title, case) in cases {
         // The small check runs only when named.
         if !(want(key) && (key != "hub-small" || explicit.contains(&key))) {
@@ -1079,6 +1105,8 @@ fn fanout_templates() {
         format: "form",
         topic: "https://example.com/rooms/bench",
         spread: 1,
+        scheme: "http",
+        load_args: &[],
     };
     let templates = Hub {
         name: "sse-server, 100 URI Templates",
@@ -1108,6 +1136,121 @@ fn fanout_templates() {
         &case,
         &rows,
     );
+}
+
+/// The certificate the HTTPS hub rows serve (P-256, `tests/common/pki.rs`), made once per run
+/// in the bench directory.
+fn bench_pki() -> &'static Pki {
+    static PKI: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| Pki::make(&fresh_dir("hub-pki"), "hub", KeyKind::Ecdsa))
+}
+
+/// `h2-fanout` (issue 22): the 19,000-subscriber fan-out (one topic, one publish a second) over
+/// 190 HTTP/2 connections of 100 streams each (h2c with prior knowledge), beside the same
+/// fan-out over 19,000 HTTP/1.1 connections and over 190 TLS connections with ALPN h2, rows
+/// alternated over `SSE_BENCH_ROUNDS`; then connections and streams per row and the ratio of
+/// each h2 row's publish-to-deliver p99 to HTTP/1.1's (medians over the rounds; the goal is
+/// 0.3 or less). Quick: 2,000 subscribers (20 connections), 3 s.
+fn h2_fanout() {
+    fn ours(port: u16) -> Command {
+        let mut c = Command::new(SSE_SERVER);
+        c.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+        c
+    }
+    fn ours_tls(port: u16) -> Command {
+        let mut c = ours(port);
+        let pki = bench_pki();
+        c.arg("--tls-cert")
+            .arg(&pki.cert)
+            .arg("--tls-key")
+            .arg(&pki.key);
+        c
+    }
+    let h1 = Hub {
+        name: "sse-server, HTTP/1.1 (a connection per subscriber)",
+        command: ours,
+        sub_path: "/sse?topic=bench",
+        pub_path: "/publish",
+        format: "form",
+        topic: "bench",
+        spread: 1,
+        scheme: "http",
+        load_args: &[],
+    };
+    let h2 = Hub {
+        name: "sse-server, h2c (100 streams a connection)",
+        load_args: &["--h2", "--h2-streams", "100"],
+        ..h1
+    };
+    let h2_tls = Hub {
+        name: "sse-server, TLS + h2 (100 streams a connection)",
+        command: ours_tls,
+        scheme: "https",
+        ..h2
+    };
+    let case = if quick() {
+        HubCase {
+            subscribers: 2_000,
+            publish_rate: 1.0,
+            window_s: 3,
+        }
+    } else {
+        HubCase {
+            subscribers: 19_000,
+            publish_rate: 1.0,
+            window_s: 10,
+        }
+    };
+    let rows: Vec<HubRow> = (0..rounds())
+        .flat_map(|_| [&h1, &h2, &h2_tls])
+        .map(|h| run_hub(h, &case))
+        .collect();
+    print_hub_table("Hub fan-out over HTTP/1.1 and over HTTP/2", &case, &rows);
+    let g = |r: &HubRow, path: &str| {
+        let mut v = &r.report;
+        for k in path.split('.') {
+            v = &v[k];
+        }
+        v.as_f64().unwrap_or(f64::NAN)
+    };
+    let median_p99 = |name: &str| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.name == name)
+            .map(|r| g(r, "hub.deliver_ms.p99"))
+            .collect();
+        quantile(&sorted(v), 0.5)
+    };
+    println!("
+| hub | connections | streams established | publish→deliver p50 / p99 | p99 / HTTP/1.1 p99 (goal ≤ 0.3) |");
+    println!("|---|---|---|---|---|");
+    let base = median_p99(h1.name);
+    for r in &rows {
+        let h2 = r.report["protocol"] == "h2";
+        let connections = if h2 {
+            g(r, "h2.connections")
+        } else {
+            g(r, "streams.established")
+        };
+        let ratio = if h2 {
+            format!(
+                "{:.2} (median {:.2})",
+                g(r, "hub.deliver_ms.p99") / base,
+                median_p99(&r.name) / base
+            )
+        } else {
+            "—".to_string()
+        };
+        println!(
+            "| {} | {} | {} | {:.2} / {:.2} ms | {} |",
+            r.name,
+            connections,
+            g(r, "streams.established"),
+            g(r, "hub.deliver_ms.p50"),
+            g(r, "hub.deliver_ms.p99"),
+            ratio
+        );
+    }
 }
 
 /// `SSE_BENCH_QUICK=1`: the `durable` scenario with short windows and a small start-up history,

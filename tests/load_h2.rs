@@ -278,3 +278,78 @@ fn a_server_that_does_not_speak_h2_fails_every_stream_clearly() {
     let r = report(&[&url, "--h2", "-c", "3", "-d", "1"], 3);
     assert_eq!(num(&r, "failed_by_reason.not_h2"), 3.0, "{r:#}");
 }
+
+/// The server's own clock over h2c: 250 streams on 3 connections, every frame counted, every
+/// stream's ids from 0 in order, the seed's bytes parsed from DATA frames.
+#[test]
+fn the_servers_clock_over_h2c_250_streams_on_3_connections() {
+    let server = common::Server::start(&["--interval-ms", "100"]);
+    let url = format!("http://{}/sse", server.addr);
+    let r = report(&[&url, "--h2", "-c", "250", "-d", "2"], 0);
+    assert_eq!(num(&r, "streams.established"), 250.0, "{r:#}");
+    assert_eq!(num(&r, "streams.open_at_end"), 250.0, "{r:#}");
+    assert_eq!(num(&r, "h2.connections"), 3.0, "{r:#}");
+    let frames = num(&r, "frames");
+    assert!(frames > 250.0 * 12.0, "frames {frames}: {r:#}");
+    for k in ["gaps", "missing", "duplicates", "without_id", "non_numeric"] {
+        assert_eq!(num(&r, &format!("ids.{k}")), 0.0, "ids.{k}: {r:#}");
+    }
+    assert_eq!(num(&r, "ids.first_max"), 0.0, "{r:#}");
+    assert_eq!(num(&r, "lateness_ms.count"), frames, "{r:#}");
+    assert_eq!(num(&r, "retry_fields"), frames, "{r:#}");
+}
+
+/// Hub mode over h2 on the real server, plain and TLS: 200 subscribers, 50 streams a
+/// connection, 20 publishes a second; every delivery arrives once, in order.
+#[test]
+fn hub_mode_over_h2_delivers_every_event_to_every_stream() {
+    let dir = TempDir::new("load-h2-hub");
+    let pki = Pki::make(&dir.0, "hub", KeyKind::Ecdsa);
+    let (server, tls) = common::Server::start_tls(&pki.cert, &pki.key, &[]);
+    let ca = pki.ca.display().to_string();
+    for (sub, publish) in [
+        (
+            format!("http://{}/sse", server.addr),
+            format!("http://{}/publish", server.addr),
+        ),
+        (
+            format!("https://{tls}/sse"),
+            format!("https://{tls}/publish"),
+        ),
+    ] {
+        let r = report(
+            &[
+                &sub,
+                "--topic",
+                "bench",
+                "--h2-streams",
+                "50",
+                "-c",
+                "200",
+                "-d",
+                "3",
+                "--publish-url",
+                &publish,
+                "--publish-rate",
+                "20",
+                "--drain",
+                "0.5",
+                "--tls-ca",
+                &ca,
+            ],
+            0,
+        );
+        assert_eq!(num(&r, "h2.connections"), 4.0, "{sub}: {r:#}");
+        assert_eq!(num(&r, "streams.established"), 200.0, "{sub}: {r:#}");
+        let expected = num(&r, "hub.deliveries.expected");
+        assert!(expected >= 200.0 * 10.0, "{sub}: {r:#}");
+        assert_eq!(num(&r, "hub.deliveries.received"), expected, "{sub}: {r:#}");
+        for k in ["missing", "duplicates", "gaps"] {
+            assert_eq!(
+                num(&r, &format!("hub.deliveries.{k}")),
+                0.0,
+                "{sub}: {k}: {r:#}"
+            );
+        }
+    }
+}
