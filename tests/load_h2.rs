@@ -297,6 +297,9 @@ fn the_servers_clock_over_h2c_250_streams_on_3_connections() {
     assert_eq!(num(&r, "ids.first_max"), 0.0, "{r:#}");
     assert_eq!(num(&r, "lateness_ms.count"), frames, "{r:#}");
     assert_eq!(num(&r, "retry_fields"), frames, "{r:#}");
+    // The server counted them the same way: 3 connections, 250 streams.
+    assert_eq!(server.metric("sse_h2_connections_total"), 3.0);
+    assert_eq!(server.metric("sse_h2_streams_total"), 250.0);
 }
 
 /// Hub mode over h2 on the real server, plain and TLS: 200 subscribers, 50 streams a
