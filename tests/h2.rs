@@ -1041,3 +1041,34 @@ fn a_client_that_never_reads_is_closed_after_the_stall_timeout_with_memory_bound
     survived(&server, &mut witness, rss);
     assert!(server.metric("sse_timeouts_total{kind=\"stall\"}") >= 1.0);
 }
+
+#[test]
+fn h2_max_streams_refuses_the_stream_past_it() {
+    let server = Server::start(&["--h2-max-streams", "2"]);
+    let mut c = H2c::connect(server.addr);
+    c.get(1, "/sse");
+    c.get(3, "/sse?topic=a");
+    c.get(5, "/sse?topic=b");
+    c.read_until(Duration::from_secs(5), |g| {
+        g.iter().any(|g| matches!(g, Got::Rst { stream: 5, .. }))
+            && g.iter()
+                .filter(|g| matches!(g, Got::Headers { .. }))
+                .count()
+                == 2
+    });
+    assert_eq!(c.reset(5), Some(ErrorCode::RefusedStream));
+    assert_eq!(c.head(1).map(|h| h.0), Some(200));
+    assert_eq!(c.head(3).map(|h| h.0), Some(200));
+    assert_eq!(c.goaway(), None);
+    assert_eq!(server.metric("sse_h2_streams_open"), 2.0);
+    // The announced limit.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(PREFACE).unwrap();
+    let got = common::read_until(&mut s, Duration::from_secs(5), |b| b.len() >= 9 + 18);
+    let h = FrameHeader::parse(&got).unwrap();
+    let params = &got[9..9 + h.len as usize];
+    assert!(
+        frame::settings(params).any(|(id, v)| id == setting::MAX_CONCURRENT_STREAMS && v == 2),
+        "{params:02x?}"
+    );
+}
