@@ -22,7 +22,9 @@
 //! **Invariant:** no IO and no clock: waking the loops is a function handed in by the server,
 //! times are arguments.
 
-use crate::hub::selector::{var_segment, Kind, MatchCache, Segment, Selector, Selectors};
+use crate::hub::selector::{
+    mixed_segment, var_segment, Kind, MatchCache, Piece, Segment, Selector, Selectors,
+};
 use crate::util::number::push_decimal;
 use crate::util::slab::Slab;
 use std::cell::{Cell, RefCell};
@@ -852,13 +854,18 @@ struct SegmentTrie {
 struct TrieNode {
     literal: HashMap<Box<str>, TrieNode>,
     var: Option<Box<TrieNode>>,
+    /// Segments of literals and variables (`s{id}`), each asked in turn.
+    mixed: Vec<(Box<[Piece]>, TrieNode)>,
     /// The templates that end here.
     ids: Vec<u32>,
 }
 
 impl TrieNode {
     fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.literal.is_empty() && self.var.is_none()
+        self.ids.is_empty()
+            && self.literal.is_empty()
+            && self.var.is_none()
+            && self.mixed.is_empty()
     }
 
     /// Removes `id` under `path`; true when this node is left empty (the caller drops it).
@@ -879,6 +886,13 @@ impl TrieNode {
                     }
                 }
             }
+            Some((Segment::Mixed(pieces), rest)) => {
+                if let Some(i) = self.mixed.iter().position(|(p, _)| p == pieces) {
+                    if self.mixed[i].1.remove(rest, id) {
+                        self.mixed.swap_remove(i);
+                    }
+                }
+            }
         }
         self.is_empty()
     }
@@ -892,6 +906,11 @@ impl TrieNode {
         };
         if let Some(child) = self.literal.get(part) {
             child.selected(parts.clone(), out);
+        }
+        for (pieces, child) in &self.mixed {
+            if mixed_segment(pieces, part) {
+                child.selected(parts.clone(), out);
+            }
         }
         if let Some(child) = &self.var {
             if var_segment(part) {
@@ -912,6 +931,16 @@ impl SegmentTrie {
             node = match s {
                 Segment::Literal(l) => node.literal.entry(l.clone()).or_default(),
                 Segment::Var => node.var.get_or_insert_with(Default::default),
+                Segment::Mixed(pieces) => {
+                    let i = match node.mixed.iter().position(|(p, _)| p == pieces) {
+                        Some(i) => i,
+                        None => {
+                            node.mixed.push((pieces.clone(), TrieNode::default()));
+                            node.mixed.len() - 1
+                        }
+                    };
+                    &mut node.mixed[i].1
+                }
             };
         }
         node.ids.push(id);

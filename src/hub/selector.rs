@@ -133,10 +133,12 @@ enum Matcher {
     Exact,
     /// `prefix/*`: the text up to and including the `/`.
     Prefix(usize),
-    /// The anchored expression of a URI Template (the template's own text matches too), and
-    /// its `/`-separated segments when each is a literal or one simple `{var}` (then matching
-    /// compares segments, exactly what the expression says, without running it).
-    Template(regex::Regex, Option<Box<[Segment]>>),
+    /// The anchored expression of a URI Template (the template's own text matches too).
+    Template(regex::Regex),
+    /// A URI Template whose `/`-separated segments are each literals and plain `{var}`s:
+    /// matching compares segments, exactly what its expression says, so the expression
+    /// (compiled once to check the template, about 7.8 KiB of heap) is not kept.
+    Segments(Box<[Segment]>),
     UrlPattern(Box<urlpattern::UrlPattern>),
 }
 
@@ -177,7 +179,13 @@ impl Selector {
                 Kind::Template => match text.strip_suffix("/*") {
                     Some(p) if role == Role::Claim => Matcher::Prefix(p.len() + 1),
                     _ => match template_regex(text)? {
-                        Some(re) => Matcher::Template(re, simple_segments(text)),
+                        Some(re) => match simple_segments(text) {
+                            Some(segments) => {
+                                drop(re);
+                                Matcher::Segments(segments)
+                            }
+                            None => Matcher::Template(re),
+                        },
                         None => Matcher::Exact,
                     },
                 },
@@ -219,7 +227,10 @@ impl Selector {
     /// Whether matching runs a pattern (a template or a URL Pattern): the results worth
     /// caching.
     pub fn is_pattern(&self) -> bool {
-        matches!(self.matcher, Matcher::Template(..) | Matcher::UrlPattern(_))
+        matches!(
+            self.matcher,
+            Matcher::Template(_) | Matcher::Segments(_) | Matcher::UrlPattern(_)
+        )
     }
 
     /// A URI Template's `/`-separated segments, when every one is a literal or exactly one
@@ -228,7 +239,7 @@ impl Selector {
     /// or, for `{var}`, one [`var_segment`] accepts. `None` for any other selector.
     pub fn segments(&self) -> Option<&[Segment]> {
         match &self.matcher {
-            Matcher::Template(_, segments) => segments.as_deref(),
+            Matcher::Segments(segments) => Some(segments),
             _ => None,
         }
     }
@@ -237,7 +248,11 @@ impl Selector {
     #[cfg(test)]
     pub(crate) fn regex_matches(&self, topic: &str) -> bool {
         match &self.matcher {
-            Matcher::Template(re, _) => *self.raw == *topic || re.is_match(topic),
+            Matcher::Template(re) => *self.raw == *topic || re.is_match(topic),
+            Matcher::Segments(_) => {
+                let re = template_regex(&self.raw).unwrap().unwrap();
+                *self.raw == *topic || re.is_match(topic)
+            }
             _ => self.matches(topic),
         }
     }
@@ -248,7 +263,7 @@ impl Selector {
     /// may rewrite a topic's start, the host's case for one) and for what is not a pattern.
     pub fn literal_prefix(&self) -> Option<&str> {
         match &self.matcher {
-            Matcher::Template(..) => self.raw.split('{').next(),
+            Matcher::Template(_) | Matcher::Segments(_) => self.raw.split('{').next(),
             _ => None,
         }
     }
@@ -259,10 +274,8 @@ impl Selector {
             Matcher::Any => true,
             Matcher::Exact => *self.raw == *topic,
             Matcher::Prefix(n) => topic.starts_with(&self.raw[..*n]),
-            Matcher::Template(_, Some(segments)) => {
-                *self.raw == *topic || segments_match(segments, topic)
-            }
-            Matcher::Template(re, None) => *self.raw == *topic || re.is_match(topic),
+            Matcher::Segments(segments) => *self.raw == *topic || segments_match(segments, topic),
+            Matcher::Template(re) => *self.raw == *topic || re.is_match(topic),
             Matcher::UrlPattern(p) => url_pattern_test(p, topic),
         }
     }
@@ -439,6 +452,86 @@ pub enum Segment {
     /// expression compiles it to `(?:[,` unreserved `]|%XX)*` wrapped optional, so any run
     /// of those, the empty one included, and never a `/`.
     Var,
+    /// Literal text and such expressions in one segment (`s{id}`, `{a}-{b}`): the topic's
+    /// segment can be cut into the literals, byte for byte, and what [`Segment::Var`] matches
+    /// in between ([`mixed_segment`]).
+    Mixed(Box<[Piece]>),
+}
+
+/// A piece of a [`Segment::Mixed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Literal(Box<str>),
+    Var,
+}
+
+/// Whether `c` is one of the characters a [`Segment::Var`] takes alone (`%` comes in a
+/// triplet only).
+fn var_char(c: u8) -> bool {
+    matches!(c, b',' | b'-' | b'.' | b'_' | b'~') || c.is_ascii_alphanumeric()
+}
+
+/// Whether `segment` matches `pieces` (see [`Segment::Mixed`]): the positions each piece can
+/// end at, from the segment's start, piece after piece (a literal moves each by its length
+/// where its bytes follow; a variable extends each over any run of its characters and
+/// triplets), so literals that a variable could also take (`{a}-{b}` against `x-y-z`) are
+/// decided as the regular expression decides them. Time: pieces x segment length.
+pub fn mixed_segment(pieces: &[Piece], segment: &str) -> bool {
+    let b = segment.as_bytes();
+    let n = b.len();
+    let mut reach = vec![false; n + 1];
+    reach[0] = true;
+    let mut next = vec![false; n + 1];
+    for piece in pieces {
+        match piece {
+            Piece::Literal(l) => {
+                next.fill(false);
+                for p in 0..=n {
+                    if reach[p] && b[p..].starts_with(l.as_bytes()) {
+                        next[p + l.len()] = true;
+                    }
+                }
+            }
+            Piece::Var => {
+                for q in 0..=n {
+                    next[q] = reach[q]
+                        || (q >= 1 && next[q - 1] && var_char(b[q - 1]))
+                        || (q >= 3 && next[q - 3] && pct_encoded_at(b, q - 3));
+                }
+            }
+        }
+        std::mem::swap(&mut reach, &mut next);
+    }
+    reach[n]
+}
+
+/// A segment of literals and plain `{var}` expressions, cut into its pieces; `None` when an
+/// expression is anything else.
+fn mixed_pieces(token: &str) -> Option<Box<[Piece]>> {
+    let mut pieces = Vec::new();
+    let mut rest = token;
+    while let Some(open) = rest.find('{') {
+        let literal = &rest[..open];
+        if literal.contains('}') {
+            return None;
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(literal.into()));
+        }
+        let close = open + rest[open..].find('}')?;
+        if !varname(&rest[open + 1..close]) {
+            return None;
+        }
+        pieces.push(Piece::Var);
+        rest = &rest[close + 1..];
+    }
+    if rest.contains('}') {
+        return None;
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Literal(rest.into()));
+    }
+    Some(pieces.into())
 }
 
 /// Whether `segment` is what a [`Segment::Var`] matches: `,`, unreserved characters (RFC
@@ -468,10 +561,12 @@ fn simple_segments(text: &str) -> Option<Box<[Segment]>> {
             if !token.contains(['{', '}']) {
                 return Some(Segment::Literal(token.into()));
             }
-            let name = token.strip_prefix('{')?.strip_suffix('}')?;
             // A name is letters, digits, `_`, `.` and triplets only: no operator, no `,`, no
-            // `:` or `*` modifier, no second expression.
-            varname(name).then_some(Segment::Var)
+            // `:` or `*` modifier.
+            match token.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                Some(name) if varname(name) => Some(Segment::Var),
+                _ => mixed_pieces(token).map(Segment::Mixed),
+            }
         })
         .collect()
 }
@@ -486,6 +581,7 @@ fn segments_match(segments: &[Segment], topic: &str) -> bool {
         let ok = match s {
             Segment::Literal(l) => **l == *part,
             Segment::Var => var_segment(part),
+            Segment::Mixed(pieces) => mixed_segment(pieces, part),
         };
         if !ok {
             return false;
@@ -727,7 +823,7 @@ impl Selectors {
                 }
                 Matcher::Exact => exact.push(s.raw.clone()),
                 Matcher::Prefix(n) => prefixes.push(Box::from(&s.raw[..*n])),
-                Matcher::Template(..) | Matcher::UrlPattern(_) => {
+                Matcher::Template(_) | Matcher::Segments(_) | Matcher::UrlPattern(_) => {
                     if !patterns.contains(&s) {
                         patterns.push(s);
                     }
@@ -1011,6 +1107,28 @@ mod tests {
         }
     }
 
+    /// A template matched by segments keeps no regular expression: a loop's 100 templates of
+    /// a fan-out hold kilobytes, not the 7.8 KiB each a compiled expression held.
+    #[test]
+    fn a_segment_template_holds_no_compiled_expression() {
+        use crate::util::test_alloc::live_bytes;
+        let before = live_bytes();
+        let held: Vec<Selector> = (0..100)
+            .map(|i| {
+                let t = format!("https://example.com/rooms/{{id{i}}}");
+                Selector::parse(Kind::Template, &t).unwrap()
+            })
+            .collect();
+        let per = (live_bytes() - before) / 100;
+        assert!(held.iter().all(|s| s.segments().is_some()));
+        assert!(per < 512, "{per} B per template");
+        // One that needs its expression keeps it.
+        let before = live_bytes();
+        let regex = Selector::parse(Kind::Template, "https://example.com/rooms/{+id}").unwrap();
+        assert!(live_bytes() - before > 1024);
+        drop(regex);
+    }
+
     #[test]
     fn only_literal_and_plain_var_segments_skip_the_regex() {
         for (t, simple) in [
@@ -1022,7 +1140,12 @@ mod tests {
             ("https://example.com/rooms/{a,b}", false),
             ("https://example.com/rooms/{id*}", false),
             ("https://example.com/rooms/{id:3}", false),
-            ("https://example.com/rooms/s{id}", false),
+            // Literals and plain variables in one segment (issue 19: matched by segment too).
+            ("https://example.com/rooms/s{id}", true),
+            ("https://example.com/rooms/{a}-{b}/x", true),
+            ("https://example.com/{id}.json", true),
+            ("https://example.com/rooms/{a}{b}", true),
+            ("https://example.com/rooms/s{+id}", false),
             ("https://example.com/rooms/{/id}", false),
         ] {
             let s = Selector::parse(Kind::Template, t).unwrap();
@@ -1047,6 +1170,32 @@ mod tests {
         ] {
             assert_eq!(s.matches(topic), hit, "{topic}");
             assert_eq!(s.regex_matches(topic), hit, "regex {topic}");
+        }
+        // Mixed segments, where a literal is also what a variable takes (`-`, `.`), or starts a
+        // triplet's text: decided as the regular expression decides.
+        for (template, topic, hit) in [
+            ("https://e/r/s{id}", "https://e/r/s7", true),
+            ("https://e/r/s{id}", "https://e/r/s", true),
+            ("https://e/r/s{id}", "https://e/r/7", false),
+            ("https://e/r/s{id}", "https://e/r/s7/x", false),
+            ("https://e/r/{a}-{b}", "https://e/r/x-y-z", true),
+            ("https://e/r/{a}-{b}", "https://e/r/-", true),
+            ("https://e/r/{a}-{b}", "https://e/r/xyz", false),
+            ("https://e/r/{a}-{b}", "https://e/r/x-y?z", false),
+            ("https://e/r/{id}.json", "https://e/r/a.b.json", true),
+            ("https://e/r/{id}.json", "https://e/r/a.b.jso", false),
+            ("https://e/r/{id}41", "https://e/r/%41", false),
+            ("https://e/r/{id}41", "https://e/r/%4141", true),
+            ("https://e/r/%41{id}", "https://e/r/%41%41", true),
+            ("https://e/r/%41{id}", "https://e/r/A", false),
+            ("https://e/r/{a}{b}x", "https://e/r/%2Fx", true),
+            ("https://e/r/{a}{b}x", "https://e/r/%2x", false),
+            ("https://e/r/x{id}y", "https://e/r/x{id}y", true),
+        ] {
+            let s = Selector::parse(Kind::Template, template).unwrap();
+            assert!(s.segments().is_some(), "{template}");
+            assert_eq!(s.matches(topic), hit, "{template} {topic}");
+            assert_eq!(s.regex_matches(topic), hit, "regex {template} {topic}");
         }
     }
 
