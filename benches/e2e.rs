@@ -882,6 +882,10 @@ struct HubRow {
     rss_per_sub: f64,
     cpu_pct: f64,
     cpu_us_per_delivery: f64,
+    /// The server's own publish-to-write time per delivery over the window
+    /// (`sse_hub_delivery_latency_seconds`, read on a plain port only): what the hub took,
+    /// apart from the client's reading.
+    server_write: Option<Hist>,
 }
 
 fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
@@ -903,6 +907,10 @@ fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
     let base = format!("{}://127.0.0.1:{port}", hub.scheme);
     let mut load = Command::new(SSE_LOAD);
     load.args(hub.load_args);
+    // `SSE_BENCH_HUB_THREADS=N`: sse-load's event loops (default 1), the same for every row.
+    if let Ok(n) = std::env::var("SSE_BENCH_HUB_THREADS") {
+        load.args(["--threads", &n]);
+    }
     if hub.scheme == "https" {
         load.arg("--tls-ca").arg(&bench_pki().ca);
     }
@@ -939,10 +947,20 @@ fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
         .spawn()
         .expect("sse-load starts");
     std::thread::sleep(Duration::from_secs(warmup) + Duration::from_millis(500));
+    let plain = hub.scheme == "http";
+    let write_hist = || {
+        let name = "sse_hub_delivery_latency_seconds";
+        plain.then(|| Hist::read(&metrics_text(port), name, ""))
+    };
+    let write0 = write_hist();
     let (cpu0, _) = tree_usage(pid);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(case.window_s));
     let (cpu1, rss_full) = tree_usage(pid);
+    let server_write = write_hist()
+        .zip(write0)
+        .map(|(end, start)| end.since(&start))
+        .filter(|h| h.count() > 0.0);
     let window_s = t0.elapsed().as_secs_f64();
     let out = load.wait_with_output().expect("sse-load finishes");
     // nginx's master stops its workers on SIGTERM; sse-server exits on it.
@@ -978,6 +996,7 @@ fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
         } else {
             f64::NAN
         },
+        server_write,
     }
 }
 
@@ -1222,8 +1241,17 @@ fn h2_fanout() {
         quantile(&sorted(v), 0.5)
     };
     println!("
-| hub | connections | streams established | publish→deliver p50 / p99 | p99 / HTTP/1.1 p99 (goal ≤ 0.3) |");
-    println!("|---|---|---|---|---|");
+| hub | connections | streams established | publish→deliver p50 / p99 | p99 / HTTP/1.1 p99 (goal ≤ 0.3) | server's publish→write mean / p99 (bucket-interpolated) | server mean / HTTP/1.1's |");
+    println!("|---|---|---|---|---|---|---|");
+    let server_mean = |name: &str| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.name == name)
+            .filter_map(|r| r.server_write.as_ref().map(Hist::mean_ms))
+            .collect();
+        quantile(&sorted(v), 0.5)
+    };
+    let base_server = server_mean(h1.name);
     let base = median_p99(h1.name);
     for r in &rows {
         let h2 = r.report["protocol"] == "h2";
@@ -1241,14 +1269,27 @@ fn h2_fanout() {
         } else {
             "—".to_string()
         };
+        let (server, server_ratio) = match &r.server_write {
+            Some(w) => (
+                format!("{:.2} / {:.1} ms", w.mean_ms(), w.quantile_ms(0.99)),
+                if h2 {
+                    format!("{:.2}", w.mean_ms() / base_server)
+                } else {
+                    "—".to_string()
+                },
+            ),
+            None => ("— (TLS only)".to_string(), "—".to_string()),
+        };
         println!(
-            "| {} | {} | {} | {:.2} / {:.2} ms | {} |",
+            "| {} | {} | {} | {:.2} / {:.2} ms | {} | {} | {} |",
             r.name,
             connections,
             g(r, "streams.established"),
             g(r, "hub.deliver_ms.p50"),
             g(r, "hub.deliver_ms.p99"),
-            ratio
+            ratio,
+            server,
+            server_ratio
         );
     }
 }
