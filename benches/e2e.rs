@@ -2157,7 +2157,7 @@ fn stop(mut child: Child) {
 /// timing only each round trip (request written to answer read), in ms, sorted. Every answer
 /// must be 200.
 fn light_publish(port: u16, rate: f64, window_s: u64) -> Vec<f64> {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect the light client");
     stream.set_nodelay(true).expect("nodelay");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -2178,23 +2178,7 @@ fn light_publish(port: u16, rate: f64, window_s: u64) -> Vec<f64> {
         );
         let t = Instant::now();
         writer.write_all(request.as_bytes()).expect("publish");
-        let mut status = String::new();
-        reader.read_line(&mut status).expect("answer");
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("answer head");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut skip = vec![0; length];
-        reader.read_exact(&mut skip).expect("answer body");
+        let status = read_answer(&mut reader);
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(
             status.starts_with("HTTP/1.1 200"),
@@ -2405,10 +2389,33 @@ fn run_store(store: Store, rate: f64, window_s: u64, wrk: bool) -> DurableRow {
     }
 }
 
+/// Reads one HTTP/1.1 answer on a keep-alive connection: its status line, returned, then its
+/// head and its `Content-Length` body, skipped.
+fn read_answer(reader: &mut impl std::io::BufRead) -> String {
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("answer");
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("answer head");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut skip = vec![0; length];
+    reader.read_exact(&mut skip).expect("answer body");
+    status
+}
+
 /// A keep-alive client that publishes `count` events of `size` bytes of data, sequentially,
 /// and checks each answer is 200.
 fn fill(port: u16, count: usize, size: usize) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to fill");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
@@ -2419,24 +2426,8 @@ fn fill(port: u16, count: usize, size: usize) {
     );
     for i in 0..count {
         writer.write_all(request.as_bytes()).expect("publish");
-        let mut status = String::new();
-        reader.read_line(&mut status).expect("answer");
+        let status = read_answer(&mut reader);
         assert!(status.starts_with("HTTP/1.1 200"), "fill {i}: {status}");
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("answer head");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut skip = vec![0; length];
-        reader.read_exact(&mut skip).expect("answer body");
     }
 }
 
