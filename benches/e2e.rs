@@ -888,6 +888,24 @@ struct HubRow {
     server_write: Option<Hist>,
 }
 
+/// The fan-out: 19,000 subscribers, one publish a second, a 10 s window (quick: 2,000
+/// and 3 s, a check that it runs).
+fn fanout_case() -> HubCase {
+    if quick() {
+        HubCase {
+            subscribers: 2_000,
+            publish_rate: 1.0,
+            window_s: 3,
+        }
+    } else {
+        HubCase {
+            subscribers: 19_000,
+            publish_rate: 1.0,
+            window_s: 10,
+        }
+    }
+}
+
 fn run_hub(hub: &Hub, case: &HubCase) -> HubRow {
     let port = free_port();
     let mut server = (hub.command)(port)
@@ -1133,19 +1151,7 @@ fn fanout_templates() {
         spread: 100,
         ..exact
     };
-    let case = if quick() {
-        HubCase {
-            subscribers: 2_000,
-            publish_rate: 1.0,
-            window_s: 3,
-        }
-    } else {
-        HubCase {
-            subscribers: 19_000,
-            publish_rate: 1.0,
-            window_s: 10,
-        }
-    };
+    let case = fanout_case();
     let rows: Vec<HubRow> = (0..rounds())
         .flat_map(|_| [&exact, &templates])
         .map(|h| run_hub(h, &case))
@@ -1207,19 +1213,7 @@ fn h2_fanout() {
         scheme: "https",
         ..h2
     };
-    let case = if quick() {
-        HubCase {
-            subscribers: 2_000,
-            publish_rate: 1.0,
-            window_s: 3,
-        }
-    } else {
-        HubCase {
-            subscribers: 19_000,
-            publish_rate: 1.0,
-            window_s: 10,
-        }
-    };
+    let case = fanout_case();
     let rows: Vec<HubRow> = (0..rounds())
         .flat_map(|_| [&h1, &h2, &h2_tls])
         .map(|h| run_hub(h, &case))

@@ -349,6 +349,23 @@ mod tests {
 
     /// Gives the client `records` and returns the plaintext it then reads, and whether it saw
     /// the server's `close_notify`.
+    /// The server's queued `close_notify` is written: the write side shuts, the client reads
+    /// the end of stream, and nothing more can be encrypted.
+    fn closed_by_close_notify(
+        server: &mut Tls,
+        client: &mut rustls::ClientConnection,
+        scratch: &mut Vec<u8>,
+        name: &str,
+    ) {
+        let out = server.pending().to_vec();
+        assert!(
+            server.on_written(out.len()),
+            "{name}: shut after close_notify"
+        );
+        assert_eq!(client_reads(client, &out), (vec![], true), "{name}");
+        assert!(server.encrypt([b"late", b""], scratch).is_err(), "{name}");
+    }
+
     fn client_reads(client: &mut rustls::ClientConnection, records: &[u8]) -> (Vec<u8>, bool) {
         let mut rd = records;
         let mut got = Vec::new();
@@ -419,16 +436,7 @@ mod tests {
             server.handle_tls(&records).unwrap();
             assert!(server.peer_closed(), "{name}");
             assert!(!server.close(), "{name}: close_notify queued");
-            let out = server.pending().to_vec();
-            assert!(
-                server.on_written(out.len()),
-                "{name}: shut after close_notify"
-            );
-            assert_eq!(client_reads(&mut client, &out), (vec![], true), "{name}");
-            assert!(
-                server.encrypt([b"late", b""], &mut scratch).is_err(),
-                "{name}"
-            );
+            closed_by_close_notify(&mut server, &mut client, &mut scratch, name);
         }
     }
 
@@ -577,16 +585,7 @@ mod tests {
                 "{name}: {err}"
             );
             assert!(scratch.is_empty(), "{name}: nothing encrypted");
-            let out = server.pending().to_vec();
-            assert!(
-                server.on_written(out.len()),
-                "{name}: shut after close_notify"
-            );
-            assert_eq!(client_reads(&mut client, &out), (vec![], true), "{name}");
-            assert!(
-                server.encrypt([b"two", b""], &mut scratch).is_err(),
-                "{name}"
-            );
+            closed_by_close_notify(&mut server, &mut client, &mut scratch, name);
             assert!(server.close(), "{name}: nothing more to send");
         }
     }
