@@ -17,6 +17,7 @@
 //!                                                   # HTTP/1.1 ones, same run
 //! SSE_BENCH_BASELINE=/tmp/old/sse-server SSE_BENCH_ROUNDS=3 cargo bench --bench e2e -- rate fanout
 //!                                                   # before/after: another build, rows alternated
+//!                                                   # (in `durable`: a `batch` row of that build)
 //! cargo bench --bench e2e -- tls                    # HTTPS: plain, the server's own TLS, nginx
 //!                                                   # terminating TLS in front; then handshakes
 //! cargo bench --bench e2e -- handshakes             # TLS handshakes on one core against nginx
@@ -2066,9 +2067,21 @@ enum Store {
     DataDir(&'static str),
     /// Redis with `appendonly yes` and this `appendfsync`.
     Redis(&'static str),
+    /// `--data-dir` with this `--fsync`, run by the `SSE_BENCH_BASELINE` binary.
+    Baseline(&'static str),
 }
 
 impl Store {
+    /// The rows: [`Store::ALL`], with `batch` by the baseline binary after ours when
+    /// `SSE_BENCH_BASELINE` names one.
+    fn rows() -> Vec<Store> {
+        let mut v = Store::ALL.to_vec();
+        if baseline().is_some() {
+            v.insert(2, Store::Baseline("batch"));
+        }
+        v
+    }
+
     const ALL: [Store; 5] = [
         Store::Memory,
         Store::DataDir("batch"),
@@ -2082,6 +2095,7 @@ impl Store {
             Store::Memory => "sse-server (memory history)".into(),
             Store::DataDir(f) => format!("sse-server --data-dir --fsync {f}"),
             Store::Redis(f) => format!("sse-server --redis (appendfsync {f})"),
+            Store::Baseline(f) => format!("sse-server --data-dir --fsync {f} (baseline)"),
         }
     }
 
@@ -2091,6 +2105,7 @@ impl Store {
             Store::Memory => "memory".into(),
             Store::DataDir(f) => f.into(),
             Store::Redis(f) => format!("Redis {f}"),
+            Store::Baseline(f) => format!("{f} (baseline)"),
         }
     }
 }
@@ -2277,7 +2292,11 @@ fn rated_publish(port: u16, rate: f64, window_s: u64) -> Value {
 
 /// Starts `sse-server` (flags `extra`) and waits until it listens.
 fn spawn_ours(port: u16, extra: &[String]) -> Child {
-    let child = Command::new(SSE_SERVER)
+    spawn_bin(SSE_SERVER, port, extra)
+}
+
+fn spawn_bin(bin: &str, port: u16, extra: &[String]) -> Child {
+    let child = Command::new(bin)
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(extra)
         .stdout(Stdio::null())
@@ -2437,7 +2456,7 @@ impl Hist {
 fn store_label(store: Store) -> &'static str {
     match store {
         Store::Memory => "store=\"memory\"",
-        Store::DataDir(_) => "store=\"data-dir\"",
+        Store::DataDir(_) | Store::Baseline(_) => "store=\"data-dir\"",
         Store::Redis(_) => "store=\"redis\"",
     }
 }
@@ -2510,7 +2529,7 @@ impl Running {
         let mut redis = None;
         let extra: Vec<String> = match store {
             Store::Memory => Vec::new(),
-            Store::DataDir(fsync) => {
+            Store::DataDir(fsync) | Store::Baseline(fsync) => {
                 let dir = fresh_dir(&format!("data-{fsync}"));
                 vec![
                     "--data-dir".into(),
@@ -2526,7 +2545,10 @@ impl Running {
                 vec!["--redis".into(), url]
             }
         };
-        let server = spawn_ours(port, &extra);
+        let server = match (store, baseline()) {
+            (Store::Baseline(_), Some(bin)) => spawn_bin(&bin, port, &extra),
+            _ => spawn_ours(port, &extra),
+        };
         Some(Running {
             server,
             redis,
@@ -2787,7 +2809,7 @@ fn durable_scenario() {
                 floors.push(FloorRun { how, pace, ms });
             }
         }
-        for store in Store::ALL {
+        for store in Store::rows() {
             rows.push(run_store(store, rate, window_s, &connections));
         }
     }
@@ -2944,7 +2966,10 @@ fn print_durable_server_side(rows: &[DurableRow], rate: f64) {
     println!("| store | phase | publishes | per sync | queue | write | sync | stored | answer | answer − stored (mean) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mp = |h: &Hist| format!("{:.3} / {:.3}", h.mean_ms(), h.quantile_ms(0.99));
-    for r in rows.iter().filter(|r| matches!(r.store, Store::DataDir(_))) {
+    for r in rows
+        .iter()
+        .filter(|r| matches!(r.store, Store::DataDir(_) | Store::Baseline(_)))
+    {
         let phases = std::iter::once((format!("light client, {rate}/s"), &r.server_light)).chain(
             r.wrk
                 .iter()
@@ -3063,6 +3088,33 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
         server_p99(batch) / back_to_back,
         server_p99(batch),
         server_p99(Store::Memory),
+    );
+    // The disk's own syncs in the same window, as the log timed them: a floor measured
+    // minutes apart moves with the disk's mood; these are the syncs each answer waited for.
+    let sync_light = |s| median_of(rows, s, |r| r.server_light.sync.quantile_ms(0.99));
+    let sync_wrk = |s, c| {
+        median_of(rows, s, |r| {
+            r.wrk_at(c)
+                .map_or(f64::NAN, |p| p.server.sync.quantile_ms(0.99))
+        })
+    };
+    let same_window: Vec<String> = connections
+        .iter()
+        .map(|&c| {
+            format!(
+                "wrk -c{c} {:.2}× ({:.3} over {:.3} ms)",
+                wrk_server_p99(batch, c) / sync_wrk(batch, c),
+                wrk_server_p99(batch, c),
+                sync_wrk(batch, c)
+            )
+        })
+        .collect();
+    println!(
+        "- batch answer p99 on the server over the p99 of the syncs the log made in the same phase: light client at {rate}/s {:.2}× ({:.3} over {:.3} ms), {} (goal ≤ 2)",
+        server_p99(batch) / sync_light(batch),
+        server_p99(batch),
+        sync_light(batch),
+        same_window.join(", ")
     );
     // Under wrk the log syncs back to back: the fastest back-to-back floor.
     let (b2b_kind, b2b) = fastest_floor(floors, Pace::BackToBack);

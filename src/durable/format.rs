@@ -16,7 +16,10 @@
 //! format 2 before it writes an id, so an older build refuses it rather than misread it).
 //!
 //! all integers little-endian. `0xff` never occurs in UTF-8, so no text a publisher sends can
-//! look like a header. Records in a store have strictly increasing sequence numbers; a jump
+//! look like a header. A segment may end in zeros: the writer fills space ahead of its last
+//! record with zeros (and syncs them) so that a sync has only data to write, not the file's
+//! new size; a record never starts with a zero byte, so zeros where a record would start end
+//! the segment cleanly, and a torn write shows as a bad record followed by zeros (or the end). Records in a store have strictly increasing sequence numbers; a jump
 //! between two records, or between a record and the next segment's name (the first sequence
 //! number it was opened for), is a gap: those events are lost, and a resume across them is
 //! told so.
@@ -293,8 +296,9 @@ fn decode_body(body: &[u8]) -> Option<(u64, Publish)> {
 /// What is wrong at the end of a segment's good records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Damage {
-    /// The tail is a cut-short write: less than a header, a length past the end, zeros, or
-    /// a last record whose checksum fails. Truncated when it ends the store.
+    /// The tail is a cut-short write: less than a header, a length past the end, or a last
+    /// record whose checksum fails (with only zeros, if anything, after it). Truncated when it
+    /// ends the store.
     Torn,
     /// A record in the middle fails its checksum (or cannot be read, or does not follow
     /// the one before): the rest of the segment is not trusted.
@@ -308,8 +312,11 @@ pub struct SegmentScan {
     pub records: Vec<(usize, u64, Publish)>,
     /// Where the good records end.
     pub end: usize,
-    /// The bytes after `end`, if any, and what they are.
+    /// What the bytes from `end` to `data_end` are, if damaged.
     pub damage: Option<Damage>,
+    /// Where the bytes that are not zero end (`end` if only zeros follow it): what damage
+    /// covers; zeros after it are space written ahead, not data.
+    pub data_end: usize,
 }
 
 /// Reads the records of one segment (header already checked) from `SEGMENT_HEADER_LEN`,
@@ -320,11 +327,19 @@ pub fn scan_segment(bytes: &[u8], after: u64) -> SegmentScan {
         end: SEGMENT_HEADER_LEN.min(bytes.len()),
         ..SegmentScan::default()
     };
+    // Zeros at the end are space written ahead: the data is what precedes them.
+    let data_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let zeros_from = |at: usize| at >= data_end;
     let mut prev = after;
     let mut at = scan.end;
     while at < bytes.len() {
+        if zeros_from(at) {
+            // A clean end: nothing was written here.
+            break;
+        }
         let rest = &bytes[at..];
-        if rest.iter().all(|&b| b == 0) || rest.len() < RECORD_HEADER_LEN {
+        let data = &bytes[at..data_end];
+        if data.len() < RECORD_HEADER_LEN {
             scan.damage = Some(Damage::Torn);
             break;
         }
@@ -342,7 +357,8 @@ pub fn scan_segment(bytes: &[u8], after: u64) -> SegmentScan {
         };
         let body = &rest[RECORD_HEADER_LEN..total];
         if crc32c(crc32c(0, &rest[4..8]), body) != le32(&rest[8..12]) {
-            scan.damage = Some(if total == rest.len() {
+            // The last record written (only zeros after it) is a write cut short.
+            scan.damage = Some(if zeros_from(at + total) {
                 Damage::Torn
             } else {
                 Damage::Corrupt
@@ -362,6 +378,7 @@ pub fn scan_segment(bytes: &[u8], after: u64) -> SegmentScan {
         at += total;
         scan.end = at;
     }
+    scan.data_end = data_end.max(scan.end);
     scan
 }
 
@@ -472,16 +489,24 @@ impl Recovery {
             return Err(v);
         }
         self.gap_to(name.saturating_sub(1));
+        let data_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
         let scan = match header {
             Header::Ok => scan_segment(bytes, self.last),
+            // A header cut short (or never written over the zeros ahead of it): the segment
+            // was being made and held nothing.
             Header::Short => SegmentScan {
-                end: 0,
-                damage: (!bytes.is_empty()).then_some(Damage::Torn),
+                damage: Some(Damage::Torn),
+                data_end,
+                ..SegmentScan::default()
+            },
+            _ if data_end < SEGMENT_HEADER_LEN => SegmentScan {
+                damage: Some(Damage::Torn),
+                data_end,
                 ..SegmentScan::default()
             },
             _ => SegmentScan {
-                end: 0,
                 damage: Some(Damage::Corrupt),
+                data_end,
                 ..SegmentScan::default()
             },
         };
@@ -498,7 +523,7 @@ impl Recovery {
             self.events += 1;
         }
         if let Some(damage) = scan.damage {
-            let lost = bytes.len() - scan.end;
+            let lost = scan.data_end - scan.end;
             self.found.push(Found {
                 segment: name,
                 offset: scan.end,
@@ -687,7 +712,10 @@ mod tests {
                 continue;
             }
             assert_eq!(scan.damage, Some(Damage::Torn), "cut at {cut}");
-            assert_eq!(r.truncate, Some((1, good, cut - good)), "cut at {cut}");
+            // What is cut is counted up to its last byte that is not zero (zeros after a
+            // record are space written ahead, wherever they come from).
+            let data = whole[..cut].iter().rposition(|&b| b != 0).unwrap() + 1;
+            assert_eq!(r.truncate, Some((1, good, data - good)), "cut at {cut}");
             assert!(!r.fresh_segment, "appends continue where the cut is");
             // Never served: only the two good events, and no gap.
             assert_eq!(seqs(&r), [1, 2], "cut at {cut}");
@@ -696,16 +724,40 @@ mod tests {
     }
 
     #[test]
-    fn a_last_record_with_a_bad_checksum_or_a_zero_tail_is_torn() {
+    fn a_last_record_with_a_bad_checksum_is_torn_and_zeros_after_records_are_room() {
         let mut s = segment(1, &[ev("a", "one"), ev("a", "two")]);
         let n = s.len();
         s[n - 1] ^= 0x40;
         let scan = scan_segment(&s, 0);
         assert_eq!((scan.records.len(), scan.damage), (1, Some(Damage::Torn)));
+        // The same over zeros written ahead: still the last record written, still torn.
+        s.extend_from_slice(&[0; 4096]);
+        let scan = scan_segment(&s, 0);
+        assert_eq!((scan.records.len(), scan.damage), (1, Some(Damage::Torn)));
+        assert_eq!(scan.data_end, n);
+        // Zeros where a record would start: a clean end, nothing cut, nothing counted.
         let mut z = segment(1, &[ev("a", "one")]);
+        let end = z.len();
         z.extend_from_slice(&[0; 4096]);
         let scan = scan_segment(&z, 0);
-        assert_eq!((scan.records.len(), scan.damage), (1, Some(Damage::Torn)));
+        assert_eq!((scan.records.len(), scan.damage), (1, None));
+        assert_eq!((scan.end, scan.data_end), (end, end));
+        let mut r = Recovery::new(100, 1 << 20);
+        let fed = r.feed(1, &z, SegmentPos::Newest).unwrap();
+        assert_eq!((fed.end, fed.damage, r.truncate), (end, None, None));
+        assert!(r.found.is_empty());
+        // A bad record with data after the zeros is corruption, not a torn tail.
+        let mut c = segment(1, &[ev("a", "one"), ev("a", "two")]);
+        let n = c.len();
+        c[n - 1] ^= 0x40;
+        c.extend_from_slice(&[0; 64]);
+        c.extend_from_slice(&[1]);
+        assert_eq!(scan_segment(&c, 0).damage, Some(Damage::Corrupt));
+        // A segment whose header was never written over its zeros held nothing.
+        let mut r = Recovery::new(100, 1 << 20);
+        let fed = r.feed(7, &[0; 4096], SegmentPos::Newest).unwrap();
+        assert_eq!((fed.records, fed.damage), (0, Some(Damage::Torn)));
+        assert_eq!(r.truncate, Some((7, 0, 0)));
     }
 
     /// A flipped bit anywhere in a record in the middle is found by its checksum (or its

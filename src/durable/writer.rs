@@ -84,6 +84,12 @@ pub fn segment_bytes(history_bytes: usize) -> u64 {
     (history_bytes as u64 / 8).clamp(16 << 10, 8 << 20)
 }
 
+/// The zeros kept written ahead of a segment's last record (see [`store`]): an eighth of a
+/// segment, at most 1 MiB, so the store writes and syncs them once per half of that.
+pub fn ahead_bytes(segment_bytes: u64) -> u64 {
+    (segment_bytes / 8).min(1 << 20)
+}
+
 /// Where the store delivers what it stored (called from the store's thread, and once from
 /// [`Opening::start`]).
 pub trait Sink: Send + Sync + 'static {
@@ -197,6 +203,9 @@ pub struct StartReport {
     /// One line per damaged segment (see [`store::describe`]).
     pub damage: Vec<String>,
     pub next: u64,
+    /// How a sync is made: `o_direct_dsync` (a write of whole pages that returns once they
+    /// are on the disk), `fdatasync` (where the file system refuses `O_DIRECT`), or `none`.
+    pub sync: &'static str,
 }
 
 /// The running store. See the module docs.
@@ -242,10 +251,26 @@ impl Opening {
             truncated_bytes: opened.truncated,
             damage: recovery.found.iter().map(store::describe).collect(),
             next: store.next,
+            sync: "fdatasync",
         };
         let items = recovery.items.into_iter().map(|(i, _)| i).collect();
         sink.restore(items, recovery.dropped, store.next);
         store.retain(sink.evicted());
+        let ahead = match cfg.fsync {
+            Fsync::Off => 0,
+            _ => ahead_bytes(cfg.segment_bytes),
+        };
+        store.set_layout(cfg.segment_bytes, ahead);
+        store.make_room();
+        let direct = cfg.fsync != Fsync::Off && store.set_direct(true);
+        let report = StartReport {
+            sync: match (cfg.fsync, direct) {
+                (Fsync::Off, _) => "none",
+                (_, true) => "o_direct_dsync",
+                (_, false) => "fdatasync",
+            },
+            ..report
+        };
         let shared = Arc::new(WriterState::default());
         shared
             .recovered_events
@@ -429,6 +454,8 @@ impl Writer<'_> {
                 continue;
             }
             self.commit(&mut batch);
+            // After the answers: the next batch waits for it, not this one.
+            self.store.make_room();
             if self.buf.capacity() > 4 << 20 {
                 self.buf = Vec::new();
             }
@@ -455,7 +482,7 @@ impl Writer<'_> {
         } = self;
         let (shared, sink, cfg): (&WriterState, &dyn Sink, &StoreConfig) = (shared, *sink, cfg);
         // Roll first, so that the new segment is named after the first record it holds.
-        if let Err(e) = store.roll_if_due(cfg.segment_bytes) {
+        if let Err(e) = store.roll_if_due() {
             fail_all(batch, shared, &format!("cannot start a new segment: {e}"));
             publish_sizes(shared, store);
             return;
@@ -582,7 +609,7 @@ pub fn render(out: &mut String, s: &StoreStats) {
     latency::render(
         out,
         "sse_data_log_sync_seconds",
-        "Time to make a batch of records durable (fdatasync).",
+        "Time to make a batch of records durable (an O_DIRECT|O_DSYNC write of its pages, or fdatasync).",
         latency::Histogram {
             counts: &counts,
             sum_us: s.sync_sum_us,
@@ -596,7 +623,7 @@ pub fn render(out: &mut String, s: &StoreStats) {
         ),
         (
             "sse_data_log_write_seconds",
-            "Time to encode and write a batch of records (before its sync).",
+            "Time to encode a batch of records and write it to the OS (before its sync; with O_DIRECT the write is the sync).",
             &s.write,
         ),
         (

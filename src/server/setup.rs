@@ -179,6 +179,7 @@ pub fn start_data_dir(
         &[
             ("dir", V::S(&dir)),
             ("fsync", V::S(config.fsync.as_str())),
+            ("sync", V::S(report.sync)),
             ("recovered_events", V::N(report.recovered_events)),
             ("retained", V::N(report.retained as u64)),
             ("truncated_bytes", V::N(report.truncated_bytes)),
