@@ -407,7 +407,12 @@ fn a_full_disk_answers_503_and_publishing_recovers_when_space_returns() {
     let filler = fs.0.join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();
     let block = vec![7u8; 4096];
-    while f.write_all(&block).is_ok() {}
+    // Again after a pause: the log may have held space for its zeros ahead for a moment (and
+    // given it back when it could not have all of it), which the filler must take too.
+    for _ in 0..3 {
+        while f.write_all(&block).is_ok() {}
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(f);
     let payload = "x".repeat(300);
     let mut refused = None;

@@ -398,7 +398,7 @@ pub struct Found {
     /// The segment's first sequence number (its file name).
     pub segment: u64,
     pub offset: usize,
-    /// Bytes from `offset` to the segment's end.
+    /// Bytes from `offset` to the last byte that is not zero (zeros after it are room).
     pub bytes: usize,
     pub damage: Damage,
 }

@@ -69,6 +69,10 @@ pub struct Store {
 /// A page, the unit of an `O_DIRECT` write (and its alignment in memory and in the file).
 const PAGE: u64 = 4096;
 
+/// What [`Store::make_room`] writes, 64 KiB at a time (a static of zeros: its pages are only
+/// ever read, so they cost no memory of their own).
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 /// The segment appended to, opened again with `O_DIRECT | O_DSYNC`: a sync is one write of the
 /// pages from the one its synced records end in, which returns once they are on the disk, with
 /// no page cache to flush first (on this machine's ext4, 25 % less than a write and an
@@ -321,6 +325,12 @@ pub fn open(
         truncated = bytes as u64;
         if offset < SEGMENT_HEADER_LEN {
             segments.pop_back();
+            // The one before becomes the newest: appends must not go over damage it holds.
+            if let Some(prev) = segments.back() {
+                if recovery.found.iter().any(|f| f.segment == prev.first) {
+                    recovery.fresh_segment = true;
+                }
+            }
         } else if let Some(s) = segments.back_mut() {
             s.len = offset as u64;
             s.file_len = offset as u64;
@@ -365,7 +375,8 @@ impl Store {
     /// too, so that its name survives a crash before anything acknowledged is in it).
     pub fn roll(&mut self) -> io::Result<()> {
         self.direct = None;
-        // The one rolled from keeps only its records: its zeros ahead are given back.
+        // The one rolled from keeps only its records: its zeros ahead are given back (not
+        // synced: if a crash undoes the cut, zeros after records read as a clean end).
         if let (Some(f), Some(seg)) = (&self.active, self.segments.back_mut()) {
             if seg.file_len > seg.len && seg.first != self.next && f.set_len(seg.len).is_ok() {
                 seg.file_len = seg.len;
@@ -439,7 +450,7 @@ impl Store {
     fn open_direct(&mut self) {
         use std::os::unix::fs::OpenOptionsExt as _;
         self.direct = None;
-        let (true, Some(f), Some(seg)) = (self.want_direct, &self.active, self.segments.back())
+        let (true, Some(f), Some(seg)) = (self.want_direct, &self.active, self.segments.back_mut())
         else {
             return;
         };
@@ -457,12 +468,20 @@ impl Store {
         if f.read_exact_at(&mut tail, at).is_err() {
             return;
         }
-        self.direct = Some(Direct {
+        let mut d = Direct {
             file,
             at,
             tail,
             out: Vec::new(),
-        });
+        };
+        // Some file systems open with O_DIRECT and then refuse its writes (a block larger
+        // than a page, some FUSE ones): write the page the records end in, as it is (what
+        // follows them there is zeros, or past the end), and keep `fdatasync` if that fails.
+        if d.write().is_err() {
+            return;
+        }
+        seg.file_len = seg.file_len.max(at + PAGE);
+        self.direct = Some(d);
     }
 
     /// The zeros kept written ahead of the last record.
@@ -510,8 +529,18 @@ impl Store {
             return 0;
         }
         let from = seg.file_len;
-        let zeros = vec![0u8; (to - from) as usize];
-        match f.write_all_at(&zeros, from).and_then(|()| f.sync_data()) {
+        // From one static page of zeros: a buffer the size of the room (up to 1 MiB) would
+        // stay in the thread's heap once freed (measured: 27 B more per subscriber at 19,000).
+        let write_zeros = || -> io::Result<()> {
+            let mut at = from;
+            while at < to {
+                let n = (to - at).min(ZEROS.len() as u64);
+                f.write_all_at(&ZEROS[..n as usize], at)?;
+                at += n;
+            }
+            f.sync_data()
+        };
+        match write_zeros() {
             Ok(()) => {
                 seg.file_len = to;
                 to - from
@@ -574,6 +603,9 @@ impl Store {
                     let keep = (seg.len / PAGE * PAGE - d.at) as usize;
                     d.tail.drain(..keep);
                     d.at += keep as u64;
+                    if d.tail.capacity() > 4 << 20 {
+                        d.tail.shrink_to(PAGE as usize);
+                    }
                 } else {
                     d.tail
                         .truncate(d.tail.len().saturating_sub(appended as usize));
@@ -585,7 +617,9 @@ impl Store {
         if r.is_err() {
             if let Some(seg) = self.segments.back_mut() {
                 seg.len = seg.len.saturating_sub(appended);
-                if f.set_len(seg.len).is_ok() {
+                // The cut is made durable too: the records' numbers are given again (they
+                // were never answered), so they must not come back after a crash.
+                if f.set_len(seg.len).and_then(|()| f.sync_all()).is_ok() {
                     seg.file_len = seg.len;
                 }
             }
@@ -1088,5 +1122,55 @@ pub(crate) mod tests {
         for (i, (seq, data)) in got.iter().enumerate() {
             assert_eq!((*seq, data), ((i + 1) as u64, &texts[i]));
         }
+    }
+
+    /// A newest segment that never got its header (zeros only) is removed; if the one before
+    /// it holds damage, appends go to a new segment rather than over that damage.
+    #[test]
+    fn a_header_less_newest_segment_goes_and_damage_before_it_is_not_written_over() {
+        let d = TempDir::new("headerless");
+        let mut s = open(&d.0, 100, 1 << 20, "e").unwrap().store;
+        write(&mut s, &["one", "two"]);
+        drop(s);
+        let first = d.0.join(segment_name(1));
+        let mut rec = Vec::new();
+        encode(&mut rec, 3, &ev("torn")).unwrap();
+        let garbage = &rec[..rec.len() - 3];
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .unwrap()
+            .write_all(garbage)
+            .unwrap();
+        let damaged = fs::read(&first).unwrap();
+        fs::write(d.0.join(segment_name(3)), [0u8; 4096]).unwrap();
+        let o = open(&d.0, 100, 1 << 20, "e").unwrap();
+        // The zeros were removed and a new segment 3 begun, with its header.
+        let firsts: Vec<u64> = o.store.segments().iter().map(|s| s.first).collect();
+        assert_eq!(firsts, [1, 3]);
+        assert_eq!(
+            fs::read(d.0.join(segment_name(3))).unwrap()[..16],
+            format::segment_header()
+        );
+        let mut s = o.store;
+        s.set_layout(1 << 20, 0);
+        s.roll_if_due().unwrap();
+        write(&mut s, &["three"]);
+        drop(s);
+        assert_eq!(
+            fs::read(&first).unwrap(),
+            damaged,
+            "the damage is kept as it was"
+        );
+        let o = open(&d.0, 100, 1 << 20, "e").unwrap();
+        assert_eq!(
+            events(&o.recovery),
+            [(1, "one".into()), (2, "two".into()), (3, "three".into())]
+        );
+        assert!(
+            o.recovery.found.iter().any(|f| f.segment == 1),
+            "{:?}",
+            o.recovery.found
+        );
     }
 }
