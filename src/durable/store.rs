@@ -6,7 +6,7 @@
 //! The segment appended to keeps zeros written (and synced) ahead of its last record, up to
 //! [`Store::ahead`] bytes and never past its size, so that a sync after an append has only the
 //! data to write: the file's size, and so the journal, do not change (on this machine's ext4
-//! that took a sync from 0.18 to 0.15 ms at p50, docs/performance.md). A segment is rolled once
+//! that took a sync from 0.17-0.34 to 0.11-0.25 ms at p50 over five rounds, docs/performance.md). A segment is rolled once
 //! its records reach its size less that room, and its unused zeros are cut off then, so the
 //! files never hold more than one segment beyond the history's bytes.
 //!
@@ -75,8 +75,8 @@ static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// The segment appended to, opened again with `O_DIRECT | O_DSYNC`: a sync is one write of the
 /// pages from the one its synced records end in, which returns once they are on the disk, with
-/// no page cache to flush first (on this machine's ext4, 25 % less than a write and an
-/// `fdatasync` over the same zeros, docs/performance.md). The page its records end in is
+/// no page cache to flush first and no dirty pages held (on this machine's ext4, as fast as a
+/// write and an `fdatasync` over the same zeros or faster, docs/performance.md). The page its records end in is
 /// written again, whole, with the same bytes before the new ones: a torn write of it leaves
 /// those bytes as they were.
 #[derive(Debug)]
