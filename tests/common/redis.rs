@@ -108,7 +108,8 @@ impl RedisServer {
         false
     }
 
-    /// Any reply to `PING` (`+PONG`, or `-NOAUTH` with a password) means it is serving.
+    /// Any reply to `PING` (`+PONG`, or `-NOAUTH` with a password) but `-LOADING` (still
+    /// reading its append-only file, when every command is refused) means it is serving.
     fn answers_ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -117,8 +118,18 @@ impl RedisServer {
         if s.write_all(b"PING\r\n").is_err() {
             return false;
         }
-        let mut b = [0u8; 1];
-        matches!(s.read(&mut b), Ok(1) if b[0] == b'+' || b[0] == b'-')
+        let mut b = [0u8; 8];
+        let mut n = 0;
+        while n < b.len() {
+            match s.read(&mut b[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+            if b[..n].contains(&b'\n') {
+                break;
+            }
+        }
+        n > 0 && (b[0] == b'+' || (b[0] == b'-' && !b[..n].starts_with(b"-LOADING")))
     }
 
     /// `redis://[:password@]127.0.0.1:port`.
