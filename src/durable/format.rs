@@ -319,6 +319,12 @@ pub struct SegmentScan {
     pub data_end: usize,
 }
 
+/// Where the bytes that are not zero end: zeros after it are space written ahead (or the
+/// zero bytes a torn write left), not data.
+pub fn data_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
 /// Reads the records of one segment (header already checked) from `SEGMENT_HEADER_LEN`,
 /// stopping at the first that is not good. `after`: the records must have sequence numbers
 /// above it (the previous segment's last, or this segment's name minus one).
@@ -327,8 +333,7 @@ pub fn scan_segment(bytes: &[u8], after: u64) -> SegmentScan {
         end: SEGMENT_HEADER_LEN.min(bytes.len()),
         ..SegmentScan::default()
     };
-    // Zeros at the end are space written ahead: the data is what precedes them.
-    let data_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let data_end = data_end(bytes);
     let zeros_from = |at: usize| at >= data_end;
     let mut prev = after;
     let mut at = scan.end;
@@ -489,7 +494,7 @@ impl Recovery {
             return Err(v);
         }
         self.gap_to(name.saturating_sub(1));
-        let data_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let data_end = data_end(bytes);
         let scan = match header {
             Header::Ok => scan_segment(bytes, self.last),
             // A header cut short (or never written over the zeros ahead of it): the segment
@@ -714,7 +719,7 @@ mod tests {
             assert_eq!(scan.damage, Some(Damage::Torn), "cut at {cut}");
             // What is cut is counted up to its last byte that is not zero (zeros after a
             // record are space written ahead, wherever they come from).
-            let data = whole[..cut].iter().rposition(|&b| b != 0).unwrap() + 1;
+            let data = data_end(&whole[..cut]);
             assert_eq!(r.truncate, Some((1, good, data - good)), "cut at {cut}");
             assert!(!r.fresh_segment, "appends continue where the cut is");
             // Never served: only the two good events, and no gap.

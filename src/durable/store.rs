@@ -4,7 +4,7 @@
 //! and delete. Called at start-up and then only from the writer thread, never from a loop.
 //!
 //! The segment appended to keeps zeros written (and synced) ahead of its last record, up to
-//! [`Store::ahead`] bytes and never past its size, so that a sync after an append has only the
+//! `ahead` bytes (see [`Store::set_layout`]) and never past its size, so that a sync after an append has only the
 //! data to write: the file's size, and so the journal, do not change (on this machine's ext4
 //! that took a sync from 0.17-0.34 to 0.11-0.25 ms at p50 over five rounds, docs/performance.md). A segment is rolled once
 //! its records reach its size less that room, and its unused zeros are cut off then, so the
@@ -443,6 +443,7 @@ impl Store {
     }
 
     /// Whether syncs are `O_DIRECT | O_DSYNC` writes.
+    #[cfg(test)]
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
     }
@@ -484,11 +485,6 @@ impl Store {
         self.direct = Some(d);
     }
 
-    /// The zeros kept written ahead of the last record.
-    pub fn ahead(&self) -> u64 {
-        self.ahead
-    }
-
     /// Rolls first if the segment's records reached its size (less the room kept ahead) or a
     /// failed write could not be cut.
     pub fn roll_if_due(&mut self) -> io::Result<()> {
@@ -513,7 +509,7 @@ impl Store {
         }
     }
 
-    /// Writes zeros ahead of the last record, up to [`Store::ahead`] bytes past it (in whole
+    /// Writes zeros ahead of the last record, up to `ahead` bytes (see [`Store::set_layout`]) past it (in whole
     /// pages, never past the segment's size), and syncs them with the file's new size. On an
     /// error (a full disk) nothing is kept and appends simply extend the file. Returns the
     /// bytes added.
@@ -737,6 +733,15 @@ pub(crate) mod tests {
         store.sync(buf.len() as u64).unwrap();
     }
 
+    /// A store in `d` keeping `max_events`, its segments `size` bytes with `ahead` bytes of
+    /// zeros written ahead.
+    fn with_room(d: &TempDir, max_events: usize, size: u64, ahead: u64) -> Store {
+        let mut s = open(&d.0, max_events, 1 << 20, "e").unwrap().store;
+        s.set_layout(size, ahead);
+        s.make_room();
+        s
+    }
+
     fn events(r: &Recovery) -> Vec<(u64, String)> {
         r.items
             .iter()
@@ -860,7 +865,7 @@ pub(crate) mod tests {
         drop(s);
         let o = open(&d.0, 100, 1 << 20, "e").unwrap();
         let half = &rec[..rec.len() / 2];
-        let nonzero = half.iter().rposition(|&b| b != 0).unwrap() + 1;
+        let nonzero = format::data_end(half);
         assert_eq!(o.truncated, nonzero as u64);
         assert_eq!(fs::metadata(&path).unwrap().len(), good, "cut off on disk");
         assert_eq!(events(&o.recovery).len(), 2);
@@ -1034,9 +1039,7 @@ pub(crate) mod tests {
     #[test]
     fn a_torn_write_over_the_zeros_ahead_is_cut_at_every_byte() {
         let d = TempDir::new("torn-ahead");
-        let mut s = open(&d.0, 100, 1 << 20, "e").unwrap().store;
-        s.set_layout(64 << 10, 8 << 10);
-        s.make_room();
+        let mut s = with_room(&d, 100, 64 << 10, 8 << 10);
         write(&mut s, &["one", "two"]);
         let good = s.segments()[0].len;
         drop(s);
@@ -1050,10 +1053,7 @@ pub(crate) mod tests {
             fs::write(&path, &bytes).unwrap();
             let o = open(&d.0, 100, 1 << 20, "e").unwrap();
             assert_eq!(events(&o.recovery).len(), 2, "cut at {cut}");
-            let nonzero = rec[..cut]
-                .iter()
-                .rposition(|&b| b != 0)
-                .map_or(0, |i| i + 1);
+            let nonzero = format::data_end(&rec[..cut]);
             assert_eq!(o.truncated, nonzero as u64, "cut at {cut}");
             assert!(
                 o.recovery
@@ -1087,9 +1087,7 @@ pub(crate) mod tests {
     #[test]
     fn direct_syncs_write_whole_pages_and_read_back() {
         let d = TempDir::new("direct");
-        let mut s = open(&d.0, 1000, 1 << 20, "e").unwrap().store;
-        s.set_layout(1 << 20, 16 << 10);
-        s.make_room();
+        let mut s = with_room(&d, 1000, 1 << 20, 16 << 10);
         if !s.set_direct(true) {
             eprintln!("O_DIRECT refused by the temp dir's file system: skipped");
             return;
