@@ -57,15 +57,23 @@
 //! `sse-load`'s publisher at 100 publishes/s (answer latency below saturation) and a light
 //! client at the same rate, then, per connection count C of `SSE_BENCH_WRK_CONNECTIONS` (one
 //! count or a comma-separated list such as `16,64,256`; default 16), another fresh server and
-//! `wrk -t1 -cC -d10s --latency -s benches/publish.lua` (publishes/s, a column per C); then
-//! start-up time (spawn to the first 200 of `/healthz`) with a full default history in the data
-//! dir (10,000 events, ~64 MiB), page cache warm and evicted; and prints the issue's ratios:
-//! publishes/s at each C and each store at its best C; answer p99 at the fixed rate over the
-//! floor at the same cadence of the fastest kind there (the like-for-like figure) and over that
-//! kind back to back, under wrk over the fastest back-to-back floor, and over every floor. It
-//! needs `wrk` (else no throughput columns) and `redis-server` (else no Redis rows). Data dirs,
+//! `wrk -t1 -cC -d10s --latency -s benches/publish.lua` (publishes/s counting 2xx answers only,
+//! a column per C); then start-up time (spawn to the first 200 of `/healthz`) with a full default
+//! history in the data dir (10,000 events, ~64 MiB), page cache warm and evicted. It prints the
+//! floor's table; the stores' table (wrk's publishes/s, the fixed rate's answers and deliveries)
+//! and the wrk phases' (as wrk saw them and as the server did); the server's own answer times
+//! (`sse_publish_answer_seconds`) beside the clients' at the fixed rate and the light client's;
+//! the data dir's stages per phase (queue, write, sync, stored, answer, from its metrics);
+//! start-up; then the issue's goals, medians over rounds: batch against Redis everysec in
+//! publishes/s at each C and each store at its best C; batch's answer p99 at the fixed rate
+//! over the floor at the same cadence of the fastest kind there (the like-for-like figure) and
+//! over that kind back to back, the same for the light client and the server side; the
+//! server's answer p99 over the p99 of the syncs the log made in the same phase; under wrk over
+//! the fastest back-to-back floor; always against Redis always in publishes/s and in answer
+//! p99 at the fixed rate; and a table of batch's p99 over every floor's. It needs `wrk` (else
+//! no throughput columns or goals) and `redis-server` (else its rows say "not run"). Data dirs,
 //! the floor's file and Redis's AOF go in `$SSE_BENCH_DATA_DIR` (default: the temp dir), so
-//! point it at the file system to measure; the table names it. `SSE_BENCH_QUICK=1` shortens
+//! point it at the file system to measure; a line names it. `SSE_BENCH_QUICK=1` shortens
 //! every window (2 s, 50 publishes/s, 200 syncs back to back and 50 at the cadence, 1,000
 //! events) for a check that the scenario runs.
 //!
@@ -426,13 +434,8 @@ fn run(spec: &Spec, case: &Case) -> Row {
 }
 
 fn metric(port: u16, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines()
+    metrics_text(port)
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
@@ -542,6 +545,8 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let want = |s: &str| wanted.is_empty() || wanted.contains(&s);
+    // Stops the bench's redis-server and removes the bench dir when main ends, by a panic too.
+    let _cleanup = Cleanup;
     let (peers, missing) = peers();
     let today = time::OffsetDateTime::now_utc().date();
     println!("## sse-server end-to-end benchmark, {today}");
@@ -652,8 +657,17 @@ fn main() {
     if want("durable") {
         durable_scenario();
     }
-    stop_bench_redis();
-    remove_bench_dir();
+}
+
+/// Dropped at the end of `main` (returned from or unwound by a panic): stops the bench's
+/// `redis-server` and removes the bench dir.
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        stop_bench_redis();
+        remove_bench_dir();
+    }
 }
 
 /// A hub to measure: how to start it, and where to subscribe and publish.
@@ -676,8 +690,8 @@ struct Hub {
 }
 
 /// A `redis-server` for the "sse-server + Redis" rows, started once per bench run on a free
-/// loopback port (persistence off) and left to end with the bench process's process group;
-/// `None` when `redis-server` is not installed.
+/// loopback port (persistence off) and stopped by [`stop_bench_redis`] when `main` ends;
+/// `None` when `redis-server` is not installed or does not answer.
 fn bench_redis() -> Option<u16> {
     static PORT: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
     *PORT.get_or_init(|| {
@@ -704,9 +718,10 @@ fn bench_redis() -> Option<u16> {
             .stdout(Stdio::null())
             .spawn()
             .ok()?;
-        // Ended when the bench exits (the child is killed by the guard below).
-        static GUARD: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
-        GUARD.lock().unwrap().push(child);
+        // Kept for stop_bench_redis, which main's Cleanup calls.
+        *BENCH_REDIS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
@@ -718,14 +733,17 @@ fn bench_redis() -> Option<u16> {
     })
 }
 
-/// Stops the bench's `redis-server` (call at the end of `main`).
+/// The `redis-server` [`bench_redis`] started, if it did.
+static BENCH_REDIS: std::sync::Mutex<Option<Child>> = std::sync::Mutex::new(None);
+
+/// Stops the bench's `redis-server`, if one was started (`main`'s [`Cleanup`] calls it).
 fn stop_bench_redis() {
-    if let Some(port) = bench_redis() {
-        // SHUTDOWN NOSAVE over a plain connection: no client library in the bench.
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::Write;
-            let _ = s.write_all(b"SHUTDOWN NOSAVE\r\n");
-        }
+    let child = BENCH_REDIS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut child) = child {
+        stop_child(&mut child);
     }
 }
 
@@ -1081,7 +1099,8 @@ fn print_hub_table(title: &str, case: &HubCase, rows: &[HubRow]) {
 }
 
 fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
-    let (hubs, missing) = hubs();
+    // Found when a hub scenario runs (finding them starts the bench's redis-server).
+    let mut found = None;
     let cases = [
         (
             "fanout",
@@ -1122,7 +1141,8 @@ fn hub_scenarios(want: &dyn Fn(&str) -> bool, explicit: &[&str]) {
         if !(want(key) && (key != "hub-small" || explicit.contains(&key))) {
             continue;
         }
-        if let Some(m) = &missing {
+        let (hubs, missing) = &*found.get_or_insert_with(hubs);
+        if let Some(m) = missing {
             println!("Skipped hub: {m}");
         }
         let rows: Vec<HubRow> = (0..rounds())
@@ -1242,7 +1262,7 @@ fn h2_fanout() {
             .filter(|r| r.name == name)
             .map(|r| g(r, "hub.deliver_ms.p99"))
             .collect();
-        quantile(&sorted(v), 0.5)
+        median(&v)
     };
     println!("
 | hub | connections | streams established | publish→deliver p50 / p99 | p99 / HTTP/1.1 p99 (goal ≤ 0.3) | server's publish→write mean / p99 (bucket-interpolated) | server mean / HTTP/1.1's |");
@@ -1253,7 +1273,7 @@ fn h2_fanout() {
             .filter(|r| r.name == name)
             .filter_map(|r| r.server_write.as_ref().map(Hist::mean_ms))
             .collect();
-        quantile(&sorted(v), 0.5)
+        median(&v)
     };
     let base_server = server_mean(h1.name);
     let base = median_p99(h1.name);
@@ -1298,8 +1318,9 @@ fn h2_fanout() {
     }
 }
 
-/// `SSE_BENCH_QUICK=1`: the `durable` scenario with short windows and a small start-up history,
-/// a few-second check that it still runs (its figures mean nothing).
+/// `SSE_BENCH_QUICK=1`: short windows and small loads in the scenarios that read it (`durable`,
+/// `tls`, `handshakes`, `fanout-templates`, `h2-fanout`), a check that they still run (their
+/// figures mean nothing).
 fn quick() -> bool {
     std::env::var("SSE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
 }
@@ -1385,10 +1406,8 @@ fn tls_scenario() {
 /// an idle stream (the largest idle case) and the CPU per delivery at the frame rate.
 fn print_tls_ratios(idle: &[Row], rate: &[Row], names: &[&str]) {
     let median = |rows: &[Row], name: &str, f: &dyn Fn(&Row) -> f64| {
-        quantile(
-            &sorted(rows.iter().filter(|r| r.name == name).map(f).collect()),
-            0.5,
-        )
+        let v: Vec<f64> = rows.iter().filter(|r| r.name == name).map(f).collect();
+        median(&v)
     };
     let (Some(i), Some(r)) = (idle.first(), rate.first()) else {
         return;
@@ -1704,11 +1723,14 @@ fn handshakes(peer: Peer, key: &'static str, pki: &Pki, seconds: u64) -> Handsha
     }
 }
 
-/// SIGTERM and reap.
+/// SIGTERM (a clean stop, as systemd does) and reap; nothing if it was reaped already.
 fn stop_child(child: &mut Child) {
-    // SAFETY: kill(2) on a child this bench started and has not reaped.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    if matches!(child.try_wait(), Ok(None)) {
+        // SAFETY: kill(2) on a child this bench started and has not reaped (`try_wait` just
+        // found it running; once it exits it stays a zombie until we reap it).
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
     }
     let _ = child.wait();
 }
@@ -1856,7 +1878,7 @@ fn handshake_scenario() {
                 .filter(|r| r.key == *key && r.peer.starts_with(peer))
                 .map(|r| r.server_count / r.cpu_s)
                 .collect();
-            quantile(&sorted(v), 0.5)
+            median(&v)
         };
         println!(
             "- {key}: sse-server's capacity {:.2}× nginx's (medians)",
@@ -1892,12 +1914,24 @@ fn file_system_of(path: &std::path::Path) -> String {
         })
 }
 
-/// The value at quantile `q` of sorted samples.
+/// The value at quantile `q` of sorted samples (the nearest rank: for percentiles of samples).
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The median of values in any order (say, one figure over rounds): the middle one, or the mean
+/// of the two middle ones for an even count; NaN for none.
+fn median(v: &[f64]) -> f64 {
+    let v = sorted(v.to_vec());
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -2177,6 +2211,17 @@ struct Wrk {
     errors: String,
 }
 
+impl Wrk {
+    /// Successful publishes a second: wrk's requests/s without its non-2xx answers.
+    fn ok_rps(&self) -> f64 {
+        if self.non_2xx > 0.0 {
+            self.rps * (1.0 - self.non_2xx / self.requests)
+        } else {
+            self.rps
+        }
+    }
+}
+
 /// `1.23ms`, `456.00us`, `1.01s`, `2.00m` as milliseconds.
 fn wrk_duration_ms(s: &str) -> f64 {
     let s = s.trim();
@@ -2307,15 +2352,6 @@ fn spawn_bin(bin: &str, port: u16, extra: &[String]) -> Child {
     child
 }
 
-/// SIGTERM (a clean stop, as systemd does) and reap.
-fn stop(mut child: Child) {
-    // SAFETY: kill(2) on a child this bench started and has not reaped.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let _ = child.wait();
-}
-
 /// The light client: one keep-alive connection, blocking, `rate` publishes a second for
 /// `window_s` seconds (each sent at its time, or at once if the previous answer came late),
 /// timing only each round trip (request written to answer read), in ms, sorted. Every answer
@@ -2335,10 +2371,9 @@ fn light_publish(port: u16, rate: f64, window_s: u64) -> Vec<f64> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let body = format!("topic=bench&data=%7B%22seq%22%3A{i}%2C%22light%22%3Atrue%7D");
-        let request = format!(
-            "POST /publish HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
+        let request = publish_request(
+            "bench",
+            &format!("%7B%22seq%22%3A{i}%2C%22light%22%3Atrue%7D"),
         );
         let t = Instant::now();
         writer.write_all(request.as_bytes()).expect("publish");
@@ -2350,6 +2385,15 @@ fn light_publish(port: u16, rate: f64, window_s: u64) -> Vec<f64> {
         );
     }
     sorted(ms)
+}
+
+/// A keep-alive `POST /publish` of `data` (form-encoded already) to `topic`, as a form.
+fn publish_request(topic: &str, data: &str) -> String {
+    let body = format!("topic={topic}&data={data}");
+    format!(
+        "POST /publish HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// The whole `/metrics` text now (empty if it could not be read).
@@ -2515,7 +2559,8 @@ impl DurableRow {
     }
 }
 
-/// A fresh server on a store (a fresh data dir, or a fresh Redis), stopped by [`Running::stop`].
+/// A fresh server on a store (a fresh data dir, or a fresh Redis), stopped by [`Running::stop`]
+/// or when dropped (a panic too), then its Redis.
 struct Running {
     server: Child,
     redis: Option<AofRedis>,
@@ -2557,8 +2602,14 @@ impl Running {
     }
 
     fn stop(self) {
-        stop(self.server);
-        drop(self.redis);
+        drop(self);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        stop_child(&mut self.server);
+        drop(self.redis.take());
     }
 }
 
@@ -2638,11 +2689,7 @@ fn fill(port: u16, count: usize, size: usize) {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to fill");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
-    let body = format!("topic=fill&data={}", "x".repeat(size));
-    let request = format!(
-        "POST /publish HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = publish_request("fill", &"x".repeat(size));
     for i in 0..count {
         writer.write_all(request.as_bytes()).expect("publish");
         let status = read_answer(&mut reader);
@@ -2699,7 +2746,11 @@ fn startup(events: usize, starts: usize) -> Startup {
         "off".into(),
     ];
     let port = free_port();
-    let server = spawn_ours(port, &flags);
+    let server = Running {
+        server: spawn_ours(port, &flags),
+        redis: None,
+        port,
+    };
     // 6,500 bytes of data: 10,000 events cost ~66 MB of the 64 MiB (67.1 MB) history bytes,
     // so both limits are nearly reached; 2 % more events so the oldest have been dropped.
     fill(port, events + events / 50, 6_500);
@@ -2709,7 +2760,7 @@ fn startup(events: usize, starts: usize) -> Startup {
         held(port, "sse_hub_history_bytes"),
     );
     let disk_bytes = held(port, "sse_data_log_bytes");
-    stop(server);
+    server.stop();
     let mut warm = Vec::new();
     let mut cold = Vec::new();
     let mut recovered = f64::NAN;
@@ -2720,16 +2771,22 @@ fn startup(events: usize, starts: usize) -> Startup {
         }
         let port = free_port();
         let t = Instant::now();
-        let mut child = Command::new(SSE_SERVER)
+        let server = Command::new(SSE_SERVER)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(&flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("sse-server starts");
+        let mut child = Running {
+            server,
+            redis: None,
+            port,
+        };
         while !healthy(port) {
             assert!(
-                t.elapsed() < Duration::from_secs(60) && matches!(child.try_wait(), Ok(None)),
+                t.elapsed() < Duration::from_secs(60)
+                    && matches!(child.server.try_wait(), Ok(None)),
                 "sse-server did not answer /healthz with 200"
             );
             std::thread::sleep(Duration::from_millis(1));
@@ -2737,7 +2794,7 @@ fn startup(events: usize, starts: usize) -> Startup {
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if evicted { &mut cold } else { &mut warm }.push(ms);
         recovered = held(port, "sse_data_log_recovered_events");
-        stop(child);
+        child.stop();
     }
     Startup {
         events: held_events,
@@ -2757,7 +2814,7 @@ fn median_of(rows: &[DurableRow], store: Store, figure: impl Fn(&DurableRow) -> 
         .map(figure)
         .filter(|v| !v.is_nan())
         .collect();
-    quantile(&sorted(v), 0.5)
+    median(&v)
 }
 
 fn json_f64(v: &Value, path: &str) -> f64 {
@@ -2780,13 +2837,18 @@ fn durable_scenario() {
     let wrk = wrk_installed();
     let connections = if wrk { wrk_connections() } else { Vec::new() };
     let dir = bench_dir();
-    let counts = wrk_connections()
+    let counts = connections
         .iter()
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    let wrk_phases = if connections.is_empty() {
+        String::new()
+    } else {
+        format!(", then per C in {counts} a fresh server and `wrk -t1 -cC -d{window_s}s --latency -s benches/publish.lua`")
+    };
     println!(
-        "\n### Durable history: the floor ({floor_rounds} syncs back to back, {cadence_rounds} at {rate}/s, per kind); per row a fresh server, `sse-load` at {rate} publishes/s for {window_s} s (10 subscribers) and the light client, then per C in {counts} a fresh server and `wrk -t1 -cC -d{window_s}s --latency -s benches/publish.lua`{}\n",
+        "\n### Durable history: the floor ({floor_rounds} syncs back to back, {cadence_rounds} at {rate}/s, per kind); per row a fresh server, `sse-load` at {rate} publishes/s for {window_s} s (10 subscribers) and the light client{wrk_phases}{}\n",
         if quick { " (SSE_BENCH_QUICK: figures not meaningful)" } else { "" }
     );
     println!(
@@ -2813,7 +2875,7 @@ fn durable_scenario() {
             rows.push(run_store(store, rate, window_s, &connections));
         }
     }
-    println!("\n| floor | pace | rounds | p50 | p90 | p99 | max |");
+    println!("\n| floor | pace | syncs | p50 | p90 | p99 | max |");
     println!("|---|---|---|---|---|---|---|");
     for f in &floors {
         let Some(ms) = &f.ms else {
@@ -2855,7 +2917,7 @@ fn durable_scenario() {
             "| {label} | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
             v.len(),
             quantile(v, 0.0),
-            quantile(v, 0.5),
+            median(v),
             quantile(v, 1.0)
         );
     }
@@ -2878,13 +2940,13 @@ fn floor_cell(how: Floor) -> String {
 fn print_durable_rows(rows: &[DurableRow], rate: f64, connections: &[u32]) {
     println!(
         "\n| store |{} at {rate}/s: ok / sent | at {rate}/s: answer p50 / p99 / max | at {rate}/s: publish→deliver p99 |",
-        wrk_heads(connections, "publishes/s")
+        wrk_heads(connections, "publishes/s (2xx only)")
     );
     println!("|---|{}---|---|---|", "---|".repeat(connections.len()));
     for r in rows {
         let Some(rated) = &r.rated else {
             println!(
-                "| {} | not run (no redis-server) |{}",
+                "| {} | not run (redis-server missing or not answering) |{}",
                 r.store.name(),
                 " |".repeat(connections.len() + 2)
             );
@@ -2894,7 +2956,7 @@ fn print_durable_rows(rows: &[DurableRow], rate: f64, connections: &[u32]) {
         let rps: String = connections
             .iter()
             .map(|&c| match r.wrk_at(c) {
-                Some(p) => format!(" {:.0} |", p.wrk.rps),
+                Some(p) => format!(" {:.0} |", p.wrk.ok_rps()),
                 None => " — |".into(),
             })
             .collect();
@@ -2913,7 +2975,7 @@ fn print_durable_rows(rows: &[DurableRow], rate: f64, connections: &[u32]) {
         return;
     }
     println!("\nThe wrk phases (each on a fresh server and store), answers as wrk saw them and as the server did (`sse_publish_answer_seconds`, interpolated within buckets):\n");
-    println!("| store | wrk -c | publishes/s | non-2xx / requests | answer p50 / p99 | server answer p50 / p99 | socket errors |");
+    println!("| store | wrk -c | publishes/s (2xx only) | non-2xx / requests | answer p50 / p99 | server answer p50 / p99 | socket errors |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         for p in &r.wrk {
@@ -2927,7 +2989,7 @@ fn print_durable_rows(rows: &[DurableRow], rate: f64, connections: &[u32]) {
                 "| {} | {} | {:.0} | {} / {} | {:.2} / {:.2} ms | {:.3} / {:.3} ms | {errors} |",
                 r.store.name(),
                 p.connections,
-                w.rps,
+                w.ok_rps(),
                 w.non_2xx,
                 w.requests,
                 w.p50_ms,
@@ -2965,7 +3027,13 @@ fn print_durable_server_side(rows: &[DurableRow], rate: f64) {
     println!("\nThe data dir's stages (mean / p99, ms): queue (submit to the log's thread taking it), write, sync (per batch), stored (submit to the log's answer), the server's answer, and what follows the log's answer (answer − stored: the hand-back through the loop's waker and the answer's write), per phase:\n");
     println!("| store | phase | publishes | per sync | queue | write | sync | stored | answer | answer − stored (mean) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let mp = |h: &Hist| format!("{:.3} / {:.3}", h.mean_ms(), h.quantile_ms(0.99));
+    let mp = |h: &Hist| {
+        if h.count() > 0.0 {
+            format!("{:.3} / {:.3}", h.mean_ms(), h.quantile_ms(0.99))
+        } else {
+            "—".to_string()
+        }
+    };
     for r in rows
         .iter()
         .filter(|r| matches!(r.store, Store::DataDir(_) | Store::Baseline(_)))
@@ -2976,17 +3044,26 @@ fn print_durable_server_side(rows: &[DurableRow], rate: f64) {
                 .map(|p| (format!("wrk -c{}", p.connections), &p.server)),
         );
         for (phase, s) in phases {
+            let per_sync = if s.sync.count() > 0.0 {
+                format!("{:.1}", s.stored.count() / s.sync.count())
+            } else {
+                "—".to_string()
+            };
+            let after = s.answer.mean_ms() - s.stored.mean_ms();
             println!(
-                "| {} | {phase} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {:.3} |",
+                "| {} | {phase} | {:.0} | {per_sync} | {} | {} | {} | {} | {} | {} |",
                 r.store.name(),
                 s.stored.count(),
-                s.stored.count() / s.sync.count(),
                 mp(&s.queue),
                 mp(&s.write),
                 mp(&s.sync),
                 mp(&s.stored),
                 mp(&s.answer),
-                s.answer.mean_ms() - s.stored.mean_ms(),
+                if after.is_nan() {
+                    "—".to_string()
+                } else {
+                    format!("{after:.3}")
+                },
             );
         }
     }
@@ -2999,7 +3076,7 @@ fn floor_p99(floors: &[FloorRun], how: Floor, pace: Pace) -> f64 {
         .filter(|f| f.how == how && f.pace == pace)
         .filter_map(|f| f.ms.as_ref().map(|ms| quantile(ms, 0.99)))
         .collect();
-    quantile(&sorted(v), 0.5)
+    median(&v)
 }
 
 /// The floor kind with the lowest p99 at `pace`, and that p99: the comparison's denominator, so
@@ -3015,7 +3092,11 @@ fn fastest_floor(floors: &[FloorRun], pace: Pace) -> (Floor, f64) {
 
 /// The issue's goals, from the medians over rounds.
 fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, connections: &[u32]) {
-    let rps = |s, c| median_of(rows, s, |r| r.wrk_at(c).map_or(f64::NAN, |p| p.wrk.rps));
+    let rps = |s, c| {
+        median_of(rows, s, |r| {
+            r.wrk_at(c).map_or(f64::NAN, |p| p.wrk.ok_rps())
+        })
+    };
     let wrk_p99 = |s, c| median_of(rows, s, |r| r.wrk_at(c).map_or(f64::NAN, |p| p.wrk.p99_ms));
     let wrk_server_p99 = |s, c| {
         median_of(rows, s, |r| {
@@ -3035,11 +3116,14 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
     let batch = Store::DataDir("batch");
     let always = Store::DataDir("always");
     println!("\nGoals (medians over rounds):\n");
-    // Publishes/s at each concurrency, then each store at its own best one.
+    // Publishes/s at each concurrency, then each store at its own best one; none without wrk.
     let throughput = |ours: Store, theirs: Store, goal: &str| {
+        if connections.is_empty() {
+            return;
+        }
         for &c in connections {
             println!(
-                "- {} vs {}, wrk publishes/s at -c{c}: {:.2}× ({:.0} vs {:.0}) (goal {goal})",
+                "- {} vs {}, wrk publishes/s (2xx answers only) at -c{c}: {:.2}× ({:.0} vs {:.0}) (goal {goal})",
                 ours.short(),
                 theirs.short(),
                 rps(ours, c) / rps(theirs, c),
@@ -3058,7 +3142,7 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
         let (oc, o) = best(ours);
         let (tc, t) = best(theirs);
         println!(
-            "- {} vs {}, wrk publishes/s, each at its best concurrency: {:.2}× ({o:.0} at -c{oc} vs {t:.0} at -c{tc}) (goal {goal})",
+            "- {} vs {}, wrk publishes/s (2xx answers only), each at its best concurrency: {:.2}× ({o:.0} at -c{oc} vs {t:.0} at -c{tc}) (goal {goal})",
             ours.short(),
             theirs.short(),
             o / t
@@ -3098,11 +3182,11 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
                 .map_or(f64::NAN, |p| p.server.sync.quantile_ms(0.99))
         })
     };
-    let same_window: Vec<String> = connections
+    let same_window: String = connections
         .iter()
         .map(|&c| {
             format!(
-                "wrk -c{c} {:.2}× ({:.3} over {:.3} ms)",
+                ", wrk -c{c} {:.2}× ({:.3} over {:.3} ms)",
                 wrk_server_p99(batch, c) / sync_wrk(batch, c),
                 wrk_server_p99(batch, c),
                 sync_wrk(batch, c)
@@ -3110,11 +3194,10 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
         })
         .collect();
     println!(
-        "- batch answer p99 on the server over the p99 of the syncs the log made in the same phase: light client at {rate}/s {:.2}× ({:.3} over {:.3} ms), {} (goal ≤ 2)",
+        "- batch answer p99 on the server over the p99 of the syncs the log made in the same phase: light client at {rate}/s {:.2}× ({:.3} over {:.3} ms){same_window} (goal ≤ 2)",
         server_p99(batch) / sync_light(batch),
         server_p99(batch),
         sync_light(batch),
-        same_window.join(", ")
     );
     // Under wrk the log syncs back to back: the fastest back-to-back floor.
     let (b2b_kind, b2b) = fastest_floor(floors, Pace::BackToBack);
@@ -3143,7 +3226,7 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
     );
     println!("\nbatch's answer p99 over every floor's p99 (medians over rounds), and which the goals' lines use: at the fixed rate the fastest kind at its cadence (and that kind back-to-back), under wrk the fastest kind back-to-back:\n");
     println!(
-        "| floor | pace | floor p99 | sse-load at {rate}/s | light client | server side at {rate}/s |{} used above |",
+        "| floor | pace | floor p99 | sse-load at {rate}/s | light client | server side (light client) |{} used above |",
         wrk_heads(connections, "")
     );
     println!(
