@@ -4,11 +4,12 @@
 //! and delete. Called at start-up and then only from the writer thread, never from a loop.
 //!
 //! The segment appended to keeps zeros written (and synced) ahead of its last record, up to
-//! `ahead` bytes (see [`Store::set_layout`]) and never past its size, so that a sync after an append has only the
-//! data to write: the file's size, and so the journal, do not change (on this machine's ext4
-//! that took a sync from 0.17-0.34 to 0.11-0.25 ms at p50 over five rounds, docs/performance.md). A segment is rolled once
-//! its records reach its size less that room, and its unused zeros are cut off then, so the
-//! files never hold more than one segment beyond the history's bytes.
+//! `ahead` bytes (see [`Store::set_layout`]) and never past its size, so that a sync after an
+//! append has only the data to write: the file's size, and so the journal, do not change (on
+//! this machine's ext4 that took a sync from 0.17-0.34 to 0.11-0.25 ms at p50 over five rounds,
+//! docs/performance.md). A segment is rolled once its records reach its size less that room,
+//! and its unused zeros are cut off then, so the files never hold more than one segment beyond
+//! the history's bytes.
 //!
 //! **Invariant:** what is appended and then fails (a full disk, an IO error) is cut off again
 //! before the next append, or, if that fails too, appends move to a new segment; so a failed
@@ -509,10 +510,10 @@ impl Store {
         }
     }
 
-    /// Writes zeros ahead of the last record, up to `ahead` bytes (see [`Store::set_layout`]) past it (in whole
-    /// pages, never past the segment's size), and syncs them with the file's new size. On an
-    /// error (a full disk) nothing is kept and appends simply extend the file. Returns the
-    /// bytes added.
+    /// Writes zeros ahead of the last record, up to `ahead` bytes past it (see
+    /// [`Store::set_layout`]; in whole pages, never past the segment's size), and syncs them
+    /// with the file's new size. On an error (a full disk) nothing is kept and appends simply
+    /// extend the file. Returns the bytes added.
     pub fn make_room(&mut self) -> u64 {
         if !self.wants_room() {
             return 0;
