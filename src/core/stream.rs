@@ -241,7 +241,7 @@ impl Source {
     }
 
     /// A replay whose answer names the id it resumes after, from its first page (see
-    /// [`Replay::anchor`]); `claims` are the subscriber's token's selectors.
+    /// `Replay::anchor`); `claims` are the subscriber's token's selectors.
     pub fn naming_anchor(mut self, claims: Option<&crate::hub::jwt::Selectors>) -> Source {
         if let Source::Replay(r) = &mut self {
             r.anchor = Some(Box::new(Anchor {

@@ -2,7 +2,7 @@
 //! what a [`Conn`] writes in, TLS records out. It sits between the loop's socket and the
 //! connection. The handshake is rustls's *unbuffered* server connection; once it is done, the
 //! traffic keys are taken out of rustls (its secret extraction) and rustls's connection is
-//! dropped: the records of the rest of the session are ours ([`Records`]: TLS 1.3 and TLS 1.2
+//! dropped: the records of the rest of the session are ours (`Records`: TLS 1.3 and TLS 1.2
 //! AEAD records with `ring`'s AES-GCM and ChaCha20-Poly1305), so an idle stream holds its two
 //! keys and nothing else of rustls's (no key schedule, no handshake leftovers, no deframer).
 //!

@@ -435,7 +435,7 @@ impl Store {
         self.ahead = ahead.min(size / 8);
     }
 
-    /// Makes syncs writes of whole pages with `O_DIRECT | O_DSYNC` ([`Direct`]) where the file
+    /// Makes syncs writes of whole pages with `O_DIRECT | O_DSYNC` (`Direct`) where the file
     /// system takes them; returns whether it does (else syncs stay `fdatasync`).
     pub fn set_direct(&mut self, on: bool) -> bool {
         self.want_direct = on;
@@ -498,7 +498,7 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the zeros ahead of the last record ran under half of [`Store::ahead`] while the
+    /// Whether the zeros ahead of the last record ran under half of `ahead` while the
     /// segment has room for more.
     pub fn wants_room(&self) -> bool {
         match (&self.active, self.segments.back()) {

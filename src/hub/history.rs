@@ -142,7 +142,7 @@ pub enum RedisBatch {
 pub use crate::hub::publish::Publish;
 
 /// What one publisher id costs the history's index beside its text (counted in
-/// [`EncodedEvent::cost`], so `--history-bytes` bounds the index too): the key (an `Arc<str>`
+/// `EncodedEvent::cost`, so `--history-bytes` bounds the index too): the key (an `Arc<str>`
 /// shared with the event, 16 bytes), the sequence number (8), the table's control byte and
 /// its spare room (at most 1/8 free, then doubled: up to twice the entries); measured by
 /// `the_id_index_costs_what_it_says`.
@@ -602,7 +602,7 @@ impl Hub {
     /// Loads what a backend read back at start-up (`--data-dir`), oldest first, before any
     /// loop runs: `evicted` is the last number before it, `next` the next to give. A gap
     /// becomes a `reset` event numbered as its last lost event, for every subscriber (see
-    /// [`Event::is_gap`]): a resume from before it is served what precedes it, then told,
+    /// `Event::is_gap`): a resume from before it is served what precedes it, then told,
     /// then what follows; a resume from after it sees nothing of it.
     pub fn restore(&self, items: Vec<Restored>, evicted: u64, next: u64, now_us: u64) {
         let mut h = self.lock();

@@ -303,7 +303,7 @@ fn matcher_kind(name: &str) -> Option<Kind> {
 
 /// `GET /.well-known/mercure`: the Mercure hub's subscription query, strictly: selectors of
 /// both drafts (`topic=`, `match=`, `match_urlpattern=` and the other spellings of
-/// [`matcher_kind`]), the resume id (`lastEventID`, `last_event_id`, `Last-Event-ID`), a token
+/// `matcher_kind`), the resume id (`lastEventID`, `last_event_id`, `Last-Event-ID`), a token
 /// (`authorization`, `access_token`) and `markPrivate`. Any other parameter is refused (a
 /// misspelt matcher would otherwise subscribe to less than asked, silently), and so is a
 /// query without any selector.

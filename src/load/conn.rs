@@ -5,7 +5,7 @@
 //! [`Stream::pending`] and reports it with [`Stream::on_sent`], feeds what it reads to
 //! [`Stream::handle_input`] (at most [`Stream::read_limit`] bytes at a time), and calls
 //! [`Stream::handle_timeout`] when [`Stream::timeout`] has passed. Any `Err(reason)` (or
-//! [`Stream::handle_eof`]) ends the stream: the loop counts it with [`Stats::end`] and drops it.
+//! [`Stream::handle_eof`]) ends the stream: the loop counts it with `Stats::end` and drops it.
 //!
 //! Memory: an open stream is this struct (about 200 bytes) plus the event parser's small
 //! buffers; the response head is kept (up to [`StreamConfig::max_head`]) only while it is

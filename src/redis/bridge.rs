@@ -400,7 +400,7 @@ impl Bridge {
     }
 
     /// [`range`](Self::range) after the entry whose publisher id is `id` (looked up in the
-    /// store's index of them, [`id_keys`]), at least up to `until`: the page's `from` is that
+    /// store's index of them, `id_keys`), at least up to `until`: the page's `from` is that
     /// entry's id, or `None` (and no entries) when no entry has it.
     pub fn range_after_publisher_id(&self, id: String, until: String, count: u32, done: PageDone) {
         self.range_job(RangeJob {

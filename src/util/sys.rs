@@ -142,7 +142,7 @@ fn sampler_pause(walk: std::time::Duration) -> std::time::Duration {
 }
 
 /// Starts (once) the thread that counts this process's descriptors (every second, less often
-/// when a walk is costly: [`sampler_pause`]), so that `/metrics` reads a number instead of
+/// when a walk is costly: `sampler_pause`), so that `/metrics` reads a number instead of
 /// walking `/proc/self/fd` on a loop per request.
 pub fn start_fd_sampler() {
     static STARTED: std::sync::Once = std::sync::Once::new();

@@ -2,7 +2,7 @@
 //! events", section 9.2.6, "Interpreting an event stream"), sans-IO.
 //!
 //! The caller feeds the response body in chunks of any size ([`Parser::feed`]); the parser
-//! hands back, through a callback and borrowing its own buffers, every dispatched [`Event`],
+//! hands back, through a callback and borrowing its own buffers, every dispatched `Event`,
 //! every valid `retry` field and every comment ([`Item`]). Chunk boundaries never change the
 //! result: a CR at the end of one chunk and an LF at the start of the next are one line end, and
 //! a byte-order mark split over chunks is still stripped.
@@ -16,7 +16,7 @@
 //! ASCII digits; a leading UTF-8 BOM is stripped; an unterminated last event is never
 //! dispatched. Values are handed over as bytes: the standard decodes the stream as UTF-8 (with
 //! replacement) first, which cannot move a line end or a field name, so a caller that needs
-//! text can decode the values it uses ([`Event::data_lossy`]).
+//! text can decode the values it uses (`Event::data_lossy`).
 //!
 //! Memory: between events the parser holds only what a partial line needs, and every buffer has
 //! a cap ([`ParseLimits`]); going past one is an [`Error`] (sticky), never unbounded growth. Steady
