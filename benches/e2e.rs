@@ -3121,6 +3121,16 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
         if connections.is_empty() {
             return;
         }
+        // A store that never ran here (no redis-server) has no figures to compare with.
+        if connections.iter().all(|&c| rps(theirs, c).is_nan()) {
+            println!(
+                "- {} vs {}, wrk publishes/s: not run here ({} did not run) (goal {goal})",
+                ours.short(),
+                theirs.short(),
+                theirs.short()
+            );
+            return;
+        }
         for &c in connections {
             println!(
                 "- {} vs {}, wrk publishes/s (2xx answers only) at -c{c}: {:.2}× ({:.0} vs {:.0}) (goal {goal})",
@@ -3219,11 +3229,18 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
         );
     }
     throughput(always, Store::Redis("always"), "≥ 0.9");
-    println!(
-        "- always vs Redis always, answer p99 at the fixed rate: {:.2} vs {:.2} ms",
-        rated_p99(always),
-        rated_p99(Store::Redis("always"))
-    );
+    let redis_always = rated_p99(Store::Redis("always"));
+    if redis_always.is_nan() {
+        println!(
+            "- always answer p99 at the fixed rate: {:.2} ms (Redis always did not run here)",
+            rated_p99(always)
+        );
+    } else {
+        println!(
+            "- always vs Redis always, answer p99 at the fixed rate: {:.2} vs {redis_always:.2} ms",
+            rated_p99(always)
+        );
+    }
     println!("\nbatch's answer p99 over every floor's p99 (medians over rounds), and which the goals' lines use: at the fixed rate the fastest kind at its cadence (and that kind back-to-back), under wrk the fastest kind back-to-back:\n");
     println!(
         "| floor | pace | floor p99 | sse-load at {rate}/s | light client | server side (light client) |{} used above |",
