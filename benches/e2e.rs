@@ -1405,7 +1405,7 @@ fn tls_scenario() {
 /// The HTTPS figures against plain HTTP, medians over rounds: the user-space memory of
 /// an idle stream (the largest idle case) and the CPU per delivery at the frame rate.
 fn print_tls_ratios(idle: &[Row], rate: &[Row], names: &[&str]) {
-    let median = |rows: &[Row], name: &str, f: &dyn Fn(&Row) -> f64| {
+    let median_of_rows = |rows: &[Row], name: &str, f: &dyn Fn(&Row) -> f64| {
         let v: Vec<f64> = rows.iter().filter(|r| r.name == name).map(f).collect();
         median(&v)
     };
@@ -1420,13 +1420,13 @@ fn print_tls_ratios(idle: &[Row], rate: &[Row], names: &[&str]) {
     );
     println!("| transport | idle: user-space RSS per stream (server + nginx) | vs HTTP | CPU per delivery (server + nginx) | vs HTTP | of it nginx's: RSS per stream, CPU |");
     println!("|---|---|---|---|---|---|");
-    let base_rss = median(idle, names[0], &Row::rss_per_stream);
-    let base_cpu = median(rate, names[0], &Row::cpu_us_per_frame);
+    let base_rss = median_of_rows(idle, names[0], &Row::rss_per_stream);
+    let base_cpu = median_of_rows(rate, names[0], &Row::cpu_us_per_frame);
     for &name in names {
-        let rss = median(idle, name, &Row::rss_per_stream);
-        let cpu = median(rate, name, &Row::cpu_us_per_frame);
+        let rss = median_of_rows(idle, name, &Row::rss_per_stream);
+        let cpu = median_of_rows(rate, name, &Row::cpu_us_per_frame);
         let nginx = |rows: &[Row], f: &dyn Fn(&Front, &Row) -> f64| {
-            median(rows, name, &|r| {
+            median_of_rows(rows, name, &|r| {
                 r.front.as_ref().map_or(f64::NAN, |n| f(n, r))
             })
         };
@@ -3027,6 +3027,14 @@ fn print_durable_server_side(rows: &[DurableRow], rate: f64) {
     println!("\nThe data dir's stages (mean / p99, ms): queue (submit to the log's thread taking it), write, sync (per batch), stored (submit to the log's answer), the server's answer, and what follows the log's answer (answer − stored: the hand-back through the loop's waker and the answer's write), per phase:\n");
     println!("| store | phase | publishes | per sync | queue | write | sync | stored | answer | answer − stored (mean) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    // A figure, or a dash where a phase had nothing to measure (0 / 0).
+    let cell = |v: f64, digits: usize| {
+        if v.is_finite() {
+            format!("{v:.digits$}")
+        } else {
+            "—".to_string()
+        }
+    };
     let mp = |h: &Hist| {
         if h.count() > 0.0 {
             format!("{:.3} / {:.3}", h.mean_ms(), h.quantile_ms(0.99))
@@ -3044,26 +3052,17 @@ fn print_durable_server_side(rows: &[DurableRow], rate: f64) {
                 .map(|p| (format!("wrk -c{}", p.connections), &p.server)),
         );
         for (phase, s) in phases {
-            let per_sync = if s.sync.count() > 0.0 {
-                format!("{:.1}", s.stored.count() / s.sync.count())
-            } else {
-                "—".to_string()
-            };
-            let after = s.answer.mean_ms() - s.stored.mean_ms();
             println!(
-                "| {} | {phase} | {:.0} | {per_sync} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {phase} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
                 r.store.name(),
                 s.stored.count(),
+                cell(s.stored.count() / s.sync.count(), 1),
                 mp(&s.queue),
                 mp(&s.write),
                 mp(&s.sync),
                 mp(&s.stored),
                 mp(&s.answer),
-                if after.is_nan() {
-                    "—".to_string()
-                } else {
-                    format!("{after:.3}")
-                },
+                cell(s.answer.mean_ms() - s.stored.mean_ms(), 3),
             );
         }
     }
@@ -3124,7 +3123,7 @@ fn print_durable_ratios(rows: &[DurableRow], floors: &[FloorRun], rate: f64, con
         // A store that never ran here (no redis-server) has no figures to compare with.
         if connections.iter().all(|&c| rps(theirs, c).is_nan()) {
             println!(
-                "- {} vs {}, wrk publishes/s: not run here ({} did not run) (goal {goal})",
+                "- {} vs {}, wrk publishes/s: {} did not run here (goal {goal})",
                 ours.short(),
                 theirs.short(),
                 theirs.short()

@@ -704,9 +704,8 @@ impl H2 {
 
     /// Everything due, into `out` (cleared first): control frames, then DATA of each stream
     /// in turn within the windows, frames of at most the peer's max frame size. The caller
-    /// writes it in one write and reports with `on_sent`... nothing: the
-    /// engine forgets what it gave; the caller keeps an unwritten tail as the HTTP/1.1 path
-    /// does.
+    /// writes it in one write and reports nothing back: the engine forgets what it gave, and
+    /// the caller keeps an unwritten tail as the HTTP/1.1 path does.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>, now: u64) {
         out.clear();
         out.append(&mut self.control);
