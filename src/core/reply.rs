@@ -193,7 +193,8 @@ pub enum Answer {
 ///
 /// Wake-ups are coalesced: a sender wakes the loop only if no other answer has woken it since
 /// the loop last called [`Later::rearm`], so a batch of answers given together (a group
-/// commit's) costs the loop one wake-up, not one per answer.
+/// commit's) costs the loop one wake-up, not one per answer. A backend that answers a batch
+/// inside [`crate::hub::backend::with_wakes_held`] makes that wake-up after the whole batch.
 ///
 /// **Invariant:** an answer sent is never left in the queue unseen: the loop calls `rearm`
 /// before it drains the queue, and a sender pushes before it looks at the flag, so either the
@@ -201,17 +202,14 @@ pub enum Answer {
 #[derive(Clone)]
 pub struct Later {
     tx: std::sync::mpsc::Sender<Completion>,
-    wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    wake: crate::hub::backend::Wake,
     /// Raised by the sender that wakes the loop, lowered by the loop before it drains.
     woken: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Later {
     /// A queue feeding `tx`'s receiver, with `wake` to rouse its loop.
-    pub fn new(
-        tx: std::sync::mpsc::Sender<Completion>,
-        wake: std::sync::Arc<dyn Fn() + Send + Sync>,
-    ) -> Later {
+    pub fn new(tx: std::sync::mpsc::Sender<Completion>, wake: crate::hub::backend::Wake) -> Later {
         Later {
             tx,
             wake,
@@ -264,7 +262,7 @@ impl Later {
             .is_ok()
             && !self.woken.swap(true, std::sync::atomic::Ordering::AcqRel)
         {
-            (self.wake)();
+            crate::hub::backend::wake(&self.wake);
         }
     }
 }

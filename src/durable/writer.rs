@@ -530,17 +530,20 @@ impl Writer<'_> {
             events.push((first + i as u64, job.publish));
             dones.push((job.done, job.since));
         }
-        sink.on_events(events);
-        store.retain(sink.evicted());
-        publish_sizes(shared, store);
-        shared
-            .stored
-            .fetch_add(dones.len() as u64, Ordering::Relaxed);
-        let answered = Instant::now();
-        for (i, (done, since)) in dones.into_iter().enumerate() {
-            shared.stored_latency.since(since, answered);
-            done(Ok(format!("{epoch}-{}", first + i as u64)));
-        }
+        // The events and their answers wake each loop once, after all of them.
+        crate::hub::backend::with_wakes_held(|| {
+            sink.on_events(events);
+            store.retain(sink.evicted());
+            publish_sizes(shared, store);
+            shared
+                .stored
+                .fetch_add(dones.len() as u64, Ordering::Relaxed);
+            let answered = Instant::now();
+            for (i, (done, since)) in dones.into_iter().enumerate() {
+                shared.stored_latency.since(since, answered);
+                done(Ok(format!("{epoch}-{}", first + i as u64)));
+            }
+        });
     }
 }
 

@@ -712,13 +712,16 @@ impl Writer {
             };
             // The script is sent by its hash; a Redis that does not have it cached (its
             // scripts flushed) ran nothing of those: they are sent again with the script.
+            // The batch's answers wake each loop once, after all of them.
             let mut again = Vec::new();
-            for (job, reply) in batch.drain(..).zip(replies) {
-                match reply {
-                    Value::ServerError(e) if e.code() == "NOSCRIPT" => again.push(job),
-                    reply => self.answer(job, reply),
+            crate::hub::backend::with_wakes_held(|| {
+                for (job, reply) in batch.drain(..).zip(replies) {
+                    match reply {
+                        Value::ServerError(e) if e.code() == "NOSCRIPT" => again.push(job),
+                        reply => self.answer(job, reply),
+                    }
                 }
-            }
+            });
             if again.is_empty() {
                 continue;
             }

@@ -28,6 +28,7 @@ use crate::core::metrics::{Metrics, Timeout};
 use crate::core::reply::Reply;
 use crate::core::reply::{Answer, Completion, Later};
 use crate::core::tls::{Proto, Tls, TlsError, MAX_ENCRYPT};
+use crate::hub::backend::Wake;
 use crate::hub::history::{Hub, Ids, LocalHub};
 use crate::server::config::Config;
 use crate::server::h2side::{self, H2Link, H2Table, Sub};
@@ -147,12 +148,14 @@ impl Server {
         };
         let threads = config.threads.max(1);
         let max_streams = config.effective_max_streams(sys::fd_limit());
-        let wakers_cell: Arc<std::sync::OnceLock<Vec<Arc<Waker>>>> = Arc::default();
+        // The hub wakes loop `i` through the same `Wake` as the loop's answers given later, so
+        // that a backend handing over a batch wakes each loop once (`with_wakes_held`).
+        let wakes_cell: Arc<std::sync::OnceLock<Vec<Wake>>> = Arc::default();
         let notify = {
-            let cell = wakers_cell.clone();
+            let cell = wakes_cell.clone();
             Box::new(move |i: usize| {
                 if let Some(w) = cell.get().and_then(|ws| ws.get(i)) {
-                    let _ = w.wake();
+                    crate::hub::backend::wake(w);
                 }
             })
         };
@@ -254,7 +257,7 @@ impl Server {
             loops.push(EventLoop::new(i, listeners, shared.clone())?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
-        let _ = wakers_cell.set(wakers.clone());
+        let _ = wakes_cell.set(loops.iter().map(|l| l.later_wake.clone()).collect());
         let threads = loops
             .into_iter()
             .map(|l| {
@@ -472,6 +475,8 @@ struct EventLoop {
     id: usize,
     poll: Poll,
     waker: Arc<Waker>,
+    /// `waker` as the hub and `later` call it (one per loop, see [`Wake`]).
+    later_wake: Wake,
     listener: Option<TcpListener>,
     /// The listener above serves HTTPS (only the certificate flags were given).
     listener_is_tls: bool,
@@ -544,15 +549,13 @@ impl EventLoop {
             .map_or(1, |d| d.as_nanos() as u64)
             ^ (id as u64) << 32;
         let (tx, completions) = std::sync::mpsc::channel();
-        let later = {
+        let later_wake: Wake = {
             let waker = waker.clone();
-            Later::new(
-                tx,
-                Arc::new(move || {
-                    let _ = waker.wake();
-                }),
-            )
+            Arc::new(move || {
+                let _ = waker.wake();
+            })
         };
+        let later = Later::new(tx, later_wake.clone());
         Ok(EventLoop {
             st: LoopState {
                 dates: Dates::new(),
@@ -574,6 +577,7 @@ impl EventLoop {
             id,
             poll,
             waker,
+            later_wake,
             listener: Some(listener),
             listener_is_tls,
             tls_listener,
