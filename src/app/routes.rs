@@ -366,7 +366,9 @@ fn form_only() -> Reply {
 /// (`/.well-known/mercure` and below, whatever the scheme and host): Mercure keeps it for what
 /// the hub publishes itself (subscription events), so no publisher may forge those.
 pub fn reserved_topic(topic: &str) -> bool {
-    let base = url::Url::parse("https://hub.invalid/.well-known/mercure").expect("a URL");
+    static BASE: std::sync::OnceLock<url::Url> = std::sync::OnceLock::new();
+    let base = BASE
+        .get_or_init(|| url::Url::parse("https://hub.invalid/.well-known/mercure").expect("a URL"));
     let Ok(u) = base.join(topic) else {
         return false;
     };
