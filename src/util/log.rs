@@ -219,6 +219,52 @@ mod tests {
 
     const TS: &str = "2026-11-25T16:55:01.123Z";
 
+    /// What the writer wrote, call by call.
+    #[derive(Default)]
+    struct Calls(Vec<Vec<u8>>);
+
+    impl std::io::Write for Calls {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Lines that arrive while the writer rests (after a lone line) are all written, in
+    /// order, in batches of at most [`BATCH_LINES`].
+    #[test]
+    fn lines_gathered_during_a_rest_are_all_written_in_order() {
+        let (tx, rx) = sync_channel::<String>(QUEUE_LINES);
+        let writer = std::thread::spawn(move || {
+            let mut out = Calls::default();
+            write_lines(rx, &mut out);
+            out.0
+        });
+        tx.send("first\n".into()).unwrap();
+        // The writer takes the lone line and rests; a burst arrives meanwhile.
+        std::thread::sleep(LINGER / 2);
+        let burst = 3 * BATCH_LINES + 5;
+        for i in 0..burst {
+            tx.send(format!("{i}\n")).unwrap();
+        }
+        drop(tx);
+        let calls = writer.join().unwrap();
+        let all: String = calls
+            .iter()
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let want: String = std::iter::once("first\n".to_string())
+            .chain((0..burst).map(|i| format!("{i}\n")))
+            .collect();
+        assert_eq!(all, want);
+        assert!(calls
+            .iter()
+            .all(|c| c.split(|&b| b == b'\n').count() - 1 <= BATCH_LINES));
+    }
+
     #[test]
     fn text_lines_are_one_line_of_words_and_quoted_values() {
         let l = format(
