@@ -15,7 +15,8 @@
 //!   (`--subscriptions`);
 //! - [`jwt`]: subscriber and publisher tokens (HS256 JWTs with Mercure claims);
 //! - [`backend`]: the [`backend::Backend`] trait that the event-store backends implement (the
-//!   Redis bridge, [`crate::redis`], and the data directory, [`crate::durable`]).
+//!   Redis bridge, [`crate::redis`], and the data directory, [`crate::durable`]), and
+//!   [`backend::with_wakes_held`], within which a backend's batch wakes each loop once.
 //!
 //! Imports only [`crate::util`]: the hub knows events, not HTTP. Never imports the wire, the
 //! connection core, the application, the server loops or a backend's code; does no IO and
