@@ -217,6 +217,12 @@ impl Later {
         }
     }
 
+    /// How this queue wakes its loop: the hub wakes the loop through the same `Wake`, so
+    /// that a backend's batch, held by [`crate::hub::backend::with_wakes_held`], wakes it once.
+    pub fn wake(&self) -> &crate::hub::backend::Wake {
+        &self.wake
+    }
+
     /// Called by the loop just before it drains the queue: the next answer sent wakes it
     /// again.
     pub fn rearm(&self) {

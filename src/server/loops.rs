@@ -257,7 +257,7 @@ impl Server {
             loops.push(EventLoop::new(i, listeners, shared.clone())?);
         }
         let wakers: Vec<Arc<Waker>> = loops.iter().map(|l| l.waker.clone()).collect();
-        let _ = wakes_cell.set(loops.iter().map(|l| l.later_wake.clone()).collect());
+        let _ = wakes_cell.set(loops.iter().map(|l| l.later.wake().clone()).collect());
         let threads = loops
             .into_iter()
             .map(|l| {
@@ -475,8 +475,6 @@ struct EventLoop {
     id: usize,
     poll: Poll,
     waker: Arc<Waker>,
-    /// `waker` as the hub and `later` call it (one per loop, see [`Wake`]).
-    later_wake: Wake,
     listener: Option<TcpListener>,
     /// The listener above serves HTTPS (only the certificate flags were given).
     listener_is_tls: bool,
@@ -549,13 +547,13 @@ impl EventLoop {
             .map_or(1, |d| d.as_nanos() as u64)
             ^ (id as u64) << 32;
         let (tx, completions) = std::sync::mpsc::channel();
-        let later_wake: Wake = {
+        let wake: Wake = {
             let waker = waker.clone();
             Arc::new(move || {
                 let _ = waker.wake();
             })
         };
-        let later = Later::new(tx, later_wake.clone());
+        let later = Later::new(tx, wake);
         Ok(EventLoop {
             st: LoopState {
                 dates: Dates::new(),
@@ -577,7 +575,6 @@ impl EventLoop {
             id,
             poll,
             waker,
-            later_wake,
             listener: Some(listener),
             listener_is_tls,
             tls_listener,

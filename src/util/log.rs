@@ -49,14 +49,14 @@ fn queue() -> &'static SyncSender<String> {
         // counted as dropped: the server runs on without its log.
         let _ = std::thread::Builder::new()
             .name("log".into())
-            .spawn(move || write_lines(rx, &mut std::io::stderr()));
+            .spawn(move || write_lines(rx, &mut std::io::stderr(), LINGER));
         tx
     })
 }
 
 /// The writer: what is queued, in batches of up to [`BATCH_LINES`], one `write_all` each;
-/// after a batch that emptied the queue, a rest of [`LINGER`].
-fn write_lines(rx: Receiver<String>, out: &mut impl std::io::Write) {
+/// after a batch that emptied the queue, a rest of `rest` ([`LINGER`]).
+fn write_lines(rx: Receiver<String>, out: &mut impl std::io::Write, rest: Duration) {
     let mut batch = String::with_capacity(BATCH_LINES * 160);
     while let Ok(first) = rx.recv() {
         batch.clear();
@@ -79,7 +79,7 @@ fn write_lines(rx: Receiver<String>, out: &mut impl std::io::Write) {
         if n < BATCH_LINES {
             // The queue was empty: rest rather than wait on it, so the next lines gather
             // without a wake-up each.
-            std::thread::sleep(LINGER);
+            std::thread::sleep(rest);
         }
     }
 }
@@ -219,13 +219,19 @@ mod tests {
 
     const TS: &str = "2026-11-25T16:55:01.123Z";
 
-    /// What the writer wrote, call by call.
-    #[derive(Default)]
-    struct Calls(Vec<Vec<u8>>);
+    /// What the writer wrote, call by call (shared, so a test can watch it).
+    #[derive(Default, Clone)]
+    struct Calls(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Calls {
+        fn taken(&self) -> Vec<Vec<u8>> {
+            self.0.lock().unwrap().clone()
+        }
+    }
 
     impl std::io::Write for Calls {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.push(b.to_vec());
+            self.0.lock().unwrap().push(b.to_vec());
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -233,36 +239,66 @@ mod tests {
         }
     }
 
-    /// Lines that arrive while the writer rests (after a lone line) are all written, in
-    /// order, in batches of at most [`BATCH_LINES`].
+    /// Lines that arrive one by one while the writer rests (after a lone line) are written
+    /// together, in order, when the rest ends: one wake-up for them all, not one each.
     #[test]
-    fn lines_gathered_during_a_rest_are_all_written_in_order() {
+    fn lines_that_arrive_during_a_rest_are_written_together() {
+        // A rest far longer than the sends take, so that the test does not race them.
+        let rest = Duration::from_millis(400);
         let (tx, rx) = sync_channel::<String>(QUEUE_LINES);
-        let writer = std::thread::spawn(move || {
-            let mut out = Calls::default();
-            write_lines(rx, &mut out);
-            out.0
-        });
+        let calls = Calls::default();
+        let writer = {
+            let mut out = calls.clone();
+            std::thread::spawn(move || write_lines(rx, &mut out, rest))
+        };
         tx.send("first\n".into()).unwrap();
-        // The writer takes the lone line and rests; a burst arrives meanwhile.
-        std::thread::sleep(LINGER / 2);
+        // Once the lone line is written the writer rests; ten more trickle in meanwhile,
+        // each of which would wake a writer that waited on the queue instead.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while calls.taken().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..10 {
+            tx.send(format!("{i}\n")).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(tx);
+        writer.join().unwrap();
+        let calls: Vec<String> = calls
+            .taken()
+            .into_iter()
+            .map(|c| String::from_utf8(c).unwrap())
+            .collect();
+        let rest_of_them: String = (0..10).map(|i| format!("{i}\n")).collect();
+        assert_eq!(calls, ["first\n".to_string(), rest_of_them]);
+    }
+
+    /// A burst longer than a batch is written whole, in order, in batches of at most
+    /// [`BATCH_LINES`].
+    #[test]
+    fn a_burst_is_written_in_order_in_batches() {
+        let (tx, rx) = sync_channel::<String>(QUEUE_LINES);
         let burst = 3 * BATCH_LINES + 5;
         for i in 0..burst {
             tx.send(format!("{i}\n")).unwrap();
         }
         drop(tx);
-        let calls = writer.join().unwrap();
+        let mut out = Calls::default();
+        write_lines(rx, &mut out, Duration::ZERO);
+        let calls = out.taken();
         let all: String = calls
             .iter()
             .map(|c| std::str::from_utf8(c).unwrap())
             .collect();
-        let want: String = std::iter::once("first\n".to_string())
-            .chain((0..burst).map(|i| format!("{i}\n")))
-            .collect();
-        assert_eq!(all, want);
-        assert!(calls
-            .iter()
-            .all(|c| c.split(|&b| b == b'\n').count() - 1 <= BATCH_LINES));
+        assert_eq!(
+            all,
+            (0..burst).map(|i| format!("{i}\n")).collect::<String>()
+        );
+        let lines = |c: &Vec<u8>| c.iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(
+            calls.iter().map(lines).collect::<Vec<_>>(),
+            [BATCH_LINES, BATCH_LINES, BATCH_LINES, 5]
+        );
     }
 
     #[test]
